@@ -1,0 +1,5 @@
+"""``python -m greenai``."""
+
+from greenai.cli import main
+
+raise SystemExit(main())

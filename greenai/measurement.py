@@ -1,0 +1,202 @@
+"""Measurement: the immutable result of a tracked job.
+
+All quantities are SI (joules, watts, seconds); ``energy_kwh`` is derived for reporting.
+Every energy figure carries the ``method`` that produced it and an ``uncertainty_j``
+(about 95% coverage, relative to the device's own sensor; see docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from greenai.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+J_PER_KWH = 3.6e6
+
+Status = Literal["completed", "failed", "interrupted"]
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """Energy of one device over the job.
+
+    Attributes:
+        method: ``counter``, ``power`` or ``model`` (see :data:`greenai.devices.base.Method`).
+        uncertainty_j: About 95% uncertainty of ``energy_j`` in joules.
+        partial: True when the device failed during the job (the gap was interpolated).
+        idle_power_w: Idle power from the baseline, when ``baseline_s`` was given.
+    """
+
+    name: str
+    kind: str
+    method: str
+    energy_j: float
+    uncertainty_j: float
+    avg_power_w: float
+    peak_power_w: float
+    samples: int
+    partial: bool = False
+    error: str | None = None
+    idle_power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class PhaseEnergy:
+    """Energy of a phase, summed over every time it was entered.
+
+    ``name`` is the path of nested phases joined by ``/`` (``"train/forward"``). The phase
+    ``"(other)"`` holds the job's time outside every top-level phase, so top-level phases
+    plus ``(other)`` sum exactly to the job total.
+    """
+
+    name: str
+    count: int
+    duration_s: float
+    energy_j: float | None
+    uncertainty_j: float | None
+
+
+@dataclass(frozen=True)
+class StepEnergy:
+    """Per-step figures. Step ``k`` runs from the previous ``step()`` (or the start) to its own."""
+
+    count: int = 0
+    duration_s: tuple[float, ...] = ()
+    energy_j: tuple[float, ...] = ()
+    uncertainty_j: tuple[float, ...] = ()
+    samples: int | None = None
+    tokens: int | None = None
+
+    @property
+    def total_energy_j(self) -> float:
+        """Energy of all steps together (J)."""
+        return math.fsum(self.energy_j)
+
+    @property
+    def mean_energy_j(self) -> float | None:
+        """Mean energy per step (J), None without steps or energy."""
+        return self.total_energy_j / self.count if self.count and self.energy_j else None
+
+    @property
+    def energy_per_sample_j(self) -> float | None:
+        """Step energy per sample counted with ``step(samples=...)`` (J)."""
+        return self.total_energy_j / self.samples if self.samples and self.energy_j else None
+
+    @property
+    def energy_per_token_j(self) -> float | None:
+        """Step energy per token counted with ``step(tokens=...)`` (J)."""
+        return self.total_energy_j / self.tokens if self.tokens and self.energy_j else None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a tracked job drew. Immutable; build it with :class:`greenai.Tracker`.
+
+    Attributes:
+        energy_j: Total energy of all devices (J), or None when no device could be measured
+            (the job's time is still recorded).
+        uncertainty_j: About 95% uncertainty of ``energy_j`` (J): the sum of the devices'.
+        methods: The methods behind ``energy_j``; more than one means a mix of measured and
+            modelled figures.
+        partial: True when a device failed during the job.
+        idle_power_w: Total idle power from the baseline (``baseline_s``), if one was taken.
+        energy_above_idle_j: ``energy_j`` less idle power × duration, if a baseline was taken.
+    """
+
+    name: str
+    status: Status
+    started_at: str
+    duration_s: float
+    energy_j: float | None
+    uncertainty_j: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+    devices: tuple[DeviceEnergy, ...] = ()
+    phases: tuple[PhaseEnergy, ...] = ()
+    steps: StepEnergy = field(default_factory=StepEnergy)
+    period_s: float | None = None
+    idle_power_w: float | None = None
+    energy_above_idle_j: float | None = None
+    partial: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def energy_kwh(self) -> float | None:
+        """Total energy in kWh."""
+        return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Distinct methods behind the total, strongest first."""
+        order = {"counter": 0, "power": 1, "model": 2}
+        return tuple(sorted({d.method for d in self.devices}, key=lambda m: order.get(m, 9)))
+
+    def device(self, name: str) -> DeviceEnergy:
+        """The figures of device ``name``. Raises KeyError listing the known names."""
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise KeyError(f"no device {name!r}; this measurement has {[d.name for d in self.devices]}")
+
+    def phase(self, name: str) -> PhaseEnergy:
+        """The figures of phase ``name`` (a ``/``-joined path for nested phases)."""
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise KeyError(f"no phase {name!r}; this measurement has {[p.name for p in self.phases]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field, plus ``energy_kwh`` and ``methods``."""
+        data = dataclasses.asdict(self)
+        data["energy_kwh"] = self.energy_kwh
+        data["methods"] = list(self.methods)
+        data["steps"]["energy_per_sample_j"] = self.steps.energy_per_sample_j
+        data["steps"]["energy_per_token_j"] = self.steps.energy_per_token_j
+        return data
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The :meth:`to_dict` record as JSON text (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def to_frame(
+        self, what: Literal["summary", "devices", "phases", "steps"] = "summary"
+    ) -> pd.DataFrame:
+        """A pandas DataFrame: one row for the job, or one per device, phase or step."""
+        import pandas as pd
+
+        frame: pd.DataFrame
+        if what == "summary":
+            row = {
+                k: v
+                for k, v in self.to_dict().items()
+                if k not in ("devices", "phases", "steps", "notes")
+            }
+            row["methods"] = ",".join(self.methods)
+            row["steps"] = self.steps.count
+            frame = pd.DataFrame([row])
+            return frame
+        if what == "devices":
+            frame = pd.DataFrame([dataclasses.asdict(d) for d in self.devices])
+            return frame
+        if what == "phases":
+            frame = pd.DataFrame([dataclasses.asdict(p) for p in self.phases])
+            return frame
+        if what == "steps":
+            s = self.steps
+            frame = pd.DataFrame(
+                {
+                    "step": range(1, s.count + 1),
+                    "duration_s": s.duration_s,
+                    "energy_j": s.energy_j or [math.nan] * s.count,
+                    "uncertainty_j": s.uncertainty_j or [math.nan] * s.count,
+                }
+            )
+            return frame
+        raise ConfigError(f"what must be summary, devices, phases or steps; got {what!r}")

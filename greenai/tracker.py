@@ -1,0 +1,438 @@
+"""Tracker and ``track()``: wrap any loop and get a :class:`~greenai.Measurement`.
+
+``step()`` and ``phase()`` only record a timestamp on the caller's thread; every device read
+happens on the sampler thread, and all energy is computed once, at ``stop()``, by integrating
+the timeline over each window.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import functools
+import math
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from greenai.clock import SYSTEM_CLOCK, Clock
+from greenai.devices.base import Device
+from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
+from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
+from greenai.sampling.sampler import Sampler
+from greenai.timeline import EnergyCurve, Timeline
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+OPTIONS = ("devices", "period_s", "baseline_s", "clock")
+"""Keyword options of :class:`Tracker` and :func:`track`."""
+
+OTHER_PHASE = "(other)"
+
+_current: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar(
+    "greenai_tracker", default=None
+)
+
+
+def current() -> Tracker | None:
+    """The innermost running tracker in this context, for code inside a decorated function."""
+    return _current.get()
+
+
+class Tracker:
+    """Measure the energy of everything between :meth:`start` and :meth:`stop`.
+
+    Args:
+        name: A label for the job (stored with the result).
+        devices: The devices to read. None discovers what this machine has
+            (:func:`greenai.devices.discover`); an empty list measures time only.
+        period_s: Sampling period in seconds; by default it follows the devices' own update
+            periods (about 100 ms for NVIDIA GPUs).
+        baseline_s: Seconds of idle sampling before the job starts; the result then reports
+            idle power and energy above idle.
+        clock: Time source (tests inject :class:`greenai.testing.FakeClock`).
+
+    Raises:
+        ConfigError: An unknown option or an unusable value.
+    """
+
+    def __init__(
+        self,
+        name: str = "job",
+        *,
+        devices: Sequence[Device] | None = None,
+        period_s: float | None = None,
+        baseline_s: float = 0.0,
+        clock: Clock | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ConfigError(_unknown_options_message(unknown))
+        if period_s is not None and not (isinstance(period_s, int | float) and period_s > 0):
+            raise ConfigError(f"period_s must be a positive number of seconds, got {period_s!r}")
+        if not (isinstance(baseline_s, int | float) and baseline_s >= 0):
+            raise ConfigError(f"baseline_s must be >= 0 seconds, got {baseline_s!r}")
+        if devices is not None:
+            names = [d.name for d in devices]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ConfigError(f"device names must be unique; repeated: {dupes}")
+        self.name = name
+        self._options: dict[str, Any] = {
+            "devices": devices,
+            "period_s": period_s,
+            "baseline_s": float(baseline_s),
+            "clock": clock,
+        }
+        self._clock: Clock = clock or SYSTEM_CLOCK
+        self._now = self._clock.now
+        self._running = False
+        self._result: Measurement | None = None
+        self._sampler: Sampler | None = None
+        self._timeline: Timeline | None = None
+        self._steps: list[float] = []
+        self._step_counts: list[tuple[int, int | None, int | None]] = []
+        self._phases: list[tuple[str, int, float, float]] = []
+        self._open: list[tuple[str, float]] = []
+        self._t0 = self._t_baseline = 0.0
+        self._started_at = ""
+        self._token: contextvars.Token[Tracker | None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> Tracker:
+        """Discover/open devices, take the idle baseline if asked, and start sampling."""
+        if self._running or self._result is not None:
+            raise TrackerStateError(
+                f"tracker {self.name!r} was already started; create a new Tracker per run"
+            )
+        devices = self._options["devices"]
+        if devices is None:
+            from greenai.devices.discovery import discover
+
+            devices = discover()
+        self._timeline = Timeline(list(devices))
+        self._sampler = Sampler(
+            list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
+        )
+        self._sampler.start()
+        self._t_baseline = self._now()
+        baseline_s = self._options["baseline_s"]
+        if baseline_s > 0:
+            self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
+        self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        self._t0 = self._now()
+        self._running = True
+        self._token = _current.set(self)
+        return self
+
+    def stop(self, *, status: str = "completed") -> Measurement:
+        """Stop sampling and return the :class:`Measurement` (also kept as :attr:`result`)."""
+        if not self._running:
+            raise TrackerStateError(
+                f"tracker {self.name!r} is not running: call start() (or use `with`) first"
+            )
+        t1 = self._now()
+        self._running = False
+        notes: list[str] = []
+        if self._open:
+            names = [n for n, _ in self._open]
+            message = f"phase(s) {names} still open when {self.name!r} stopped; closed at stop"
+            warnings.warn(message, MeasurementWarning, stacklevel=2)
+            notes.append(message)
+            while self._open:
+                self._close_phase(t1)
+        assert self._sampler is not None and self._timeline is not None
+        try:
+            self._sampler.stop()
+        finally:
+            if self._token is not None:
+                try:
+                    _current.reset(self._token)
+                except ValueError:  # stopped from another context
+                    _current.set(None)
+                self._token = None
+        self._result = self._measure(t1, status, notes)
+        return self._result
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._running:
+            return
+        if exc_type is None:
+            self.stop()
+        elif issubclass(exc_type, KeyboardInterrupt | SystemExit):
+            self.stop(status="interrupted")
+        else:
+            self.stop(status="failed")
+
+    def __call__(self, fn: F) -> F:
+        """Use as a decorator: each call is tracked; the last result is ``fn.last_result``."""
+        options = dict(self._options)
+        name = self.name
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            tracker = Tracker(name, **options)
+            try:
+                with tracker:
+                    return fn(*args, **kwargs)
+            finally:
+                wrapper.last_result = tracker._result  # type: ignore[attr-defined]
+
+        wrapper.last_result = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    # --- marks on the hot path ----------------------------------------------------------
+    def step(self, samples: int | None = None, tokens: int | None = None) -> None:
+        """Mark the end of a training/inference step; optionally count its samples/tokens."""
+        if not self._running:
+            raise TrackerStateError(f"step() on tracker {self.name!r}, which is not running")
+        self._steps.append(self._now())
+        if samples is not None or tokens is not None:
+            self._step_counts.append((len(self._steps) - 1, samples, tokens))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Attribute the energy inside the block to phase ``name`` (nestable)."""
+        if not self._running:
+            raise TrackerStateError(f"phase() on tracker {self.name!r}, which is not running")
+        if not name or "/" in name:
+            raise ConfigError(f"phase names must be non-empty and contain no '/', got {name!r}")
+        path = "/".join([n for n, _ in self._open] + [name])
+        self._open.append((path, self._now()))
+        depth = len(self._open)
+        try:
+            yield
+        finally:
+            # stop() may already have closed it (phase left open across stop()).
+            if len(self._open) == depth and self._open[-1][0] == path:
+                self._close_phase(self._now())
+
+    def _close_phase(self, t: float) -> None:
+        path, start = self._open.pop()
+        self._phases.append((path, len(self._open), start, t))
+
+    # --- results ------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the tracker is between start() and stop()."""
+        return self._running
+
+    @property
+    def result(self) -> Measurement:
+        """The Measurement of a stopped tracker. Raises TrackerStateError before stop()."""
+        if self._result is None:
+            raise TrackerStateError(f"tracker {self.name!r} has no result until it is stopped")
+        return self._result
+
+    def timeline(self) -> pd.DataFrame:
+        """Per-device readings: time since start, power, raw counter and cumulative energy.
+
+        Columns: ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j`` (the raw
+        counter, NaN without one) and ``energy_j`` (cumulative since the job started).
+        """
+        import pandas as pd
+
+        if self._timeline is None:
+            raise TrackerStateError(f"tracker {self.name!r} has not started")
+        frames = []
+        for curve in self._timeline.curves().values():
+            origin = curve.energy_at(np.array([self._t0]))[0]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "t_s": curve.t - self._t0,
+                        "device": curve.name,
+                        "method": curve.method,
+                        "power_w": curve.power_at_samples(),
+                        "counter_j": curve.counter,
+                        "energy_j": curve.energy_at(curve.t) - origin,
+                    }
+                )
+            )
+        columns = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
+        frame: pd.DataFrame = (
+            pd.concat(frames, ignore_index=True)[columns]
+            if frames
+            else pd.DataFrame(columns=columns)
+        )
+        return frame
+
+    def _measure(self, t1: float, status: str, notes: list[str]) -> Measurement:
+        assert self._sampler is not None and self._timeline is not None
+        t0, duration = self._t0, t1 - self._t0
+        curves = self._timeline.curves()
+        failed = self._sampler.failed
+        devices = [self._device_energy(c, t0, t1, failed.get(c.name)) for c in curves.values()]
+        for name, error in failed.items():
+            if name not in curves:
+                notes.append(f"{name} gave no reading: {error}")
+        if not curves:
+            notes.append("no energy source was measured; only time is reported")
+        energy = math.fsum(d.energy_j for d in devices) if devices else None
+        idle = [d.idle_power_w for d in devices if d.idle_power_w is not None]
+        idle_w = math.fsum(idle) if idle and len(idle) == len(devices) else None
+        return Measurement(
+            name=self.name,
+            status=status,  # type: ignore[arg-type]
+            started_at=self._started_at,
+            duration_s=duration,
+            energy_j=energy,
+            uncertainty_j=math.fsum(d.uncertainty_j for d in devices) if devices else None,
+            avg_power_w=energy / duration if energy is not None and duration > 0 else None,
+            peak_power_w=_peak_total_power(list(curves.values()), t0, t1),
+            devices=tuple(devices),
+            phases=tuple(self._phase_energy(list(curves.values()), t0, t1)),
+            steps=self._step_energy(list(curves.values()), t0),
+            period_s=self._sampler.period_s,
+            idle_power_w=idle_w,
+            energy_above_idle_j=(
+                energy - idle_w * duration if energy is not None and idle_w is not None else None
+            ),
+            partial=bool(failed),
+            notes=tuple(notes),
+        )
+
+    def _device_energy(
+        self, curve: EnergyCurve, t0: float, t1: float, error: str | None
+    ) -> DeviceEnergy:
+        energy, unc = _windows([curve], np.array([t0]), np.array([t1]))
+        inside = (curve.t >= t0) & (curve.t <= t1)
+        power = curve.power_at_samples()
+        idle_w = None
+        baseline_s = t0 - self._t_baseline
+        if self._options["baseline_s"] > 0 and baseline_s > 0:
+            idle_e, _ = _windows([curve], np.array([self._t_baseline]), np.array([t0]))
+            idle_w = float(idle_e[0]) / baseline_s
+        duration = t1 - t0
+        return DeviceEnergy(
+            name=curve.name,
+            kind=curve.kind,
+            method=curve.method,
+            energy_j=float(energy[0]),
+            uncertainty_j=float(unc[0]),
+            avg_power_w=float(energy[0]) / duration if duration > 0 else 0.0,
+            peak_power_w=float(power[inside].max()) if inside.any() else float(power.max()),
+            samples=int(inside.sum()),
+            partial=error is not None,
+            error=error,
+            idle_power_w=idle_w,
+        )
+
+    def _phase_energy(self, curves: list[EnergyCurve], t0: float, t1: float) -> list[PhaseEnergy]:
+        if not self._phases:
+            return []
+        out = []
+        for path in dict.fromkeys(p for p, *_ in self._phases):
+            spans = np.array([(a, b) for p, _, a, b in self._phases if p == path])
+            out.append(_phase(path, curves, spans[:, 0], spans[:, 1]))
+        top = sorted((a, b) for _, depth, a, b in self._phases if depth == 0)
+        starts, ends, cursor = [], [], t0
+        for a, b in top:
+            if a > cursor:
+                starts.append(cursor)
+                ends.append(a)
+            cursor = max(cursor, b)
+        if t1 > cursor:
+            starts.append(cursor)
+            ends.append(t1)
+        out.append(_phase(OTHER_PHASE, curves, np.array(starts), np.array(ends)))
+        return out
+
+    def _step_energy(self, curves: list[EnergyCurve], t0: float) -> StepEnergy:
+        if not self._steps:
+            return StepEnergy()
+        ends = np.array(self._steps)
+        starts = np.concatenate([[t0], ends[:-1]])
+        energy, unc = _windows(curves, starts, ends)
+        samples = [s for _, s, _ in self._step_counts if s is not None]
+        tokens = [k for _, _, k in self._step_counts if k is not None]
+        return StepEnergy(
+            count=len(ends),
+            duration_s=tuple((ends - starts).tolist()),
+            energy_j=tuple(energy.tolist()) if curves else (),
+            uncertainty_j=tuple(unc.tolist()) if curves else (),
+            samples=sum(samples) if samples else None,
+            tokens=sum(tokens) if tokens else None,
+        )
+
+
+def track(name: str = "job", **options: Any) -> Tracker:
+    """Track energy as a context manager or decorator.
+
+    Example:
+        >>> import greenai
+        >>> from greenai.testing import FakeGPU
+        >>> with greenai.track("train", devices=[FakeGPU(seed=1)]) as job:
+        ...     for batch in range(3):
+        ...         job.step(samples=32)
+        >>> job.result.steps.count
+        3
+
+    Options are those of :class:`Tracker` (``devices``, ``period_s``, ``baseline_s``,
+    ``clock``); an unknown option raises :class:`~greenai.errors.ConfigError`.
+    """
+    return Tracker(name, **options)
+
+
+def _windows(
+    curves: list[EnergyCurve], a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Energy and uncertainty summed over devices for each window [a_i, b_i]."""
+    energy = np.zeros(len(a))
+    unc = np.zeros(len(a))
+    for curve in curves:
+        e, u = curve.window(a, b)
+        energy += e
+        unc += u
+    return energy, unc
+
+
+def _phase(
+    name: str, curves: list[EnergyCurve], a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]
+) -> PhaseEnergy:
+    energy, unc = _windows(curves, a, b) if len(a) else (np.zeros(0), np.zeros(0))
+    return PhaseEnergy(
+        name=name,
+        count=len(a),
+        duration_s=float(np.sum(b - a)) if len(a) else 0.0,
+        energy_j=float(energy.sum()) if curves else None,
+        uncertainty_j=float(unc.sum()) if curves else None,
+    )
+
+
+def _peak_total_power(curves: list[EnergyCurve], t0: float, t1: float) -> float | None:
+    """Highest total power (W) across devices at any reading inside the job."""
+    if not curves:
+        return None
+    grid = np.unique(np.concatenate([c.t for c in curves]))
+    inside = grid[(grid >= t0) & (grid <= t1)]
+    if len(inside) == 0:
+        inside = grid
+    total = sum(np.interp(inside, c.t, c.power_at_samples()) for c in curves)
+    return float(np.max(total))
+
+
+def _unknown_options_message(unknown: dict[str, Any]) -> str:
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, OPTIONS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        parts.append(f"{key!r}{hint}")
+    return f"unknown option(s) {', '.join(parts)}; known options are {', '.join(OPTIONS)}"

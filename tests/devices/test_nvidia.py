@@ -1,0 +1,425 @@
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import pynvml
+import pytest
+
+from greenai.devices.nvidia import NvidiaGPU, discover_gpus, visible_gpu_selectors
+from greenai.errors import (
+    DeviceError,
+    DeviceFailureWarning,
+    DeviceReadError,
+    DeviceUnavailableError,
+    DriverMismatchError,
+    MeasurementWarning,
+    MIGNotSupportedError,
+)
+
+# Any warning a test does not expect fails it.
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def not_supported() -> Exception:
+    error: Exception = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    return error
+
+
+@dataclass
+class FakeGPU:
+    """What one fake GPU answers. An Exception value is raised by the matching NVML call.
+
+    The fake module hands out these objects as NVML handles.
+    """
+
+    uuid: str
+    model: str = "NVIDIA H100 80GB HBM3"
+    energy_mj: int | Exception = 1_000_000
+    power_mw: int | Exception = 500_000
+    instant_mw: float = 450_000
+    instant_return: int = pynvml.NVML_SUCCESS
+    instant_type: int = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+    mig_mode: int | Exception = field(default_factory=not_supported)
+    is_mig_handle: int = 0
+
+
+def _answer(value: Any) -> Any:
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def _field_values(gpu: FakeGPU, field_ids: list[int]) -> Any:
+    # A real c_nvmlFieldValue_t array, as pynvml returns it.
+    values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+    for slot, field_id in zip(values, field_ids, strict=True):
+        slot.fieldId = field_id
+        if field_id != pynvml.NVML_FI_DEV_POWER_INSTANT:
+            slot.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+            continue
+        slot.nvmlReturn = gpu.instant_return
+        slot.valueType = gpu.instant_type
+        if gpu.instant_type == pynvml.NVML_VALUE_TYPE_DOUBLE:
+            slot.value.dVal = gpu.instant_mw
+        else:
+            slot.value.uiVal = int(gpu.instant_mw)
+    return values
+
+
+def make_nvml(gpus: list[FakeGPU], *, init_error: int | None = None) -> Any:
+    """An autospec of pynvml (wrong call signatures fail) with real constants and errors."""
+    fake = mock.create_autospec(pynvml)
+    for attr in dir(pynvml):
+        if attr.startswith(("NVML_", "NVMLError")):
+            setattr(fake, attr, getattr(pynvml, attr))
+    if init_error is not None:
+        fake.nvmlInit.side_effect = pynvml.NVMLError(init_error)
+
+    def handle_by_index(index: int) -> FakeGPU:
+        if not 0 <= index < len(gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpus[index]
+
+    def handle_by_uuid(uuid: str) -> FakeGPU:
+        for gpu in gpus:
+            if gpu.uuid == uuid:
+                return gpu
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    fake.nvmlDeviceGetCount.side_effect = lambda: len(gpus)
+    fake.nvmlDeviceGetHandleByIndex.side_effect = handle_by_index
+    fake.nvmlDeviceGetHandleByUUID.side_effect = handle_by_uuid
+    fake.nvmlDeviceGetUUID.side_effect = lambda h: h.uuid
+    fake.nvmlDeviceGetName.side_effect = lambda h: h.model
+    fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda h: _answer(h.energy_mj)
+    fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: _answer(h.power_mw)
+    fake.nvmlDeviceGetFieldValues.side_effect = _field_values
+    fake.nvmlDeviceGetMigMode.side_effect = lambda h: [_answer(h.mig_mode), 0]
+    fake.nvmlDeviceIsMigDeviceHandle.side_effect = lambda h: pynvml.c_uint(h.is_mig_handle)
+    return fake
+
+
+def gpus(n: int) -> list[FakeGPU]:
+    return [
+        FakeGPU(uuid=f"GPU-{i}{i}{i}{i}aaaa-0000", energy_mj=1_000_000 * (i + 1)) for i in range(n)
+    ]
+
+
+def counter_j(gpu: FakeGPU) -> float:
+    assert isinstance(gpu.energy_mj, int)
+    return gpu.energy_mj / 1000
+
+
+def opened(gpu: FakeGPU, **kwargs: Any) -> tuple[NvidiaGPU, Any]:
+    nvml = make_nvml([gpu])
+    device = NvidiaGPU(0, nvml=nvml, **kwargs)
+    device.open()
+    return device, nvml
+
+
+# --- open / read -----------------------------------------------------------------------
+
+
+def test_counter_and_instant_power_are_converted_to_joules_and_watts() -> None:
+    gpu = FakeGPU(uuid="GPU-a", energy_mj=123_456_789, instant_mw=412_345)
+    device, nvml = opened(gpu)
+    assert (device.name, device.kind, device.method) == ("gpu0", "gpu", "counter")
+    assert device.relative_uncertainty == 0.05
+    assert device.counter_resolution_j == 0.001
+    assert device.update_period_s == 0.1
+
+    first = device.read()
+    assert first.energy_j == pytest.approx(123_456.789)
+    assert first.power_w == pytest.approx(412.345)
+    gpu.energy_mj, gpu.instant_mw = 123_999_001, 700_250
+    second = device.read()
+    assert second.energy_j == pytest.approx(123_999.001)
+    assert second.power_w == pytest.approx(700.25)
+    # Reads use what open() probed: no averaged power, no re-probing.
+    nvml.nvmlDeviceGetPowerUsage.assert_not_called()
+    nvml.nvmlDeviceIsMigDeviceHandle.assert_called_once()
+    assert "NVML_FI_DEV_POWER_INSTANT" in device.detail()
+    assert "GPU-a" in device.detail()
+    device.close()
+
+
+def test_instant_power_honours_the_value_type() -> None:
+    gpu = FakeGPU(uuid="GPU-a", instant_mw=321_654.5, instant_type=pynvml.NVML_VALUE_TYPE_DOUBLE)
+    device, _ = opened(gpu)
+    assert device.read().power_w == pytest.approx(321.6545)
+    device.close()
+
+
+@pytest.mark.parametrize("how", ["field-return", "call-raises"])
+def test_unsupported_instant_field_falls_back_to_average_power(how: str) -> None:
+    gpu = FakeGPU(uuid="GPU-a", power_mw=612_345)
+    nvml = make_nvml([gpu])
+    if how == "field-return":
+        gpu.instant_return = pynvml.NVML_ERROR_NOT_SUPPORTED
+    else:
+        nvml.nvmlDeviceGetFieldValues.side_effect = pynvml.NVMLError(
+            pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+        )
+    device = NvidiaGPU(0, nvml=nvml)
+    device.open()
+    assert device.method == "counter"
+    assert device.relative_uncertainty == 0.10
+    assert device.read().power_w == pytest.approx(612.345)
+    assert "moving average" in device.detail()
+    device.close()
+
+
+def test_without_counter_the_method_is_power() -> None:
+    gpu = FakeGPU(uuid="GPU-a", energy_mj=not_supported(), instant_mw=250_500)
+    device, nvml = opened(gpu)
+    assert device.method == "power"
+    reading = device.read()
+    assert reading.energy_j is None
+    assert reading.power_w == pytest.approx(250.5)
+    nvml.nvmlDeviceGetTotalEnergyConsumption.assert_called_once()  # the probe only
+    device.close()
+
+
+def test_neither_counter_nor_power_is_unavailable_and_releases_nvml() -> None:
+    gpu = FakeGPU(
+        uuid="GPU-a",
+        energy_mj=not_supported(),
+        power_mw=not_supported(),
+        instant_return=pynvml.NVML_ERROR_NOT_SUPPORTED,
+    )
+    nvml = make_nvml([gpu])
+    device = NvidiaGPU(0, nvml=nvml)
+    with pytest.raises(DeviceUnavailableError, match="gpu0"):
+        device.open()
+    assert nvml.nvmlInit.call_count == nvml.nvmlShutdown.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "code"),
+    [
+        ("energy_mj", pynvml.NVML_ERROR_GPU_IS_LOST),
+        ("energy_mj", pynvml.NVML_ERROR_UNKNOWN),
+        ("instant_return", pynvml.NVML_ERROR_TIMEOUT),
+    ],
+)
+def test_nvml_error_during_read_is_a_read_error(field: str, code: int) -> None:
+    gpu = FakeGPU(uuid="GPU-a")
+    device, _ = opened(gpu, name="node3-gpu0")
+    setattr(gpu, field, code if field == "instant_return" else pynvml.NVMLError(code))
+    with pytest.raises(DeviceReadError) as caught:
+        device.read()
+    assert "node3-gpu0" in str(caught.value)
+    assert str(pynvml.NVMLError(code)) in str(caught.value)
+    assert isinstance(caught.value.__cause__, pynvml.NVMLError)
+    device.close()
+
+
+def test_read_before_open_is_a_read_error() -> None:
+    with pytest.raises(DeviceReadError, match="open"):
+        NvidiaGPU(0, nvml=make_nvml(gpus(1))).read()
+
+
+def test_open_and_close_balance_init_and_shutdown() -> None:
+    nvml = make_nvml(gpus(2))
+    first, second = NvidiaGPU(0, nvml=nvml), NvidiaGPU(1, nvml=nvml)
+    first.open()
+    first.open()
+    second.open()
+    assert nvml.nvmlInit.call_count == 2
+    first.close()
+    first.close()
+    assert nvml.nvmlShutdown.call_count == 1
+    assert second.read().energy_j == pytest.approx(2_000.0)
+    second.close()
+    assert nvml.nvmlShutdown.call_count == 2
+    first.open()  # reopening after close works and inits again
+    assert first.read().energy_j == pytest.approx(1_000.0)
+    first.close()
+    assert nvml.nvmlInit.call_count == nvml.nvmlShutdown.call_count == 3
+
+
+def test_close_never_raises() -> None:
+    device, nvml = opened(FakeGPU(uuid="GPU-a"))
+    nvml.nvmlShutdown.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+    device.close()
+
+
+def test_open_by_uuid_looks_the_gpu_up_by_uuid() -> None:
+    fakes = gpus(3)
+    nvml = make_nvml(fakes)
+    device = NvidiaGPU(0, nvml=nvml, uuid=fakes[2].uuid)
+    device.open()
+    nvml.nvmlDeviceGetHandleByUUID.assert_called_once_with(fakes[2].uuid)
+    assert device.read().energy_j == pytest.approx(counter_j(fakes[2]))
+    device.close()
+
+
+def test_mig_device_handle_is_refused_with_advice() -> None:
+    gpu = FakeGPU(uuid="MIG-abc", is_mig_handle=1)
+    nvml = make_nvml([gpu])
+    device = NvidiaGPU(0, nvml=nvml, handle=gpu)
+    with pytest.raises(MIGNotSupportedError, match="CUDA_VISIBLE_DEVICES"):
+        device.open()
+    nvml.nvmlDeviceGetHandleByIndex.assert_not_called()
+    assert nvml.nvmlInit.call_count == nvml.nvmlShutdown.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "hint"),
+    [
+        (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, DeviceUnavailableError, "not found"),
+        (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, DeviceUnavailableError, "not found"),
+        (pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH, DriverMismatchError, "reboot"),
+        (pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, DriverMismatchError, "reinstall"),
+        (pynvml.NVML_ERROR_NO_PERMISSION, DeviceError, "/dev/nvidia"),
+        (pynvml.NVML_ERROR_UNKNOWN, DeviceError, "Unknown"),
+    ],
+)
+def test_nvml_init_errors_become_greenai_errors(
+    code: int, error: type[DeviceError], hint: str
+) -> None:
+    nvml = make_nvml(gpus(1), init_error=code)
+    with pytest.raises(DeviceError) as caught:
+        NvidiaGPU(0, nvml=nvml).open()
+    assert type(caught.value) is error
+    assert hint in str(caught.value)
+    nvml.nvmlShutdown.assert_not_called()  # nothing to balance: init failed
+
+
+def test_lost_gpu_while_opening_is_a_read_error_and_releases_nvml() -> None:
+    nvml = make_nvml(gpus(1))
+    nvml.nvmlDeviceGetHandleByIndex.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+    with pytest.raises(DeviceReadError, match="Xid"):
+        NvidiaGPU(0, nvml=nvml).open()
+    assert nvml.nvmlShutdown.call_count == 1
+
+
+def test_missing_pynvml_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with pytest.raises(DeviceUnavailableError, match="pip install nvidia-ml-py"):
+        NvidiaGPU(0).open()
+
+
+# --- CUDA_VISIBLE_DEVICES --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", []),
+        ("-1", []),
+        ("NoDevFiles", []),
+        ("1,0", [1, 0]),
+        (" 2 , GPU-ab12", [2, "GPU-ab12"]),
+        ("0,-1,1", [0]),
+        ("0,foo,1", [0]),
+        ("1gpu,3", [1, 3]),
+    ],
+)
+def test_visible_gpu_selectors(value: str | None, expected: list[str | int] | None) -> None:
+    environ = {} if value is None else {"CUDA_VISIBLE_DEVICES": value}
+    assert visible_gpu_selectors(environ) == expected
+
+
+@pytest.mark.parametrize("value", ["MIG-1234-5678", "0,MIG-GPU-abcd/1/0"])
+def test_mig_selection_is_refused(value: str) -> None:
+    environ = {"CUDA_VISIBLE_DEVICES": value}
+    with pytest.raises(MIGNotSupportedError, match="parent GPU"):
+        visible_gpu_selectors(environ)
+    with pytest.raises(MIGNotSupportedError):
+        discover_gpus(nvml=make_nvml(gpus(2)), environ=environ)
+
+
+def physical_uuids(devices: list[NvidiaGPU]) -> list[tuple[str, str | None]]:
+    return [(d.name, d.uuid) for d in devices]
+
+
+def test_discover_without_cuda_visible_devices_returns_all_gpus_unopened() -> None:
+    fakes = gpus(3)
+    nvml = make_nvml(fakes)
+    devices = discover_gpus(nvml=nvml, environ={})
+    assert physical_uuids(devices) == [(f"gpu{i}", g.uuid) for i, g in enumerate(fakes)]
+    assert [d.physical_index for d in devices] == [0, 1, 2]
+    assert nvml.nvmlInit.call_count == nvml.nvmlShutdown.call_count == 1
+
+
+def test_discover_with_empty_cuda_visible_devices_finds_nothing() -> None:
+    nvml = make_nvml(gpus(2))
+    assert discover_gpus(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": ""}) == []
+    nvml.nvmlInit.assert_not_called()
+
+
+def test_discover_follows_cuda_order() -> None:
+    fakes = gpus(2)
+    devices = discover_gpus(nvml=make_nvml(fakes), environ={"CUDA_VISIBLE_DEVICES": "1,0"})
+    assert physical_uuids(devices) == [("gpu0", fakes[1].uuid), ("gpu1", fakes[0].uuid)]
+    gpu0 = devices[0]
+    gpu0.open()
+    assert gpu0.read().energy_j == pytest.approx(counter_j(fakes[1]))
+    gpu0.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("GPU-2222", [2]),  # a unique prefix
+        ("GPU-1111aaaa-0000,GPU-0", [1, 0]),
+        ("GPU-1111,GPU-,GPU-0", [1]),  # "GPU-" is ambiguous: parsing stops there
+        ("GPU-1111,GPU-9,GPU-0", [1]),  # unknown UUID stops too
+        ("0,7,1", [0]),  # out of range
+        ("1,GPU-1111", []),  # the same GPU twice: CUDA shows none
+    ],
+)
+def test_discover_resolves_entries_like_cuda(value: str, expected: list[int]) -> None:
+    fakes = gpus(3)
+    devices = discover_gpus(nvml=make_nvml(fakes), environ={"CUDA_VISIBLE_DEVICES": value})
+    assert [d.physical_index for d in devices] == expected
+    assert physical_uuids(devices) == [(f"gpu{i}", fakes[p].uuid) for i, p in enumerate(expected)]
+
+
+def test_discover_without_pynvml_returns_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert discover_gpus(environ={}) == []
+
+
+def test_discover_imports_pynvml_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = make_nvml(gpus(2))
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert [d.name for d in discover_gpus(environ={})] == ["gpu0", "gpu1"]
+    nvml.nvmlInit.assert_called_once()
+
+
+@pytest.mark.parametrize(
+    "code", [pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, pynvml.NVML_ERROR_DRIVER_NOT_LOADED]
+)
+def test_discover_without_driver_returns_nothing_quietly(code: int) -> None:
+    assert discover_gpus(nvml=make_nvml(gpus(1), init_error=code), environ={}) == []
+
+
+def test_discover_with_driver_mismatch_warns_once() -> None:
+    nvml = make_nvml(gpus(2), init_error=pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert discover_gpus(nvml=nvml, environ={}) == []
+    assert [w.category for w in caught] == [DeviceFailureWarning]
+    assert "reboot" in str(caught[0].message)
+
+
+def test_discover_warns_once_about_gpus_in_mig_mode() -> None:
+    fakes = gpus(3)
+    fakes[0].mig_mode = pynvml.NVML_DEVICE_MIG_ENABLE
+    fakes[2].mig_mode = pynvml.NVML_DEVICE_MIG_ENABLE
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        devices = discover_gpus(nvml=make_nvml(fakes), environ={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert len(devices) == 2
+    assert [w.category for w in caught] == [MeasurementWarning]
+    message = str(caught[0].message)
+    assert fakes[0].uuid in message
+    assert fakes[1].uuid not in message
+    assert fakes[2].uuid not in message  # not visible

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from greenai.devices import rapl
+from greenai.devices.rapl import RaplDomain, discover_rapl
+from greenai.errors import DeviceReadError, PermissionWarning
+
+RANGE_UJ = 262143328850
+
+
+def make_zone(root: Path, zone: str, name: str, energy_uj: int = 0) -> Path:
+    path = root / zone
+    path.mkdir(parents=True)
+    (path / "name").write_text(name + "\n")
+    (path / "energy_uj").write_text(f"{energy_uj}\n")
+    (path / "max_energy_range_uj").write_text(f"{RANGE_UJ}\n")
+    return path
+
+
+def make_socket(root: Path, n: int) -> None:
+    make_zone(root, f"intel-rapl:{n}", f"package-{n}")
+    make_zone(root, f"intel-rapl:{n}:0", "core")
+    make_zone(root, f"intel-rapl:{n}:1", "uncore")
+    make_zone(root, f"intel-rapl:{n}:2", "dram")
+    make_zone(root, f"intel-rapl-mmio:{n}", f"package-{n}")
+
+
+def set_energy(zone: Path, energy_uj: int) -> None:
+    (zone / "energy_uj").write_text(f"{energy_uj}\n")
+
+
+def test_discovers_only_package_and_dram(tmp_path: Path) -> None:
+    make_socket(tmp_path, 0)
+    (tmp_path / "intel-rapl").mkdir()  # the control-type directory, not a zone
+    domains = discover_rapl(tmp_path)
+    assert [(d.name, d.kind, d.zone_dir.name) for d in domains] == [
+        ("cpu0-package", "cpu", "intel-rapl:0"),
+        ("cpu0-dram", "dram", "intel-rapl:0:2"),
+    ]
+    assert all(d.method == "counter" for d in domains)
+
+
+def test_two_sockets_and_psys_ignored(tmp_path: Path) -> None:
+    make_socket(tmp_path, 1)
+    make_socket(tmp_path, 0)
+    make_zone(tmp_path, "intel-rapl:2", "psys")
+    names = [d.name for d in discover_rapl(tmp_path)]
+    assert names == ["cpu0-package", "cpu0-dram", "cpu1-package", "cpu1-dram"]
+
+
+def test_amd_package_without_dram(tmp_path: Path) -> None:
+    # AMD Zen: the same intel-rapl names, a package zone and core sub-zones, no dram.
+    make_zone(tmp_path, "intel-rapl:0", "package-0")
+    make_zone(tmp_path, "intel-rapl:0:0", "core")
+    assert [d.name for d in discover_rapl(tmp_path)] == ["cpu0-package"]
+
+
+def test_missing_tree_gives_empty_list(tmp_path: Path) -> None:
+    assert discover_rapl(tmp_path / "nope") == []
+    assert discover_rapl(tmp_path) == []
+
+
+def test_read_counts_joules_since_open(tmp_path: Path) -> None:
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=5_000_000)
+    domain = RaplDomain(zone, "cpu0-package", "cpu")
+    domain.open()
+    assert domain.read().energy_j == 0.0
+    set_energy(zone, 7_500_000)
+    reading = domain.read()
+    assert reading.energy_j == pytest.approx(2.5)
+    assert reading.power_w is None
+
+
+def test_wraparound_is_undone(tmp_path: Path) -> None:
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=RANGE_UJ - 1_000_000)
+    domain = RaplDomain(zone, "cpu0-package", "cpu")
+    domain.open()
+    set_energy(zone, RANGE_UJ)
+    assert domain.read().energy_j == pytest.approx(1.0)
+    # The counter goes RANGE_UJ -> 0 -> ... 2_000_000: one wrap is RANGE_UJ + 1 µJ.
+    set_energy(zone, 2_000_000)
+    assert domain.read().energy_j == pytest.approx(3.000001, abs=1e-9)
+    # Nearly a whole range later the raw value is just below the previous one: one wrap.
+    set_energy(zone, 1_000_000)
+    assert domain.read().energy_j == pytest.approx((RANGE_UJ + 2_000_002) * 1e-6, abs=1e-6)
+
+
+def test_permission_denied_warns_once_and_excludes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_socket(tmp_path, 0)
+    make_socket(tmp_path, 1)
+    real_read_text = rapl._read_text
+
+    def read_text(path: Path) -> str:
+        # Root-only energy_uj on socket 1 (chmod cannot stop root, which runs the tests).
+        if path.name == "energy_uj" and path.parent.name.startswith("intel-rapl:1"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_text(path)
+
+    monkeypatch.setattr(rapl, "_read_text", read_text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        domains = discover_rapl(tmp_path)
+    assert [d.name for d in domains] == ["cpu0-package", "cpu0-dram"]
+    assert len(caught) == 1
+    assert issubclass(caught[0].category, PermissionWarning)
+    message = str(caught[0].message)
+    assert "chmod -R a+r" in message
+    assert "intel-rapl:1, intel-rapl:1:2" in message
+    assert "model" in message
+
+
+def test_read_error_mid_run(tmp_path: Path) -> None:
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=1)
+    domain = RaplDomain(zone, "cpu0-package", "cpu")
+    domain.open()
+    (zone / "energy_uj").unlink()
+    with pytest.raises(DeviceReadError, match="energy_uj"):
+        domain.read()
+
+
+def test_garbage_counter_is_read_error(tmp_path: Path) -> None:
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=1)
+    domain = RaplDomain(zone, "cpu0-package", "cpu")
+    domain.open()
+    (zone / "energy_uj").write_text("")
+    with pytest.raises(DeviceReadError):
+        domain.read()
+
+
+def test_read_before_open_and_constructor_does_no_io(tmp_path: Path) -> None:
+    domain = RaplDomain(tmp_path / "absent", "cpu0-package", "cpu")  # no I/O, no error
+    with pytest.raises(DeviceReadError, match="open"):
+        domain.read()

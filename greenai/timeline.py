@@ -73,6 +73,17 @@ class Timeline:
         self._lock = threading.Lock()
         self.series: dict[str, DeviceSeries] = {d.name: DeviceSeries.for_device(d) for d in devices}
 
+    def ensure(self, device: Device) -> None:
+        """Add a series for ``device`` if none has its name (names can settle at open())."""
+        with self._lock:
+            if device.name not in self.series:
+                self.series[device.name] = DeviceSeries.for_device(device)
+            else:  # open() may have refined what the device is (counter found, etc.)
+                s = self.series[device.name]
+                s.method, s.update_period_s = device.method, device.update_period_s
+                s.counter_resolution_j = device.counter_resolution_j
+                s.relative_uncertainty = device.relative_uncertainty
+
     def add(self, name: str, t: float, reading: Reading) -> None:
         """Record one reading of device ``name`` taken at time ``t`` (seconds)."""
         e = np.nan if reading.energy_j is None else float(reading.energy_j)

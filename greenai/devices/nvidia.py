@@ -215,6 +215,8 @@ class NvidiaGPU(Device):
         self.model = _text(nvml.nvmlDeviceGetName(handle))
         if self.uuid is None:
             self.uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+        if self.physical_index is None:
+            self.physical_index = int(nvml.nvmlDeviceGetIndex(handle))
 
         try:
             nvml.nvmlDeviceGetTotalEnergyConsumption(handle)

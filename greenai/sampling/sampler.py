@@ -81,6 +81,7 @@ class Sampler:
                 self._note(device.name, f"{device.name} could not be opened and is skipped: {exc}")
                 self.failed[device.name] = str(exc)
             else:
+                self.timeline.ensure(device)
                 opened.append(device)
         self.devices = opened
         self.tick()

@@ -95,6 +95,7 @@ def make_nvml(gpus: list[FakeGPU], *, init_error: int | None = None) -> Any:
     fake.nvmlDeviceGetHandleByUUID.side_effect = handle_by_uuid
     fake.nvmlDeviceGetUUID.side_effect = lambda h: h.uuid
     fake.nvmlDeviceGetName.side_effect = lambda h: h.model
+    fake.nvmlDeviceGetIndex.side_effect = gpus.index
     fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda h: _answer(h.energy_mj)
     fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: _answer(h.power_mw)
     fake.nvmlDeviceGetFieldValues.side_effect = _field_values
@@ -255,6 +256,18 @@ def test_open_by_uuid_looks_the_gpu_up_by_uuid() -> None:
     device.open()
     nvml.nvmlDeviceGetHandleByUUID.assert_called_once_with(fakes[2].uuid)
     assert device.read().energy_j == pytest.approx(counter_j(fakes[2]))
+    device.close()
+
+
+def test_open_with_a_given_handle_fills_in_identity() -> None:
+    fakes = gpus(3)
+    nvml = make_nvml(fakes)
+    device = NvidiaGPU(0, nvml=nvml, handle=fakes[2])
+    device.open()
+    assert (device.name, device.physical_index, device.uuid) == ("gpu0", 2, fakes[2].uuid)
+    assert f"NVML index 2, {fakes[2].uuid}" in device.detail()
+    assert device.read().energy_j == pytest.approx(counter_j(fakes[2]))
+    nvml.nvmlDeviceGetHandleByIndex.assert_not_called()
     device.close()
 
 

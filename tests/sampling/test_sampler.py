@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+
+from greenai.devices.base import Device, Reading
+from greenai.errors import ConfigError, DeviceFailureWarning, DeviceReadError
+from greenai.sampling import Sampler, default_period_s
+from greenai.testing import FakeClock, FakeGPU
+from greenai.timeline import Timeline
+
+
+class Flaky(Device):
+    """Fails to read at the given read numbers (0-based)."""
+
+    def __init__(self, name: str, clock: FakeClock, fail: set[int], fail_open: bool = False):
+        self.name = name
+        self.method = "power"
+        self.clock = clock
+        self.fail = fail
+        self.fail_open = fail_open
+        self.n = 0
+        self.closed = False
+
+    def open(self) -> None:
+        if self.fail_open:
+            raise DeviceReadError(f"{self.name}: no such device")
+
+    def read(self) -> Reading:
+        n, self.n = self.n, self.n + 1
+        if n in self.fail:
+            raise DeviceReadError(f"{self.name}: read {n} failed")
+        return Reading(power_w=10.0 + n)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_default_period_follows_the_slow_sources() -> None:
+    class D(Device):
+        def __init__(self, period: float) -> None:
+            self.update_period_s = period
+
+        def read(self) -> Reading:  # pragma: no cover
+            return Reading()
+
+    assert default_period_s([D(0.1), D(0.001)]) == 0.1  # RAPL (1 ms) does not set the pace
+    assert default_period_s([D(0.25), D(0.5)]) == 0.25
+    assert default_period_s([D(5.0)]) == 1.0
+    assert default_period_s([]) == 0.1
+
+
+@pytest.mark.parametrize("bad", [0, -0.1])
+def test_non_positive_period_is_refused(bad: float) -> None:
+    with pytest.raises(ConfigError, match="period_s"):
+        Sampler([], Timeline([]), period_s=bad)
+
+
+def test_thread_reads_on_the_period_with_a_fake_clock() -> None:
+    clock = FakeClock(start=0.0)
+    gpu = FakeGPU(clock=clock)
+    tl = Timeline([gpu])
+    s = Sampler([gpu], tl, period_s=0.25, clock=clock)
+    s.start()
+    assert s.running
+    clock.advance(1.0)
+    s.stop()
+    assert not s.running
+    assert tl.series["gpu0"].t == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+def test_failing_device_is_warned_once_gap_recorded_others_go_on() -> None:
+    clock = FakeClock(start=0.0)
+    bad = Flaky("bad", clock, fail={2, 3, 4})
+    good = Flaky("good", clock, fail=set())
+    tl = Timeline([bad, good])
+    s = Sampler([bad, good], tl, period_s=0.1, clock=clock)
+    s.start()
+    clock.advance(1.0)
+    with pytest.warns(DeviceFailureWarning, match="bad failed mid-run") as record:
+        s.stop()
+    assert len(record) == 1
+    assert len(tl.series["good"].t) == 12
+    assert len(tl.series["bad"].t) == 9
+    ((g0, g1),) = tl.series["bad"].gaps
+    assert g0 == pytest.approx(0.2) and g1 == pytest.approx(0.5)
+    assert "bad" in s.failed and "good" not in s.failed
+    assert bad.closed and good.closed
+
+
+def test_device_that_cannot_open_is_dropped_with_a_warning() -> None:
+    clock = FakeClock(start=0.0)
+    dead = Flaky("dead", clock, fail=set(), fail_open=True)
+    tl = Timeline([dead])
+    s = Sampler([dead], tl, clock=clock)
+    s.start()
+    assert not s.running  # nothing left to sample
+    with pytest.warns(DeviceFailureWarning, match="could not be opened"):
+        s.stop()
+    assert tl.series["dead"].t == []
+
+
+def test_real_clock_thread_stops_promptly() -> None:
+    gpu = FakeGPU()
+    s = Sampler([gpu], Timeline([gpu]), period_s=10.0)
+    s.start()
+    s.stop()  # must not wait out the 10 s period
+    assert not s.running
+    assert gpu.reads == 2

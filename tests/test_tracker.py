@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import greenai
+from greenai.errors import (
+    ConfigError,
+    DeviceFailureWarning,
+    GreenAIError,
+    MeasurementWarning,
+    TrackerStateError,
+)
+from greenai.testing import FakeClock, FakeGPU, ReplayDevice
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def run_steps(job: greenai.Tracker, clock: FakeClock, n: int, dt: float, **kw: int) -> None:
+    for _ in range(n):
+        clock.advance(dt)
+        job.step(**kw)
+
+
+def test_context_manager_measures_energy_within_its_uncertainty(clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock, power_w=[(1.5, 120.0), (3.0, 650.0)], seed=4)
+    with greenai.track("train", devices=[gpu], clock=clock) as job:
+        t0 = clock.now()
+        run_steps(job, clock, 40, 0.1)
+    r = job.result
+    truth = gpu.true_energy_j(t0, clock.now())
+    assert r.status == "completed"
+    assert r.duration_s == pytest.approx(4.0)
+    assert abs(r.energy_j - truth) <= r.uncertainty_j
+    assert r.uncertainty_j < 0.05 * truth
+    assert r.energy_kwh == pytest.approx(r.energy_j / 3.6e6)
+    assert r.avg_power_w == pytest.approx(r.energy_j / 4.0)
+    assert 600 < r.peak_power_w < 720
+    (dev,) = r.devices
+    assert (dev.name, dev.method, dev.partial) == ("gpu0", "counter", False)
+    assert r.methods == ("counter",)
+
+
+def test_steps_tile_the_job_and_count_samples_and_tokens(clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock, power_w=400.0, seed=2)
+    with greenai.track(devices=[gpu], clock=clock) as job:
+        run_steps(job, clock, 10, 0.05, samples=32, tokens=1000)
+        clock.advance(0.3)  # tail after the last step
+    s = job.result.steps
+    assert s.count == 10
+    assert s.samples == 320 and s.tokens == 10_000
+    assert s.duration_s == pytest.approx([0.05] * 10)
+    curve = job._timeline.curves()["gpu0"]  # type: ignore[union-attr]
+    to_last, _ = curve.window(np.array([job._t0]), np.array([job._t0 + 0.5]))
+    assert s.total_energy_j == pytest.approx(to_last[0], rel=1e-9)
+    assert s.energy_per_sample_j == pytest.approx(s.total_energy_j / 320)
+    assert s.energy_per_token_j == pytest.approx(s.total_energy_j / 10_000)
+    assert all(e > 0.5 * 400 * 0.05 for e in s.energy_j)  # short windows never read 0 J
+
+
+def test_nested_phases_and_other_sum_to_the_total(clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock, power_w=300.0, seed=3)
+    with greenai.track(devices=[gpu], clock=clock) as job:
+        for _ in range(3):
+            with job.phase("train"):
+                with job.phase("forward"):
+                    clock.advance(0.07)
+                with job.phase("backward"):
+                    clock.advance(0.13)
+            clock.advance(0.04)
+            with job.phase("eval"):
+                clock.advance(0.06)
+    r = job.result
+    names = [p.name for p in r.phases]
+    assert names == ["train/forward", "train/backward", "train", "eval", "(other)"]
+    train, fwd, bwd = r.phase("train"), r.phase("train/forward"), r.phase("train/backward")
+    assert (train.count, fwd.count) == (3, 3)
+    assert train.duration_s == pytest.approx(0.6)
+    assert fwd.energy_j + bwd.energy_j == pytest.approx(train.energy_j, rel=1e-9)
+    top = train.energy_j + r.phase("eval").energy_j + r.phase("(other)").energy_j
+    assert top == pytest.approx(r.energy_j, rel=1e-9)
+    assert r.phase("(other)").duration_s == pytest.approx(0.12)
+
+
+def test_decorator_tracks_each_call_and_keeps_the_last_result(clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock)
+
+    @greenai.track("infer", devices=[gpu], clock=clock)
+    def infer(seconds: float) -> str:
+        job = greenai.current()
+        assert job is not None and job.running
+        clock.advance(seconds)
+        job.step()
+        return "done"
+
+    assert infer(0.5) == "done"
+    first = infer.last_result  # type: ignore[attr-defined]
+    infer(1.0)
+    second = infer.last_result  # type: ignore[attr-defined]
+    assert first.duration_s == pytest.approx(0.5) and second.duration_s == pytest.approx(1.0)
+    assert second.energy_j > first.energy_j
+    assert greenai.current() is None
+
+
+def test_exception_in_the_block_records_a_failed_run_and_propagates(clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock)
+    job = greenai.track(devices=[gpu], clock=clock)
+    with pytest.raises(ZeroDivisionError), job:
+        clock.advance(0.3)
+        1 / 0  # noqa: B018
+    assert job.result.status == "failed"
+    assert job.result.energy_j > 0
+    job2 = greenai.track(devices=[FakeGPU(clock=clock)], clock=clock)
+    with pytest.raises(KeyboardInterrupt), job2:
+        raise KeyboardInterrupt
+    assert job2.result.status == "interrupted"
+
+
+def test_bad_options_get_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'period_s'"):
+        greenai.track("x", perod_s=0.1)
+    with pytest.raises(ConfigError, match="period_s must be a positive"):
+        greenai.Tracker(period_s=0)
+    with pytest.raises(ConfigError, match="baseline_s"):
+        greenai.Tracker(baseline_s=-1)
+    with pytest.raises(ConfigError, match="unique"):
+        greenai.Tracker(devices=[FakeGPU(), FakeGPU()])
+    assert issubclass(ConfigError, GreenAIError)
+
+
+def test_lifecycle_misuse_is_refused(clock: FakeClock) -> None:
+    job = greenai.Tracker(devices=[FakeGPU(clock=clock)], clock=clock)
+    with pytest.raises(TrackerStateError, match="start"):
+        job.stop()
+    with pytest.raises(TrackerStateError):
+        job.step()
+    with pytest.raises(TrackerStateError, match="no result"):
+        _ = job.result
+    job.start()
+    with pytest.raises(TrackerStateError, match="already started"):
+        job.start()
+    with pytest.raises(ConfigError):
+        with job.phase("a/b"):
+            pass
+    job.stop()
+    with pytest.raises(TrackerStateError):
+        job.stop()
+
+
+def test_phase_left_open_at_stop_is_closed_with_a_warning(clock: FakeClock) -> None:
+    job = greenai.Tracker(devices=[FakeGPU(clock=clock)], clock=clock).start()
+    with pytest.warns(MeasurementWarning, match="still open"), job.phase("forward"):
+        clock.advance(0.4)
+        job.stop()
+    assert job.result.phase("forward").duration_s == pytest.approx(0.4)
+    assert any("still open" in n for n in job.result.notes)
+
+
+def test_baseline_reports_idle_power_and_energy_above_idle(clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock, power_w=[(2.0, 80.0), (100.0, 500.0)], noise_w=0, seed=1)
+    with greenai.track(devices=[gpu], clock=clock, baseline_s=1.8) as job:
+        clock.advance(0.2)  # still idle
+        clock.advance(3.0)  # load
+    r = job.result
+    assert r.idle_power_w == pytest.approx(80.0, rel=0.05)
+    assert r.devices[0].idle_power_w == pytest.approx(r.idle_power_w)
+    assert r.energy_above_idle_j == pytest.approx(r.energy_j - r.idle_power_w * 3.2)
+    assert r.energy_above_idle_j == pytest.approx(420.0 * 3.0, rel=0.03)
+
+
+def test_device_failing_mid_run_marks_the_result_partial_not_the_loop(clock: FakeClock) -> None:
+    bad = FakeGPU("gpu0", clock=clock, failures=[(0.5, 1.5)], seed=1)
+    good = FakeGPU("gpu1", clock=clock, seed=2)
+    job = greenai.track(devices=[bad, good], clock=clock).start()
+    run_steps(job, clock, 30, 0.1)  # the loop keeps running through the failure
+    with pytest.warns(DeviceFailureWarning, match="gpu0 failed mid-run"):
+        r = job.stop()
+    assert r.partial
+    assert r.device("gpu0").partial and not r.device("gpu1").partial
+    assert "simulated read failure" in (r.device("gpu0").error or "")
+    truth = bad.true_energy_j(job._t0, clock.now())
+    assert abs(r.device("gpu0").energy_j - truth) <= r.device("gpu0").uncertainty_j
+
+
+def test_no_devices_measures_time_only_and_says_so(clock: FakeClock) -> None:
+    with greenai.track(devices=[], clock=clock) as job:
+        clock.advance(2.0)
+        job.step()
+    r = job.result
+    assert r.duration_s == pytest.approx(2.0)
+    assert r.energy_j is None and r.energy_kwh is None and r.uncertainty_j is None
+    assert r.steps.count == 1 and r.steps.energy_j == ()
+    assert any("only time" in n for n in r.notes)
+
+
+def test_result_serialises_and_frames(clock: FakeClock) -> None:
+    with greenai.track("ser", devices=[FakeGPU(clock=clock)], clock=clock) as job:
+        with job.phase("fwd"):
+            run_steps(job, clock, 3, 0.1, samples=4)
+    r = job.result
+    data = json.loads(r.to_json())
+    assert data["energy_j"] == pytest.approx(r.energy_j)
+    assert data["energy_kwh"] == pytest.approx(r.energy_kwh)
+    assert data["devices"][0]["method"] == "counter"
+    assert data["steps"]["energy_per_sample_j"] == pytest.approx(r.steps.energy_per_sample_j)
+    assert r.to_frame().loc[0, "energy_j"] == pytest.approx(r.energy_j)
+    assert list(r.to_frame("devices")["name"]) == ["gpu0"]
+    assert list(r.to_frame("phases")["name"]) == ["fwd", "(other)"]
+    assert len(r.to_frame("steps")) == 3
+    with pytest.raises(ConfigError):
+        r.to_frame("nope")  # type: ignore[arg-type]
+
+
+def test_timeline_frame_is_cumulative_from_the_start(clock: FakeClock) -> None:
+    with greenai.track(devices=[FakeGPU(clock=clock, power_w=250.0)], clock=clock) as job:
+        clock.advance(1.0)
+    frame = job.timeline()
+    assert list(frame.columns) == ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
+    assert frame["t_s"].iloc[0] == pytest.approx(0.0)
+    assert frame["energy_j"].iloc[0] == pytest.approx(0.0, abs=1e-9)
+    assert frame["energy_j"].is_monotonic_increasing
+    assert frame["energy_j"].iloc[-1] == pytest.approx(job.result.energy_j, rel=1e-9)
+
+
+def test_replay_of_a_recorded_timeline_gives_the_same_energy(tmp_path, clock: FakeClock) -> None:
+    gpu = FakeGPU(clock=clock, power_w=[(1.0, 200.0), (2.0, 450.0)], seed=9)
+    with greenai.track(devices=[gpu], clock=clock) as job:
+        clock.advance(3.0)
+    path = tmp_path / "trace.csv"
+    job.timeline().to_csv(path, index=False)
+    replay = ReplayDevice(path, clock=clock)
+    with greenai.track(devices=[replay], clock=clock) as again:
+        clock.advance(3.0)
+    assert replay.name == "gpu0" and again.result.devices[0].method == "counter"
+    assert again.result.energy_j == pytest.approx(job.result.energy_j, rel=0.02)
+
+
+def test_replay_file_errors_are_clear(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read replay file"):
+        ReplayDevice(tmp_path / "missing.csv").open()
+    path = tmp_path / "two.csv"
+    path.write_text("t_s,device,power_w,counter_j\n0,a,1,\n0,b,1,\n")
+    with pytest.raises(ConfigError, match="pick one with device="):
+        ReplayDevice(path).open()
+
+
+def test_real_clock_smoke_with_the_sampler_thread() -> None:
+    gpu = FakeGPU(power_w=100.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with greenai.track("smoke", devices=[gpu], period_s=0.01) as job:
+            done = threading.Event()
+            done.wait(0.05)
+            job.step()
+    r = job.result
+    assert r.duration_s > 0.04
+    assert r.energy_j == pytest.approx(100.0 * r.duration_s, rel=0.5)

@@ -18,7 +18,15 @@ def _devices(args: argparse.Namespace) -> int:
         return 0
     width = max(len(d.name) for d in devices)
     for device in devices:
-        print(f"{device.name:<{width}}  {device.kind:<5} {device.method:<8} {device.detail()}")
+        try:  # opening settles what the device can report (counter or power)
+            device.open()
+        except GreenAIError as exc:
+            print(f"{device.name:<{width}}  {device.kind:<5} {'-':<8} unusable: {exc}")
+            continue
+        try:
+            print(f"{device.name:<{width}}  {device.kind:<5} {device.method:<8} {device.detail()}")
+        finally:
+            device.close()
     return 0
 
 
@@ -62,6 +70,11 @@ def summary(result: object) -> str:
                 if result.steps.energy_per_sample_j
                 else ""
             )
+        )
+    if "model" in result.methods:
+        lines.append(
+            "  note: 'model' figures are estimated from utilisation and a TDP table, "
+            "not measured (no readable energy counter here)"
         )
     lines.extend(f"  note: {n}" for n in result.notes)
     return "\n".join(lines)

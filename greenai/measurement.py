@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from greenai.errors import ConfigError
+from greenai.units import J_PER_KWH
 
 if TYPE_CHECKING:
     import pandas as pd
 
-J_PER_KWH = 3.6e6
+    from greenai.carbon.accounting import CarbonFigures
+
+__all__ = ["J_PER_KWH", "DeviceEnergy", "Measurement", "PhaseEnergy", "StepEnergy"]
 
 Status = Literal["completed", "failed", "interrupted"]
 
@@ -108,6 +111,8 @@ class Measurement:
         partial: True when a device failed during the job.
         idle_power_w: Total idle power from the baseline (``baseline_s``), if one was taken.
         energy_above_idle_j: ``energy_j`` less idle power × duration, if a baseline was taken.
+        carbon: Facility energy (PUE), CO2e (location- and market-based) and water, each with
+            its factor and source; None when nothing was measured.
     """
 
     name: str
@@ -126,11 +131,32 @@ class Measurement:
     energy_above_idle_j: float | None = None
     partial: bool = False
     notes: tuple[str, ...] = ()
+    carbon: CarbonFigures | None = None
 
     @property
     def energy_kwh(self) -> float | None:
         """Total energy in kWh."""
         return None if self.energy_j is None else self.energy_j / J_PER_KWH
+
+    @property
+    def facility_energy_kwh(self) -> float | None:
+        """Energy at the facility meter: IT energy × PUE (kWh)."""
+        return None if self.carbon is None else self.carbon.facility_energy_kwh
+
+    @property
+    def co2e_kg(self) -> float | None:
+        """Location-based emissions (kg CO2e), None without a grid intensity."""
+        return None if self.carbon is None else self.carbon.co2e_kg
+
+    @property
+    def co2e_market_kg(self) -> float | None:
+        """Market-based emissions (kg CO2e), None without ``renewable_share``."""
+        return None if self.carbon is None else self.carbon.co2e_market_kg
+
+    @property
+    def water_l(self) -> float | None:
+        """Site water (litres), None without ``wue_l_per_kwh``."""
+        return None if self.carbon is None else self.carbon.water_l
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -155,7 +181,8 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field, plus ``energy_kwh`` and ``methods``."""
         data = dataclasses.asdict(self)
-        data["energy_kwh"] = self.energy_kwh
+        for name in ("energy_kwh", "facility_energy_kwh", "co2e_kg", "co2e_market_kg", "water_l"):
+            data[name] = getattr(self, name)
         data["methods"] = list(self.methods)
         data["steps"]["energy_per_sample_j"] = self.steps.energy_per_sample_j
         data["steps"]["energy_per_token_j"] = self.steps.energy_per_token_j
@@ -176,7 +203,7 @@ class Measurement:
             row = {
                 k: v
                 for k, v in self.to_dict().items()
-                if k not in ("devices", "phases", "steps", "notes")
+                if k not in ("devices", "phases", "steps", "notes", "carbon")
             }
             row["methods"] = ",".join(self.methods)
             row["steps"] = self.steps.count

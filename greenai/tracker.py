@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from greenai.carbon.accounting import Accounting, account
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
@@ -33,7 +34,18 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-OPTIONS = ("devices", "period_s", "baseline_s", "clock")
+OPTIONS = (
+    "devices",
+    "period_s",
+    "baseline_s",
+    "clock",
+    "pue",
+    "country",
+    "region",
+    "carbon_intensity_g_per_kwh",
+    "renewable_share",
+    "wue_l_per_kwh",
+)
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
 OTHER_PHASE = "(other)"
@@ -60,9 +72,18 @@ class Tracker:
         baseline_s: Seconds of idle sampling before the job starts; the result then reports
             idle power and energy above idle.
         clock: Time source (tests inject :class:`greenai.testing.FakeClock`).
+        pue: Power usage effectiveness of the facility (≥ 1); facility energy = IT × PUE.
+        country: ISO alpha-3 code of the grid (``"FRA"``), for location-based CO2e from
+            codecarbon's shipped data; ``"WORLD"`` for its world average.
+        region: Sub-national grid (a US state, Canadian or Chinese province, Nordic zone).
+        carbon_intensity_g_per_kwh: Grid intensity to use instead of a lookup.
+        renewable_share: Share in [0, 1] of energy under renewable contracts (PPAs), for
+            market-based CO2e.
+        wue_l_per_kwh: Water usage effectiveness (litres per IT kWh), for ``water_l``.
 
     Raises:
-        ConfigError: An unknown option or an unusable value.
+        ConfigError: An unknown option or an unusable value. An unknown country or region
+            is reported by :meth:`start`, before anything is measured.
     """
 
     def __init__(
@@ -73,6 +94,12 @@ class Tracker:
         period_s: float | None = None,
         baseline_s: float = 0.0,
         clock: Clock | None = None,
+        pue: float = 1.0,
+        country: str | None = None,
+        region: str | None = None,
+        carbon_intensity_g_per_kwh: float | None = None,
+        renewable_share: float | None = None,
+        wue_l_per_kwh: float | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -87,11 +114,25 @@ class Tracker:
             if dupes:
                 raise ConfigError(f"device names must be unique; repeated: {dupes}")
         self.name = name
+        self._accounting = Accounting(
+            pue=pue,
+            country=country,
+            region=region,
+            carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
+            renewable_share=renewable_share,
+            wue_l_per_kwh=wue_l_per_kwh,
+        )
         self._options: dict[str, Any] = {
             "devices": devices,
             "period_s": period_s,
             "baseline_s": float(baseline_s),
             "clock": clock,
+            "pue": pue,
+            "country": country,
+            "region": region,
+            "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
+            "renewable_share": renewable_share,
+            "wue_l_per_kwh": wue_l_per_kwh,
         }
         self._clock: Clock = clock or SYSTEM_CLOCK
         self._now = self._clock.now
@@ -114,6 +155,7 @@ class Tracker:
             raise TrackerStateError(
                 f"tracker {self.name!r} was already started; create a new Tracker per run"
             )
+        self._accounting.grid()  # an unknown country/region fails now, not after the job
         devices = self._options["devices"]
         if devices is None:
             from greenai.devices.discovery import discover
@@ -307,6 +349,7 @@ class Tracker:
             ),
             partial=bool(failed),
             notes=tuple(notes),
+            carbon=account(energy, self._accounting) if energy is not None else None,
         )
 
     def _device_energy(

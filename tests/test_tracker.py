@@ -262,3 +262,41 @@ def test_real_clock_smoke_with_the_sampler_thread() -> None:
     r = job.result
     assert r.duration_s > 0.04
     assert r.energy_j == pytest.approx(100.0 * r.duration_s, rel=0.5)
+
+
+def test_facility_and_carbon_accounting_ride_on_the_measurement(clock: FakeClock) -> None:
+    from greenai.carbon import account, grid_intensity
+
+    opts = {"pue": 1.2, "country": "CHN", "renewable_share": 0.56, "wue_l_per_kwh": 1.8}
+    with greenai.track("train", devices=[FakeGPU(clock=clock)], clock=clock, **opts) as job:
+        clock.advance(2.0)
+    r = job.result
+    kwh = r.energy_j / 3.6e6
+    g = grid_intensity("CHN").g_per_kwh
+    assert r.facility_energy_kwh == pytest.approx(kwh * 1.2)
+    assert r.co2e_kg == pytest.approx(kwh * 1.2 * g / 1000)
+    assert r.co2e_market_kg == pytest.approx(r.co2e_kg * 0.44)
+    assert r.water_l == pytest.approx(kwh * 1.8)
+    assert r.carbon == account(r.energy_j, job._accounting)
+    assert "CHN" in r.carbon.carbon_intensity_source
+    data = r.to_dict()
+    assert data["co2e_kg"] == pytest.approx(r.co2e_kg)
+    assert data["carbon"]["pue"] == 1.2
+
+
+def test_bad_accounting_input_fails_before_measuring() -> None:
+    with pytest.raises(ConfigError, match="pue"):
+        greenai.track(pue=0.9)
+    with pytest.raises(ConfigError, match="renewable_share"):
+        greenai.track(renewable_share=1.2)
+    job = greenai.track(country="FRN", devices=[])
+    with pytest.raises(ConfigError, match="FRA"):
+        job.start()
+    assert not job.running
+
+
+def test_without_a_grid_co2e_is_absent_not_guessed(clock: FakeClock) -> None:
+    with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock) as job:
+        clock.advance(1.0)
+    assert job.result.co2e_kg is None
+    assert job.result.facility_energy_kwh == pytest.approx(job.result.energy_kwh)

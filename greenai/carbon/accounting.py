@@ -23,7 +23,7 @@ from typing import Any
 
 from greenai.carbon.grid import GridIntensity, grid_intensity
 from greenai.errors import ConfigError
-from greenai.measurement import J_PER_KWH
+from greenai.units import J_PER_KWH
 
 __all__ = ["Accounting", "CarbonFigures", "account"]
 

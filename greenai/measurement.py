@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from greenai.errors import ConfigError
-from greenai.units import J_PER_KWH
+from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,6 +24,19 @@ if TYPE_CHECKING:
 __all__ = ["J_PER_KWH", "DeviceEnergy", "Measurement", "PhaseEnergy", "StepEnergy"]
 
 Status = Literal["completed", "failed", "interrupted"]
+
+_DERIVED = (
+    "energy_kwh",
+    "facility_energy_kwh",
+    "co2e_kg",
+    "co2e_market_kg",
+    "water_l",
+    "tflop",
+    "j_per_tflop",
+    "kwh_per_tflop",
+    "kwh_per_tflop_pue",
+    "tflops_per_s",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,14 @@ class StepEnergy:
     uncertainty_j: tuple[float, ...] = ()
     samples: int | None = None
     tokens: int | None = None
+    flops: float | None = None
+
+    @property
+    def j_per_tflop(self) -> float | None:
+        """Step energy per trillion FLOPs (J/TFLOP), when FLOPs per step are known."""
+        if not self.flops or not self.energy_j:
+            return None
+        return self.total_energy_j / (self.flops / FLOP_PER_TFLOP)
 
     @property
     def total_energy_j(self) -> float:
@@ -113,6 +134,11 @@ class Measurement:
         energy_above_idle_j: ``energy_j`` less idle power × duration, if a baseline was taken.
         carbon: Facility energy (PUE), CO2e (location- and market-based) and water, each with
             its factor and source; None when nothing was measured.
+        flops: Nominal (dense-equivalent) FLOPs done (1 multiply-add = 2 FLOPs), from
+            ``count_flops``, ``add_flops`` or ``flops_per_step``; None when not given.
+        flops_executed: FLOPs the kernels executed (differs for quantized or sparse models).
+        peak_flops_per_s: Datasheet dense peak of the measured GPUs for the dtype.
+        mfu: Model FLOPs utilisation: achieved nominal FLOP/s / ``peak_flops_per_s``.
     """
 
     name: str
@@ -132,6 +158,42 @@ class Measurement:
     partial: bool = False
     notes: tuple[str, ...] = ()
     carbon: CarbonFigures | None = None
+    flops: float | None = None
+    flops_executed: float | None = None
+    peak_flops_per_s: float | None = None
+    mfu: float | None = None
+
+    @property
+    def tflop(self) -> float | None:
+        """Nominal (dense-equivalent) work done, in trillions of FLOPs."""
+        return None if self.flops is None else self.flops / FLOP_PER_TFLOP
+
+    @property
+    def j_per_tflop(self) -> float | None:
+        """IT energy per trillion nominal FLOPs (J/TFLOP)."""
+        if self.energy_j is None or not self.flops:
+            return None
+        return self.energy_j / (self.flops / FLOP_PER_TFLOP)
+
+    @property
+    def kwh_per_tflop(self) -> float | None:
+        """IT energy per trillion nominal FLOPs (kWh/TFLOP)."""
+        j = self.j_per_tflop
+        return None if j is None else j / J_PER_KWH
+
+    @property
+    def kwh_per_tflop_pue(self) -> float | None:
+        """Facility (PUE-weighted) energy per trillion nominal FLOPs (kWh/TFLOP)."""
+        kwh = self.kwh_per_tflop
+        pue = 1.0 if self.carbon is None else self.carbon.pue
+        return None if kwh is None else kwh * pue
+
+    @property
+    def tflops_per_s(self) -> float | None:
+        """Achieved throughput (TFLOP/s) over the whole job."""
+        if self.flops is None or self.duration_s <= 0:
+            return None
+        return self.flops / FLOP_PER_TFLOP / self.duration_s
 
     @property
     def energy_kwh(self) -> float | None:
@@ -181,11 +243,12 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field, plus ``energy_kwh`` and ``methods``."""
         data = dataclasses.asdict(self)
-        for name in ("energy_kwh", "facility_energy_kwh", "co2e_kg", "co2e_market_kg", "water_l"):
+        for name in _DERIVED:
             data[name] = getattr(self, name)
         data["methods"] = list(self.methods)
         data["steps"]["energy_per_sample_j"] = self.steps.energy_per_sample_j
         data["steps"]["energy_per_token_j"] = self.steps.energy_per_token_j
+        data["steps"]["j_per_tflop"] = self.steps.j_per_tflop
         return data
 
     def to_json(self, **kwargs: Any) -> str:

@@ -45,6 +45,8 @@ OPTIONS = (
     "carbon_intensity_g_per_kwh",
     "renewable_share",
     "wue_l_per_kwh",
+    "flops_per_step",
+    "dtype",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -80,6 +82,9 @@ class Tracker:
         renewable_share: Share in [0, 1] of energy under renewable contracts (PPAs), for
             market-based CO2e.
         wue_l_per_kwh: Water usage effectiveness (litres per IT kWh), for ``water_l``.
+        flops_per_step: FLOPs of one step, when known; multiplied by the number of steps.
+        dtype: The compute dtype (``"bf16"``, ``torch.float16``...), to find the GPU's peak
+            for MFU; by default the dtype of the model given to :meth:`count_flops`.
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -100,6 +105,8 @@ class Tracker:
         carbon_intensity_g_per_kwh: float | None = None,
         renewable_share: float | None = None,
         wue_l_per_kwh: float | None = None,
+        flops_per_step: float | None = None,
+        dtype: Any = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -113,6 +120,8 @@ class Tracker:
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ConfigError(f"device names must be unique; repeated: {dupes}")
+        if flops_per_step is not None:
+            _check_flops("flops_per_step", flops_per_step)
         self.name = name
         self._accounting = Accounting(
             pue=pue,
@@ -133,7 +142,15 @@ class Tracker:
             "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
             "renewable_share": renewable_share,
             "wue_l_per_kwh": wue_l_per_kwh,
+            "flops_per_step": flops_per_step,
+            "dtype": dtype,
         }
+        self._flops = [0.0, 0.0]  # nominal, executed: added or counted outside steps
+        self._flops_per_step: tuple[float, float] | None = (
+            None if flops_per_step is None else (float(flops_per_step), float(flops_per_step))
+        )
+        self._flop_caches: dict[tuple[bool, bool], Any] = {}
+        self._dtype: Any = dtype
         self._clock: Clock = clock or SYSTEM_CLOCK
         self._now = self._clock.now
         self._running = False
@@ -266,6 +283,50 @@ class Tracker:
             if len(self._open) == depth and self._open[-1][0] == path:
                 self._close_phase(self._now())
 
+    # --- work done -----------------------------------------------------------------------
+    def add_flops(self, flops: float, executed: float | None = None) -> None:
+        """Add FLOPs done in this job (``executed`` defaults to ``flops``, the nominal)."""
+        _check_flops("flops", flops)
+        if executed is not None:
+            _check_flops("executed", executed)
+        self._flops[0] += float(flops)
+        self._flops[1] += float(flops if executed is None else executed)
+
+    def count_flops(
+        self,
+        model: Callable[..., Any],
+        *inputs: Any,
+        backward: bool = False,
+        causal: bool = False,
+        per_step: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Count the FLOPs of ``model(*inputs, **kwargs)`` once per input shape and add them.
+
+        Call it in the loop with each batch (later calls with a seen shape are a dict
+        lookup), or once with ``per_step=True`` to count one step that is then multiplied
+        by the number of ``step()`` calls. Counting runs on fake tensors, so it draws no
+        GPU energy. Returns the :class:`greenai.flops.FlopCount` of one call.
+        """
+        from greenai.flops import FlopCache
+
+        cache = self._flop_caches.get((backward, causal))
+        if cache is None:
+            cache = self._flop_caches[(backward, causal)] = FlopCache(
+                backward=backward, causal=causal
+            )
+        count = cache(model, *inputs, **kwargs)
+        if per_step:
+            self._flops_per_step = (float(count.nominal), float(count.executed))
+        else:
+            self._flops[0] += count.nominal
+            self._flops[1] += count.executed
+        if self._dtype is None:
+            params = getattr(model, "parameters", None)
+            first = next(iter(params()), None) if callable(params) else None
+            self._dtype = getattr(first, "dtype", None)
+        return count
+
     def _close_phase(self, t: float) -> None:
         path, start = self._open.pop()
         self._phases.append((path, len(self._open), start, t))
@@ -328,6 +389,8 @@ class Tracker:
         if not curves:
             notes.append("no energy source was measured; only time is reported")
         energy = math.fsum(d.energy_j for d in devices) if devices else None
+        flops, executed = self._flop_totals()
+        peak = self._peak_flops_per_s(notes) if flops else None
         idle = [d.idle_power_w for d in devices if d.idle_power_w is not None]
         idle_w = math.fsum(idle) if idle and len(idle) == len(devices) else None
         return Measurement(
@@ -350,7 +413,36 @@ class Tracker:
             partial=bool(failed),
             notes=tuple(notes),
             carbon=account(energy, self._accounting) if energy is not None else None,
+            flops=flops,
+            flops_executed=executed,
+            peak_flops_per_s=peak,
+            mfu=flops / duration / peak if flops and peak and duration > 0 else None,
         )
+
+    def _flop_totals(self) -> tuple[float | None, float | None]:
+        nominal, executed = self._flops
+        if self._flops_per_step is not None:
+            nominal += self._flops_per_step[0] * len(self._steps)
+            executed += self._flops_per_step[1] * len(self._steps)
+        if not nominal and not executed and self._flops_per_step is None:
+            return None, None
+        return nominal, executed
+
+    def _peak_flops_per_s(self, notes: list[str]) -> float | None:
+        """Summed datasheet peak of the GPUs measured, for MFU; None (with a note) if unknown."""
+        from greenai.flops import peak_flops_per_s
+
+        assert self._sampler is not None
+        gpus = [d for d in self._sampler.devices if d.kind == "gpu"]
+        if not gpus or self._dtype is None:
+            notes.append("MFU not computed: it needs a GPU and a known compute dtype (dtype=)")
+            return None
+        peaks = [peak_flops_per_s(str(getattr(g, "model", None) or ""), self._dtype) for g in gpus]
+        if any(p is None for p in peaks):
+            names = [getattr(g, "model", None) or g.name for g in gpus]
+            notes.append(f"MFU not computed: no datasheet peak for {names} at {self._dtype}")
+            return None
+        return math.fsum(p for p in peaks if p is not None)
 
     def _device_energy(
         self, curve: EnergyCurve, t0: float, t1: float, error: str | None
@@ -413,6 +505,7 @@ class Tracker:
             uncertainty_j=tuple(unc.tolist()) if curves else (),
             samples=sum(samples) if samples else None,
             tokens=sum(tokens) if tokens else None,
+            flops=None if self._flops_per_step is None else self._flops_per_step[0] * len(ends),
         )
 
 
@@ -470,6 +563,12 @@ def _peak_total_power(curves: list[EnergyCurve], t0: float, t1: float) -> float 
         inside = grid
     total = sum(np.interp(inside, c.t, c.power_at_samples()) for c in curves)
     return float(np.max(total))
+
+
+def _check_flops(name: str, value: Any) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} must be a non-negative number of FLOPs, got {value!r}")
 
 
 def _unknown_options_message(unknown: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ def _devices(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from greenai.demo import run_demo
 
-    result = run_demo(epochs=args.epochs, seed=args.seed)
+    result = run_demo(epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue)
     print(summary(result))
     return 0
 
@@ -52,6 +52,26 @@ def summary(result: object) -> str:
             f"= {result.energy_kwh:.3g} kWh, avg {result.avg_power_w or 0:.1f} W "
             f"[{', '.join(result.methods)}]"
         )
+    if result.flops:
+        lines.append(
+            f"  work: {result.tflop:.4g} TFLOP, {result.j_per_tflop:.4g} J/TFLOP, "
+            f"{result.kwh_per_tflop:.3g} kWh/TFLOP ({result.kwh_per_tflop_pue:.3g} with PUE)"
+            + (f", MFU {result.mfu:.1%}" if result.mfu is not None else "")
+        )
+    if result.carbon is not None:
+        c = result.carbon
+        if c.co2e_kg is None:
+            lines.append("  CO2e: no grid given (pass country= or carbon_intensity_g_per_kwh=)")
+        else:
+            lines.append(
+                f"  CO2e: {c.co2e_kg * 1000:.4g} g location-based at "
+                f"{c.carbon_intensity_g_per_kwh:.0f} g/kWh ({c.country or 'given'})"
+                + (
+                    f", {c.co2e_market_kg * 1000:.4g} g market-based"
+                    if c.co2e_market_kg is not None
+                    else ""
+                )
+            )
     for d in result.devices:
         lines.append(
             f"  {d.name:<14} {d.energy_j:10.1f} J ± {d.uncertainty_j:.1f}  {d.method}"
@@ -90,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train a small model on scikit-learn's digits, tracked")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--country", default="WORLD", help="ISO alpha-3 grid for CO2e (default: world average)"
+    )
+    p.add_argument("--pue", type=float, default=1.0, help="facility PUE (default 1.0)")
     p.set_defaults(func=_demo)
     return parser
 

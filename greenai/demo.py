@@ -23,8 +23,18 @@ def load_digits_tensors() -> tuple[object, object]:
     return x, y
 
 
-def run_demo(epochs: int = 5, seed: int = 0, batch_size: int = 64) -> Measurement:
-    """Train an MLP on digits for ``epochs`` epochs, on the GPU if there is one."""
+def run_demo(
+    epochs: int = 5,
+    seed: int = 0,
+    batch_size: int = 64,
+    country: str | None = "WORLD",
+    pue: float = 1.0,
+) -> Measurement:
+    """Train an MLP on digits for ``epochs`` epochs, on the GPU if there is one.
+
+    FLOPs are counted once per batch shape; CO2e uses ``country``'s grid (codecarbon's world
+    average by default).
+    """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
     import torch
@@ -39,11 +49,12 @@ def run_demo(epochs: int = 5, seed: int = 0, batch_size: int = 64) -> Measuremen
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    with track("demo-digits-mlp") as job:
+    with track("demo-digits-mlp", country=country, pue=pue) as job:
         for _ in range(epochs):
             perm = torch.randperm(len(x), device=device)
             for i in range(0, len(x), batch_size):
                 idx = perm[i : i + batch_size]
+                job.count_flops(model, x[idx], backward=True)
                 with job.phase("forward"):
                     loss = loss_fn(model(x[idx]), y[idx])
                 with job.phase("backward"):

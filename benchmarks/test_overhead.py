@@ -101,9 +101,7 @@ def train_loop() -> Iterator[Callable[[greenai.Tracker | None, bool], float]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # fewer pool wake-ups: less noise between rounds
     torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
-    )
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
     batches = [(torch.randn(32, 32), torch.randint(0, 10, (32,))) for _ in range(8)]
@@ -127,7 +125,7 @@ def train_loop() -> Iterator[Callable[[greenai.Tracker | None, bool], float]]:
                 optimizer.step()
             if job is not None:
                 job.step(samples=len(x))
-        return float(loss)
+        return float(loss.detach())
 
     yield run
     torch.set_num_threads(threads)
@@ -167,3 +165,34 @@ def test_train_tracked_including_start_stop(benchmark, train_loop) -> None:
     result = benchmark.pedantic(tracked_round, rounds=10, warmup_rounds=1)
     assert result.steps.count == TRAIN_STEPS
     assert result.energy_j is not None and result.energy_j > 0
+
+
+@pytest.mark.benchmark(group="train-loop-paired")
+def test_train_paired_overhead(benchmark, train_loop, running_job: greenai.Tracker) -> None:
+    """Untracked and tracked rounds back to back, so machine drift hits both alike.
+
+    Each timed round is one pair; the per-pair slowdown (median over pairs) goes to
+    ``extra_info["overhead_pct_median"]`` (see ``--benchmark-json``) and is printed (``-s``).
+    """
+    ratios: list[float] = []
+    clock = time.perf_counter
+
+    def timed(job: greenai.Tracker | None) -> float:
+        start = clock()
+        train_loop(job, False)
+        return clock() - start
+
+    def pair() -> None:
+        if len(ratios) % 2:  # alternate the order: whichever runs second is not favoured
+            tracked, untracked = timed(running_job), timed(None)
+        else:
+            untracked, tracked = timed(None), timed(running_job)
+        ratios.append(tracked / untracked)
+
+    benchmark.pedantic(pair, rounds=12, warmup_rounds=1)
+    _check_result(running_job)
+    ratios.sort()
+    overhead_pct = 100.0 * (ratios[len(ratios) // 2] - 1.0)
+    benchmark.extra_info["overhead_pct_median"] = round(overhead_pct, 2)
+    benchmark.extra_info["pairs"] = len(ratios)
+    print(f"\ntracked vs untracked, median over {len(ratios)} pairs: {overhead_pct:+.2f}%")

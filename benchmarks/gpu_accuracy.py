@@ -1,0 +1,1024 @@
+"""Measure greenai's accuracy and overhead on a real NVIDIA GPU, against its energy counter.
+
+Run on a machine with an NVIDIA GPU (Volta or newer: it needs the total-energy counter),
+PyTorch with CUDA, and nvidia-ml-py::
+
+    pip install -e . --no-deps        # or: PYTHONPATH=. python benchmarks/gpu_accuracy.py
+    python benchmarks/gpu_accuracy.py --out gpu-accuracy.md
+
+It takes about two minutes on an H100. What it does, on CUDA device 0:
+
+1. Warms the GPU up, then tracks ``idle → steady bf16 matmul load → idle`` with a
+   :class:`greenai.Tracker` on the real :class:`~greenai.devices.nvidia.NvidiaGPU` at the
+   default period. Meanwhile a second thread polls ``nvmlDeviceGetTotalEnergyConsumption``
+   back to back, so every counter update is timed to within a few milliseconds.
+2. Random windows of 25 ms, 100 ms and 1 s inside the steady load: greenai's energy against
+   the steady power (slope of the counter over the whole steady stretch) × the window's
+   length, and whether ``uncertainty_j`` covers the error. For comparison, the same windows
+   read as two counter reads (what Zeus and CodeCarbon do) and as integrated instant power.
+3. Windows that start and end on counter updates (about 100 ms and 1 s long), whose exact
+   energy is the counter's delta: no steady-load assumption.
+4. Long windows tiled with 25 ms windows: the tiles' sum against two counter reads around
+   the long window.
+5. Windows across the load's start and stop, where instant power lags.
+6. Overhead: ``job.step()`` while the real device is sampled, and a Python-bound training
+   loop on the GPU, untracked and tracked, in alternating pairs.
+
+Writes a markdown report to stdout and to ``--out`` (default ``$OUT/accuracy.md`` when
+``OUT`` is set, else ``./gpu-accuracy.md``) and every window's numbers to a CSV beside it.
+Exits with status 2 and a message when there is no usable NVIDIA GPU.
+
+``--selftest`` runs the same recording and analysis on a simulated GPU
+(:class:`greenai.testing.FakeGPU` on a :class:`~greenai.testing.FakeClock`), checks the
+analysis against the simulation's exact energy, and needs no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import csv
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import greenai
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import greenai
+
+from greenai.clock import SYSTEM_CLOCK, Clock
+from greenai.devices.base import Device
+from greenai.timeline import EnergyCurve
+
+LENGTHS_S = (0.025, 0.1, 1.0)
+TILE_S = 0.025
+EXIT_NO_GPU = 2
+
+
+class NoGPUError(Exception):
+    """No usable NVIDIA GPU here; the message says why."""
+
+
+# --- the counter poller: an independent, finely timed record of the hardware counter ------
+@dataclass
+class CounterLog:
+    """Back-to-back reads of a cumulative energy counter.
+
+    ``t_before``/``t_after`` bracket each read (seconds on the tracker's clock); ``energy_j``
+    is the value it returned.
+    """
+
+    t_before: np.ndarray
+    t_after: np.ndarray
+    energy_j: np.ndarray
+
+    def changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """When the counter changed: (instant, half-width of its bracket, value after).
+
+        A change happened after the last read that still returned the old value began and
+        before the first read that returned the new value ended.
+        """
+        new = np.flatnonzero(np.diff(self.energy_j) > 0) + 1
+        lo, hi = self.t_before[new - 1], self.t_after[new]
+        return (lo + hi) / 2.0, (hi - lo) / 2.0, self.energy_j[new]
+
+    def value_at(self, x: np.ndarray) -> np.ndarray:
+        """The counter as a read at ``x`` would have returned it (the latest completed read)."""
+        i = np.clip(np.searchsorted(self.t_after, x, side="right") - 1, 0, len(self.t_after) - 1)
+        return self.energy_j[i]
+
+
+class CounterPoller:
+    """Reads a counter in a loop on its own thread, waiting ``period_s`` between reads."""
+
+    def __init__(self, read_j: Callable[[], float], clock: Clock, period_s: float = 0.0) -> None:
+        self._read_j = read_j
+        self._clock = clock
+        self._period_s = period_s
+        self._rows: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._clock.attach(self)
+        self._thread = threading.Thread(target=self._run, name="counter-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        now = self._clock.now
+        try:
+            while True:
+                t0 = now()
+                value = float(self._read_j())
+                self._rows.append((t0, now(), value))
+                if self._clock.wait_until(self, t0 + self._period_s, self._stop):
+                    break
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+        finally:
+            self._clock.detach(self)
+
+    def stop(self) -> CounterLog:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"the counter poller failed: {self.error}") from self.error
+        rows = np.array(self._rows, dtype=np.float64).reshape(-1, 3)
+        return CounterLog(rows[:, 0], rows[:, 1], rows[:, 2])
+
+
+# --- one recording: the tracker's curve, the counter log and the load's timing ------------
+@dataclass
+class Recording:
+    """Everything one tracked run leaves for the analysis (times on the tracker's clock)."""
+
+    curve: EnergyCurve
+    log: CounterLog
+    load_on: float
+    load_off: float
+    settle_s: float
+    result: greenai.Measurement
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def steady(self) -> tuple[float, float]:
+        """The stretch of steady load: after it settled, until just before it stopped."""
+        return self.load_on + self.settle_s, self.load_off - 0.5
+
+
+@dataclass
+class Rig:
+    """How to drive and read one machine: real GPU or simulation."""
+
+    clock: Clock
+    make_device: Callable[[], Device]
+    read_counter_j: Callable[[], float]
+    idle: Callable[[float], None]
+    load: Callable[[float], tuple[float, float]]
+    poll_period_s: float = 0.0
+    meta: dict[str, str] = field(default_factory=dict)
+    before_run: Callable[[Device, float], None] = lambda device, seconds: None
+
+
+def energy_curve(job: greenai.Tracker, name: str) -> EnergyCurve:
+    """The energy curve behind every figure of ``job`` (what ``Tracker._measure`` uses)."""
+    assert job._timeline is not None
+    return job._timeline.curves()[name]
+
+
+def record(rig: Rig, idle_s: float, load_s: float, tail_s: float, settle_s: float) -> Recording:
+    """Track ``idle → load → idle`` while the poller logs the counter independently."""
+    device = rig.make_device()
+    job = greenai.track("gpu-accuracy", devices=[device], clock=rig.clock).start()
+    rig.before_run(device, idle_s + load_s + tail_s)
+    poller = CounterPoller(rig.read_counter_j, rig.clock, rig.poll_period_s)
+    poller.start()
+    try:
+        rig.idle(idle_s)
+        load_on, load_off = rig.load(load_s)
+        rig.idle(tail_s)
+    finally:
+        try:
+            log = poller.stop()
+        finally:
+            result = job.stop()
+    return Recording(
+        energy_curve(job, device.name), log, load_on, load_off, settle_s, result, dict(rig.meta)
+    )
+
+
+# --- analysis: pure functions of a Recording ----------------------------------------------
+@dataclass
+class WindowSet:
+    """Windows of one test, evaluated: greenai's figures, the truth and the baselines (J)."""
+
+    test: str
+    a: np.ndarray
+    b: np.ndarray
+    energy_j: np.ndarray
+    uncertainty_j: np.ndarray
+    truth_j: np.ndarray
+    truth_u_j: np.ndarray
+    two_reads_j: np.ndarray
+    instant_only_j: np.ndarray
+
+    @property
+    def error_j(self) -> np.ndarray:
+        return self.energy_j - self.truth_j
+
+    @property
+    def rel_error(self) -> np.ndarray:
+        return self.error_j / np.maximum(np.abs(self.truth_j), 1e-12)
+
+    @property
+    def covered(self) -> np.ndarray:
+        """Whether greenai's uncertainty (plus the truth's own, if any) covers the error."""
+        return np.abs(self.error_j) <= self.uncertainty_j + self.truth_u_j
+
+    @property
+    def covered_strict(self) -> np.ndarray:
+        """Whether greenai's uncertainty alone covers the error."""
+        return np.abs(self.error_j) <= self.uncertainty_j
+
+    def summary(self) -> dict[str, float]:
+        rel = np.abs(self.rel_error)
+        truth = np.maximum(np.abs(self.truth_j), 1e-12)
+        two = np.abs(self.two_reads_j - self.truth_j) / truth
+        inst = np.abs(self.instant_only_j - self.truth_j) / truth
+        return {
+            "n": float(len(rel)),
+            "median_pct": _pct(np.median(rel)),
+            "p95_pct": _pct(np.percentile(rel, 95)),
+            "max_pct": _pct(np.max(rel)),
+            "coverage_pct": _pct(np.mean(self.covered)),
+            "coverage_strict_pct": _pct(np.mean(self.covered_strict)),
+            "median_u_pct": _pct(np.median(self.uncertainty_j / truth)),
+            "median_truth_u_pct": _pct(np.median(self.truth_u_j / truth)),
+            "two_reads_median_pct": _pct(np.median(two)),
+            "two_reads_p95_pct": _pct(np.percentile(two, 95)),
+            "two_reads_zero_pct": _pct(np.mean(self.two_reads_j <= 0)),
+            "instant_median_pct": _pct(np.median(inst)),
+            "instant_p95_pct": _pct(np.percentile(inst, 95)),
+            "instant_signed_median_pct": _pct(
+                np.median((self.instant_only_j - self.truth_j) / truth)
+            ),
+        }
+
+
+def _pct(x: float | np.floating[Any]) -> float:
+    return 100.0 * float(x)
+
+
+def evaluate(
+    rec: Recording, test: str, a: np.ndarray, b: np.ndarray, truth: np.ndarray, truth_u: np.ndarray
+) -> WindowSet:
+    """greenai's energy and uncertainty over windows ``[a, b]``, with both baselines."""
+    energy, unc = rec.curve.window(a, b)
+    two_reads = rec.log.value_at(b) - rec.log.value_at(a)
+    instant = rec.curve.integral(b) - rec.curve.integral(a)
+    return WindowSet(test, a, b, energy, unc, truth, truth_u, two_reads, instant)
+
+
+def steady_power_w(rec: Recording) -> tuple[float, float, int]:
+    """Steady power (W): the least-squares slope of counter value over its update instants.
+
+    Returns (power, standard error of the slope, number of updates used).
+    """
+    lo, hi = rec.steady
+    t, _, e = rec.log.changes()
+    inside = (t >= lo) & (t <= hi)
+    if inside.sum() < 3:
+        raise ValueError(f"only {int(inside.sum())} counter updates in the steady stretch")
+    tt, ee = t[inside], e[inside]
+    slope, intercept = np.polyfit(tt - tt[0], ee - ee[0], 1)
+    resid = (ee - ee[0]) - (slope * (tt - tt[0]) + intercept)
+    se = float(np.sqrt(np.sum(resid**2) / (len(tt) - 2) / np.sum((tt - tt.mean()) ** 2)))
+    return float(slope), se, int(inside.sum())
+
+
+def steady_windows(rec: Recording, length_s: float, n: int, rng: np.random.Generator) -> WindowSet:
+    """Random windows inside the steady load; truth = steady power × length."""
+    lo, hi = rec.steady
+    power_w, se, _ = steady_power_w(rec)
+    a = rng.uniform(lo, hi - length_s, n)
+    b = a + length_s
+    truth = np.full(n, power_w * length_s)
+    return evaluate(rec, f"steady {length_s * 1000:g} ms", a, b, truth, np.full(n, se * length_s))
+
+
+def counter_windows(
+    rec: Recording,
+    test: str,
+    updates: int,
+    n: int,
+    rng: np.random.Generator,
+    span: tuple[float, float] | None = None,
+) -> WindowSet:
+    """Windows from one counter update to the ``updates``-th next; truth = the counter delta.
+
+    The truth's own uncertainty is the energy the timing of the two updates can hide: their
+    bracket half-widths at the highest power greenai saw near them.
+    """
+    t, _, _ = rec.log.changes()
+    lo, hi = span if span is not None else (rec.curve.t[0] + 0.5, rec.curve.t[-1] - 0.5)
+    starts = np.flatnonzero(t >= lo)
+    starts = starts[starts + updates < len(t)]
+    starts = starts[t[starts + updates] <= hi]
+    if len(starts) == 0:
+        raise ValueError(f"no counter-bounded windows of {updates} updates in {test}")
+    pick = np.sort(rng.choice(starts, size=min(n, len(starts)), replace=False))
+    return _between_updates(rec, test, pick, pick + updates)
+
+
+def _between_updates(rec: Recording, test: str, first: np.ndarray, last: np.ndarray) -> WindowSet:
+    """Windows from counter update ``first[i]`` to update ``last[i]``, truth = their delta."""
+    t, half, e = rec.log.changes()
+    a, b = t[first], t[last]
+    truth_u = half[first] * _peak_power_near(rec, a) + half[last] * _peak_power_near(rec, b)
+    return evaluate(rec, test, a, b, e[last] - e[first], truth_u)
+
+
+def _peak_power_near(rec: Recording, x: np.ndarray) -> np.ndarray:
+    """The highest power greenai saw within two readings of each ``x`` (W)."""
+    power = rec.curve.power_at_samples()
+    i = np.searchsorted(rec.curve.t, x)
+    near = np.clip(i[:, None] + np.arange(-2, 3), 0, len(power) - 1)
+    return np.asarray(power[near].max(axis=1))
+
+
+@dataclass
+class Tiling:
+    """Long counter-bounded windows, each tiled with short windows."""
+
+    long: WindowSet
+    tile_s: float
+    tile_sum_j: np.ndarray
+    tile_u_sum_j: np.ndarray
+    tiles: int
+    two_reads_zero_tiles: int
+
+    def summary(self) -> dict[str, float]:
+        truth = self.long.truth_j
+        err = self.tile_sum_j - truth
+        rel = np.abs(err) / truth
+        additivity = np.abs(self.tile_sum_j - self.long.energy_j) / truth
+        return {
+            "n": float(len(truth)),
+            "median_pct": _pct(np.median(rel)),
+            "max_pct": _pct(np.max(rel)),
+            "covered_by_tiles_pct": _pct(
+                np.mean(np.abs(err) <= self.tile_u_sum_j + self.long.truth_u_j)
+            ),
+            "covered_by_long_pct": _pct(np.mean(self.long.covered)),
+            "median_tile_u_sum_pct": _pct(np.median(self.tile_u_sum_j / truth)),
+            "max_additivity_gap_pct": _pct(np.max(additivity)),
+            "tiles": float(self.tiles),
+            "two_reads_zero_tiles_pct": _pct(self.two_reads_zero_tiles / max(self.tiles, 1)),
+        }
+
+
+def tiling(rec: Recording, updates: int, n: int, rng: np.random.Generator) -> Tiling:
+    """Tile counter-bounded windows (anywhere in the run) with ``TILE_S`` windows."""
+    long = counter_windows(rec, f"tiled, {updates} updates", updates, n, rng)
+    sums, u_sums = np.empty(len(long.a)), np.empty(len(long.a))
+    tiles = zero = 0
+    for i, (a, b) in enumerate(zip(long.a, long.b, strict=True)):
+        edges = np.append(np.arange(a, b, TILE_S), b)
+        edges = edges[np.concatenate([np.diff(edges) > 1e-9, [True]])]
+        e, u = rec.curve.window(edges[:-1], edges[1:])
+        sums[i], u_sums[i] = math.fsum(e), math.fsum(u)
+        tiles += len(e)
+        zero += int(np.sum(rec.log.value_at(edges[1:]) - rec.log.value_at(edges[:-1]) <= 0))
+    return Tiling(long, TILE_S, sums, u_sums, tiles, zero)
+
+
+def transition_windows(rec: Recording, edge: float, name: str, updates: int = 15) -> WindowSet:
+    """Counter-bounded windows of ``updates`` updates that contain the load edge ``edge``."""
+    t, _, _ = rec.log.changes()
+    period = float(np.median(np.diff(t)))
+    lo, hi = edge - (updates - 1) * period, edge - 0.5 * period
+    starts = np.flatnonzero((t >= lo) & (t <= hi))
+    starts = starts[starts + updates < len(t)]
+    if len(starts) == 0:
+        raise ValueError(f"no counter updates around the {name}")
+    return _between_updates(rec, name, starts, starts + updates)
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows."""
+
+    steady_power_w: float
+    steady_power_se_w: float
+    steady_updates: int
+    counter_period_s: float
+    counter_read_ms: float
+    steady: list[WindowSet]
+    bounded: list[WindowSet]
+    tilings: list[Tiling]
+    transitions: list[WindowSet]
+
+    def window_sets(self) -> list[WindowSet]:
+        return [*self.steady, *self.bounded, *(t.long for t in self.tilings), *self.transitions]
+
+
+def analyse(rec: Recording, windows: int = 200, seed: int = 0) -> Analysis:
+    """Run every accuracy check on one recording."""
+    rng = np.random.default_rng(seed)
+    power_w, se, updates = steady_power_w(rec)
+    t, _, _ = rec.log.changes()
+    period = float(np.median(np.diff(t)))
+    steady = [steady_windows(rec, length, windows, rng) for length in LENGTHS_S]
+    span = rec.steady
+    bounded = [
+        counter_windows(rec, "steady, 1 update", 1, windows, rng, span),
+        counter_windows(rec, "steady, 10 updates", 10, windows, rng, span),
+        counter_windows(rec, "whole run, 1 update", 1, windows, rng),
+        counter_windows(rec, "whole run, 10 updates", 10, windows, rng),
+    ]
+    tilings = [tiling(rec, 10, 30, rng), tiling(rec, 20, 30, rng)]
+    transitions = [
+        transition_windows(rec, rec.load_on, "load start (idle → load)"),
+        transition_windows(rec, rec.load_off, "load stop (load → idle)"),
+    ]
+    read_ms = 1000.0 * float(np.median(rec.log.t_after - rec.log.t_before))
+    return Analysis(power_w, se, updates, period, read_ms, steady, bounded, tilings, transitions)
+
+
+# --- overhead -------------------------------------------------------------------------------
+@dataclass
+class Overhead:
+    """Hot-path costs (ns per call) and the training-loop slowdown (%)."""
+
+    step_ns: float
+    step_samples_ns: float
+    floor_ns: float
+    phase_ns: float
+    start_stop_ms: float
+    train_pairs: int
+    train_step_ms: float
+    train_overhead_pct: float
+    train_overhead_spread_pct: tuple[float, float]
+
+
+def _per_call_ns(fn: Callable[[], Any], calls: int, repeats: int = 5) -> float:
+    per_call = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per_call.append((time.perf_counter() - start) / calls * 1e9)
+    return statistics.median(per_call)
+
+
+def measure_overhead(
+    make_device: Callable[[], Device],
+    train_round: Callable[[greenai.Tracker | None], None],
+    train_steps: int,
+    calls: int = 200_000,
+    pairs: int = 10,
+) -> Overhead:
+    """Time step()/phase() on a tracker sampling a real device, and the training loop."""
+    marks: list[float] = []
+    now = time.perf_counter
+    floor = _per_call_ns(lambda: marks.append(now()), calls)
+    with greenai.track("step-overhead", devices=[make_device()]) as job:
+        step = _per_call_ns(job.step, calls)
+        step_samples = _per_call_ns(lambda: job.step(samples=32), calls)
+
+        def enter_exit() -> None:
+            with job.phase("forward"):
+                pass
+
+        phase = _per_call_ns(enter_exit, calls // 10)
+    start_stop = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with greenai.track("start-stop", devices=[make_device()]):
+            pass
+        start_stop.append((time.perf_counter() - t0) * 1e3)
+
+    ratios, untracked_s = [], []
+    train_round(None)  # warm-up
+    with greenai.track("train-overhead", devices=[make_device()]) as job:
+        for i in range(pairs):
+            order: Sequence[greenai.Tracker | None] = (None, job) if i % 2 == 0 else (job, None)
+            took = {}
+            for which in order:
+                t0 = time.perf_counter()
+                train_round(which)
+                took[which is None] = time.perf_counter() - t0
+            ratios.append(took[False] / took[True])
+            untracked_s.append(took[True])
+    ratios.sort()
+    return Overhead(
+        step_ns=step,
+        step_samples_ns=step_samples,
+        floor_ns=floor,
+        phase_ns=phase,
+        start_stop_ms=statistics.median(start_stop),
+        train_pairs=pairs,
+        train_step_ms=statistics.median(untracked_s) / train_steps * 1e3,
+        train_overhead_pct=100.0 * (statistics.median(ratios) - 1.0),
+        train_overhead_spread_pct=(100.0 * (ratios[0] - 1.0), 100.0 * (ratios[-1] - 1.0)),
+    )
+
+
+def make_train_round(torch: Any, device: str, steps: int) -> Callable[[Any], None]:
+    """A Python-bound training loop (tiny MLP, small batches) to run tracked or untracked."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = [
+        (torch.randn(64, 64, device=device), torch.randint(0, 10, (64,), device=device))
+        for _ in range(16)
+    ]
+
+    def run(job: Any) -> None:
+        for i in range(steps):
+            x, y = batches[i % len(batches)]
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if job is not None:
+                job.step(samples=len(x))
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+# --- the report -------------------------------------------------------------------------------
+def _f(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}"
+
+
+def render(rec: Recording, an: Analysis, overhead: Overhead | None) -> str:
+    """The markdown report."""
+    m = rec.meta
+    lines = [
+        f"# greenai accuracy on {m.get('device', '?')}",
+        "",
+        "| | |",
+        "| --- | --- |",
+    ]
+    keys = ("device", "greenai device", "driver", "nvml", "cuda", "torch", "python", "greenai")
+    for key in (*keys, "date", "load"):
+        if key in m:
+            lines.append(f"| {key} | {m[key]} |")
+    lines += [
+        f"| steady power (truth) | {an.steady_power_w:.1f} W ± {2 * an.steady_power_se_w:.2f} W "
+        f"(counter slope over {an.steady_updates} updates) |",
+        f"| counter update period | {an.counter_period_s * 1000:.1f} ms (median) |",
+        f"| counter read (poller) | {an.counter_read_ms:.2f} ms per "
+        "`nvmlDeviceGetTotalEnergyConsumption` (median) |",
+        f"| sampler period | {rec.result.period_s} s; {len(rec.curve.t)} readings |",
+        f"| run | {rec.result.duration_s:.1f} s, {rec.result.energy_j or 0:.0f} J "
+        f"± {rec.result.uncertainty_j or 0:.1f} J, method {', '.join(rec.result.methods)} |",
+        "",
+        "## Random windows in a steady load (truth: steady power × length)",
+        "",
+        "Errors are |greenai − truth| / truth. *covered*: |error| ≤ `uncertainty_j`. "
+        "*Two counter reads*: the counter read at both ends of the window. "
+        "*Instant power*: integrated instant power alone.",
+        "",
+        "| window | n | median | p95 | covered | median u | two reads: median / p95 "
+        "/ read 0 J | instant power: median / p95 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ws in an.steady:
+        s = ws.summary()
+        lines.append(
+            f"| {ws.test.removeprefix('steady ')} | {s['n']:.0f} | {_f(s['median_pct'])}% "
+            f"| {_f(s['p95_pct'])}% | {_f(s['coverage_pct'], 1)}% | {_f(s['median_u_pct'])}% "
+            f"| {_f(s['two_reads_median_pct'])}% / {_f(s['two_reads_p95_pct'])}% "
+            f"/ {_f(s['two_reads_zero_pct'], 0)}% "
+            f"| {_f(s['instant_median_pct'])}% / {_f(s['instant_p95_pct'])}% |"
+        )
+    lines += [
+        "",
+        "## Windows between counter updates (truth: the counter's delta)",
+        "",
+        "The poller times each update only to within the bracket of two reads, so the truth "
+        "has its own bound (*truth ±*: the bracket times the power there). *covered*: |error| "
+        "≤ `uncertainty_j`; *covered ± truth*: |error| ≤ `uncertainty_j` + truth ±.",
+        "",
+        "| windows | n | median | p95 | max | covered | covered ± truth | median u "
+        "| median truth ± |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ws in an.bounded:
+        s = ws.summary()
+        lines.append(
+            f"| {ws.test} | {s['n']:.0f} | {_f(s['median_pct'])}% | {_f(s['p95_pct'])}% "
+            f"| {_f(s['max_pct'])}% | {_f(s['coverage_strict_pct'], 1)}% "
+            f"| {_f(s['coverage_pct'], 1)}% | {_f(s['median_u_pct'])}% "
+            f"| {_f(s['median_truth_u_pct'])}% |"
+        )
+    lines += [
+        "",
+        f"## {TILE_S * 1000:g} ms tiles summed over a longer window (truth: two counter reads"
+        " around it)",
+        "",
+        "| long window | n | median error of the sum | max | Σ tile u covers | long u covers "
+        "| median Σ tile u | max additivity gap | tiles reading 0 J by two counter reads |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for tl in an.tilings:
+        s = tl.summary()
+        lines.append(
+            f"| {tl.long.test.removeprefix('tiled, ')} | {s['n']:.0f} | {_f(s['median_pct'])}% "
+            f"| {_f(s['max_pct'])}% | {_f(s['covered_by_tiles_pct'], 1)}% "
+            f"| {_f(s['covered_by_long_pct'], 1)}% | {_f(s['median_tile_u_sum_pct'])}% "
+            f"| {s['max_additivity_gap_pct']:.1e}% | {_f(s['two_reads_zero_tiles_pct'], 1)}% "
+            f"of {s['tiles']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Across the load's start and stop (truth: the counter's delta)",
+        "",
+        "Windows of 15 counter updates (~1.5 s) that contain the edge. *Instant power, signed*:"
+        " the bias of integrating instant power alone (it lags).",
+        "",
+        "| edge | n | median | max | covered | covered ± truth | median u "
+        "| instant power, signed median |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ws in an.transitions:
+        s = ws.summary()
+        lines.append(
+            f"| {ws.test} | {s['n']:.0f} | {_f(s['median_pct'])}% | {_f(s['max_pct'])}% "
+            f"| {_f(s['coverage_strict_pct'], 1)}% | {_f(s['coverage_pct'], 1)}% "
+            f"| {_f(s['median_u_pct'])}% | {s['instant_signed_median_pct']:+.2f}% |"
+        )
+    if overhead is not None:
+        o = overhead
+        lo, hi = o.train_overhead_spread_pct
+        lines += [
+            "",
+            "## Overhead (device sampled at the default period)",
+            "",
+            "| what | cost |",
+            "| --- | --- |",
+            f"| `job.step()` | {o.step_ns:.0f} ns per call |",
+            f"| `job.step(samples=32)` | {o.step_samples_ns:.0f} ns per call |",
+            f"| `with job.phase(...)` | {o.phase_ns:.0f} ns per enter + exit |",
+            f"| floor: `list.append(perf_counter())` | {o.floor_ns:.0f} ns per call |",
+            f"| tracker start + stop (empty job) | {o.start_stop_ms:.1f} ms |",
+            f"| Python-bound training loop ({o.train_step_ms:.3f} ms/step), tracked vs "
+            f"untracked | {o.train_overhead_pct:+.2f}% (median of {o.train_pairs} pairs; "
+            f"range {lo:+.1f}% to {hi:+.1f}%) |",
+        ]
+    notes = list(rec.result.notes)
+    if notes:
+        lines += ["", "Notes from the tracker:", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = (
+    "test",
+    "start_s",
+    "length_s",
+    "energy_j",
+    "uncertainty_j",
+    "truth_j",
+    "truth_u_j",
+    "error_j",
+    "rel_error",
+    "covered",
+    "two_reads_j",
+    "instant_only_j",
+)
+
+
+def write_csv(rec: Recording, an: Analysis, path: Path) -> None:
+    """Every evaluated window, times relative to the load's start."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for ws in an.window_sets():
+            for i in range(len(ws.a)):
+                writer.writerow(
+                    [
+                        ws.test,
+                        f"{ws.a[i] - rec.load_on:.6f}",
+                        f"{ws.b[i] - ws.a[i]:.6f}",
+                        f"{ws.energy_j[i]:.6f}",
+                        f"{ws.uncertainty_j[i]:.6f}",
+                        f"{ws.truth_j[i]:.6f}",
+                        f"{ws.truth_u_j[i]:.6f}",
+                        f"{ws.error_j[i]:.6f}",
+                        f"{ws.rel_error[i]:.6g}",
+                        int(ws.covered[i]),
+                        f"{ws.two_reads_j[i]:.6f}",
+                        f"{ws.instant_only_j[i]:.6f}",
+                    ]
+                )
+
+
+# --- the real GPU ---------------------------------------------------------------------------
+def gpu_rig(matmul_n: int, batch: int, poll_period_s: float) -> tuple[Rig, Any, Callable[[], None]]:
+    """A Rig on CUDA device 0 and its NVML twin; raises NoGPUError when there is none.
+
+    Returns the rig, the torch module and a cleanup function.
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        raise NoGPUError(f"PyTorch is not installed ({exc})") from exc
+    if not torch.cuda.is_available():
+        raise NoGPUError("torch.cuda.is_available() is False: no NVIDIA GPU visible")
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise NoGPUError("pynvml is missing: pip install nvidia-ml-py") from exc
+    from greenai.devices.nvidia import NvidiaGPU, discover_gpus
+    from greenai.errors import GreenAIError
+
+    try:
+        gpus = discover_gpus()
+    except GreenAIError as exc:
+        raise NoGPUError(str(exc)) from exc
+    if not gpus:
+        raise NoGPUError("greenai found no NVIDIA GPU through NVML (driver or NVML missing?)")
+    torch_uuid = str(getattr(torch.cuda.get_device_properties(0), "uuid", "")).lower()
+    torch_uuid = torch_uuid.removeprefix("gpu-")
+    chosen = next(
+        (g for g in gpus if g.uuid and g.uuid.lower().removeprefix("gpu-") == torch_uuid),
+        gpus[0],
+    )
+    uuid = chosen.uuid
+    assert uuid is not None
+
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        name = pynvml.nvmlDeviceGetName(handle)
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        nvml_version = pynvml.nvmlSystemGetNVMLVersion()
+    except pynvml.NVMLError as exc:
+        raise NoGPUError(f"NVML cannot read the GPU's total-energy counter: {exc}") from exc
+
+    def read_counter_j() -> float:
+        return float(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)) / 1000.0
+
+    def make_device() -> Device:
+        return NvidiaGPU(0, uuid=uuid, name="gpu0")
+
+    probe = make_device()
+    try:
+        probe.open()
+        detail = probe.detail()
+    except GreenAIError as exc:
+        raise NoGPUError(f"greenai cannot open the GPU: {exc}") from exc
+    finally:
+        probe.close()
+
+    dev = torch.device("cuda", 0)
+    a = torch.randn(matmul_n, matmul_n, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(matmul_n, matmul_n, device=dev, dtype=torch.bfloat16)
+    c = torch.empty_like(a)
+
+    def load(seconds: float) -> tuple[float, float]:
+        """bf16 matmuls back to back; at most two batches queued, so the GIL stays free."""
+        inflight: collections.deque[Any] = collections.deque()
+        on = SYSTEM_CLOCK.now()
+        end = on + seconds
+        while SYSTEM_CLOCK.now() < end:
+            for _ in range(batch):
+                torch.mm(a, b, out=c)
+            event = torch.cuda.Event()
+            event.record()
+            inflight.append(event)
+            while len(inflight) >= 2:
+                if inflight[0].query():
+                    inflight.popleft()
+                else:
+                    time.sleep(0.0005)
+        while inflight:
+            if inflight[0].query():
+                inflight.popleft()
+            else:
+                time.sleep(0.0002)
+        torch.cuda.synchronize()
+        return on, SYSTEM_CLOCK.now()
+
+    meta = {
+        "device": f"{_text(name)} ({uuid})",
+        "driver": _text(driver),
+        "nvml": _text(nvml_version),
+        "cuda": str(torch.version.cuda),
+        "torch": torch.__version__,
+        "greenai device": detail,
+        "load": f"bf16 {matmul_n}³ matmul, {batch} per batch, on cuda:0",
+    }
+    rig = Rig(
+        clock=SYSTEM_CLOCK,
+        make_device=make_device,
+        read_counter_j=read_counter_j,
+        idle=time.sleep,
+        load=load,
+        poll_period_s=poll_period_s,
+        meta=meta,
+    )
+
+    def cleanup() -> None:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+
+    return rig, torch, cleanup
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- the simulated GPU (--selftest) -----------------------------------------------------------
+IDLE_W, LOAD_W, TAIL_W = 110.0, 700.0, 130.0
+
+
+def fake_rig(idle_s: float, load_s: float) -> tuple[Rig, Any]:
+    """A Rig on a FakeGPU and FakeClock whose trace follows the same idle/load schedule."""
+    from greenai.testing import FakeClock, FakeGPU
+
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=[(idle_s, IDLE_W), (load_s, LOAD_W), (1e6, TAIL_W)], clock=clock, seed=11)
+
+    def before_run(device: Device, seconds: float) -> None:
+        # Build the whole trace now: afterwards reads only look it up, so the sampler and
+        # the poller may read the FakeGPU from their two threads at once.
+        gpu.true_energy_j(clock.now(), clock.now() + seconds + 1.0)
+
+    def load(seconds: float) -> tuple[float, float]:
+        on = clock.now()
+        clock.advance(seconds)
+        return on, clock.now()
+
+    def read_counter_j() -> float:
+        energy = gpu.read().energy_j
+        assert energy is not None
+        return energy
+
+    rig = Rig(
+        clock=clock,
+        make_device=lambda: gpu,
+        read_counter_j=read_counter_j,
+        idle=clock.advance,
+        load=load,
+        poll_period_s=0.004,
+        meta={"device": gpu.detail(), "load": f"simulated: {IDLE_W:g} W → {LOAD_W:g} W"},
+        before_run=before_run,
+    )
+    return rig, gpu
+
+
+def selftest(args: argparse.Namespace) -> int:
+    """Record and analyse a simulated GPU; check the analysis against its exact energy."""
+    rig, gpu = fake_rig(idle_s=3.0, load_s=12.0)
+    rig.meta.update(_common_meta())
+    rec = record(rig, idle_s=3.0, load_s=12.0, tail_s=3.0, settle_s=1.0)
+    an = analyse(rec, windows=args.windows, seed=args.seed)
+
+    lo, hi = rec.steady
+    true_w = gpu.true_energy_j(lo, hi) / (hi - lo)
+    exact = [_with_exact_truth(ws, gpu).summary() for ws in an.steady]
+    steady = [ws.summary() for ws in an.steady]
+    ten_updates = an.bounded[1].summary()
+    checks = {
+        "steady power from the counter log within 0.2% of the simulation's": (
+            abs(an.steady_power_w - true_w) <= 0.002 * true_w
+        ),
+        "counter-delta truths match the simulation's exact energy, within their ±": all(
+            _truth_matches(ws, gpu) for ws in [*an.bounded, *an.transitions]
+        ),
+        "vs exact energy, uncertainty covers ≥ 95% of steady windows of every length": all(
+            s["coverage_strict_pct"] >= 95.0 for s in exact
+        ),
+        "vs steady power × length, it covers ≥ 95% of 25 ms and 100 ms windows": all(
+            s["coverage_strict_pct"] >= 95.0 for s in steady[:2]
+        ),
+        "1 s windows: p95 error ≤ 0.5% (vs exact energy, and vs the counter's delta)": (
+            exact[2]["p95_pct"] <= 0.5 and ten_updates["p95_pct"] <= 0.5
+        ),
+        "100 ms windows: p95 error ≤ 5% (vs steady power × length)": steady[1]["p95_pct"] <= 5.0,
+        "two counter reads read 0 J for most 25 ms windows": steady[0]["two_reads_zero_pct"] >= 50,
+        "tiles sum to their long window": all(
+            t.summary()["max_additivity_gap_pct"] < 1e-7 for t in an.tilings
+        ),
+        "tiles' summed uncertainty covers the long window's error": all(
+            t.summary()["covered_by_tiles_pct"] == 100.0 for t in an.tilings
+        ),
+    }
+
+    import torch
+
+    overhead = None
+    if not args.skip_overhead:
+        from greenai.testing import FakeGPU
+
+        train = make_train_round(torch, "cpu", steps=100)
+        overhead = measure_overhead(
+            lambda: FakeGPU(seed=3), train, train_steps=100, calls=20_000, pairs=4
+        )
+        checks["overhead measured"] = overhead.step_ns > 0
+
+    report = render(rec, an, overhead)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="greenai-")) / "acc.md"
+    _write(report, rec, an, out)
+    failed = [name for name, ok in checks.items() if not ok]
+    print("\nselftest:")
+    for name, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+    return 1 if failed else 0
+
+
+def _with_exact_truth(ws: WindowSet, gpu: Any) -> WindowSet:
+    exact = np.array([gpu.true_energy_j(a, b) for a, b in zip(ws.a, ws.b, strict=True)])
+    return dataclasses.replace(ws, truth_j=exact, truth_u_j=np.zeros_like(exact))
+
+
+def _truth_matches(ws: WindowSet, gpu: Any) -> bool:
+    exact = np.array([gpu.true_energy_j(a, b) for a, b in zip(ws.a, ws.b, strict=True)])
+    # + 2 mJ: the counter's quantisation at both ends.
+    return bool(np.all(np.abs(ws.truth_j - exact) <= ws.truth_u_j + 0.002))
+
+
+# --- main -------------------------------------------------------------------------------------
+def _common_meta() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "greenai": greenai.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _default_out() -> Path:
+    out_dir = os.environ.get("OUT")
+    return Path(out_dir) / "accuracy.md" if out_dir else Path("gpu-accuracy.md")
+
+
+def _write(report: str, rec: Recording, an: Analysis, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    csv_path = out.with_suffix(".csv")
+    write_csv(rec, an, csv_path)
+    print(report)
+    print(f"wrote {out} and {csv_path}")
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    rig, torch, cleanup = gpu_rig(args.matmul_n, args.batch, args.poll_s)
+    try:
+        rig.meta.update(_common_meta())
+        print(f"warming up {rig.meta['device']} for {args.warmup_s:g} s ...", file=sys.stderr)
+        rig.load(args.warmup_s)
+        rig.idle(args.idle_s)
+        print("recording idle → load → idle ...", file=sys.stderr)
+        rec = record(rig, args.idle_s, args.load_s, args.tail_s, args.settle_s)
+        an = analyse(rec, windows=args.windows, seed=args.seed)
+        overhead = None
+        if not args.skip_overhead:
+            print("measuring overhead ...", file=sys.stderr)
+            train = make_train_round(torch, "cuda", steps=args.train_steps)
+            overhead = measure_overhead(rig.make_device, train, train_steps=args.train_steps)
+        _write(render(rec, an, overhead), rec, an, Path(args.out) if args.out else _default_out())
+    finally:
+        cleanup()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", help="markdown report path (CSV written beside it)")
+    p.add_argument("--selftest", action="store_true", help="run on a simulated GPU")
+    p.add_argument("--windows", type=int, default=200, help="random windows per test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-s", type=float, default=4.0)
+    p.add_argument("--idle-s", type=float, default=3.0)
+    p.add_argument("--load-s", type=float, default=25.0)
+    p.add_argument("--tail-s", type=float, default=4.0)
+    p.add_argument("--settle-s", type=float, default=3.0, help="load time before 'steady'")
+    p.add_argument("--matmul-n", type=int, default=8192)
+    p.add_argument("--batch", type=int, default=16, help="matmuls per queued batch")
+    p.add_argument("--poll-s", type=float, default=0.0, help="pause between counter polls")
+    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--skip-overhead", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.selftest:
+        return selftest(args)
+    try:
+        return run_gpu(args)
+    except NoGPUError as exc:
+        print(f"gpu_accuracy: no usable NVIDIA GPU: {exc}", file=sys.stderr)
+        return EXIT_NO_GPU
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

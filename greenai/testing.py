@@ -153,6 +153,7 @@ class FakeGPU(Device):
         self._power = np.zeros(0)
         self._cum = np.zeros(1)
         self._ar = 0.0
+        self._lock = threading.Lock()  # the sampler thread and the test both extend the trace
         self.reads = 0
 
     def open(self) -> None:
@@ -206,6 +207,11 @@ class FakeGPU(Device):
         need = int(elapsed / self._BIN_S) + 2
         if need <= len(self._power):
             return
+        with self._lock:
+            if need > len(self._power):
+                self._grow(need)
+
+    def _grow(self, need: int) -> None:
         n = max(need - len(self._power), 10_000)
         start = len(self._power)
         times = (start + np.arange(n)) * self._BIN_S

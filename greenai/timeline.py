@@ -162,8 +162,26 @@ class EnergyCurve:
         )
         self._sigma = self._segment_scatter(d_e, d_i, s)
         seg_len = np.diff(self.tau)
-        # A segment much longer than usual spans a read failure: only the hard bound holds.
-        self._long_seg = seg_len > 3.0 * float(np.median(seg_len)) if len(seg_len) else seg_len > 0
+        # Only the hard bound holds where the power shape cannot be trusted: a segment much
+        # longer than usual (it spans a read failure), or one next to a load change (the
+        # shape may put the change in the wrong place).
+        long_seg = seg_len > 3.0 * float(np.median(seg_len)) if len(seg_len) else seg_len > 0
+        self._hard_only = long_seg | self._unsteady()
+
+    def _unsteady(self) -> npt.NDArray[np.bool_]:
+        """Per segment: does the counter's average power change by over 25% next to it?
+
+        The counter's segment averages smooth out sensor noise; a real load change shows up
+        as neighbouring segments that differ. One segment either side is included because
+        power values lag the counter by up to one update period.
+        """
+        seg_p = np.diff(self.anchor_e) / np.maximum(np.diff(self.tau), 1e-12)
+        if len(seg_p) == 0:
+            return np.zeros(0, dtype=bool)
+        padded = np.pad(seg_p, 1, mode="edge")
+        near = np.stack([padded[:-2], padded[1:-1], padded[2:]])
+        spread = near.max(axis=0) - near.min(axis=0)
+        return np.asarray(spread > 0.25 * np.maximum(near.mean(axis=0), 1e-12))
 
     def _segment_scatter(self, d_e: FloatArray, d_i: FloatArray, s: DeviceSeries) -> float:
         """Robust spread (J) of counter deltas around what the power shape predicts."""
@@ -273,7 +291,7 @@ class EnergyCurve:
         soft = 2.0 * self._sigma + self.series.relative_uncertainty * d_e * np.minimum(
             frac, 1.0 - frac
         )
-        inside = np.where(self._long_seg[kk], hard, np.minimum(hard, soft))
+        inside = np.where(self._hard_only[kk], hard, np.minimum(hard, soft))
         rel = max(self.series.relative_uncertainty, abs(self._calibration - 1.0))
         ends = self.energy_at(x)
         outside_first = rel * np.abs(ae[0] - ends) + 2.0 * self._sigma

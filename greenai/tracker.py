@@ -549,7 +549,9 @@ def _phase(
         count=len(a),
         duration_s=float(np.sum(b - a)) if len(a) else 0.0,
         energy_j=float(energy.sum()) if curves else None,
-        uncertainty_j=float(unc.sum()) if curves else None,
+        # Spans' edge errors are treated as independent: root-sum-square, not a plain sum
+        # (a phase of 200 short spans would otherwise claim ±50% on a well-measured job).
+        uncertainty_j=float(np.sqrt(np.sum(unc**2))) if curves else None,
     )
 
 

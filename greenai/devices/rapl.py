@@ -174,9 +174,11 @@ def discover_rapl(root: str | os.PathLike[str] = DEFAULT_POWERCAP_ROOT) -> list[
         warnings.warn(
             f"RAPL energy counters in {root} ({', '.join(denied)}) are readable only by root "
             "since CVE-2020-8694; greenai falls back to the CPU/memory model (an estimate) "
-            f"for them. To grant read access until reboot: sudo chmod -R a+r {root}/intel-rapl"
-            " ; to keep it, add a udev rule or tmpfiles.d entry doing the same, or grant one "
-            f"user: sudo setfacl -m u:$USER:r {root}/intel-rapl:*/energy_uj",
+            "for them. To grant read access until reboot: sudo chmod a+r "
+            f"{root}/intel-rapl:*/energy_uj {root}/intel-rapl:*:*/energy_uj (the zone "
+            "directories are symlinks, which chmod -R would not follow); to keep it, add a "
+            "udev rule or tmpfiles.d entry doing the same, or grant one user: "
+            f"sudo setfacl -m u:$USER:r {root}/intel-rapl:*/energy_uj",
             PermissionWarning,
             stacklevel=2,
         )

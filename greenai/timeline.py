@@ -277,8 +277,12 @@ class EnergyCurve:
         u = self._edge_uncertainty(a) + self._edge_uncertainty(b) + res
         # The counter's refresh lags each read by an unknown but shared amount (at most the
         # half-bracket either way); it cancels on a steady load, not across a power change.
-        p = self.power if self.has_power else self.power_at_samples()
-        shift = self._half_bracket * np.abs(np.interp(b, self.t, p) - np.interp(a, self.t, p))
+        # Power at each edge from the counter's own segment averages: power values may lag.
+        seg_p = np.diff(self.anchor_e) / np.maximum(np.diff(self.tau), 1e-12)
+        at = np.clip(
+            np.searchsorted(self.tau, np.stack([a, b]), side="right") - 1, 0, len(seg_p) - 1
+        )
+        shift = self._half_bracket * np.abs(seg_p[at[1]] - seg_p[at[0]])
         return energy, np.asarray(u + shift)
 
     def _edge_uncertainty(self, x: FloatArray) -> FloatArray:

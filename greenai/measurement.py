@@ -251,6 +251,29 @@ class Measurement:
         data["steps"]["j_per_tflop"] = self.steps.j_per_tflop
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        """Rebuild a Measurement from :meth:`to_dict` output (derived keys are ignored)."""
+        from greenai.carbon.accounting import CarbonFigures
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["devices"] = tuple(DeviceEnergy(**d) for d in data.get("devices", ()))
+        kwargs["phases"] = tuple(PhaseEnergy(**p) for p in data.get("phases", ()))
+        step_names = {f.name for f in dataclasses.fields(StepEnergy)}
+        steps = {k: v for k, v in data.get("steps", {}).items() if k in step_names}
+        for key in ("duration_s", "energy_j", "uncertainty_j"):
+            steps[key] = tuple(steps.get(key, ()))
+        kwargs["steps"] = StepEnergy(**steps)
+        kwargs["notes"] = tuple(data.get("notes", ()))
+        carbon = data.get("carbon")
+        if carbon is not None:
+            carbon_names = {f.name for f in dataclasses.fields(CarbonFigures)}
+            kwargs["carbon"] = CarbonFigures(
+                **{k: v for k, v in carbon.items() if k in carbon_names}
+            )
+        return cls(**kwargs)
+
     def to_json(self, **kwargs: Any) -> str:
         """The :meth:`to_dict` record as JSON text (``kwargs`` go to :func:`json.dumps`)."""
         return json.dumps(self.to_dict(), **kwargs)

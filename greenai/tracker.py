@@ -122,6 +122,10 @@ class Tracker:
                 raise ConfigError(f"device names must be unique; repeated: {dupes}")
         if flops_per_step is not None:
             _check_flops("flops_per_step", flops_per_step)
+        if dtype is not None:
+            from greenai.flops.peaks import check_dtype
+
+            check_dtype(dtype)  # fail now: at stop() the measurement would be lost
         self.name = name
         self._accounting = Accounting(
             pue=pue,
@@ -374,6 +378,20 @@ class Tracker:
             pd.concat(frames, ignore_index=True)[columns]
             if frames
             else pd.DataFrame(columns=columns)
+        )
+        return frame
+
+    def phase_spans(self) -> pd.DataFrame:
+        """Every closed phase span, for plots that shade phases on the timeline.
+
+        Columns: ``phase`` (its path), ``depth``, ``start_s`` and ``end_s`` (seconds since
+        the job started).
+        """
+        import pandas as pd
+
+        frame: pd.DataFrame = pd.DataFrame(
+            [(p, d, a - self._t0, b - self._t0) for p, d, a, b in self._phases],
+            columns=["phase", "depth", "start_s", "end_s"],
         )
         return frame
 

@@ -300,3 +300,16 @@ def test_without_a_grid_co2e_is_absent_not_guessed(clock: FakeClock) -> None:
         clock.advance(1.0)
     assert job.result.co2e_kg is None
     assert job.result.facility_energy_kwh == pytest.approx(job.result.energy_kwh)
+
+
+def test_measurement_round_trips_through_its_dict(clock: FakeClock) -> None:
+    with greenai.track("rt", devices=[FakeGPU(clock=clock)], clock=clock, country="FRA") as job:
+        with job.phase("fwd"):
+            run_steps(job, clock, 3, 0.1, samples=2)
+        job.add_flops(5e9)
+    r = job.result
+    again = greenai.Measurement.from_dict(json.loads(r.to_json()))
+    assert again == r
+    spans = job.phase_spans()
+    assert list(spans["phase"]) == ["fwd"]
+    assert spans["end_s"].iloc[0] - spans["start_s"].iloc[0] == pytest.approx(0.3)

@@ -90,3 +90,8 @@ def test_negative_flops_are_refused() -> None:
     job = greenai.track(devices=[])
     with job, pytest.raises(ConfigError, match="non-negative"):
         job.add_flops(-5)
+
+
+def test_unknown_dtype_is_refused_before_the_job_not_at_stop() -> None:
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        greenai.track(dtype="fp4")

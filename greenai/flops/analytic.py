@@ -16,7 +16,7 @@ One multiply-add is 2 FLOPs, as in :func:`greenai.flops.count_flops`. The models
 
 Error against :func:`count_flops`, measured on a GPT-2-small-shaped model (12 layers,
 d_model 768, 12 heads, vocab 50257, tied head, one sequence of T = 512, 124,439,808
-parameters of which N = 123,653,376 take part in matmuls; ``tests/flops/test_analytic.py``):
+parameters of which N = 123,653,376 take part in matmuls; ``tests/flops/test_flops_analytic.py``):
 
 * forward, dense attention: analytic 136.28 GFLOP vs counted 136.16 GFLOP (+0.09%: ``N``
   includes biases and LayerNorm weights, whose adds the counter does not count);

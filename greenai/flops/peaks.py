@@ -161,6 +161,11 @@ def _dtype(dtype: Any) -> str:
     return _DTYPES[text]
 
 
+def check_dtype(dtype: Any) -> str:
+    """The table's name for ``dtype``. Raises ConfigError for a dtype greenai does not know."""
+    return _dtype(dtype)
+
+
 def peak_flops_per_s(device_name: str, dtype: Any) -> float | None:
     """Datasheet dense peak of a GPU for a dtype. Units: FLOP/s (int8: ops/s).
 

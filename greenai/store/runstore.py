@@ -1,0 +1,470 @@
+"""RunStore: runs, their Measurements, timelines and phase spans in one SQLite file.
+
+Several processes may write one store at once (a ``torchrun`` job, two terminals): the file
+is in WAL mode, waits up to 10 s for a lock, and every write is one short ``BEGIN IMMEDIATE``
+transaction. A run that dies without :meth:`RunStore.finish_run` keeps its last checkpoint
+and is marked ``interrupted`` the next time a store on its host is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from greenai.errors import ConfigError
+from greenai.measurement import Measurement
+from greenai.store import tables
+from greenai.store.errors import StoreError
+from greenai.store.schema import connect
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["STATUSES", "RunStore", "StoredRun", "default_path"]
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+RUN_COLUMNS = [
+    "id",
+    "name",
+    "status",
+    "started_at",
+    "duration_s",
+    "energy_j",
+    "uncertainty_j",
+    "co2e_kg",
+    "flops",
+    "host",
+]
+
+
+def default_path() -> Path:
+    """``$GREENAI_HOME/runs.db`` when ``GREENAI_HOME`` is set, else ``./.greenai/runs.db``."""
+    home = os.environ.get("GREENAI_HOME")
+    return (Path(home) if home else Path(".greenai")) / "runs.db"
+
+
+@dataclass(frozen=True, eq=False)
+class StoredRun:
+    """One run as the store holds it.
+
+    Attributes:
+        status: ``running``, ``completed``, ``failed`` or ``interrupted``.
+        started_at, ended_at: ISO 8601 UTC times; ``ended_at`` is None while running.
+        measurement: The last Measurement checkpointed or finished, None before any.
+        timeline: Columns ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j``,
+            ``energy_j``, as :meth:`greenai.Tracker.timeline` gives them.
+        phase_spans: Columns ``phase``, ``depth``, ``start_s``, ``end_s``.
+    """
+
+    id: str
+    name: str
+    status: str
+    started_at: str
+    ended_at: str | None
+    host: str
+    pid: int | None
+    command: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    measurement: Measurement | None = None
+    timeline: pd.DataFrame = field(default_factory=lambda: tables.empty_timeline())
+    phase_spans: pd.DataFrame = field(default_factory=lambda: tables.empty_spans())
+
+
+class RunStore:
+    """The embedded run store.
+
+    Example:
+        >>> with RunStore(tmp_path / "runs.db") as store:  # doctest: +SKIP
+        ...     run_id = store.start_run("train")
+        ...     store.finish_run(run_id, job.result, timeline=job.timeline())
+
+    Args:
+        path: The SQLite file; None means :func:`default_path`. Nothing is read or created
+            until :meth:`open`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> RunStore:
+        """Create or open the file, migrate its schema, and mark dead runs ``interrupted``.
+
+        Raises:
+            StoreError: The file cannot be created, is not a run store, is damaged, or was
+                made by a newer greenai. An existing file is never deleted or rewritten.
+        """
+        if self._conn is None:
+            self._conn = connect(self.path)
+            try:
+                self._recover()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def close(self) -> None:
+        """Close the file (safe to call twice)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> RunStore:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start_run(
+        self, name: str, *, meta: dict[str, Any] | None = None, command: str | None = None
+    ) -> str:
+        """Record a new ``running`` run on this host and process; return its id.
+
+        Ids look like ``20250101-120000-a1b2c3`` (UTC start, then random): they sort by time.
+        ``meta`` must be JSON-serialisable.
+        """
+        meta_json = _dumps(meta or {}, "meta")
+        now = _now()
+        for _ in range(8):
+            run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        "INSERT INTO runs (id, name, status, started_at, updated_at, host, pid,"
+                        " command, meta_json) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                        (
+                            run_id,
+                            name,
+                            _iso(now),
+                            _iso(now),
+                            socket.gethostname(),
+                            os.getpid(),
+                            command,
+                            meta_json,
+                        ),
+                    )
+            except StoreError as exc:
+                if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                    continue  # the random suffix collided with a run started the same second
+                raise
+            return run_id
+        raise StoreError(f"could not find a free run id in {self.path}")  # pragma: no cover
+
+    def checkpoint(
+        self,
+        run_id: str,
+        measurement: Measurement | None = None,
+        timeline: pd.DataFrame | None = None,
+        phase_spans: pd.DataFrame | None = None,
+    ) -> None:
+        """Save the latest snapshot of a running run, in one transaction.
+
+        ``measurement`` and ``phase_spans`` replace what was stored. Of ``timeline`` only the
+        rows later than those already stored for each device are appended, so a checkpoint
+        costs what is new, not the whole timeline.
+
+        Raises:
+            StoreError: No such run, or it is no longer ``running``.
+        """
+        with self._write() as conn:
+            status = self._status(conn, run_id)
+            if status != "running":
+                raise StoreError(f"run {run_id} is {status}; only a running run takes checkpoints")
+            self._save(conn, run_id, measurement, timeline, phase_spans)
+            conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (_iso(_now()), run_id))
+
+    def finish_run(
+        self,
+        run_id: str,
+        measurement: Measurement,
+        timeline: pd.DataFrame | None = None,
+        phase_spans: pd.DataFrame | None = None,
+        status: str | None = None,
+    ) -> None:
+        """Save the final Measurement and end the run.
+
+        Args:
+            run_id: The id :meth:`start_run` returned.
+            measurement: The final result (``job.result``).
+            timeline: ``job.timeline()``; rows later than those stored are appended.
+            phase_spans: ``job.phase_spans()``; replaces what was stored.
+            status: ``completed``, ``failed`` or ``interrupted``; defaults to
+                ``measurement.status``.
+
+        Raises:
+            StoreError: No such run.
+            ConfigError: ``status`` is not one a finished run can have.
+        """
+        final = measurement.status if status is None else status
+        if final not in STATUSES[1:]:
+            raise ConfigError(f"status must be one of {list(STATUSES[1:])}; got {final!r}")
+        now = _iso(_now())
+        with self._write() as conn:
+            self._status(conn, run_id)
+            self._save(conn, run_id, measurement, timeline, phase_spans)
+            conn.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
+                (final, now, now, run_id),
+            )
+
+    def runs(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Stored runs, newest first, one row each.
+
+        Columns: ``id``, ``name``, ``status``, ``started_at``, ``duration_s``, ``energy_j``,
+        ``uncertainty_j``, ``co2e_kg``, ``flops``, ``host`` (figures of the last checkpoint
+        for a run still going, NaN before any). ``since``/``until`` bound ``started_at``
+        (inclusive; naive times are local time).
+
+        Raises:
+            ConfigError: An unknown status, an unparseable time or a negative limit.
+        """
+        import pandas as pd
+
+        where, args = [], []
+        if name is not None:
+            where.append("name = ?")
+            args.append(name)
+        if status is not None:
+            if status not in STATUSES:
+                raise ConfigError(f"status must be one of {list(STATUSES)}; got {status!r}")
+            where.append("status = ?")
+            args.append(status)
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(_iso(_as_utc(since, "since")))
+        if until is not None:
+            where.append("started_at <= ?")
+            args.append(_iso(_as_utc(until, "until")))
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            if limit < 0:
+                raise ConfigError(f"limit must be 0 or more; got {limit}")
+            sql += f" LIMIT {int(limit)}"
+        rows = self._read(sql, args)
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        floats = ["duration_s", "energy_j", "uncertainty_j", "co2e_kg", "flops"]
+        frame[floats] = frame[floats].astype(float)
+        return frame
+
+    def get(self, run_id: str) -> StoredRun:
+        """One run by id, unique id prefix, or ``"latest"`` (the newest run).
+
+        Raises:
+            StoreError: No run matches, or a prefix matches several.
+        """
+        row = self._find(run_id)
+        (rid, name, status, started, ended, host, pid, command, meta, measurement) = row
+        timeline = tables.timeline_from_rows(
+            self._read(
+                "SELECT t.t_s, t.device, d.method, t.power_w, t.counter_j, t.energy_j"
+                " FROM timeline t LEFT JOIN devices d ON d.run_id = t.run_id"
+                " AND d.name = t.device WHERE t.run_id = ? ORDER BY d.rowid, t.t_s",
+                [rid],
+            )
+        )
+        spans = tables.spans_from_rows(
+            self._read(
+                "SELECT phase, depth, start_s, end_s FROM phase_spans WHERE run_id = ?"
+                " ORDER BY rowid",
+                [rid],
+            )
+        )
+        return StoredRun(
+            id=rid,
+            name=name,
+            status=status,
+            started_at=started,
+            ended_at=ended,
+            host=host,
+            pid=pid,
+            command=command,
+            meta=json.loads(meta),
+            measurement=None
+            if measurement is None
+            else Measurement.from_dict(json.loads(measurement)),
+            timeline=timeline,
+            phase_spans=spans,
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(
+                f"run store {self.path} is not open; call open() or use `with RunStore(...)`"
+            )
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; sqlite errors become StoreError."""
+        conn = self._connection
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the run store {self.path}: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot write the run store {self.path}: {exc}") from exc
+            raise
+
+    def _read(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the run store {self.path}: {exc}") from exc
+
+    def _find(self, run_id: str) -> tuple[Any, ...]:
+        columns = (
+            "id, name, status, started_at, ended_at, host, pid, command, meta_json,"
+            " measurement_json"
+        )
+        if run_id == "latest":
+            rows = self._read(
+                f"SELECT {columns} FROM runs ORDER BY started_at DESC, id DESC LIMIT 1", []
+            )
+            if not rows:
+                raise StoreError(f"no runs in {self.path} yet")
+            return rows[0]
+        rows = self._read(f"SELECT {columns} FROM runs WHERE id = ?", [run_id])
+        if not rows and run_id:
+            rows = self._read(
+                f"SELECT {columns} FROM runs WHERE substr(id, 1, length(?)) = ? LIMIT 6",
+                [run_id, run_id],
+            )
+        if len(rows) == 1:
+            return rows[0]
+        if not rows:
+            raise StoreError(
+                f"no run {run_id!r} in {self.path}; `greenai runs` lists the ids"
+                " (any unique prefix, or 'latest', will do)"
+            )
+        shown = ", ".join(r[0] for r in rows[:5])
+        raise StoreError(f"run id prefix {run_id!r} matches several runs ({shown}, ...)")
+
+    def _status(self, conn: sqlite3.Connection, run_id: str) -> str:
+        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path}; `greenai runs` lists the ids")
+        return str(row[0])
+
+    def _save(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        measurement: Measurement | None,
+        timeline: pd.DataFrame | None,
+        phase_spans: pd.DataFrame | None,
+    ) -> None:
+        if timeline is not None:
+            tables.append_timeline(conn, run_id, timeline)
+        if phase_spans is not None:
+            tables.replace_spans(conn, run_id, phase_spans)
+        if measurement is not None:
+            tables.save_measurement(conn, run_id, measurement)
+
+    def _recover(self) -> None:
+        """Mark ``interrupted`` the runs of this host whose process is gone."""
+        rows = self._read(
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?",
+            [socket.gethostname()],
+        )
+        dead = [rid for rid, pid in rows if pid is not None and not _pid_alive(int(pid))]
+        if not dead:
+            return
+        with self._write() as conn:
+            for rid in dead:
+                row = conn.execute(
+                    "SELECT measurement_json FROM runs WHERE id = ? AND status = 'running'",
+                    (rid,),
+                ).fetchone()
+                if row is None:
+                    continue  # another process recovered it first
+                measurement = row[0]
+                if measurement is not None:
+                    data = json.loads(measurement)
+                    data["status"] = "interrupted"
+                    measurement = json.dumps(data)
+                conn.execute(
+                    "UPDATE runs SET status = 'interrupted', ended_at = updated_at,"
+                    " measurement_json = ? WHERE id = ?",
+                    (measurement, rid),
+                )
+
+
+def _measurement(text: str) -> Measurement:
+    return Measurement.from_dict(json.loads(text))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else (PermissionError), or unknowable
+    return True
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="microseconds")
+
+
+def _as_utc(value: datetime | str, what: str) -> datetime:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"  # Python 3.10's fromisoformat rejects "Z"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ConfigError(f"{what} must be an ISO 8601 time; got {value!r}") from exc
+    if value.tzinfo is None:
+        value = value.astimezone()  # a naive time is local time
+    return value.astimezone(timezone.utc)
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from exc

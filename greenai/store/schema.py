@@ -1,0 +1,177 @@
+"""The run store's schema: versioned migrations applied on open.
+
+The schema version lives in ``PRAGMA user_version``. Migration ``k`` (1-based) takes a file
+from version ``k - 1`` to ``k``; a file at a version newer than :data:`SCHEMA_VERSION` was
+written by a newer greenai and is refused, never rewritten.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from greenai.store.errors import StoreError
+
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect"]
+
+BUSY_TIMEOUT_MS = 10_000
+
+_V1 = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    updated_at TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER,
+    command TEXT,
+    meta_json TEXT NOT NULL DEFAULT '{}',
+    measurement_json TEXT,
+    energy_j REAL,
+    uncertainty_j REAL,
+    duration_s REAL,
+    co2e_kg REAL,
+    flops REAL
+);
+CREATE INDEX runs_started_at ON runs (started_at);
+CREATE INDEX runs_name ON runs (name, started_at);
+CREATE INDEX runs_status ON runs (status, host);
+
+CREATE TABLE devices (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    kind TEXT,
+    method TEXT,
+    energy_j REAL,
+    uncertainty_j REAL,
+    avg_power_w REAL,
+    peak_power_w REAL,
+    samples INTEGER,
+    partial INTEGER,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE phases (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    energy_j REAL,
+    uncertainty_j REAL,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE timeline (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    device TEXT NOT NULL,
+    t_s REAL NOT NULL,
+    power_w REAL,
+    counter_j REAL,
+    energy_j REAL
+);
+CREATE INDEX timeline_run ON timeline (run_id, device, t_s);
+
+CREATE TABLE phase_spans (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    phase TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL
+);
+CREATE INDEX phase_spans_run ON phase_spans (run_id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+"""SQL scripts; ``MIGRATIONS[k - 1]`` takes schema version ``k - 1`` to ``k``."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the store at ``path`` and bring its schema up to date.
+
+    The connection is in autocommit mode; callers group writes with ``BEGIN IMMEDIATE``.
+
+    Raises:
+        StoreError: The directory cannot be created, the file is not SQLite or is damaged,
+            or it was created by a newer greenai. The file is never deleted or rewritten.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the run store's folder {path.parent}: {exc}") from exc
+    try:
+        # The tracker opens the store on the caller's thread and checkpoints from its own
+        # thread (never both at once: finish_run follows the join).
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the run store {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Read the header before any pragma that writes, so a foreign file is never touched.
+        version = _check_version(conn, path)
+        _enable_wal(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:
+            _migrate(conn, path)
+    except sqlite3.OperationalError as exc:  # locked, I/O, permissions: not the file's fault
+        conn.close()
+        raise StoreError(f"cannot open the run store {path}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(
+            f"{path} is not a greenai run store or is damaged ({exc}); it was left as it is: "
+            "move it aside (or use another --store) and greenai will start a new one"
+        ) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_version(conn: sqlite3.Connection, path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    # Reading user_version alone may not parse the schema; this does, and fails on garbage.
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"run store {path} was created by a newer greenai (schema {version} > "
+            f"{SCHEMA_VERSION}); upgrade greenai or use another --store"
+        )
+    return version
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching a new file to WAL takes an exclusive lock and does not wait on the busy
+    # handler, so two processes creating one store at once see "database is locked": retry.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    # The version is read again under the write lock: another process may have migrated.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _check_version(conn, path)
+        for k in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[k].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

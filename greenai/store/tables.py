@@ -1,0 +1,184 @@
+"""Rows in and out of the run store's tables: timeline, phase spans, devices, phases.
+
+pandas NaN becomes SQL NULL on the way in and NaN again on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from greenai.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from greenai.measurement import Measurement
+
+__all__ = [
+    "SPAN_COLUMNS",
+    "TIMELINE_COLUMNS",
+    "append_timeline",
+    "empty_spans",
+    "empty_timeline",
+    "replace_spans",
+    "save_measurement",
+    "spans_from_rows",
+    "timeline_from_rows",
+]
+
+TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
+SPAN_COLUMNS = ["phase", "depth", "start_s", "end_s"]
+_TIMELINE_FLOATS = ["t_s", "power_w", "counter_j", "energy_j"]
+
+
+def empty_timeline() -> pd.DataFrame:
+    """A timeline frame with no rows."""
+    return timeline_from_rows([])
+
+
+def empty_spans() -> pd.DataFrame:
+    """A phase-span frame with no rows."""
+    return spans_from_rows([])
+
+
+def timeline_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """A frame with :data:`TIMELINE_COLUMNS` from rows in that order."""
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
+    frame[_TIMELINE_FLOATS] = frame[_TIMELINE_FLOATS].astype(float)
+    frame[["device", "method"]] = frame[["device", "method"]].astype(object)
+    return frame
+
+
+def spans_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """A frame with :data:`SPAN_COLUMNS` from rows in that order."""
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=SPAN_COLUMNS)
+    frame["phase"] = frame["phase"].astype(object)
+    frame["depth"] = frame["depth"].astype(int)
+    frame[["start_s", "end_s"]] = frame[["start_s", "end_s"]].astype(float)
+    return frame
+
+
+def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFrame) -> None:
+    """Append the rows of ``timeline`` later than what is stored for each device."""
+    _require(timeline, ["t_s", "device", "power_w", "counter_j", "energy_j"], "timeline")
+    if timeline.empty:
+        return
+    stored = dict(
+        conn.execute(
+            "SELECT device, MAX(t_s) FROM timeline WHERE run_id = ? GROUP BY device", (run_id,)
+        ).fetchall()
+    )
+    methods = timeline["method"] if "method" in timeline.columns else [None] * len(timeline)
+    first = dict(zip(timeline["device"].astype(str), methods, strict=True))
+    # Devices get rows in the timeline's order; their rowids keep that order for reading back.
+    conn.executemany(
+        "INSERT INTO devices (run_id, name, method) VALUES (?, ?, ?)"
+        " ON CONFLICT (run_id, name) DO UPDATE SET method = coalesce(excluded.method, method)",
+        ((run_id, device, _text(method)) for device, method in first.items()),
+    )
+    last = timeline["device"].astype(str).map(stored).astype(float)
+    new = timeline[last.isna() | (timeline["t_s"].astype(float) > last)]
+    conn.executemany(
+        "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (run_id, str(d), _real(t), _real(p), _real(c), _real(e))
+            for d, t, p, c, e in zip(
+                new["device"],
+                new["t_s"],
+                new["power_w"],
+                new["counter_j"],
+                new["energy_j"],
+                strict=True,
+            )
+        ),
+    )
+
+
+def replace_spans(conn: sqlite3.Connection, run_id: str, spans: pd.DataFrame) -> None:
+    """Replace the run's phase spans with ``spans``."""
+    _require(spans, SPAN_COLUMNS, "phase_spans")
+    conn.execute("DELETE FROM phase_spans WHERE run_id = ?", (run_id,))
+    conn.executemany(
+        "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+        (
+            (run_id, str(p), int(d), float(a), float(b))
+            for p, d, a, b in zip(
+                spans["phase"], spans["depth"], spans["start_s"], spans["end_s"], strict=True
+            )
+        ),
+    )
+
+
+def save_measurement(conn: sqlite3.Connection, run_id: str, m: Measurement) -> None:
+    """Store ``m`` as the run's record, its summary columns, devices and phases."""
+    conn.execute(
+        "UPDATE runs SET measurement_json = ?, energy_j = ?, uncertainty_j = ?, duration_s = ?,"
+        " co2e_kg = ?, flops = ? WHERE id = ?",
+        (
+            json.dumps(m.to_dict()),
+            _real(m.energy_j),
+            _real(m.uncertainty_j),
+            _real(m.duration_s),
+            _real(m.co2e_kg),
+            _real(m.flops),
+            run_id,
+        ),
+    )
+    for d in m.devices:
+        conn.execute(
+            "INSERT INTO devices (run_id, name, kind, method, energy_j, uncertainty_j,"
+            " avg_power_w, peak_power_w, samples, partial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, name) DO UPDATE SET kind = excluded.kind,"
+            " method = excluded.method, energy_j = excluded.energy_j,"
+            " uncertainty_j = excluded.uncertainty_j, avg_power_w = excluded.avg_power_w,"
+            " peak_power_w = excluded.peak_power_w, samples = excluded.samples,"
+            " partial = excluded.partial",
+            (
+                run_id,
+                d.name,
+                d.kind,
+                d.method,
+                _real(d.energy_j),
+                _real(d.uncertainty_j),
+                _real(d.avg_power_w),
+                _real(d.peak_power_w),
+                d.samples,
+                int(d.partial),
+            ),
+        )
+    conn.execute("DELETE FROM phases WHERE run_id = ?", (run_id,))
+    conn.executemany(
+        "INSERT INTO phases (run_id, name, count, duration_s, energy_j, uncertainty_j)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (run_id, p.name, p.count, p.duration_s, _real(p.energy_j), _real(p.uncertainty_j))
+            for p in m.phases
+        ),
+    )
+
+
+def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{what} lacks columns {missing}; it has {list(frame.columns)}")
+
+
+def _real(value: Any) -> float | None:
+    if value is None:
+        return None
+    x = float(value)
+    return None if math.isnan(x) else x
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)

@@ -1,0 +1,246 @@
+"""Tables of a Measurement: pandas frames and the labelled efficiency figures.
+
+Pure functions of a :class:`~greenai.measurement.Measurement`; nothing here reads hardware.
+Every energy figure is shown with the method that produced it and its uncertainty, and a
+figure that is missing is shown as ``—`` with the reason, never as 0.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from greenai.measurement import Measurement, PhaseEnergy
+
+__all__ = [
+    "MISSING",
+    "devices_frame",
+    "efficiency_rows",
+    "format_number",
+    "method_label",
+    "methods_label",
+    "methods_tag",
+    "ordered_phases",
+    "phases_frame",
+    "steps_frame",
+    "summary_frame",
+]
+
+MISSING = "—"
+"""What a report shows in place of a figure that does not exist."""
+
+_METHOD_LABELS = {
+    "counter": "measured (counter)",
+    "power": "measured (power)",
+    "model": "estimated (model)",
+}
+
+
+def summary_frame(m: Measurement) -> pd.DataFrame:
+    """One row with every scalar field and derived figure of ``m`` (SI units, kWh, kg)."""
+    return m.to_frame("summary")
+
+
+def devices_frame(m: Measurement) -> pd.DataFrame:
+    """One row per device: method, energy (J), uncertainty (J), power (W), partial."""
+    return m.to_frame("devices")
+
+
+def phases_frame(m: Measurement) -> pd.DataFrame:
+    """One row per phase (``/``-joined path): count, duration (s), energy and uncertainty (J)."""
+    return m.to_frame("phases")
+
+
+def steps_frame(m: Measurement) -> pd.DataFrame:
+    """One row per step: duration (s), energy and uncertainty (J); NaN where not measured."""
+    return m.to_frame("steps")
+
+
+def method_label(method: str) -> str:
+    """How a method reads in a report: ``measured (counter)``, ``estimated (model)``."""
+    return _METHOD_LABELS.get(method, method)
+
+
+def methods_label(methods: tuple[str, ...] | list[str]) -> str:
+    """The methods behind a figure, joined with ``+``; ``—`` when there are none."""
+    return " + ".join(method_label(x) for x in methods) if methods else MISSING
+
+
+def methods_tag(methods: tuple[str, ...] | list[str]) -> str:
+    """A short bracketed tag for a figure: ``[measured: counter]``, ``[estimated (model)]``."""
+    measured = [x for x in methods if x != "model"]
+    parts = [f"measured: {' + '.join(measured)}"] if measured else []
+    if "model" in methods:
+        parts.append(method_label("model"))
+    return f"[{'; '.join(parts)}]" if parts else ""
+
+
+def ordered_phases(m: Measurement) -> list[PhaseEnergy]:
+    """Phases with each parent before its children, in order of first appearance."""
+    position = {p.name: i for i, p in enumerate(m.phases)}
+    other = len(position)
+
+    def key(p: PhaseEnergy) -> tuple[int, ...]:
+        if p.name == "(other)":
+            return (other,)
+        parts = p.name.split("/")
+        paths = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return tuple(position.get(path, position[p.name]) for path in paths)
+
+    return sorted(m.phases, key=key)
+
+
+def format_number(value: float, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits; an exponent only for very large or small."""
+    if value != 0 and (abs(value) >= 1e7 or abs(value) < 1e-3):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:,.0f}"
+
+
+def _missing(why: str | None) -> str:
+    return MISSING if not why else f"{MISSING} ({why})"
+
+
+def _note(m: Measurement, prefix: str) -> str | None:
+    """The first note of ``m`` that starts with ``prefix`` (the tracker's reason)."""
+    return next((n for n in m.notes if n.startswith(prefix)), None)
+
+
+def _energy_reason(m: Measurement) -> str:
+    return _note(m, "no energy source") or "no energy source was measured"
+
+
+def efficiency_rows(m: Measurement) -> list[tuple[str, str]]:
+    """The headline figures of ``m`` as ``(label, value with unit)`` pairs.
+
+    Energy-derived values carry ``± uncertainty`` and the method (``measured (counter)``,
+    ``estimated (model)``…); values that could not be computed read ``— (reason)``.
+    """
+    how = methods_tag(m.methods)
+    rel = (m.uncertainty_j or 0.0) / m.energy_j if m.energy_j else 0.0
+    no_energy = _missing(_energy_reason(m))
+
+    def energy(value: float | None, unit: str, why: str | None = None) -> str:
+        if value is None:
+            return no_energy if m.energy_j is None else _missing(why)
+        return f"{format_number(value)} {unit} ± {format_number(value * rel, 2)} {unit} {how}"
+
+    rows: list[tuple[str, str]] = [("Duration", f"{format_number(m.duration_s)} s")]
+    if m.energy_j is None:
+        rows.append(("Energy (IT)", no_energy))
+    else:
+        rows.append(
+            (
+                "Energy (IT)",
+                f"{format_number(m.energy_j / J_PER_KWH)} kWh = {format_number(m.energy_j)} J "
+                f"± {format_number(m.uncertainty_j or 0.0, 2)} J {how}",
+            )
+        )
+    rows.append(("Methods", methods_label(m.methods)))
+    c = m.carbon
+    pue = 1.0 if c is None else c.pue
+    rows.append((f"Facility energy (PUE {pue:g})", energy(m.facility_energy_kwh, "kWh")))
+    avg = m.avg_power_w
+    rows.append(("Average power", no_energy if avg is None else f"{format_number(avg)} W {how}"))
+
+    no_flops = "no FLOPs given: use count_flops, add_flops or flops_per_step"
+    rows.append(
+        ("Work", _missing(no_flops) if m.tflop is None else f"{format_number(m.tflop)} TFLOP")
+    )
+    rows.append(("kWh/TFLOP (IT)", energy(m.kwh_per_tflop, "kWh/TFLOP", no_flops)))
+    rows.append((f"kWh/TFLOP (PUE {pue:g})", energy(m.kwh_per_tflop_pue, "kWh/TFLOP", no_flops)))
+    rows.append(("J/TFLOP", energy(m.j_per_tflop, "J/TFLOP", no_flops)))
+    tps = m.tflops_per_s
+    rows.append(("TFLOP/s", _missing(no_flops) if tps is None else f"{format_number(tps)} TFLOP/s"))
+    why_mfu = _note(m, "MFU not computed") or (no_flops if m.flops is None else None)
+    rows.append(("MFU", _missing(why_mfu) if m.mfu is None else f"{m.mfu:.1%}"))
+
+    rows.extend(_step_rows(m))
+    rows.extend(_carbon_rows(m))
+    return rows
+
+
+def _step_rows(m: Measurement) -> list[tuple[str, str]]:
+    s = m.steps
+    if not s.count:
+        return [("Steps", _missing("no job.step() calls"))]
+    how = methods_tag(m.methods)
+    rows = [("Steps", str(s.count))]
+    total_u = sum(s.uncertainty_j)
+
+    def per(value: float | None, count: int | None, unit: str, why: str) -> str:
+        if value is None:
+            return _missing(_energy_reason(m) if not s.energy_j else why)
+        u = total_u / count if count else 0.0
+        return f"{format_number(value)} {unit} ± {format_number(u, 2)} {unit} {how}"
+
+    rows.append(("J/step (mean)", per(s.mean_energy_j, s.count, "J/step", "")))
+    rows.append(
+        ("J/sample", per(s.energy_per_sample_j, s.samples, "J/sample", "no step(samples=)"))
+    )
+    rows.append(("J/token", per(s.energy_per_token_j, s.tokens, "J/token", "no step(tokens=)")))
+    if s.flops and s.j_per_tflop is not None:
+        u = total_u / (s.flops / FLOP_PER_TFLOP)
+        rows.append(
+            (
+                "J/TFLOP (steps)",
+                f"{format_number(s.j_per_tflop)} J/TFLOP ± {format_number(u, 2)} J/TFLOP {how}",
+            )
+        )
+    return rows
+
+
+def _carbon_rows(m: Measurement) -> list[tuple[str, str]]:
+    c = m.carbon
+    if c is None:
+        why = _energy_reason(m)
+        return [("CO2e (location)", _missing(why)), ("Water", _missing(why))]
+    rel = (m.uncertainty_j or 0.0) / m.energy_j if m.energy_j else 0.0
+    how = methods_tag(m.methods)
+
+    def mass(kg: float) -> str:
+        if kg < 1.0:
+            return f"{format_number(kg * 1000)} g CO2e ± {format_number(kg * 1000 * rel, 2)} g"
+        return f"{format_number(kg)} kg CO2e ± {format_number(kg * rel, 2)} kg"
+
+    rows: list[tuple[str, str]] = []
+    if c.co2e_kg is None or c.carbon_intensity_g_per_kwh is None:
+        rows.append(("CO2e (location)", _missing(c.carbon_intensity_source)))
+    else:
+        place = c.country + (f"/{c.region}" if c.region else "") if c.country else "given"
+        rows.append(
+            (
+                "CO2e (location)",
+                f"{mass(c.co2e_kg)} {how} at {format_number(c.carbon_intensity_g_per_kwh)} g/kWh "
+                f"({place}; source: {c.carbon_intensity_source})",
+            )
+        )
+    if c.co2e_market_kg is not None and c.renewable_share is not None:
+        rows.append(
+            (
+                "CO2e (market)",
+                f"{mass(c.co2e_market_kg)} {how} with {c.renewable_share:.0%} renewable "
+                "contracts (grid average for the rest: a lower bound)",
+            )
+        )
+    elif c.co2e_kg is None:
+        rows.append(("CO2e (market)", _missing("no grid intensity")))
+    else:
+        rows.append(
+            ("CO2e (market)", _missing("pass renewable_share= for the market-based figure"))
+        )
+    if c.water_l is None or c.wue_l_per_kwh is None:
+        rows.append(("Water", _missing("pass wue_l_per_kwh= for site water")))
+    else:
+        rows.append(
+            (
+                "Water",
+                f"{format_number(c.water_l)} L ± {format_number(c.water_l * rel, 2)} L {how} "
+                f"at {format_number(c.wue_l_per_kwh)} L/kWh (WUE)",
+            )
+        )
+    return rows

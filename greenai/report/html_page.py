@@ -1,0 +1,125 @@
+"""One self-contained HTML report: inline CSS, plots as base64 PNG ``data:`` URIs, no JS."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from html import escape
+from typing import TYPE_CHECKING
+
+from greenai.report.frames import efficiency_rows, format_number, methods_label
+from greenai.report.plots import (
+    figure_to_png,
+    phase_energy_figure,
+    power_figure,
+    step_energy_figure,
+)
+from greenai.report.sections import (
+    DEVICE_COLUMNS,
+    PHASE_COLUMNS,
+    all_notes,
+    device_rows,
+    phase_rows,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from greenai.measurement import Measurement
+
+__all__ = ["render_html"]
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2329;
+       max-width: 1100px; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.45; }
+header { border-bottom: 3px solid #2e7d32; padding-bottom: .6rem; margin-bottom: 1.2rem; }
+h1 { margin: 0 0 .2rem 0; font-size: 1.8rem; }
+h2 { font-size: 1.2rem; margin: 1.8rem 0 .6rem; color: #2e7d32; }
+.meta { color: #555; }
+.status { display: inline-block; padding: .05rem .5rem; border-radius: .6rem; color: #fff;
+          background: #2e7d32; font-size: .85rem; }
+.status.failed, .status.interrupted { background: #c62828; }
+.status.running { background: #f9a825; }
+table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e3e6e8;
+         vertical-align: top; }
+th { background: #f3f6f4; font-weight: 600; }
+td.label { white-space: nowrap; font-weight: 500; width: 14rem; }
+.estimated { color: #b26a00; font-weight: 600; }
+figure { margin: 1rem 0; }
+figure img { width: 100%; max-width: 1000px; height: auto; border: 1px solid #e3e6e8; }
+ul.notes li { margin: .2rem 0; }
+footer { margin-top: 2rem; color: #777; font-size: .8rem; }
+"""
+
+
+def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], label: bool = False) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            cls = ' class="label"' if label and i == 0 else ""
+            text = escape(cell).replace(
+                "estimated (model)", '<span class="estimated">estimated (model)</span>'
+            )
+            cells.append(f"<td{cls}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(fig: Figure, alt: str) -> str:
+    data = base64.b64encode(figure_to_png(fig)).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}"></figure>'
+
+
+def render_html(
+    m: Measurement,
+    timeline: pd.DataFrame | None = None,
+    phase_spans: pd.DataFrame | None = None,
+) -> str:
+    """One self-contained HTML page (no external resources, no JavaScript).
+
+    Args:
+        m: The measurement.
+        timeline: ``Tracker.timeline()``, for the power plot (omitted when None).
+        phase_spans: ``Tracker.phase_spans()``, to shade top-level phases on the power plot.
+    """
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>greenai report: {escape(m.name)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<header>",
+        f"<h1>{escape(m.name)}</h1>",
+        f'<div class="meta"><span class="status {escape(m.status)}">{escape(m.status)}</span> ',
+        f"started {escape(m.started_at)} · {escape(format_number(m.duration_s))} s</div>",
+        "</header>",
+        "<h2>How measured</h2>",
+        f"<p>Methods behind the total: {escape(methods_label(m.methods))}. "
+        "Uncertainties are about 95% coverage.</p>",
+    ]
+    if m.devices:
+        parts.append(_table(DEVICE_COLUMNS, device_rows(m)))
+    else:
+        parts.append("<p>No device was measured: only time is reported.</p>")
+    parts += ["<h2>Figures</h2>", _table(("figure", "value"), efficiency_rows(m), label=True)]
+    plots = []
+    if timeline is not None:
+        plots.append(_img(power_figure(timeline, phase_spans), "power over time per device"))
+    if any(p.energy_j is not None for p in m.phases):
+        plots.append(_img(phase_energy_figure(m), "energy per phase"))
+    if m.steps.count and m.steps.energy_j:
+        plots.append(_img(step_energy_figure(m), "energy per step"))
+    if plots:
+        parts += ["<h2>Plots</h2>", *plots]
+    if m.phases:
+        parts += ["<h2>Phases</h2>", _table(PHASE_COLUMNS, phase_rows(m))]
+    notes = all_notes(m)
+    if notes:
+        items = "".join(f"<li>{escape(n)}</li>" for n in notes)
+        parts += ["<h2>Notes</h2>", f'<ul class="notes">{items}</ul>']
+    parts += ["<footer>Generated by greenai.</footer>", "</body></html>"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,169 @@
+"""Figures of a Measurement and its timeline (matplotlib, Agg; nothing is displayed).
+
+Figures are built with :class:`matplotlib.figure.Figure` directly rather than pyplot, so no
+global figure registry fills up and no GUI backend is ever chosen.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from greenai.report.frames import method_label, methods_tag, ordered_phases
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    from greenai.measurement import Measurement
+
+__all__ = [
+    "MAX_SPANS",
+    "figure_to_png",
+    "phase_energy_figure",
+    "power_figure",
+    "step_energy_figure",
+]
+
+MAX_SPANS = 500
+"""Most phase spans shaded on a power plot; beyond it neighbours merge, then shading stops."""
+
+_SHADES = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
+
+
+def _figure(width: float = 8.0, height: float = 4.0) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height), dpi=100, layout="tight")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _empty(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
+    """Render ``fig`` to PNG bytes and release it (the figure is cleared afterwards)."""
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    fig.clear()
+    try:  # a figure made with pyplot is also registered there; let it go
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    except ImportError:  # pragma: no cover - pyplot ships with matplotlib
+        pass
+    return buf.getvalue()
+
+
+def _top_level_spans(
+    phase_spans: pd.DataFrame, t_end: float, limit: int
+) -> tuple[list[tuple[str, float, float]], str | None]:
+    """Top-level spans to shade, merged when there are too many; and a note if dropped."""
+    top = phase_spans[phase_spans["depth"] == 0].sort_values("start_s")
+    spans = [(str(p), float(a), float(b)) for p, a, b in top[["phase", "start_s", "end_s"]].values]
+    if len(spans) <= limit:
+        return spans, None
+    # Gaps narrower than a pixel or so are invisible: join same-phase neighbours across them.
+    gap = max(t_end, 1e-9) / 1000.0
+    merged: list[tuple[str, float, float]] = []
+    for name, a, b in spans:
+        if merged and merged[-1][0] == name and a - merged[-1][2] <= gap:
+            merged[-1] = (name, merged[-1][1], max(b, merged[-1][2]))
+        else:
+            merged.append((name, a, b))
+    if len(merged) <= limit:
+        return merged, f"{len(spans)} phase spans merged into {len(merged)}"
+    return [], f"{len(spans)} phase spans: too many to shade"
+
+
+def power_figure(
+    timeline: pd.DataFrame, phase_spans: pd.DataFrame | None = None, *, max_spans: int = MAX_SPANS
+) -> Figure:
+    """Power (W) over time (s) per device, with top-level phases shaded.
+
+    Args:
+        timeline: ``Tracker.timeline()``: columns ``t_s``, ``device``, ``method``, ``power_w``.
+        phase_spans: ``Tracker.phase_spans()``: ``phase``, ``depth``, ``start_s``, ``end_s``.
+        max_spans: Most spans shaded; more are merged, or left unshaded with a note.
+    """
+    fig, ax = _figure(10.0, 4.0)
+    ax.set_title("Power over time")
+    if timeline.empty:
+        _empty(ax, "no power readings (no energy source was measured)")
+        return fig
+    for device, rows in timeline.groupby("device", sort=True):
+        method = str(rows["method"].iloc[0])
+        ax.plot(rows["t_s"], rows["power_w"], lw=1.2, label=f"{device} ({method_label(method)})")
+    handles, _ = ax.get_legend_handles_labels()
+    note = None
+    if phase_spans is not None and not phase_spans.empty:
+        t_end = float(timeline["t_s"].max())
+        spans, note = _top_level_spans(phase_spans, t_end, max_spans)
+        colours: dict[str, str] = {}
+        for i, (name, a, b) in enumerate(spans):
+            colour = colours.setdefault(name, _SHADES[len(colours) % len(_SHADES)])
+            # alternate the shade so back-to-back spans of one phase stay distinct
+            ax.axvspan(a, b, color=colour, alpha=0.10 if i % 2 else 0.20, lw=0)
+        handles += [Patch(color=c, alpha=0.3, label=f"phase {n}") for n, c in colours.items()]
+    if note:
+        ax.text(0.01, 0.02, note, transform=ax.transAxes, fontsize=8, color="0.3")
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("power (W)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return fig
+
+
+def phase_energy_figure(m: Measurement) -> Figure:
+    """Energy (J) per phase as horizontal bars with ±uncertainty error bars."""
+    phases = [p for p in ordered_phases(m) if p.energy_j is not None]
+    fig, ax = _figure(10.0, max(2.5, 0.4 * len(phases) + 1.5))
+    ax.set_title(f"Energy per phase {methods_tag(m.methods)}")
+    if not phases:
+        _empty(ax, "no phase energy (no phases, or no energy source)")
+        return fig
+    labels = [p.name for p in phases]
+    energy = [p.energy_j or 0.0 for p in phases]
+    errors = [p.uncertainty_j or 0.0 for p in phases]
+    colours = [_SHADES[min(p.name.count("/"), len(_SHADES) - 1)] for p in phases]
+    y = list(range(len(phases)))
+    ax.barh(y, energy, xerr=errors, color=colours, capsize=3, alpha=0.85)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("energy (J), error bars: ±95% uncertainty")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def step_energy_figure(m: Measurement) -> Figure:
+    """Energy (J) of each step, with the ±uncertainty band when there is one."""
+    s = m.steps
+    fig, ax = _figure(10.0, 3.5)
+    ax.set_title(f"Energy per step {methods_tag(m.methods)}")
+    if not s.count or not s.energy_j:
+        _empty(ax, "no step energy (no job.step() calls, or no energy source)")
+        return fig
+    x = list(range(1, len(s.energy_j) + 1))
+    ax.plot(x, s.energy_j, marker="o" if len(x) <= 50 else None, ms=3, lw=1.2, label="energy")
+    if s.uncertainty_j and len(s.uncertainty_j) == len(s.energy_j):
+        low = [e - u for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
+        high = [e + u for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
+        ax.fill_between(x, low, high, alpha=0.2, lw=0, label="±95% uncertainty")
+        ax.legend(fontsize=8, loc="lower right")
+    spread = s.uncertainty_j if len(s.uncertainty_j) == len(x) else (0.0,) * len(x)
+    top = max(e + u for e, u in zip(s.energy_j, spread, strict=True))
+    ax.set_ylim(0, top * 1.1 if math.isfinite(top) and top > 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("energy (J)")
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,150 @@
+"""A Measurement as text, markdown, HTML, JSON or CSV.
+
+Every renderer shows the same sections: the header (name, status, date), how each device
+was measured (method, uncertainty, partial), the efficiency figures, the phases and the
+notes. Estimated (``model``) figures are labelled as such; missing figures read ``—``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from greenai.errors import ConfigError
+from greenai.report.frames import efficiency_rows, format_number, summary_frame
+from greenai.report.html_page import render_html
+from greenai.report.sections import (
+    DEVICE_COLUMNS,
+    PHASE_COLUMNS,
+    all_notes,
+    device_rows,
+    header_line,
+    phase_rows,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from greenai.measurement import Measurement
+
+__all__ = ["FORMATS", "export", "render_html", "render_markdown", "render_text"]
+
+Format = Literal["text", "md", "html", "json", "csv"]
+FORMATS: tuple[str, ...] = ("text", "md", "html", "json", "csv")
+
+
+def render_text(m: Measurement, width: int = 100) -> str:
+    """A plain-text report (rich tables, no colour codes)."""
+    console = Console(
+        record=True, width=width, file=io.StringIO(), color_system=None, force_terminal=False
+    )
+    console.print(header_line(m))
+    console.print()
+    console.print(_rich_table("How measured", DEVICE_COLUMNS, device_rows(m), "no device"))
+    console.print(_rich_table("Figures", ("figure", "value"), efficiency_rows(m), ""))
+    console.print(_rich_table("Phases", PHASE_COLUMNS, phase_rows(m), "no phases"))
+    notes = all_notes(m)
+    if notes:
+        console.print("Notes")
+        for note in notes:
+            console.print(f"  - {note}", markup=False, highlight=False)
+    return console.export_text(styles=False)
+
+
+def _rich_table(
+    title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str
+) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: "[...]" is not rich markup
+    if not rows and empty:
+        table.add_row(empty, *[""] * (len(columns) - 1))
+    return table
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(
+    m: Measurement,
+    timeline: pd.DataFrame | None = None,
+    phase_spans: pd.DataFrame | None = None,
+) -> str:
+    """A markdown report: header, how measured, figures, phases, power summary, notes.
+
+    ``timeline`` adds a per-device power summary (markdown carries no images);
+    ``phase_spans`` is accepted for symmetry with :func:`render_html`.
+    """
+    del phase_spans  # the spans only matter to the power plot
+    lines = [f"# {_md_cell(m.name)}", "", f"*{_md_cell(header_line(m))}*", ""]
+    lines += ["## How measured", ""]
+    lines += _md_table(DEVICE_COLUMNS, device_rows(m)) if m.devices else ["No device."]
+    lines += ["", "## Figures", ""]
+    lines += _md_table(("figure", "value"), efficiency_rows(m))
+    if m.phases:
+        lines += ["", "## Phases", ""]
+        lines += _md_table(PHASE_COLUMNS, phase_rows(m))
+    if timeline is not None and not timeline.empty:
+        lines += ["", "## Power", ""]
+        rows = [
+            (
+                str(device),
+                str(len(g)),
+                f"{format_number(float(g['power_w'].mean()))} W",
+                f"{format_number(float(g['power_w'].max()))} W",
+            )
+            for device, g in timeline.groupby("device", sort=True)
+        ]
+        lines += _md_table(("device", "readings", "mean power", "max power"), rows)
+    notes = all_notes(m)
+    if notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {_md_cell(n)}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def export(
+    m: Measurement,
+    fmt: str,
+    path: str | Path | None = None,
+    timeline: pd.DataFrame | None = None,
+    phase_spans: pd.DataFrame | None = None,
+) -> str:
+    """Render ``m`` as ``fmt`` (text, md, html, json or csv); write it to ``path`` if given.
+
+    ``csv`` is the one-row summary frame; ``json`` is ``m.to_json(indent=2)``, which
+    :meth:`Measurement.from_dict` reads back. Returns the rendered text.
+
+    Raises:
+        ConfigError: ``fmt`` is not one of :data:`FORMATS`.
+    """
+    if fmt == "text":
+        text = render_text(m)
+    elif fmt == "md":
+        text = render_markdown(m, timeline, phase_spans)
+    elif fmt == "html":
+        text = render_html(m, timeline, phase_spans)
+    elif fmt == "json":
+        text = m.to_json(indent=2)
+    elif fmt == "csv":
+        text = summary_frame(m).to_csv(index=False)
+    else:
+        raise ConfigError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text

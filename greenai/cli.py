@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from greenai.errors import GreenAIError
 
@@ -33,8 +35,114 @@ def _devices(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from greenai.demo import run_demo
 
-    result = run_demo(epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue)
+    result, run_id = run_demo(
+        epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue, store=args.store
+    )
     print(summary(result))
+    if run_id is not None:
+        path = _write_html(args.store, run_id)
+        print(f"  stored as run {run_id}; report: {path}")
+    return 0
+
+
+def _store(spec: str | None) -> Any:
+    from greenai.store import RunStore
+
+    return RunStore(spec).open()
+
+
+def _write_html(store_spec: str | None, run_id: str) -> Path:
+    from greenai.report import export
+
+    store = _store(store_spec)
+    try:
+        run = store.get(run_id)
+        path = Path(store.path).parent / "reports" / f"{run.id}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export(run.measurement, "html", path, timeline=run.timeline, phase_spans=run.phase_spans)
+        return path
+    finally:
+        store.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from greenai.runner import run_command
+
+    code, result = run_command(
+        args.cmd,
+        name=args.name,
+        store=args.store or True,
+        period_s=args.period,
+        checkpoint_s=args.checkpoint,
+        pue=args.pue,
+        country=args.country,
+        region=args.region,
+        carbon_intensity_g_per_kwh=args.carbon_intensity,
+        renewable_share=args.renewable_share,
+    )
+    print(summary(result), file=sys.stderr)
+    return code
+
+
+def _runs(args: argparse.Namespace) -> int:
+    store = _store(args.store)
+    try:
+        frame = store.runs(name=args.name, status=args.status, since=args.since, limit=args.limit)
+    finally:
+        store.close()
+    print(frame.to_string(index=False) if len(frame) else "no runs stored yet")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from greenai.report import export
+
+    store = _store(args.store)
+    try:
+        run = store.get(args.run)
+    finally:
+        store.close()
+    if run.measurement is None:
+        print(f"run {run.id} ({run.status}) has no measurement yet")
+        return 0
+    output = args.output
+    if output is None and args.format == "html":
+        output = Path(store.path).parent / "reports" / f"{run.id}.html"
+        output.parent.mkdir(parents=True, exist_ok=True)
+    text = export(
+        run.measurement, args.format, output, timeline=run.timeline, phase_spans=run.phase_spans
+    )
+    print(f"wrote {output}" if output is not None else text)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    store = _store(args.store)
+    try:
+        runs = [store.get(r) for r in args.runs]
+    finally:
+        store.close()
+    rows = []
+    for run in runs:
+        m = run.measurement
+        rows.append(
+            {
+                "run": run.id,
+                "name": run.name,
+                "status": run.status,
+                "duration_s": None if m is None else round(m.duration_s, 3),
+                "energy_j": None if m is None or m.energy_j is None else round(m.energy_j, 3),
+                "±_j": None if m is None or m.uncertainty_j is None else round(m.uncertainty_j, 3),
+                "methods": "" if m is None else ",".join(m.methods),
+                "kwh_per_tflop": None if m is None else m.kwh_per_tflop,
+                "j_per_sample": None if m is None else m.steps.energy_per_sample_j,
+                "co2e_kg": None if m is None else m.co2e_kg,
+                "host": run.host,
+            }
+        )
+    print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
 
@@ -107,6 +215,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list the energy sources found and how each is measured")
     p.add_argument("--no-models", action="store_true", help="hide the CPU/memory models")
     p.set_defaults(func=_devices)
+    p = sub.add_parser("run", help="measure a command: greenai run [options] -- CMD ARGS...")
+    p.add_argument("--name", help="run name (default: the command's name)")
+    p.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
+    p.add_argument("--period", type=float, default=None, help="sampling period in seconds")
+    p.add_argument(
+        "--checkpoint", type=float, default=5.0, help="seconds between checkpoints (default 5)"
+    )
+    p.add_argument("--pue", type=float, default=1.0)
+    p.add_argument("--country", help="ISO alpha-3 grid for CO2e (e.g. FRA, or WORLD)")
+    p.add_argument("--region", help="sub-national grid (US state, Canadian province, ...)")
+    p.add_argument("--carbon-intensity", type=float, help="grid g CO2e/kWh (overrides --country)")
+    p.add_argument(
+        "--renewable-share", type=float, help="share in [0, 1] under renewable contracts"
+    )
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to measure")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("runs", help="list stored runs")
+    p.add_argument("--store")
+    p.add_argument("--name")
+    p.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
+    p.add_argument("--since", help="ISO date or time, e.g. 2026-11-01")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=_runs)
+    p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")
+    p.add_argument("run", nargs="?", default="latest")
+    p.add_argument("--store")
+    p.add_argument("--format", choices=["text", "md", "html", "json", "csv"], default="text")
+    p.add_argument(
+        "--output", type=Path, help="file to write (html defaults to the store's reports/)"
+    )
+    p.set_defaults(func=_report)
+    p = sub.add_parser("compare", help="compare stored runs side by side")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--store")
+    p.set_defaults(func=_compare)
     p = sub.add_parser("demo", help="train a small model on scikit-learn's digits, tracked")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -114,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--country", default="WORLD", help="ISO alpha-3 grid for CO2e (default: world average)"
     )
     p.add_argument("--pue", type=float, default=1.0, help="facility PUE (default 1.0)")
+    p.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
     p.set_defaults(func=_demo)
     return parser
 

@@ -29,11 +29,12 @@ def run_demo(
     batch_size: int = 64,
     country: str | None = "WORLD",
     pue: float = 1.0,
-) -> Measurement:
+    store: str | bool | None = True,
+) -> tuple[Measurement, str | None]:
     """Train an MLP on digits for ``epochs`` epochs, on the GPU if there is one.
 
     FLOPs are counted once per batch shape; CO2e uses ``country``'s grid (codecarbon's world
-    average by default).
+    average by default). Returns the result and its run id when ``store`` is not False.
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
@@ -49,7 +50,8 @@ def run_demo(
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    with track("demo-digits-mlp", country=country, pue=pue) as job:
+    store = True if store is None else store
+    with track("demo-digits-mlp", country=country, pue=pue, store=store) as job:
         for _ in range(epochs):
             perm = torch.randperm(len(x), device=device)
             for i in range(0, len(x), batch_size):
@@ -65,4 +67,4 @@ def run_demo(
                 job.step(samples=len(idx))
         if device == "cuda":
             torch.cuda.synchronize()
-    return job.result
+    return job.result, job.run_id

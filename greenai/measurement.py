@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["J_PER_KWH", "DeviceEnergy", "Measurement", "PhaseEnergy", "StepEnergy"]
 
-Status = Literal["completed", "failed", "interrupted"]
+Status = Literal["running", "completed", "failed", "interrupted"]
 
 _DERIVED = (
     "energy_kwh",
@@ -306,7 +306,7 @@ class Measurement:
             frame = pd.DataFrame(
                 {
                     "step": range(1, s.count + 1),
-                    "duration_s": s.duration_s,
+                    "duration_s": s.duration_s or [math.nan] * s.count,
                     "energy_j": s.energy_j or [math.nan] * s.count,
                     "uncertainty_j": s.uncertainty_j or [math.nan] * s.count,
                 }

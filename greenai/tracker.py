@@ -8,6 +8,7 @@ the timeline over each window.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import difflib
 import functools
 import math
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from greenai.carbon.accounting import Accounting, account
+from greenai.checkpoint import Checkpointer, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
@@ -47,6 +49,9 @@ OPTIONS = (
     "wue_l_per_kwh",
     "flops_per_step",
     "dtype",
+    "store",
+    "checkpoint_s",
+    "meta",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -85,6 +90,12 @@ class Tracker:
         flops_per_step: FLOPs of one step, when known; multiplied by the number of steps.
         dtype: The compute dtype (``"bf16"``, ``torch.float16``...), to find the GPU's peak
             for MFU; by default the dtype of the model given to :meth:`count_flops`.
+        store: Record the run in a run store: ``True`` for the default
+            (``$GREENAI_HOME/runs.db`` or ``./.greenai/runs.db``), a path, or a
+            :class:`greenai.store.RunStore`. Off by default for library use.
+        checkpoint_s: With a store, seconds between checkpoints of the running job; a killed
+            process keeps everything up to its last checkpoint.
+        meta: With a store, extra facts to record with the run (a dict of JSON values).
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -107,6 +118,9 @@ class Tracker:
         wue_l_per_kwh: float | None = None,
         flops_per_step: float | None = None,
         dtype: Any = None,
+        store: Any = None,
+        checkpoint_s: float = 5.0,
+        meta: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -148,7 +162,17 @@ class Tracker:
             "wue_l_per_kwh": wue_l_per_kwh,
             "flops_per_step": flops_per_step,
             "dtype": dtype,
+            "store": store,
+            "checkpoint_s": checkpoint_s,
+            "meta": meta,
         }
+        if not (isinstance(checkpoint_s, int | float) and checkpoint_s > 0):
+            raise ConfigError(
+                f"checkpoint_s must be a positive number of seconds, got {checkpoint_s!r}"
+            )
+        self._store = resolve_store(store)
+        self._checkpointer: Checkpointer | None = None
+        self.run_id: str | None = None
         self._flops = [0.0, 0.0]  # nominal, executed: added or counted outside steps
         self._flops_per_step: tuple[float, float] | None = (
             None if flops_per_step is None else (float(flops_per_step), float(flops_per_step))
@@ -177,6 +201,15 @@ class Tracker:
                 f"tracker {self.name!r} was already started; create a new Tracker per run"
             )
         self._accounting.grid()  # an unknown country/region fails now, not after the job
+        if self._store is not None:
+            self._checkpointer = Checkpointer(
+                self._store,
+                self.name,
+                self._snapshot,
+                clock=self._clock,
+                period_s=self._options["checkpoint_s"],
+                meta=self._options["meta"],
+            )
         devices = self._options["devices"]
         if devices is None:
             from greenai.devices.discovery import discover
@@ -195,6 +228,15 @@ class Tracker:
         self._t0 = self._now()
         self._running = True
         self._token = _current.set(self)
+        if self._checkpointer is not None:
+            try:
+                self._checkpointer.start()
+            except BaseException:
+                self._running = False
+                self._sampler.stop()
+                _current.set(None)
+                raise
+            self.run_id = self._checkpointer.run_id
         return self
 
     def stop(self, *, status: str = "completed") -> Measurement:
@@ -224,7 +266,14 @@ class Tracker:
                     _current.set(None)
                 self._token = None
         self._result = self._measure(t1, status, notes)
+        if self._checkpointer is not None:
+            self._checkpointer.finish(self._result, self.timeline(), self.phase_spans())
         return self._result
+
+    def _snapshot(self) -> tuple[Measurement, pd.DataFrame, pd.DataFrame]:
+        """The job so far, for a checkpoint (per-step arrays left out to keep it cheap)."""
+        measurement = self._measure(self._now(), "running", [], per_step=False)
+        return measurement, self.timeline(), self.phase_spans()
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -395,7 +444,9 @@ class Tracker:
         )
         return frame
 
-    def _measure(self, t1: float, status: str, notes: list[str]) -> Measurement:
+    def _measure(
+        self, t1: float, status: str, notes: list[str], *, per_step: bool = True
+    ) -> Measurement:
         assert self._sampler is not None and self._timeline is not None
         t0, duration = self._t0, t1 - self._t0
         curves = self._timeline.curves()
@@ -422,7 +473,7 @@ class Tracker:
             peak_power_w=_peak_total_power(list(curves.values()), t0, t1),
             devices=tuple(devices),
             phases=tuple(self._phase_energy(list(curves.values()), t0, t1)),
-            steps=self._step_energy(list(curves.values()), t0),
+            steps=self._step_energy(list(curves.values()), t0, per_step),
             period_s=self._sampler.period_s,
             idle_power_w=idle_w,
             energy_above_idle_j=(
@@ -508,22 +559,31 @@ class Tracker:
         out.append(_phase(OTHER_PHASE, curves, np.array(starts), np.array(ends)))
         return out
 
-    def _step_energy(self, curves: list[EnergyCurve], t0: float) -> StepEnergy:
+    def _step_energy(self, curves: list[EnergyCurve], t0: float, per_step: bool) -> StepEnergy:
         if not self._steps:
             return StepEnergy()
-        ends = np.array(self._steps)
-        starts = np.concatenate([[t0], ends[:-1]])
-        energy, unc = _windows(curves, starts, ends)
+        count = len(self._steps)
         samples = [s for _, s, _ in self._step_counts if s is not None]
         tokens = [k for _, _, k in self._step_counts if k is not None]
-        return StepEnergy(
-            count=len(ends),
-            duration_s=tuple((ends - starts).tolist()),
-            energy_j=tuple(energy.tolist()) if curves else (),
-            uncertainty_j=tuple(unc.tolist()) if curves else (),
+        totals = StepEnergy(
+            count=count,
             samples=sum(samples) if samples else None,
             tokens=sum(tokens) if tokens else None,
-            flops=None if self._flops_per_step is None else self._flops_per_step[0] * len(ends),
+            flops=None if self._flops_per_step is None else self._flops_per_step[0] * count,
+        )
+        if not per_step:  # checkpoints skip the per-step arrays to stay cheap
+            return totals
+        ends = np.array(self._steps)
+        starts = np.concatenate([[t0], ends[:-1]])
+        durations = tuple((ends - starts).tolist())
+        if not curves:
+            return dataclasses.replace(totals, duration_s=durations)
+        energy, unc = _windows(curves, starts, ends)
+        return dataclasses.replace(
+            totals,
+            duration_s=durations,
+            energy_j=tuple(energy.tolist()),
+            uncertainty_j=tuple(unc.tolist()),
         )
 
 

@@ -10,7 +10,8 @@ import pytest
 def no_sampler_left_running() -> Iterator[None]:
     """Every test must stop the sampler threads it starts (STYLE.md: never leak a thread)."""
     yield
-    leaked = [t for t in threading.enumerate() if t.name == "greenai-sampler" and t.is_alive()]
+    names = ("greenai-sampler", "greenai-checkpoint")
+    leaked = [t for t in threading.enumerate() if t.name in names and t.is_alive()]
     for t in leaked:
         t.join(timeout=2.0)
-    assert not [t for t in leaked if t.is_alive()], "a greenai sampler thread was left running"
+    assert not [t for t in leaked if t.is_alive()], "a greenai thread was left running"

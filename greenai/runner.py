@@ -1,0 +1,63 @@
+"""``greenai run -- CMD``: measure a whole command, forward signals, keep its exit code."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from greenai.errors import ConfigError
+from greenai.measurement import Measurement
+from greenai.tracker import Tracker
+
+
+def run_command(
+    argv: Sequence[str], *, name: str | None = None, **options: Any
+) -> tuple[int, Measurement]:
+    """Run ``argv`` under a tracker; return its exit code (128+N if killed by signal N).
+
+    Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
+    non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`.
+
+    Raises:
+        ConfigError: Nothing to run, or the command cannot be started.
+    """
+    argv = list(argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise ConfigError(
+            "nothing to run: give a command after --, e.g. greenai run -- python train.py"
+        )
+    meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
+    tracker = Tracker(name or Path(argv[0]).name, meta=meta, **options)
+    tracker.start()
+    try:
+        proc = subprocess.Popen(argv)
+    except OSError as exc:
+        tracker.stop(status="failed")
+        raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+    forwarded: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.append(signum)
+        proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if code == 0 and not forwarded:
+        status = "completed"
+    elif forwarded or code < 0:
+        status = "interrupted"
+    else:
+        status = "failed"
+    result = tracker.stop(status=status)
+    return (code if code >= 0 else 128 - code), result

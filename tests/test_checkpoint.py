@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import greenai
+from greenai.errors import ConfigError, MeasurementWarning
+from greenai.store import RunStore
+from greenai.testing import FakeClock, FakeGPU
+
+
+def test_running_job_is_checkpointed_then_finished(tmp_path: Path) -> None:
+    clock = FakeClock()
+    db = tmp_path / "runs.db"
+    job = greenai.track(
+        "ckpt",
+        devices=[FakeGPU(clock=clock)],
+        clock=clock,
+        store=db,
+        checkpoint_s=1.0,
+        meta={"purpose": "test"},
+    ).start()
+    assert job.run_id is not None
+    for _ in range(35):
+        clock.advance(0.1)
+        job.step(samples=4)
+    with RunStore(db) as store:
+        live = store.get(job.run_id)
+    assert live.status == "running" and live.meta["purpose"] == "test"
+    assert live.measurement is not None
+    assert live.measurement.duration_s == pytest.approx(3.0)
+    result = job.stop()
+    assert live.measurement.steps.count == 29  # the checkpoint at 3.0 s precedes step 30
+    with RunStore(db) as store:
+        done = store.get(job.run_id)
+    assert done.status == "completed"
+    assert done.measurement == result
+    assert len(done.timeline) == len(job.timeline())
+
+
+def test_a_failing_store_warns_but_never_stops_the_job(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    class Broken(RunStore):
+        def checkpoint(self, *args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+    job = greenai.track(
+        devices=[FakeGPU(clock=clock)],
+        clock=clock,
+        store=Broken(tmp_path / "b.db"),
+        checkpoint_s=0.5,
+    ).start()
+    clock.advance(2.0)
+    with pytest.warns(MeasurementWarning, match="disk full"):
+        result = job.stop()
+    assert result.energy_j > 0
+
+
+def test_store_option_is_checked() -> None:
+    with pytest.raises(ConfigError, match="store must be"):
+        greenai.track(store=42)
+    with pytest.raises(ConfigError, match="checkpoint_s"):
+        greenai.track(checkpoint_s=0)

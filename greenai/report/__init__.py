@@ -6,6 +6,14 @@ spans) only; it never talks to hardware. Needs the ``matplotlib`` and ``rich`` e
 
 from __future__ import annotations
 
+from greenai.report.compression import (
+    compression_table,
+    energy_accuracy_figure,
+    export_compression,
+    render_compression_html,
+    render_compression_markdown,
+    size_accuracy_figure,
+)
 from greenai.report.frames import (
     devices_frame,
     efficiency_rows,
@@ -22,16 +30,22 @@ from greenai.report.plots import (
 from greenai.report.render import export, render_html, render_markdown, render_text
 
 __all__ = [
+    "compression_table",
     "devices_frame",
     "efficiency_rows",
+    "energy_accuracy_figure",
     "export",
+    "export_compression",
     "figure_to_png",
     "phase_energy_figure",
     "phases_frame",
     "power_figure",
+    "render_compression_html",
+    "render_compression_markdown",
     "render_html",
     "render_markdown",
     "render_text",
+    "size_accuracy_figure",
     "step_energy_figure",
     "steps_frame",
     "summary_frame",

@@ -1,0 +1,115 @@
+"""``greenai compress``: load a model by name, sweep it, print and write the table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from greenai.compress.spec import DEFAULT_METHODS
+from greenai.compress.sweep import sweep
+from greenai.errors import ConfigError
+
+__all__ = ["load_object", "parse_shape", "print_sweep", "run_compress"]
+
+
+def load_object(target: str) -> Any:
+    """The object named ``module:attribute`` (the current directory is importable).
+
+    Raises:
+        ConfigError: Malformed name, module not found, or no such attribute.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"expected module:callable (e.g. mypkg.models:build), got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"64,64"`` → ``(64, 64)``. Raises ConfigError unless every size is a positive int."""
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(f"--input-shape must be positive ints like 64,64, got {text!r}")
+    return shape
+
+
+def _model(target: str) -> nn.Module:
+    obj = load_object(target)
+    if not isinstance(obj, nn.Module) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, nn.Module):
+        raise ConfigError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module")
+    return obj
+
+
+def print_sweep(frame: Any, out: Path | None) -> int:
+    """Print the sweep as text and write it to ``out`` when given; returns exit code 0."""
+    import pandas as pd
+
+    from greenai.report.compression import (
+        TABLE_COLUMNS,
+        compression_notes,
+        compression_table,
+        export_compression,
+    )
+
+    table = pd.DataFrame(compression_table(frame), columns=list(TABLE_COLUMNS))
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+        print(table.to_string(index=False))
+    for note in compression_notes(frame):
+        print(f"  note: {note}")
+    if out is not None:
+        print(f"wrote {export_compression(frame, out)}")
+    return 0
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    """Run ``greenai compress`` from parsed arguments."""
+    shape = parse_shape(args.input_shape)
+    model = _model(args.model)
+    eval_fn = load_object(args.eval_fn) if args.eval_fn else None
+    if eval_fn is not None and not callable(eval_fn):
+        raise ConfigError(f"--eval {args.eval_fn!r} is not callable")
+    if args.out is not None and args.out.suffix.lower() not in (".csv", ".json", ".md", ".html"):
+        raise ConfigError(f"--out must end in .csv, .json, .md or .html, got {args.out.name!r}")
+    dtype = None
+    if args.dtype:
+        dtype = getattr(torch, args.dtype, None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ConfigError(f"--dtype must be a floating dtype like bfloat16, got {args.dtype!r}")
+        model = model.to(dtype)
+    try:
+        device = torch.device(args.device) if args.device else None
+    except RuntimeError:
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}") from None
+    x = torch.randn(*shape, dtype=dtype or torch.float32)
+    frame = sweep(
+        model,
+        args.methods or DEFAULT_METHODS,
+        x,
+        eval_fn=eval_fn,
+        repeats=args.repeats,
+        device=device,
+        country=args.country,
+    )
+    return print_sweep(frame, args.out)

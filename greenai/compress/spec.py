@@ -1,0 +1,85 @@
+"""Methods named by short strings, for the command line: ``l1:0.5``, ``structured:0.3``...
+
+=====================  ===============================================================
+spec                   method
+=====================  ===============================================================
+``l1:S``               L1 unstructured, per layer, sparsity S, masks removed
+``l1-global:S``        L1 unstructured, global, masks removed
+``l1-masked:S``        L1 unstructured, per layer, masks attached
+``l1-global-masked:S`` L1 unstructured, global, masks attached
+``structured:A``       structured L1, remove fraction A of rows/channels
+``int8-dynamic``       torch.ao dynamic int8 (CPU)
+``torchao-int8wo``     torchao int8 weight-only (CUDA, needs torchao)
+``torchao-fp8``        torchao float8 dynamic (CUDA >= 8.9, needs torchao)
+``sparse24``           2:4 semi-structured sparsity (CUDA >= 8.0)
+=====================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+
+from greenai.compress.base import Method
+from greenai.compress.pruning import L1Unstructured
+from greenai.compress.quantize import DynamicInt8, TorchaoFloat8Dynamic, TorchaoInt8WeightOnly
+from greenai.compress.sparse24 import Sparse24
+from greenai.compress.structured import StructuredL1
+from greenai.errors import ConfigError
+
+__all__ = ["CPU_METHODS", "DEFAULT_METHODS", "SPECS", "parse_method", "parse_methods"]
+
+_WITH_VALUE: dict[str, Callable[[float], Method]] = {
+    "l1": lambda s: L1Unstructured(s),
+    "l1-global": lambda s: L1Unstructured(s, scope="global"),
+    "l1-masked": lambda s: L1Unstructured(s, masks="attached"),
+    "l1-global-masked": lambda s: L1Unstructured(s, scope="global", masks="attached"),
+    "structured": lambda a: StructuredL1(a),
+}
+_PLAIN: dict[str, Callable[[], Method]] = {
+    "int8-dynamic": DynamicInt8,
+    "torchao-int8wo": TorchaoInt8WeightOnly,
+    "torchao-fp8": TorchaoFloat8Dynamic,
+    "sparse24": Sparse24,
+}
+SPECS: tuple[str, ...] = (*(f"{k}:X" for k in _WITH_VALUE), *_PLAIN)
+"""Every spec form :func:`parse_method` takes (``X`` is a fraction)."""
+
+CPU_METHODS = "l1:0.3,l1:0.5,l1:0.7,structured:0.5,int8-dynamic"
+"""Baseline is always added: this is the CI sweep (3 prune levels, structured, int8)."""
+
+DEFAULT_METHODS = (
+    "l1:0.3,l1:0.5,l1:0.7,l1-global:0.5,l1-masked:0.5,structured:0.5,"
+    "int8-dynamic,torchao-int8wo,torchao-fp8,sparse24"
+)
+"""Everything, at a few settings; methods that cannot run here come out as skipped rows."""
+
+
+def parse_method(spec: str) -> Method:
+    """One :class:`Method` from a spec string (see the module doc).
+
+    Raises:
+        ConfigError: Unknown name (with the closest known one), missing or bad value.
+    """
+    name, _, value = spec.strip().partition(":")
+    if name in _PLAIN:
+        if value:
+            raise ConfigError(f"method {name!r} takes no value, got {spec!r}")
+        return _PLAIN[name]()
+    if name in _WITH_VALUE:
+        try:
+            fraction = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"method {name!r} needs a fraction, e.g. '{name}:0.5', got {spec!r}"
+            ) from None
+        return _WITH_VALUE[name](fraction)
+    close = difflib.get_close_matches(name, [*_WITH_VALUE, *_PLAIN], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown method {spec!r}{hint}; known: {', '.join(SPECS)}")
+
+
+def parse_methods(specs: str | Iterable[str]) -> list[Method]:
+    """Methods from a comma-separated string or a list of specs (``baseline`` is skipped)."""
+    items = specs.split(",") if isinstance(specs, str) else list(specs)
+    return [parse_method(s) for s in items if s.strip() and s.strip() != "baseline"]

@@ -1,0 +1,170 @@
+"""What a compressed model weighs and how sparse it is; repeat statistics; the Pareto front.
+
+Size is the bytes of the tensors the model stores (its ``state_dict``): packed int8 weights
+count one byte per element plus their scales, a 2:4 sparse weight its packed values plus
+its metadata, and pruning masks left attached count in full (that is why masked pruning
+makes a model *bigger*).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from greenai.compress.base import PRUNABLE
+
+__all__ = [
+    "dense_weights",
+    "model_size_bytes",
+    "parameter_count",
+    "pareto_front",
+    "sparsity",
+    "t_quantile_975",
+    "tensor_bytes",
+]
+
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """Student's t 97.5% quantile (two-sided 95% interval) for ``df`` degrees of freedom."""
+    if df < 1:
+        return math.inf
+    if df <= len(_T975):
+        return _T975[df - 1]
+    return 1.96 + 2.4 / df  # within 0.002 of the exact value beyond 30
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes a stored value takes: tensors (plain, quantized, wrapper subclasses), tuples.
+
+    Wrapper subclasses (2:4 sparse, torchao quantized) count the inner tensors they
+    flatten to; a quantized tensor counts its integer values plus per-channel scales and
+    zero points. Other values (dtypes, ints) count 0.
+    """
+    if isinstance(value, tuple | list):
+        return sum(tensor_bytes(v) for v in value)
+    if not isinstance(value, torch.Tensor):
+        return 0
+    flatten = getattr(value, "__tensor_flatten__", None)
+    if flatten is not None:
+        names, _ = flatten()
+        return sum(tensor_bytes(getattr(value, n, None)) for n in names)
+    if value.is_quantized:
+        extra = 16  # one scale (float64) and zero point (int64)
+        if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            extra = value.q_per_channel_scales().numel() * 8
+            extra += value.q_per_channel_zero_points().numel() * 8
+        return value.numel() * value.element_size() + extra
+    return value.numel() * value.element_size()
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of every tensor in ``model.state_dict()`` (shared tensors counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for value in model.state_dict(keep_vars=True).values():
+        if isinstance(value, torch.Tensor) and _is_plain(value):
+            key = (value.data_ptr(), value.numel())
+            if value.numel() and key in seen:
+                continue
+            seen.add(key)
+        total += tensor_bytes(value)
+    return total
+
+
+def _is_plain(t: torch.Tensor) -> bool:
+    return getattr(t, "__tensor_flatten__", None) is None and not t.is_quantized
+
+
+def _to_dense(w: torch.Tensor) -> torch.Tensor:
+    if w.is_quantized:
+        return w.dequantize()
+    if getattr(w, "__tensor_flatten__", None) is not None:
+        for convert in ("dequantize", "to_dense"):
+            fn = getattr(w, convert, None)
+            if callable(fn):
+                try:
+                    out = fn()
+                except (RuntimeError, NotImplementedError):
+                    continue
+                if isinstance(out, torch.Tensor):
+                    return out
+    return w
+
+
+def dense_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """The effective weight of every Linear/Conv layer, as a dense float tensor.
+
+    Covers plain layers (with pruning masks applied), dynamic int8 Linear layers (their
+    packed weight, dequantized) and tensor-subclass weights (2:4 sparse, torchao).
+    """
+    for name, module in model.named_modules():
+        weight: Any = None
+        if isinstance(module, PRUNABLE):
+            weight = getattr(module, "weight", None)
+        elif hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
+            weight = module.weight()
+        if isinstance(weight, torch.Tensor):
+            yield name, _to_dense(weight.detach())
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of exactly-zero weights over the Linear/Conv layers (0 when there are none)."""
+    zeros = total = 0
+    for _, weight in dense_weights(model):
+        zeros += int((weight == 0).sum().item())
+        total += weight.numel()
+    return zeros / total if total else 0.0
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Logical number of parameters (weights and biases), whatever their storage.
+
+    A pruned weight still counts every element (zero or not, masked or not); a dynamic
+    int8 Linear counts its packed weight and bias; masks are buffers and do not count.
+    """
+    count = sum(p.numel() for p in model.parameters())
+    for module in model.modules():
+        packed: Any = module
+        if hasattr(packed, "_packed_params") and callable(getattr(packed, "weight", None)):
+            count += packed.weight().numel()
+            bias = packed.bias() if callable(getattr(packed, "bias", None)) else None
+            count += bias.numel() if isinstance(bias, torch.Tensor) else 0
+    return count
+
+
+def pareto_front(energy: Sequence[float], accuracy: Sequence[float]) -> list[bool]:
+    """Which rows no other row dominates.
+
+    A row dominates another when its energy is lower or equal and its accuracy higher or
+    equal, one of the two strictly.
+
+    Rows without energy (NaN) are never on the front. Without any accuracy (all NaN), every
+    row counts as equally accurate, so only the lowest energy is on the front; a row whose
+    accuracy alone is missing counts as the least accurate.
+    """
+    e = np.asarray(energy, dtype=float)
+    a = np.asarray(accuracy, dtype=float)
+    if e.shape != a.shape:
+        raise ValueError("energy and accuracy must have the same length")
+    a = np.zeros_like(a) if np.isnan(a).all() else np.where(np.isnan(a), -np.inf, a)
+    out = []
+    for i in range(len(e)):
+        if np.isnan(e[i]):
+            out.append(False)
+            continue
+        ok = ~np.isnan(e)
+        better_or_equal = ok & (e <= e[i]) & (a >= a[i])
+        strictly = (e < e[i]) | (a > a[i])
+        out.append(not bool((better_or_equal & strictly).any()))
+    return out

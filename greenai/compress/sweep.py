@@ -1,0 +1,420 @@
+"""``sweep()``: run each compression method, measure it the same way, and tabulate.
+
+For every method (and the baseline, always first) the sweep applies the method to a copy,
+evaluates it (``eval_fn``), counts its FLOPs, weighs it, warms it up, times single calls
+for latency, then runs ``repeats`` windows of ``N`` calls each inside one :class:`Tracker`
+(one tracked phase per window). ``N`` is chosen so a window lasts at least
+``periods_per_window`` sampler periods and ``min_window_s``: a window shorter than a few
+sensor updates would measure the sensor, not the model. Energy per inference is window
+energy / ``N``; its confidence interval combines the spread of the repeats (Student t,
+95%) with the measurement's own uncertainty, in quadrature.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from greenai.compress.base import Baseline, Method, device_of
+from greenai.compress.spec import parse_methods
+from greenai.compress.stats import (
+    model_size_bytes,
+    parameter_count,
+    pareto_front,
+    sparsity,
+    t_quantile_975,
+)
+from greenai.errors import ConfigError
+from greenai.tracker import Tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from greenai.measurement import Measurement
+
+__all__ = ["COLUMNS", "sweep"]
+
+COLUMNS: tuple[str, ...] = (
+    "label",
+    "method",
+    "setting",
+    "status",
+    "reason",
+    "device",
+    "batch_size",
+    "sparsity",
+    "params",
+    "size_bytes",
+    "compression_ratio",
+    "flops_nominal",
+    "flops_executed",
+    "accuracy",
+    "accuracy_delta",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "throughput_samples_per_s",
+    "inferences_per_window",
+    "repeats",
+    "energy_per_inference_j",
+    "energy_ci_j",
+    "energy_repeat_ci_j",
+    "energy_uncertainty_j",
+    "energy_per_sample_j",
+    "energy_vs_baseline",
+    "j_per_tflop",
+    "kwh_per_1k_inferences",
+    "co2e_g_per_1k_inferences",
+    "energy_method",
+    "pareto",
+    "notes",
+)
+"""Columns of the sweep table, in order (see docs/compression.md for each one)."""
+
+_MAX_LATENCY_CALLS = 1000
+_MIN_LATENCY_CALLS = 20
+_JOULES_PER_KWH = 3.6e6
+
+
+@dataclass
+class _Row:
+    method: Method
+    index: int
+    values: dict[str, Any] = field(default_factory=dict)
+    phases: list[str] = field(default_factory=list)
+    durations_s: list[float] = field(default_factory=list)
+    calls: int = 0
+
+
+def sweep(
+    model: nn.Module,
+    methods: Sequence[Method | str] | str,
+    example_inputs: Any,
+    eval_fn: Callable[[nn.Module], float] | None = None,
+    repeats: int = 5,
+    device: torch.device | str | None = None,
+    *,
+    warmup_s: float = 0.2,
+    latency_s: float = 0.2,
+    min_window_s: float = 0.5,
+    periods_per_window: int = 10,
+    name: str = "compress-sweep",
+    **track_options: Any,
+) -> pd.DataFrame:
+    """Compress ``model`` with each method and measure accuracy, size, speed and energy.
+
+    Args:
+        model: The model to compress (never modified: every method works on a copy).
+        methods: :class:`~greenai.compress.Method` objects or spec strings (``"l1:0.5"``,
+            see :mod:`greenai.compress.spec`), or one comma-separated string. The baseline
+            is always added as the first row.
+        example_inputs: One call's positional inputs: a tensor or a tuple of them. The
+            first tensor's first dimension is the batch size.
+        eval_fn: ``eval_fn(model) -> float``, higher is better (accuracy), run once per row
+            outside the measured windows.
+        repeats: Measured windows per row (>= 2: the confidence interval comes from them).
+        device: Where to run (``"cpu"``, ``"cuda"``); the model's own device when None.
+        warmup_s: Seconds of calls before anything is timed (at least 3 calls).
+        latency_s: Seconds of single timed calls for the latency percentiles (at least 20
+            calls, at most 1000).
+        min_window_s: Shortest measured window, in seconds.
+        periods_per_window: Shortest measured window, in sampler periods.
+        name: Name of the sweep's tracker (and stored run, with ``store=``).
+        **track_options: Passed to :class:`~greenai.Tracker` (``devices``, ``period_s``,
+            ``country``, ``pue``, ``store``...). CO2e uses the world-average grid unless a
+            grid option is given.
+
+    Returns:
+        One row per method and setting (see :data:`COLUMNS`); methods that cannot run here
+        are rows with ``status == "skipped"`` and the ``reason``. ``frame.attrs`` holds the
+        sweep's :class:`~greenai.Measurement` (``"measurement"``) and its settings.
+
+    Raises:
+        ConfigError: Bad arguments, or the uncompressed model does not run on the inputs.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"sweep needs a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise ConfigError(
+            f"repeats must be an int >= 2 (the confidence interval needs a spread), got {repeats!r}"
+        )
+    for arg, value in (("warmup_s", warmup_s), ("latency_s", latency_s)):
+        if not (isinstance(value, int | float) and value >= 0):
+            raise ConfigError(f"{arg} must be >= 0 seconds, got {value!r}")
+    if not (isinstance(min_window_s, int | float) and min_window_s > 0):
+        raise ConfigError(f"min_window_s must be > 0 seconds, got {min_window_s!r}")
+    rows = [_Row(m, i) for i, m in enumerate([Baseline(), *_methods(methods)])]
+    target = torch.device(device) if device is not None else device_of(model)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but CUDA is not available here")
+    inputs = _inputs(example_inputs, target)
+    base = copy.deepcopy(model).to(target).eval()
+    try:
+        with torch.inference_mode():
+            base(*inputs)
+    except Exception as exc:
+        raise ConfigError(
+            f"the model does not run on example_inputs ({type(exc).__name__}: {exc})"
+        ) from exc
+    devices = track_options.pop("devices", None)
+    if devices is None:
+        from greenai.devices.discovery import discover
+
+        devices = discover()
+    from greenai.sampling.sampler import default_period_s
+
+    period_s = track_options.get("period_s") or default_period_s(devices)
+    window_s = max(float(min_window_s), periods_per_window * period_s)
+    if not {"country", "region", "carbon_intensity_g_per_kwh"} & set(track_options):
+        track_options["country"] = "WORLD"
+    batch = _batch_size(inputs)
+    settings = {
+        "device": str(target),
+        "batch_size": batch,
+        "repeats": repeats,
+        "window_s": window_s,
+        "period_s": period_s,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    run = _Runner(base, inputs, target, eval_fn, repeats, warmup_s, latency_s, window_s)
+    with Tracker(name, devices=devices, **track_options) as job:
+        for row in rows:
+            run.row(job, row)
+    return _frame(rows, job.result, batch, str(target), settings)
+
+
+def _methods(methods: Sequence[Method | str] | str) -> list[Method]:
+    if isinstance(methods, str):
+        out = parse_methods(methods)
+    else:
+        out = []
+        for m in methods:
+            if isinstance(m, str):
+                out.extend(parse_methods([m]))
+            elif isinstance(m, Method):
+                out.append(m)
+            else:
+                raise ConfigError(f"methods must be Method objects or specs, got {m!r}")
+    labels = [m.label for m in out]
+    dupes = sorted({label for label in labels if labels.count(label) > 1})
+    if dupes:
+        raise ConfigError(f"each method and setting must appear once; repeated: {dupes}")
+    return out
+
+
+def _inputs(example_inputs: Any, device: torch.device) -> tuple[Any, ...]:
+    items = example_inputs if isinstance(example_inputs, tuple | list) else (example_inputs,)
+    if not any(isinstance(x, torch.Tensor) for x in items):
+        raise ConfigError("example_inputs must be a tensor or a tuple holding at least one")
+    return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in items)
+
+
+def _batch_size(inputs: tuple[Any, ...]) -> int:
+    first = next(x for x in inputs if isinstance(x, torch.Tensor))
+    return int(first.shape[0]) if first.dim() else 1
+
+
+class _Runner:
+    """Measures one row after another inside the sweep's tracker."""
+
+    def __init__(
+        self,
+        base: nn.Module,
+        inputs: tuple[Any, ...],
+        device: torch.device,
+        eval_fn: Callable[[nn.Module], float] | None,
+        repeats: int,
+        warmup_s: float,
+        latency_s: float,
+        window_s: float,
+    ) -> None:
+        self.base, self.inputs, self.device, self.eval_fn = base, inputs, device, eval_fn
+        self.repeats, self.warmup_s, self.latency_s = repeats, warmup_s, latency_s
+        self.window_s = window_s
+        self.sync: Callable[[], None] = (
+            (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+        )
+
+    def row(self, job: Tracker, row: _Row) -> None:
+        method, values = row.method, row.values
+        try:
+            ok, why = method.available(self.device)
+        except Exception as exc:  # a broken probe is a reason, not a crash
+            ok, why = False, f"availability check failed: {type(exc).__name__}: {exc}"
+        if not ok:
+            values.update(status="skipped", reason=why)
+            return
+        compressed: nn.Module | None = None
+        try:
+            compressed = method.apply(self.base)
+            self._measure(job, row, compressed)
+        except Exception as exc:
+            if row.index == 0:
+                raise
+            values.clear()
+            row.phases.clear()
+            row.durations_s.clear()
+            values.update(status="skipped", reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            compressed = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _measure(self, job: Tracker, row: _Row, model: nn.Module) -> None:
+        notes = list(row.method.notes)
+        values = row.values
+        values.update(
+            status="ok",
+            sparsity=sparsity(model),
+            params=parameter_count(model),
+            size_bytes=model_size_bytes(model),
+        )
+        values.update(_flops(model, self.inputs, notes))
+        if self.eval_fn is not None:
+            with torch.inference_mode():
+                score = self.eval_fn(model)
+            if isinstance(score, bool) or not isinstance(score, int | float):
+                raise ConfigError(f"eval_fn must return a number, got {score!r}")
+            values["accuracy"] = float(score)
+        inputs = self.inputs
+
+        def call() -> None:
+            model(*inputs)
+
+        with torch.inference_mode():
+            _warm_up(call, self.sync, self.warmup_s)
+            latencies = _latencies(call, self.sync, self.latency_s)
+            p50 = float(np.percentile(latencies, 50))
+            # the mean, not the median: a heavy tail (a busy host) sets the window's length
+            mean_s = statistics.fmean(latencies)
+            calls = max(1, math.ceil(self.window_s / max(mean_s, 1e-9)))
+            for r in range(self.repeats):
+                phase = f"row{row.index}-r{r}"
+                t0 = time.perf_counter()
+                with job.phase(phase):
+                    for _ in range(calls):
+                        call()
+                    self.sync()
+                row.durations_s.append(time.perf_counter() - t0)
+                row.phases.append(phase)
+        row.calls = calls
+        values.update(
+            latency_p50_ms=p50 * 1e3,
+            latency_p99_ms=float(np.percentile(latencies, 99)) * 1e3,
+            inferences_per_window=calls,
+            repeats=self.repeats,
+            notes="; ".join(notes),
+        )
+
+
+def _flops(model: nn.Module, inputs: tuple[Any, ...], notes: list[str]) -> dict[str, float]:
+    from greenai.flops import count_flops
+
+    try:
+        count = count_flops(model, *inputs)
+    except Exception as exc:  # FLOPs are a column, not a reason to drop the row
+        notes.append(f"FLOPs not counted: {type(exc).__name__}: {exc}")
+        return {}
+    return {"flops_nominal": float(count.nominal), "flops_executed": float(count.executed)}
+
+
+def _warm_up(call: Callable[[], None], sync: Callable[[], None], seconds: float) -> None:
+    start, done = time.perf_counter(), 0
+    while done < 3 or time.perf_counter() - start < seconds:
+        call()
+        done += 1
+    sync()
+
+
+def _latencies(call: Callable[[], None], sync: Callable[[], None], seconds: float) -> list[float]:
+    out: list[float] = []
+    start = time.perf_counter()
+    while len(out) < _MAX_LATENCY_CALLS and (
+        len(out) < _MIN_LATENCY_CALLS or time.perf_counter() - start < seconds
+    ):
+        t0 = time.perf_counter()
+        call()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
+    """Per-inference energy and its intervals from the row's tracked windows."""
+    phases = [m.phase(p) for p in row.phases]
+    if m.energy_j is None or any(p.energy_j is None for p in phases):
+        return {"energy_method": "none (no energy source)"}
+    per = [float(p.energy_j or 0.0) / row.calls for p in phases]
+    sensor = statistics.fmean(float(p.uncertainty_j or 0.0) / row.calls for p in phases)
+    mean = statistics.fmean(per)
+    spread = t_quantile_975(len(per) - 1) * statistics.stdev(per) / math.sqrt(len(per))
+    out: dict[str, Any] = {
+        "energy_per_inference_j": mean,
+        "energy_ci_j": math.hypot(spread, sensor),
+        "energy_repeat_ci_j": spread,
+        "energy_uncertainty_j": sensor,
+        "energy_per_sample_j": mean / batch,
+        "kwh_per_1k_inferences": mean * 1000 / _JOULES_PER_KWH,
+        "energy_method": ",".join(sorted(set(m.methods))),
+        "throughput_samples_per_s": row.calls * batch / statistics.fmean(row.durations_s),
+    }
+    flops = row.values.get("flops_nominal")
+    if flops:
+        out["j_per_tflop"] = mean / (flops / 1e12)
+    if m.co2e_kg is not None and m.energy_j:
+        out["co2e_g_per_1k_inferences"] = m.co2e_kg / m.energy_j * mean * 1000 * 1000
+    return out
+
+
+def _frame(
+    rows: list[_Row], m: Measurement, batch: int, device: str, settings: dict[str, Any]
+) -> pd.DataFrame:
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        record: dict[str, Any] = {
+            "label": row.method.label,
+            "method": row.method.name,
+            "setting": row.method.setting,
+            "status": "ok",
+            "reason": "",
+            "device": device,
+            "batch_size": batch,
+            "notes": "",
+            **row.values,
+        }
+        if row.values.get("status") == "ok":
+            record.update(_energy(row, m, batch))
+        records.append(record)
+    frame = pd.DataFrame.from_records(records).reindex(columns=list(COLUMNS))
+    base = frame.iloc[0]
+    ok = frame["status"] == "ok"
+    for col, out in (("size_bytes", "compression_ratio"),):
+        frame[out] = np.where(ok, base[col] / frame[col].astype(float), np.nan)
+    frame["accuracy_delta"] = frame["accuracy"].astype(float) - float(base["accuracy"])
+    frame["energy_vs_baseline"] = frame["energy_per_inference_j"].astype(float) / float(
+        base["energy_per_inference_j"]
+    )
+    frame["pareto"] = pareto_front(
+        frame["energy_per_inference_j"].astype(float).tolist(),
+        frame["accuracy"].astype(float).tolist(),
+    )
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        frame["repeats"] = frame["repeats"].astype("Int64")
+        frame["inferences_per_window"] = frame["inferences_per_window"].astype("Int64")
+        frame["params"] = frame["params"].astype("Int64")
+        frame["size_bytes"] = frame["size_bytes"].astype("Int64")
+    frame.attrs.update(settings, measurement=m)
+    result: pd.DataFrame = frame
+    return result

@@ -1,0 +1,241 @@
+"""Reports of a compression sweep: table, Pareto plots, markdown and self-contained HTML.
+
+The sweep is :func:`greenai.compress.sweep`'s DataFrame.
+
+Reads the sweep's DataFrame only. What got worse shows as plainly as what got better:
+ratios below 1 and energy above the baseline are printed as they are, and an energy that
+was estimated (``model``) says so in the table and in the notes.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from greenai.errors import ConfigError
+from greenai.report.frames import format_number
+from greenai.report.plots import _empty, _figure
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "compression_notes",
+    "compression_table",
+    "energy_accuracy_figure",
+    "export_compression",
+    "render_compression_html",
+    "render_compression_markdown",
+    "size_accuracy_figure",
+]
+
+TABLE_COLUMNS = (
+    "method",
+    "status",
+    "sparsity",
+    "size",
+    "ratio",
+    "GFLOP nom/exec",
+    "accuracy (Δ)",
+    "p50 / p99 ms",
+    "J/inference ± 95% CI",
+    "× baseline",
+    "kWh/1k",
+    "g CO2e/1k",
+    "how",
+    "pareto",
+)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def _size(nbytes: float | None) -> str:
+    if nbytes is None:
+        return "—"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+def _how(method: Any) -> str:
+    text = str(method) if isinstance(method, str) else "—"
+    return text.replace("model", "estimated (model)")
+
+
+def compression_table(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    """The sweep as display rows (strings), one per method, in :data:`TABLE_COLUMNS` order."""
+    rows: list[tuple[str, ...]] = []
+    for r in frame.to_dict("records"):
+        if r["status"] != "ok":
+            rows.append((str(r["label"]), f"skipped: {r['reason']}", *("—",) * 11, ""))
+            continue
+        nom, ex = _num(r["flops_nominal"]), _num(r["flops_executed"])
+        acc, delta = _num(r["accuracy"]), _num(r["accuracy_delta"])
+        energy, ci = _num(r["energy_per_inference_j"]), _num(r["energy_ci_j"])
+        vs = _num(r["energy_vs_baseline"])
+        kwh, co2 = _num(r["kwh_per_1k_inferences"]), _num(r["co2e_g_per_1k_inferences"])
+        rows.append(
+            (
+                str(r["label"]),
+                "ok",
+                f"{float(r['sparsity']):.1%}",
+                _size(_num(r["size_bytes"])),
+                f"{float(r['compression_ratio']):.2f}×",
+                "—" if nom is None or ex is None else f"{nom / 1e9:.4g} / {ex / 1e9:.4g}",
+                "—" if acc is None else f"{acc:.4f} ({delta or 0.0:+.4f})",
+                f"{float(r['latency_p50_ms']):.3g} / {float(r['latency_p99_ms']):.3g}",
+                "—" if energy is None else f"{format_number(energy)} ± {format_number(ci or 0)}",
+                "—" if vs is None else f"{vs:.2f}×",
+                "—" if kwh is None else f"{kwh:.3g}",
+                "—" if co2 is None else f"{co2:.3g}",
+                _how(r["energy_method"]),
+                "✓" if r["pareto"] else "",
+            )
+        )
+    return rows
+
+
+def compression_notes(frame: pd.DataFrame) -> list[str]:
+    """How the sweep was measured, and what its figures can and cannot show."""
+    attrs = frame.attrs
+    notes = []
+    if attrs:
+        notes.append(
+            f"device {attrs.get('device')}, batch {attrs.get('batch_size')}, "
+            f"{attrs.get('repeats')} windows per row of >= {format_number(attrs['window_s'])} s "
+            f"each (sampler period {format_number(attrs['period_s'])} s), "
+            f"started {attrs.get('started_at')}"
+        )
+    methods = " ".join(str(m) for m in frame["energy_method"].dropna())
+    if "model" in methods:
+        notes.append(
+            "Energy marked 'estimated (model)' comes from CPU utilisation × a TDP table, not "
+            "from a meter: it follows run time and load, so it cannot prove a saving. "
+            "Latency and throughput are measured."
+        )
+    notes.append(
+        "± is a 95% interval: the spread of the repeated windows (t-interval) and the "
+        "measurement's own uncertainty, in quadrature. Pareto: no other row has both "
+        "lower-or-equal energy and higher-or-equal accuracy."
+    )
+    worse = frame[(frame["status"] == "ok") & (frame["energy_vs_baseline"] > 1)]
+    if len(worse):
+        notes.append(
+            "Cost more energy per inference than the baseline: " + ", ".join(worse["label"])
+        )
+    for r in frame.to_dict("records"):
+        if isinstance(r.get("notes"), str) and r["notes"]:
+            notes.append(f"{r['label']}: {r['notes']}")
+    return notes
+
+
+def _scatter(
+    frame: pd.DataFrame, x: str, xlabel: str, xerr: str | None, log_x: bool = False
+) -> Figure:
+    fig, ax = _figure(7.5, 4.5)
+    ok = frame[(frame["status"] == "ok") & frame[x].notna()]
+    if ok.empty or ok["accuracy"].isna().all():
+        _empty(ax, "no accuracy: pass eval_fn to sweep() (or --eval) to plot this")
+        return fig
+    for r in ok.to_dict("records"):
+        err = r[xerr] if xerr else None
+        color = "#2e7d32" if r["pareto"] else "#4c72b0"
+        ax.errorbar(r[x], r["accuracy"], xerr=err, fmt="o", color=color, ecolor="0.6", capsize=3)
+        ax.annotate(
+            str(r["label"]),
+            (r[x], r["accuracy"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
+    front = ok[ok["pareto"].astype(bool)].sort_values(x)
+    if len(front) > 1:
+        ax.step(front[x], front["accuracy"], where="post", color="#2e7d32", lw=1, alpha=0.7)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (eval_fn)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def energy_accuracy_figure(frame: pd.DataFrame) -> Figure:
+    """Accuracy against energy per inference, with 95% intervals; the Pareto front in green."""
+    how = " ".join(str(m) for m in frame["energy_method"].dropna())
+    label = "energy per inference (J)" + (", estimated (model)" if "model" in how else "")
+    return _scatter(frame, "energy_per_inference_j", label, "energy_ci_j")
+
+
+def size_accuracy_figure(frame: pd.DataFrame) -> Figure:
+    """Accuracy against stored size in bytes (log scale)."""
+    return _scatter(frame, "size_bytes", "stored size (bytes)", None, log_x=True)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_compression_markdown(frame: pd.DataFrame, title: str = "Compression sweep") -> str:
+    """The sweep as a markdown section: table and notes (no plots)."""
+    lines = [f"## {title}", "", "| " + " | ".join(TABLE_COLUMNS) + " |"]
+    lines.append("|" + "---|" * len(TABLE_COLUMNS))
+    lines += [
+        "| " + " | ".join(_md_cell(c) for c in row) + " |" for row in compression_table(frame)
+    ]
+    lines.append("")
+    lines += [f"- {n}" for n in compression_notes(frame)]
+    return "\n".join(lines) + "\n"
+
+
+def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep") -> str:
+    """One self-contained HTML page: the table, both Pareto plots and the notes."""
+    from greenai.report.html_page import _CSS, _img, _table
+
+    notes = "".join(f"<li>{escape(n)}</li>" for n in compression_notes(frame))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>greenai: {escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{escape(title)}</h1></header>",
+        "<h2>Results</h2>",
+        _table(TABLE_COLUMNS, compression_table(frame)),
+        "<h2>Energy vs accuracy</h2>",
+        _img(energy_accuracy_figure(frame), "accuracy against energy per inference"),
+        "<h2>Size vs accuracy</h2>",
+        _img(size_accuracy_figure(frame), "accuracy against stored size"),
+        "<h2>Notes</h2>",
+        f'<ul class="notes">{notes}</ul>',
+        "<footer>Generated by greenai.</footer></body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def export_compression(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the sweep to ``path``: ``.csv`` (every column), ``.json``, ``.md`` or ``.html``.
+
+    Raises:
+        ConfigError: Another suffix.
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(out, index=False)
+    elif suffix == ".json":
+        frame.to_json(out, orient="records", indent=2)
+    elif suffix == ".md":
+        out.write_text(render_compression_markdown(frame), encoding="utf-8")
+    elif suffix in (".html", ".htm"):
+        out.write_text(render_compression_html(frame), encoding="utf-8")
+    else:
+        raise ConfigError(f"cannot write {out.name!r}: use a .csv, .json, .md or .html file")
+    return out

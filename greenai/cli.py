@@ -35,6 +35,12 @@ def _devices(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from greenai.demo import run_demo
 
+    if args.compress:
+        from greenai.compress.cli import print_sweep
+        from greenai.demo import compress_demo
+
+        return print_sweep(compress_demo(), args.output or Path("greenai-compress.html"))
+
     result, run_id = run_demo(
         epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue, store=args.store
     )
@@ -43,6 +49,12 @@ def _demo(args: argparse.Namespace) -> int:
         path = _write_html(args.store, run_id)
         print(f"  stored as run {run_id}; report: {path}")
     return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from greenai.compress.cli import run_compress
+
+    return run_compress(args)
 
 
 def _store(spec: str | None) -> Any:
@@ -258,7 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pue", type=float, default=1.0, help="facility PUE (default 1.0)")
     p.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
+    p.add_argument(
+        "--compress", action="store_true", help="instead, run a compression sweep of the model"
+    )
+    p.add_argument("--output", type=Path, help="with --compress: report file (.html/.md/.csv)")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("compress", help="compression sweep: accuracy, size, latency, energy")
+    p.add_argument("model", help="module:callable returning an nn.Module (or the module itself)")
+    p.add_argument("--input-shape", required=True, help="example input shape, e.g. 64,64")
+    p.add_argument("--methods", help="comma-separated specs, e.g. l1:0.5,structured:0.5")
+    p.add_argument("--eval", dest="eval_fn", help="module:callable, eval_fn(model) -> accuracy")
+    p.add_argument("--repeats", type=int, default=5, help="measured windows per row (>= 2)")
+    p.add_argument("--device", help="cpu or cuda (default: where the model is)")
+    p.add_argument("--dtype", help="cast model and input, e.g. bfloat16 (default: as built)")
+    p.add_argument("--country", default="WORLD", help="ISO alpha-3 grid for CO2e")
+    p.add_argument("--out", type=Path, help="write the table: .csv, .json, .md or .html")
+    p.set_defaults(func=_compress)
     return parser
 
 

@@ -39,3 +39,43 @@ def test_demo_trains_and_reports_energy() -> None:
     assert "demo-digits-mlp: completed" in proc.stdout
     assert "J/step" in proc.stdout and "phase forward" in proc.stdout
     assert "[model]" in proc.stdout or "[counter" in proc.stdout
+
+
+def test_compress_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [
+        (["compress", "nosuchmodule_xyz:build", "--input-shape", "4,8"], "cannot import"),
+        (["compress", "torch.nn:Linear", "--input-shape", "4,8"], "Linear() failed"),
+        (["compress", "greenai.demo:build_mlp", "--input-shape", "4,x"], "--input-shape"),
+        (["compress", "greenai.demo", "--input-shape", "4,64"], "module:callable"),
+        (["compress", "greenai.demo:nothing", "--input-shape", "4,64"], "no attribute"),
+        (
+            ["compress", "greenai.demo:build_mlp", "--input-shape", "4,64", "--out", "t.xls"],
+            "--out",
+        ),
+        (
+            ["compress", "greenai.demo:build_mlp", "--input-shape", "4,64", "--methods", "l9:1"],
+            "l9",
+        ),
+        (["compress", "greenai.demo:build_mlp", "--input-shape", "4,64", "--device", "tpu"], "cpu"),
+        (
+            ["compress", "greenai.demo:build_mlp", "--input-shape", "4,64", "--dtype", "int8"],
+            "dtype",
+        ),
+        (["compress", "greenai.demo:build_mlp", "--input-shape", "4,3"], "does not run"),
+    ]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("greenai: error:") and words in err and "\n" not in err, err
+
+
+def test_compress_runs_a_sweep_and_writes_the_table(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep.csv"
+    argv = ["compress", "greenai.demo:build_mlp", "--input-shape", "8,64", "--repeats", "2"]
+    assert main([*argv, "--methods", "l1:0.5,sparse24", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "baseline" in text and "l1-layer 50%" in text and "skipped: needs CUDA" in text
+    assert "estimated (model)" in text and f"wrote {out}" in text
+    assert out.read_text().count("\n") == 4  # header + 3 rows

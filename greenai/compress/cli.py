@@ -56,7 +56,10 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def _model(target: str) -> nn.Module:
     obj = load_object(target)
     if not isinstance(obj, nn.Module) and callable(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:  # the user's builder: say so in one line
+            raise ConfigError(f"calling {target}() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, nn.Module):
         raise ConfigError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module")
     return obj

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from greenai.compress import COLUMNS, Method, StructuredL1, pareto_front, sweep
+from greenai.errors import ConfigError
+from greenai.measurement import Measurement
+
+
+class Broken(Method):
+    name = "broken"
+
+    def _apply(self, model: nn.Module) -> nn.Module:
+        raise RuntimeError("kernel exploded")
+
+
+def _accuracy(x: torch.Tensor) -> Any:
+    reference = None
+
+    def eval_fn(model: nn.Module) -> float:
+        nonlocal reference
+        out = model(x).argmax(1)
+        if reference is None:
+            reference = out
+        return float((out == reference).float().mean())
+
+    return eval_fn
+
+
+def test_sweep_rows_columns_and_skips(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
+    x = torch.randn(32, 16)
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    frame = sweep(
+        mlp,
+        ["l1:0.5", StructuredL1(0.5), "int8-dynamic", "sparse24", Broken()],
+        x,
+        eval_fn=_accuracy(x),
+        **fast_options,
+    )
+    assert tuple(frame.columns) == COLUMNS
+    assert list(frame["label"]) == [
+        "baseline",
+        "l1-layer 50%",
+        "structured 50%",
+        "int8-dynamic",
+        "sparse-2:4",
+        "broken",
+    ]
+    ok = frame[frame["status"] == "ok"]
+    assert list(ok["label"]) == list(frame["label"][:4])
+    skipped = frame.set_index("label").loc[["sparse-2:4", "broken"]]
+    assert (skipped["status"] == "skipped").all()
+    assert "needs CUDA" in skipped.loc["sparse-2:4", "reason"]
+    assert skipped.loc["broken", "reason"] == "RuntimeError: kernel exploded"
+    assert not skipped["pareto"].any() and skipped["energy_per_inference_j"].isna().all()
+    for key, value in mlp.state_dict().items():  # the user's model is untouched
+        torch.testing.assert_close(value, before[key])
+
+    base = frame.iloc[0]
+    assert base["accuracy"] == 1.0 and base["accuracy_delta"] == 0.0
+    assert base["compression_ratio"] == 1.0 and base["energy_vs_baseline"] == 1.0
+    assert base["batch_size"] == 32 and base["energy_method"] == "counter"
+    assert (ok["repeats"] == 2).all() and (ok["inferences_per_window"] >= 1).all()
+    assert (ok["energy_ci_j"] >= ok["energy_repeat_ci_j"]).all()
+    assert (ok["energy_ci_j"] >= ok["energy_uncertainty_j"]).all()
+    assert (ok["latency_p99_ms"] >= ok["latency_p50_ms"]).all()
+    structured = frame.set_index("label").loc["structured 50%"]
+    assert structured["compression_ratio"] > 1.5
+    assert structured["flops_nominal"] < base["flops_nominal"]
+    assert frame.set_index("label").loc["l1-layer 50%", "sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert list(frame["pareto"]) == pareto_front(
+        frame["energy_per_inference_j"].tolist(), frame["accuracy"].tolist()
+    )
+    assert isinstance(frame.attrs["measurement"], Measurement)
+    assert frame.attrs["window_s"] == pytest.approx(0.1)  # 10 periods of 10 ms
+
+
+def test_energy_per_inference_is_power_times_time_per_inference(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)
+    row = frame.iloc[0]
+    seconds_per_inference = row["batch_size"] / row["throughput_samples_per_s"]
+    # the fake GPU draws a steady 100 W, so J/inference = 100 W × s/inference
+    assert row["energy_per_inference_j"] == pytest.approx(100.0 * seconds_per_inference, rel=0.1)
+    assert row["kwh_per_1k_inferences"] == pytest.approx(row["energy_per_inference_j"] / 3600)
+    assert row["co2e_g_per_1k_inferences"] == pytest.approx(
+        row["kwh_per_1k_inferences"] * 475.0,
+        rel=0.01,  # codecarbon's world average, g/kWh
+    )
+    assert row["j_per_tflop"] == pytest.approx(
+        row["energy_per_inference_j"] / row["flops_nominal"] * 1e12
+    )
+    assert math.isnan(row["accuracy"])
+
+
+def test_time_only_sweep_has_no_energy(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
+    fast_options["devices"] = []
+    frame = sweep(mlp, "l1:0.3", torch.randn(4, 16), **fast_options)
+    assert frame["energy_per_inference_j"].isna().all()
+    assert set(frame["energy_method"]) == {"none (no energy source)"}
+    assert (frame["latency_p50_ms"] > 0).all()
+
+
+def test_bad_arguments(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
+    x = torch.randn(4, 16)
+    with pytest.raises(ConfigError, match="repeats"):
+        sweep(mlp, [], x, repeats=1)
+    with pytest.raises(ConfigError, match=r"nn\.Module"):
+        sweep(lambda t: t, [], x)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="does not run on example_inputs"):
+        sweep(mlp, [], torch.randn(4, 3), **fast_options)
+    with pytest.raises(ConfigError, match="repeated"):
+        sweep(mlp, ["l1:0.5", "l1:0.5"], x)
+    with pytest.raises(ConfigError, match="tensor"):
+        sweep(mlp, [], [1, 2])
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        if not torch.cuda.is_available():
+            sweep(mlp, [], x, device="cuda")
+        else:  # pragma: no cover - on a GPU machine
+            raise ConfigError("CUDA is not available")

@@ -35,9 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-METHODS = (
-    "l1:0.5,l1-masked:0.5,structured:0.5,int8-dynamic,torchao-int8wo,torchao-fp8,sparse24"
-)
+METHODS = "l1:0.5,l1-masked:0.5,structured:0.5,int8-dynamic,torchao-int8wo,torchao-fp8,sparse24"
 BATCHES = (16, 8192)
 
 
@@ -179,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gpus = [d for d in discover(rapl=False, models=False) if d.kind == "gpu"][:1]
     if not torch.cuda.is_available() or not gpus:
-        print("gpu_compression: needs CUDA and an NVIDIA GPU readable through NVML", file=sys.stderr)
+        print("gpu_compression: needs CUDA and an NVIDIA GPU readable by NVML", file=sys.stderr)
         return 2
     frames = run(
         device="cuda",

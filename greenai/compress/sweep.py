@@ -106,7 +106,7 @@ def sweep(
     *,
     warmup_s: float = 0.2,
     latency_s: float = 0.2,
-    min_window_s: float = 0.5,
+    min_window_s: float = 0.2,
     periods_per_window: int = 10,
     name: str = "compress-sweep",
     **track_options: Any,

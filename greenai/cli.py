@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: where the model is)")
     p.add_argument("--dtype", help="cast model and input, e.g. bfloat16 (default: as built)")
     p.add_argument("--country", default="WORLD", help="ISO alpha-3 grid for CO2e")
+    p.add_argument("--period", type=float, help="sampling period in seconds (windows >= 10)")
     p.add_argument("--out", type=Path, help="write the table: .csv, .json, .md or .html")
     p.set_defaults(func=_compress)
     return parser

@@ -72,10 +72,49 @@ def test_compress_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> No
 def test_compress_runs_a_sweep_and_writes_the_table(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import torch
+
     out = tmp_path / "sweep.csv"
     argv = ["compress", "greenai.demo:build_mlp", "--input-shape", "8,64", "--repeats", "2"]
-    assert main([*argv, "--methods", "l1:0.5,sparse24", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on a shared 2-core machine
+    try:
+        argv += ["--period", "0.02", "--methods", "l1:0.5,sparse24", "--out", str(out)]
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
     text = capsys.readouterr().out
     assert "baseline" in text and "l1-layer 50%" in text and "skipped: needs CUDA" in text
     assert "estimated (model)" in text and f"wrote {out}" in text
     assert out.read_text().count("\n") == 4  # header + 3 rows
+
+
+def test_demo_compress_prints_the_sweep_and_writes_the_report(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    import greenai.demo
+    from greenai.compress import sweep
+    from greenai.testing import FakeGPU
+
+    def small_demo() -> object:  # the real one (a minute) runs in benchmarks/
+        model = greenai.demo.build_mlp(hidden=16)
+        gpu = FakeGPU(update_period_s=0.01)
+        return sweep(
+            model,
+            "structured:0.5",
+            torch.randn(4, 64),
+            devices=[gpu],
+            period_s=0.01,
+            repeats=2,
+            warmup_s=0.01,
+            latency_s=0.01,
+        )
+
+    monkeypatch.setattr(greenai.demo, "compress_demo", small_demo)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "demo.md"
+    assert main(["demo", "--compress", "--output", str(out)]) == 0
+    assert "structured 50%" in capsys.readouterr().out
+    assert out.read_text().startswith("## Compression sweep")

@@ -114,5 +114,6 @@ def run_compress(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         device=device,
         country=args.country,
+        period_s=args.period,
     )
     return print_sweep(frame, args.out)

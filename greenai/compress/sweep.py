@@ -154,7 +154,10 @@ def sweep(
     if not (isinstance(min_window_s, int | float) and min_window_s > 0):
         raise ConfigError(f"min_window_s must be > 0 seconds, got {min_window_s!r}")
     rows = [_Row(m, i) for i, m in enumerate([Baseline(), *_methods(methods)])]
-    target = torch.device(device) if device is not None else device_of(model)
+    try:
+        target = torch.device(device) if device is not None else device_of(model)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' asked for, but CUDA is not available here")
     inputs = _inputs(example_inputs, target)

@@ -117,6 +117,8 @@ def test_bad_arguments(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
         sweep(mlp, [], torch.randn(4, 3), **fast_options)
     with pytest.raises(ConfigError, match="repeated"):
         sweep(mlp, ["l1:0.5", "l1:0.5"], x)
+    with pytest.raises(ConfigError, match="device must be"):
+        sweep(mlp, [], x, device="tpu")
     with pytest.raises(ConfigError, match="tensor"):
         sweep(mlp, [], [1, 2])
     with pytest.raises(ConfigError, match="CUDA is not available"):

@@ -139,6 +139,18 @@ def compression_notes(frame: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _front(ok: pd.DataFrame, x: str) -> list[int]:
+    """Index labels of the rows on the front: lowest ``x`` for their accuracy, best first."""
+    front: list[int] = []
+    best, best_x = -math.inf, math.nan
+    for idx, row in ok.sort_values([x, "accuracy"], ascending=[True, False]).iterrows():
+        tie = row["accuracy"] == best and row[x] == best_x  # equal rows share the front
+        if row["accuracy"] > best or tie:
+            front.append(int(idx))
+            best, best_x = row["accuracy"], row[x]
+    return front
+
+
 def _scatter(
     frame: pd.DataFrame, x: str, xlabel: str, xerr: str | None, log_x: bool = False
 ) -> Figure:
@@ -147,22 +159,25 @@ def _scatter(
     if ok.empty or ok["accuracy"].isna().all():
         _empty(ax, "no accuracy: pass eval_fn to sweep() (or --eval) to plot this")
         return fig
-    for r in ok.to_dict("records"):
+    ok = ok[ok["accuracy"].notna()]
+    front = _front(ok, x)
+    for i, (idx, r) in enumerate(ok.iterrows()):
+        color = "#2e7d32" if idx in front else "#4c72b0"
         err = r[xerr] if xerr else None
-        color = "#2e7d32" if r["pareto"] else "#4c72b0"
         ax.errorbar(r[x], r["accuracy"], xerr=err, fmt="o", color=color, ecolor="0.6", capsize=3)
         ax.annotate(
             str(r["label"]),
             (r[x], r["accuracy"]),
             textcoords="offset points",
-            xytext=(5, 4),
+            xytext=(5, 4 if i % 2 == 0 else -10),
             fontsize=7,
         )
-    front = ok[ok["pareto"].astype(bool)].sort_values(x)
-    if len(front) > 1:
-        ax.step(front[x], front["accuracy"], where="post", color="#2e7d32", lw=1, alpha=0.7)
+    line = ok.loc[front].drop_duplicates(subset=[x, "accuracy"])
+    if len(line) > 1:
+        ax.step(line[x], line["accuracy"], where="post", color="#2e7d32", lw=1, alpha=0.7)
     if log_x:
         ax.set_xscale("log")
+    ax.set_title("green: Pareto front (nothing else is both lower and more accurate)", fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (eval_fn)")
     ax.grid(alpha=0.3)

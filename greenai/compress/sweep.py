@@ -82,6 +82,8 @@ COLUMNS: tuple[str, ...] = (
 """Columns of the sweep table, in order (see docs/compression.md for each one)."""
 
 _MAX_LATENCY_CALLS = 1000
+_MAX_WINDOW_FACTOR = 5.0
+"""A window whose calls slow down (a busy host) stops at this many times its planned length."""
 _MIN_LATENCY_CALLS = 20
 _JOULES_PER_KWH = 3.6e6
 
@@ -93,7 +95,7 @@ class _Row:
     values: dict[str, Any] = field(default_factory=dict)
     phases: list[str] = field(default_factory=list)
     durations_s: list[float] = field(default_factory=list)
-    calls: int = 0
+    calls: list[int] = field(default_factory=list)
 
 
 def sweep(
@@ -267,6 +269,7 @@ class _Runner:
             values.clear()
             row.phases.clear()
             row.durations_s.clear()
+            row.calls.clear()
             values.update(status="skipped", reason=f"{type(exc).__name__}: {exc}")
         finally:
             compressed = None
@@ -304,13 +307,21 @@ class _Runner:
             for r in range(self.repeats):
                 phase = f"row{row.index}-r{r}"
                 t0 = time.perf_counter()
+                deadline = t0 + _MAX_WINDOW_FACTOR * self.window_s
                 with job.phase(phase):
-                    for _ in range(calls):
+                    done = 0
+                    while done < calls and (done == 0 or time.perf_counter() < deadline):
                         call()
+                        done += 1
                     self.sync()
                 row.durations_s.append(time.perf_counter() - t0)
                 row.phases.append(phase)
-        row.calls = calls
+                row.calls.append(done)
+        if min(row.calls) < calls:
+            notes.append(
+                f"calls slowed down after calibration: windows cut at "
+                f"{_MAX_WINDOW_FACTOR:g}× their planned length ({min(row.calls)} of {calls} calls)"
+            )
         values.update(
             latency_p50_ms=p50 * 1e3,
             latency_p99_ms=float(np.percentile(latencies, 99)) * 1e3,
@@ -357,8 +368,10 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
     phases = [m.phase(p) for p in row.phases]
     if m.energy_j is None or any(p.energy_j is None for p in phases):
         return {"energy_method": "none (no energy source)"}
-    per = [float(p.energy_j or 0.0) / row.calls for p in phases]
-    sensor = statistics.fmean(float(p.uncertainty_j or 0.0) / row.calls for p in phases)
+    per = [float(p.energy_j or 0.0) / n for p, n in zip(phases, row.calls, strict=True)]
+    sensor = statistics.fmean(
+        float(p.uncertainty_j or 0.0) / n for p, n in zip(phases, row.calls, strict=True)
+    )
     mean = statistics.fmean(per)
     spread = t_quantile_975(len(per) - 1) * statistics.stdev(per) / math.sqrt(len(per))
     out: dict[str, Any] = {
@@ -369,7 +382,7 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
         "energy_per_sample_j": mean / batch,
         "kwh_per_1k_inferences": mean * 1000 / _JOULES_PER_KWH,
         "energy_method": ",".join(sorted(set(m.methods))),
-        "throughput_samples_per_s": row.calls * batch / statistics.fmean(row.durations_s),
+        "throughput_samples_per_s": sum(row.calls) * batch / math.fsum(row.durations_s),
     }
     flops = row.values.get("flops_nominal")
     if flops:

@@ -126,3 +126,21 @@ def test_bad_arguments(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
             sweep(mlp, [], x, device="cuda")
         else:  # pragma: no cover - on a GPU machine
             raise ConfigError("CUDA is not available")
+
+
+def test_a_window_stops_when_calls_slow_down_after_calibration(
+    mlp: nn.Module, fast_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    sweep_module = sys.modules["greenai.compress.sweep"]  # the module, not the function
+    # calibration believes a call takes 1 µs: 100,000 calls planned for a 0.1 s window
+    monkeypatch.setattr(sweep_module, "_latencies", lambda call, sync, seconds: [1e-6] * 20)
+    frame = sweep(mlp, [], torch.randn(4, 16), **fast_options)
+    row = frame.iloc[0]
+    assert row["inferences_per_window"] >= 100_000
+    assert "windows cut at 5× their planned length" in row["notes"]
+    phases = frame.attrs["measurement"].phases
+    assert all(p.duration_s < 0.5 + 0.2 for p in phases if p.name.startswith("row0"))
+    seconds_per_inference = row["batch_size"] / row["throughput_samples_per_s"]
+    assert row["energy_per_inference_j"] == pytest.approx(100.0 * seconds_per_inference, rel=0.1)

@@ -90,15 +90,15 @@ def _to_dense(w: torch.Tensor) -> torch.Tensor:
     if w.is_quantized:
         return w.dequantize()
     if getattr(w, "__tensor_flatten__", None) is not None:
-        for convert in ("dequantize", "to_dense"):
+        for convert in ("to_dense", "dequantize"):
             fn = getattr(w, convert, None)
-            if callable(fn):
-                try:
-                    out = fn()
-                except (RuntimeError, NotImplementedError):
-                    continue
-                if isinstance(out, torch.Tensor):
-                    return out
+            try:
+                out = fn() if callable(fn) else None
+            except Exception:  # a subclass that does not implement this conversion
+                continue
+            if isinstance(out, torch.Tensor) and getattr(out, "__tensor_flatten__", None) is None:
+                return out
+        raise ValueError(f"cannot read the values of a {type(w).__name__} weight")
     return w
 
 
@@ -107,6 +107,9 @@ def dense_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
 
     Covers plain layers (with pruning masks applied), dynamic int8 Linear layers (their
     packed weight, dequantized) and tensor-subclass weights (2:4 sparse, torchao).
+
+    Raises:
+        ValueError: A tensor-subclass weight converts neither ``to_dense`` nor ``dequantize``.
     """
     for name, module in model.named_modules():
         weight: Any = None

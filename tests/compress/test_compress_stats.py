@@ -87,3 +87,20 @@ def test_t_quantile() -> None:
     assert t_quantile_975(4) == pytest.approx(2.776)
     assert t_quantile_975(60) == pytest.approx(2.000, abs=0.002)
     assert math.isinf(t_quantile_975(0))
+
+
+def test_a_weight_format_that_cannot_be_read_is_an_error_not_a_guess() -> None:
+    class Opaque(torch.Tensor):
+        def __tensor_flatten__(self) -> tuple[list[str], None]:
+            return [], None
+
+        def to_dense(self) -> torch.Tensor:  # type: ignore[override]
+            raise NotImplementedError
+
+        def dequantize(self) -> torch.Tensor:
+            raise TypeError("no")
+
+    layer = nn.Linear(4, 4)
+    layer.weight = nn.Parameter(torch.zeros(4, 4).as_subclass(Opaque), requires_grad=False)
+    with pytest.raises(ValueError, match="cannot read the values of a Opaque weight"):
+        sparsity(nn.Sequential(layer))

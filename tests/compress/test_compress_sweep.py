@@ -144,3 +144,32 @@ def test_a_window_stops_when_calls_slow_down_after_calibration(
     assert all(p.duration_s < 0.5 + 0.2 for p in phases if p.name.startswith("row0"))
     seconds_per_inference = row["batch_size"] / row["throughput_samples_per_s"]
     assert row["energy_per_inference_j"] == pytest.approx(100.0 * seconds_per_inference, rel=0.1)
+
+
+class _Opaque(torch.Tensor):
+    """A weight format greenai cannot read values from (as an exotic subclass might be)."""
+
+    def __tensor_flatten__(self) -> tuple[list[str], None]:
+        return [], None
+
+    def to_dense(self) -> torch.Tensor:  # type: ignore[override]
+        raise NotImplementedError
+
+
+class OpaqueWeights(Method):
+    name = "opaque"
+
+    def _apply(self, model: nn.Module) -> nn.Module:
+        first = model[0]
+        first.weight = nn.Parameter(first.weight.detach().as_subclass(_Opaque))
+        return model
+
+
+def test_an_unreadable_weight_leaves_a_gap_and_a_note(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    frame = sweep(mlp, [OpaqueWeights()], torch.randn(4, 16), **fast_options)
+    row = frame.iloc[1]
+    assert row["status"] == "ok" and math.isnan(row["sparsity"])
+    assert "sparsity not computed: ValueError" in row["notes"]
+    assert row["energy_per_inference_j"] > 0

@@ -5,8 +5,9 @@ its rows: ``pip install 'greenai[torchao]'``)::
 
     PYTHONPATH=. python benchmarks/gpu_compression.py --out gpu-compression.md
 
-It takes about four minutes on an H100. On CUDA device 0 it builds a bf16 MLP (4 Linear
-layers of 4096×4096 with ReLU, then 4096→1024), and for each batch size runs
+By its settings (16 rows of about 12 s) it should take four to five minutes. On CUDA
+device 0 it builds a bf16 MLP (4 Linear layers of 4096×4096 with ReLU, then 4096→1024),
+and for each batch size runs
 :func:`greenai.compress.sweep` with: L1 pruning 50% (masks removed and attached),
 structured 50%, dynamic int8 (CPU-only: a skipped row), torchao int8 weight-only, torchao
 float8 dynamic and 2:4 semi-structured sparsity. Energy is the GPU's alone (its NVML

@@ -178,18 +178,19 @@ def _unique_devices(ranks: list[RankPayload]) -> tuple[_Devices, set[int]]:
 def _credited_energy(
     ranks: list[RankPayload], devices: _Devices
 ) -> dict[int, tuple[float | None, float | None, tuple[str, ...]]]:
-    out: dict[int, tuple[float | None, float | None, tuple[str, ...]]] = {}
-    for p in ranks:
-        mine = [j for j, _, _ in devices.values() if j.rank == p.rank]
-        if not mine:
-            out[p.rank] = (None, None, ())
-            continue
-        out[p.rank] = (
-            math.fsum(j.energy_j for j in mine),
-            math.fsum(j.uncertainty_j for j in mine),
-            tuple(j.name for j in mine),
+    mine: dict[int, list[JobDevice]] = {p.rank: [] for p in ranks}
+    for job, _, _ in devices.values():
+        mine[job.rank].append(job)
+    return {
+        rank: (
+            math.fsum(j.energy_j for j in jobs),
+            math.fsum(j.uncertainty_j for j in jobs),
+            tuple(j.name for j in jobs),
         )
-    return out
+        if jobs
+        else (None, None, ())
+        for rank, jobs in mine.items()
+    }
 
 
 def _rank_energy(
@@ -218,16 +219,20 @@ def _rank_energy(
 
 
 def _nodes(ranks: list[RankPayload], devices: list[JobDevice]) -> tuple[NodeEnergy, ...]:
-    hosts = list(dict.fromkeys(p.host for p in ranks))
+    on: dict[str, tuple[list[int], list[JobDevice]]] = {}
+    for p in ranks:
+        on.setdefault(p.host, ([], []))[0].append(p.rank)
+    for d in devices:
+        on.setdefault(d.host, ([], []))[1].append(d)
     return tuple(
         NodeEnergy(
-            host=h,
-            ranks=tuple(p.rank for p in ranks if p.host == h),
-            energy_j=math.fsum(d.energy_j for d in devices if d.host == h),
-            uncertainty_j=math.fsum(d.uncertainty_j for d in devices if d.host == h),
-            devices=tuple(d.name for d in devices if d.host == h),
+            host=host,
+            ranks=tuple(rs),
+            energy_j=math.fsum(d.energy_j for d in ds),
+            uncertainty_j=math.fsum(d.uncertainty_j for d in ds),
+            devices=tuple(d.name for d in ds),
         )
-        for h in hosts
+        for host, (rs, ds) in on.items()
     )
 
 

@@ -118,7 +118,8 @@ class DistributedSession:
             if missing:
                 message = (
                     f"rank(s) {list(missing)} did not report within {self.gather.timeout_s:g} s"
-                    f" ($GREENAI_GATHER_TIMEOUT_S); the job record lacks them"
+                    f" ($GREENAI_GATHER_TIMEOUT_S); the job record lacks them (to track on"
+                    " some ranks only, pass distributed=False there)"
                 )
                 warnings.warn(message, MeasurementWarning, stacklevel=3)
             size = len(payload.to_bytes()) + sum(len(raw) for raw in received.values())

@@ -95,3 +95,17 @@ def test_a_rank_that_dies_is_reported_missing(tmp_path: Path) -> None:
     assert job.job is not None and job.job.missing_ranks == (1,)
     assert job.partial and any("never reported" in n for n in job.notes)
     assert job.energy_j == pytest.approx(job.job.rank_energy(0).energy_j)
+
+
+def test_two_hosts_keep_their_own_shared_device(tmp_path: Path) -> None:
+    # Each rank sets a distinct GREENAI_HOST_ID: the "shared" UUID is now on two hosts.
+    results = _torchrun(tmp_path, "twonode")
+    job, own = results[0], results[1]
+    record = job.job
+    assert record is not None and [n.host for n in record.nodes] == ["node0", "node1"]
+    assert all(not d.duplicates for d in record.devices) and len(record.devices) == 4
+    assert record.node("node1").energy_j == pytest.approx(own.energy_j, rel=1e-12)
+    assert job.energy_j == pytest.approx(
+        record.node("node0").energy_j + record.node("node1").energy_j, rel=1e-12
+    )
+    assert len(job.steps.energy_j) == 3  # nothing shared: per-step energy adds up

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from greenai.errors import GreenAIError
 
@@ -87,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     store = _store(args.store)
     try:
-        frame = store.runs(name=args.name, status=args.status, since=args.since, limit=args.limit)
+        frame = store.runs(
+            name=args.name, status=args.status, since=args.since, until=args.until, limit=args.limit
+        )
     finally:
         store.close()
     print(frame.to_string(index=False) if len(frame) else "no runs stored yet")
@@ -109,6 +112,11 @@ def _report(args: argparse.Namespace) -> int:
     if output is None and args.format == "html":
         output = Path(store.path).parent / "reports" / f"{run.id}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
+    if args.format == "text" and output is None and color_enabled(sys.stdout):
+        from greenai.report import render_text
+
+        print(render_text(run.measurement, color=True))
+        return 0
     text = export(
         run.measurement, args.format, output, timeline=run.timeline, phase_spans=run.phase_spans
     )
@@ -144,6 +152,12 @@ def _compare(args: argparse.Namespace) -> int:
         )
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
+
+
+def color_enabled(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
 
 
 def summary(result: object) -> str:
@@ -235,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--name")
     p.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
-    p.add_argument("--since", help="ISO date or time, e.g. 2026-11-01")
+    p.add_argument("--since", help="runs started at or after: ISO date or time, e.g. 2026-11-01")
+    p.add_argument("--until", help="runs started at or before: ISO date or time")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_runs)
     p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")

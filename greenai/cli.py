@@ -124,6 +124,25 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from greenai.report import export_tables
+
+    store = _store(args.store)
+    try:
+        run = store.get(args.run)
+    finally:
+        store.close()
+    if run.measurement is None:
+        print(f"run {run.id} ({run.status}) has no measurement yet")
+        return 0
+    out = args.dir if args.dir is not None else Path(store.path).parent / "exports" / run.id
+    paths = export_tables(
+        run.measurement, out, args.format, timeline=run.timeline, phase_spans=run.phase_spans
+    )
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -261,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="file to write (html defaults to the store's reports/)"
     )
     p.set_defaults(func=_report)
+    p = sub.add_parser("export", help="write a run's tables (summary ... timeline) as files")
+    p.add_argument("run", nargs="?", default="latest")
+    p.add_argument("--store")
+    p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    p.add_argument("--dir", type=Path, help="directory (default: exports/RUN beside the store)")
+    p.set_defaults(func=_export)
     p = sub.add_parser("compare", help="compare stored runs side by side")
     p.add_argument("runs", nargs="+")
     p.add_argument("--store")

@@ -50,7 +50,7 @@ def export_tables(
         raise ConfigError(f"table format must be one of {', '.join(TABLE_FORMATS)}; got {fmt!r}")
     if fmt == "parquet" and find_spec("pyarrow") is None:
         raise ConfigError(
-            "parquet export needs pyarrow: pip install 'greenai[parquet]' (or export as csv or json)"
+            "parquet export needs pyarrow: pip install 'greenai[parquet]' (or use csv or json)"
         )
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

@@ -239,6 +239,12 @@ def summary(result: object) -> str:
             "  note: 'model' figures are estimated from utilisation and a TDP table, "
             "not measured (no readable energy counter here)"
         )
+    job = result.job
+    if job is not None and job.scope == "job":  # a distributed job, on rank 0
+        lines.append(f"  job: {len(job.ranks)}/{job.world_size} ranks on {len(job.nodes)} node(s)")
+        lines.extend(
+            f"  node {n.host:<14} {n.energy_j:10.1f} J  ranks {list(n.ranks)}" for n in job.nodes
+        )
     lines.extend(f"  note: {n}" for n in result.notes)
     return "\n".join(lines)
 

@@ -123,3 +123,13 @@ def _with(m: Measurement, **changes: object) -> Measurement:
     import dataclasses
 
     return dataclasses.replace(m, **changes)  # type: ignore[arg-type]
+
+
+def test_summary_shows_ranks_and_nodes(run_rank: Rank) -> None:
+    from greenai.cli import summary
+
+    a = run_rank(0, "n0", [("gpu0", "GPU-0", 300.0)], world_size=3)[1]
+    b = run_rank(1, "n1", [("gpu0", "GPU-1", 100.0)], world_size=3)[1]
+    text = summary(aggregate([a, b], world_size=3))
+    assert "job: 2/3 ranks on 2 node(s)" in text
+    assert "node n1" in text and "never reported" in text

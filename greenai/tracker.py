@@ -26,10 +26,11 @@ from greenai.carbon.accounting import Accounting, account
 from greenai.checkpoint import Checkpointer, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
+from greenai.distributed.session import DistributedSession, open_session
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.sampling.sampler import Sampler
-from greenai.timeline import EnergyCurve, Timeline
+from greenai.timeline import EnergyCurve, Timeline, timeline_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,6 +53,7 @@ OPTIONS = (
     "store",
     "checkpoint_s",
     "meta",
+    "distributed",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -96,6 +98,8 @@ class Tracker:
         checkpoint_s: With a store, seconds between checkpoints of the running job; a killed
             process keeps everything up to its last checkpoint.
         meta: With a store, extra facts to record with the run (a dict of JSON values).
+        distributed: None joins a torch.distributed job when a process group is up, True
+            requires one, False measures this process alone (docs/distributed.md).
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -121,6 +125,7 @@ class Tracker:
         store: Any = None,
         checkpoint_s: float = 5.0,
         meta: dict[str, Any] | None = None,
+        distributed: bool | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -165,6 +170,7 @@ class Tracker:
             "store": store,
             "checkpoint_s": checkpoint_s,
             "meta": meta,
+            "distributed": distributed,
         }
         if not (isinstance(checkpoint_s, int | float) and checkpoint_s > 0):
             raise ConfigError(
@@ -190,8 +196,10 @@ class Tracker:
         self._phases: list[tuple[str, int, float, float]] = []
         self._open: list[tuple[str, float]] = []
         self._t0 = self._t_baseline = 0.0
+        self._checkpointed_s = -math.inf
         self._started_at = ""
         self._token: contextvars.Token[Tracker | None] | None = None
+        self._dist: DistributedSession | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Tracker:
@@ -201,6 +209,7 @@ class Tracker:
                 f"tracker {self.name!r} was already started; create a new Tracker per run"
             )
         self._accounting.grid()  # an unknown country/region fails now, not after the job
+        self._dist = open_session(self)  # None unless distributed; ranks > 0 drop the store
         if self._store is not None:
             self._checkpointer = Checkpointer(
                 self._store,
@@ -215,6 +224,8 @@ class Tracker:
             from greenai.devices.discovery import discover
 
             devices = discover()
+            if self._dist is not None:  # each rank measures the devices it owns
+                devices = self._dist.own(devices)
         self._timeline = Timeline(list(devices))
         self._sampler = Sampler(
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
@@ -226,6 +237,7 @@ class Tracker:
             self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
         self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._t0 = self._now()
+        self._checkpointed_s = -math.inf  # timeline rows up to here are in the store
         self._running = True
         self._token = _current.set(self)
         if self._checkpointer is not None:
@@ -266,14 +278,21 @@ class Tracker:
                     _current.set(None)
                 self._token = None
         self._result = self._measure(t1, status, notes)
+        if self._dist is not None:  # rank 0 gets the job; other ranks their own view
+            self._result = self._dist.finish(self, self._result)
         if self._checkpointer is not None:
             self._checkpointer.finish(self._result, self.timeline(), self.phase_spans())
         return self._result
 
     def _snapshot(self) -> tuple[Measurement, pd.DataFrame, pd.DataFrame]:
-        """The job so far, for a checkpoint (per-step arrays left out to keep it cheap)."""
-        measurement = self._measure(self._now(), "running", [], per_step=False)
-        return measurement, self.timeline(), self.phase_spans()
+        """The job so far, for a checkpoint: curves built once, only new timeline rows."""
+        assert self._timeline is not None
+        curves = self._timeline.curves()
+        measurement = self._measure(self._now(), "running", [], per_step=False, curves=curves)
+        frame = timeline_frame(curves, self._t0, after_s=self._checkpointed_s)
+        if len(frame):
+            self._checkpointed_s = float(frame["t_s"].max())
+        return measurement, frame, self.phase_spans()
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -403,32 +422,9 @@ class Tracker:
         Columns: ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j`` (the raw
         counter, NaN without one) and ``energy_j`` (cumulative since the job started).
         """
-        import pandas as pd
-
         if self._timeline is None:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
-        frames = []
-        for curve in self._timeline.curves().values():
-            origin = curve.energy_at(np.array([self._t0]))[0]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "t_s": curve.t - self._t0,
-                        "device": curve.name,
-                        "method": curve.method,
-                        "power_w": curve.power_at_samples(),
-                        "counter_j": curve.counter,
-                        "energy_j": curve.energy_at(curve.t) - origin,
-                    }
-                )
-            )
-        columns = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
-        frame: pd.DataFrame = (
-            pd.concat(frames, ignore_index=True)[columns]
-            if frames
-            else pd.DataFrame(columns=columns)
-        )
-        return frame
+        return timeline_frame(self._timeline.curves(), self._t0)
 
     def phase_spans(self) -> pd.DataFrame:
         """Every closed phase span, for plots that shade phases on the timeline.
@@ -445,11 +441,17 @@ class Tracker:
         return frame
 
     def _measure(
-        self, t1: float, status: str, notes: list[str], *, per_step: bool = True
+        self,
+        t1: float,
+        status: str,
+        notes: list[str],
+        *,
+        per_step: bool = True,
+        curves: dict[str, EnergyCurve] | None = None,
     ) -> Measurement:
         assert self._sampler is not None and self._timeline is not None
         t0, duration = self._t0, t1 - self._t0
-        curves = self._timeline.curves()
+        curves = self._timeline.curves() if curves is None else curves
         failed = self._sampler.failed
         devices = [self._device_energy(c, t0, t1, failed.get(c.name)) for c in curves.values()]
         for name, error in failed.items():

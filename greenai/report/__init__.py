@@ -28,14 +28,17 @@ from greenai.report.plots import (
     step_energy_figure,
 )
 from greenai.report.render import export, render_html, render_markdown, render_text
+from greenai.report.tables_export import TABLE_FORMATS, export_tables, run_tables
 
 __all__ = [
+    "TABLE_FORMATS",
     "compression_table",
     "devices_frame",
     "efficiency_rows",
     "energy_accuracy_figure",
     "export",
     "export_compression",
+    "export_tables",
     "figure_to_png",
     "phase_energy_figure",
     "phases_frame",
@@ -45,6 +48,7 @@ __all__ = [
     "render_html",
     "render_markdown",
     "render_text",
+    "run_tables",
     "size_accuracy_figure",
     "step_energy_figure",
     "steps_frame",

@@ -1,0 +1,209 @@
+"""The native sampling loop against its Python twin: period jitter, CPU, training slowdown.
+
+Both loops read the same sources (two fake RAPL zones and, where a C compiler can build the
+fake NVML library, one fake GPU) while the main thread runs a Python-bound training loop,
+as a tracked job would. Figures go to ``extra_info`` (see ``--benchmark-json``) and are
+printed with ``-s``; nothing asserts a time, since shared machines are noisy::
+
+    .venv/bin/python -m pytest benchmarks/test_native_sampler.py -s
+
+* ``sampling-100Hz`` / ``sampling-1kHz``: jitter of the interval between two samples,
+  ``|interval - period|``, p50 and p99 in µs; the sampler thread's CPU time per second of
+  sampling (ms/s); ticks skipped because a tick overran; records dropped (overflow).
+* ``train-slowdown-1kHz``: untracked and sampled training rounds back to back (alternating
+  order), median slowdown over the pairs. The target: native ≤ 0.5%.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from greenai.sampling import native_py
+from greenai.sampling.native import RECORD_DTYPE, SamplingLoop
+
+RANGE_UJ = 262143328850
+IMPLS = ["c", "python"]
+
+
+def _loop_class(impl: str) -> type[SamplingLoop]:
+    if impl == "python":
+        return native_py.Loop
+    native = pytest.importorskip("greenai._native", reason="greenai._native is not built")
+    loop: type[SamplingLoop] = native.Loop
+    return loop
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """Two fake RAPL zones, and a fake NVML library where a C compiler can build one."""
+    root = tmp_path_factory.mktemp("powercap")
+    zones = []
+    for i in range(2):
+        (root / f"zone{i}").mkdir()
+        (root / f"zone{i}" / "energy_uj").write_text(f"{1000 * i}\n")
+        zones.append(str(root / f"zone{i}" / "energy_uj"))
+    lib = None
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is not None:
+        out = root / "libnvidia-ml.so.1"
+        src = Path(__file__).parent.parent / "tests" / "sampling" / "fake_nvml.c"
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(src)], check=True)
+        handle = ctypes.CDLL(str(out))
+        handle.fake_nvml_set(0, ctypes.c_ulonglong(1000), ctypes.c_ulonglong(1), 250_000, 0)
+        lib = str(out)
+    yield {"zones": zones, "nvml": lib}
+
+
+def _make_loop(impl: str, period_ns: int, sources: dict[str, object]) -> SamplingLoop:
+    loop = _loop_class(impl)(period_ns)
+    for zone in sources["zones"]:  # type: ignore[attr-defined]
+        loop.add_rapl(zone, RANGE_UJ)
+    if sources["nvml"] is not None:
+        loop.add_nvml(0, power="instant", energy_period_ns=100_000_000, lib=str(sources["nvml"]))
+    return loop
+
+
+@pytest.fixture(scope="module")
+def train_step() -> Iterator[Callable[[int], float]]:
+    """A small MLP on random data: each step is ~0.1 ms of Python and tiny kernels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = [(torch.randn(32, 32), torch.randint(0, 10, (32,))) for _ in range(8)]
+
+    def run(steps: int) -> float:
+        loss = torch.zeros(())
+        for i in range(steps):
+            x, y = batches[i % len(batches)]
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return float(loss.detach())
+
+    yield run
+    torch.set_num_threads(threads)
+
+
+def _jitter_us(rec: np.ndarray, period_ns: int) -> tuple[float, float]:
+    t = rec["t_ns"][rec["source"] == 0]
+    dev = np.abs(np.diff(t) - period_ns) / 1e3
+    return float(np.percentile(dev, 50)), float(np.percentile(dev, 99))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    "rate_hz",
+    [
+        pytest.param(100, marks=pytest.mark.benchmark(group="sampling-100Hz")),
+        pytest.param(1000, marks=pytest.mark.benchmark(group="sampling-1kHz")),
+    ],
+)
+def test_sampling_under_training_load(benchmark, sources, train_step, impl, rate_hz) -> None:
+    """Jitter and CPU of the loop while the main thread trains (it competes for the GIL)."""
+    period_ns = 1_000_000_000 // rate_hz
+    window_s = 0.5 if benchmark.disabled else 3.0
+    loop = _make_loop(impl, period_ns, sources)
+    chunks: list[bytes] = []
+
+    def sample() -> float:
+        loop.start()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < window_s:
+            train_step(50)
+            chunks.append(loop.drain())
+        loop.stop()
+        chunks.append(loop.drain())
+        return time.perf_counter() - t0
+
+    try:
+        wall_s = benchmark.pedantic(sample, rounds=1, iterations=1)
+        stats = loop.stats()
+    finally:
+        loop.close()
+    rec = np.frombuffer(b"".join(chunks), dtype=RECORD_DTYPE)
+    p50, p99 = _jitter_us(rec, period_ns)
+    info = {
+        "impl": impl,
+        "rate_hz": rate_hz,
+        "sources": stats["sources"],
+        "jitter_p50_us": round(p50, 1),
+        "jitter_p99_us": round(p99, 1),
+        "cpu_ms_per_s": round(stats["cpu_ns"] / 1e6 / wall_s, 2),
+        "missed_ticks": stats["missed"],
+        "overflow": stats["overflow"],
+        "samples": int((rec["source"] == 0).sum()),
+    }
+    benchmark.extra_info.update(info)
+    print(f"\n{info}")
+    assert stats["overflow"] == 0 and (rec["status"] == 0).all()
+    assert info["samples"] > 0.3 * window_s * rate_hz  # a very generous sanity bound
+
+
+@pytest.mark.benchmark(group="train-slowdown-1kHz")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_training_slowdown_at_1khz(benchmark, sources, train_step, impl) -> None:
+    """Untracked vs sampled-at-1-kHz training rounds, in alternating pairs."""
+    steps = 100 if benchmark.disabled else 1500
+    loop = _make_loop(impl, 1_000_000, sources)
+    ratios: list[float] = []
+    clock = time.perf_counter
+
+    def timed(sampled: bool) -> float:
+        if sampled:
+            loop.start()
+        start = clock()
+        train_step(steps)
+        elapsed = clock() - start
+        if sampled:
+            loop.stop()
+            loop.drain()
+        return elapsed
+
+    def pair() -> None:
+        if len(ratios) % 2:
+            sampled, plain = timed(True), timed(False)
+        else:
+            plain, sampled = timed(False), timed(True)
+        ratios.append(sampled / plain)
+
+    try:
+        benchmark.pedantic(pair, rounds=3 if benchmark.disabled else 20, warmup_rounds=1)
+    finally:
+        loop.close()
+    ratios.sort()
+    slowdown = 100.0 * (ratios[len(ratios) // 2] - 1.0)
+    benchmark.extra_info.update(
+        {"impl": impl, "slowdown_pct_median": round(slowdown, 2), "pairs": len(ratios)}
+    )
+    print(f"\n{impl}: sampled at 1 kHz vs not, median over {len(ratios)} pairs: {slowdown:+.2f}%")
+
+
+def test_gpu_script_runs_against_the_fake_nvml(sources, tmp_path: Path) -> None:
+    """benchmarks/gpu_native_sampler.py is ready for a real GPU: run it on the fake library."""
+    if sources["nvml"] is None:
+        pytest.skip("no C compiler to build the fake NVML library")
+    path = Path(__file__).with_name("gpu_native_sampler.py")
+    spec = importlib.util.spec_from_file_location("gpu_native_sampler", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "gpu-native.md"
+    args = ["--seconds", "0.2", "--lib", str(sources["nvml"]), "--out", str(out)]
+    assert script.main(args) == 0
+    rows = out.read_text().splitlines()[2:]
+    assert len(rows) in (2, 4)
+    assert all(row.split("|")[7].strip() == "0" for row in rows)  # no failed reads

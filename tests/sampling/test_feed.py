@@ -93,12 +93,15 @@ def test_native_choice_is_explicit_and_overridable(
     rapl_tree(tmp_path)
     devices = discover_rapl(tmp_path)
 
-    def feed_of(**kw: object) -> object:
-        sampler = Sampler(devices, Timeline(devices), period_s=0.01, **kw)  # type: ignore[arg-type]
+    def feed_of(period_s: float = 0.01, **kw: object) -> object:
+        sampler = Sampler(devices, Timeline(devices), period_s=period_s, **kw)  # type: ignore[arg-type]
         sampler.start()
         sampler.stop()
         return sampler.feed
 
+    if native._native is not None and not native.native_disabled():
+        assert feed_of() is not None  # the default where the extension is built
+        assert feed_of(period_s=0.0005, native=True) is None  # below 1 ms: Python reads
     assert feed_of(native=False) is None
     assert feed_of(native=True, clock=FakeClock()) is None  # only real time drives a loop
     monkeypatch.setenv("GREENAI_NO_NATIVE", "1")

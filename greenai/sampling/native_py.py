@@ -17,11 +17,9 @@ import contextlib
 import ctypes
 import errno
 import os
-import struct
 import threading
 import time
 import weakref
-from typing import Any
 
 import numpy as np
 
@@ -32,6 +30,7 @@ from greenai.errors import (
     DriverMismatchError,
     TrackerStateError,
 )
+from greenai.sampling.nvml_ctypes import FI_DEV_POWER_INSTANT, FieldValue, NvmlApi, field_as_float
 
 __all__ = ["MIN_PERIOD_NS", "RECORD_DTYPE", "RECORD_SIZE", "Loop"]
 
@@ -46,78 +45,13 @@ RECORD_DTYPE = np.dtype(
 )
 RECORD_SIZE = RECORD_DTYPE.itemsize
 MIN_PERIOD_NS = 1_000_000
-_FI_DEV_POWER_INSTANT = 186
 _NAN = float("nan")
 _loops: weakref.WeakSet[Loop] = weakref.WeakSet()
-
-
-class _FieldValue(ctypes.Structure):
-    """nvmlFieldValue_t (nvml.h), with its value union flattened to 8 bytes."""
-
-    _fields_ = [
-        ("fieldId", ctypes.c_uint),
-        ("scopeId", ctypes.c_uint),
-        ("timestamp", ctypes.c_longlong),
-        ("latencyUsec", ctypes.c_longlong),
-        ("valueType", ctypes.c_int),
-        ("nvmlReturn", ctypes.c_int),
-        ("value", ctypes.c_ubyte * 8),
-    ]
-
-
-# nvmlValueType_t -> struct format of the union member NVML fills in.
-_VALUE_FORMATS = {0: "=d", 1: "=I", 2: "=Q", 3: "=Q", 4: "=q", 5: "=i", 6: "=H"}
-
-
-def _field_as_float(f: _FieldValue) -> float:
-    value: float = struct.unpack_from(_VALUE_FORMATS.get(f.valueType, "=I"), bytes(f.value))[0]
-    return float(value)
 
 
 def _parse_uj(raw: bytes) -> int | None:
     text = raw[:-1] if raw.endswith(b"\n") else raw
     return int(text) if text.isdigit() and text.isascii() else None
-
-
-class _Nvml:
-    """The NVML entry points the loop uses, loaded with ctypes from one library path."""
-
-    def __init__(self, lib: str) -> None:
-        try:
-            dl = ctypes.CDLL(lib, mode=os.RTLD_NOW | os.RTLD_LOCAL)
-        except OSError as e:
-            raise DeviceUnavailableError(
-                f"cannot load NVML from {lib} ({e}): NVIDIA driver/NVML not found"
-            ) from e
-        self.lib = lib
-        self.inits = 0
-
-        def sym(name: str, fallback: str | None = None) -> Any:
-            for n in (name, fallback):
-                if n is not None and hasattr(dl, n):
-                    return getattr(dl, n)
-            return None
-
-        self.init = sym("nvmlInit_v2", "nvmlInit")
-        self.shutdown = sym("nvmlShutdown")
-        self.by_index = sym("nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex")
-        self.by_uuid = sym("nvmlDeviceGetHandleByUUID")
-        self.energy = sym("nvmlDeviceGetTotalEnergyConsumption")
-        self.power = sym("nvmlDeviceGetPowerUsage")
-        self.fields = sym("nvmlDeviceGetFieldValues")
-        self.error_string = sym("nvmlErrorString")
-        if None in (self.init, self.shutdown, self.by_index, self.by_uuid):
-            raise DriverMismatchError(
-                f"{lib} lacks the NVML entry points greenai needs (nvmlInit_v2, "
-                "nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetHandleByUUID); update the "
-                "NVIDIA driver"
-            )
-        if self.error_string is not None:
-            self.error_string.restype = ctypes.c_char_p
-
-    def error(self, code: int) -> str:
-        text = self.error_string(code) if self.error_string is not None else None
-        return text.decode() if text else "unknown error"
 
 
 class _Source:
@@ -164,7 +98,7 @@ class Loop:
         self._mask = cap - 1
         self._head = self._tail = self._overflow = 0
         self._sources: list[_Source] = []
-        self._nvml: _Nvml | None = None
+        self._nvml: NvmlApi | None = None
         self._tick_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -248,7 +182,7 @@ class Loop:
             raise ConfigError("energy_period_ns must be >= 0 (0: no energy counter)")
         lib = lib or os.environ.get("GREENAI_NVML_LIB") or "libnvidia-ml.so.1"
         if self._nvml is None:
-            self._nvml = _Nvml(lib)
+            self._nvml = NvmlApi(lib)
         nvml = self._nvml
         needed = {"instant": nvml.fields, "average": nvml.power, "none": True}[power]
         if needed is None or (energy_period_ns > 0 and nvml.energy is None):
@@ -304,11 +238,11 @@ class Loop:
             energy_j = mj.value / 1000.0
             s.next_energy = (tick // s.energy_every + 1) * s.energy_every
         if s.power == "instant":
-            f = _FieldValue(fieldId=_FI_DEV_POWER_INSTANT)
+            f = FieldValue(fieldId=FI_DEV_POWER_INSTANT)
             ret = nvml.fields(s.handle, ctypes.c_int(1), ctypes.byref(f)) or f.nvmlReturn
             if ret:
                 return ret, _NAN, _NAN
-            power_w = _field_as_float(f) / 1000.0
+            power_w = field_as_float(f) / 1000.0
         elif s.power == "average":
             mw = ctypes.c_uint()
             ret = nvml.power(s.handle, ctypes.byref(mw))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import math
 import os
@@ -345,3 +346,31 @@ def test_interpreter_exit_stops_the_thread(loop_cls: type[SamplingLoop], tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "running at exit: False" in done.stdout
+
+
+# --- the real NVML, where there is a GPU ----------------------------------------------------------
+def _real_gpu_count() -> int:
+    try:
+        lib = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_uint(0)
+    if lib.nvmlInit_v2() != 0:
+        return 0
+    try:
+        return count.value if lib.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 else 0
+    finally:
+        lib.nvmlShutdown()
+
+
+@pytest.mark.skipif(_real_gpu_count() == 0, reason="no NVIDIA GPU (or driver) on this machine")
+def test_real_gpu_through_the_driver(make_loop: MakeLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GREENAI_NVML_LIB", raising=False)
+    loop = make_loop(10_000_000)
+    loop.add_nvml(0, power="instant", energy_period_ns=10_000_000)
+    loop.tick()
+    loop.tick()
+    rec = records(loop)
+    assert list(rec["status"]) == [0, 0]
+    assert (rec["power_w"] > 0).all() and (rec["power_w"] < 2000).all()
+    assert rec["energy_j"][1] >= rec["energy_j"][0] > 0

@@ -6,6 +6,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +25,27 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
+def can_build_native() -> bool:
+    """Whether ``pip install .`` here would have built greenai._native (compiler + headers)."""
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return compiler() is not None and headers.exists()
+
+
 def native_loop_class() -> type[SamplingLoop]:
-    """greenai._native.Loop; fails (not skips) where a compiler could have built it."""
+    """greenai._native.Loop; fails (not skips) where it could have been built."""
     if native_disabled():
         pytest.skip("GREENAI_NO_NATIVE is set: only the Python twin is tested")
     try:
         from greenai import _native
     except ImportError:
-        if compiler() is not None:
+        if can_build_native():
             pytest.fail(
-                "greenai._native is not built although a C compiler is here: run "
+                "greenai._native is not built although a C compiler and the Python headers "
+                "are here: run "
                 "`python setup.py build_ext --inplace` (or reinstall greenai); set "
                 "GREENAI_NO_NATIVE=1 to test the Python twin only"
             )
-        pytest.skip("greenai._native is not built (no C compiler, or GREENAI_NO_NATIVE set)")
+        pytest.skip("greenai._native is not built (no C compiler or no Python headers here)")
     loop: type[SamplingLoop] = _native.Loop
     return loop
 

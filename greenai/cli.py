@@ -14,8 +14,10 @@ from greenai.errors import GreenAIError
 
 def _devices(args: argparse.Namespace) -> int:
     from greenai.devices.discovery import discover
+    from greenai.sampling.native import sampler_kind
 
     devices = discover(models=not args.no_models)
+    print(f"sampler: {sampler_kind()}")
     if not devices:
         print("no energy source found: greenai will measure time only")
         return 0

@@ -101,6 +101,18 @@ class Timeline:
             if s.gaps and s.gaps[-1][1] is None:
                 s.gaps[-1] = (s.gaps[-1][0], t)
 
+    def extend(self, name: str, t: FloatArray, energy_j: FloatArray, power_w: FloatArray) -> None:
+        """Record many readings of device ``name`` at once, in time order (NaN: not read)."""
+        if not len(t):
+            return
+        with self._lock:
+            s = self.series[name]
+            s.t.extend(np.asarray(t, dtype=np.float64).tolist())
+            s.energy_j.extend(np.asarray(energy_j, dtype=np.float64).tolist())
+            s.power_w.extend(np.asarray(power_w, dtype=np.float64).tolist())
+            if s.gaps and s.gaps[-1][1] is None:
+                s.gaps[-1] = (s.gaps[-1][0], float(t[0]))
+
     def mark_failure(self, name: str, t: float) -> None:
         """Note that device ``name`` failed to read at ``t``; a gap lasts until its next read."""
         with self._lock:

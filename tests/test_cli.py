@@ -13,6 +13,7 @@ def test_devices_lists_each_source_and_its_method(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "cpu-model" in out and "model" in out
     assert "memory-model" in out
+    assert "sampler: " in out  # which sampling loop reads RAPL/NVML here
 
 
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

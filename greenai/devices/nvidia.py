@@ -170,6 +170,21 @@ class NvidiaGPU(Device):
         self._power: PowerSource | None = None
         self._open = False
 
+    @property
+    def nvml(self) -> ModuleType | None:
+        """The pynvml module (or a test stand-in) this GPU is read through."""
+        return self._nvml
+
+    @property
+    def has_counter(self) -> bool:
+        """Whether :meth:`open` found the total-energy counter."""
+        return self._has_counter
+
+    @property
+    def power_source(self) -> PowerSource | None:
+        """The power reading :meth:`open` chose: ``"instant"``, ``"average"`` or None."""
+        return self._power
+
     def open(self) -> None:
         """Initialise NVML, find the GPU and probe once what it can report.
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.errors import ConfigError, DeviceFailureWarning
+from greenai.sampling.feed import DRAIN_PERIOD_S, NativeFeed, start_feed
 from greenai.timeline import Timeline
 
 log = logging.getLogger("greenai")
@@ -43,6 +44,15 @@ class Sampler:
     start of the window is covered; ``stop()`` ends the thread and takes a last read.
     A device that fails to open is dropped with a warning; one that fails mid-run is
     warned about once, its gap is recorded, and it is retried on every tick.
+
+    RAPL zones and NVIDIA GPUs are read by the C sampling loop (``greenai._native``) when
+    it is built, ``native`` allows it and the clock is the real one: its thread never takes
+    the GIL, and this thread only drains its buffer (see :mod:`greenai.sampling.feed`).
+
+    Args:
+        native: None: the C loop where :data:`~greenai.sampling.HAS_NATIVE` (re-checking
+            ``GREENAI_NO_NATIVE`` at :meth:`start`); True: require it (ConfigError at
+            :meth:`start` when not built); False: read every device from Python.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class Sampler:
         *,
         period_s: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        native: bool | None = None,
     ) -> None:
         if period_s is not None and not period_s > 0:
             raise ConfigError(f"period_s must be a positive number of seconds, got {period_s!r}")
@@ -65,6 +76,10 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._pending_warnings: list[str] = []
         self._warned: set[str] = set()
+        self.native = native
+        self.feed: NativeFeed | None = None
+        self._polled: list[Device] = []
+        self._wait_s = self.period_s
 
     @property
     def running(self) -> bool:
@@ -84,6 +99,15 @@ class Sampler:
                 self.timeline.ensure(device)
                 opened.append(device)
         self.devices = opened
+        self.feed, self._polled = start_feed(
+            opened,
+            self.timeline,
+            period_s=self.period_s,
+            clock=self.clock,
+            native=self.native,
+            note=self._note,
+        )
+        self._wait_s = self.period_s if self._polled else max(self.period_s, DRAIN_PERIOD_S)
         self.tick()
         if not self.devices:
             return
@@ -97,9 +121,11 @@ class Sampler:
             raise
 
     def tick(self) -> None:
-        """Read every device once (called by the thread; public for tests)."""
+        """Read every Python-read device once and drain the loop (called by the thread)."""
+        if self.feed is not None:
+            self.feed.drain()
         now = self.clock.now
-        for device in self.devices:
+        for device in self._polled:
             before = now()
             try:
                 reading = device.read()
@@ -119,13 +145,14 @@ class Sampler:
 
     def _run(self) -> None:
         try:
-            deadline = self.clock.now() + self.period_s
+            period = self._wait_s
+            deadline = self.clock.now() + period
             while not self.clock.wait_until(self, deadline, self._stop):
                 self.tick()
-                deadline += self.period_s
+                deadline += period
                 current = self.clock.now()
                 if deadline < current:  # fell behind (suspended, GIL-starved): re-align
-                    deadline = current + self.period_s
+                    deadline = current + period
         except Exception:  # pragma: no cover - a sampler bug must not kill the user's job
             log.exception("greenai sampler thread failed; energy after this point is missing")
         finally:
@@ -137,6 +164,9 @@ class Sampler:
             self._stop.set()
             self._thread.join()
             self._thread = None
+        if self.feed is not None:
+            self.feed.stop()
+            self.failed.update(self.feed.failed)
         self.tick()
         for device in self.devices:
             try:

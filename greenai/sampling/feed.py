@@ -1,0 +1,208 @@
+"""Read RAPL and NVIDIA devices through a sampling loop and hand the readings to a timeline.
+
+:class:`~greenai.sampling.Sampler` uses a :class:`NativeFeed` for the devices a loop can
+read itself (:func:`loop_source`), so their reads run on the loop's thread, never under the
+GIL (with the C loop), at a steady period. Python then only drains the buffered records now
+and then. Every other device is still read by the sampler's Python thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from greenai.clock import Clock, SystemClock
+from greenai.devices.base import Device
+from greenai.errors import GreenAIError
+from greenai.sampling import native_py
+from greenai.sampling.native import (
+    MIN_PERIOD_NS,
+    RECORD_DTYPE,
+    SamplingLoop,
+    describe_status,
+    loop_class,
+    to_clock_s,
+)
+from greenai.timeline import Timeline
+
+log = logging.getLogger("greenai")
+
+DRAIN_PERIOD_S = 0.2
+"""How often the sampler's Python thread drains the loop when it has nothing else to read."""
+
+Note = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class LoopSource:
+    """How a loop reads one device: a RAPL file, or an NVML GPU by UUID."""
+
+    kind: str  # "rapl" or "nvml"
+    path: str = ""
+    max_energy_range_uj: int = 0
+    uuid: str = ""
+    power: str = "none"
+    energy_period_ns: int = 0
+
+
+def loop_source(device: Device) -> LoopSource | None:
+    """What a loop must read for ``device`` (after its ``open()``), or None if it cannot.
+
+    RAPL zones qualify; NVIDIA GPUs qualify when read through the real ``pynvml`` (a test
+    stand-in module is read by Python) and their UUID is known.
+    """
+    from greenai.devices.nvidia import NvidiaGPU
+    from greenai.devices.rapl import RaplDomain
+
+    if isinstance(device, RaplDomain):
+        try:
+            max_range = int((Path(device.zone_dir) / "max_energy_range_uj").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return LoopSource("rapl", str(Path(device.zone_dir) / "energy_uj"), max_range)
+    if isinstance(device, NvidiaGPU):
+        if device.nvml is None or device.nvml is not sys.modules.get("pynvml") or not device.uuid:
+            return None
+        energy_ns = int(device.update_period_s * 1e9) if device.has_counter else 0
+        return LoopSource(
+            "nvml",
+            uuid=device.uuid,
+            power=device.power_source or "none",
+            energy_period_ns=energy_ns,
+        )
+    return None
+
+
+class NativeFeed:
+    """Devices read by one sampling loop, drained into a :class:`Timeline`.
+
+    Args:
+        loop: A loop (C or Python twin) with no sources yet.
+        timeline: Where readings go; each device needs a series (``timeline.ensure``).
+        note: Called with ``(device name, message)`` for a warning the run must report.
+    """
+
+    def __init__(self, loop: SamplingLoop, timeline: Timeline, note: Note) -> None:
+        self.loop = loop
+        self.timeline = timeline
+        self.names: list[str] = []
+        self.failed: dict[str, str] = {}
+        self._note = note
+        self._closed = False
+
+    def add(self, device: Device, source: LoopSource | None = None) -> bool:
+        """Let the loop read ``device``; return False (nothing added) where it cannot."""
+        source = source or loop_source(device)
+        if source is None:
+            return False
+        try:
+            if source.kind == "rapl":
+                self.loop.add_rapl(source.path, source.max_energy_range_uj)
+            else:
+                self.loop.add_nvml(
+                    source.uuid, power=source.power, energy_period_ns=source.energy_period_ns
+                )
+        except (GreenAIError, OSError) as exc:  # the Python path still reads it
+            log.info("greenai: %s is read by Python, not the native loop: %s", device.name, exc)
+            return False
+        self.names.append(device.name)
+        return True
+
+    def start(self) -> None:
+        """Read every device once and start the loop's thread."""
+        self.loop.start()
+
+    def drain(self) -> None:
+        """Move the buffered readings into the timeline (and note failures)."""
+        if self._closed:
+            return
+        raw = self.loop.drain()
+        if not raw:
+            return
+        rec = np.frombuffer(raw, dtype=RECORD_DTYPE)
+        t = to_clock_s(0) + rec["t_ns"] * 1e-9
+        for index in np.unique(rec["source"]):
+            mine = np.flatnonzero(rec["source"] == index)
+            name = self.names[int(index)]
+            bad = mine[rec["status"][mine] != 0]
+            start = 0
+            for b in bad:  # good runs go in whole; each failure opens a gap
+                good = mine[start : np.searchsorted(mine, b)]
+                self._extend(name, t[good], rec[good])
+                self._fail(name, float(t[b]), int(rec["status"][b]))
+                start = int(np.searchsorted(mine, b)) + 1
+            self._extend(name, t[mine[start:]], rec[mine[start:]])
+
+    def _extend(self, name: str, t: np.ndarray, rec: np.ndarray) -> None:
+        if len(t):
+            self.timeline.extend(name, t, rec["energy_j"], rec["power_w"])
+
+    def _fail(self, name: str, t: float, status: int) -> None:
+        self.timeline.mark_failure(name, t)
+        if name not in self.failed:
+            self.failed[name] = describe_status(status)
+            self._note(
+                name,
+                f"{name} failed mid-run ({describe_status(status)}); the other devices are "
+                "still measured, the gap is recorded and the result is marked partial",
+            )
+
+    def stop(self) -> None:
+        """Stop the thread, take the last reading, drain, and release the loop."""
+        if self._closed:
+            return
+        self.loop.stop()
+        self.drain()
+        dropped = self.loop.overflow
+        if dropped:
+            self._note(
+                "native-loop",
+                f"the sampling loop dropped {dropped} readings because its buffer was full "
+                "(Python drained it too late); counters still bound the energy across the "
+                "gap, but its power shape is coarser",
+            )
+        self.loop.close()
+        self._closed = True
+
+
+def start_feed(
+    devices: list[Device],
+    timeline: Timeline,
+    *,
+    period_s: float,
+    clock: Clock,
+    native: bool | None,
+    note: Note,
+) -> tuple[NativeFeed | None, list[Device]]:
+    """Start a feed for the devices a loop can read; return it and the devices left to Python.
+
+    Args:
+        devices: Opened devices with series in ``timeline``.
+        timeline: Where readings go.
+        period_s: The sampling period (seconds); below 1 ms only the Python sampler runs.
+        clock: The sampler's clock; only the real one can drive a loop.
+        native: None: the C loop where built and not disabled (``GREENAI_NO_NATIVE``);
+            True: the C loop (ConfigError when not built); False: no loop at all.
+        note: Where warnings go, as for :class:`NativeFeed`.
+    """
+    if native is False or not isinstance(clock, SystemClock):
+        return None, devices
+    cls = loop_class(native)
+    if cls is native_py.Loop:
+        return None, devices  # the Python twin brings nothing over the Sampler's own thread
+    period_ns = round(period_s * 1e9)
+    sources = [loop_source(d) for d in devices]
+    if period_ns < MIN_PERIOD_NS or not any(sources):
+        return None, devices
+    feed = NativeFeed(cls(period_ns), timeline, note)
+    rest = [d for d, s in zip(devices, sources, strict=True) if s is None or not feed.add(d, s)]
+    if not feed.names:
+        feed.loop.close()
+        return None, devices
+    feed.start()
+    return feed, rest

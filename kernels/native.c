@@ -1,0 +1,836 @@
+/*
+ * greenai._native: the sampling loop in C, on a thread that never takes the GIL.
+ *
+ * One Loop reads its sources (RAPL energy_uj files, NVIDIA GPUs through NVML) on a fixed
+ * period and pushes one 32-byte record per source and tick into a single-producer ring
+ * buffer that Python drains without blocking. The pure-Python twin with the same API is
+ * greenai/sampling/native_py.py; tests run both (tests/sampling/test_native_loop.py).
+ *
+ * Timing: deadlines are absolute on CLOCK_MONOTONIC (the clock of time.perf_counter and
+ * time.monotonic on Linux) and slept to with clock_nanosleep(TIMER_ABSTIME), so lateness
+ * never accumulates. A tick that overruns skips the grid points it missed (counted).
+ * Waits longer than STOP_POLL_NS are cut into absolute chunks so stop() is prompt.
+ *
+ * NVML is loaded with dlopen (libnvidia-ml.so.1, or GREENAI_NVML_LIB / lib=): there is no
+ * build-time CUDA dependency.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIN_PERIOD_NS 1000000LL   /* 1 ms */
+#define STOP_POLL_NS 10000000LL   /* a stop request is seen within 10 ms */
+#define NVML_FI_DEV_POWER_INSTANT 186
+
+/* --- records ---------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t t_ns;    /* CLOCK_MONOTONIC, middle of the read */
+    int32_t source;  /* index returned by add_rapl/add_nvml */
+    int32_t status;  /* 0 ok; < 0: -errno (RAPL); > 0: NVML return code */
+    double energy_j; /* cumulative energy, NaN when not read on this tick */
+    double power_w;  /* instant power, NaN when the source has none */
+} record_t;
+
+typedef struct {
+    record_t *buf;
+    uint64_t mask;
+    _Atomic uint64_t head; /* next slot the producer writes */
+    _Atomic uint64_t tail; /* next slot the consumer reads */
+    _Atomic uint64_t overflow;
+} ring_t;
+
+static void ring_push(ring_t *r, const record_t *rec) {
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (h - t > r->mask) { /* full: drop the newest, and say so */
+        atomic_fetch_add_explicit(&r->overflow, 1, memory_order_relaxed);
+        return;
+    }
+    r->buf[h & r->mask] = *rec;
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+}
+
+/* --- NVML through dlopen ------------------------------------------------------------------ */
+
+typedef void *nvml_device_t;
+typedef union {
+    double dVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    int siVal;
+    unsigned short usVal;
+} nvml_value_t;
+typedef struct {
+    unsigned int fieldId;
+    unsigned int scopeId;
+    long long timestamp;
+    long long latencyUsec;
+    int valueType;
+    int nvmlReturn;
+    nvml_value_t value;
+} nvml_field_value_t;
+
+typedef struct {
+    void *dl;
+    int (*init)(void);
+    int (*shutdown)(void);
+    int (*by_index)(unsigned int, nvml_device_t *);
+    int (*by_uuid)(const char *, nvml_device_t *);
+    int (*energy)(nvml_device_t, unsigned long long *);
+    int (*power)(nvml_device_t, unsigned int *);
+    int (*fields)(nvml_device_t, int, nvml_field_value_t *);
+    const char *(*error_string)(int);
+    int inits; /* successful nvmlInit calls this loop owes a shutdown for */
+} nvml_api_t;
+
+/* --- the loop object ---------------------------------------------------------------------- */
+
+enum { SRC_RAPL = 1, SRC_NVML = 2 };
+enum { POWER_NONE = 0, POWER_INSTANT = 1, POWER_AVERAGE = 2 };
+
+typedef struct {
+    int kind;
+    /* RAPL */
+    int fd;
+    uint64_t wrap_uj, last_uj, total_uj;
+    /* NVML */
+    nvml_device_t handle;
+    int power_mode;
+    int64_t energy_every; /* read the energy counter every this many ticks; 0 = never */
+    int64_t next_energy_tick;
+} source_t;
+
+typedef struct loop_s {
+    PyObject_HEAD
+    int64_t period_ns;
+    ring_t ring;
+    source_t *sources;
+    int nsources;
+    nvml_api_t nvml;
+    pthread_mutex_t tick_lock; /* one producer at a time: the thread or a synchronous tick */
+    pthread_t thread;
+    int thread_valid;
+    _Atomic int stop_flag;
+    _Atomic int running;
+    int forked;   /* inherited through fork(): the thread is gone, NVML must not be used */
+    int closed;
+    int64_t start_ns;
+    int64_t tick_index;
+    _Atomic uint64_t ticks, missed;
+    _Atomic int64_t late_max_ns, late_sum_ns;
+    _Atomic int64_t cpu_ns; /* thread CPU time of finished runs */
+    struct loop_s *next_loop;
+    struct loop_s *prev_loop;
+} loop_t;
+
+/* Every live loop, for fork() and interpreter exit. Changed only with the GIL held. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static loop_t *g_loops = NULL;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void raise_greenai(const char *cls, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    PyObject *mod = PyImport_ImportModule("greenai.errors");
+    PyObject *exc = mod ? PyObject_GetAttrString(mod, cls) : NULL;
+    Py_XDECREF(mod);
+    if (exc == NULL) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_RuntimeError, msg);
+        return;
+    }
+    PyErr_SetString(exc, msg);
+    Py_DECREF(exc);
+}
+
+/* --- reading one source ------------------------------------------------------------------- */
+
+static int read_uj(int fd, uint64_t *out) {
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n < 0) return -errno;
+    buf[n] = '\0';
+    if (buf[0] < '0' || buf[0] > '9') return -EBADMSG;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (end == buf || errno || (*end != '\0' && *end != '\n')) return -EBADMSG;
+    *out = v;
+    return 0;
+}
+
+static void read_rapl(source_t *s, record_t *rec) {
+    uint64_t raw;
+    int status = read_uj(s->fd, &raw);
+    if (status) {
+        rec->status = status;
+        return;
+    }
+    uint64_t delta = raw >= s->last_uj ? raw - s->last_uj : raw + s->wrap_uj - s->last_uj;
+    s->total_uj += delta;
+    s->last_uj = raw;
+    rec->energy_j = (double)s->total_uj * 1e-6;
+}
+
+static double field_as_double(const nvml_field_value_t *f) {
+    switch (f->valueType) {
+        case 0: return f->value.dVal;
+        case 2: return (double)f->value.ulVal;
+        case 3: return (double)f->value.ullVal;
+        case 4: return (double)f->value.sllVal;
+        case 5: return (double)f->value.siVal;
+        case 6: return (double)f->value.usVal;
+        default: return (double)f->value.uiVal;
+    }
+}
+
+static int energy_due(const source_t *s, int64_t tick) {
+    return s->energy_every > 0 && tick >= s->next_energy_tick;
+}
+
+static void read_nvml(loop_t *L, source_t *s, int64_t tick, record_t *rec) {
+    int ret = 0;
+    if (energy_due(s, tick)) {
+        unsigned long long mj = 0;
+        ret = L->nvml.energy(s->handle, &mj);
+        if (ret) goto fail;
+        rec->energy_j = (double)mj / 1000.0;
+        s->next_energy_tick = (tick / s->energy_every + 1) * s->energy_every;
+    }
+    if (s->power_mode == POWER_INSTANT) {
+        nvml_field_value_t f;
+        memset(&f, 0, sizeof f);
+        f.fieldId = NVML_FI_DEV_POWER_INSTANT;
+        ret = L->nvml.fields(s->handle, 1, &f);
+        if (!ret) ret = f.nvmlReturn;
+        if (ret) goto fail;
+        rec->power_w = field_as_double(&f) / 1000.0;
+    } else if (s->power_mode == POWER_AVERAGE) {
+        unsigned int mw = 0;
+        ret = L->nvml.power(s->handle, &mw);
+        if (ret) goto fail;
+        rec->power_w = (double)mw / 1000.0;
+    }
+    return;
+fail:
+    rec->status = ret;
+    rec->energy_j = rec->power_w = NAN;
+}
+
+/* Read every source once. Caller holds tick_lock. */
+static void do_tick(loop_t *L, int64_t tick) {
+    for (int i = 0; i < L->nsources; i++) {
+        source_t *s = &L->sources[i];
+        if (s->kind == SRC_NVML && s->power_mode == POWER_NONE && !energy_due(s, tick)) continue;
+        record_t rec = {0, i, 0, NAN, NAN};
+        int64_t before = now_ns();
+        if (s->kind == SRC_RAPL)
+            read_rapl(s, &rec);
+        else
+            read_nvml(L, s, tick, &rec);
+        rec.t_ns = before + (now_ns() - before) / 2;
+        ring_push(&L->ring, &rec);
+    }
+}
+
+/* --- the thread --------------------------------------------------------------------------- */
+
+static void ns_to_ts(int64_t ns, struct timespec *ts) {
+    ts->tv_sec = ns / 1000000000LL;
+    ts->tv_nsec = ns % 1000000000LL;
+}
+
+/* Sleep until `deadline` (absolute, CLOCK_MONOTONIC); return 1 when asked to stop. */
+static int wait_until(loop_t *L, int64_t deadline) {
+    for (;;) {
+        if (atomic_load_explicit(&L->stop_flag, memory_order_acquire)) return 1;
+        int64_t now = now_ns();
+        if (now >= deadline) return 0;
+        int64_t target = deadline - now > STOP_POLL_NS ? now + STOP_POLL_NS : deadline;
+        struct timespec ts;
+        ns_to_ts(target, &ts);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+    }
+}
+
+static void *run(void *arg) {
+    loop_t *L = (loop_t *)arg;
+    /* The default 50 us timer slack lets the kernel wake us that late to batch timers;
+       a sampler wants its deadline (per-thread setting; failure only costs precision). */
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    int64_t period = L->period_ns;
+    int64_t tick = L->tick_index;
+    int64_t deadline = L->start_ns + tick * period;
+    while (!wait_until(L, deadline)) {
+        int64_t late = now_ns() - deadline;
+        atomic_fetch_add_explicit(&L->late_sum_ns, late, memory_order_relaxed);
+        if (late > atomic_load_explicit(&L->late_max_ns, memory_order_relaxed))
+            atomic_store_explicit(&L->late_max_ns, late, memory_order_relaxed);
+        pthread_mutex_lock(&L->tick_lock);
+        do_tick(L, tick);
+        pthread_mutex_unlock(&L->tick_lock);
+        atomic_fetch_add_explicit(&L->ticks, 1, memory_order_relaxed);
+        tick++;
+        deadline += period;
+        int64_t now = now_ns();
+        if (now >= deadline) { /* overran: skip the grid points already past, keep the grid */
+            int64_t skip = (now - deadline) / period + 1;
+            atomic_fetch_add_explicit(&L->missed, (uint64_t)skip, memory_order_relaxed);
+            tick += skip;
+            deadline += skip * period;
+        }
+    }
+    L->tick_index = tick;
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
+        atomic_fetch_add(&L->cpu_ns, (int64_t)cpu.tv_sec * 1000000000LL + cpu.tv_nsec);
+    return NULL;
+}
+
+/* Join the thread; the caller may or may not hold the GIL (see stop_thread). */
+static void join_thread(loop_t *L) {
+    atomic_store_explicit(&L->stop_flag, 1, memory_order_release);
+    pthread_join(L->thread, NULL);
+    L->thread_valid = 0;
+    atomic_store(&L->running, 0);
+}
+
+static void stop_thread(loop_t *L) {
+    if (!L->thread_valid) return;
+    Py_BEGIN_ALLOW_THREADS
+    join_thread(L);
+    Py_END_ALLOW_THREADS
+}
+
+static void sync_tick(loop_t *L) {
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&L->tick_lock);
+    do_tick(L, L->tick_index);
+    pthread_mutex_unlock(&L->tick_lock);
+    Py_END_ALLOW_THREADS
+}
+
+/* --- fork() and exit ----------------------------------------------------------------------- */
+
+static void atfork_prepare(void) {
+    pthread_mutex_lock(&g_lock);
+    for (loop_t *L = g_loops; L; L = L->next_loop) pthread_mutex_lock(&L->tick_lock);
+}
+
+static void atfork_parent(void) {
+    for (loop_t *L = g_loops; L; L = L->next_loop) pthread_mutex_unlock(&L->tick_lock);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void atfork_child(void) {
+    /* Only the forking thread exists in the child: no sampler thread, and NVML handles are
+       not to be used. The loop becomes inert; the child starts its own if it wants one. */
+    for (loop_t *L = g_loops; L; L = L->next_loop) {
+        pthread_mutex_unlock(&L->tick_lock);
+        L->forked = 1;
+        L->thread_valid = 0;
+        atomic_store(&L->running, 0);
+        atomic_store(&L->ring.head, 0);
+        atomic_store(&L->ring.tail, 0);
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+static PyObject *stop_all(PyObject *mod, PyObject *unused) {
+    (void)mod;
+    (void)unused;
+    /* Collect first: joining releases the GIL, and the list may change meanwhile. */
+    PyObject *running = PyList_New(0);
+    if (!running) return NULL;
+    for (loop_t *L = g_loops; L; L = L->next_loop)
+        if (!L->forked && L->thread_valid && PyList_Append(running, (PyObject *)L) < 0) {
+            Py_DECREF(running);
+            return NULL;
+        }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(running); i++)
+        stop_thread((loop_t *)PyList_GET_ITEM(running, i));
+    Py_DECREF(running);
+    Py_RETURN_NONE;
+}
+
+/* --- Loop methods -------------------------------------------------------------------------- */
+
+static int check_usable(loop_t *L, const char *what) {
+    if (L->forked) {
+        raise_greenai("TrackerStateError",
+                      "this sampling loop was inherited through fork(); create a new one in "
+                      "the child process before calling %s()", what);
+        return -1;
+    }
+    if (L->closed) {
+        raise_greenai("TrackerStateError", "the sampling loop is closed; create a new one");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_idle(loop_t *L, const char *what) {
+    if (check_usable(L, what)) return -1;
+    if (atomic_load(&L->running)) {
+        raise_greenai("TrackerStateError", "%s() is not allowed while the loop runs; stop() it",
+                      what);
+        return -1;
+    }
+    return 0;
+}
+
+static source_t *new_source(loop_t *L) {
+    source_t *grown = realloc(L->sources, sizeof(source_t) * (L->nsources + 1));
+    if (!grown) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    L->sources = grown;
+    source_t *s = &L->sources[L->nsources];
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    return s;
+}
+
+static PyObject *Loop_add_rapl(loop_t *L, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "max_energy_range_uj", NULL};
+    PyObject *path_obj;
+    unsigned long long max_range;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&K", kwlist, PyUnicode_FSConverter, &path_obj,
+                                     &max_range))
+        return NULL;
+    const char *path = PyBytes_AS_STRING(path_obj);
+    if (check_idle(L, "add_rapl")) goto error;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        raise_greenai(err == ENOENT ? "DeviceUnavailableError" : "DeviceError",
+                      "cannot open RAPL counter %s: %s", path, strerror(err));
+        goto error;
+    }
+    uint64_t first;
+    int status = read_uj(fd, &first);
+    if (status) {
+        close(fd);
+        raise_greenai("DeviceError", "cannot read RAPL counter %s: %s", path, strerror(-status));
+        goto error;
+    }
+    source_t *s = new_source(L);
+    if (!s) {
+        close(fd);
+        goto error;
+    }
+    s->kind = SRC_RAPL;
+    s->fd = fd;
+    s->wrap_uj = (uint64_t)max_range + 1; /* the counter takes values 0..max_range */
+    s->last_uj = first;
+    Py_DECREF(path_obj);
+    return PyLong_FromLong(L->nsources++);
+error:
+    Py_DECREF(path_obj);
+    return NULL;
+}
+
+static void *nvml_sym(nvml_api_t *api, const char *name, const char *fallback) {
+    void *f = dlsym(api->dl, name);
+    if (!f && fallback) f = dlsym(api->dl, fallback);
+    return f;
+}
+
+static int load_nvml(loop_t *L, const char *lib) {
+    nvml_api_t *api = &L->nvml;
+    if (api->dl) return 0;
+    void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        const char *why = dlerror();
+        raise_greenai("DeviceUnavailableError",
+                      "cannot load NVML from %s (%s): NVIDIA driver/NVML not found", lib,
+                      why ? why : "dlopen failed");
+        return -1;
+    }
+    api->dl = dl;
+    api->init = nvml_sym(api, "nvmlInit_v2", "nvmlInit");
+    api->shutdown = nvml_sym(api, "nvmlShutdown", NULL);
+    api->by_index = nvml_sym(api, "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex");
+    api->by_uuid = nvml_sym(api, "nvmlDeviceGetHandleByUUID", NULL);
+    api->energy = nvml_sym(api, "nvmlDeviceGetTotalEnergyConsumption", NULL);
+    api->power = nvml_sym(api, "nvmlDeviceGetPowerUsage", NULL);
+    api->fields = nvml_sym(api, "nvmlDeviceGetFieldValues", NULL);
+    api->error_string = nvml_sym(api, "nvmlErrorString", NULL);
+    if (!api->init || !api->shutdown || !api->by_index || !api->by_uuid) {
+        dlclose(dl);
+        memset(api, 0, sizeof *api);
+        raise_greenai("DriverMismatchError",
+                      "%s lacks the NVML entry points greenai needs (nvmlInit_v2, "
+                      "nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetHandleByUUID); update the "
+                      "NVIDIA driver", lib);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *nvml_error(loop_t *L, int code) {
+    const char *s = L->nvml.error_string ? L->nvml.error_string(code) : NULL;
+    return s ? s : "unknown error";
+}
+
+static PyObject *Loop_add_nvml(loop_t *L, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"device", "power", "energy_period_ns", "lib", NULL};
+    PyObject *device;
+    const char *power = "instant";
+    long long energy_period_ns = 100000000LL;
+    const char *lib = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$sLz", kwlist, &device, &power,
+                                     &energy_period_ns, &lib))
+        return NULL;
+    if (check_idle(L, "add_nvml")) return NULL;
+    int mode;
+    if (!strcmp(power, "instant"))
+        mode = POWER_INSTANT;
+    else if (!strcmp(power, "average"))
+        mode = POWER_AVERAGE;
+    else if (!strcmp(power, "none"))
+        mode = POWER_NONE;
+    else {
+        raise_greenai("ConfigError", "power must be 'instant', 'average' or 'none', got '%s'",
+                      power);
+        return NULL;
+    }
+    if (energy_period_ns < 0) {
+        raise_greenai("ConfigError", "energy_period_ns must be >= 0 (0: no energy counter)");
+        return NULL;
+    }
+    if (!lib || !*lib) {
+        lib = getenv("GREENAI_NVML_LIB");
+        if (!lib || !*lib) lib = "libnvidia-ml.so.1";
+    }
+    if (load_nvml(L, lib)) return NULL;
+    if ((energy_period_ns > 0 && !L->nvml.energy) || (mode == POWER_INSTANT && !L->nvml.fields) ||
+        (mode == POWER_AVERAGE && !L->nvml.power)) {
+        raise_greenai("DriverMismatchError", "%s lacks the NVML function for the requested "
+                      "reading; update the NVIDIA driver", lib);
+        return NULL;
+    }
+    int ret;
+    Py_BEGIN_ALLOW_THREADS
+    ret = L->nvml.init();
+    Py_END_ALLOW_THREADS
+    if (ret) {
+        raise_greenai("DeviceError", "cannot initialise NVML: NVML error %d: %s", ret,
+                      nvml_error(L, ret));
+        return NULL;
+    }
+    L->nvml.inits++;
+    nvml_device_t handle = NULL;
+    char desc[128];
+    if (PyLong_Check(device)) {
+        long index = PyLong_AsLong(device);
+        if (index < 0 && PyErr_Occurred()) return NULL;
+        if (index < 0) {
+            raise_greenai("ConfigError", "NVML index must be >= 0, got %ld", index);
+            return NULL;
+        }
+        snprintf(desc, sizeof desc, "index %ld", index);
+        ret = L->nvml.by_index((unsigned int)index, &handle);
+    } else if (PyUnicode_Check(device)) {
+        const char *uuid = PyUnicode_AsUTF8(device);
+        if (!uuid) return NULL;
+        snprintf(desc, sizeof desc, "%s", uuid);
+        ret = L->nvml.by_uuid(uuid, &handle);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "device must be an NVML index (int) or a UUID (str)");
+        return NULL;
+    }
+    if (ret) {
+        raise_greenai("DeviceError", "cannot find NVIDIA GPU %s: NVML error %d: %s", desc, ret,
+                      nvml_error(L, ret));
+        return NULL;
+    }
+    source_t *s = new_source(L);
+    if (!s) return NULL;
+    s->kind = SRC_NVML;
+    s->handle = handle;
+    s->power_mode = mode;
+    if (energy_period_ns > 0) {
+        int64_t every = energy_period_ns / L->period_ns;
+        s->energy_every = every > 0 ? every : 1;
+    }
+    s->next_energy_tick = 0;
+    return PyLong_FromLong(L->nsources++);
+}
+
+static PyObject *Loop_start(loop_t *L, PyObject *unused) {
+    (void)unused;
+    if (check_idle(L, "start")) return NULL;
+    atomic_store(&L->stop_flag, 0);
+    L->tick_index = 0;
+    for (int i = 0; i < L->nsources; i++) L->sources[i].next_energy_tick = 0;
+    L->start_ns = now_ns();
+    sync_tick(L); /* the first reading is taken before start() returns */
+    L->tick_index = 1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits: signals stay with Python */
+    int err = pthread_create(&L->thread, NULL, run, L);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        raise_greenai("DeviceError", "cannot start the sampling thread: %s", strerror(err));
+        return NULL;
+    }
+    L->thread_valid = 1;
+    atomic_store(&L->running, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_stop(loop_t *L, PyObject *unused) {
+    (void)unused;
+    if (L->forked || L->closed || !L->thread_valid) Py_RETURN_NONE;
+    stop_thread(L);
+    sync_tick(L); /* the last reading is taken after the thread ended */
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_tick(loop_t *L, PyObject *unused) {
+    (void)unused;
+    if (check_idle(L, "tick")) return NULL;
+    sync_tick(L);
+    L->tick_index++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_drain(loop_t *L, PyObject *unused) {
+    (void)unused;
+    ring_t *r = &L->ring;
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t n = h - t;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(record_t)));
+    if (!out) return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    uint64_t first = t & r->mask;
+    uint64_t run1 = n < r->mask + 1 - first ? n : r->mask + 1 - first;
+    memcpy(dst, r->buf + first, run1 * sizeof(record_t));
+    memcpy(dst + run1 * sizeof(record_t), r->buf, (n - run1) * sizeof(record_t));
+    atomic_store_explicit(&r->tail, h, memory_order_release);
+    return out;
+}
+
+static void release_sources(loop_t *L) {
+    for (int i = 0; i < L->nsources; i++)
+        if (L->sources[i].fd >= 0) close(L->sources[i].fd);
+    L->nsources = 0;
+    if (L->nvml.dl && !L->forked) {
+        while (L->nvml.inits-- > 0) L->nvml.shutdown();
+        dlclose(L->nvml.dl);
+    }
+    memset(&L->nvml, 0, sizeof L->nvml);
+}
+
+static PyObject *Loop_close(loop_t *L, PyObject *unused) {
+    (void)unused;
+    if (L->closed) Py_RETURN_NONE;
+    if (!L->forked) stop_thread(L);
+    release_sources(L);
+    L->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static int64_t thread_cpu_ns(loop_t *L) {
+    int64_t total = atomic_load(&L->cpu_ns);
+    clockid_t cid;
+    struct timespec ts;
+    if (L->thread_valid && atomic_load(&L->running) && !atomic_load(&L->stop_flag) &&
+        pthread_getcpuclockid(L->thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+        total += (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return total;
+}
+
+static PyObject *Loop_stats(loop_t *L, PyObject *unused) {
+    (void)unused;
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:L,s:L,s:L,s:L}", "ticks", (unsigned long long)atomic_load(&L->ticks),
+        "missed", (unsigned long long)atomic_load(&L->missed), "overflow",
+        (unsigned long long)atomic_load(&L->ring.overflow), "late_max_ns",
+        (long long)atomic_load(&L->late_max_ns), "late_sum_ns",
+        (long long)atomic_load(&L->late_sum_ns), "cpu_ns", (long long)thread_cpu_ns(L),
+        "sources", (long long)L->nsources);
+}
+
+static PyObject *Loop_get_running(loop_t *L, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(atomic_load(&L->running) && !L->forked);
+}
+
+static PyObject *Loop_get_period_ns(loop_t *L, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(L->period_ns);
+}
+
+static PyObject *Loop_get_overflow(loop_t *L, void *closure) {
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(atomic_load(&L->ring.overflow));
+}
+
+static PyObject *Loop_get_capacity(loop_t *L, void *closure) {
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(L->ring.mask + 1);
+}
+
+static int Loop_init(loop_t *L, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"period_ns", "capacity", NULL};
+    long long period_ns = 10000000LL;
+    long long capacity = 65536;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L$L", kwlist, &period_ns, &capacity)) return -1;
+    if (L->ring.buf) {
+        PyErr_SetString(PyExc_RuntimeError, "Loop.__init__ called twice");
+        return -1;
+    }
+    if (period_ns < MIN_PERIOD_NS) {
+        raise_greenai("ConfigError",
+                      "period_ns must be at least %lld (1 ms), got %lld; the loop reads every "
+                      "source on each tick",
+                      (long long)MIN_PERIOD_NS, period_ns);
+        return -1;
+    }
+    if (capacity < 16 || capacity > (1LL << 26)) {
+        raise_greenai("ConfigError", "capacity must be 16..%lld records, got %lld", 1LL << 26,
+                      capacity);
+        return -1;
+    }
+    uint64_t cap = 16;
+    while ((long long)cap < capacity) cap <<= 1;
+    L->ring.buf = calloc(cap, sizeof(record_t));
+    if (!L->ring.buf) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    L->ring.mask = cap - 1;
+    L->period_ns = period_ns;
+    pthread_mutex_init(&L->tick_lock, NULL);
+    pthread_mutex_lock(&g_lock);
+    L->next_loop = g_loops;
+    if (g_loops) g_loops->prev_loop = L;
+    g_loops = L;
+    pthread_mutex_unlock(&g_lock);
+    return 0;
+}
+
+static void Loop_dealloc(loop_t *L) {
+    if (L->ring.buf) { /* initialised: in the registry */
+        if (!L->forked) stop_thread(L);
+        release_sources(L);
+        pthread_mutex_lock(&g_lock);
+        if (L->prev_loop)
+            L->prev_loop->next_loop = L->next_loop;
+        else
+            g_loops = L->next_loop;
+        if (L->next_loop) L->next_loop->prev_loop = L->prev_loop;
+        pthread_mutex_unlock(&g_lock);
+        free(L->ring.buf);
+        free(L->sources);
+    }
+    Py_TYPE(L)->tp_free((PyObject *)L);
+}
+
+static PyMethodDef Loop_methods[] = {
+    {"add_rapl", (PyCFunction)(void (*)(void))Loop_add_rapl, METH_VARARGS | METH_KEYWORDS,
+     "Add a RAPL energy_uj file; return its source index."},
+    {"add_nvml", (PyCFunction)(void (*)(void))Loop_add_nvml, METH_VARARGS | METH_KEYWORDS,
+     "Add an NVIDIA GPU by NVML index or UUID; return its source index."},
+    {"start", (PyCFunction)Loop_start, METH_NOARGS, "Read once, then start the thread."},
+    {"stop", (PyCFunction)Loop_stop, METH_NOARGS, "Stop the thread, then read once more."},
+    {"tick", (PyCFunction)Loop_tick, METH_NOARGS, "Read every source once (not while running)."},
+    {"drain", (PyCFunction)Loop_drain, METH_NOARGS, "Take the buffered records (bytes)."},
+    {"close", (PyCFunction)Loop_close, METH_NOARGS, "Stop and release files and NVML."},
+    {"stats", (PyCFunction)Loop_stats, METH_NOARGS, "Counters: ticks, missed, overflow, ..."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Loop_getset[] = {
+    {"running", (getter)Loop_get_running, NULL, "Whether the thread runs.", NULL},
+    {"period_ns", (getter)Loop_get_period_ns, NULL, "The period in nanoseconds.", NULL},
+    {"overflow", (getter)Loop_get_overflow, NULL, "Records dropped on a full buffer.", NULL},
+    {"capacity", (getter)Loop_get_capacity, NULL, "Ring buffer size in records.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject LoopType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "greenai._native.Loop",
+    .tp_basicsize = sizeof(loop_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Sampling loop on a native thread (see greenai/sampling/native_py.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Loop_init,
+    .tp_dealloc = (destructor)Loop_dealloc,
+    .tp_methods = Loop_methods,
+    .tp_getset = Loop_getset,
+};
+
+static PyMethodDef module_methods[] = {
+    {"_stop_all", stop_all, METH_NOARGS, "Stop every loop's thread (run at interpreter exit)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "greenai._native",
+    .m_doc = "greenai's native sampling loop.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    static int atfork_done = 0;
+    if (PyType_Ready(&LoopType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&native_module);
+    if (!m) return NULL;
+    Py_INCREF(&LoopType);
+    if (PyModule_AddObject(m, "Loop", (PyObject *)&LoopType) < 0 ||
+        PyModule_AddIntConstant(m, "RECORD_SIZE", (long)sizeof(record_t)) < 0 ||
+        PyModule_AddIntConstant(m, "MIN_PERIOD_NS", (long)MIN_PERIOD_NS) < 0)
+        goto fail;
+    if (!atfork_done) {
+        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child)) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            goto fail;
+        }
+        atfork_done = 1;
+    }
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *stop = atexit ? PyObject_GetAttrString(m, "_stop_all") : NULL;
+    PyObject *res = stop ? PyObject_CallMethod(atexit, "register", "O", stop) : NULL;
+    Py_XDECREF(atexit);
+    Py_XDECREF(stop);
+    if (!res) goto fail;
+    Py_DECREF(res);
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

@@ -9,6 +9,8 @@ every test that uses the ``energy`` fixture, the ``energy`` marker or pytest-ben
   runs, stopped just after; call ``energy.step()``, ``energy.phase()``, ``energy.add_flops()``);
 * ``@pytest.mark.energy(flops=F, samples=S)``: FLOPs and samples of one call of the
   benchmarked function (or of the whole test, without ``benchmark``), for J/TFLOP, J/sample;
+  a test that knows them only at run time sets ``benchmark.extra_info["flops"]`` and
+  ``["samples"]`` (per call) instead;
 * with ``benchmark``: only the timed rounds count. Calibration, warmup and the extra call
   that returns the result are left out; energy per round, average power, J/TFLOP, J/sample
   and the method go into ``benchmark.extra_info`` (so into ``--benchmark-json``);
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,13 +114,15 @@ def energy(request: pytest.FixtureRequest) -> Tracker | InertTracker:
     return probe.tracker if probe is not None else InertTracker()
 
 
-def _per_call(marker: pytest.Mark | None, key: str) -> float | None:
-    value = None if marker is None else marker.kwargs.get(key)
+def _per_call(
+    values: Mapping[str, Any], key: str, where: str = "@pytest.mark.energy"
+) -> float | None:
+    value = values.get(key)
     if value is None:
         return None
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0:
-        raise ConfigError(f"@pytest.mark.energy({key}=...) must be a number >= 0, got {value!r}")
+        raise ConfigError(f"{where}({key}=...) must be a number >= 0 per call, got {value!r}")
     return float(value)
 
 
@@ -161,7 +165,8 @@ class EnergySession:
                 self._devices = discover()
             devices = self._devices
         tracker = Tracker(item.name, devices=devices, period_s=self.period_s)
-        probe = _Probe(tracker, _per_call(marker, "flops"), _per_call(marker, "samples"))
+        kwargs = {} if marker is None else marker.kwargs
+        probe = _Probe(tracker, _per_call(kwargs, "flops"), _per_call(kwargs, "samples"))
         self._probes[item.nodeid] = probe
         return probe
 
@@ -188,10 +193,18 @@ class EnergySession:
             return (yield)
         finally:
             if probe.started:
-                self._finish(item, probe, bench)
+                try:
+                    self._finish(item, probe, bench)
+                finally:
+                    if probe.tracker.running:  # _finish raised before stopping it
+                        probe.tracker.stop()
 
     def _finish(self, item: pytest.Item, probe: _Probe, bench: Any) -> None:
         timed = bench is not None and getattr(bench, "enabled", False)
+        if bench is not None:  # per-call figures the test put in extra_info win
+            info, where = bench.extra_info, "benchmark.extra_info"
+            probe.flops = _per_call(info, "flops", where) or probe.flops
+            probe.samples = _per_call(info, "samples", where) or probe.samples
         if not timed and probe.flops:  # one call per test (a disabled benchmark calls once)
             probe.tracker.add_flops(probe.flops)
         m = probe.tracker.stop()

@@ -81,14 +81,27 @@ def check_gemm(
     dtype: str = "bf16",
     seconds: float = 5.0,
     store: Any = None,
+    devices: Sequence[Any] | None = None,
+    counter: Any = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Run the check; return one row per size and whether every check passed.
+
+    Args:
+        device: The torch device (``cuda:N``; ``cpu`` runs the throughput part only).
+        sizes: GEMM sizes (``n`` of ``n³``).
+        dtype: Compute dtype.
+        seconds: Length of each loop (s).
+        store: Run store spec for the tracked workloads (None stores nothing).
+        devices: greenai devices the tracker measures (None: those of ``device``).
+        counter: A device among ``devices`` whose ``read().energy_j`` is the hardware
+            counter (None: a second NVML handle on ``device``'s GPU).
 
     Row keys: ``size``, ``bare_tflops_per_s``, ``tflops_per_s``, ``throughput_ratio``,
     ``j_per_tflop`` (tracked, GPU only), ``counter_j_per_tflop``, ``energy_error``
     (relative), ``method``, ``passed``.
     """
-    gpu = _counter_gpu(device)
+    own = counter is None
+    gpu = _counter_gpu(device) if own else counter
     rows, all_ok = [], True
     try:
         for n in sizes:
@@ -101,7 +114,9 @@ def check_gemm(
                     reads[where] = float(gpu.read().energy_j)
 
             before = bare_matmul(n, dtype, device, seconds)
-            row = run_workload(workload, suite, device=device, store=store, around=around)
+            row = run_workload(
+                workload, suite, device=device, devices=devices, store=store, around=around
+            )
             after = bare_matmul(n, dtype, device, seconds)
             bare = max(before["tflops_per_s"], after["tflops_per_s"])
             ratio = (row["tflops_per_s"] or 0.0) / bare
@@ -126,6 +141,6 @@ def check_gemm(
                 }
             )
     finally:
-        if gpu is not None:
+        if own and gpu is not None:
             gpu.close()
     return rows, all_ok

@@ -26,7 +26,7 @@ import math
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -135,7 +135,6 @@ class _Probe:
     samples: float | None
     rounds: RoundRecorder | None = None
     started: bool = False
-    row: dict[str, Any] = field(default_factory=dict)
 
 
 class EnergySession:
@@ -177,7 +176,7 @@ class EnergySession:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
         """Track the test function's call (and its benchmark's timed rounds)."""
-        probe = self._probes.get(item.nodeid)
+        probe = self._probes.pop(item.nodeid, None)  # popped: its timeline is freed after
         if probe is None:
             return (yield)
         funcargs = getattr(item, "funcargs", {})

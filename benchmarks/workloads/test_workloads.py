@@ -17,6 +17,7 @@ import os
 import pytest
 
 from greenai.bench import get_suite, resolve_device
+from greenai.bench.suite import plan_steps
 
 DEVICE = resolve_device(os.environ.get("GREENAI_BENCH_DEVICE", "cpu"))
 SUITE = get_suite(os.environ.get("GREENAI_BENCH_SUITE", "smoke"), DEVICE)
@@ -47,7 +48,11 @@ def test_workload(benchmark, workload) -> None:
     )
     step = _synchronised(prepared.step, DEVICE)
     rounds = 3 if SUITE.name == "smoke" else 10
-    benchmark.pedantic(step, rounds=rounds, warmup_rounds=SUITE.warmup_steps)
+    for _ in range(SUITE.warmup_steps):
+        step()
+    # rounds long enough for the energy sensors (~100 ms refresh): the suite's time over all
+    iterations = plan_steps(step, DEVICE, SUITE.min_time_s / rounds, 1)
+    benchmark.pedantic(step, rounds=rounds, iterations=iterations)
     stats = benchmark.stats
     if stats is not None:  # None under --benchmark-disable
         mean_s = stats.stats.mean

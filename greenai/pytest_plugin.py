@@ -146,6 +146,15 @@ class EnergySession:
         self.rows: list[dict[str, Any]] = []
         self._probes: dict[str, _Probe] = {}
         self._devices: list[Any] | None = None
+        self._machine: dict[str, Any] | None = None
+
+    def machine(self) -> dict[str, Any]:
+        """This machine's identity (:func:`greenai.bench.machine.machine_info`), made once."""
+        if self._machine is None:
+            from greenai.bench.machine import machine_info
+
+            self._machine = machine_info()
+        return self._machine
 
     def probe(self, request: pytest.FixtureRequest) -> _Probe | None:
         """The probe of the test of ``request``, made on first use; None if not measured."""
@@ -211,6 +220,7 @@ class EnergySession:
         if probe.rounds is not None and probe.rounds.count:
             info = probe.rounds.extra_info(probe.flops, probe.samples)
             info["energy_method"] = row["method"]
+            info["energy_machine"] = self.machine()["fingerprint"]
             bench.extra_info.update(info)
             row.update(
                 per="round",
@@ -241,9 +251,7 @@ class EnergySession:
         self, config: pytest.Config, machine_info: dict[str, Any]
     ) -> None:
         """Add greenai's machine identity (GPU, driver, fingerprint) to pytest-benchmark's."""
-        from greenai.bench.machine import machine_info as greenai_machine
-
-        machine_info["greenai"] = greenai_machine()
+        machine_info["greenai"] = self.machine()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The table of energy per test."""

@@ -110,6 +110,7 @@ def test_auto(benchmark):
         info, stats = bench["extra_info"], bench["stats"]
         assert info["energy_rounds"] == stats["rounds"]
         assert info["energy_method"] in ("counter", "power")
+        assert info["energy_machine"] == doc["machine_info"]["greenai"]["fingerprint"]
         # the tracked windows are pytest-benchmark's own rounds (its stats are per call)
         total_s = stats["total"] * info["energy_iterations"]
         assert info["energy_timed_s"] == pytest.approx(total_s, rel=0.05, abs=2e-3)

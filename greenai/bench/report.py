@@ -32,8 +32,11 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 
 def results_table(doc: dict[str, Any], *, markdown: bool = False) -> str:
     """The results of ``greenai bench`` as a table, headed by the suite and machine."""
-    head = [c[1] for c in _COLUMNS]
-    body = [[_cell(r, key, fmt) for key, _, fmt in _COLUMNS] for r in doc["results"]]
+    columns = list(_COLUMNS)
+    if any(r.get("gpu_j_per_tflop") is not None for r in doc["results"]):
+        columns.insert(6, ("gpu_j_per_tflop", "GPU J/TFLOP", "{:.4g}"))
+    head = [c[1] for c in columns]
+    body = [[_cell(r, key, fmt) for key, _, fmt in columns] for r in doc["results"]]
     title = (
         f"suite {doc['suite']} on {doc['device']}: {describe(doc['machine'])}, {doc['created_at']}"
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from greenai.bench import get_suite, resolve_device, run_suite
+from greenai.bench.report import results_table
 from greenai.errors import ConfigError
 from greenai.store import RunStore
 from greenai.testing import FakeGPU
@@ -35,6 +36,9 @@ def test_smoke_gemm_is_tracked_stored_and_consistent(tmp_path: Path) -> None:
     assert run.meta["bench"]["params"] == {"m": 64, "n": 64, "k": 64}
     assert run.meta["machine"]["fingerprint"] == doc["machine"]["fingerprint"]
     assert run.measurement is not None
+    table = results_table(doc)
+    assert "GPU J/TFLOP" in table and "gemm-fp32-64" in table and "[counter]" not in table
+    assert results_table(doc, markdown=True).splitlines()[2].startswith("| workload |")
     # the stored step ends at the loop's end, the job a few µs later, at stop()
     assert run.measurement.steps.energy_per_sample_j == pytest.approx(row["j_per_sample"], 0.01)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from greenai.errors import GreenAIError
 
@@ -87,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     store = _store(args.store)
     try:
-        frame = store.runs(name=args.name, status=args.status, since=args.since, limit=args.limit)
+        frame = store.runs(
+            name=args.name, status=args.status, since=args.since, until=args.until, limit=args.limit
+        )
     finally:
         store.close()
     print(frame.to_string(index=False) if len(frame) else "no runs stored yet")
@@ -109,10 +112,34 @@ def _report(args: argparse.Namespace) -> int:
     if output is None and args.format == "html":
         output = Path(store.path).parent / "reports" / f"{run.id}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
+    if args.format == "text" and output is None and color_enabled(sys.stdout):
+        from greenai.report import render_text
+
+        print(render_text(run.measurement, color=True))
+        return 0
     text = export(
         run.measurement, args.format, output, timeline=run.timeline, phase_spans=run.phase_spans
     )
     print(f"wrote {output}" if output is not None else text)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from greenai.report import export_tables
+
+    store = _store(args.store)
+    try:
+        run = store.get(args.run)
+    finally:
+        store.close()
+    if run.measurement is None:
+        print(f"run {run.id} ({run.status}) has no measurement yet")
+        return 0
+    out = args.dir if args.dir is not None else Path(store.path).parent / "exports" / run.id
+    paths = export_tables(
+        run.measurement, out, args.format, timeline=run.timeline, phase_spans=run.phase_spans
+    )
+    print("\n".join(str(p) for p in paths))
     return 0
 
 
@@ -158,6 +185,12 @@ def _bench(args: argparse.Namespace) -> int:
     from greenai.bench.cli import bench
 
     return bench(args)
+
+
+def color_enabled(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
 
 
 def summary(result: object) -> str:
@@ -249,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--name")
     p.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
-    p.add_argument("--since", help="ISO date or time, e.g. 2026-11-01")
+    p.add_argument("--since", help="runs started at or after: ISO date or time, e.g. 2026-11-01")
+    p.add_argument("--until", help="runs started at or before: ISO date or time")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_runs)
     p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")
@@ -260,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="file to write (html defaults to the store's reports/)"
     )
     p.set_defaults(func=_report)
+    p = sub.add_parser("export", help="write a run's tables (summary ... timeline) as files")
+    p.add_argument("run", nargs="?", default="latest")
+    p.add_argument("--store")
+    p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    p.add_argument("--dir", type=Path, help="directory (default: exports/RUN beside the store)")
+    p.set_defaults(func=_export)
     p = sub.add_parser(
         "compare", help="compare stored runs, or two `greenai bench --json` result files"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
+from greenai.progress import progress
 from greenai.tracker import track
 
 
@@ -51,7 +52,11 @@ def run_demo(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     store = True if store is None else store
-    with track("demo-digits-mlp", country=country, pue=pue, store=store) as job:
+    n_batches = epochs * -(-len(x) // batch_size)
+    with (
+        track("demo-digits-mlp", country=country, pue=pue, store=store) as job,
+        progress(n_batches, "training on digits") as advance,
+    ):
         for _ in range(epochs):
             perm = torch.randperm(len(x), device=device)
             for i in range(0, len(x), batch_size):
@@ -65,6 +70,7 @@ def run_demo(
                 with job.phase("optimizer"):
                     opt.step()
                 job.step(samples=len(idx))
+                advance(1)
         if device == "cuda":
             torch.cuda.synchronize()
     return job.result, job.run_id

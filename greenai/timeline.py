@@ -23,11 +23,16 @@ the two bracketing counter values.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from greenai.devices.base import Device, Method, Reading
 
@@ -336,3 +341,43 @@ def _cumulative_trapezoid(t: FloatArray, p: FloatArray) -> FloatArray:
     if len(t) < 2:
         return np.zeros_like(t)
     return np.concatenate([[0.0], np.cumsum(np.diff(t) * (p[1:] + p[:-1]) / 2.0)])
+
+
+TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
+
+
+def timeline_frame(
+    curves: dict[str, EnergyCurve], t0: float, *, after_s: float = -math.inf
+) -> pd.DataFrame:
+    """The readings of ``curves`` as one table, times in seconds since ``t0``.
+
+    Columns are :data:`TIMELINE_COLUMNS`; ``energy_j`` is cumulative since ``t0``. Only
+    readings later than ``after_s`` are included (what a checkpoint has not stored yet).
+    """
+    import pandas as pd
+
+    frames = []
+    for curve in curves.values():
+        keep = curve.t - t0 > after_s
+        if not keep.any():
+            continue
+        t = curve.t[keep]
+        origin = curve.energy_at(np.array([t0]))[0]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "t_s": t - t0,
+                    "device": curve.name,
+                    "method": curve.method,
+                    "power_w": curve.power_at_samples()[keep],
+                    "counter_j": curve.counter[keep],
+                    "energy_j": curve.energy_at(t) - origin,
+                }
+            )
+        )
+    frame: pd.DataFrame = (
+        pd.concat(frames, ignore_index=True)[TIMELINE_COLUMNS]
+        if frames
+        else pd.DataFrame(columns=TIMELINE_COLUMNS)
+    )
+    return frame

@@ -29,7 +29,7 @@ from greenai.devices.base import Device
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.sampling.sampler import Sampler
-from greenai.timeline import EnergyCurve, Timeline
+from greenai.timeline import EnergyCurve, Timeline, timeline_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,6 +190,7 @@ class Tracker:
         self._phases: list[tuple[str, int, float, float]] = []
         self._open: list[tuple[str, float]] = []
         self._t0 = self._t_baseline = 0.0
+        self._checkpointed_s = -math.inf
         self._started_at = ""
         self._token: contextvars.Token[Tracker | None] | None = None
 
@@ -226,6 +227,7 @@ class Tracker:
             self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
         self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._t0 = self._now()
+        self._checkpointed_s = -math.inf  # timeline rows up to here are in the store
         self._running = True
         self._token = _current.set(self)
         if self._checkpointer is not None:
@@ -271,9 +273,14 @@ class Tracker:
         return self._result
 
     def _snapshot(self) -> tuple[Measurement, pd.DataFrame, pd.DataFrame]:
-        """The job so far, for a checkpoint (per-step arrays left out to keep it cheap)."""
-        measurement = self._measure(self._now(), "running", [], per_step=False)
-        return measurement, self.timeline(), self.phase_spans()
+        """The job so far, for a checkpoint: curves built once, only new timeline rows."""
+        assert self._timeline is not None
+        curves = self._timeline.curves()
+        measurement = self._measure(self._now(), "running", [], per_step=False, curves=curves)
+        frame = timeline_frame(curves, self._t0, after_s=self._checkpointed_s)
+        if len(frame):
+            self._checkpointed_s = float(frame["t_s"].max())
+        return measurement, frame, self.phase_spans()
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -403,32 +410,9 @@ class Tracker:
         Columns: ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j`` (the raw
         counter, NaN without one) and ``energy_j`` (cumulative since the job started).
         """
-        import pandas as pd
-
         if self._timeline is None:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
-        frames = []
-        for curve in self._timeline.curves().values():
-            origin = curve.energy_at(np.array([self._t0]))[0]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "t_s": curve.t - self._t0,
-                        "device": curve.name,
-                        "method": curve.method,
-                        "power_w": curve.power_at_samples(),
-                        "counter_j": curve.counter,
-                        "energy_j": curve.energy_at(curve.t) - origin,
-                    }
-                )
-            )
-        columns = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
-        frame: pd.DataFrame = (
-            pd.concat(frames, ignore_index=True)[columns]
-            if frames
-            else pd.DataFrame(columns=columns)
-        )
-        return frame
+        return timeline_frame(self._timeline.curves(), self._t0)
 
     def phase_spans(self) -> pd.DataFrame:
         """Every closed phase span, for plots that shade phases on the timeline.
@@ -456,11 +440,17 @@ class Tracker:
         return _phase("window", list(self._timeline.curves().values()), a, b)
 
     def _measure(
-        self, t1: float, status: str, notes: list[str], *, per_step: bool = True
+        self,
+        t1: float,
+        status: str,
+        notes: list[str],
+        *,
+        per_step: bool = True,
+        curves: dict[str, EnergyCurve] | None = None,
     ) -> Measurement:
         assert self._sampler is not None and self._timeline is not None
         t0, duration = self._t0, t1 - self._t0
-        curves = self._timeline.curves()
+        curves = self._timeline.curves() if curves is None else curves
         failed = self._sampler.failed
         devices = [self._device_energy(c, t0, t1, failed.get(c.name)) for c in curves.values()]
         for name, error in failed.items():

@@ -68,6 +68,28 @@ def test_cli_run_then_runs_report_and_compare(
     assert main(["compare", *ids, "--store", db]) == 0
     assert capsys.readouterr().out.count("hello") == 2
     assert main(["report", "nosuchrun", "--store", db]) == 2
+    capsys.readouterr()
+    assert main(["runs", "--store", db, "--until", "2000-01-01"]) == 0
+    assert "no runs" in capsys.readouterr().out
+    assert main(["runs", "--store", db, "--until", "not a date"]) == 2
+
+
+def test_text_report_is_coloured_only_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "runs.db")
+    assert main(["run", "--store", db, "--name", "hi", "--", sys.executable, "-c", "1"]) == 0
+    capsys.readouterr()
+    assert main(["report", "latest", "--store", db]) == 0
+    plain = capsys.readouterr().out
+    assert "hi" in plain and "\x1b[" not in plain
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["report", "latest", "--store", db]) == 0
+    assert "\x1b[" in capsys.readouterr().out
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["report", "latest", "--store", db]) == 0
+    assert "\x1b[" not in capsys.readouterr().out
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import greenai
 from greenai.devices.base import Device, Reading
-from greenai.timeline import Timeline
+from greenai.testing import FakeClock, FakeGPU
+from greenai.timeline import Timeline, timeline_frame
 
 
 class Spec(Device):
@@ -100,3 +103,20 @@ def test_uncertainty_is_capped_by_the_bracketing_counter_values() -> None:
     e, u = curve.window(np.array([0.52]), np.array([0.58]))
     assert 0 <= e[0] <= 30.0
     assert u[0] <= 30.0 + 2 * 1000.0 * 0.05 + 0.01
+
+
+def test_timeline_frame_keeps_only_rows_after_a_time() -> None:
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock)
+    with greenai.track("t", devices=[gpu], clock=clock, period_s=0.1) as job:
+        clock.advance(1.0)
+    assert job._timeline is not None
+    curves = job._timeline.curves()
+    whole = timeline_frame(curves, job._t0)
+    later = timeline_frame(curves, job._t0, after_s=0.5)
+    assert len(whole) > len(later) > 0
+    assert (later["t_s"] > 0.5).all()
+    pd.testing.assert_frame_equal(
+        whole[whole["t_s"] > 0.5].reset_index(drop=True), later.reset_index(drop=True)
+    )
+    assert timeline_frame(curves, job._t0, after_s=99.0).empty

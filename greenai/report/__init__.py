@@ -20,11 +20,14 @@ from greenai.report.plots import (
     step_energy_figure,
 )
 from greenai.report.render import export, render_html, render_markdown, render_text
+from greenai.report.tables_export import TABLE_FORMATS, export_tables, run_tables
 
 __all__ = [
+    "TABLE_FORMATS",
     "devices_frame",
     "efficiency_rows",
     "export",
+    "export_tables",
     "figure_to_png",
     "phase_energy_figure",
     "phases_frame",
@@ -32,6 +35,7 @@ __all__ = [
     "render_html",
     "render_markdown",
     "render_text",
+    "run_tables",
     "step_energy_figure",
     "steps_frame",
     "summary_frame",

@@ -39,10 +39,14 @@ Format = Literal["text", "md", "html", "json", "csv"]
 FORMATS: tuple[str, ...] = ("text", "md", "html", "json", "csv")
 
 
-def render_text(m: Measurement, width: int = 100) -> str:
-    """A plain-text report (rich tables, no colour codes)."""
+def render_text(m: Measurement, width: int = 100, *, color: bool = False) -> str:
+    """A text report (rich tables); ANSI colour codes only when ``color`` is true."""
     console = Console(
-        record=True, width=width, file=io.StringIO(), color_system=None, force_terminal=False
+        record=True,
+        width=width,
+        file=io.StringIO(),
+        color_system="standard" if color else None,
+        force_terminal=color,
     )
     console.print(header_line(m))
     console.print()
@@ -54,7 +58,7 @@ def render_text(m: Measurement, width: int = 100) -> str:
         console.print("Notes")
         for note in notes:
             console.print(f"  - {note}", markup=False, highlight=False)
-    return console.export_text(styles=False)
+    return console.export_text(styles=color)
 
 
 def _rich_table(

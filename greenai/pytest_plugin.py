@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from greenai.clock import SYSTEM_CLOCK
 from greenai.errors import ConfigError, GreenAIError, MeasurementWarning, TrackerStateError
 from greenai.pytest_rounds import RoundRecorder
 from greenai.tracker import Tracker
@@ -172,7 +173,7 @@ class EnergySession:
 
                 self._devices = discover()
             devices = self._devices
-        tracker = Tracker(item.name, devices=devices, period_s=self.period_s)
+        tracker = Tracker(item.name, devices=devices, period_s=self.period_s, clock=SYSTEM_CLOCK)
         kwargs = {} if marker is None else marker.kwargs
         probe = _Probe(tracker, _per_call(kwargs, "flops"), _per_call(kwargs, "samples"))
         self._probes[item.nodeid] = probe
@@ -191,7 +192,7 @@ class EnergySession:
         funcargs = getattr(item, "funcargs", {})
         bench = funcargs.get("benchmark")
         if bench is not None and getattr(bench, "enabled", False):
-            probe.rounds = RoundRecorder.install(bench, probe.tracker)
+            probe.rounds = RoundRecorder.install(bench, probe.tracker, SYSTEM_CLOCK.now)
         try:
             probe.tracker.start()
             probe.started = True

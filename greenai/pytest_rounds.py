@@ -15,6 +15,7 @@ plugin reports the whole test instead (``per test`` in the summary).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from greenai.tracker import Tracker
@@ -38,14 +39,21 @@ class RoundRecorder:
         self._last: tuple[float, float] | None = None
 
     @classmethod
-    def install(cls, fixture: Any, tracker: Tracker) -> RoundRecorder | None:
-        """Wrap ``fixture`` (a pytest-benchmark ``BenchmarkFixture``); None if it cannot be."""
+    def install(
+        cls, fixture: Any, tracker: Tracker, now: Callable[[], float]
+    ) -> RoundRecorder | None:
+        """Wrap ``fixture`` (a pytest-benchmark ``BenchmarkFixture``); None if it cannot be.
+
+        Args:
+            fixture: The test's ``benchmark`` fixture, before it runs.
+            tracker: The test's tracker, whose windows these are.
+            now: The tracker's clock (seconds).
+        """
         make_runner = getattr(fixture, "_make_runner", None)
         add_stats = getattr(fixture, "_add_stats", None)
         if not callable(make_runner) or not callable(add_stats):
             return None
         recorder = cls(tracker)
-        now = tracker._clock.now
 
         def _make_runner(function: Any, args: Any, kwargs: Any) -> Any:
             inner = make_runner(function, args, kwargs)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from greenai.bench import workloads as w
-from greenai.bench.suite import Suite, _sync, bench_devices, plan_steps, run_workload
+from greenai.bench.suite import Suite, bench_devices, plan_steps, run_workload, synchronize
 
 __all__ = ["MIN_ENERGY_AGREEMENT", "MIN_THROUGHPUT_RATIO", "bare_matmul", "check_gemm"]
 
@@ -61,11 +61,11 @@ def bare_matmul(n: int, dtype: str, device: str, seconds: float) -> dict[str, fl
     for _ in range(3):
         step()
     steps = plan_steps(step, device, seconds, 2)
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     elapsed = time.perf_counter() - t0
     return {
         "steps": steps,

@@ -130,7 +130,8 @@ def bench_devices(device: str) -> list[Any]:
     return [d for d in found if d.kind != "gpu" or d.name == name]
 
 
-def _sync(device: str) -> None:
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work when ``device`` is CUDA; nothing on the CPU."""
     if device.startswith("cuda"):
         import torch
 
@@ -141,11 +142,11 @@ def plan_steps(step: Callable[[], None], device: str, min_time_s: float, min_ste
     """Time a few steps and return how many make at least ``min_time_s`` seconds."""
     probe = 1
     while True:
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         for _ in range(probe):
             step()
-        _sync(device)
+        synchronize(device)
         elapsed = time.perf_counter() - t0
         if elapsed >= min(0.2, min_time_s / 4) or probe >= 1 << 20:
             break
@@ -216,7 +217,7 @@ def run_workload(
         while done < steps and (done < suite.min_steps or time.perf_counter() < deadline):
             prepared.step()
             done += 1
-        _sync(device)
+        synchronize(device)
         if around is not None:
             around("end")
         samples = prepared.samples_per_step * done

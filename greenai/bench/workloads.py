@@ -44,18 +44,15 @@ class Workload:
         name: Unique within a suite, e.g. ``"gemm-bf16-4096"`` (stored as ``bench/<name>``).
         kind: ``gemm``, ``convnet-train``, ``transformer-train`` or ``inference``.
         dtype: ``fp32``, ``fp16`` or ``bf16`` (the models use autocast for 16-bit dtypes).
+        build: Makes the :class:`Prepared` step on a torch device (``"cpu"``, ``"cuda:0"``).
         params: The sizes that define it (shown and compared; JSON values).
     """
 
     name: str
     kind: str
     dtype: str
+    build: Callable[[Any], Prepared] = field(repr=False)
     params: dict[str, Any] = field(default_factory=dict)
-    build: Callable[[Any], Prepared] = field(default=lambda device: _unbuilt(), repr=False)
-
-    def key(self) -> tuple[str, str, str]:
-        """What makes two results comparable: kind, dtype and sizes."""
-        return (self.kind, self.dtype, repr(sorted(self.params.items())))
 
 
 def torch_dtype(name: str) -> Any:
@@ -88,7 +85,8 @@ def gemm(n: int, dtype: str = "fp32", *, m: int | None = None, k: int | None = N
         return Prepared(step, 2.0 * rows * n * inner, rows)
 
     size = str(n) if rows == inner == n else f"{rows}x{n}x{inner}"
-    return Workload(f"gemm-{dtype}-{size}", "gemm", dtype, {"m": rows, "n": n, "k": inner}, build)
+    params = {"m": rows, "n": n, "k": inner}
+    return Workload(f"gemm-{dtype}-{size}", "gemm", dtype, build, params)
 
 
 def convnet_train(batch: int, image: int = 32, width: int = 32, dtype: str = "fp32") -> Workload:
@@ -120,7 +118,7 @@ def convnet_train(batch: int, image: int = 32, width: int = 32, dtype: str = "fp
         return _train_step(model, x, y, dtype, device)
 
     params = {"batch": batch, "image": image, "width": width}
-    return Workload(f"convnet-train-{dtype}-b{batch}", "convnet-train", dtype, params, build)
+    return Workload(f"convnet-train-{dtype}-b{batch}", "convnet-train", dtype, build, params)
 
 
 def _transformer_model(vocab: int, d_model: int, layers: int, heads: int) -> Any:
@@ -165,7 +163,7 @@ def transformer(
 
     params = {"batch": batch, "seq": seq, "d_model": d_model, "layers": layers, "heads": heads}
     return Workload(
-        f"transformer-train-{dtype}-b{batch}", "transformer-train", dtype, params, build
+        f"transformer-train-{dtype}-b{batch}", "transformer-train", dtype, build, params
     )
 
 
@@ -199,7 +197,7 @@ def inference(
         return Prepared(step, float(flops), batch)
 
     params = {"batch": batch, "seq": seq, "d_model": d_model, "layers": layers, "heads": heads}
-    return Workload(f"inference-{dtype}-b{batch}", "inference", dtype, params, build)
+    return Workload(f"inference-{dtype}-b{batch}", "inference", dtype, build, params)
 
 
 def _train_step(
@@ -238,7 +236,3 @@ def _autocast(dtype: str, device: Any) -> Callable[[], Any]:
     kind = torch.device(device).type
     dt = torch_dtype(dtype)
     return lambda: torch.autocast(kind, dtype=dt)
-
-
-def _unbuilt() -> Prepared:
-    raise ConfigError("this workload has no build function")

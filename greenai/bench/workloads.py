@@ -187,7 +187,7 @@ def inference(
         torch.manual_seed(0)
         model = _transformer_model(vocab, d_model, layers, heads).to(device).eval()
         x = torch.randint(0, vocab, (batch, seq), device=device)
-        flops = count_flops(model, x).nominal
+        flops = count_flops(model, x, fake=True).nominal
         autocast = _autocast(dtype, device)
 
         def step() -> None:
@@ -207,7 +207,7 @@ def _train_step(
 
     from greenai.flops import count_flops
 
-    flops = count_flops(model, x, backward=True).nominal
+    flops = count_flops(model, x, backward=True, fake=True).nominal
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     autocast = _autocast(dtype, device)

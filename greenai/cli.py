@@ -80,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         region=args.region,
         carbon_intensity_g_per_kwh=args.carbon_intensity,
         renewable_share=args.renewable_share,
+        prometheus_port=args.prometheus_port,
+        prometheus_addr=args.prometheus_addr,
     )
     print(summary(result), file=sys.stderr)
     return code
@@ -251,6 +253,12 @@ def summary(result: object) -> str:
             "  note: 'model' figures are estimated from utilisation and a TDP table, "
             "not measured (no readable energy counter here)"
         )
+    job = result.job
+    if job is not None and job.scope == "job":  # a distributed job, on rank 0
+        lines.append(f"  job: {len(job.ranks)}/{job.world_size} ranks on {len(job.nodes)} node(s)")
+        lines.extend(
+            f"  node {n.host:<14} {n.energy_j:10.1f} J  ranks {list(n.ranks)}" for n in job.nodes
+        )
     lines.extend(f"  note: {n}" for n in result.notes)
     return "\n".join(lines)
 
@@ -275,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--carbon-intensity", type=float, help="grid g CO2e/kWh (overrides --country)")
     p.add_argument(
         "--renewable-share", type=float, help="share in [0, 1] under renewable contracts"
+    )
+    p.add_argument(
+        "--prometheus-port", type=int, help="serve live power/energy for Prometheus (0: any port)"
+    )
+    p.add_argument(
+        "--prometheus-addr", default="127.0.0.1", help="address to serve on (default 127.0.0.1)"
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to measure")
     p.set_defaults(func=_run)

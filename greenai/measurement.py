@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from greenai.carbon.accounting import CarbonFigures
+    from greenai.distributed.record import JobRecord
 
 __all__ = ["J_PER_KWH", "DeviceEnergy", "Measurement", "PhaseEnergy", "StepEnergy"]
 
@@ -139,6 +140,9 @@ class Measurement:
         flops_executed: FLOPs the kernels executed (differs for quantized or sparse models).
         peak_flops_per_s: Datasheet dense peak of the measured GPUs for the dtype.
         mfu: Model FLOPs utilisation: achieved nominal FLOP/s / ``peak_flops_per_s``.
+        job: For a distributed job, the per-rank, per-node and per-device breakdown
+            (:class:`greenai.distributed.JobRecord`); on rank 0 the other fields are then the
+            job's totals. None for a single process.
     """
 
     name: str
@@ -162,6 +166,7 @@ class Measurement:
     flops_executed: float | None = None
     peak_flops_per_s: float | None = None
     mfu: float | None = None
+    job: JobRecord | None = None
 
     @property
     def tflop(self) -> float | None:
@@ -272,6 +277,10 @@ class Measurement:
             kwargs["carbon"] = CarbonFigures(
                 **{k: v for k, v in carbon.items() if k in carbon_names}
             )
+        if data.get("job") is not None:
+            from greenai.distributed.record import JobRecord
+
+            kwargs["job"] = JobRecord.from_dict(data["job"])
         return cls(**kwargs)
 
     def to_json(self, **kwargs: Any) -> str:
@@ -289,7 +298,7 @@ class Measurement:
             row = {
                 k: v
                 for k, v in self.to_dict().items()
-                if k not in ("devices", "phases", "steps", "notes", "carbon")
+                if k not in ("devices", "phases", "steps", "notes", "carbon", "job")
             }
             row["methods"] = ",".join(self.methods)
             row["steps"] = self.steps.count

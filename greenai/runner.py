@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -16,15 +17,23 @@ from greenai.tracker import Tracker
 
 
 def run_command(
-    argv: Sequence[str], *, name: str | None = None, **options: Any
+    argv: Sequence[str],
+    *,
+    name: str | None = None,
+    prometheus_port: int | None = None,
+    prometheus_addr: str = "127.0.0.1",
+    **options: Any,
 ) -> tuple[int, Measurement]:
     """Run ``argv`` under a tracker; return its exit code (128+N if killed by signal N).
 
     Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
-    non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`.
+    non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
+    ``prometheus_port`` (0: any free port), live power and energy are served for
+    Prometheus on ``prometheus_addr`` while the command runs.
 
     Raises:
-        ConfigError: Nothing to run, or the command cannot be started.
+        ConfigError: Nothing to run, the command cannot be started, or the Prometheus
+            port cannot be served (prometheus-client missing, port in use).
     """
     argv = list(argv)
     if argv and argv[0] == "--":
@@ -35,6 +44,20 @@ def run_command(
         )
     meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
     tracker = Tracker(name or Path(argv[0]).name, meta=meta, **options)
+    exporter = None
+    if prometheus_port is not None:  # started first: a busy port fails before the command
+        from greenai.exporters.prometheus import PrometheusExporter
+
+        exporter = PrometheusExporter(tracker, port=prometheus_port, addr=prometheus_addr).start()
+        print(f"greenai: Prometheus metrics at {exporter.url}", file=sys.stderr)
+    try:
+        return _run(argv, tracker)
+    finally:
+        if exporter is not None:
+            exporter.stop()
+
+
+def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
     tracker.start()
     try:
         proc = subprocess.Popen(argv)

@@ -113,6 +113,8 @@ class FakeGPU(Device):
         failures: ``(start_s, end_s)`` spans, in seconds since ``open()``, where read() fails.
         seed: Seed of every random choice.
         clock: The clock reads are timed with; use the tracker's.
+        uuid: A GPU UUID (``GPU-...``); ranks of a distributed job that read the same
+            UUID on one host read one GPU, and the job counts it once.
     """
 
     kind = "gpu"
@@ -132,10 +134,12 @@ class FakeGPU(Device):
         failures: Sequence[tuple[float, float]] = (),
         seed: int = 0,
         clock: Clock = SYSTEM_CLOCK,
+        uuid: str | None = None,
     ) -> None:
         if not update_period_s > 0:
             raise ConfigError(f"update_period_s must be > 0, got {update_period_s!r}")
         self.name = name
+        self.uuid = uuid
         self.method = "counter" if counter else "power"
         self.update_period_s = update_period_s
         self.counter_resolution_j = counter_resolution_j if counter else 0.0

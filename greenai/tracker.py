@@ -26,6 +26,7 @@ from greenai.carbon.accounting import Accounting, account
 from greenai.checkpoint import Checkpointer, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
+from greenai.distributed.session import DistributedSession, open_session
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.sampling.sampler import Sampler
@@ -52,6 +53,7 @@ OPTIONS = (
     "store",
     "checkpoint_s",
     "meta",
+    "distributed",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -96,6 +98,8 @@ class Tracker:
         checkpoint_s: With a store, seconds between checkpoints of the running job; a killed
             process keeps everything up to its last checkpoint.
         meta: With a store, extra facts to record with the run (a dict of JSON values).
+        distributed: None joins a torch.distributed job when a process group is up, True
+            requires one, False measures this process alone (docs/distributed.md).
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -121,6 +125,7 @@ class Tracker:
         store: Any = None,
         checkpoint_s: float = 5.0,
         meta: dict[str, Any] | None = None,
+        distributed: bool | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -165,6 +170,7 @@ class Tracker:
             "store": store,
             "checkpoint_s": checkpoint_s,
             "meta": meta,
+            "distributed": distributed,
         }
         if not (isinstance(checkpoint_s, int | float) and checkpoint_s > 0):
             raise ConfigError(
@@ -193,6 +199,7 @@ class Tracker:
         self._checkpointed_s = -math.inf
         self._started_at = ""
         self._token: contextvars.Token[Tracker | None] | None = None
+        self._dist: DistributedSession | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Tracker:
@@ -202,6 +209,7 @@ class Tracker:
                 f"tracker {self.name!r} was already started; create a new Tracker per run"
             )
         self._accounting.grid()  # an unknown country/region fails now, not after the job
+        self._dist = open_session(self)  # None unless distributed; ranks > 0 drop the store
         if self._store is not None:
             self._checkpointer = Checkpointer(
                 self._store,
@@ -216,6 +224,8 @@ class Tracker:
             from greenai.devices.discovery import discover
 
             devices = discover()
+            if self._dist is not None:  # each rank measures the devices it owns
+                devices = self._dist.own(devices)
         self._timeline = Timeline(list(devices))
         self._sampler = Sampler(
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
@@ -268,6 +278,8 @@ class Tracker:
                     _current.set(None)
                 self._token = None
         self._result = self._measure(t1, status, notes)
+        if self._dist is not None:  # rank 0 gets the job; other ranks their own view
+            self._result = self._dist.finish(self, self._result)
         if self._checkpointer is not None:
             self._checkpointer.finish(self._result, self.timeline(), self.phase_spans())
         return self._result

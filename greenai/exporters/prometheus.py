@@ -1,0 +1,183 @@
+"""Serve a tracked job's power and energy per device to Prometheus while it runs.
+
+Needs the ``prometheus`` extra (``pip install 'greenai[prometheus]'``). The exporter has its
+own registry and HTTP server thread, bound to 127.0.0.1 unless told otherwise: a training
+node's metrics are not published to the network by accident. Values are computed on each
+scrape from the tracker's timeline (the sampler's readings), so exporting costs the
+training loop nothing; a scrape costs one pass over the readings taken so far.
+
+Metrics (labels ``job``, ``host``, ``rank``; per device also ``device``, ``kind``, ``method``):
+``greenai_device_power_watts``, ``greenai_device_energy_joules_total`` (since the job
+started), ``greenai_job_energy_joules_total``, ``greenai_job_duration_seconds``,
+``greenai_job_steps_total`` and ``greenai_job_running``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Iterator
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from greenai.distributed.identity import host_id
+from greenai.errors import ConfigError
+
+if TYPE_CHECKING:
+    from greenai.tracker import Tracker
+
+__all__ = ["INSTALL_HINT", "PrometheusExporter", "live_readings"]
+
+INSTALL_HINT = "pip install 'greenai[prometheus]' (or: pip install prometheus-client)"
+
+
+def _client() -> ModuleType:
+    try:
+        return importlib.import_module("prometheus_client")
+    except ImportError as exc:
+        raise ConfigError(
+            f"the Prometheus exporter needs prometheus-client: {INSTALL_HINT}"
+        ) from exc
+
+
+def live_readings(tracker: Tracker) -> list[tuple[str, str, str, float, float]]:
+    """Per device: name, kind, method, latest power (W), energy since the job started (J).
+
+    Empty before the tracker has started or taken a reading.
+    """
+    timeline = tracker._timeline
+    if timeline is None:
+        return []
+    started = tracker.running or tracker._result is not None  # not still in the baseline
+    out: list[tuple[str, str, str, float, float]] = []
+    for curve in timeline.curves().values():
+        power = curve.power_at_samples()
+        last = float(curve.t[-1])
+        energy = 0.0
+        if started and last > tracker._t0:
+            ends = curve.energy_at(np.array([tracker._t0, last]))
+            energy = float(ends[1] - ends[0])
+        out.append((curve.name, curve.kind, curve.method, float(power[-1]), max(energy, 0.0)))
+    return out
+
+
+class PrometheusExporter:
+    """An HTTP endpoint (``/metrics``) with the live figures of one tracker.
+
+    Example:
+        >>> with greenai.track("train") as job, PrometheusExporter(job, port=9400):
+        ...     train()  # doctest: +SKIP
+
+    Args:
+        tracker: The tracker to export; it may be started before or after the exporter.
+        port: TCP port; 0 picks a free one (then read :attr:`port`).
+        addr: Address to bind; ``127.0.0.1`` by default. ``0.0.0.0`` publishes the metrics
+            to every network the machine is on.
+
+    Raises:
+        ConfigError: prometheus-client is not installed (from :meth:`start`), the port is
+            invalid or already in use.
+    """
+
+    def __init__(self, tracker: Tracker, *, port: int = 9400, addr: str = "127.0.0.1") -> None:
+        if not (isinstance(port, int) and 0 <= port <= 65535):
+            raise ConfigError(
+                f"the Prometheus port must be 0..65535 (0: any free one); got {port!r}"
+            )
+        self.tracker = tracker
+        self.port = port
+        self.addr = addr
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Where to scrape, e.g. ``http://127.0.0.1:9400/metrics``."""
+        return f"http://{self.addr}:{self.port}/metrics"
+
+    def start(self) -> PrometheusExporter:
+        """Bind the port and serve on a daemon thread."""
+        client = _client()
+        registry = client.CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self.tracker, client))
+        try:
+            self._server, self._thread = client.start_http_server(
+                self.port, addr=self.addr, registry=registry
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve Prometheus metrics on {self.addr}:{self.port}: {exc.strerror or exc}"
+                " (pick another port; 0 picks a free one)"
+            ) from exc
+        self.port = int(self._server.server_port)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the server thread (safe to call twice)."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> PrometheusExporter:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Collector:
+    """Builds the metric families at each scrape."""
+
+    def __init__(self, tracker: Tracker, client: ModuleType) -> None:
+        self._tracker = tracker
+        self._client = client
+        self._host = host_id()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        t = self._tracker
+        dist = t._dist
+        base = {"job": t.name, "host": self._host, "rank": str(dist.info.rank if dist else 0)}
+        keys = [*base, "device", "kind", "method"]
+        power = GaugeMetricFamily(
+            "greenai_device_power_watts", "Latest power reading of the device (W).", labels=keys
+        )
+        energy = CounterMetricFamily(
+            "greenai_device_energy_joules",
+            "Energy of the device since the job started (J).",
+            labels=keys,
+        )
+        readings = live_readings(t)
+        for name, kind, method, watts, joules in readings:
+            values = [*base.values(), name, kind, method]
+            power.add_metric(values, watts)
+            energy.add_metric(values, joules)
+        labels, values = list(base), list(base.values())
+        total = CounterMetricFamily(
+            "greenai_job_energy_joules", "Energy of all devices since the job started (J).",
+            labels=labels,
+        )  # fmt: skip
+        total.add_metric(values, sum(r[4] for r in readings))
+        duration = GaugeMetricFamily(
+            "greenai_job_duration_seconds", "Seconds since the job started.", labels=labels
+        )
+        duration.add_metric(values, max(t._now() - t._t0, 0.0) if t.running else 0.0)
+        steps = CounterMetricFamily("greenai_job_steps", "Steps marked with step().", labels=labels)
+        steps.add_metric(values, len(t._steps))
+        running = GaugeMetricFamily(
+            "greenai_job_running", "1 while the job is tracked.", labels=labels
+        )
+        running.add_metric(values, 1.0 if t.running else 0.0)
+        yield from (power, energy, total, duration, steps, running)

@@ -1,0 +1,135 @@
+"""In-process simulation of the gather: payloads of simulated ranks, assembled on 'rank 0'."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from greenai.distributed import RankPayload, aggregate, rank_view
+from greenai.measurement import Measurement
+
+Rank = Callable[..., tuple[Any, RankPayload]]
+
+
+def test_two_nodes_totals_are_the_sum_of_unique_devices(run_rank: Rank) -> None:
+    # Two "nodes", two ranks each. On each node both ranks read a shared host device
+    # (same UUID) and their own GPU; the shared ones have the same UUID on both nodes but
+    # distinct host identities, so they are two devices.
+    payloads = []
+    for rank in range(4):
+        host, local = f"node{rank // 2}", rank % 2
+        gpus = [(f"gpu{local}", f"GPU-{rank}", 200.0 + rank), ("host", "HOST", 40.0)]
+        payloads.append(run_rank(rank, host, gpus, world_size=4, local_rank=local)[1])
+    job = aggregate(payloads[::-1], world_size=4)  # arrival order does not matter
+    record = job.job
+    assert record is not None and record.complete and len(record.ranks) == 4
+
+    unique = {}
+    for p in payloads:
+        for d in p.measurement.devices:
+            unique.setdefault((p.host, p.device_ids[d.name]), d.energy_j)
+    assert len(unique) == 6  # 4 GPUs + 1 host device per node
+    assert job.energy_j == pytest.approx(math.fsum(unique.values()), rel=1e-12)
+    assert [n.host for n in record.nodes] == ["node0", "node1"]
+    for node in record.nodes:
+        on_node = [e for (h, _), e in unique.items() if h == node.host]
+        assert node.energy_j == pytest.approx(math.fsum(on_node), rel=1e-12)
+        assert len(node.devices) == 3
+    shared = [d for d in record.devices if d.device_id == "HOST"]
+    assert [(d.host, d.rank, d.duplicates) for d in shared] == [
+        ("node0", 0, (1,)),
+        ("node1", 2, (3,)),
+    ]
+    # Ranks 1 and 3 are credited with their own GPU only; their own view keeps both.
+    r1 = record.rank_energy(1)
+    assert r1.devices == ("node0/gpu1",)
+    assert r1.measured_energy_j == pytest.approx(payloads[1].measurement.energy_j)
+    assert r1.energy_j == payloads[1].measurement.device("gpu1").energy_j
+    assert math.fsum(r.energy_j or 0.0 for r in record.ranks) == pytest.approx(job.energy_j)
+
+
+def test_phases_count_shared_devices_once_and_still_sum_to_the_total(run_rank: Rank) -> None:
+    a = run_rank(0, "n", [("gpu0", "GPU-0", 300.0), ("host", "HOST", 50.0)])[1]
+    b = run_rank(1, "n", [("gpu1", "GPU-1", 100.0), ("host", "HOST", 50.0)])[1]
+    job = aggregate([a, b], world_size=2)
+    fwd = job.phase("fwd")
+    expected = (
+        a.device_phases["gpu0"]["fwd"][0]
+        + a.device_phases["host"]["fwd"][0]
+        + b.device_phases["gpu1"]["fwd"][0]
+    )
+    assert fwd.energy_j == pytest.approx(expected, rel=1e-12)
+    assert fwd.count == 4
+    assert math.fsum(p.energy_j or 0.0 for p in job.phases) == pytest.approx(job.energy_j)
+    # Each rank keeps its own phase energy (every device it read).
+    assert job.job is not None
+    assert job.job.rank_energy(1).phases == b.measurement.phases
+
+
+def test_steps_and_flops_add_up_across_ranks(run_rank: Rank) -> None:
+    a = run_rank(0, "n0", [("gpu0", "GPU-0", 300.0)], flops=2e12)[1]
+    b = run_rank(1, "n1", [("gpu0", "GPU-1", 100.0)], flops=1e12)[1]
+    job = aggregate([a, b], world_size=2)
+    assert job.flops == 3e12
+    assert job.j_per_tflop == pytest.approx(job.energy_j / 3)
+    assert job.kwh_per_tflop == pytest.approx(job.energy_j / 3 / 3.6e6)
+    s = job.steps
+    assert s.count == 4 and s.samples == 2 * 4 * 8
+    # No device is shared, so the per-step energy is the ranks' sum, step by step.
+    for k in range(4):
+        assert s.energy_j[k] == pytest.approx(
+            a.measurement.steps.energy_j[k] + b.measurement.steps.energy_j[k]
+        )
+    assert s.total_energy_j == pytest.approx(
+        a.measurement.steps.total_energy_j + b.measurement.steps.total_energy_j
+    )
+
+
+def test_missing_ranks_are_named_and_not_counted(run_rank: Rank) -> None:
+    a = run_rank(0, "n", [("gpu0", "GPU-0", 300.0)], world_size=4)[1]
+    c = run_rank(2, "n", [("gpu2", "GPU-2", 300.0)], world_size=4)[1]
+    job = aggregate([a, c], world_size=4)
+    assert job.job is not None and job.job.missing_ranks == (1, 3)
+    assert not job.job.complete and job.partial
+    assert job.notes[0].startswith("rank(s) [1, 3] of 4 never reported")
+    assert job.energy_j == pytest.approx(a.measurement.energy_j + c.measurement.energy_j)
+
+
+def test_worst_status_wins_and_notes_are_merged(run_rank: Rank) -> None:
+    a = run_rank(0, "n", [("gpu0", "GPU-0", 300.0)])[1]
+    b = run_rank(1, "n", [("gpu1", "GPU-1", 300.0)])[1]
+    failed = RankPayload(**{**b.__dict__, "measurement": _with(b.measurement, status="failed")})
+    job = aggregate([a, failed], world_size=2)
+    assert job.status == "failed"
+    mfu = [n for n in job.notes if "MFU" in n]
+    assert mfu == [] or mfu[0].startswith("ranks [0, 1]")
+
+
+def test_payload_and_record_round_trip(run_rank: Rank) -> None:
+    a = run_rank(0, "n", [("gpu0", "GPU-0", 300.0), ("host", "HOST", 50.0)])[1]
+    b = run_rank(1, "n", [("gpu1", "GPU-1", 100.0), ("host", "HOST", 50.0)])[1]
+    again = RankPayload.from_bytes(b.to_bytes())
+    assert again.measurement == b.measurement and again.device_phases == b.device_phases
+    job = aggregate([a, again], world_size=2)
+    assert Measurement.from_dict(job.to_dict()) == job
+    view = rank_view(b)
+    assert view.scope == "rank" and view.ranks[0].energy_j == b.measurement.energy_j
+
+
+def _with(m: Measurement, **changes: object) -> Measurement:
+    import dataclasses
+
+    return dataclasses.replace(m, **changes)  # type: ignore[arg-type]
+
+
+def test_summary_shows_ranks_and_nodes(run_rank: Rank) -> None:
+    from greenai.cli import summary
+
+    a = run_rank(0, "n0", [("gpu0", "GPU-0", 300.0)], world_size=3)[1]
+    b = run_rank(1, "n1", [("gpu0", "GPU-1", 100.0)], world_size=3)[1]
+    text = summary(aggregate([a, b], world_size=3))
+    assert "job: 2/3 ranks on 2 node(s)" in text
+    assert "node n1" in text and "never reported" in text

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import greenai
+from greenai.cli import main
+from greenai.errors import ConfigError
+from greenai.exporters import PrometheusExporter
+from greenai.runner import run_command
+from greenai.testing import FakeClock, FakeGPU
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        s.name: [(dict(x.labels), x.value) for x in f.samples if x.name == s.name]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def test_scrape_shows_live_power_and_energy_per_device() -> None:
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=300.0, noise_w=0.0, sensor_noise_w=0.0, clock=clock)
+    job = greenai.track("train", devices=[gpu], clock=clock)
+    with job, PrometheusExporter(job, port=0) as exporter:
+        assert exporter.addr == "127.0.0.1" and exporter.port > 0
+        clock.advance(2.0)
+        job.step()
+        metrics = scrape(exporter.url)
+        [(labels, watts)] = metrics["greenai_device_power_watts"]
+        assert labels == {
+            "job": "train", "host": labels["host"], "rank": "0",
+            "device": "gpu0", "kind": "gpu", "method": "counter",
+        }  # fmt: skip
+        assert watts == pytest.approx(300.0, rel=0.01)
+        [(_, joules)] = metrics["greenai_device_energy_joules_total"]
+        frame = job.timeline()
+        assert joules == pytest.approx(float(frame["energy_j"].iloc[-1]), rel=1e-9)
+        assert joules == pytest.approx(300.0 * float(frame["t_s"].iloc[-1]), rel=0.01)
+        assert metrics["greenai_job_energy_joules_total"][0][1] == pytest.approx(joules)
+        assert metrics["greenai_job_steps_total"][0][1] == 1.0
+        assert metrics["greenai_job_running"][0][1] == 1.0
+        assert metrics["greenai_job_duration_seconds"][0][1] == pytest.approx(2.0)
+    assert exporter._thread is None
+    with pytest.raises(OSError):  # the port was released
+        urllib.request.urlopen(exporter.url, timeout=2)
+
+
+def test_before_start_there_is_nothing_per_device() -> None:
+    job = greenai.track("idle", devices=[])
+    with PrometheusExporter(job, port=0) as exporter:
+        metrics = scrape(exporter.url)
+    assert metrics.get("greenai_device_power_watts", []) == []
+    assert metrics["greenai_job_running"][0][1] == 0.0
+
+
+def test_missing_client_and_busy_port_fail_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = greenai.track(devices=[])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ConfigError, match="pick another port"):
+            PrometheusExporter(job, port=busy.getsockname()[1]).start()
+    with pytest.raises(ConfigError, match=r"0\.\.65535"):
+        PrometheusExporter(job, port=70000)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(ConfigError, match=r"pip install 'greenai\[prometheus\]'"):
+        PrometheusExporter(job, port=0).start()
+
+
+def test_greenai_run_serves_metrics_while_the_command_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = (
+        "import urllib.request; "
+        f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    )
+    code, result = run_command(
+        [sys.executable, "-c", child],
+        store=tmp_path / "r.db",
+        devices=[FakeGPU()],
+        prometheus_port=port,
+    )
+    out, err = capfd.readouterr()
+    assert code == 0 and result.status == "completed"
+    assert f"http://127.0.0.1:{port}/metrics" in err
+    assert "greenai_device_power_watts{" in out and 'device="gpu0"' in out
+    assert np.isfinite(result.energy_j)
+
+
+def test_cli_refuses_a_bad_port_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--store", str(tmp_path / "r.db"), "--prometheus-port", "99999"]
+    assert main([*args, "--", sys.executable, "-c", "pass"]) == 2
+    assert "0..65535" in capsys.readouterr().err

@@ -162,11 +162,18 @@ def _export(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from greenai.bench.compare import compare_files, stored_run_notes
+
+    if all(r.endswith(".json") for r in args.runs):  # greenai bench --json results
+        print(compare_files(args.runs))
+        return 0
     store = _store(args.store)
     try:
         runs = [store.get(r) for r in args.runs]
     finally:
         store.close()
+    for note in stored_run_notes([run.meta for run in runs]):
+        print(note)
     rows = []
     for run in runs:
         m = run.measurement
@@ -183,10 +190,17 @@ def _compare(args: argparse.Namespace) -> int:
                 "j_per_sample": None if m is None else m.steps.energy_per_sample_j,
                 "co2e_kg": None if m is None else m.co2e_kg,
                 "host": run.host,
+                "machine": run.meta.get("machine", {}).get("fingerprint", ""),
             }
         )
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from greenai.bench.cli import bench
+
+    return bench(args)
 
 
 def color_enabled(stream: TextIO) -> bool:
@@ -314,10 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     p.add_argument("--dir", type=Path, help="directory (default: exports/RUN beside the store)")
     p.set_defaults(func=_export)
-    p = sub.add_parser("compare", help="compare stored runs side by side")
+    p = sub.add_parser(
+        "compare", help="compare stored runs, or two `greenai bench --json` result files"
+    )
     p.add_argument("runs", nargs="+")
     p.add_argument("--store")
     p.set_defaults(func=_compare)
+    p = sub.add_parser("bench", help="run the standard workload suite (TFLOP/s, J/TFLOP)")
+    from greenai.bench.cli import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_bench)
     p = sub.add_parser("demo", help="train a small model on scikit-learn's digits, tracked")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)

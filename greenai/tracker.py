@@ -440,6 +440,17 @@ class Tracker:
         )
         return frame
 
+    def energy_between(self, starts: Sequence[float], ends: Sequence[float]) -> PhaseEnergy:
+        """Energy (J) and uncertainty over windows ``[starts[i], ends[i]]`` on this clock.
+
+        For windows marked outside :meth:`phase` (the pytest plugin's benchmark rounds); call
+        it after :meth:`stop`. Windows' edge errors combine in quadrature, as for phases.
+        """
+        if self._timeline is None or self._running:
+            raise TrackerStateError(f"energy_between() needs tracker {self.name!r} stopped")
+        a, b = np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)
+        return _phase("window", list(self._timeline.curves().values()), a, b)
+
     def _measure(
         self,
         t1: float,

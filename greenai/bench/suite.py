@@ -1,0 +1,302 @@
+"""Suites of standard workloads, and running them tracked: ``greenai bench`` without pytest.
+
+Each workload is warmed up, timed for a few steps to choose a step count that lasts about
+the suite's ``min_time_s``, then run that many steps inside a :class:`greenai.Tracker`
+(synchronised on CUDA before the tracker stops). Nothing runs on the hot path but the step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from greenai.bench import workloads as w
+from greenai.errors import ConfigError
+
+__all__ = ["SUITES", "Suite", "get_suite", "resolve_device", "run_suite", "run_workload"]
+
+FORMAT = "greenai-bench/1"
+"""The ``format`` of a results document (``greenai bench --json``)."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of workloads and how long each one runs.
+
+    Attributes:
+        min_time_s: Each workload's tracked loop lasts about this long (s). Energy over
+            windows under ~1 s is dominated by the sensors' 100 ms update period.
+        warmup_steps: Untracked steps first (allocations, cuDNN/cuBLAS heuristics).
+    """
+
+    name: str
+    workloads: tuple[w.Workload, ...]
+    min_time_s: float
+    warmup_steps: int = 2
+    min_steps: int = 2
+
+
+def _smoke() -> Suite:
+    return Suite(
+        "smoke",
+        (
+            w.gemm(64, "fp32"),
+            w.gemm(64, "bf16"),
+            w.convnet_train(4, image=16, width=8),
+            w.transformer(2, seq=16, d_model=32, layers=1, heads=2, vocab=100),
+            w.inference(1, seq=16, d_model=32, layers=1, heads=2, vocab=100),
+            w.inference(4, seq=16, d_model=32, layers=1, heads=2, vocab=100),
+        ),
+        min_time_s=0.05,
+        warmup_steps=1,
+    )
+
+
+def _quick() -> Suite:
+    return Suite(
+        "quick",
+        (
+            *(w.gemm(n, "fp32") for n in (256, 512, 1024)),
+            *(w.gemm(n, "bf16") for n in (256, 512)),
+            w.convnet_train(32),
+            w.transformer(8),
+            *(w.inference(b) for b in (1, 8, 32)),
+        ),
+        min_time_s=1.0,
+    )
+
+
+def _full() -> Suite:
+    model = {"seq": 512, "d_model": 1024, "layers": 8, "heads": 16, "vocab": 32000}
+    return Suite(
+        "full",
+        (
+            *(w.gemm(n, "fp32") for n in (1024, 4096)),
+            *(w.gemm(n, "fp16") for n in (1024, 4096, 8192)),
+            *(w.gemm(n, "bf16") for n in (1024, 2048, 4096, 8192)),
+            w.gemm(8192, "bf16", m=1),
+            w.convnet_train(256, image=64, width=64, dtype="bf16"),
+            w.transformer(16, dtype="bf16", **model),
+            *(w.inference(b, dtype="bf16", **model) for b in (1, 8, 64)),
+        ),
+        min_time_s=5.0,
+        warmup_steps=5,
+    )
+
+
+SUITES: dict[str, Callable[[], Suite]] = {"smoke": _smoke, "quick": _quick, "full": _full}
+"""Suite builders by name: ``smoke`` (seconds; tests and CI), ``quick`` (CPU default,
+well under a minute), ``full`` (GPU default; sizes that fill an H100)."""
+
+
+def get_suite(name: str | None, device: str = "cpu") -> Suite:
+    """The suite ``name``; None picks ``full`` on CUDA and ``quick`` elsewhere."""
+    if name is None:
+        name = "full" if device.startswith("cuda") else "quick"
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; choose one of {sorted(SUITES)}")
+    return SUITES[name]()
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """``auto`` → ``cuda:0`` when torch sees a GPU, else ``cpu``; checks ``cuda:N`` exists."""
+    import torch
+
+    if spec == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return spec
+    if spec == "cuda" or spec.startswith("cuda:"):
+        number = spec[5:] or "0"
+        index = int(number) if number.isdigit() else -1
+        if not torch.cuda.is_available() or not 0 <= index < torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r} is not available here; use --device cpu")
+        return f"cuda:{index}"
+    raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {spec!r}")
+
+
+def bench_devices(device: str) -> list[Any]:
+    """What to measure for ``device``: its own GPU (not the node's others) plus CPU/DRAM."""
+    from greenai.devices.discovery import discover
+
+    found = discover()
+    if not device.startswith("cuda"):
+        return [d for d in found if d.kind != "gpu"]
+    name = f"gpu{device.partition(':')[2] or 0}"
+    return [d for d in found if d.kind != "gpu" or d.name == name]
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work when ``device`` is CUDA; nothing on the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def plan_steps(step: Callable[[], None], device: str, min_time_s: float, min_steps: int) -> int:
+    """Time a few steps and return how many make at least ``min_time_s`` seconds."""
+    probe = 1
+    while True:
+        synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(probe):
+            step()
+        synchronize(device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min(0.2, min_time_s / 4) or probe >= 1 << 20:
+            break
+        probe *= 4
+    per_step = max(elapsed / probe, 1e-9)
+    return max(min_steps, math.ceil(min_time_s / per_step))
+
+
+def run_workload(
+    workload: w.Workload,
+    suite: Suite,
+    *,
+    device: str = "cpu",
+    devices: Sequence[Any] | None = None,
+    store: Any = None,
+    machine: dict[str, Any] | None = None,
+    around: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run one workload tracked and return its result row (JSON-ready).
+
+    Args:
+        workload: What to run.
+        suite: The suite it belongs to (for timing and the stored meta).
+        device: A torch device string (``cpu``, ``cuda:0``).
+        devices: greenai devices to measure; None measures :func:`bench_devices`.
+        store: A run store spec (as ``Tracker(store=)``); None stores nothing.
+        machine: :func:`greenai.bench.machine.machine_info` of this machine, for the meta.
+        around: Called with ``"start"`` just before the timed loop and ``"end"`` just after
+            it (synchronised), inside the tracker: the GPU check reads the counter there.
+
+    Returns:
+        ``workload``, ``kind``, ``dtype``, ``params``, ``steps``, ``duration_s``, ``flops``,
+        ``samples``, ``tflops_per_s``, ``energy_j``, ``uncertainty_j``, ``methods``,
+        ``avg_power_w``, ``j_per_tflop``, ``j_per_sample``, ``gpu_energy_j``,
+        ``gpu_j_per_tflop`` and ``run_id`` (None when not stored).
+    """
+    from greenai.tracker import Tracker
+
+    prepared = workload.build(device)
+    for _ in range(suite.warmup_steps):
+        prepared.step()
+    steps = plan_steps(prepared.step, device, suite.min_time_s, suite.min_steps)
+    meta = {
+        "bench": {
+            "suite": suite.name,
+            "workload": workload.name,
+            "kind": workload.kind,
+            "dtype": workload.dtype,
+            "params": workload.params,
+            "device": device,
+        },
+        "machine": machine or {},
+    }
+    tracker = Tracker(
+        f"bench/{workload.name}",
+        devices=bench_devices(device) if devices is None else devices,
+        store=store,
+        meta=meta,
+        dtype=workload.dtype if device.startswith("cuda") else None,
+    )
+    # A shared machine can slow steps down 100x after planning: stop at 4x the planned time.
+    cap_s = 4 * suite.min_time_s + 0.5
+    with tracker:
+        if around is not None:
+            around("start")
+        deadline = time.perf_counter() + cap_s
+        done = 0
+        while done < steps and (done < suite.min_steps or time.perf_counter() < deadline):
+            prepared.step()
+            done += 1
+        synchronize(device)
+        if around is not None:
+            around("end")
+        samples = prepared.samples_per_step * done
+        tracker.step(samples=samples)
+        tracker.add_flops(prepared.flops_per_step * done)
+    return result_row(workload, tracker.result, done, samples, tracker.run_id)
+
+
+def result_row(
+    workload: w.Workload, m: Any, steps: int, samples: int, run_id: str | None
+) -> dict[str, Any]:
+    """The JSON-ready figures of one workload's :class:`~greenai.Measurement`."""
+    gpu = [d.energy_j for d in m.devices if d.kind == "gpu"]
+    gpu_j = math.fsum(gpu) if gpu else None
+    return {
+        "workload": workload.name,
+        "kind": workload.kind,
+        "dtype": workload.dtype,
+        "params": workload.params,
+        "steps": steps,
+        "duration_s": m.duration_s,
+        "flops": m.flops,
+        "samples": samples,
+        "tflops_per_s": m.tflops_per_s,
+        "energy_j": m.energy_j,
+        "uncertainty_j": m.uncertainty_j,
+        "methods": list(m.methods),
+        "avg_power_w": m.avg_power_w,
+        "j_per_tflop": m.j_per_tflop,
+        "j_per_sample": m.energy_j / samples if m.energy_j is not None and samples else None,
+        "gpu_energy_j": gpu_j,
+        "gpu_j_per_tflop": gpu_j / m.tflop if gpu_j is not None and m.flops else None,
+        "mfu": m.mfu,
+        "run_id": run_id,
+    }
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    device: str = "cpu",
+    devices: Sequence[Any] | None = None,
+    store: Any = None,
+    only: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every workload of ``suite`` (or those whose name contains one of ``only``).
+
+    Returns:
+        The results document: ``format``, ``suite``, ``device``, ``created_at`` (UTC),
+        ``machine`` (:func:`~greenai.bench.machine.machine_info`) and ``results`` (rows of
+        :func:`run_workload`).
+    """
+    from greenai.bench.machine import machine_info
+    from greenai.checkpoint import resolve_store
+
+    chosen = [x for x in suite.workloads if not only or any(o in x.name for o in only)]
+    if not chosen:
+        raise ConfigError(
+            f"no workload of suite {suite.name!r} matches {list(only)}; it has "
+            f"{[x.name for x in suite.workloads]}"
+        )
+    machine = machine_info()
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    store = resolve_store(store)
+    rows = []
+    for workload in chosen:
+        if progress is not None:
+            progress(workload.name)
+        rows.append(
+            run_workload(
+                workload, suite, device=device, devices=devices, store=store, machine=machine
+            )
+        )
+    return {
+        "format": FORMAT,
+        "suite": suite.name,
+        "device": device,
+        "created_at": created,
+        "machine": machine,
+        "results": rows,
+    }

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from greenai.cli import main
+
+
+def _bench_json(capsys: pytest.CaptureFixture[str], store: Path, *extra: str) -> dict:
+    code = main(
+        [
+            "bench",
+            "--suite",
+            "smoke",
+            "--only",
+            "gemm-fp32",
+            "--json",
+            "--store",
+            str(store),
+            *extra,
+        ]
+    )
+    assert code == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_json_stores_runs_and_compares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "runs.db"
+    doc = _bench_json(capsys, store)
+    assert [r["workload"] for r in doc["results"]] == ["gemm-fp32-64"]
+    assert doc["results"][0]["run_id"]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(doc))
+    b.write_text(json.dumps(doc))
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "same machine" in out and "gemm-fp32-64" in out
+    run_id = doc["results"][0]["run_id"]
+    assert main(["compare", run_id, "--store", str(store)]) == 0
+    assert doc["machine"]["fingerprint"] in capsys.readouterr().out
+
+
+def test_bench_table_and_no_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--suite", "smoke", "--no-store"]) == 0
+    out = capsys.readouterr().out
+    assert "suite smoke on cpu" in out and "J/TFLOP" in out and "gemm-bf16-64" in out
+    assert "not measured" in out  # the CPU here is modelled, and the table says so
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "--device", "cuda:3"],
+        ["bench", "--device", "tpu"],
+        ["bench", "--check-gpu", "--device", "cpu"],
+        ["bench", "--suite", "smoke", "--only", "zzz", "--no-store"],
+    ],
+)
+def test_bad_values_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("greenai: error:")
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--suite", "nope"])
+    assert exc.value.code == 2
+
+
+def test_mixed_suites_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _bench_json(capsys, tmp_path / "runs.db", "--no-store")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(doc))
+    b.write_text(json.dumps(dict(doc, suite="quick")))
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "different suites" in capsys.readouterr().err

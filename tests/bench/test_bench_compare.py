@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from greenai.bench.compare import compare, compare_files, stored_run_notes
+from greenai.errors import ConfigError
+
+
+def _doc(fingerprint: str, scale: float = 1.0, suite: str = "quick") -> dict[str, Any]:
+    row = {
+        "workload": "gemm-bf16-512",
+        "params": {"m": 512, "n": 512, "k": 512},
+        "dtype": "bf16",
+        "tflops_per_s": 10.0 * scale,
+        "j_per_tflop": 100.0 / scale,
+        "j_per_sample": 0.5,
+        "methods": ["counter"],
+    }
+    machine = {"fingerprint": fingerprint, "gpus": [], "cpu_model": "X", "torch": "2.13"}
+    return {
+        "format": "greenai-bench/1",
+        "suite": suite,
+        "device": "cuda:0",
+        "created_at": "2026-11-23T00:00:00+00:00",
+        "machine": machine,
+        "results": [row],
+    }
+
+
+def test_ratios_per_workload_and_machines_named() -> None:
+    rows, notes = compare(_doc("aaaa"), _doc("bbbb", scale=2.0))
+    (row,) = rows
+    assert row["status"] == "ok"
+    assert row["speed_b_over_a"] == pytest.approx(2.0)
+    assert row["energy_b_over_a"] == pytest.approx(0.5)
+    assert "[aaaa]" in notes[0] and "[bbbb]" in notes[1]
+    assert not any("same machine" in n for n in notes)
+
+
+def test_same_machine_is_flagged() -> None:
+    _, notes = compare(_doc("aaaa"), _doc("aaaa"))
+    assert any("same machine" in n for n in notes)
+
+
+def test_different_suites_are_refused() -> None:
+    with pytest.raises(ConfigError, match="different suites"):
+        compare(_doc("a"), _doc("b", suite="full"))
+
+
+def test_different_sizes_and_missing_workloads_are_not_compared() -> None:
+    b = _doc("b")
+    b["results"][0]["params"] = {"m": 1, "n": 512, "k": 512}
+    extra = copy.deepcopy(b["results"][0])
+    extra["workload"] = "inference-bf16-b8"
+    b["results"].append(extra)
+    b["results"][0]["methods"] = ["model"]
+    rows, _ = compare(_doc("a"), b)
+    assert [r["status"] for r in rows] == ["sizes differ", "only in B"]
+    assert all(r["speed_b_over_a"] is None for r in rows)
+
+
+def test_methods_that_differ_are_flagged() -> None:
+    b = _doc("b")
+    b["results"][0]["methods"] = ["model"]
+    _, notes = compare(_doc("a"), b)
+    assert any("measured by ['counter'] on A but ['model'] on B" in n for n in notes)
+    assert any("not measured" in n for n in notes)
+
+
+def test_files(tmp_path: Path) -> None:
+    a, b, bad = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "bad.json"
+    a.write_text(json.dumps(_doc("a")))
+    b.write_text(json.dumps(_doc("b", 1.5)))
+    bad.write_text(json.dumps({"benchmarks": []}))
+    text = compare_files([str(a), str(b)])
+    assert "gemm-bf16-512" in text and "1.5" in text
+    with pytest.raises(ConfigError, match="not a greenai bench result"):
+        compare_files([str(a), str(bad)])
+    with pytest.raises(ConfigError, match="cannot read"):
+        compare_files([str(a), str(tmp_path / "missing.json")])
+    with pytest.raises(ConfigError, match="two at a time"):
+        compare_files([str(a)])
+
+
+def test_stored_runs_mixing_suites_or_machines_are_warned_about() -> None:
+    quick = {"bench": {"suite": "quick"}, "machine": {"fingerprint": "a"}}
+    full = {"bench": {"suite": "full"}, "machine": {"fingerprint": "b"}}
+    notes = stored_run_notes([quick, full])
+    assert any("mix benchmark suites" in n for n in notes)
+    assert any("2 different machines" in n for n in notes)
+    assert stored_run_notes([quick, quick]) == []
+    assert any("mix" in n for n in stored_run_notes([quick, {}]))

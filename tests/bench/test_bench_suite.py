@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from greenai.bench import get_suite, resolve_device, run_suite
+from greenai.bench.report import results_table
+from greenai.errors import ConfigError
+from greenai.store import RunStore
+from greenai.testing import FakeGPU
+
+
+def test_smoke_gemm_is_tracked_stored_and_consistent(tmp_path: Path) -> None:
+    suite = get_suite("smoke")
+    doc = run_suite(
+        suite,
+        devices=[FakeGPU(power_w=250.0, seed=2)],
+        store=tmp_path / "runs.db",
+        only=["gemm-fp32"],
+    )
+    assert doc["suite"] == "smoke" and doc["device"] == "cpu"
+    assert doc["machine"]["fingerprint"] and doc["format"] == "greenai-bench/1"
+    (row,) = doc["results"]
+    assert row["workload"] == "gemm-fp32-64"
+    assert row["flops"] == 2 * 64**3 * row["steps"]
+    assert row["tflops_per_s"] == pytest.approx(row["flops"] / 1e12 / row["duration_s"])
+    assert row["j_per_tflop"] == pytest.approx(row["energy_j"] / (row["flops"] / 1e12))
+    assert row["j_per_sample"] == pytest.approx(row["energy_j"] / (64 * row["steps"]))
+    assert row["gpu_energy_j"] == pytest.approx(row["energy_j"])
+    assert row["methods"] in (["counter"], ["power"])
+    with RunStore(tmp_path / "runs.db") as store:
+        run = store.get(row["run_id"])
+    assert run.name == "bench/gemm-fp32-64"
+    assert run.meta["bench"]["suite"] == "smoke"
+    assert run.meta["bench"]["params"] == {"m": 64, "n": 64, "k": 64}
+    assert run.meta["machine"]["fingerprint"] == doc["machine"]["fingerprint"]
+    assert run.measurement is not None
+    table = results_table(doc)
+    assert "GPU J/TFLOP" in table and "gemm-fp32-64" in table and "[counter]" not in table
+    assert results_table(doc, markdown=True).splitlines()[2].startswith("| workload |")
+    # the stored step ends at the loop's end, the job a few µs later, at stop()
+    assert run.measurement.steps.energy_per_sample_j == pytest.approx(row["j_per_sample"], 0.01)
+
+
+def test_default_suite_follows_the_device_and_bad_names_are_refused() -> None:
+    assert get_suite(None, "cpu").name == "quick"
+    assert get_suite(None, "cuda:0").name == "full"
+    with pytest.raises(ConfigError, match="unknown suite"):
+        get_suite("huge")
+    with pytest.raises(ConfigError, match="no workload"):
+        run_suite(get_suite("smoke"), devices=[], only=["nothing-like-this"])
+
+
+def test_devices_are_checked() -> None:
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="device must be"):
+        resolve_device("tpu")
+    with pytest.raises(ConfigError, match="not available"):
+        resolve_device("cuda:7")

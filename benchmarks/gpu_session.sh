@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every GPU check greenai has, for a session that is lent an NVIDIA GPU, in two parts that
+# each fit in a 10-minute call. Results land in $OUT (or ./gpu-results): copy their tables
+# into the docs pages named below, with the device and the date.
+#
+#   bash benchmarks/gpu_session.sh 1   # accuracy, bench --check-gpu, native sampler, NCCL (~6 min)
+#   bash benchmarks/gpu_session.sh 2   # compression sweep on a bf16 MLP, bench full suite
+#
+# Packages the GPU image lacks travel as wheels in .whl/ (codecarbon for its data files,
+# torchao for the compression rows); see docs/dev-notes.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 GREENAI_NO_PROGRESS=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+python3 setup.py build_ext --inplace -q >"$out/build.log" 2>&1 || echo "native build failed: see build.log"
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1
+step() {  # name, then the command; a failing check never stops the others
+  local name=$1; shift
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  "$@" >"$out/$name.log" 2>&1
+  echo "=== $name: exit $? after $((SECONDS - t0)) s"
+  tail -n 40 "$out/$name.log"
+}
+case "${1:-1}" in
+  1)
+    step accuracy python3 benchmarks/gpu_accuracy.py --out "$out/accuracy.md"         # docs/accuracy.md
+    step bench-check python3 -m greenai bench --check-gpu --device cuda:0 --no-store   # docs/benchmarks.md
+    step native python3 benchmarks/gpu_native_sampler.py --seconds 5 --load --out "$out/native.md"  # docs/sampling.md
+    step nccl python3 -m torch.distributed.run --nproc_per_node=1 \
+      benchmarks/gpu_distributed_nccl.py --out "$out/nccl.md"                        # docs/distributed.md
+    ;;
+  2)
+    step compression python3 benchmarks/gpu_compression.py --out "$out/compression.md"  # docs/compression.md
+    step bench-full python3 -m greenai bench --suite full --device cuda:0 --no-store --json
+    ;;
+  *) echo "usage: gpu_session.sh 1|2" >&2; exit 2 ;;
+esac

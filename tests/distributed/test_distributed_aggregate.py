@@ -133,3 +133,15 @@ def test_summary_shows_ranks_and_nodes(run_rank: Rank) -> None:
     text = summary(aggregate([a, b], world_size=3))
     assert "job: 2/3 ranks on 2 node(s)" in text
     assert "node n1" in text and "never reported" in text
+
+
+def test_two_local_ranks_zero_on_one_host_id_are_flagged(run_rank: Rank) -> None:
+    # Two machines with one host name and no readable boot id: both ranks are local rank 0.
+    payloads = [
+        run_rank(r, "node", [(f"gpu{r}", f"GPU-{r}", 100.0), ("cpu", "CPU", 40.0)])[1]
+        for r in range(2)
+    ]
+    job = aggregate(payloads, world_size=2)
+    assert any("ranks [0, 1] are each local rank 0 of host 'node'" in n for n in job.notes)
+    ok = aggregate([payloads[0], run_rank(1, "node", [], local_rank=1)[1]], world_size=2)
+    assert not any("local rank 0" in n for n in ok.notes)

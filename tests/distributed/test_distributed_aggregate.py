@@ -145,3 +145,10 @@ def test_two_local_ranks_zero_on_one_host_id_are_flagged(run_rank: Rank) -> None
     assert any("ranks [0, 1] are each local rank 0 of host 'node'" in n for n in job.notes)
     ok = aggregate([payloads[0], run_rank(1, "node", [], local_rank=1)[1]], world_size=2)
     assert not any("local rank 0" in n for n in ok.notes)
+
+
+def test_per_step_arrays_travel_up_to_a_limit_that_shrinks_with_the_job() -> None:
+    from greenai.distributed.payload import MAX_PAYLOAD_STEPS, max_payload_steps
+
+    assert max_payload_steps(2) == max_payload_steps(8) == MAX_PAYLOAD_STEPS
+    assert max_payload_steps(64) == 1250 and max_payload_steps(10_000) == 100

@@ -237,14 +237,34 @@ def _nodes(ranks: list[RankPayload], devices: list[JobDevice]) -> tuple[NodeEner
 
 
 def _phases(ranks: list[RankPayload], devices: _Devices) -> tuple[PhaseEnergy, ...]:
-    """Job phases: each unique device's phase energy, from the rank credited with it."""
+    """Job phases: each unique device's phase energy, from the rank credited with it.
+
+    Uncertainty is combined as on one process: devices (and ranks, which run their phases
+    at the same time) add linearly, a phase's spans in root-sum-square. A rank credited
+    with every device it read gives its own phase uncertainty, exactly the single-process
+    figure; a rank some of whose devices were counted on another rank gives the linear sum
+    of its credited devices' figures (each root-sum-square over the spans: an upper bound).
+    """
     by_rank = {p.rank: p for p in ranks}
+    credited: dict[int, list[str]] = {p.rank: [] for p in ranks}
+    for job, _, local in devices.values():
+        credited[job.rank].append(local)
     energy: dict[str, list[float]] = {}
     unc: dict[str, list[float]] = {}
-    for job, _, local in devices.values():
-        for phase, (e, u) in by_rank[job.rank].device_phases.get(local, {}).items():
-            energy.setdefault(phase, []).append(e)
-            unc.setdefault(phase, []).append(u)
+    for rank, locals_ in credited.items():
+        p = by_rank[rank]
+        own = {ph.name: ph.uncertainty_j for ph in p.measurement.phases}
+        whole = sorted(locals_) == sorted(d.name for d in p.measurement.devices)
+        per_phase: dict[str, list[tuple[float, float]]] = {}
+        for local in locals_:
+            for phase, (e, u) in p.device_phases.get(local, {}).items():
+                per_phase.setdefault(phase, []).append((e, u))
+        for phase, figures in per_phase.items():
+            energy.setdefault(phase, []).extend(e for e, _ in figures)
+            exact = own.get(phase) if whole else None
+            unc.setdefault(phase, []).append(
+                exact if exact is not None else math.fsum(u for _, u in figures)
+            )
     names = list(dict.fromkeys(ph.name for p in ranks for ph in p.measurement.phases))
     names.sort(key=lambda n: n == "(other)")  # stable: (other) last, as on one process
     out = []

@@ -152,3 +152,12 @@ def test_per_step_arrays_travel_up_to_a_limit_that_shrinks_with_the_job() -> Non
 
     assert max_payload_steps(2) == max_payload_steps(8) == MAX_PAYLOAD_STEPS
     assert max_payload_steps(64) == 1250 and max_payload_steps(10_000) == 100
+
+
+def test_phase_uncertainty_combines_as_on_one_process(run_rank: Rank) -> None:
+    gpus = [("gpu0", "GPU-0", 100.0), ("gpu1", "GPU-1", 200.0)]
+    tracker, payload = run_rank(0, "h", gpus, world_size=1)
+    job = aggregate([payload], world_size=1)
+    for mine, theirs in zip(tracker.result.phases, job.phases, strict=True):
+        assert theirs.name == mine.name and theirs.energy_j == pytest.approx(mine.energy_j)
+        assert theirs.uncertainty_j == pytest.approx(mine.uncertainty_j, rel=1e-12)

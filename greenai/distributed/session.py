@@ -184,7 +184,7 @@ class DistributedSession:
         pending, self.pending = self.pending, []
         try:
             for message in pending:
-                warnings.warn(message, MeasurementWarning, stacklevel=4)
+                warnings.warn(message, MeasurementWarning, stacklevel=3)
         finally:
             if self.signalled:
                 self.signalled = False
@@ -238,7 +238,7 @@ def _no_local_rank_message(env: Mapping[str, str], info: RankInfo) -> str | None
     """Warn when ranks cannot tell which devices are theirs (mp.spawn sets no LOCAL_RANK)."""
     if info.world_size <= 1 or "LOCAL_RANK" in env or "SLURM_LOCALID" in env:
         return None
-    if info.local_world_size > 1:  # LOCAL_WORLD_SIZE known: rank % it stands in
+    if "LOCAL_WORLD_SIZE" in env or info.local_world_size > 1:  # rank % it stands in
         return None
     return (
         "LOCAL_RANK is not set and the ranks per host are unknown (mp.spawn?): every rank"

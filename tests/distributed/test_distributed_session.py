@@ -252,3 +252,14 @@ def test_a_broken_gather_keeps_the_ranks_own_result(run_rank: Rank) -> None:
         session.close()
     assert result.energy_j == tracker.result.energy_j
     assert "store went away" in result.notes[-1]
+
+
+def test_ranks_without_local_rank_are_told_every_device_is_read() -> None:
+    from greenai.distributed.session import _no_local_rank_message
+
+    spawned = RankInfo(rank=1, world_size=2, local_rank=0, local_world_size=1, host="h")
+    assert "LOCAL_RANK is not set" in (_no_local_rank_message({}, spawned) or "")
+    assert _no_local_rank_message({"LOCAL_RANK": "1"}, spawned) is None
+    assert _no_local_rank_message({"LOCAL_WORLD_SIZE": "1"}, spawned) is None
+    known = dataclasses.replace(spawned, local_world_size=2, local_rank=1)
+    assert _no_local_rank_message({}, known) is None

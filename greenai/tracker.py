@@ -282,6 +282,8 @@ class Tracker:
             self._result = self._dist.finish(self, self._result)
         if self._checkpointer is not None:
             self._checkpointer.finish(self._result, self.timeline(), self.phase_spans())
+        if self._dist is not None:  # its warnings (and a held SIGTERM) once the record is kept
+            self._dist.close()
         return self._result
 
     def _snapshot(self) -> tuple[Measurement, pd.DataFrame, pd.DataFrame]:

@@ -24,7 +24,7 @@ from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, Status, 
 if TYPE_CHECKING:
     from greenai.carbon.accounting import Accounting
 
-__all__ = ["aggregate", "rank_view"]
+__all__ = ["aggregate", "host_clashes", "rank_view"]
 
 _SEVERITY = {"completed": 0, "running": 1, "interrupted": 2, "failed": 3}
 
@@ -60,7 +60,7 @@ def aggregate(
     energy = math.fsum(d.energy_j for d in energies) if energies else None
     unc = math.fsum(d.uncertainty_j for d in energies) if energies else None
     start, duration = _window(ranks)
-    notes = list(_notes(ranks))
+    notes = [*_notes(ranks), *host_clashes(ranks)]
     if missing:
         notes.insert(0, f"rank(s) {list(missing)} of {world_size} never reported: not counted")
     steps = _steps(ranks, dropped, notes)
@@ -237,15 +237,36 @@ def _nodes(ranks: list[RankPayload], devices: list[JobDevice]) -> tuple[NodeEner
 
 
 def _phases(ranks: list[RankPayload], devices: _Devices) -> tuple[PhaseEnergy, ...]:
-    """Job phases: each unique device's phase energy, from the rank credited with it."""
+    """Job phases: each unique device's phase energy, from the rank credited with it.
+
+    Uncertainty is combined as on one process: devices (and ranks, which run their phases
+    at the same time) add linearly, a phase's spans in root-sum-square. A rank credited
+    with every device it read gives its own phase uncertainty, exactly the single-process
+    figure; a rank some of whose devices were counted on another rank gives the linear sum
+    of its credited devices' figures (each root-sum-square over the spans: an upper bound).
+    """
     by_rank = {p.rank: p for p in ranks}
+    credited: dict[int, list[str]] = {p.rank: [] for p in ranks}
+    for job, _, local in devices.values():
+        credited[job.rank].append(local)
     energy: dict[str, list[float]] = {}
     unc: dict[str, list[float]] = {}
-    for job, _, local in devices.values():
-        for phase, (e, u) in by_rank[job.rank].device_phases.get(local, {}).items():
-            energy.setdefault(phase, []).append(e)
-            unc.setdefault(phase, []).append(u)
+    for rank, locals_ in credited.items():
+        p = by_rank[rank]
+        own = {ph.name: ph.uncertainty_j for ph in p.measurement.phases}
+        whole = sorted(locals_) == sorted(d.name for d in p.measurement.devices)
+        per_phase: dict[str, list[tuple[float, float]]] = {}
+        for local in locals_:
+            for phase, (e, u) in p.device_phases.get(local, {}).items():
+                per_phase.setdefault(phase, []).append((e, u))
+        for phase, figures in per_phase.items():
+            energy.setdefault(phase, []).extend(e for e, _ in figures)
+            exact = own.get(phase) if whole else None
+            unc.setdefault(phase, []).append(
+                exact if exact is not None else math.fsum(u for _, u in figures)
+            )
     names = list(dict.fromkeys(ph.name for p in ranks for ph in p.measurement.phases))
+    names.sort(key=lambda n: n == "(other)")  # stable: (other) last, as on one process
     out = []
     for phase in names:
         seen = [ph for p in ranks for ph in p.measurement.phases if ph.name == phase]
@@ -313,6 +334,25 @@ def _notes(ranks: list[RankPayload]) -> list[str]:
         for n in p.measurement.notes:
             who.setdefault(n, []).append(p.rank)
     return [f"rank {r[0]}: {n}" if len(r) == 1 else f"ranks {r}: {n}" for n, r in who.items()]
+
+
+def host_clashes(ranks: Sequence[RankPayload]) -> list[str]:
+    """Messages for host identities that two local-rank-0 payloads both claim.
+
+    Two local ranks 0 on one host mean two machines were taken for one, and the CPU and
+    DRAM energy of all but one of them is dropped as a duplicate.
+    """
+    zeros: dict[str, list[int]] = {}
+    for p in ranks:
+        if p.local_rank == 0:
+            zeros.setdefault(p.host, []).append(p.rank)
+    return [
+        f"ranks {rs} are each local rank 0 of host {host!r}: two machines share a host id,"
+        " and the job counts the host-wide devices (CPU, DRAM) of one of them only; set"
+        " GREENAI_HOST_ID to a distinct name on each machine"
+        for host, rs in zeros.items()
+        if len(rs) > 1
+    ]
 
 
 def _count_or_none(values: Sequence[int | None]) -> int | None:

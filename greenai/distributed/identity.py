@@ -2,8 +2,10 @@
 
 The host identity decides which readings are of the same hardware: two ranks with the same
 host id that read the same GPU (by UUID) or the same CPU package read one device, and the
-job counts it once. ``GREENAI_HOST_ID`` overrides the host name, for containers that share
-a machine under different host names (set it to the machine's name) and for tests.
+job counts it once. It is the host name plus the first 8 characters of the kernel's boot id
+(``/proc/sys/kernel/random/boot_id``), so two machines that share a host name (containers)
+stay apart. ``GREENAI_HOST_ID`` overrides it, for containers that share a machine under
+different host names (set it to the machine's name) and for tests.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from greenai.distributed.slurm import SlurmInfo, slurm_info
 __all__ = ["HOST_ID_ENV", "RankInfo", "host_id", "is_initialized", "rank_info"]
 
 HOST_ID_ENV = "GREENAI_HOST_ID"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class RankInfo:
     Attributes:
         rank: Global rank (``torch.distributed.get_rank()``).
         world_size: Number of ranks in the job.
-        local_rank: Rank on this host (``LOCAL_RANK``, else ``SLURM_LOCALID``, else 0).
+        local_rank: Rank on this host (``LOCAL_RANK``, else ``SLURM_LOCALID``, else rank
+            modulo ``local_world_size`` when that is known, else 0).
         local_world_size: Ranks on this host (``LOCAL_WORLD_SIZE``, else SLURM's tasks on
             this node, else 1).
         host: The host identity (see :func:`host_id`).
@@ -46,10 +50,26 @@ class RankInfo:
     slurm: SlurmInfo | None = None
 
 
-def host_id(environ: Mapping[str, str] | None = None) -> str:
-    """``$GREENAI_HOST_ID`` when set, else this machine's host name."""
+def host_id(environ: Mapping[str, str] | None = None, *, boot_id_path: str = BOOT_ID_PATH) -> str:
+    """``$GREENAI_HOST_ID`` when set, else ``hostname@bootid8``.
+
+    The host name alone when the boot id cannot be read.
+
+    Args:
+        environ: The environment (``os.environ`` by default).
+        boot_id_path: Where the kernel's boot id is read (injectable for tests).
+    """
     env = os.environ if environ is None else environ
-    return env.get(HOST_ID_ENV) or socket.gethostname()
+    forced = env.get(HOST_ID_ENV)
+    if forced:
+        return forced
+    name = socket.gethostname()
+    try:
+        with open(boot_id_path, encoding="ascii") as f:
+            boot = f.read().strip().replace("-", "")[:8]
+    except (OSError, ValueError):
+        boot = ""
+    return f"{name}@{boot}" if boot else name
 
 
 def is_initialized() -> bool:
@@ -83,12 +103,14 @@ def rank_info(environ: Mapping[str, str] | None = None, dist: Any = None) -> Ran
     else:
         rank = _int(env, "RANK", "SLURM_PROCID", default=0)
         world = _int(env, "WORLD_SIZE", "SLURM_NTASKS", default=1)
-    local_rank = _int(env, "LOCAL_RANK", "SLURM_LOCALID", default=0)
     local_world = _int(env, "LOCAL_WORLD_SIZE", default=0)
     if not local_world and slurm is not None and slurm.tasks_per_node:
         node = slurm.nodeid if slurm.nodeid is not None else 0
         if 0 <= node < len(slurm.tasks_per_node):
             local_world = slurm.tasks_per_node[node]
+    # No LOCAL_RANK (mp.spawn): ranks fill hosts in order, so rank % ranks-per-host.
+    fallback = rank % local_world if local_world else 0
+    local_rank = _int(env, "LOCAL_RANK", "SLURM_LOCALID", default=fallback)
     return RankInfo(
         rank=rank,
         world_size=world,

@@ -1,7 +1,7 @@
 """What each rank sends to rank 0: its Measurement, device identities, per-device phases.
 
 Payloads travel as compact JSON (no pickle: rank 0 never runs code another process sent).
-Per-step arrays longer than :data:`MAX_PAYLOAD_STEPS` are left out to keep a long job's
+Per-step arrays longer than :func:`max_payload_steps` are left out to keep a long job's
 gather small; the job then reports step totals without per-step energy.
 """
 
@@ -17,10 +17,22 @@ from greenai.distributed.identity import RankInfo
 from greenai.distributed.slurm import SlurmInfo
 from greenai.measurement import Measurement, StepEnergy
 
-__all__ = ["MAX_PAYLOAD_STEPS", "RankPayload"]
+__all__ = ["JOB_PAYLOAD_STEPS", "MAX_PAYLOAD_STEPS", "RankPayload", "max_payload_steps"]
 
 MAX_PAYLOAD_STEPS = 10_000
-"""Per-step arrays up to this many steps travel with a payload."""
+"""Per-step arrays up to this many steps travel with a payload (jobs of up to 8 ranks)."""
+
+JOB_PAYLOAD_STEPS = 80_000
+"""Per-step values rank 0 receives at most, all ranks together (about 2 MB of JSON)."""
+
+
+def max_payload_steps(world_size: int) -> int:
+    """Steps whose per-step arrays a rank sends: :data:`MAX_PAYLOAD_STEPS`, less in big jobs.
+
+    Rank 0 receives ``world_size`` payloads, so the per-rank limit shrinks as
+    ``JOB_PAYLOAD_STEPS / world_size`` (never below 100) to keep the gather's size bounded.
+    """
+    return max(100, min(MAX_PAYLOAD_STEPS, JOB_PAYLOAD_STEPS // max(world_size, 1)))
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,8 @@ class RankPayload:
         device_ids: Device name → identity on its host (:func:`~greenai.distributed.device_id`).
         device_phases: Device name → phase name → ``[energy_j, uncertainty_j]``, so rank 0
             can count a shared device's phases once.
+        job: The job key the rank sent it under (tracker name and per-name number), which
+            rank 0 checks against its own.
     """
 
     rank: int
@@ -44,6 +58,7 @@ class RankPayload:
     device_phases: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     backend: str | None = None
     slurm: SlurmInfo | None = None
+    job: str = ""
 
     @classmethod
     def build(
@@ -52,9 +67,10 @@ class RankPayload:
         measurement: Measurement,
         device_ids: Mapping[str, str],
         device_phases: Mapping[str, Mapping[str, list[float]]] | None = None,
+        job: str = "",
     ) -> RankPayload:
-        """A payload for this rank (per-step arrays dropped beyond the limit)."""
-        if measurement.steps.count > MAX_PAYLOAD_STEPS:
+        """A payload for this rank (per-step arrays dropped beyond :func:`max_payload_steps`)."""
+        if measurement.steps.count > max_payload_steps(info.world_size):
             s = measurement.steps
             measurement = dataclasses.replace(
                 measurement,
@@ -71,12 +87,14 @@ class RankPayload:
             device_phases={d: dict(p) for d, p in (device_phases or {}).items()},
             backend=info.backend,
             slurm=info.slurm,
+            job=job,
         )
 
     def to_bytes(self) -> bytes:
         """Compact JSON (UTF-8)."""
         data: dict[str, Any] = {
             "rank": self.rank,
+            "job": self.job,
             "world_size": self.world_size,
             "local_rank": self.local_rank,
             "local_world_size": self.local_world_size,
@@ -105,6 +123,7 @@ class RankPayload:
             device_phases=dict(data.get("device_phases", {})),
             backend=data.get("backend"),
             slurm=None if slurm is None else SlurmInfo.from_dict(slurm),
+            job=str(data.get("job", "")),
         )
 
 

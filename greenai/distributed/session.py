@@ -2,21 +2,34 @@
 
 :func:`open_session` returns None for a single process, so a plain tracker pays nothing.
 A failure here never stops the user's job: the gather degrades to this rank's own result,
-with a warning and a note saying why.
+with a warning and a note saying why. Warnings raised at stop wait in
+:attr:`DistributedSession.pending` until the tracker has stored its record
+(:meth:`DistributedSession.close`), so ``-W error`` never loses the result.
+
+While rank 0 waits for the others it holds SIGTERM (on the main thread only): a launcher
+that kills the job because a rank died (torchrun sends SIGTERM, then SIGKILL 30 s later)
+gets a record of the ranks that reported, with the missing ones named; the signal is then
+passed on to the handler that was there before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from greenai.devices.base import Device
-from greenai.distributed.aggregate import aggregate, rank_view
+from greenai.distributed.aggregate import aggregate, host_clashes, rank_view
 from greenai.distributed.identity import RankInfo, is_initialized, rank_info
 from greenai.distributed.ownership import device_id, own_devices
 from greenai.distributed.payload import RankPayload
@@ -30,6 +43,9 @@ if TYPE_CHECKING:
 __all__ = ["DistributedSession", "open_session", "rank_payload"]
 
 log = logging.getLogger("greenai")
+
+_warned: set[str] = set()
+"""Start-time warnings already given in this process (each is given once)."""
 
 
 def open_session(tracker: Tracker) -> DistributedSession | None:
@@ -51,13 +67,16 @@ def open_session(tracker: Tracker) -> DistributedSession | None:
                 "torch.distributed.init_process_group() before the tracker starts "
                 "(torchrun or SLURM sets the variables it reads)"
             )
+        _warn_once(_no_group_message(os.environ))
         return None
     dist = sys.modules["torch.distributed"]
     info = rank_info(dist=dist)
+    if tracker._options.get("devices") is None:
+        _warn_once(_no_local_rank_message(os.environ, info))
     try:
         store = dist.distributed_c10d._get_default_store()
         gather = StoreGather(store, info.rank, info.world_size, timeout_s=gather_timeout_s())
-        gather.begin()
+        gather.begin(tracker.name)
     except ConfigError:
         raise
     except Exception as exc:  # no store reachable: measure this rank alone
@@ -83,6 +102,10 @@ class DistributedSession:
     def __init__(self, info: RankInfo, gather: StoreGather) -> None:
         self.info = info
         self.gather = gather
+        self.pending: list[str] = []
+        """Warnings of :meth:`finish`, given by :meth:`close` once the record is stored."""
+        self.signalled = False
+        """Whether rank 0 got SIGTERM while waiting (passed on by :meth:`close`)."""
 
     def meta(self) -> dict[str, Any]:
         """Facts recorded with rank 0's run: world size, backend, SLURM job."""
@@ -101,29 +124,47 @@ class DistributedSession:
         return own_devices(devices, self.info)
 
     def finish(self, tracker: Tracker, result: Measurement) -> Measurement:
-        """Send this rank's result to rank 0, or (on rank 0) gather and assemble the job."""
+        """Send this rank's result to rank 0, or (on rank 0) gather and assemble the job.
+
+        Never warns: messages go to :attr:`pending` (see :meth:`close`).
+        """
         try:
-            payload = rank_payload(tracker, result, self.info)
+            job = self.gather.job or ""
+            payload = rank_payload(tracker, result, self.info, job=job)
             if self.info.rank != 0:
                 self.gather.send(payload.to_bytes())
                 return dataclasses.replace(result, job=rank_view(payload))
             t0 = time.perf_counter()
-            received, missing = self.gather.collect()
-            payloads = [payload]
+            with self._sigterm_ends_wait():
+                received, missing = self.gather.collect()
+            payloads, notes = [payload], []
             for rank, raw in received.items():
                 try:
-                    payloads.append(RankPayload.from_bytes(raw))
+                    other = RankPayload.from_bytes(raw)
                 except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("greenai: rank %d sent an unreadable payload: %s", rank, exc)
+                    notes.append(f"rank {rank} sent an unreadable payload ({exc}): not counted")
+                    continue
+                if other.job != job or other.rank != rank:
+                    notes.append(
+                        f"rank {rank}'s payload is of job {other.job!r} (rank {other.rank}), not"
+                        f" {job!r}: not counted; the ranks started trackers of this name in"
+                        " different numbers (track on some ranks only with distributed=False)"
+                    )
+                    continue
+                payloads.append(other)
             if missing:
-                message = (
-                    f"rank(s) {list(missing)} did not report within {self.gather.timeout_s:g} s"
-                    f" ($GREENAI_GATHER_TIMEOUT_S); the job record lacks them (to track on"
+                why = (
+                    "rank 0 got SIGTERM while waiting for them"
+                    if self.signalled
+                    else f"they did not report within {self.gather.timeout_s:g} s"
+                    " ($GREENAI_GATHER_TIMEOUT_S)"
+                )
+                notes.append(
+                    f"rank(s) {list(missing)}: {why}; the job record lacks them (to track on"
                     " some ranks only, pass distributed=False there)"
                 )
-                warnings.warn(message, MeasurementWarning, stacklevel=3)
             size = len(payload.to_bytes()) + sum(len(raw) for raw in received.values())
-            return aggregate(
+            out = aggregate(
                 payloads,
                 world_size=self.info.world_size,
                 name=tracker.name,
@@ -131,23 +172,104 @@ class DistributedSession:
                 gather_s=time.perf_counter() - t0,
                 payload_bytes=size,
             )
+            self.pending += [*notes, *host_clashes(payloads)]
+            return dataclasses.replace(out, notes=(*out.notes, *notes))
         except Exception as exc:  # the gather must never cost the user their result
             message = f"distributed gather failed on rank {self.info.rank}: {exc}"
-            warnings.warn(message, MeasurementWarning, stacklevel=3)
+            self.pending.append(message)
             return dataclasses.replace(result, notes=(*result.notes, message))
 
+    def close(self) -> None:
+        """Once the record is stored: give the pending warnings, then pass on a held SIGTERM."""
+        pending, self.pending = self.pending, []
+        try:
+            for message in pending:
+                warnings.warn(message, MeasurementWarning, stacklevel=3)
+        finally:
+            if self.signalled:
+                self.signalled = False
+                signal.raise_signal(signal.SIGTERM)
 
-def rank_payload(tracker: Tracker, result: Measurement, info: RankInfo) -> RankPayload:
-    """The payload of a stopped tracker: its result, device identities, per-device phases."""
+    @contextlib.contextmanager
+    def _sigterm_ends_wait(self) -> Iterator[None]:
+        """Hold SIGTERM while rank 0 waits (main thread only); restore the old handler after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def held(signum: int, frame: object) -> None:
+            self.signalled = True
+
+        try:
+            previous = signal.signal(signal.SIGTERM, held)
+        except (ValueError, OSError):  # no signals here (embedded interpreter)
+            yield
+            return
+        self.gather.stop_waiting = lambda: self.signalled
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _warn_once(message: str | None) -> None:
+    if message and message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, MeasurementWarning, stacklevel=4)
+
+
+def _no_group_message(env: Mapping[str, str]) -> str | None:
+    """Why a launched job gets no job record: WORLD_SIZE > 1 but no process group (or None)."""
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return None
+    if world <= 1:
+        return None
+    return (
+        f"WORLD_SIZE={world} but no torch.distributed process group is initialised: each rank"
+        " is measured alone and no job record is made; call"
+        " torch.distributed.init_process_group() before the tracker starts, or pass"
+        " distributed=False to measure each rank on its own"
+    )
+
+
+def _no_local_rank_message(env: Mapping[str, str], info: RankInfo) -> str | None:
+    """Warn when ranks cannot tell which devices are theirs (mp.spawn sets no LOCAL_RANK)."""
+    if info.world_size <= 1 or "LOCAL_RANK" in env or "SLURM_LOCALID" in env:
+        return None
+    if "LOCAL_WORLD_SIZE" in env or info.local_world_size > 1:  # rank % it stands in
+        return None
+    return (
+        "LOCAL_RANK is not set and the ranks per host are unknown (mp.spawn?): every rank"
+        " measures every discovered device (the job still counts each once); set LOCAL_RANK"
+        " and LOCAL_WORLD_SIZE in each process"
+    )
+
+
+def rank_payload(
+    tracker: Tracker, result: Measurement, info: RankInfo, job: str = ""
+) -> RankPayload:
+    """The payload of a stopped tracker: its result, device identities, per-device phases.
+
+    Every device's phase energy is sent, all of it as ``(other)`` when the rank opened no
+    phase, so the job's phases plus ``(other)`` always add up to the job's energy.
+    """
+    from greenai.tracker import OTHER_PHASE  # the tracker imports this module
+
     sampler, timeline = tracker._sampler, tracker._timeline
     ids = {} if sampler is None else {d.name: device_id(d) for d in sampler.devices}
     phases: dict[str, dict[str, list[float]]] = {}
-    if timeline is not None and result.phases:
+    if timeline is not None:
         t0 = tracker._t0
         t1 = t0 + result.duration_s
         for name, curve in timeline.curves().items():
-            phases[name] = {
-                p.name: [p.energy_j or 0.0, p.uncertainty_j or 0.0]
-                for p in tracker._phase_energy([curve], t0, t1)
-            }
-    return RankPayload.build(info, result, ids, phases)
+            if result.phases:
+                phases[name] = {
+                    p.name: [p.energy_j or 0.0, p.uncertainty_j or 0.0]
+                    for p in tracker._phase_energy([curve], t0, t1)
+                }
+            else:
+                e, u = curve.window(np.array([t0]), np.array([t1]))
+                phases[name] = {OTHER_PHASE: [float(e[0]), float(u[0])]}
+    return RankPayload.build(info, result, ids, phases, job=job)

@@ -94,8 +94,9 @@ class PrometheusExporter:
 
     @property
     def url(self) -> str:
-        """Where to scrape, e.g. ``http://127.0.0.1:9400/metrics``."""
-        return f"http://{self.addr}:{self.port}/metrics"
+        """Where to scrape, e.g. ``http://127.0.0.1:9400/metrics`` (``http://[::1]:9400/...``)."""
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr  # IPv6 in brackets
+        return f"http://{host}:{self.port}/metrics"
 
     def start(self) -> PrometheusExporter:
         """Bind the port and serve on a daemon thread."""
@@ -171,9 +172,11 @@ class _Collector:
         )  # fmt: skip
         total.add_metric(values, sum(r[4] for r in readings))
         duration = GaugeMetricFamily(
-            "greenai_job_duration_seconds", "Seconds since the job started.", labels=labels
+            "greenai_job_duration_seconds",
+            "Seconds since the job started (its length once stopped).",
+            labels=labels,
         )
-        duration.add_metric(values, max(t._now() - t._t0, 0.0) if t.running else 0.0)
+        duration.add_metric(values, _duration_s(t))
         steps = CounterMetricFamily("greenai_job_steps", "Steps marked with step().", labels=labels)
         steps.add_metric(values, len(t._steps))
         running = GaugeMetricFamily(
@@ -181,3 +184,11 @@ class _Collector:
         )
         running.add_metric(values, 1.0 if t.running else 0.0)
         yield from (power, energy, total, duration, steps, running)
+
+
+def _duration_s(t: Tracker) -> float:
+    """Seconds tracked: so far while running, the job's length once stopped, 0 before."""
+    if t.running:
+        return max(t._now() - t._t0, 0.0)
+    result = t._result
+    return result.duration_s if result is not None else 0.0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -26,6 +27,7 @@ def run_rank() -> Rank:
         steps: int = 4,
         flops: float = 0.0,
         samples: int | None = 8,
+        phases: bool = True,
     ) -> tuple[greenai.Tracker, RankPayload]:
         clock = FakeClock()
         devices = [
@@ -35,7 +37,7 @@ def run_rank() -> Rank:
         job = greenai.Tracker("sim", devices=devices, clock=clock, distributed=False)
         with job:
             for _ in range(steps):
-                with job.phase("fwd"):
+                with job.phase("fwd") if phases else contextlib.nullcontext():
                     clock.advance(0.3)
                 clock.advance(0.2)
                 job.step(samples=samples)

@@ -133,3 +133,31 @@ def test_summary_shows_ranks_and_nodes(run_rank: Rank) -> None:
     text = summary(aggregate([a, b], world_size=3))
     assert "job: 2/3 ranks on 2 node(s)" in text
     assert "node n1" in text and "never reported" in text
+
+
+def test_two_local_ranks_zero_on_one_host_id_are_flagged(run_rank: Rank) -> None:
+    # Two machines with one host name and no readable boot id: both ranks are local rank 0.
+    payloads = [
+        run_rank(r, "node", [(f"gpu{r}", f"GPU-{r}", 100.0), ("cpu", "CPU", 40.0)])[1]
+        for r in range(2)
+    ]
+    job = aggregate(payloads, world_size=2)
+    assert any("ranks [0, 1] are each local rank 0 of host 'node'" in n for n in job.notes)
+    ok = aggregate([payloads[0], run_rank(1, "node", [], local_rank=1)[1]], world_size=2)
+    assert not any("local rank 0" in n for n in ok.notes)
+
+
+def test_per_step_arrays_travel_up_to_a_limit_that_shrinks_with_the_job() -> None:
+    from greenai.distributed.payload import MAX_PAYLOAD_STEPS, max_payload_steps
+
+    assert max_payload_steps(2) == max_payload_steps(8) == MAX_PAYLOAD_STEPS
+    assert max_payload_steps(64) == 1250 and max_payload_steps(10_000) == 100
+
+
+def test_phase_uncertainty_combines_as_on_one_process(run_rank: Rank) -> None:
+    gpus = [("gpu0", "GPU-0", 100.0), ("gpu1", "GPU-1", 200.0)]
+    tracker, payload = run_rank(0, "h", gpus, world_size=1)
+    job = aggregate([payload], world_size=1)
+    for mine, theirs in zip(tracker.result.phases, job.phases, strict=True):
+        assert theirs.name == mine.name and theirs.energy_j == pytest.approx(mine.energy_j)
+        assert theirs.uncertainty_j == pytest.approx(mine.uncertainty_j, rel=1e-12)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +56,23 @@ def test_rank_info_from_torchrun_and_slurm_variables() -> None:
     srun = rank_info(SLURM)
     assert (srun.rank, srun.world_size, srun.local_rank, srun.local_world_size) == (5, 13, 1, 4)
     assert srun.slurm is not None and srun.slurm.job_id == "4242"
-    assert host_id({}) == socket.gethostname()
+    assert host_id({}, boot_id_path="/nonexistent") == socket.gethostname()
+
+
+def test_host_id_tells_apart_two_machines_with_one_host_name(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("0f1e2d3c-aaaa-bbbb-cccc-000000000001\n")
+    b.write_text("9a8b7c6d-aaaa-bbbb-cccc-000000000002\n")
+    ida, idb = host_id({}, boot_id_path=str(a)), host_id({}, boot_id_path=str(b))
+    assert ida == f"{socket.gethostname()}@0f1e2d3c" and ida != idb
+    assert host_id({"GREENAI_HOST_ID": "n1"}, boot_id_path=str(a)) == "n1"
+
+
+def test_without_local_rank_the_rank_modulo_ranks_per_host_stands_in() -> None:
+    spawned = rank_info({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"})
+    assert (spawned.local_rank, spawned.local_world_size) == (1, 4)
+    unknown = rank_info({"RANK": "5", "WORLD_SIZE": "8"})
+    assert (unknown.local_rank, unknown.local_world_size) == (0, 1)
 
 
 def test_rank_info_prefers_the_process_group() -> None:

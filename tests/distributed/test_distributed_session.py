@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
+import signal
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,8 +119,9 @@ def test_rank_zero_stops_waiting_at_the_deadline_and_names_the_missing(run_rank:
     t0, _ = run_rank(0, "h", [("gpu0", "GPU-0", 100.0)])
     t2, _ = run_rank(2, "h", [("gpu2", "GPU-2", 100.0)])
     sessions[2].finish(t2, t2.result)  # rank 1 never finishes
-    with pytest.warns(MeasurementWarning, match=r"rank\(s\) \[1\] did not report"):
-        job = sessions[0].finish(t0, t0.result)
+    job = sessions[0].finish(t0, t0.result)
+    with pytest.warns(MeasurementWarning, match=r"rank\(s\) \[1\]: they did not report"):
+        sessions[0].close()
     assert 5.0 <= time.t < 5.1
     assert job.job is not None and job.job.missing_ranks == (1,)
     assert [r.rank for r in job.job.ranks] == [0, 2]
@@ -125,8 +131,107 @@ def test_job_numbers_keep_successive_trackers_apart() -> None:
     store = dist.HashStore()
     a0, b0 = StoreGather(store, 0, 2), StoreGather(store, 0, 2)
     a1, b1 = StoreGather(store, 1, 2), StoreGather(store, 1, 2)
-    assert [a0.begin(), b0.begin()] == [a1.begin(), b1.begin()] == ["greenai/job1", "greenai/job2"]
+    assert (
+        [a0.begin(), b0.begin()] == [a1.begin(), b1.begin()] == ["greenai/job/1", "greenai/job/2"]
+    )
     assert a0.key(1) != b0.key(1)
+
+
+def test_a_tracker_on_rank_zero_alone_does_not_put_the_job_numbers_out_of_step() -> None:
+    store = dist.HashStore()
+    StoreGather(store, 0, 2).begin("eval")  # rank 0 alone (distributed=False on the others)
+    train0, train1 = StoreGather(store, 0, 2), StoreGather(store, 1, 2)
+    assert train0.begin("train") == train1.begin("train") == "greenai/train/1"
+    assert StoreGather(store, 0, 2).begin("a/b") == "greenai/a%2Fb/1"
+
+
+def test_a_payload_of_another_job_is_never_mixed_in(run_rank: Rank) -> None:
+    store, time = dist.HashStore(), _Time()
+    sessions = [_session(store, r, 2, time) for r in range(2)]
+    t0, _ = run_rank(0, "h", [("gpu0", "GPU-0", 100.0)])
+    _, stale = run_rank(1, "h", [("gpu1", "GPU-1", 100.0)])
+    store.set(sessions[1].gather.key(1), dataclasses.replace(stale, job="greenai/job/7").to_bytes())
+    store.add(f"{sessions[0].gather.key(0)}/done", 1)
+    job = sessions[0].finish(t0, t0.result)
+    assert job.job is not None and job.job.missing_ranks == (1,)
+    assert job.energy_j == pytest.approx(t0.result.energy_j)
+    assert any("'greenai/job/7'" in n and "not counted" in n for n in job.notes)
+    with pytest.warns(MeasurementWarning, match="not counted"):
+        sessions[0].close()
+
+
+def test_phases_add_up_when_one_rank_has_none(run_rank: Rank) -> None:
+    store, time = dist.HashStore(), _Time()
+    sessions = [_session(store, r, 2, time) for r in range(2)]
+    t0, _ = run_rank(0, "h", [("gpu0", "GPU-0", 100.0)])
+    t1, _ = run_rank(1, "h", [("gpu1", "GPU-1", 300.0)], phases=False)
+    sessions[1].finish(t1, t1.result)
+    job = sessions[0].finish(t0, t0.result)
+    assert job.energy_j is not None and not t1.result.phases
+    assert [p.name for p in job.phases] == ["fwd", "(other)"]
+    assert math.fsum(p.energy_j or 0.0 for p in job.phases) == pytest.approx(job.energy_j)
+
+
+def test_sigterm_while_waiting_ends_the_wait_and_is_passed_on_after(run_rank: Rank) -> None:
+    store, time = dist.HashStore(), _Time()
+    sessions = [_session(store, r, 2, time) for r in range(2)]
+
+    def sigterm(seconds: float) -> None:  # torchrun's SIGTERM arrives while rank 0 waits
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(seconds)
+
+    sessions[0].gather._sleep = sigterm
+    t0, _ = run_rank(0, "h", [("gpu0", "GPU-0", 100.0)])
+    got: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        job = sessions[0].finish(t0, t0.result)
+        assert job.job is not None and job.job.missing_ranks == (1,) and got == []
+        assert time.t < 0.1  # it stopped waiting at once
+        assert any("SIGTERM" in n for n in job.notes)
+        with pytest.warns(MeasurementWarning, match="SIGTERM"):
+            sessions[0].close()
+        assert got == [signal.SIGTERM]  # the handler that was there before gets it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_warning_made_an_error_loses_neither_result_nor_record(
+    group_of_one: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenai.distributed.session as session
+
+    two = RankInfo(rank=0, world_size=2, local_rank=0, local_world_size=1, host="h")
+    monkeypatch.setattr(session, "rank_info", lambda dist: two)  # rank 1 never reports
+    monkeypatch.setenv("GREENAI_GATHER_TIMEOUT_S", "0.05")
+    clock = FakeClock()
+    job = greenai.track("w", devices=[FakeGPU(clock=clock)], clock=clock, store=tmp_path / "r.db")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MeasurementWarning)
+        job.start()
+        clock.advance(1.0)
+        with pytest.raises(MeasurementWarning, match="did not report"):
+            job.stop()
+    assert job.result.job is not None and job.result.job.missing_ranks == (1,)
+    with RunStore(tmp_path / "r.db") as store:
+        run = store.get("latest")
+    assert run.measurement is not None and run.measurement.job == job.result.job
+
+
+def test_world_size_without_a_group_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import greenai.distributed.session as session
+
+    monkeypatch.setattr(session, "_warned", set())
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    clock = FakeClock()
+    with pytest.warns(MeasurementWarning, match="init_process_group"):
+        with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock):
+            clock.advance(0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MeasurementWarning)
+        with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock) as job:
+            clock.advance(0.1)
+    assert job.result.job is None
 
 
 def test_a_broken_gather_keeps_the_ranks_own_result(run_rank: Rank) -> None:
@@ -141,7 +246,20 @@ def test_a_broken_gather_keeps_the_ranks_own_result(run_rank: Rank) -> None:
     info = RankInfo(rank=1, world_size=2, local_rank=1, local_world_size=2, host="h")
     gather = StoreGather(Broken(), 1, 2)  # type: ignore[arg-type]
     gather.begin()
+    session = DistributedSession(info, gather)
+    result = session.finish(tracker, tracker.result)
     with pytest.warns(MeasurementWarning, match="store went away"):
-        result = DistributedSession(info, gather).finish(tracker, tracker.result)
+        session.close()
     assert result.energy_j == tracker.result.energy_j
     assert "store went away" in result.notes[-1]
+
+
+def test_ranks_without_local_rank_are_told_every_device_is_read() -> None:
+    from greenai.distributed.session import _no_local_rank_message
+
+    spawned = RankInfo(rank=1, world_size=2, local_rank=0, local_world_size=1, host="h")
+    assert "LOCAL_RANK is not set" in (_no_local_rank_message({}, spawned) or "")
+    assert _no_local_rank_message({"LOCAL_RANK": "1"}, spawned) is None
+    assert _no_local_rank_message({"LOCAL_WORLD_SIZE": "1"}, spawned) is None
+    known = dataclasses.replace(spawned, local_world_size=2, local_rank=1)
+    assert _no_local_rank_message({}, known) is None

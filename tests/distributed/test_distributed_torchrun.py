@@ -27,7 +27,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _torchrun(out: Path, mode: str, **env: str) -> dict[int, Measurement]:
+def _torchrun(out: Path, mode: str, ok: bool = True, **env: str) -> dict[int, Measurement]:
     command = [
         sys.executable,
         "-m",
@@ -49,7 +49,7 @@ def _torchrun(out: Path, mode: str, **env: str) -> dict[int, Measurement]:
     proc = subprocess.run(
         command, env=environ, capture_output=True, text=True, timeout=120, check=False
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     return {
         int(p.stem[4:]): Measurement.from_dict(json.loads(p.read_text()))
         for p in out.glob("rank*.json")
@@ -89,11 +89,17 @@ def test_two_ranks_one_host_count_the_shared_gpu_once(tmp_path: Path) -> None:
 
 
 def test_a_rank_that_dies_is_reported_missing(tmp_path: Path) -> None:
-    results = _torchrun(tmp_path, "die", GREENAI_GATHER_TIMEOUT_S="2")
-    assert sorted(results) == [0]
-    job = results[0]
-    assert job.job is not None and job.job.missing_ranks == (1,)
-    assert job.partial and any("never reported" in n for n in job.notes)
+    # Rank 1 exits with code 1; torchrun SIGTERMs rank 0 while it waits (the 20 s deadline
+    # is never reached): rank 0 records the job at once, then dies of the SIGTERM.
+    results = _torchrun(tmp_path, "die", ok=False, GREENAI_GATHER_TIMEOUT_S="20")
+    assert results == {}  # neither rank got past its tracker
+    with RunStore(tmp_path / "runs.db") as store:
+        runs = store.runs()
+        assert len(runs) == 1
+        job = store.get(runs["id"][0]).measurement
+    assert job is not None and job.job is not None and job.job.missing_ranks == (1,)
+    assert job.partial and any("SIGTERM" in n for n in job.notes)
+    assert job.job.gather_s is not None and job.job.gather_s < 15
     assert job.energy_j == pytest.approx(job.job.rank_energy(0).energy_j)
 
 

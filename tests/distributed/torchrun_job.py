@@ -2,7 +2,8 @@
 
 Usage: python -m torch.distributed.run --nproc_per_node=2 torchrun_job.py OUT MODE
 MODE: ``shared`` (both ranks read one shared GPU), ``twonode`` (each rank its own host id),
-``die`` (rank 1 exits without stopping its tracker).
+``die`` (rank 1 fails with exit code 1 while rank 0 stops: torchrun then sends rank 0
+SIGTERM while it waits for rank 1's payload).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,8 +39,13 @@ def main() -> None:
                 dist.all_reduce(x)
             job.step(samples=8)
         job.add_flops(1e12 * (rank + 1))
-        if mode == "die" and rank == 1:
-            os._exit(0)  # dies without stop(): rank 0 must still finish
+        if mode == "die":
+            store = dist.distributed_c10d._get_default_store()
+            if rank == 1:  # dies once rank 0 is about to stop: it must still record the job
+                store.wait(["test/rank0-stopping"])
+                time.sleep(0.5)  # let rank 0 reach its wait for the payloads
+                os._exit(1)
+            store.set("test/rank0-stopping", b"1")
         if mode != "die":
             dist.barrier()
     (out / f"rank{rank}.json").write_text(json.dumps(job.result.to_dict()))

@@ -55,6 +55,24 @@ def test_scrape_shows_live_power_and_energy_per_device() -> None:
         urllib.request.urlopen(exporter.url, timeout=2)
 
 
+def test_after_stop_duration_stays_with_the_energy() -> None:
+    clock = FakeClock()
+    job = greenai.track("done", devices=[FakeGPU(power_w=100.0, clock=clock)], clock=clock)
+    with PrometheusExporter(job, port=0) as exporter:
+        with job:
+            clock.advance(3.0)
+        metrics = scrape(exporter.url)
+        assert metrics["greenai_job_running"][0][1] == 0.0
+        assert metrics["greenai_job_energy_joules_total"][0][1] > 0.0
+        assert metrics["greenai_job_duration_seconds"][0][1] == pytest.approx(3.0)
+
+
+def test_the_url_of_an_ipv6_address_has_brackets() -> None:
+    job = greenai.track(devices=[])
+    assert PrometheusExporter(job, port=9400, addr="::1").url == "http://[::1]:9400/metrics"
+    assert PrometheusExporter(job, port=9400).url == "http://127.0.0.1:9400/metrics"
+
+
 def test_before_start_there_is_nothing_per_device() -> None:
     job = greenai.track("idle", devices=[])
     with PrometheusExporter(job, port=0) as exporter:

@@ -4,12 +4,18 @@ import os
 
 RECORD_SIZE: int
 MIN_PERIOD_NS: int
+MAX_PERIOD_NS: int
 
 class Loop:
     """Reads RAPL and NVML sources every ``period_ns`` on a thread that never takes the GIL.
 
+    start/stop/tick/add_*/close may be called from several threads: they run one at a time
+    (a second caller waits, with the GIL released), so the thread is started and joined
+    once; the loser of two concurrent start() calls gets TrackerStateError.
+
     Args:
-        period_ns: Sampling period in nanoseconds, at least ``MIN_PERIOD_NS`` (1 ms).
+        period_ns: Sampling period in nanoseconds, ``MIN_PERIOD_NS`` (1 ms) to
+            ``MAX_PERIOD_NS`` (1 hour).
         capacity: Ring buffer size in records (rounded up to a power of two); records that
             do not fit are dropped and counted in :attr:`overflow`.
 
@@ -52,24 +58,30 @@ class Loop:
         """Add an NVIDIA GPU by NVML index (int) or UUID (str); return its source index.
 
         Args:
-            device: NVML index or ``GPU-...`` UUID.
+            device: NVML index (0..4294967295) or ``GPU-...`` UUID.
             power: ``"instant"`` (NVML_FI_DEV_POWER_INSTANT), ``"average"``
                 (nvmlDeviceGetPowerUsage) or ``"none"``; read on every tick, in watts.
             energy_period_ns: How often to read the total-energy counter (joules since the
                 driver loaded); rounded to whole ticks; 0 never reads it.
             lib: NVML library to dlopen; default ``$GREENAI_NVML_LIB`` or
-                ``libnvidia-ml.so.1``.
+                ``libnvidia-ml.so.1``. Loaded once per process and never unloaded; one loop
+                reads through one library.
 
         Raises:
             DeviceUnavailableError: The library cannot be loaded.
             DriverMismatchError: It lacks a function the reading needs.
             DeviceError: NVML cannot initialise or find the GPU.
-            ConfigError: ``power`` or ``energy_period_ns`` is invalid.
+            ConfigError: ``power``, ``energy_period_ns`` or the index is invalid, or the
+                loop already reads another NVML library.
         """
     def start(self) -> None:
         """Read every source once, now, then start the thread."""
     def stop(self) -> None:
-        """Stop the thread, then read every source once more. Idempotent."""
+        """Stop the thread, then read every source once more. Idempotent.
+
+        The last reading includes every NVML energy counter, whatever its own period, so
+        the window ends on a counter value taken at stop time.
+        """
     def tick(self) -> None:
         """Read every source once, now (not while the thread runs)."""
     def drain(self) -> bytes:

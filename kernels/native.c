@@ -20,6 +20,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,6 +33,8 @@
 #include <unistd.h>
 
 #define MIN_PERIOD_NS 1000000LL   /* 1 ms */
+#define MAX_PERIOD_NS 3600000000000LL /* 1 hour */
+#define MAX_NVML_LIBS 8
 #define STOP_POLL_NS 10000000LL   /* a stop request is seen within 10 ms */
 #define NVML_FI_DEV_POWER_INSTANT 186
 
@@ -96,7 +99,7 @@ typedef struct {
     int (*power)(nvml_device_t, unsigned int *);
     int (*fields)(nvml_device_t, int, nvml_field_value_t *);
     const char *(*error_string)(int);
-    int inits; /* successful nvmlInit calls this loop owes a shutdown for */
+    char path[4096];
 } nvml_api_t;
 
 /* --- the loop object ---------------------------------------------------------------------- */
@@ -122,7 +125,8 @@ typedef struct loop_s {
     ring_t ring;
     source_t *sources;
     int nsources;
-    nvml_api_t nvml;
+    const nvml_api_t *nvml; /* process-wide, never unloaded (see load_nvml) */
+    int nvml_inits;         /* successful nvmlInit calls this loop owes a shutdown for */
     pthread_mutex_t tick_lock; /* one producer at a time: the thread or a synchronous tick */
     pthread_t thread;
     int thread_valid;
@@ -130,6 +134,12 @@ typedef struct loop_s {
     _Atomic int running;
     int forked;   /* inherited through fork(): the thread is gone, NVML must not be used */
     int closed;
+    /* Lifecycle: start/stop/tick/add/close run one at a time. `busy` is guarded by
+       life_lock, which is only ever held briefly and never while waiting for the GIL;
+       a caller that finds the loop busy waits on life_cond with the GIL released. */
+    pthread_mutex_t life_lock;
+    pthread_cond_t life_cond;
+    int busy;
     int64_t start_ns;
     int64_t tick_index;
     _Atomic uint64_t ticks, missed;
@@ -171,7 +181,9 @@ static void raise_greenai(const char *cls, const char *fmt, ...) {
 
 static int read_uj(int fd, uint64_t *out) {
     char buf[32];
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    ssize_t n;
+    do n = pread(fd, buf, sizeof buf - 1, 0);
+    while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     buf[n] = '\0';
     if (buf[0] < '0' || buf[0] > '9') return -EBADMSG;
@@ -216,7 +228,7 @@ static void read_nvml(loop_t *L, source_t *s, int64_t tick, record_t *rec) {
     int ret = 0;
     if (energy_due(s, tick)) {
         unsigned long long mj = 0;
-        ret = L->nvml.energy(s->handle, &mj);
+        ret = L->nvml->energy(s->handle, &mj);
         if (ret) goto fail;
         rec->energy_j = (double)mj / 1000.0;
         s->next_energy_tick = (tick / s->energy_every + 1) * s->energy_every;
@@ -225,13 +237,13 @@ static void read_nvml(loop_t *L, source_t *s, int64_t tick, record_t *rec) {
         nvml_field_value_t f;
         memset(&f, 0, sizeof f);
         f.fieldId = NVML_FI_DEV_POWER_INSTANT;
-        ret = L->nvml.fields(s->handle, 1, &f);
+        ret = L->nvml->fields(s->handle, 1, &f);
         if (!ret) ret = f.nvmlReturn;
         if (ret) goto fail;
         rec->power_w = field_as_double(&f) / 1000.0;
     } else if (s->power_mode == POWER_AVERAGE) {
         unsigned int mw = 0;
-        ret = L->nvml.power(s->handle, &mw);
+        ret = L->nvml->power(s->handle, &mw);
         if (ret) goto fail;
         rec->power_w = (double)mw / 1000.0;
     }
@@ -312,52 +324,91 @@ static void *run(void *arg) {
     return NULL;
 }
 
-/* Join the thread; the caller may or may not hold the GIL (see stop_thread). */
+/* --- lifecycle: one operation at a time ---------------------------------------------------- */
+
+/* Take the loop for one operation (start/stop/tick/add/close/stats). Call without the GIL:
+   a second caller waits here until the first is done, so a thread is never joined twice,
+   never started twice, and sources never change under a running operation. */
+static void op_begin_nogil(loop_t *L) {
+    pthread_mutex_lock(&L->life_lock);
+    while (L->busy) pthread_cond_wait(&L->life_cond, &L->life_lock);
+    L->busy = 1;
+    pthread_mutex_unlock(&L->life_lock);
+}
+
+/* Give the loop back; with or without the GIL. */
+static void op_end(loop_t *L) {
+    pthread_mutex_lock(&L->life_lock);
+    L->busy = 0;
+    pthread_cond_broadcast(&L->life_cond);
+    pthread_mutex_unlock(&L->life_lock);
+}
+
+/* op_begin_nogil for a caller holding the GIL (released while it waits). */
+static void op_begin(loop_t *L) {
+    Py_BEGIN_ALLOW_THREADS
+    op_begin_nogil(L);
+    Py_END_ALLOW_THREADS
+}
+
+/* Join the thread, if any. Caller owns the operation (no GIL needed). */
 static void join_thread(loop_t *L) {
+    if (!L->thread_valid) return;
     atomic_store_explicit(&L->stop_flag, 1, memory_order_release);
     pthread_join(L->thread, NULL);
     L->thread_valid = 0;
     atomic_store(&L->running, 0);
 }
 
-static void stop_thread(loop_t *L) {
-    if (!L->thread_valid) return;
-    Py_BEGIN_ALLOW_THREADS
-    join_thread(L);
-    Py_END_ALLOW_THREADS
-}
-
-static void sync_tick(loop_t *L) {
-    Py_BEGIN_ALLOW_THREADS
+/* Read every source once at the current tick. With `all_energy`, NVML energy counters
+   are read whatever their own period (the window's last reading must carry one). */
+static void locked_tick(loop_t *L, int all_energy) {
     pthread_mutex_lock(&L->tick_lock);
+    if (all_energy)
+        for (int i = 0; i < L->nsources; i++)
+            if (L->sources[i].energy_every > 0) L->sources[i].next_energy_tick = L->tick_index;
     do_tick(L, L->tick_index);
     pthread_mutex_unlock(&L->tick_lock);
-    Py_END_ALLOW_THREADS
 }
 
 /* --- fork() and exit ----------------------------------------------------------------------- */
 
+static pthread_mutex_t g_nvml_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void atfork_prepare(void) {
     pthread_mutex_lock(&g_lock);
-    for (loop_t *L = g_loops; L; L = L->next_loop) pthread_mutex_lock(&L->tick_lock);
+    pthread_mutex_lock(&g_nvml_lock);
+    for (loop_t *L = g_loops; L; L = L->next_loop) {
+        pthread_mutex_lock(&L->life_lock);
+        pthread_mutex_lock(&L->tick_lock);
+    }
 }
 
 static void atfork_parent(void) {
-    for (loop_t *L = g_loops; L; L = L->next_loop) pthread_mutex_unlock(&L->tick_lock);
+    for (loop_t *L = g_loops; L; L = L->next_loop) {
+        pthread_mutex_unlock(&L->tick_lock);
+        pthread_mutex_unlock(&L->life_lock);
+    }
+    pthread_mutex_unlock(&g_nvml_lock);
     pthread_mutex_unlock(&g_lock);
 }
 
 static void atfork_child(void) {
-    /* Only the forking thread exists in the child: no sampler thread, and NVML handles are
-       not to be used. The loop becomes inert; the child starts its own if it wants one. */
+    /* Only the forking thread exists in the child: no sampler thread, no operation in
+       flight on another thread, and NVML handles are not to be used. The loop becomes
+       inert; the child starts its own if it wants one. */
     for (loop_t *L = g_loops; L; L = L->next_loop) {
         pthread_mutex_unlock(&L->tick_lock);
+        pthread_mutex_unlock(&L->life_lock);
+        pthread_cond_init(&L->life_cond, NULL);
+        L->busy = 0;
         L->forked = 1;
         L->thread_valid = 0;
         atomic_store(&L->running, 0);
         atomic_store(&L->ring.head, 0);
         atomic_store(&L->ring.tail, 0);
     }
+    pthread_mutex_unlock(&g_nvml_lock);
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -365,43 +416,56 @@ static PyObject *stop_all(PyObject *mod, PyObject *unused) {
     (void)mod;
     (void)unused;
     /* Collect first: joining releases the GIL, and the list may change meanwhile. */
-    PyObject *running = PyList_New(0);
-    if (!running) return NULL;
+    PyObject *loops = PyList_New(0);
+    if (!loops) return NULL;
     for (loop_t *L = g_loops; L; L = L->next_loop)
-        if (!L->forked && L->thread_valid && PyList_Append(running, (PyObject *)L) < 0) {
-            Py_DECREF(running);
+        if (!L->forked && PyList_Append(loops, (PyObject *)L) < 0) {
+            Py_DECREF(loops);
             return NULL;
         }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(running); i++)
-        stop_thread((loop_t *)PyList_GET_ITEM(running, i));
-    Py_DECREF(running);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(loops); i++) {
+        loop_t *L = (loop_t *)PyList_GET_ITEM(loops, i);
+        /* All of it without the GIL: a daemon thread in stop() must be able to finish. */
+        Py_BEGIN_ALLOW_THREADS
+        op_begin_nogil(L);
+        if (!L->forked) join_thread(L);
+        op_end(L);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(loops);
     Py_RETURN_NONE;
 }
 
 /* --- Loop methods -------------------------------------------------------------------------- */
 
-static int check_usable(loop_t *L, const char *what) {
-    if (L->forked) {
-        raise_greenai("TrackerStateError",
-                      "this sampling loop was inherited through fork(); create a new one in "
-                      "the child process before calling %s()", what);
-        return -1;
-    }
-    if (L->closed) {
-        raise_greenai("TrackerStateError", "the sampling loop is closed; create a new one");
-        return -1;
-    }
-    return 0;
+enum { ST_OK = 0, ST_FORKED, ST_CLOSED, ST_RUNNING };
+
+static int idle_state(const loop_t *L) {
+    if (L->forked) return ST_FORKED;
+    if (L->closed) return ST_CLOSED;
+    if (L->thread_valid) return ST_RUNNING;
+    return ST_OK;
 }
 
-static int check_idle(loop_t *L, const char *what) {
-    if (check_usable(L, what)) return -1;
-    if (atomic_load(&L->running)) {
-        raise_greenai("TrackerStateError", "%s() is not allowed while the loop runs; stop() it",
-                      what);
-        return -1;
+/* Raise the error for a nonzero idle_state() and return -1 (0 for ST_OK). */
+static int raise_state(int state, const char *what) {
+    switch (state) {
+        case ST_FORKED:
+            raise_greenai("TrackerStateError",
+                          "this sampling loop was inherited through fork(); create a new one "
+                          "in the child process before calling %s()", what);
+            return -1;
+        case ST_CLOSED:
+            raise_greenai("TrackerStateError", "the sampling loop is closed; create a new one");
+            return -1;
+        case ST_RUNNING:
+            raise_greenai("TrackerStateError",
+                          "%s() is not allowed while the loop runs (or was started by another "
+                          "thread); stop() it", what);
+            return -1;
+        default:
+            return 0;
     }
-    return 0;
 }
 
 static source_t *new_source(loop_t *L) {
@@ -417,6 +481,34 @@ static source_t *new_source(loop_t *L) {
     return s;
 }
 
+static PyObject *add_rapl_locked(loop_t *L, const char *path, unsigned long long max_range) {
+    if (raise_state(idle_state(L), "add_rapl")) return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        raise_greenai(err == ENOENT ? "DeviceUnavailableError" : "DeviceError",
+                      "cannot open RAPL counter %s: %s", path, strerror(err));
+        return NULL;
+    }
+    uint64_t first;
+    int status = read_uj(fd, &first);
+    if (status) {
+        close(fd);
+        raise_greenai("DeviceError", "cannot read RAPL counter %s: %s", path, strerror(-status));
+        return NULL;
+    }
+    source_t *s = new_source(L);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    s->kind = SRC_RAPL;
+    s->fd = fd;
+    s->wrap_uj = (uint64_t)max_range + 1; /* the counter takes values 0..max_range */
+    s->last_uj = first;
+    return PyLong_FromLong(L->nsources++);
+}
+
 static PyObject *Loop_add_rapl(loop_t *L, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "max_energy_range_uj", NULL};
     PyObject *path_obj;
@@ -424,91 +516,83 @@ static PyObject *Loop_add_rapl(loop_t *L, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&K", kwlist, PyUnicode_FSConverter, &path_obj,
                                      &max_range))
         return NULL;
-    const char *path = PyBytes_AS_STRING(path_obj);
-    if (check_idle(L, "add_rapl")) goto error;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        raise_greenai(err == ENOENT ? "DeviceUnavailableError" : "DeviceError",
-                      "cannot open RAPL counter %s: %s", path, strerror(err));
-        goto error;
-    }
-    uint64_t first;
-    int status = read_uj(fd, &first);
-    if (status) {
-        close(fd);
-        raise_greenai("DeviceError", "cannot read RAPL counter %s: %s", path, strerror(-status));
-        goto error;
-    }
-    source_t *s = new_source(L);
-    if (!s) {
-        close(fd);
-        goto error;
-    }
-    s->kind = SRC_RAPL;
-    s->fd = fd;
-    s->wrap_uj = (uint64_t)max_range + 1; /* the counter takes values 0..max_range */
-    s->last_uj = first;
+    op_begin(L);
+    PyObject *res = add_rapl_locked(L, PyBytes_AS_STRING(path_obj), max_range);
+    op_end(L);
     Py_DECREF(path_obj);
-    return PyLong_FromLong(L->nsources++);
-error:
-    Py_DECREF(path_obj);
-    return NULL;
+    return res;
 }
 
-static void *nvml_sym(nvml_api_t *api, const char *name, const char *fallback) {
-    void *f = dlsym(api->dl, name);
-    if (!f && fallback) f = dlsym(api->dl, fallback);
+/* NVML libraries loaded so far, by path: loaded once per process and never unloaded, so a
+   loop (or a concurrent one) can never call into an unmapped library. */
+static nvml_api_t g_nvml[MAX_NVML_LIBS];
+static int g_nvml_count = 0;
+
+static void *nvml_sym(void *dl, const char *name, const char *fallback) {
+    void *f = dlsym(dl, name);
+    if (!f && fallback) f = dlsym(dl, fallback);
     return f;
 }
 
-static int load_nvml(loop_t *L, const char *lib) {
-    nvml_api_t *api = &L->nvml;
-    if (api->dl) return 0;
+/* The NVML entry points of `lib`, loading it on first use; NULL with an exception set. */
+static const nvml_api_t *load_nvml(const char *lib) {
+    char err[600] = "";
+    const char *cls = "DeviceUnavailableError";
+    const nvml_api_t *found = NULL;
+    pthread_mutex_lock(&g_nvml_lock);
+    for (int i = 0; i < g_nvml_count && !found; i++)
+        if (!strcmp(g_nvml[i].path, lib)) found = &g_nvml[i];
+    if (found) goto out;
+    if (strlen(lib) >= sizeof g_nvml[0].path || g_nvml_count == MAX_NVML_LIBS) {
+        cls = "ConfigError";
+        snprintf(err, sizeof err, "cannot load NVML from %.200s: at most %d NVML libraries "
+                 "(paths of < 4096 bytes) per process", lib, MAX_NVML_LIBS);
+        goto out;
+    }
     void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *why = dlerror();
-        raise_greenai("DeviceUnavailableError",
-                      "cannot load NVML from %s (%s): NVIDIA driver/NVML not found", lib,
-                      why ? why : "dlopen failed");
-        return -1;
+        snprintf(err, sizeof err, "cannot load NVML from %.200s (%.200s): NVIDIA driver/NVML "
+                 "not found", lib, why ? why : "dlopen failed");
+        goto out;
+    }
+    nvml_api_t *api = &g_nvml[g_nvml_count];
+    memset(api, 0, sizeof *api);
+    api->init = nvml_sym(dl, "nvmlInit_v2", "nvmlInit");
+    api->shutdown = nvml_sym(dl, "nvmlShutdown", NULL);
+    api->by_index = nvml_sym(dl, "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex");
+    api->by_uuid = nvml_sym(dl, "nvmlDeviceGetHandleByUUID", NULL);
+    api->energy = nvml_sym(dl, "nvmlDeviceGetTotalEnergyConsumption", NULL);
+    api->power = nvml_sym(dl, "nvmlDeviceGetPowerUsage", NULL);
+    api->fields = nvml_sym(dl, "nvmlDeviceGetFieldValues", NULL);
+    api->error_string = nvml_sym(dl, "nvmlErrorString", NULL);
+    if (!api->init || !api->shutdown || !api->by_index || !api->by_uuid) {
+        dlclose(dl); /* no function of it was handed out */
+        memset(api, 0, sizeof *api);
+        cls = "DriverMismatchError";
+        snprintf(err, sizeof err, "%.200s lacks the NVML entry points greenai needs "
+                 "(nvmlInit_v2, nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetHandleByUUID); "
+                 "update the NVIDIA driver", lib);
+        goto out;
     }
     api->dl = dl;
-    api->init = nvml_sym(api, "nvmlInit_v2", "nvmlInit");
-    api->shutdown = nvml_sym(api, "nvmlShutdown", NULL);
-    api->by_index = nvml_sym(api, "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex");
-    api->by_uuid = nvml_sym(api, "nvmlDeviceGetHandleByUUID", NULL);
-    api->energy = nvml_sym(api, "nvmlDeviceGetTotalEnergyConsumption", NULL);
-    api->power = nvml_sym(api, "nvmlDeviceGetPowerUsage", NULL);
-    api->fields = nvml_sym(api, "nvmlDeviceGetFieldValues", NULL);
-    api->error_string = nvml_sym(api, "nvmlErrorString", NULL);
-    if (!api->init || !api->shutdown || !api->by_index || !api->by_uuid) {
-        dlclose(dl);
-        memset(api, 0, sizeof *api);
-        raise_greenai("DriverMismatchError",
-                      "%s lacks the NVML entry points greenai needs (nvmlInit_v2, "
-                      "nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetHandleByUUID); update the "
-                      "NVIDIA driver", lib);
-        return -1;
-    }
-    return 0;
+    snprintf(api->path, sizeof api->path, "%s", lib);
+    found = api;
+    g_nvml_count++;
+out:
+    pthread_mutex_unlock(&g_nvml_lock);
+    if (!found) raise_greenai(cls, "%s", err);
+    return found;
 }
 
-static const char *nvml_error(loop_t *L, int code) {
-    const char *s = L->nvml.error_string ? L->nvml.error_string(code) : NULL;
+static const char *nvml_error(const nvml_api_t *api, int code) {
+    const char *s = api && api->error_string ? api->error_string(code) : NULL;
     return s ? s : "unknown error";
 }
 
-static PyObject *Loop_add_nvml(loop_t *L, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"device", "power", "energy_period_ns", "lib", NULL};
-    PyObject *device;
-    const char *power = "instant";
-    long long energy_period_ns = 100000000LL;
-    const char *lib = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$sLz", kwlist, &device, &power,
-                                     &energy_period_ns, &lib))
-        return NULL;
-    if (check_idle(L, "add_nvml")) return NULL;
+static PyObject *add_nvml_locked(loop_t *L, PyObject *device, const char *power,
+                                 long long energy_period_ns, const char *lib) {
+    if (raise_state(idle_state(L), "add_nvml")) return NULL;
     int mode;
     if (!strcmp(power, "instant"))
         mode = POWER_INSTANT;
@@ -525,50 +609,61 @@ static PyObject *Loop_add_nvml(loop_t *L, PyObject *args, PyObject *kw) {
         raise_greenai("ConfigError", "energy_period_ns must be >= 0 (0: no energy counter)");
         return NULL;
     }
-    if (!lib || !*lib) {
-        lib = getenv("GREENAI_NVML_LIB");
-        if (!lib || !*lib) lib = "libnvidia-ml.so.1";
-    }
-    if (load_nvml(L, lib)) return NULL;
-    if ((energy_period_ns > 0 && !L->nvml.energy) || (mode == POWER_INSTANT && !L->nvml.fields) ||
-        (mode == POWER_AVERAGE && !L->nvml.power)) {
-        raise_greenai("DriverMismatchError", "%s lacks the NVML function for the requested "
-                      "reading; update the NVIDIA driver", lib);
-        return NULL;
-    }
-    int ret;
-    Py_BEGIN_ALLOW_THREADS
-    ret = L->nvml.init();
-    Py_END_ALLOW_THREADS
-    if (ret) {
-        raise_greenai("DeviceError", "cannot initialise NVML: NVML error %d: %s", ret,
-                      nvml_error(L, ret));
-        return NULL;
-    }
-    L->nvml.inits++;
-    nvml_device_t handle = NULL;
+    unsigned int index = 0;
+    const char *uuid = NULL;
     char desc[128];
     if (PyLong_Check(device)) {
-        long index = PyLong_AsLong(device);
-        if (index < 0 && PyErr_Occurred()) return NULL;
-        if (index < 0) {
-            raise_greenai("ConfigError", "NVML index must be >= 0, got %ld", index);
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(device, &overflow);
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (overflow || v < 0 || v > (long long)UINT_MAX) {
+            raise_greenai("ConfigError", "NVML index must be 0..%u (a GPU's index as "
+                          "nvidia-smi lists it)", UINT_MAX);
             return NULL;
         }
-        snprintf(desc, sizeof desc, "index %ld", index);
-        ret = L->nvml.by_index((unsigned int)index, &handle);
+        index = (unsigned int)v;
+        snprintf(desc, sizeof desc, "index %u", index);
     } else if (PyUnicode_Check(device)) {
-        const char *uuid = PyUnicode_AsUTF8(device);
+        uuid = PyUnicode_AsUTF8(device);
         if (!uuid) return NULL;
         snprintf(desc, sizeof desc, "%s", uuid);
-        ret = L->nvml.by_uuid(uuid, &handle);
     } else {
         PyErr_SetString(PyExc_TypeError, "device must be an NVML index (int) or a UUID (str)");
         return NULL;
     }
+    if (!lib || !*lib) {
+        lib = getenv("GREENAI_NVML_LIB");
+        if (!lib || !*lib) lib = "libnvidia-ml.so.1";
+    }
+    const nvml_api_t *api = load_nvml(lib);
+    if (!api) return NULL;
+    if ((energy_period_ns > 0 && !api->energy) || (mode == POWER_INSTANT && !api->fields) ||
+        (mode == POWER_AVERAGE && !api->power)) {
+        raise_greenai("DriverMismatchError", "%s lacks the NVML function for the requested "
+                      "reading; update the NVIDIA driver", lib);
+        return NULL;
+    }
+    if (L->nvml && L->nvml != api) {
+        raise_greenai("ConfigError", "this loop already reads NVML through %s; use one loop "
+                      "per NVML library", L->nvml->path);
+        return NULL;
+    }
+    int ret;
+    nvml_device_t handle = NULL;
+    Py_BEGIN_ALLOW_THREADS /* the loop is ours (op_begin): nothing else touches it */
+    ret = api->init();
+    Py_END_ALLOW_THREADS
+    if (ret) {
+        raise_greenai("DeviceError", "cannot initialise NVML: NVML error %d: %s", ret,
+                      nvml_error(api, ret));
+        return NULL;
+    }
+    L->nvml = api;
+    L->nvml_inits++;
+    ret = uuid ? api->by_uuid(uuid, &handle) : api->by_index(index, &handle);
     if (ret) {
         raise_greenai("DeviceError", "cannot find NVIDIA GPU %s: NVML error %d: %s", desc, ret,
-                      nvml_error(L, ret));
+                      nvml_error(api, ret));
         return NULL;
     }
     source_t *s = new_source(L);
@@ -584,42 +679,82 @@ static PyObject *Loop_add_nvml(loop_t *L, PyObject *args, PyObject *kw) {
     return PyLong_FromLong(L->nsources++);
 }
 
+static PyObject *Loop_add_nvml(loop_t *L, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"device", "power", "energy_period_ns", "lib", NULL};
+    PyObject *device;
+    const char *power = "instant";
+    long long energy_period_ns = 100000000LL;
+    const char *lib = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$sLz", kwlist, &device, &power,
+                                     &energy_period_ns, &lib))
+        return NULL;
+    op_begin(L);
+    PyObject *res = add_nvml_locked(L, device, power, energy_period_ns, lib);
+    op_end(L);
+    return res;
+}
+
 static PyObject *Loop_start(loop_t *L, PyObject *unused) {
     (void)unused;
-    if (check_idle(L, "start")) return NULL;
-    atomic_store(&L->stop_flag, 0);
-    L->tick_index = 0;
-    for (int i = 0; i < L->nsources; i++) L->sources[i].next_energy_tick = 0;
-    L->start_ns = now_ns();
-    sync_tick(L); /* the first reading is taken before start() returns */
-    L->tick_index = 1;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits: signals stay with Python */
-    int err = pthread_create(&L->thread, NULL, run, L);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int state, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    op_begin_nogil(L);
+    state = idle_state(L);
+    if (state == ST_OK) {
+        atomic_store(&L->stop_flag, 0);
+        L->tick_index = 0;
+        for (int i = 0; i < L->nsources; i++) L->sources[i].next_energy_tick = 0;
+        L->start_ns = now_ns();
+        locked_tick(L, 0); /* the first reading is taken before start() returns */
+        L->tick_index = 1;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits: signals stay with Python */
+        err = pthread_create(&L->thread, NULL, run, L);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!err) {
+            L->thread_valid = 1;
+            atomic_store(&L->running, 1);
+        }
+    }
+    op_end(L);
+    Py_END_ALLOW_THREADS
+    if (raise_state(state, "start")) return NULL;
     if (err) {
         raise_greenai("DeviceError", "cannot start the sampling thread: %s", strerror(err));
         return NULL;
     }
-    L->thread_valid = 1;
-    atomic_store(&L->running, 1);
     Py_RETURN_NONE;
 }
 
 static PyObject *Loop_stop(loop_t *L, PyObject *unused) {
     (void)unused;
-    if (L->forked || L->closed || !L->thread_valid) Py_RETURN_NONE;
-    stop_thread(L);
-    sync_tick(L); /* the last reading is taken after the thread ended */
+    /* Without the GIL throughout, so that a daemon thread stopping a loop while the
+       interpreter exits (and _stop_all waits for it) can always finish. */
+    Py_BEGIN_ALLOW_THREADS
+    op_begin_nogil(L);
+    if (!L->forked && !L->closed && L->thread_valid) {
+        join_thread(L);
+        locked_tick(L, 1); /* the last reading, after the thread ended, with every counter */
+    }
+    op_end(L);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
 static PyObject *Loop_tick(loop_t *L, PyObject *unused) {
     (void)unused;
-    if (check_idle(L, "tick")) return NULL;
-    sync_tick(L);
-    L->tick_index++;
+    int state;
+    Py_BEGIN_ALLOW_THREADS
+    op_begin_nogil(L);
+    state = idle_state(L);
+    if (state == ST_OK) {
+        locked_tick(L, 0);
+        L->tick_index++;
+    }
+    op_end(L);
+    Py_END_ALLOW_THREADS
+    if (raise_state(state, "tick")) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -640,33 +775,38 @@ static PyObject *Loop_drain(loop_t *L, PyObject *unused) {
     return out;
 }
 
-static void release_sources(loop_t *L) {
+/* Stop the thread and release files and NVML. Caller owns the operation; no GIL needed. */
+static void close_locked(loop_t *L) {
+    if (L->closed) return;
+    if (!L->forked) join_thread(L);
     for (int i = 0; i < L->nsources; i++)
         if (L->sources[i].fd >= 0) close(L->sources[i].fd);
     L->nsources = 0;
-    if (L->nvml.dl && !L->forked) {
-        while (L->nvml.inits-- > 0) L->nvml.shutdown();
-        dlclose(L->nvml.dl);
-    }
-    memset(&L->nvml, 0, sizeof L->nvml);
+    if (L->nvml && !L->forked)
+        while (L->nvml_inits-- > 0) L->nvml->shutdown();
+    L->nvml_inits = 0;
+    L->closed = 1;
 }
 
 static PyObject *Loop_close(loop_t *L, PyObject *unused) {
     (void)unused;
-    if (L->closed) Py_RETURN_NONE;
-    if (!L->forked) stop_thread(L);
-    release_sources(L);
-    L->closed = 1;
+    Py_BEGIN_ALLOW_THREADS
+    op_begin_nogil(L);
+    close_locked(L);
+    op_end(L);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
 static int64_t thread_cpu_ns(loop_t *L) {
-    int64_t total = atomic_load(&L->cpu_ns);
     clockid_t cid;
     struct timespec ts;
-    if (L->thread_valid && atomic_load(&L->running) && !atomic_load(&L->stop_flag) &&
-        pthread_getcpuclockid(L->thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+    op_begin(L); /* the thread cannot be joined (nor add its own total) meanwhile */
+    int64_t total = atomic_load(&L->cpu_ns);
+    if (L->thread_valid && pthread_getcpuclockid(L->thread, &cid) == 0 &&
+        clock_gettime(cid, &ts) == 0)
         total += (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    op_end(L);
     return total;
 }
 
@@ -717,6 +857,12 @@ static int Loop_init(loop_t *L, PyObject *args, PyObject *kw) {
                       (long long)MIN_PERIOD_NS, period_ns);
         return -1;
     }
+    if (period_ns > MAX_PERIOD_NS) {
+        raise_greenai("ConfigError",
+                      "period_ns must be at most %lld (1 hour), got %lld; pass nanoseconds",
+                      (long long)MAX_PERIOD_NS, period_ns);
+        return -1;
+    }
     if (capacity < 16 || capacity > (1LL << 26)) {
         raise_greenai("ConfigError", "capacity must be 16..%lld records, got %lld", 1LL << 26,
                       capacity);
@@ -732,6 +878,8 @@ static int Loop_init(loop_t *L, PyObject *args, PyObject *kw) {
     L->ring.mask = cap - 1;
     L->period_ns = period_ns;
     pthread_mutex_init(&L->tick_lock, NULL);
+    pthread_mutex_init(&L->life_lock, NULL);
+    pthread_cond_init(&L->life_cond, NULL);
     pthread_mutex_lock(&g_lock);
     L->next_loop = g_loops;
     if (g_loops) g_loops->prev_loop = L;
@@ -742,8 +890,11 @@ static int Loop_init(loop_t *L, PyObject *args, PyObject *kw) {
 
 static void Loop_dealloc(loop_t *L) {
     if (L->ring.buf) { /* initialised: in the registry */
-        if (!L->forked) stop_thread(L);
-        release_sources(L);
+        Py_BEGIN_ALLOW_THREADS
+        op_begin_nogil(L);
+        close_locked(L);
+        op_end(L);
+        Py_END_ALLOW_THREADS
         pthread_mutex_lock(&g_lock);
         if (L->prev_loop)
             L->prev_loop->next_loop = L->next_loop;
@@ -753,6 +904,9 @@ static void Loop_dealloc(loop_t *L) {
         pthread_mutex_unlock(&g_lock);
         free(L->ring.buf);
         free(L->sources);
+        pthread_mutex_destroy(&L->tick_lock);
+        pthread_mutex_destroy(&L->life_lock);
+        pthread_cond_destroy(&L->life_cond);
     }
     Py_TYPE(L)->tp_free((PyObject *)L);
 }
@@ -813,7 +967,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     Py_INCREF(&LoopType);
     if (PyModule_AddObject(m, "Loop", (PyObject *)&LoopType) < 0 ||
         PyModule_AddIntConstant(m, "RECORD_SIZE", (long)sizeof(record_t)) < 0 ||
-        PyModule_AddIntConstant(m, "MIN_PERIOD_NS", (long)MIN_PERIOD_NS) < 0)
+        PyModule_AddIntConstant(m, "MIN_PERIOD_NS", (long)MIN_PERIOD_NS) < 0 ||
+        PyModule_AddObject(m, "MAX_PERIOD_NS", PyLong_FromLongLong(MAX_PERIOD_NS)) < 0)
         goto fail;
     if (!atfork_done) {
         if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child)) {

@@ -20,6 +20,7 @@ from greenai.clock import Clock, SystemClock
 from greenai.devices.base import Device
 from greenai.errors import GreenAIError
 from greenai.sampling import native_py
+from greenai.sampling.decimate import STORE_PERIOD_S, decimate
 from greenai.sampling.native import (
     MIN_PERIOD_NS,
     RECORD_DTYPE,
@@ -34,6 +35,9 @@ log = logging.getLogger("greenai")
 
 DRAIN_PERIOD_S = 0.2
 """How often the sampler's Python thread drains the loop when it has nothing else to read."""
+
+NATIVE_PERIOD_S = 0.01
+"""The native loop's default period (seconds): its reads are cheap and never take the GIL."""
 
 Note = Callable[[str, str], None]
 
@@ -85,15 +89,27 @@ class NativeFeed:
         loop: A loop (C or Python twin) with no sources yet.
         timeline: Where readings go; each device needs a series (``timeline.ensure``).
         note: Called with ``(device name, message)`` for a warning the run must report.
+        store_period_s: Readings are thinned to a few per device per this many seconds
+            before they are stored, losing no counter energy (:mod:`.decimate`); 0 keeps
+            every reading.
     """
 
-    def __init__(self, loop: SamplingLoop, timeline: Timeline, note: Note) -> None:
+    def __init__(
+        self,
+        loop: SamplingLoop,
+        timeline: Timeline,
+        note: Note,
+        *,
+        store_period_s: float = STORE_PERIOD_S,
+    ) -> None:
         self.loop = loop
         self.timeline = timeline
         self.names: list[str] = []
         self.failed: dict[str, str] = {}
+        self.store_period_s = store_period_s
         self._note = note
         self._closed = False
+        self._fresh: set[str] = set()  # devices whose next reading starts a run
 
     def add(self, device: Device, source: LoopSource | None = None) -> bool:
         """Let the loop read ``device``; return False (nothing added) where it cannot."""
@@ -111,14 +127,19 @@ class NativeFeed:
             log.info("greenai: %s is read by Python, not the native loop: %s", device.name, exc)
             return False
         self.names.append(device.name)
+        self._fresh.add(device.name)
         return True
 
     def start(self) -> None:
         """Read every device once and start the loop's thread."""
         self.loop.start()
 
-    def drain(self) -> None:
-        """Move the buffered readings into the timeline (and note failures)."""
+    def drain(self, *, final: bool = False) -> None:
+        """Move the buffered readings into the timeline (and note failures).
+
+        Args:
+            final: The loop has stopped: each device's last reading ends the window.
+        """
         if self._closed:
             return
         raw = self.loop.drain()
@@ -131,19 +152,31 @@ class NativeFeed:
             name = self.names[int(index)]
             bad = mine[rec["status"][mine] != 0]
             start = 0
-            for b in bad:  # good runs go in whole; each failure opens a gap
+            for b in bad:  # good runs go in; each failure opens a gap
                 good = mine[start : np.searchsorted(mine, b)]
-                self._extend(name, t[good], rec[good])
+                self._extend(name, t[good], rec[good], ends_run=True)
                 self._fail(name, float(t[b]), int(rec["status"][b]))
                 start = int(np.searchsorted(mine, b)) + 1
-            self._extend(name, t[mine[start:]], rec[mine[start:]])
+            self._extend(name, t[mine[start:]], rec[mine[start:]], ends_run=final)
 
-    def _extend(self, name: str, t: np.ndarray, rec: np.ndarray) -> None:
-        if len(t):
-            self.timeline.extend(name, t, rec["energy_j"], rec["power_w"])
+    def _extend(self, name: str, t: np.ndarray, rec: np.ndarray, *, ends_run: bool) -> None:
+        if not len(t):
+            return
+        first = name in self._fresh
+        self._fresh.discard(name)
+        kept = decimate(
+            t,
+            rec["energy_j"],
+            rec["power_w"],
+            self.store_period_s,
+            keep_first=first,
+            keep_last=ends_run,
+        )
+        self.timeline.extend(name, *kept)
 
     def _fail(self, name: str, t: float, status: int) -> None:
         self.timeline.mark_failure(name, t)
+        self._fresh.add(name)
         if name not in self.failed:
             self.failed[name] = describe_status(status)
             self._note(
@@ -157,7 +190,7 @@ class NativeFeed:
         if self._closed:
             return
         self.loop.stop()
-        self.drain()
+        self.drain(final=True)
         dropped = self.loop.overflow
         if dropped:
             self._note(
@@ -184,7 +217,7 @@ def start_feed(
     Args:
         devices: Opened devices with series in ``timeline``.
         timeline: Where readings go.
-        period_s: The sampling period (seconds); below 1 ms only the Python sampler runs.
+        period_s: The loop's period (seconds); outside 1 ms..1 h only the Python sampler runs.
         clock: The sampler's clock; only the real one can drive a loop.
         native: None: the C loop where built and not disabled (``GREENAI_NO_NATIVE``);
             True: the C loop (ConfigError when not built); False: no loop at all.
@@ -197,7 +230,7 @@ def start_feed(
         return None, devices  # the Python twin brings nothing over the Sampler's own thread
     period_ns = round(period_s * 1e9)
     sources = [loop_source(d) for d in devices]
-    if period_ns < MIN_PERIOD_NS or not any(sources):
+    if not MIN_PERIOD_NS <= period_ns <= native_py.MAX_PERIOD_NS or not any(sources):
         return None, devices
     feed = NativeFeed(cls(period_ns), timeline, note)
     rest = [d for d, s in zip(devices, sources, strict=True) if s is None or not feed.add(d, s)]

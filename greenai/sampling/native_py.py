@@ -32,7 +32,7 @@ from greenai.errors import (
 )
 from greenai.sampling.nvml_ctypes import FI_DEV_POWER_INSTANT, FieldValue, NvmlApi, field_as_float
 
-__all__ = ["MIN_PERIOD_NS", "RECORD_DTYPE", "RECORD_SIZE", "Loop"]
+__all__ = ["MAX_PERIOD_NS", "MIN_PERIOD_NS", "RECORD_DTYPE", "RECORD_SIZE", "Loop"]
 
 RECORD_DTYPE = np.dtype(
     [
@@ -45,8 +45,20 @@ RECORD_DTYPE = np.dtype(
 )
 RECORD_SIZE = RECORD_DTYPE.itemsize
 MIN_PERIOD_NS = 1_000_000
+MAX_PERIOD_NS = 3_600_000_000_000  # 1 hour
 _NAN = float("nan")
 _loops: weakref.WeakSet[Loop] = weakref.WeakSet()
+_nvml_apis: dict[str, NvmlApi] = {}  # loaded once per process and path, never unloaded
+_nvml_lock = threading.Lock()
+
+
+def _load_nvml(lib: str) -> NvmlApi:
+    """The NVML entry points of ``lib``, loaded on first use (as ``load_nvml`` in the C loop)."""
+    with _nvml_lock:
+        api = _nvml_apis.get(lib)
+        if api is None:
+            api = _nvml_apis[lib] = NvmlApi(lib)
+        return api
 
 
 def _parse_uj(raw: bytes) -> int | None:
@@ -88,6 +100,11 @@ class Loop:
                 f"period_ns must be at least {MIN_PERIOD_NS} (1 ms), got {period_ns}; the loop "
                 "reads every source on each tick"
             )
+        if period_ns > MAX_PERIOD_NS:
+            raise ConfigError(
+                f"period_ns must be at most {MAX_PERIOD_NS} (1 hour), got {period_ns}; pass "
+                "nanoseconds"
+            )
         if not 16 <= capacity <= 1 << 26:
             raise ConfigError(f"capacity must be 16..{1 << 26} records, got {capacity}")
         cap = 16
@@ -99,7 +116,10 @@ class Loop:
         self._head = self._tail = self._overflow = 0
         self._sources: list[_Source] = []
         self._nvml: NvmlApi | None = None
+        self._nvml_inits = 0  # successful nvmlInit calls this loop owes a shutdown for
         self._tick_lock = threading.Lock()
+        # start/stop/tick/add/close run one at a time (as the C loop's op_begin/op_end).
+        self._life = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._forked = self._closed = False
@@ -141,10 +161,17 @@ class Loop:
     def _check_idle(self, what: str) -> None:
         self._check_usable(what)
         if self._thread is not None:
-            raise TrackerStateError(f"{what}() is not allowed while the loop runs; stop() it")
+            raise TrackerStateError(
+                f"{what}() is not allowed while the loop runs (or was started by another "
+                "thread); stop() it"
+            )
 
     def add_rapl(self, path: str | os.PathLike[str], max_energy_range_uj: int) -> int:
         """Add a RAPL ``energy_uj`` file (opened once, read with pread); return its index."""
+        with self._life:
+            return self._add_rapl(path, max_energy_range_uj)
+
+    def _add_rapl(self, path: str | os.PathLike[str], max_energy_range_uj: int) -> int:
         self._check_idle("add_rapl")
         path = os.fspath(path)
         try:
@@ -175,35 +202,47 @@ class Loop:
         lib: str | None = None,
     ) -> int:
         """Add an NVIDIA GPU by NVML index or UUID; return its index (see the stub)."""
+        with self._life:
+            return self._add_nvml(device, power, energy_period_ns, lib)
+
+    def _add_nvml(
+        self, device: int | str, power: str, energy_period_ns: int, lib: str | None
+    ) -> int:
         self._check_idle("add_nvml")
         if power not in ("instant", "average", "none"):
             raise ConfigError(f"power must be 'instant', 'average' or 'none', got '{power}'")
         if energy_period_ns < 0:
             raise ConfigError("energy_period_ns must be >= 0 (0: no energy counter)")
+        if isinstance(device, int) and not 0 <= device <= 0xFFFFFFFF:
+            raise ConfigError(
+                "NVML index must be 0..4294967295 (a GPU's index as nvidia-smi lists it)"
+            )
+        if not isinstance(device, int | str):
+            raise TypeError("device must be an NVML index (int) or a UUID (str)")
         lib = lib or os.environ.get("GREENAI_NVML_LIB") or "libnvidia-ml.so.1"
-        if self._nvml is None:
-            self._nvml = NvmlApi(lib)
-        nvml = self._nvml
+        nvml = _load_nvml(lib)
         needed = {"instant": nvml.fields, "average": nvml.power, "none": True}[power]
         if needed is None or (energy_period_ns > 0 and nvml.energy is None):
             raise DriverMismatchError(
                 f"{lib} lacks the NVML function for the requested reading; update the NVIDIA driver"
             )
+        if self._nvml is not None and self._nvml is not nvml:
+            raise ConfigError(
+                f"this loop already reads NVML through {self._nvml.lib}; use one loop per NVML "
+                "library"
+            )
         ret = nvml.init()
         if ret:
             raise DeviceError(f"cannot initialise NVML: NVML error {ret}: {nvml.error(ret)}")
-        nvml.inits += 1
+        self._nvml = nvml
+        self._nvml_inits += 1
         handle = ctypes.c_void_p()
         if isinstance(device, int):
-            if device < 0:
-                raise ConfigError(f"NVML index must be >= 0, got {device}")
             desc = f"index {device}"
             ret = nvml.by_index(ctypes.c_uint(device), ctypes.byref(handle))
-        elif isinstance(device, str):
+        else:
             desc = device
             ret = nvml.by_uuid(device.encode(), ctypes.byref(handle))
-        else:
-            raise TypeError("device must be an NVML index (int) or a UUID (str)")
         if ret:
             raise DeviceError(f"cannot find NVIDIA GPU {desc}: NVML error {ret}: {nvml.error(ret)}")
         s = _Source("nvml")
@@ -270,8 +309,12 @@ class Loop:
             ring[self._head & mask] = (t_ns, i, status, energy_j, power_w)
             self._head += 1
 
-    def _sync_tick(self) -> None:
+    def _sync_tick(self, all_energy: bool = False) -> None:
         with self._tick_lock:
+            if all_energy:  # the window's last reading carries every energy counter
+                for s in self._sources:
+                    if s.energy_every:
+                        s.next_energy = self._tick_index
             self._do_tick(self._tick_index)
 
     def _run(self) -> None:
@@ -301,6 +344,10 @@ class Loop:
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Read every source once, then start the thread."""
+        with self._life:
+            self._start()
+
+    def _start(self) -> None:
         self._check_idle("start")
         self._stop.clear()
         self._tick_index = 0
@@ -313,6 +360,7 @@ class Loop:
         self._thread.start()
 
     def _stop_thread(self) -> None:
+        """Join the thread, if any; the caller holds ``_life``."""
         if self._thread is None:
             return
         self._stop.set()
@@ -321,16 +369,18 @@ class Loop:
 
     def stop(self) -> None:
         """Stop the thread, then read every source once more. Idempotent."""
-        if self._forked or self._closed or self._thread is None:
-            return
-        self._stop_thread()
-        self._sync_tick()
+        with self._life:
+            if self._forked or self._closed or self._thread is None:
+                return
+            self._stop_thread()
+            self._sync_tick(all_energy=True)
 
     def tick(self) -> None:
         """Read every source once, now (not while the thread runs)."""
-        self._check_idle("tick")
-        self._sync_tick()
-        self._tick_index += 1
+        with self._life:
+            self._check_idle("tick")
+            self._sync_tick()
+            self._tick_index += 1
 
     def drain(self) -> bytes:
         """Take every buffered record, oldest first, as bytes of :data:`RECORD_DTYPE`."""
@@ -343,6 +393,10 @@ class Loop:
 
     def close(self) -> None:
         """Stop the thread and release the files and NVML. Idempotent."""
+        with self._life:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed:
             return
         if not self._forked:
@@ -352,8 +406,9 @@ class Loop:
                 os.close(s.fd)
         self._sources.clear()
         if self._nvml is not None and not self._forked:
-            for _ in range(self._nvml.inits):
+            for _ in range(self._nvml_inits):
                 self._nvml.shutdown()
+        self._nvml_inits = 0
         self._nvml = None
         self._closed = True
 
@@ -382,14 +437,16 @@ class Loop:
         self._forked = True
         self._thread = None
         self._tick_lock = threading.Lock()
+        self._life = threading.Lock()
         self._head = self._tail = 0
 
 
 def _stop_all() -> None:
     """Stop every loop's thread (at interpreter exit)."""
     for loop in list(_loops):
-        if not loop._forked:
-            loop._stop_thread()
+        with loop._life:
+            if not loop._forked:
+                loop._stop_thread()
 
 
 def _after_fork_in_child() -> None:

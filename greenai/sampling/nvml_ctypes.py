@@ -52,7 +52,6 @@ class NvmlApi:
                 f"cannot load NVML from {lib} ({e}): NVIDIA driver/NVML not found"
             ) from e
         self.lib = lib
-        self.inits = 0
 
         def sym(name: str, fallback: str | None = None) -> Any:
             for n in (name, fallback):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.errors import ConfigError, DeviceFailureWarning
-from greenai.sampling.feed import DRAIN_PERIOD_S, NativeFeed, start_feed
+from greenai.sampling.feed import DRAIN_PERIOD_S, NATIVE_PERIOD_S, NativeFeed, start_feed
 from greenai.timeline import Timeline
 
 log = logging.getLogger("greenai")
@@ -49,6 +49,11 @@ class Sampler:
     it is built, ``native`` allows it and the clock is the real one: its thread never takes
     the GIL, and this thread only drains its buffer (see :mod:`greenai.sampling.feed`).
 
+    Periods: an explicit ``period_s`` applies to every device. By default the loop reads its
+    devices every :data:`~greenai.sampling.feed.NATIVE_PERIOD_S` (10 ms), while this thread
+    reads the other devices at :func:`default_period_s` of those devices only. After
+    :meth:`start`, :attr:`period_s` is the finest period any device is read at.
+
     Args:
         native: None: the C loop where :data:`~greenai.sampling.HAS_NATIVE` (re-checking
             ``GREENAI_NO_NATIVE`` at :meth:`start`); True: require it (ConfigError at
@@ -68,7 +73,9 @@ class Sampler:
             raise ConfigError(f"period_s must be a positive number of seconds, got {period_s!r}")
         self.devices = list(devices)
         self.timeline = timeline
+        self._explicit_period_s = period_s
         self.period_s = period_s if period_s is not None else default_period_s(devices)
+        self.native_period_s = period_s if period_s is not None else NATIVE_PERIOD_S
         self.clock = clock
         self.failed: dict[str, str] = {}
         self.ticks = 0
@@ -102,12 +109,20 @@ class Sampler:
         self.feed, self._polled = start_feed(
             opened,
             self.timeline,
-            period_s=self.period_s,
+            period_s=self.native_period_s,
             clock=self.clock,
             native=self.native,
             note=self._note,
         )
-        self._wait_s = self.period_s if self._polled else max(self.period_s, DRAIN_PERIOD_S)
+        python_s = self._explicit_period_s or default_period_s(self._polled)
+        if self.feed is None:
+            self._wait_s = python_s
+        elif self._polled:  # drains the loop on each of its own ticks too
+            self._wait_s = python_s
+            self.period_s = min(python_s, self.native_period_s)
+        else:
+            self._wait_s = max(self.native_period_s, DRAIN_PERIOD_S)
+            self.period_s = self.native_period_s
         self.tick()
         if not self.devices:
             return

@@ -14,7 +14,7 @@ import greenai
 from greenai.devices.nvidia import NvidiaGPU
 from greenai.devices.rapl import discover_rapl
 from greenai.errors import ConfigError, DeviceFailureWarning
-from greenai.sampling import Sampler, native
+from greenai.sampling import Sampler, default_period_s, native
 from greenai.sampling.feed import NativeFeed, loop_source
 from greenai.sampling.native import SamplingLoop
 from greenai.testing import FakeClock, FakeGPU
@@ -166,3 +166,28 @@ def test_failing_native_gpu_is_warned_about_and_marked_partial(
     with pytest.warns(DeviceFailureWarning, match="gpu0 failed mid-run"):
         result = job.stop()
     assert result.partial
+
+
+def test_loop_defaults_to_10_ms_while_python_devices_keep_their_own_period(
+    tmp_path: Path,
+) -> None:
+    native_loop_class()
+    rapl_tree(tmp_path)
+    gpu = FakeGPU()
+    devices = [*discover_rapl(tmp_path), gpu]
+    sampler = Sampler(devices, Timeline(devices), native=True)
+    sampler.start()
+    try:
+        assert sampler.feed is not None
+        assert sampler.feed.loop.period_ns == 10_000_000
+        assert sampler._wait_s == default_period_s([gpu])  # not the loop's 10 ms
+        assert sampler.period_s == 0.01
+    finally:
+        sampler.stop()
+    explicit = Sampler(devices, Timeline(devices), period_s=0.05, native=True)
+    explicit.start()
+    try:
+        assert explicit.feed is not None and explicit.feed.loop.period_ns == 50_000_000
+        assert explicit._wait_s == 0.05
+    finally:
+        explicit.stop()

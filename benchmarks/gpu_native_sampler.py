@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from greenai.errors import DeviceUnavailableError
 from greenai.sampling import native_py
 from greenai.sampling.native import RECORD_DTYPE, SamplingLoop
 
@@ -120,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, cls in _loops().items():
         for rate in (100, 1000):
-            r = measure(cls, rate, args.seconds, args.lib, work)
+            try:
+                r = measure(cls, rate, args.seconds, args.lib, work)
+            except DeviceUnavailableError as exc:
+                print(f"gpu_native_sampler: no usable NVIDIA GPU here: {exc}", file=sys.stderr)
+                return 2
             lines.append(
                 f"| {name} | {rate} Hz | {r['jitter_p50_us']:.1f} | {r['jitter_p99_us']:.1f} "
                 f"| {r['cpu_ms_per_s']:.2f} | {r['missed']:.0f} | {r['failed_reads']} "

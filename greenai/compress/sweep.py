@@ -330,6 +330,9 @@ class _Runner:
             latency_p50_ms=p50 * 1e3,
             latency_p99_ms=float(np.percentile(latencies, 99)) * 1e3,
             inferences_per_window=calls,
+            throughput_samples_per_s=(
+                sum(row.calls) * _batch_size(self.inputs) / math.fsum(row.durations_s)
+            ),
             repeats=self.repeats,
             notes="; ".join(notes),
         )
@@ -386,7 +389,6 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
         "energy_per_sample_j": mean / batch,
         "kwh_per_1k_inferences": mean * 1000 / _JOULES_PER_KWH,
         "energy_method": ",".join(sorted(set(m.methods))),
-        "throughput_samples_per_s": sum(row.calls) * batch / math.fsum(row.durations_s),
     }
     flops = row.values.get("flops_nominal")
     if flops:

@@ -105,6 +105,8 @@ def test_time_only_sweep_has_no_energy(mlp: nn.Module, fast_options: dict[str, A
     assert frame["energy_per_inference_j"].isna().all()
     assert set(frame["energy_method"]) == {"none (no energy source)"}
     assert (frame["latency_p50_ms"] > 0).all()
+    # throughput is timing, not energy: it is there without an energy source
+    assert (frame["throughput_samples_per_s"] > 0).all()
 
 
 def test_bad_arguments(mlp: nn.Module, fast_options: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch  # noqa: F401
 
 import greenai.bench.machine
 import greenai.pytest_plugin
-import greenai.testing  # noqa: F401
+import greenai.testing
 
 pytest_plugins = ["pytester"]
 
@@ -216,3 +217,30 @@ def test_disabled_benchmark_reports_the_test(pytester: pytest.Pytester, run) -> 
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_it*test*"])
     assert not [t for t in threading.enumerate() if t.name == "greenai-sampler"]
+
+
+def test_without_the_flag_pytest_never_imports_the_measuring_code(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # the child imports this greenai, wherever the test runs from
+    root = str(Path(greenai.pytest_plugin.__file__).parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    pytester.makepyfile(
+        """
+        import sys
+
+        import pytest
+
+        @pytest.mark.energy(flops=1e9)
+        def test_nothing_heavy_was_imported(energy):
+            energy.step()
+            assert type(energy).__name__ == "InertTracker"
+            heavy = {"numpy", "torch", "greenai.tracker", "greenai.pytest_session"}
+            assert sorted(heavy & set(sys.modules)) == []
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "greenai.pytest_plugin", "-p", "no:cacheprovider", "--strict-markers"
+    )
+    result.assert_outcomes(passed=1)

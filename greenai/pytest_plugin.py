@@ -10,8 +10,9 @@ every test that uses the ``energy`` fixture, the ``energy`` marker or pytest-ben
   runs, stopped just after; call ``energy.step()``, ``energy.phase()``, ``energy.add_flops()``);
 * ``@pytest.mark.energy(flops=F, samples=S)``: FLOPs and samples of one call of the
   benchmarked function (or of the whole test, without ``benchmark``), for J/TFLOP, J/sample;
-  a test that knows them only at run time sets ``benchmark.extra_info["flops"]`` and
-  ``["samples"]`` (per call) instead;
+  a test that knows them only at run time sets ``benchmark.extra_info["greenai_flops"]``
+  and ``["greenai_samples"]`` (per call) instead (the generic ``"flops"``/``"samples"`` keys
+  are read too when they hold numbers; other values there are ignored, with a warning);
 * with ``benchmark``: only the timed rounds count. Calibration, warmup and the extra call
   that returns the result are left out; energy per round, average power, J/TFLOP, J/sample
   and the method go into ``benchmark.extra_info`` (so into ``--benchmark-json``);

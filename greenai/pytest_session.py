@@ -7,6 +7,7 @@ run without it never imports the tracker, numpy or torch.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -22,16 +23,25 @@ from greenai.tracker import Tracker
 __all__ = ["EnergySession", "summary_lines"]
 
 
+def _number(value: Any) -> float | None:
+    """``value`` as a float if it is a real number >= 0 (numpy scalars too), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
 def _per_call(
     values: Mapping[str, Any], key: str, where: str = "@pytest.mark.energy"
 ) -> float | None:
+    """A per-call figure greenai was given explicitly: a number >= 0, or a ConfigError."""
     value = values.get(key)
     if value is None:
         return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0:
+    number = _number(value)
+    if number is None:
         raise ConfigError(f"{where}({key}=...) must be a number >= 0 per call, got {value!r}")
-    return float(value)
+    return number
 
 
 @dataclass
@@ -55,6 +65,7 @@ class EnergySession:
         self._probes: dict[str, _Probe] = {}
         self._devices: list[Any] | None = None
         self._machine: dict[str, Any] | None = None
+        self._warned: set[str] = set()
 
     def machine(self) -> dict[str, Any]:
         """This machine's identity (:func:`greenai.bench.machine.machine_info`), made once."""
@@ -118,9 +129,8 @@ class EnergySession:
     def _finish(self, item: pytest.Item, probe: _Probe, bench: Any) -> None:
         timed = bench is not None and getattr(bench, "enabled", False)
         if bench is not None:  # per-call figures the test put in extra_info win
-            info, where = bench.extra_info, "benchmark.extra_info"
-            probe.flops = _per_call(info, "flops", where) or probe.flops
-            probe.samples = _per_call(info, "samples", where) or probe.samples
+            probe.flops = self._declared(bench.extra_info, "flops") or probe.flops
+            probe.samples = self._declared(bench.extra_info, "samples") or probe.samples
         if not timed and probe.flops:  # one call per test (a disabled benchmark calls once)
             probe.tracker.add_flops(probe.flops)
         m = probe.tracker.stop()
@@ -153,6 +163,30 @@ class EnergySession:
         for key in ("energy_j", "uncertainty_j", "avg_power_w", "j_per_tflop", "method"):
             item.user_properties.append((f"greenai_{key}", row[key]))
         self.rows.append(row)
+
+    def _declared(self, info: Mapping[str, Any], key: str) -> float | None:
+        """FLOPs or samples per call from ``extra_info``: ``greenai_<key>``, else ``<key>``.
+
+        ``greenai_flops``/``greenai_samples`` are greenai's own keys: a bad value is a
+        ConfigError. ``flops``/``samples`` are generic keys that a test may use for its own
+        purposes: a value that is not a number >= 0 is ignored, with one warning per key
+        and session, rather than failing a test that passes without the plugin.
+        """
+        own = _per_call(info, f"greenai_{key}", "benchmark.extra_info")
+        if own is not None:
+            return own
+        value = info.get(key)
+        number = _number(value)
+        if value is not None and number is None and key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(
+                f"greenai: benchmark.extra_info[{key!r}] = {value!r} is not a number >= 0, so "
+                f"it is not used as {key} per call; declare them with "
+                f"extra_info['greenai_{key}'] or @pytest.mark.energy({key}=...)",
+                MeasurementWarning,
+                3,
+            )
+        return number
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_machine_info(

@@ -244,3 +244,37 @@ def test_without_the_flag_pytest_never_imports_the_measuring_code(
         "-p", "greenai.pytest_plugin", "-p", "no:cacheprovider", "--strict-markers"
     )
     result.assert_outcomes(passed=1)
+
+
+def test_extra_info_flops_and_samples_never_fail_a_test(pytester: pytest.Pytester, run) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np
+
+        def test_numpy_and_text(benchmark):
+            # generic keys a test may use for itself: a numpy int counts, text is ignored
+            benchmark.extra_info.update(flops=np.int64(10**9), samples="one batch")
+            benchmark(sum, range(10))
+
+        def test_text_again(benchmark):
+            benchmark.extra_info.update(flops="n/a", samples="n/a")
+            benchmark(sum, range(10))
+
+        def test_greenai_keys_win(benchmark):
+            benchmark.extra_info.update(samples="x", greenai_samples=np.float32(8))
+            benchmark(sum, range(10))
+        """
+    )
+    result = run("--greenai", "--benchmark-json=out.json", "--benchmark-max-time=0.02")
+    result.assert_outcomes(passed=3)
+    doc = json.loads((pytester.path / "out.json").read_text())
+    info = {b["name"]: b["extra_info"] for b in doc["benchmarks"]}
+    first = info["test_numpy_and_text"]
+    assert first["j_per_tflop"] == pytest.approx(first["energy_per_call_j"] / 1e-3)
+    assert first["j_per_sample"] is None
+    assert info["test_text_again"]["j_per_tflop"] is None
+    last = info["test_greenai_keys_win"]
+    assert last["j_per_sample"] == pytest.approx(last["energy_per_call_j"] / 8)
+    out = result.stdout.str()
+    assert out.count("is not a number >= 0, so it is not used as samples") == 1
+    assert out.count("is not a number >= 0, so it is not used as flops") == 1

@@ -283,7 +283,7 @@ class _Runner:
         for column, measure in (
             ("sparsity", sparsity),
             ("params", parameter_count),
-            ("size_bytes", model_size_bytes),
+            ("size_bytes", lambda m: model_size_bytes(m, notes)),
         ):
             try:
                 values[column] = measure(model)

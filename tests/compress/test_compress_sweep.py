@@ -174,4 +174,8 @@ def test_an_unreadable_weight_leaves_a_gap_and_a_note(
     row = frame.iloc[1]
     assert row["status"] == "ok" and math.isnan(row["sparsity"])
     assert "sparsity not computed: ValueError" in row["notes"]
+    # its hidden storage counts at its dense size: the model is not "compressed"
+    assert row["size_bytes"] == frame.iloc[0]["size_bytes"]
+    assert row["compression_ratio"] == 1.0
+    assert "size_bytes counts 1 tensor(s) of _Opaque at their dense size" in row["notes"]
     assert row["energy_per_inference_j"] > 0

@@ -209,7 +209,9 @@ def test_the_interval_is_student_t_over_the_windows_plus_the_sensor_in_quadratur
     assert out["energy_per_sample_j"] == pytest.approx(0.3)
 
 
-def test_the_row_shows_each_window_it_averaged(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
+def test_the_row_shows_each_window_it_averaged(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
     from greenai.compress.stats import t_quantile_975
     from greenai.testing import FakeGPU
 

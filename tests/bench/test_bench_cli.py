@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,22 @@ def test_mixed_suites_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
     b.write_text(json.dumps(dict(doc, suite="quick")))
     assert main(["compare", str(a), str(b)]) == 2
     assert "different suites" in capsys.readouterr().err
+
+
+def test_a_failed_workload_is_shown_and_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenai.bench import suite
+
+    real = suite.run_workload
+
+    def run_workload(workload: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if workload.name == "gemm-bf16-64":
+            raise ZeroDivisionError("division by zero")
+        return real(workload, *args, **kwargs)
+
+    monkeypatch.setattr(suite, "run_workload", run_workload)
+    code = main(["bench", "--suite", "smoke", "--only", "gemm", "--no-store"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "gemm-fp32-64" in out and "failed: gemm-bf16-64: ZeroDivisionError" in out

@@ -98,3 +98,30 @@ def test_a_failed_workload_is_shown_and_exits_1(
     out = capsys.readouterr().out
     assert code == 1
     assert "gemm-fp32-64" in out and "failed: gemm-bf16-64: ZeroDivisionError" in out
+
+
+def test_a_malformed_results_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {"format": "greenai-bench/1", "suite": "smoke", "results": [{"workload": "x"}]}
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(doc))
+    assert main(["compare", str(a), str(a)]) == 2
+    assert "lacks ['params', 'dtype', 'tflops_per_s', 'j_per_tflop']" in capsys.readouterr().err
+
+
+def test_stored_runs_of_mixed_suites_exit_2_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenai import Tracker
+
+    store = tmp_path / "runs.db"
+    bench_run = _bench_json(capsys, store)["results"][0]["run_id"]
+    with Tracker("training", devices=[], store=store) as job:
+        pass
+    other = job.run_id
+    assert main(["compare", bench_run, other, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bench_run} (suite smoke), {other} (not a bench run)" in err
+    assert main(["compare", bench_run, other, "--store", str(store), "--allow-mixed"]) == 0
+    assert "warning: these runs mix benchmark suites" in capsys.readouterr().out

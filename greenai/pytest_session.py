@@ -148,6 +148,8 @@ class EnergySession:
                 j_per_tflop=info["j_per_tflop"],
                 j_per_sample=info["j_per_sample"],
                 rounds=info["energy_rounds"],
+                iterations=info["energy_iterations"],
+                per_call_j=info["energy_per_call_j"],
             )
         else:
             per_sample = m.energy_j / probe.samples if m.energy_j and probe.samples else None
@@ -159,6 +161,8 @@ class EnergySession:
                 j_per_tflop=m.j_per_tflop,
                 j_per_sample=per_sample,
                 rounds=None,
+                iterations=None,
+                per_call_j=None,
             )
         for key in ("energy_j", "uncertainty_j", "avg_power_w", "j_per_tflop", "method"):
             item.user_properties.append((f"greenai_{key}", row[key]))
@@ -209,17 +213,27 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The terminal table: one line per measured test."""
-    head = ("test", "per", "energy J", "± J", "avg W", "J/TFLOP", "J/sample", "method")
+    """The terminal table: one line per measured test.
+
+    ``energy J`` and ``± J`` are per round for a benchmark (``round (R × N calls)``: R timed
+    rounds of N calls each) and per test otherwise; ``J/call`` is the energy of one call of
+    the benchmarked function, the unit of pytest-benchmark's own table.
+    """
+    head = ("test", "per", "energy J", "± J", "J/call", "avg W", "J/TFLOP", "J/sample", "method")
     cells: list[tuple[str, ...]] = [head]
     fmt: Callable[[Any, str], str] = _fmt
     for r in rows:
+        per = r["per"]
+        if r["rounds"]:
+            calls = r.get("iterations") or 1
+            per += f" ({r['rounds']} × {calls} call{'s' if calls != 1 else ''})"
         cells.append(
             (
                 r["test"],
-                r["per"] + (f" (x{r['rounds']})" if r["rounds"] else ""),
+                per,
                 fmt(r["energy_j"], ".4g"),
                 fmt(r["uncertainty_j"], ".2g"),
+                fmt(r.get("per_call_j"), ".4g"),
                 fmt(r["avg_power_w"], ".1f"),
                 fmt(r["j_per_tflop"], ".4g"),
                 fmt(r["j_per_sample"], ".3g"),
@@ -234,6 +248,11 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         )
         for row in cells
     ]
+    if any(r["rounds"] for r in rows):
+        lines.append(
+            "energy J, ± J: per timed round; J/call: per call of the benchmarked function "
+            "(the unit of pytest-benchmark's table)"
+        )
     if any("model" in r["method"] for r in rows):
         lines.append("'model': estimated from utilisation and a TDP table, not measured")
     return lines

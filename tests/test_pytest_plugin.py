@@ -131,7 +131,11 @@ def test_auto(benchmark):
     assert by_name["test_auto"]["extra_info"]["j_per_sample"] is None
     out = result.stdout.str()
     assert "greenai energy" in out
-    assert "round (x6)" in out
+    assert "round (6 × 2 calls)" in out
+    # the summary's J/call is extra_info's per-call energy, the unit of pytest-benchmark's table
+    line = next(x for x in out.splitlines() if x.startswith("test_") and "test_pedantic" in x)
+    assert format(pedantic["energy_per_call_j"], ".4g") in line.split()
+    assert "J/call: per call of the benchmarked function (the unit of pytest-benchmark" in out
 
 
 def test_energy_fixture_and_marker_without_benchmark(pytester: pytest.Pytester, run) -> None:
@@ -278,3 +282,18 @@ def test_extra_info_flops_and_samples_never_fail_a_test(pytester: pytest.Pyteste
     out = result.stdout.str()
     assert out.count("is not a number >= 0, so it is not used as samples") == 1
     assert out.count("is not a number >= 0, so it is not used as flops") == 1
+
+
+def test_summary_lines_show_per_round_and_per_call() -> None:
+    from greenai.pytest_session import summary_lines
+
+    row = {"test": "t.py::b", "per": "round", "energy_j": 0.5, "uncertainty_j": 0.01}
+    row.update(avg_power_w=300.0, j_per_tflop=None, j_per_sample=None, method="counter")
+    lines = summary_lines([dict(row, rounds=4, iterations=10, per_call_j=0.05)])
+    assert lines[0].split()[:6] == ["test", "per", "energy", "J", "±", "J"]
+    assert "J/call" in lines[0]
+    cells = lines[1].split("  ")
+    assert "round (4 × 10 calls)" in [c.strip() for c in cells]
+    assert "0.05" in lines[1].split()
+    one = summary_lines([dict(row, rounds=4, iterations=1, per_call_j=0.5)])
+    assert "round (4 × 1 call)" in one[1]

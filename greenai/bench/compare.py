@@ -205,5 +205,6 @@ def stored_run_notes(
         notes.append(f"warning: these runs mix benchmark suites: {which}")
     prints = {(m.get("machine") or {}).get("fingerprint") for m in metas} - {None}
     if len(prints) > 1:
-        notes.append(f"note: runs come from {len(prints)} different machines {sorted(map(str, prints))}")
+        machines = sorted(map(str, prints))
+        notes.append(f"note: runs come from {len(prints)} different machines {machines}")
     return notes

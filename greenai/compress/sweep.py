@@ -298,6 +298,7 @@ class _Runner:
             if isinstance(score, bool) or not isinstance(score, int | float):
                 raise ConfigError(f"eval_fn must return a number, got {score!r}")
             values["accuracy"] = float(score)
+            model.eval()  # an eval_fn may leave the model in training mode: measure inference
         inputs = self.inputs
 
         def call() -> None:

@@ -230,3 +230,22 @@ def test_the_row_shows_each_window_it_averaged(
     assert row["energy_repeat_ci_j"] == pytest.approx(spread, rel=1e-9)
     assert row["energy_uncertainty_j"] == pytest.approx(sensor, rel=1e-12)
     assert row["energy_ci_j"] == pytest.approx(math.hypot(spread, sensor), rel=1e-12)
+
+
+def test_the_windows_run_in_eval_mode_whatever_eval_fn_leaves(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    modes: list[bool] = []
+
+    class Spy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            modes.append(self.training)
+            return x
+
+    def eval_fn(model: nn.Module) -> float:
+        model.train()  # as a careless evaluation might
+        return 1.0
+
+    frame = sweep(nn.Sequential(mlp, Spy()), [], torch.randn(4, 16), eval_fn, **fast_options)
+    assert frame.iloc[0]["status"] == "ok"
+    assert len(modes) > 20 and not any(modes)

@@ -41,8 +41,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.compress:
         from greenai.compress.cli import print_sweep
         from greenai.demo import compress_demo
+        from greenai.report.compression import check_export_path
 
-        return print_sweep(compress_demo(), args.output or Path("greenai-compress.html"))
+        out = check_export_path(args.output or Path("greenai-compress.html"), "--output")
+        return print_sweep(compress_demo(), out)
 
     result, run_id = run_demo(
         epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue, store=args.store

@@ -41,8 +41,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.compress:
         from greenai.compress.cli import print_sweep
         from greenai.demo import compress_demo
+        from greenai.report.compression import check_export_path
 
-        return print_sweep(compress_demo(), args.output or Path("greenai-compress.html"))
+        out = check_export_path(args.output or Path("greenai-compress.html"), "--output")
+        return print_sweep(compress_demo(), out)
 
     result, run_id = run_demo(
         epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue, store=args.store
@@ -172,7 +174,8 @@ def _compare(args: argparse.Namespace) -> int:
         runs = [store.get(r) for r in args.runs]
     finally:
         store.close()
-    for note in stored_run_notes([run.meta for run in runs]):
+    metas, ids = [run.meta for run in runs], [run.id for run in runs]
+    for note in stored_run_notes(metas, ids, allow_mixed=args.allow_mixed):
         print(note)
     rows = []
     for run in runs:
@@ -333,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+")
     p.add_argument("--store")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="compare stored runs of different benchmark suites anyway (with a warning)",
+    )
     p.set_defaults(func=_compare)
     p = sub.add_parser("bench", help="run the standard workload suite (TFLOP/s, J/TFLOP)")
     from greenai.bench.cli import add_arguments

@@ -1,7 +1,8 @@
 """pytest plugin: energy per test, and per pytest-benchmark round (``pytest --greenai``).
 
 Registered through the ``pytest11`` entry point. Without ``--greenai`` it only registers its
-options, the ``energy`` marker and two fixtures: no tracker, no thread, no cost. With it,
+options, the ``energy`` marker and two fixtures: no tracker, no thread, no import of greenai's
+measuring code (numpy, torch). With it,
 every test that uses the ``energy`` fixture, the ``energy`` marker or pytest-benchmark's
 ``benchmark`` fixture is tracked over its call (not its setup or teardown):
 
@@ -9,8 +10,9 @@ every test that uses the ``energy`` fixture, the ``energy`` marker or pytest-ben
   runs, stopped just after; call ``energy.step()``, ``energy.phase()``, ``energy.add_flops()``);
 * ``@pytest.mark.energy(flops=F, samples=S)``: FLOPs and samples of one call of the
   benchmarked function (or of the whole test, without ``benchmark``), for J/TFLOP, J/sample;
-  a test that knows them only at run time sets ``benchmark.extra_info["flops"]`` and
-  ``["samples"]`` (per call) instead;
+  a test that knows them only at run time sets ``benchmark.extra_info["greenai_flops"]``
+  and ``["greenai_samples"]`` (per call) instead (the generic ``"flops"``/``"samples"`` keys
+  are read too when they hold numbers; other values there are ignored, with a warning);
 * with ``benchmark``: only the timed rounds count. Calibration, warmup and the extra call
   that returns the result are left out; energy per round, average power, J/TFLOP, J/sample
   and the method go into ``benchmark.extra_info`` (so into ``--benchmark-json``);
@@ -18,23 +20,21 @@ every test that uses the ``energy`` fixture, the ``energy`` marker or pytest-ben
 
 Devices come from :func:`greenai.devices.discover`; override the ``greenai_devices`` fixture
 (in a conftest) to measure others, such as :class:`greenai.testing.FakeGPU` in CI.
+
+This module imports only pytest: the measuring part (:mod:`greenai.pytest_session`) and the
+rest of greenai are imported when ``--greenai`` is given.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from greenai.clock import SYSTEM_CLOCK
-from greenai.errors import ConfigError, GreenAIError, MeasurementWarning, TrackerStateError
-from greenai.pytest_rounds import RoundRecorder
-from greenai.tracker import Tracker
+if TYPE_CHECKING:
+    from greenai.tracker import Tracker
 
 __all__ = ["InertTracker"]
 
@@ -67,6 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the marker; with ``--greenai``, the session that measures."""
     config.addinivalue_line("markers", MARKER)
     if config.getoption("greenai", default=False):
+        # imported here: without --greenai, pytest never loads the tracker, numpy or torch
+        from greenai.pytest_session import EnergySession
+
         config.pluginmanager.register(EnergySession(config), _PLUGIN)
 
 
@@ -92,6 +95,8 @@ class InertTracker:
     @property
     def result(self) -> Any:
         """Always raises: there is no measurement without ``--greenai``."""
+        from greenai.errors import TrackerStateError
+
         raise TrackerStateError("no energy was measured: run pytest with --greenai")
 
 
@@ -113,186 +118,3 @@ def energy(request: pytest.FixtureRequest) -> Tracker | InertTracker:
         return InertTracker()
     probe = session.probe(request)
     return probe.tracker if probe is not None else InertTracker()
-
-
-def _per_call(
-    values: Mapping[str, Any], key: str, where: str = "@pytest.mark.energy"
-) -> float | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0:
-        raise ConfigError(f"{where}({key}=...) must be a number >= 0 per call, got {value!r}")
-    return float(value)
-
-
-@dataclass
-class _Probe:
-    """One test's measurement: its tracker, what one call does, and its benchmark rounds."""
-
-    tracker: Tracker
-    flops: float | None
-    samples: float | None
-    rounds: RoundRecorder | None = None
-    started: bool = False
-
-
-class EnergySession:
-    """The ``--greenai`` part of the plugin: one per pytest session."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.period_s: float | None = config.getoption("greenai_period")
-        self.rows: list[dict[str, Any]] = []
-        self._probes: dict[str, _Probe] = {}
-        self._devices: list[Any] | None = None
-        self._machine: dict[str, Any] | None = None
-
-    def machine(self) -> dict[str, Any]:
-        """This machine's identity (:func:`greenai.bench.machine.machine_info`), made once."""
-        if self._machine is None:
-            from greenai.bench.machine import machine_info
-
-            self._machine = machine_info()
-        return self._machine
-
-    def probe(self, request: pytest.FixtureRequest) -> _Probe | None:
-        """The probe of the test of ``request``, made on first use; None if not measured."""
-        item = request.node
-        if item.nodeid in self._probes:
-            return self._probes[item.nodeid]
-        marker = item.get_closest_marker("energy")
-        names = getattr(item, "fixturenames", ())
-        if marker is None and "energy" not in names and "benchmark" not in names:
-            return None
-        devices = request.getfixturevalue("greenai_devices")
-        if devices is None:
-            if self._devices is None:
-                from greenai.devices.discovery import discover
-
-                self._devices = discover()
-            devices = self._devices
-        tracker = Tracker(item.name, devices=devices, period_s=self.period_s, clock=SYSTEM_CLOCK)
-        kwargs = {} if marker is None else marker.kwargs
-        probe = _Probe(tracker, _per_call(kwargs, "flops"), _per_call(kwargs, "samples"))
-        self._probes[item.nodeid] = probe
-        return probe
-
-    @pytest.fixture(autouse=True)
-    def _greenai_probe(self, request: pytest.FixtureRequest) -> None:
-        self.probe(request)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        """Track the test function's call (and its benchmark's timed rounds)."""
-        probe = self._probes.pop(item.nodeid, None)  # popped: its timeline is freed after
-        if probe is None:
-            return (yield)
-        funcargs = getattr(item, "funcargs", {})
-        bench = funcargs.get("benchmark")
-        if bench is not None and getattr(bench, "enabled", False):
-            probe.rounds = RoundRecorder.install(bench, probe.tracker, SYSTEM_CLOCK.now)
-        try:
-            probe.tracker.start()
-            probe.started = True
-        except GreenAIError as exc:  # a sensor problem must never fail the user's test
-            warnings.warn(f"greenai: {item.nodeid} not measured: {exc}", MeasurementWarning, 2)
-        try:
-            return (yield)
-        finally:
-            if probe.started:
-                try:
-                    self._finish(item, probe, bench)
-                finally:
-                    if probe.tracker.running:  # _finish raised before stopping it
-                        probe.tracker.stop()
-
-    def _finish(self, item: pytest.Item, probe: _Probe, bench: Any) -> None:
-        timed = bench is not None and getattr(bench, "enabled", False)
-        if bench is not None:  # per-call figures the test put in extra_info win
-            info, where = bench.extra_info, "benchmark.extra_info"
-            probe.flops = _per_call(info, "flops", where) or probe.flops
-            probe.samples = _per_call(info, "samples", where) or probe.samples
-        if not timed and probe.flops:  # one call per test (a disabled benchmark calls once)
-            probe.tracker.add_flops(probe.flops)
-        m = probe.tracker.stop()
-        row: dict[str, Any] = {"test": item.nodeid, "method": ",".join(m.methods) or "-"}
-        if probe.rounds is not None and probe.rounds.count:
-            info = probe.rounds.extra_info(probe.flops, probe.samples)
-            info["energy_method"] = row["method"]
-            info["energy_machine"] = self.machine()["fingerprint"]
-            bench.extra_info.update(info)
-            row.update(
-                per="round",
-                energy_j=info["energy_per_round_j"],
-                uncertainty_j=info["energy_per_round_uncertainty_j"],
-                avg_power_w=info["avg_power_w"],
-                j_per_tflop=info["j_per_tflop"],
-                j_per_sample=info["j_per_sample"],
-                rounds=info["energy_rounds"],
-            )
-        else:
-            per_sample = m.energy_j / probe.samples if m.energy_j and probe.samples else None
-            row.update(
-                per="test",
-                energy_j=m.energy_j,
-                uncertainty_j=m.uncertainty_j,
-                avg_power_w=m.avg_power_w,
-                j_per_tflop=m.j_per_tflop,
-                j_per_sample=per_sample,
-                rounds=None,
-            )
-        for key in ("energy_j", "uncertainty_j", "avg_power_w", "j_per_tflop", "method"):
-            item.user_properties.append((f"greenai_{key}", row[key]))
-        self.rows.append(row)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_benchmark_update_machine_info(
-        self, config: pytest.Config, machine_info: dict[str, Any]
-    ) -> None:
-        """Add greenai's machine identity (GPU, driver, fingerprint) to pytest-benchmark's."""
-        machine_info["greenai"] = self.machine()
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """The table of energy per test."""
-        if not self.rows:
-            return
-        terminalreporter.write_sep("-", "greenai energy")
-        for line in summary_lines(self.rows):
-            terminalreporter.write_line(line)
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The terminal table: one line per measured test."""
-    head = ("test", "per", "energy J", "± J", "avg W", "J/TFLOP", "J/sample", "method")
-    cells: list[tuple[str, ...]] = [head]
-    fmt: Callable[[Any, str], str] = _fmt
-    for r in rows:
-        cells.append(
-            (
-                r["test"],
-                r["per"] + (f" (x{r['rounds']})" if r["rounds"] else ""),
-                fmt(r["energy_j"], ".4g"),
-                fmt(r["uncertainty_j"], ".2g"),
-                fmt(r["avg_power_w"], ".1f"),
-                fmt(r["j_per_tflop"], ".4g"),
-                fmt(r["j_per_sample"], ".3g"),
-                r["method"],
-            )
-        )
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in cells
-    ]
-    if any("model" in r["method"] for r in rows):
-        lines.append("'model': estimated from utilisation and a TDP table, not measured")
-    return lines

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,38 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
     assert main(["demo", "--compress", "--output", str(out)]) == 0
     assert "structured 50%" in capsys.readouterr().out
     assert out.read_text().startswith("## Compression sweep")
+
+
+def test_demo_compress_refuses_a_bad_output_before_the_sweep(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenai.demo
+
+    def no_sweep() -> None:
+        raise AssertionError("the sweep ran before --output was checked")
+
+    monkeypatch.setattr(greenai.demo, "compress_demo", no_sweep)
+    assert main(["demo", "--compress", "--output", "x.txt"]) == 2
+    err = capsys.readouterr().err
+    assert "--output must end in .csv, .json, .md or .html (or .htm), got 'x.txt'" in err
+
+
+def test_cli_and_exporter_accept_the_same_suffixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from greenai.errors import ConfigError
+    from greenai.report import compression
+    from greenai.report.compression import SUFFIXES, check_export_path, export_compression
+
+    assert ".htm" in SUFFIXES
+    monkeypatch.setattr(compression, "render_compression_html", lambda frame: "<html>")
+    frame = pd.DataFrame({"label": ["baseline"]})
+    for suffix in (".csv", ".json", ".HTM"):
+        assert check_export_path(f"r{suffix}", "--out").name == f"r{suffix}"
+        assert export_compression(frame, tmp_path / f"r{suffix}").exists()
+    with pytest.raises(ConfigError, match="--out must end in"):
+        check_export_path("r.xls", "--out")
+    with pytest.raises(ConfigError, match="the report file must end in"):
+        export_compression(frame, tmp_path / "r.xls")

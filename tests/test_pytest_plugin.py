@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch  # noqa: F401
 
 import greenai.bench.machine
 import greenai.pytest_plugin
-import greenai.testing  # noqa: F401
+import greenai.testing
 
 pytest_plugins = ["pytester"]
 
@@ -130,7 +131,11 @@ def test_auto(benchmark):
     assert by_name["test_auto"]["extra_info"]["j_per_sample"] is None
     out = result.stdout.str()
     assert "greenai energy" in out
-    assert "round (x6)" in out
+    assert "round (6 × 2 calls)" in out
+    # the summary's J/call is extra_info's per-call energy, the unit of pytest-benchmark's table
+    line = next(x for x in out.splitlines() if x.startswith("test_") and "test_pedantic" in x)
+    assert format(pedantic["energy_per_call_j"], ".4g") in line.split()
+    assert "J/call: per call of the benchmarked function (the unit of pytest-benchmark" in out
 
 
 def test_energy_fixture_and_marker_without_benchmark(pytester: pytest.Pytester, run) -> None:
@@ -216,3 +221,79 @@ def test_disabled_benchmark_reports_the_test(pytester: pytest.Pytester, run) -> 
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_it*test*"])
     assert not [t for t in threading.enumerate() if t.name == "greenai-sampler"]
+
+
+def test_without_the_flag_pytest_never_imports_the_measuring_code(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # the child imports this greenai, wherever the test runs from
+    root = str(Path(greenai.pytest_plugin.__file__).parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    pytester.makepyfile(
+        """
+        import sys
+
+        import pytest
+
+        @pytest.mark.energy(flops=1e9)
+        def test_nothing_heavy_was_imported(energy):
+            energy.step()
+            assert type(energy).__name__ == "InertTracker"
+            heavy = {"numpy", "torch", "greenai.tracker", "greenai.pytest_session"}
+            assert sorted(heavy & set(sys.modules)) == []
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "greenai.pytest_plugin", "-p", "no:cacheprovider", "--strict-markers"
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_extra_info_flops_and_samples_never_fail_a_test(pytester: pytest.Pytester, run) -> None:
+    pytester.makepyfile(
+        """
+        import numpy as np
+
+        def test_numpy_and_text(benchmark):
+            # generic keys a test may use for itself: a numpy int counts, text is ignored
+            benchmark.extra_info.update(flops=np.int64(10**9), samples="one batch")
+            benchmark(sum, range(10))
+
+        def test_text_again(benchmark):
+            benchmark.extra_info.update(flops="n/a", samples="n/a")
+            benchmark(sum, range(10))
+
+        def test_greenai_keys_win(benchmark):
+            benchmark.extra_info.update(samples="x", greenai_samples=np.float32(8))
+            benchmark(sum, range(10))
+        """
+    )
+    result = run("--greenai", "--benchmark-json=out.json", "--benchmark-max-time=0.02")
+    result.assert_outcomes(passed=3)
+    doc = json.loads((pytester.path / "out.json").read_text())
+    info = {b["name"]: b["extra_info"] for b in doc["benchmarks"]}
+    first = info["test_numpy_and_text"]
+    assert first["j_per_tflop"] == pytest.approx(first["energy_per_call_j"] / 1e-3)
+    assert first["j_per_sample"] is None
+    assert info["test_text_again"]["j_per_tflop"] is None
+    last = info["test_greenai_keys_win"]
+    assert last["j_per_sample"] == pytest.approx(last["energy_per_call_j"] / 8)
+    out = result.stdout.str()
+    assert out.count("is not a number >= 0, so it is not used as samples") == 1
+    assert out.count("is not a number >= 0, so it is not used as flops") == 1
+
+
+def test_summary_lines_show_per_round_and_per_call() -> None:
+    from greenai.pytest_session import summary_lines
+
+    row = {"test": "t.py::b", "per": "round", "energy_j": 0.5, "uncertainty_j": 0.01}
+    row.update(avg_power_w=300.0, j_per_tflop=None, j_per_sample=None, method="counter")
+    lines = summary_lines([dict(row, rounds=4, iterations=10, per_call_j=0.05)])
+    assert lines[0].split()[:6] == ["test", "per", "energy", "J", "±", "J"]
+    assert "J/call" in lines[0]
+    cells = lines[1].split("  ")
+    assert "round (4 × 10 calls)" in [c.strip() for c in cells]
+    assert "0.05" in lines[1].split()
+    one = summary_lines([dict(row, rounds=4, iterations=1, per_call_j=0.5)])
+    assert "round (4 × 1 call)" in one[1]

@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Run ``greenai bench``; exit 1 when ``--check-gpu`` fails, 2 on bad arguments."""
+    """Run ``greenai bench``; exit 1 when a workload or ``--check-gpu`` fails, 2 on bad arguments.
+
+    A workload that raises is a ``failed`` row with the error (the others still run).
+    """
     from greenai.bench.report import results_table
     from greenai.bench.suite import get_suite, resolve_device, run_suite
     from greenai.errors import ConfigError
@@ -51,7 +54,7 @@ def bench(args: argparse.Namespace) -> int:
 
     doc = run_suite(suite, device=device, store=store, only=args.only, progress=progress)
     print(json.dumps(doc, indent=2) if args.json else results_table(doc))
-    return 0
+    return 1 if any(r.get("status") == "failed" for r in doc["results"]) else 0
 
 
 def _check_gpu(device: str, store: object, as_json: bool) -> int:

@@ -43,10 +43,12 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str, Any]],
     Each row has ``workload``, ``tflops_a``, ``tflops_b``, ``speed_b_over_a``,
     ``j_per_tflop_a``, ``j_per_tflop_b``, ``energy_b_over_a`` (J/TFLOP ratio: < 1 means B
     spends less), ``j_per_sample_a``, ``j_per_sample_b``, ``methods`` and ``status``
-    (``ok``, ``only in A``, ``only in B``, ``sizes differ``).
+    (``ok``, ``only in A``, ``only in B``, ``failed in A`` (or B, or A+B), ``sizes differ``).
 
     Raises:
-        ConfigError: The two come from different suites: their workloads are not the same.
+        ConfigError: The two come from different suites (their workloads are not the same),
+            or a document is malformed (a result row without ``workload``, ``params``,
+            ``dtype``, ``tflops_per_s`` or ``j_per_tflop``, or with a non-numeric figure).
     """
     if a.get("suite") != b.get("suite"):
         raise ConfigError(
@@ -54,20 +56,31 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str, Any]],
             f"{b.get('suite')!r}): their workloads and sizes differ. Run `greenai bench "
             "--suite NAME` with the same suite on both machines"
         )
+    machine_a, machine_b = _machine(a, "A"), _machine(b, "B")
     notes = [
-        f"A: {describe(a.get('machine', {}))}, {a.get('device')}, {a.get('created_at')}",
-        f"B: {describe(b.get('machine', {}))}, {b.get('device')}, {b.get('created_at')}",
+        f"A: {describe(machine_a)}, {a.get('device')}, {a.get('created_at')}",
+        f"B: {describe(machine_b)}, {b.get('device')}, {b.get('created_at')}",
     ]
-    if a.get("machine", {}).get("fingerprint") == b.get("machine", {}).get("fingerprint"):
+    print_a, print_b = machine_a.get("fingerprint"), machine_b.get("fingerprint")
+    if not print_a or not print_b:
+        unknown = " and ".join(x for x, f in (("A", print_a), ("B", print_b)) if not f)
+        notes.append(
+            f"machine unknown for {unknown} (no machine fingerprint in the file): "
+            "cannot tell whether A and B come from the same machine"
+        )
+    elif print_a == print_b:
         notes.append("A and B come from the same machine configuration (same fingerprint)")
-    rows_a = {r["workload"]: r for r in a.get("results", [])}
-    rows_b = {r["workload"]: r for r in b.get("results", [])}
-    rows = []
+    rows_a, rows_b = _rows(a, "A"), _rows(b, "B")
+    rows: list[dict[str, Any]] = []
     for name in [*rows_a, *(n for n in rows_b if n not in rows_a)]:
         ra, rb = rows_a.get(name), rows_b.get(name)
         status = "ok"
         if ra is None or rb is None:
             status = "only in B" if ra is None else "only in A"
+        elif "failed" in (ra.get("status"), rb.get("status")):
+            status = "failed in " + "+".join(
+                x for x, r in (("A", ra), ("B", rb)) if r.get("status") == "failed"
+            )
         elif (ra["params"], ra["dtype"]) != (rb["params"], rb["dtype"]):
             status = "sizes differ"
         usable = status == "ok"
@@ -98,6 +111,51 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str, Any]],
     return rows, notes
 
 
+_ROW_KEYS = ("workload", "params", "dtype", "tflops_per_s", "j_per_tflop")
+
+
+def _machine(doc: dict[str, Any], side: str) -> dict[str, Any]:
+    machine = doc.get("machine") or {}
+    if not isinstance(machine, dict):
+        raise ConfigError(f"{side}'s 'machine' is a {type(machine).__name__}, not an object")
+    gpus = machine.get("gpus") or []
+    if not isinstance(gpus, list) or not all(isinstance(g, dict) for g in gpus):
+        raise ConfigError(f"{side}'s machine 'gpus' must be a list of objects, got {gpus!r}")
+    return machine
+
+
+def _rows(doc: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:
+    """``results`` of ``doc`` by workload name. Raises ConfigError on a malformed document."""
+    results = doc.get("results", [])
+    hint = "write results with `greenai bench --json > FILE` and do not edit them"
+    if not isinstance(results, list):
+        raise ConfigError(f"{side}'s 'results' is a {type(results).__name__}, not a list; {hint}")
+    rows: dict[str, dict[str, Any]] = {}
+    for i, row in enumerate(results):
+        if not isinstance(row, dict):
+            raise ConfigError(
+                f"{side}'s result {i} is a {type(row).__name__}, not an object; {hint}"
+            )
+        missing = [k for k in _ROW_KEYS if k not in row]
+        if missing:
+            raise ConfigError(f"{side}'s result {i} lacks {missing}; {hint}")
+        if not isinstance(row["workload"], str):
+            raise ConfigError(f"{side}'s result {i} has workload {row['workload']!r}; {hint}")
+        for key in ("tflops_per_s", "j_per_tflop"):
+            value = row[key]
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ConfigError(f"{side}'s result {i} has {key} {value!r}, not a number; {hint}")
+        methods = row.get("methods", [])
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            raise ConfigError(f"{side}'s result {i} has methods {methods!r}, not names; {hint}")
+        if row["workload"] in rows:
+            raise ConfigError(f"{side} has workload {row['workload']!r} twice; {hint}")
+        rows[row["workload"]] = row
+    return rows
+
+
 def compare_files(paths: list[str]) -> str:
     """The text of ``greenai compare A.json B.json``. Raises ConfigError on bad input."""
     import pandas as pd
@@ -109,17 +167,44 @@ def compare_files(paths: list[str]) -> str:
     return "\n".join([*notes, frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")])
 
 
-def stored_run_notes(metas: list[dict[str, Any]]) -> list[str]:
-    """Warnings for ``greenai compare RUN RUN``: mixed suites, sizes or machines."""
-    benches = [m.get("bench") for m in metas]
+def stored_run_notes(
+    metas: list[dict[str, Any]],
+    ids: list[str] | None = None,
+    *,
+    allow_mixed: bool = False,
+) -> list[str]:
+    """Checks for ``greenai compare RUN RUN``: mixed suites are refused, mixed machines noted.
+
+    Args:
+        metas: Each run's ``meta`` (``meta["bench"]["suite"]`` for runs of ``greenai bench``).
+        ids: The runs' ids, named in the messages (1, 2, ... when None).
+        allow_mixed: Compare runs of different suites (or bench and other runs) anyway,
+            with a warning instead of an error.
+
+    Returns:
+        Lines to print before the table.
+
+    Raises:
+        ConfigError: The runs mix benchmark suites, or bench and non-bench runs, and
+            ``allow_mixed`` is false.
+    """
+    names = ids if ids is not None else [str(i + 1) for i in range(len(metas))]
+    suites = [(m.get("bench") or {}).get("suite") for m in metas]
+    benches = [bool(m.get("bench")) for m in metas]
     notes = []
-    suites = {x.get("suite") for x in benches if x}
-    if len(suites) > 1 or (suites and None in [x and x.get("suite") for x in benches]):
-        notes.append(
-            f"warning: these runs mix benchmark suites {sorted(map(str, suites))} "
-            "(or bench and non-bench runs): their workloads are not comparable"
+    if any(benches) and (not all(benches) or len(set(suites)) > 1):
+        which = ", ".join(
+            f"{n} ({f'suite {s}' if b else 'not a bench run'})"
+            for n, s, b in zip(names, suites, benches, strict=True)
         )
-    prints = {m.get("machine", {}).get("fingerprint") for m in metas} - {None}
+        if not allow_mixed:
+            raise ConfigError(
+                f"these runs mix benchmark suites: {which}; their workloads are not "
+                "comparable. Compare runs of one suite, or pass --allow-mixed to see them anyway"
+            )
+        notes.append(f"warning: these runs mix benchmark suites: {which}")
+    prints = {(m.get("machine") or {}).get("fingerprint") for m in metas} - {None}
     if len(prints) > 1:
-        notes.append(f"note: runs come from {len(prints)} different machines {sorted(prints)}")
+        machines = sorted(map(str, prints))
+        notes.append(f"note: runs come from {len(prints)} different machines {machines}")
     return notes

@@ -40,13 +40,18 @@ def results_table(doc: dict[str, Any], *, markdown: bool = False) -> str:
     title = (
         f"suite {doc['suite']} on {doc['device']}: {describe(doc['machine'])}, {doc['created_at']}"
     )
+    failed = [
+        f"failed: {r['workload']}: {r.get('reason') or '?'}"
+        for r in doc["results"]
+        if r.get("status") == "failed"
+    ]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join([title, "", *lines])
+        return "\n".join([title, "", *lines, *(["", *failed] if failed else [])])
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     fmt_row = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     lines = [fmt_row.format(*head), *(fmt_row.format(*r) for r in body)]
     if any("model" in r.get("methods", []) for r in doc["results"]):
         lines.append("method 'model': estimated from utilisation and a TDP table, not measured")
-    return "\n".join([title, *lines])
+    return "\n".join([title, *lines, *failed])

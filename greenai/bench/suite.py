@@ -17,7 +17,15 @@ from typing import Any
 from greenai.bench import workloads as w
 from greenai.errors import ConfigError
 
-__all__ = ["SUITES", "Suite", "get_suite", "resolve_device", "run_suite", "run_workload"]
+__all__ = [
+    "SUITES",
+    "Suite",
+    "failed_row",
+    "get_suite",
+    "resolve_device",
+    "run_suite",
+    "run_workload",
+]
 
 FORMAT = "greenai-bench/1"
 """The ``format`` of a results document (``greenai bench --json``)."""
@@ -181,7 +189,8 @@ def run_workload(
         ``workload``, ``kind``, ``dtype``, ``params``, ``steps``, ``duration_s``, ``flops``,
         ``samples``, ``tflops_per_s``, ``energy_j``, ``uncertainty_j``, ``methods``,
         ``avg_power_w``, ``j_per_tflop``, ``j_per_sample``, ``gpu_energy_j``,
-        ``gpu_j_per_tflop`` and ``run_id`` (None when not stored).
+        ``gpu_j_per_tflop``, ``mfu``, ``run_id`` (None when not stored), ``status``
+        (``ok``) and ``reason`` (empty).
     """
     from greenai.tracker import Tracker
 
@@ -252,7 +261,50 @@ def result_row(
         "gpu_j_per_tflop": gpu_j / m.tflop if gpu_j is not None and m.flops else None,
         "mfu": m.mfu,
         "run_id": run_id,
+        "status": "ok",
+        "reason": "",
     }
+
+
+_FIGURES = (
+    "steps",
+    "duration_s",
+    "flops",
+    "samples",
+    "tflops_per_s",
+    "energy_j",
+    "uncertainty_j",
+    "avg_power_w",
+    "j_per_tflop",
+    "j_per_sample",
+    "gpu_energy_j",
+    "gpu_j_per_tflop",
+    "mfu",
+    "run_id",
+)
+
+
+def failed_row(workload: w.Workload, reason: str) -> dict[str, Any]:
+    """The row of a workload that raised: its identity, ``status`` ``failed`` and the reason."""
+    row: dict[str, Any] = dict.fromkeys(_FIGURES)
+    row.update(
+        workload=workload.name,
+        kind=workload.kind,
+        dtype=workload.dtype,
+        params=workload.params,
+        methods=[],
+        status="failed",
+        reason=reason,
+    )
+    return row
+
+
+def _release(device: str) -> None:
+    """Free what a failed workload left on the GPU (an OOM must not fail the next one)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def run_suite(
@@ -269,7 +321,8 @@ def run_suite(
     Returns:
         The results document: ``format``, ``suite``, ``device``, ``created_at`` (UTC),
         ``machine`` (:func:`~greenai.bench.machine.machine_info`) and ``results`` (rows of
-        :func:`run_workload`).
+        :func:`run_workload`; a workload that raised is a row of :func:`failed_row`, with
+        ``status`` ``failed`` and the error as ``reason``, and the suite goes on).
     """
     from greenai.bench.machine import machine_info
     from greenai.checkpoint import resolve_store
@@ -287,11 +340,16 @@ def run_suite(
     for workload in chosen:
         if progress is not None:
             progress(workload.name)
-        rows.append(
-            run_workload(
+        try:
+            row = run_workload(
                 workload, suite, device=device, devices=devices, store=store, machine=machine
             )
-        )
+        except Exception as exc:  # one workload that cannot run here must not lose the others
+            row = failed_row(workload, f"{type(exc).__name__}: {exc}")
+            if progress is not None:
+                progress(f"{workload.name} failed: {row['reason']}")
+            _release(device)
+        rows.append(row)
     return {
         "format": FORMAT,
         "suite": suite.name,

@@ -93,8 +93,10 @@ def run_compress(args: argparse.Namespace) -> int:
     eval_fn = load_object(args.eval_fn) if args.eval_fn else None
     if eval_fn is not None and not callable(eval_fn):
         raise ConfigError(f"--eval {args.eval_fn!r} is not callable")
-    if args.out is not None and args.out.suffix.lower() not in (".csv", ".json", ".md", ".html"):
-        raise ConfigError(f"--out must end in .csv, .json, .md or .html, got {args.out.name!r}")
+    if args.out is not None:
+        from greenai.report.compression import check_export_path
+
+        check_export_path(args.out, "--out")
     dtype = None
     if args.dtype:
         dtype = getattr(torch, args.dtype, None)

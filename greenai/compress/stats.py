@@ -44,21 +44,36 @@ def t_quantile_975(df: int) -> float:
     return 1.96 + 2.4 / df  # within 0.002 of the exact value beyond 30
 
 
-def tensor_bytes(value: Any) -> int:
+def tensor_bytes(value: Any, dense_counted: list[str] | None = None) -> int:
     """Bytes a stored value takes: tensors (plain, quantized, wrapper subclasses), tuples.
 
     Wrapper subclasses (2:4 sparse, torchao quantized) count the inner tensors they
     flatten to; a quantized tensor counts its integer values plus per-channel scales and
-    zero points. Other values (dtypes, ints) count 0.
+    zero points. A subclass whose ``__tensor_flatten__`` lists no inner tensor hides its
+    storage: it counts at its dense size (elements × element size of its dtype), and its
+    type name is appended to ``dense_counted`` when given. Other values (dtypes, ints)
+    count 0.
+
+    Args:
+        value: A ``state_dict`` value (tensor, tuple or list of them, or anything else).
+        dense_counted: Collects the type names of subclasses counted at their dense size.
+
+    Returns:
+        Bytes.
     """
     if isinstance(value, tuple | list):
-        return sum(tensor_bytes(v) for v in value)
+        return sum(tensor_bytes(v, dense_counted) for v in value)
     if not isinstance(value, torch.Tensor):
         return 0
     flatten = getattr(value, "__tensor_flatten__", None)
     if flatten is not None:
         names, _ = flatten()
-        return sum(tensor_bytes(getattr(value, n, None)) for n in names)
+        inner = [getattr(value, n, None) for n in names]
+        if any(_holds_tensor(x) for x in inner):
+            return sum(tensor_bytes(x, dense_counted) for x in inner)
+        if dense_counted is not None:
+            dense_counted.append(type(value).__name__)
+        return value.numel() * value.element_size()
     if value.is_quantized:
         extra = 16  # one scale (float64) and zero point (int64)
         if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
@@ -68,9 +83,25 @@ def tensor_bytes(value: Any) -> int:
     return value.numel() * value.element_size()
 
 
-def model_size_bytes(model: nn.Module) -> int:
-    """Bytes of every tensor in ``model.state_dict()`` (shared tensors counted once)."""
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, tuple | list):
+        return any(_holds_tensor(v) for v in value)
+    return isinstance(value, torch.Tensor)
+
+
+def model_size_bytes(model: nn.Module, notes: list[str] | None = None) -> int:
+    """Bytes of every tensor in ``model.state_dict()`` (shared tensors counted once).
+
+    Args:
+        model: The model to weigh.
+        notes: Gets one line when some tensor-subclass weights could only be counted at
+            their dense size (their format does not list the tensors it stores).
+
+    Returns:
+        Bytes.
+    """
     seen: set[tuple[int, int]] = set()
+    dense: list[str] = []
     total = 0
     for value in model.state_dict(keep_vars=True).values():
         if isinstance(value, torch.Tensor) and _is_plain(value):
@@ -78,7 +109,13 @@ def model_size_bytes(model: nn.Module) -> int:
             if value.numel() and key in seen:
                 continue
             seen.add(key)
-        total += tensor_bytes(value)
+        total += tensor_bytes(value, dense)
+    if dense and notes is not None:
+        kinds = ", ".join(sorted(set(dense)))
+        notes.append(
+            f"size_bytes counts {len(dense)} tensor(s) of {kinds} at their dense size "
+            "(the format lists no inner tensors)"
+        )
     return total
 
 

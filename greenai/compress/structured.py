@@ -6,7 +6,8 @@ identity, pooling between convolutions, and a BatchNorm of the right size, which
 along — forms a *pair*. The first layer loses its lowest-L1-norm output rows/channels and
 the second the matching input columns, so the Sequential's own inputs and outputs keep
 their shapes. A layer whose output goes anywhere else (the model's output, a Flatten, a
-LayerNorm, a custom module) is left whole.
+LayerNorm, a custom module) is left whole, and so are the children of an ``nn.Sequential``
+subclass with its own ``forward`` (it need not run its children one into the next).
 """
 
 from __future__ import annotations
@@ -92,11 +93,25 @@ def _next_layer(first: nn.Module, rest: list[nn.Module]) -> tuple[list[nn.Module
     raise LookupError
 
 
-def prunable_pairs(model: nn.Module) -> list[Pair]:
-    """``(layer, batchnorms between, next layer)`` for every pair structured pruning can cut."""
+def prunable_pairs(model: nn.Module, untrusted: list[str] | None = None) -> list[Pair]:
+    """``(layer, batchnorms between, next layer)`` for every pair structured pruning can cut.
+
+    Only an ``nn.Sequential`` that runs ``nn.Sequential.forward`` is known to feed each child
+    into the next: a subclass with its own ``forward`` may skip, reorder or reuse its
+    children, so its children are never paired.
+
+    Args:
+        model: The model to search.
+        untrusted: Gets ``"name (Type)"`` of each Sequential subclass skipped for its own
+            ``forward``.
+    """
     pairs: list[Pair] = []
-    for seq in model.modules():
+    for name, seq in model.named_modules():
         if not isinstance(seq, nn.Sequential):
+            continue
+        if type(seq).forward is not nn.Sequential.forward:
+            if untrusted is not None:
+                untrusted.append(f"{name or '(model)'} ({type(seq).__name__})")
             continue
         children = list(seq.children())
         for i, layer in enumerate(children):
@@ -176,13 +191,20 @@ class StructuredL1(Method):
         return f"structured {self.params['amount']:.0%}"
 
     def _apply(self, model: nn.Module) -> nn.Module:
-        pairs = prunable_pairs(model)
+        untrusted: list[str] = []
+        pairs = prunable_pairs(model, untrusted)
+        custom = (
+            f"left whole: {', '.join(untrusted)}: nn.Sequential subclasses with their own "
+            "forward (their children need not run one into the next)"
+        )
         if not pairs:
             raise ConfigError(
                 "structured pruning found no Linear->Linear or Conv->Conv pair inside an "
                 "nn.Sequential (only activations, dropout, pooling or one BatchNorm may sit "
-                "between them)"
+                "between them)" + (f"; {custom}" if untrusted else "")
             )
+        if untrusted:
+            self.notes.append(custom)
         with torch.no_grad():
             for layer, norms, following in pairs:
                 keep = _keep(layer.weight, self.params["amount"])

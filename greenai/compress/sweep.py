@@ -65,11 +65,13 @@ COLUMNS: tuple[str, ...] = (
     "latency_p99_ms",
     "throughput_samples_per_s",
     "inferences_per_window",
+    "calls_per_window",
     "repeats",
     "energy_per_inference_j",
     "energy_ci_j",
     "energy_repeat_ci_j",
     "energy_uncertainty_j",
+    "energy_per_window_j",
     "energy_per_sample_j",
     "energy_vs_baseline",
     "j_per_tflop",
@@ -283,7 +285,7 @@ class _Runner:
         for column, measure in (
             ("sparsity", sparsity),
             ("params", parameter_count),
-            ("size_bytes", model_size_bytes),
+            ("size_bytes", lambda m: model_size_bytes(m, notes)),
         ):
             try:
                 values[column] = measure(model)
@@ -296,6 +298,7 @@ class _Runner:
             if isinstance(score, bool) or not isinstance(score, int | float):
                 raise ConfigError(f"eval_fn must return a number, got {score!r}")
             values["accuracy"] = float(score)
+            model.eval()  # an eval_fn may leave the model in training mode: measure inference
         inputs = self.inputs
 
         def call() -> None:
@@ -330,6 +333,10 @@ class _Runner:
             latency_p50_ms=p50 * 1e3,
             latency_p99_ms=float(np.percentile(latencies, 99)) * 1e3,
             inferences_per_window=calls,
+            calls_per_window=list(row.calls),
+            throughput_samples_per_s=(
+                sum(row.calls) * _batch_size(self.inputs) / math.fsum(row.durations_s)
+            ),
             repeats=self.repeats,
             notes="; ".join(notes),
         )
@@ -372,7 +379,8 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
     phases = [m.phase(p) for p in row.phases]
     if m.energy_j is None or any(p.energy_j is None for p in phases):
         return {"energy_method": "none (no energy source)"}
-    per = [float(p.energy_j or 0.0) / n for p, n in zip(phases, row.calls, strict=True)]
+    window_j = [float(p.energy_j or 0.0) for p in phases]
+    per = [e / n for e, n in zip(window_j, row.calls, strict=True)]
     sensor = statistics.fmean(
         float(p.uncertainty_j or 0.0) / n for p, n in zip(phases, row.calls, strict=True)
     )
@@ -383,10 +391,10 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
         "energy_ci_j": math.hypot(spread, sensor),
         "energy_repeat_ci_j": spread,
         "energy_uncertainty_j": sensor,
+        "energy_per_window_j": window_j,
         "energy_per_sample_j": mean / batch,
         "kwh_per_1k_inferences": mean * 1000 / _JOULES_PER_KWH,
         "energy_method": ",".join(sorted(set(m.methods))),
-        "throughput_samples_per_s": sum(row.calls) * batch / math.fsum(row.durations_s),
     }
     flops = row.values.get("flops_nominal")
     if flops:

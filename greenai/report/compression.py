@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "SUFFIXES",
+    "check_export_path",
     "compression_notes",
     "compression_table",
     "energy_accuracy_figure",
@@ -235,13 +237,31 @@ def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep
     return "\n".join(parts) + "\n"
 
 
+SUFFIXES = (".csv", ".json", ".md", ".html", ".htm")
+"""File types :func:`export_compression` writes (the CLI checks ``--out`` against these)."""
+
+
+def check_export_path(path: str | Path, what: str = "the report file") -> Path:
+    """``path`` as a Path if :func:`export_compression` can write it.
+
+    Raises:
+        ConfigError: Its suffix is not one of :data:`SUFFIXES` (checked before any work).
+    """
+    out = Path(path)
+    if out.suffix.lower() not in SUFFIXES:
+        raise ConfigError(
+            f"{what} must end in .csv, .json, .md or .html (or .htm), got {out.name!r}"
+        )
+    return out
+
+
 def export_compression(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write the sweep to ``path``: ``.csv`` (every column), ``.json``, ``.md`` or ``.html``.
 
     Raises:
-        ConfigError: Another suffix.
+        ConfigError: Another suffix (see :data:`SUFFIXES`).
     """
-    out = Path(path)
+    out = check_export_path(path)
     suffix = out.suffix.lower()
     if suffix == ".csv":
         frame.to_csv(out, index=False)
@@ -249,8 +269,6 @@ def export_compression(frame: pd.DataFrame, path: str | Path) -> Path:
         frame.to_json(out, orient="records", indent=2)
     elif suffix == ".md":
         out.write_text(render_compression_markdown(frame), encoding="utf-8")
-    elif suffix in (".html", ".htm"):
-        out.write_text(render_compression_html(frame), encoding="utf-8")
     else:
-        raise ConfigError(f"cannot write {out.name!r}: use a .csv, .json, .md or .html file")
+        out.write_text(render_compression_html(frame), encoding="utf-8")
     return out

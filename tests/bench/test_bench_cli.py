@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,49 @@ def test_mixed_suites_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
     b.write_text(json.dumps(dict(doc, suite="quick")))
     assert main(["compare", str(a), str(b)]) == 2
     assert "different suites" in capsys.readouterr().err
+
+
+def test_a_failed_workload_is_shown_and_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenai.bench import suite
+
+    real = suite.run_workload
+
+    def run_workload(workload: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if workload.name == "gemm-bf16-64":
+            raise ZeroDivisionError("division by zero")
+        return real(workload, *args, **kwargs)
+
+    monkeypatch.setattr(suite, "run_workload", run_workload)
+    code = main(["bench", "--suite", "smoke", "--only", "gemm", "--no-store"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "gemm-fp32-64" in out and "failed: gemm-bf16-64: ZeroDivisionError" in out
+
+
+def test_a_malformed_results_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {"format": "greenai-bench/1", "suite": "smoke", "results": [{"workload": "x"}]}
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(doc))
+    assert main(["compare", str(a), str(a)]) == 2
+    assert "lacks ['params', 'dtype', 'tflops_per_s', 'j_per_tflop']" in capsys.readouterr().err
+
+
+def test_stored_runs_of_mixed_suites_exit_2_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenai import Tracker
+
+    store = tmp_path / "runs.db"
+    bench_run = _bench_json(capsys, store)["results"][0]["run_id"]
+    with Tracker("training", devices=[], store=store) as job:
+        pass
+    other = job.run_id
+    assert main(["compare", bench_run, other, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bench_run} (suite smoke), {other} (not a bench run)" in err
+    assert main(["compare", bench_run, other, "--store", str(store), "--allow-mixed"]) == 0
+    assert "warning: these runs mix benchmark suites" in capsys.readouterr().out

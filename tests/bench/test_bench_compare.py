@@ -87,11 +87,53 @@ def test_files(tmp_path: Path) -> None:
         compare_files([str(a)])
 
 
-def test_stored_runs_mixing_suites_or_machines_are_warned_about() -> None:
+def test_stored_runs_mixing_suites_are_refused_and_machines_noted() -> None:
     quick = {"bench": {"suite": "quick"}, "machine": {"fingerprint": "a"}}
     full = {"bench": {"suite": "full"}, "machine": {"fingerprint": "b"}}
-    notes = stored_run_notes([quick, full])
-    assert any("mix benchmark suites" in n for n in notes)
+    with pytest.raises(ConfigError, match=r"r1 \(suite quick\), r2 \(suite full\)"):
+        stored_run_notes([quick, full], ["r1", "r2"])
+    with pytest.raises(ConfigError, match=r"2 \(not a bench run\).*--allow-mixed"):
+        stored_run_notes([quick, {}])
+    notes = stored_run_notes([quick, full], allow_mixed=True)
+    assert any("warning: these runs mix benchmark suites" in n for n in notes)
     assert any("2 different machines" in n for n in notes)
     assert stored_run_notes([quick, quick]) == []
-    assert any("mix" in n for n in stored_run_notes([quick, {}]))
+    assert stored_run_notes([{}, {"machine": None}]) == []  # two ordinary runs
+
+
+def test_machine_unknown_is_not_called_the_same_machine() -> None:
+    a, b = _doc("a"), _doc("b")
+    del a["machine"], b["machine"]
+    _, notes = compare(a, b)
+    assert not any("same machine configuration" in n for n in notes)
+    assert any("machine unknown for A and B" in n for n in notes)
+    _, notes = compare(_doc("a"), b)
+    assert any("machine unknown for B" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["results"][0].pop("params"), r"result 0 lacks \['params'\]"),
+        (lambda d: d["results"][0].pop("workload"), r"result 0 lacks \['workload'\]"),
+        (lambda d: d["results"][0].update(tflops_per_s="fast"), "tflops_per_s 'fast', not a"),
+        (lambda d: d["results"][0].update(methods="counter"), "methods 'counter'"),
+        (lambda d: d["results"].append("gemm"), "result 1 is a str"),
+        (lambda d: d.update(results={"gemm": {}}), "'results' is a dict, not a list"),
+        (lambda d: d["results"].append(dict(d["results"][0])), "twice"),
+        (lambda d: d.update(machine=["x"]), "'machine' is a list"),
+        (lambda d: d["machine"].update(gpus=["H100"]), "'gpus' must be a list of objects"),
+    ],
+)
+def test_malformed_documents_are_config_errors(change: Any, message: str) -> None:
+    b = _doc("b")
+    change(b)
+    with pytest.raises(ConfigError, match=message):
+        compare(_doc("a"), b)
+
+
+def test_failed_workloads_are_not_compared() -> None:
+    b = _doc("b")
+    b["results"][0].update(status="failed", reason="OOM", tflops_per_s=None, j_per_tflop=None)
+    (row,), _ = compare(_doc("a"), b)
+    assert row["status"] == "failed in B" and row["speed_b_over_a"] is None

@@ -58,3 +58,28 @@ def test_devices_are_checked() -> None:
         resolve_device("tpu")
     with pytest.raises(ConfigError, match="not available"):
         resolve_device("cuda:7")
+
+
+def test_a_workload_that_raises_is_a_failed_row_and_the_suite_goes_on() -> None:
+    from greenai.bench import workloads as w
+    from greenai.bench.suite import Suite
+
+    def build(device: str) -> w.Prepared:
+        raise RuntimeError("CUDA out of memory")
+
+    broken = w.Workload("broken-1", "gemm", "fp32", build, {"n": 1})
+    suite = Suite("tiny", (broken, w.gemm(16)), min_time_s=0.01, warmup_steps=0)
+    seen: list[str] = []
+    doc = run_suite(suite, devices=[], progress=seen.append)
+    failed, ok = doc["results"]
+    assert failed["workload"] == "broken-1" and failed["status"] == "failed"
+    assert failed["reason"] == "RuntimeError: CUDA out of memory"
+    assert failed["params"] == {"n": 1} and failed["steps"] is None and failed["methods"] == []
+    assert set(failed) == set(ok)  # the same keys, so tables and JSON readers need no care
+    assert ok["workload"] == "gemm-fp32-16" and ok["status"] == "ok" and ok["steps"] >= 2
+    assert "broken-1 failed: RuntimeError: CUDA out of memory" in seen
+    table = results_table(doc)
+    assert "failed: broken-1: RuntimeError: CUDA out of memory" in table
+    assert results_table(doc, markdown=True).endswith(
+        "failed: broken-1: RuntimeError: CUDA out of memory"
+    )

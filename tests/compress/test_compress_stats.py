@@ -104,3 +104,35 @@ def test_a_weight_format_that_cannot_be_read_is_an_error_not_a_guess() -> None:
     layer.weight = nn.Parameter(torch.zeros(4, 4).as_subclass(Opaque), requires_grad=False)
     with pytest.raises(ValueError, match="cannot read the values of a Opaque weight"):
         sparsity(nn.Sequential(layer))
+
+
+class _Hidden(torch.Tensor):
+    """A format that stores its values but lists no inner tensors."""
+
+    def __tensor_flatten__(self) -> tuple[list[str], None]:
+        return [], None
+
+
+class _Packed(torch.Tensor):
+    """A wrapper whose inner tensors are a ``_Hidden`` and a plain scale."""
+
+    def __tensor_flatten__(self) -> tuple[list[str], None]:
+        return ["packed", "scale"], None
+
+
+def test_a_subclass_that_lists_no_inner_tensor_counts_at_its_dense_size() -> None:
+    weight = torch.zeros(4, 8).as_subclass(_Packed)
+    weight.packed = torch.zeros(4, 8, dtype=torch.int8).as_subclass(_Hidden)
+    weight.scale = torch.ones(4)
+    dense: list[str] = []
+    assert tensor_bytes(weight, dense) == 4 * 8 * 1 + 4 * 4
+    assert dense == ["_Hidden"]
+
+    layer = nn.Linear(8, 4, bias=False)
+    layer.weight = nn.Parameter(torch.zeros(4, 8).as_subclass(_Hidden), requires_grad=False)
+    notes: list[str] = []
+    assert model_size_bytes(nn.Sequential(layer), notes) == 4 * 8 * 4
+    assert notes == [
+        "size_bytes counts 1 tensor(s) of _Hidden at their dense size "
+        "(the format lists no inner tensors)"
+    ]

@@ -77,3 +77,25 @@ def test_bf16_model() -> None:
     pruned = StructuredL1(0.5).apply(model)
     assert pruned[0].weight.dtype == torch.bfloat16
     assert pruned(torch.randn(2, 8, dtype=torch.bfloat16)).shape == (2, 2)
+
+
+class _Residual(nn.Sequential):
+    """Looks like a Sequential, but adds its input back: cutting its pairs would break it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x + super().forward(x)
+
+
+def test_a_sequential_with_its_own_forward_is_left_whole(mlp: nn.Module) -> None:
+    residual = _Residual(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))
+    with pytest.raises(ConfigError, match=r"left whole: \(model\) \(_Residual\)"):
+        StructuredL1(0.5).apply(residual)
+    assert prunable_pairs(residual) == []
+    model = nn.Sequential(nn.Linear(8, 8), _Residual(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8)))
+    model = nn.Sequential(*model, nn.ReLU(), nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 8))
+    method = StructuredL1(0.5)
+    pruned = method.apply(model)
+    assert pruned[1][0].out_features == 16  # inside the residual block: untouched
+    assert pruned[3].out_features == 6  # the plain Sequential's own pair is cut
+    assert method.notes and "1 (_Residual)" in method.notes[0]
+    assert pruned(torch.randn(2, 8)).shape == (2, 8)

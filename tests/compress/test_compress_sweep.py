@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -105,6 +106,8 @@ def test_time_only_sweep_has_no_energy(mlp: nn.Module, fast_options: dict[str, A
     assert frame["energy_per_inference_j"].isna().all()
     assert set(frame["energy_method"]) == {"none (no energy source)"}
     assert (frame["latency_p50_ms"] > 0).all()
+    # throughput is timing, not energy: it is there without an energy source
+    assert (frame["throughput_samples_per_s"] > 0).all()
 
 
 def test_bad_arguments(mlp: nn.Module, fast_options: dict[str, Any]) -> None:
@@ -172,4 +175,77 @@ def test_an_unreadable_weight_leaves_a_gap_and_a_note(
     row = frame.iloc[1]
     assert row["status"] == "ok" and math.isnan(row["sparsity"])
     assert "sparsity not computed: ValueError" in row["notes"]
+    # its hidden storage counts at its dense size: the model is not "compressed"
+    assert row["size_bytes"] == frame.iloc[0]["size_bytes"]
+    assert row["compression_ratio"] == 1.0
+    assert "size_bytes counts 1 tensor(s) of _Opaque at their dense size" in row["notes"]
     assert row["energy_per_inference_j"] > 0
+
+
+def test_the_interval_is_student_t_over_the_windows_plus_the_sensor_in_quadrature() -> None:
+    import sys
+    from types import SimpleNamespace
+
+    from greenai.compress import Baseline
+    from greenai.measurement import PhaseEnergy
+
+    sweep_module = sys.modules["greenai.compress.sweep"]
+    # three windows; the second was cut short (8 of 10 calls): per call 1.0, 1.2, 1.4 J
+    energies, uncertainties, calls = [10.0, 9.6, 14.0], [0.5, 0.4, 0.5], [10, 8, 10]
+    phases = {
+        f"w{i}": PhaseEnergy(f"w{i}", 1, 1.0, e, u)
+        for i, (e, u) in enumerate(zip(energies, uncertainties, strict=True))
+    }
+    m = SimpleNamespace(energy_j=40.0, co2e_kg=None, methods=("counter",), phase=phases.get)
+    row = sweep_module._Row(Baseline(), 0, phases=list(phases), calls=calls)
+    out = sweep_module._energy(row, m, batch=4)
+    assert out["energy_per_window_j"] == energies
+    assert out["energy_per_inference_j"] == pytest.approx(1.2)
+    # t for n - 1 = 2 degrees of freedom, the sample standard deviation (0.2), / sqrt(n)
+    spread = 4.303 * 0.2 / math.sqrt(3)
+    assert out["energy_repeat_ci_j"] == pytest.approx(spread, rel=1e-12)
+    assert out["energy_uncertainty_j"] == pytest.approx(0.05, rel=1e-12)  # mean of u / calls
+    assert out["energy_ci_j"] == pytest.approx(math.sqrt(spread**2 + 0.05**2), rel=1e-12)
+    assert out["energy_per_sample_j"] == pytest.approx(0.3)
+
+
+def test_the_row_shows_each_window_it_averaged(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    from greenai.compress.stats import t_quantile_975
+    from greenai.testing import FakeGPU
+
+    fast_options.update(repeats=3, devices=[FakeGPU(noise_w=40.0, update_period_s=0.01)])
+    frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)
+    row = frame.iloc[0]
+    calls, energies = row["calls_per_window"], row["energy_per_window_j"]
+    assert len(calls) == len(energies) == 3 and all(n >= 1 for n in calls)
+    m = frame.attrs["measurement"]
+    windows = [m.phase(f"row0-r{r}") for r in range(3)]
+    assert energies == [w.energy_j for w in windows]
+    per = [e / n for e, n in zip(energies, calls, strict=True)]
+    spread = t_quantile_975(2) * float(np.std(per, ddof=1)) / math.sqrt(3)
+    sensor = float(np.mean([w.uncertainty_j / n for w, n in zip(windows, calls, strict=True)]))
+    assert row["energy_per_inference_j"] == pytest.approx(float(np.mean(per)), rel=1e-12)
+    assert row["energy_repeat_ci_j"] == pytest.approx(spread, rel=1e-9)
+    assert row["energy_uncertainty_j"] == pytest.approx(sensor, rel=1e-12)
+    assert row["energy_ci_j"] == pytest.approx(math.hypot(spread, sensor), rel=1e-12)
+
+
+def test_the_windows_run_in_eval_mode_whatever_eval_fn_leaves(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    modes: list[bool] = []
+
+    class Spy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            modes.append(self.training)
+            return x
+
+    def eval_fn(model: nn.Module) -> float:
+        model.train()  # as a careless evaluation might
+        return 1.0
+
+    frame = sweep(nn.Sequential(mlp, Spy()), [], torch.randn(4, 16), eval_fn, **fast_options)
+    assert frame.iloc[0]["status"] == "ok"
+    assert len(modes) > 20 and not any(modes)

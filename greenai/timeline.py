@@ -279,18 +279,31 @@ class EnergyCurve:
 
     def window(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Energy (J) and its ~95% uncertainty (J) over windows ``[a, b]`` (arrays)."""
+        energy, independent, shared = self.window_parts(a, b)
+        return energy, independent + shared
+
+    def window_parts(
+        self, a: FloatArray, b: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Energy (J) over windows ``[a, b]`` and its uncertainty (J) in two parts.
+
+        ``independent`` varies from window to window (edges, sampling, gaps): over many
+        windows it adds in quadrature. ``shared`` is the same relative error in every window
+        of this device (a model's or a power sensor's scale error): it adds linearly, however
+        many windows there are. The window's own uncertainty is their sum.
+        """
         a = np.asarray(a, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64)
         energy = np.maximum(self.energy_at(b) - self.energy_at(a), 0.0)
         rel = self.series.relative_uncertainty
+        none = np.zeros_like(energy)
         if self.method != "counter":
             length = np.maximum(b - a, 1e-12)
             short = _SHORT_WINDOW_REL * np.minimum(1.0, self.series.update_period_s / length)
-            u = energy * (rel + short) + self._gap_energy(a, b) * 0.5
-            return energy, u
+            return energy, energy * short + self._gap_energy(a, b) * 0.5, energy * rel
         res = 2.0 * self.series.counter_resolution_j
         if len(self.tau) < 2:
-            return energy, energy * rel + res
+            return energy, none + res, energy * rel
         u = self._edge_uncertainty(a) + self._edge_uncertainty(b) + res
         # The counter's refresh lags each read by an unknown but shared amount (at most the
         # half-bracket either way); it cancels on a steady load, not across a power change.
@@ -300,7 +313,7 @@ class EnergyCurve:
             np.searchsorted(self.tau, np.stack([a, b]), side="right") - 1, 0, len(seg_p) - 1
         )
         shift = self._half_bracket * np.abs(seg_p[at[1]] - seg_p[at[0]])
-        return energy, np.asarray(u + shift)
+        return energy, np.asarray(u + shift), none
 
     def _edge_uncertainty(self, x: FloatArray) -> FloatArray:
         tau, ae = self.tau, self.anchor_e

@@ -636,15 +636,19 @@ def _windows(
 def _phase(
     name: str, curves: list[EnergyCurve], a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]
 ) -> PhaseEnergy:
-    energy, unc = _windows(curves, a, b) if len(a) else (np.zeros(0), np.zeros(0))
+    energy = independent = shared = np.zeros(len(a))
+    for curve in curves if len(a) else []:
+        e, i, sh = curve.window_parts(a, b)
+        energy, independent, shared = energy + e, independent + i, shared + sh
     return PhaseEnergy(
         name=name,
         count=len(a),
         duration_s=float(np.sum(b - a)) if len(a) else 0.0,
         energy_j=float(energy.sum()) if curves else None,
-        # Spans' edge errors are treated as independent: root-sum-square, not a plain sum
-        # (a phase of 200 short spans would otherwise claim ±50% on a well-measured job).
-        uncertainty_j=float(np.sqrt(np.sum(unc**2))) if curves else None,
+        # Spans' edge errors are independent: root-sum-square, not a plain sum (a phase of
+        # 200 short spans would otherwise claim ±50% on a well-measured job). A device's
+        # scale error is the same in every span: it adds linearly.
+        uncertainty_j=float(np.sqrt(np.sum(independent**2)) + np.sum(shared)) if curves else None,
     )
 
 

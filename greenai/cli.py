@@ -115,20 +115,25 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stored_run(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The run ``args.run`` names in ``args.store``, and the folder the store lives in."""
+    store = _store(args.store)
+    try:
+        return store.get(args.run), Path(store.path).parent
+    finally:
+        store.close()
+
+
 def _report(args: argparse.Namespace) -> int:
     from greenai.report import export
 
-    store = _store(args.store)
-    try:
-        run = store.get(args.run)
-    finally:
-        store.close()
+    run, home = _stored_run(args)
     if run.measurement is None:
         print(f"run {run.id} ({run.status}) has no measurement yet")
         return 0
     output = args.output
     if output is None and args.format == "html":
-        output = Path(store.path).parent / "reports" / f"{run.id}.html"
+        output = home / "reports" / f"{run.id}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "text" and output is None and color_enabled(sys.stdout):
         from greenai.report import render_text
@@ -145,15 +150,11 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from greenai.report import export_tables
 
-    store = _store(args.store)
-    try:
-        run = store.get(args.run)
-    finally:
-        store.close()
+    run, home = _stored_run(args)
     if run.measurement is None:
         print(f"run {run.id} ({run.status}) has no measurement yet")
         return 0
-    out = args.dir if args.dir is not None else Path(store.path).parent / "exports" / run.id
+    out = args.dir if args.dir is not None else home / "exports" / run.id
     paths = export_tables(
         run.measurement, out, args.format, timeline=run.timeline, phase_spans=run.phase_spans
     )

@@ -155,9 +155,7 @@ def transformer(
     def build(device: Any) -> Prepared:
         import torch
 
-        torch.manual_seed(0)
-        model = _transformer_model(vocab, d_model, layers, heads).to(device)
-        x = torch.randint(0, vocab, (batch, seq), device=device)
+        model, x = _lm_and_tokens(device, vocab, d_model, layers, heads, batch, seq)
         y = torch.randint(0, vocab, (batch * seq,), device=device)
         return _train_step(model, x, y, dtype, device, flatten=True)
 
@@ -184,9 +182,8 @@ def inference(
 
         from greenai.flops import count_flops
 
-        torch.manual_seed(0)
-        model = _transformer_model(vocab, d_model, layers, heads).to(device).eval()
-        x = torch.randint(0, vocab, (batch, seq), device=device)
+        model, x = _lm_and_tokens(device, vocab, d_model, layers, heads, batch, seq)
+        model.eval()
         flops = count_flops(model, x, fake=True).nominal
         autocast = _autocast(dtype, device)
 
@@ -198,6 +195,17 @@ def inference(
 
     params = {"batch": batch, "seq": seq, "d_model": d_model, "layers": layers, "heads": heads}
     return Workload(f"inference-{dtype}-b{batch}", "inference", dtype, build, params)
+
+
+def _lm_and_tokens(
+    device: Any, vocab: int, d_model: int, layers: int, heads: int, batch: int, seq: int
+) -> tuple[Any, Any]:
+    """The seeded language model of :func:`transformer` on ``device`` and a batch of tokens."""
+    import torch
+
+    torch.manual_seed(0)
+    model = _transformer_model(vocab, d_model, layers, heads).to(device)
+    return model, torch.randint(0, vocab, (batch, seq), device=device)
 
 
 def _train_step(

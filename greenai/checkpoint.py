@@ -1,32 +1,35 @@
-"""Write a running job to the run store: at start, every few seconds, and at the end.
+"""Write a running job to the run store: at start, at every snapshot, and at the end.
 
-The checkpoint thread is separate from the sampler so a slow disk never disturbs sampling.
-Store failures are logged and warned about, never raised into the user's job: the
-in-memory Measurement is always returned.
+:class:`StoreSink` is the store's :class:`~greenai.sinks.Sink`. Each checkpoint writes what
+is new since the last one: the settled timeline rows, the buckets older rows were thinned
+to, the phase spans closed since, and the latest Measurement. Store failures are logged and
+warned about (a failure that repeats is logged at most once a minute), never raised into
+the user's job: the in-memory Measurement is always returned.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-import threading
+import time
 import warnings
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from greenai.clock import Clock
+from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.errors import ConfigError, MeasurementWarning
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from greenai.measurement import Measurement
     from greenai.store import RunStore
+    from greenai.tracker import Tracker
+
+__all__ = ["StoreSink", "resolve_store"]
 
 log = logging.getLogger("greenai")
 
-Snapshot = Callable[[], "tuple[Measurement, pd.DataFrame, pd.DataFrame]"]
-StoreSpec = "RunStore | str | os.PathLike[str] | bool | None"
+REPEAT_LOG_S = 60.0
+"""A checkpoint failure that keeps happening (a full disk) is logged once per minute."""
 
 
 def resolve_store(spec: Any) -> RunStore | None:
@@ -44,75 +47,50 @@ def resolve_store(spec: Any) -> RunStore | None:
     raise ConfigError(f"store must be True, a path or a RunStore, got {spec!r}")
 
 
-class Checkpointer:
-    """Records one run: ``start()`` opens the store and the run, ``finish()`` closes both."""
+class StoreSink:
+    """Records one run in a :class:`~greenai.store.RunStore` as the job goes.
+
+    Args:
+        store: Where to record.
+        clock: Unused by the sink itself; kept so callers can pass the tracker's.
+        command: The command line, for runs of ``greenai run``.
+    """
 
     def __init__(
-        self,
-        store: RunStore,
-        name: str,
-        snapshot: Snapshot,
-        *,
-        clock: Clock,
-        period_s: float = 5.0,
-        meta: Mapping[str, Any] | None = None,
-        command: str | None = None,
+        self, store: RunStore, *, clock: Clock = SYSTEM_CLOCK, command: str | None = None
     ) -> None:
-        if not period_s > 0:
-            raise ConfigError(
-                f"checkpoint_s must be a positive number of seconds, got {period_s!r}"
-            )
         self.store = store
-        self.name = name
         self.run_id: str | None = None
-        self._snapshot = snapshot
-        self._clock = clock
-        self._period_s = period_s
-        self._meta = dict(meta or {})
         self._command = command
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: Tracker | None = None
+        self._rows_after_s: dict[str, float] = {}
+        self._buckets_after_s = -math.inf
+        self._spans_seen = 0
         self._pending: list[str] = []
+        self._last_log = -REPEAT_LOG_S
 
-    def start(self) -> None:
+    def start(self, job: Tracker) -> None:
         """Open the store and record the run as running. Store errors raise (nothing ran yet)."""
         self.store.open()
-        self.run_id = self.store.start_run(self.name, meta=self._meta, command=self._command)
-        self._clock.attach(self)
-        self._thread = threading.Thread(target=self._run, name="greenai-checkpoint", daemon=True)
-        try:
-            self._thread.start()
-        except BaseException:
-            self._clock.detach(self)
-            raise
+        self._job = job
+        self.run_id = self.store.start_run(job.name, meta=job.meta, command=self._command)
 
-    def _run(self) -> None:
+    def update(self, snapshot: Measurement) -> None:
+        """Write what is new since the last checkpoint (never raises)."""
         try:
-            deadline = self._clock.now() + self._period_s
-            while not self._clock.wait_until(self, deadline, self._stop):
-                self.checkpoint()
-                deadline = max(deadline + self._period_s, self._clock.now())
-        finally:
-            self._clock.detach(self)
-
-    def checkpoint(self) -> None:
-        """Write the current snapshot (called by the thread; public for tests)."""
-        try:
-            measurement, timeline, spans = self._snapshot()
-            assert self.run_id is not None
-            self.store.checkpoint(self.run_id, measurement, timeline, spans)
+            self._write(snapshot, final=False)
         except Exception as exc:  # a store problem must never stop the user's job
             self._problem(f"checkpoint of run {self.run_id} failed: {exc}")
 
-    def finish(self, measurement: Measurement, timeline: pd.DataFrame, spans: pd.DataFrame) -> None:
-        """Stop the thread and write the final result."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+    def checkpoint(self) -> None:
+        """Write a fresh snapshot now (tests; the tracker calls :meth:`update`)."""
+        assert self._job is not None
+        self.update(self._job.snapshot())
+
+    def finish(self, result: Measurement) -> None:
+        """Write the final result and close the store; problems become warnings."""
         try:
-            assert self.run_id is not None
-            self.store.finish_run(self.run_id, measurement, timeline, spans)
+            self._write(result, final=True)
         except Exception as exc:
             self._problem(f"run {self.run_id} could not be stored: {exc}")
         finally:
@@ -121,7 +99,33 @@ class Checkpointer:
             warnings.warn(message, MeasurementWarning, stacklevel=3)
         self._pending.clear()
 
+    def _write(self, m: Measurement, *, final: bool) -> None:
+        job = self._job
+        assert job is not None and self.run_id is not None
+        after = min(self._rows_after_s.values(), default=-math.inf)
+        rows = job.timeline(after_s=after, settled=not final, buckets=False)
+        buckets = job.timeline_buckets(after_s=self._buckets_after_s)
+        spans, seen = job.phase_spans_since(self._spans_seen)
+        keep_spans_after_s = m.duration_s - job.retention_s
+        if final:
+            self.store.finish_run(
+                self.run_id, m, rows, spans, buckets=buckets, keep_spans_after_s=keep_spans_after_s
+            )
+        else:
+            self.store.checkpoint(
+                self.run_id, m, rows, spans, buckets=buckets, keep_spans_after_s=keep_spans_after_s
+            )
+        if len(rows):
+            last = rows.groupby("device")["t_s"].max()
+            self._rows_after_s.update({str(k): float(v) for k, v in last.items()})
+        if len(buckets):
+            self._buckets_after_s = float(buckets["t_s"].max())
+        self._spans_seen = seen
+
     def _problem(self, message: str) -> None:
-        log.warning("greenai: %s", message)
+        now = time.monotonic()
+        if now - self._last_log >= REPEAT_LOG_S:
+            self._last_log = now
+            log.warning("greenai: %s", message)
         if len(self._pending) < 2 and not any(m[:30] == message[:30] for m in self._pending):
             self._pending.append(message)

@@ -49,6 +49,7 @@ class DeviceEnergy:
         uncertainty_j: About 95% uncertainty of ``energy_j`` in joules.
         partial: True when the device failed during the job (the gap was interpolated).
         idle_power_w: Idle power from the baseline, when ``baseline_s`` was given.
+        last_power_w: The latest power reading (W), for live views.
     """
 
     name: str
@@ -62,6 +63,7 @@ class DeviceEnergy:
     partial: bool = False
     error: str | None = None
     idle_power_w: float | None = None
+    last_power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,23 @@ class PhaseEnergy:
 
 @dataclass(frozen=True)
 class StepEnergy:
-    """Per-step figures. Step ``k`` runs from the previous ``step()`` (or the start) to its own."""
+    """Per-step figures. Step ``k`` runs from the previous ``step()`` (or the start) to its own.
+
+    Attributes:
+        count: ``step()`` calls.
+        duration_s: Each step's length (s); empty in a running snapshot.
+        energy_j: Each step's energy (J); empty in a running snapshot or without devices.
+        uncertainty_j: Each step's own ~95% uncertainty (J).
+        samples: Samples counted with ``step(samples=...)``; None if never given.
+        tokens: Tokens counted with ``step(tokens=...)``; None if never given.
+        flops: FLOPs of all steps, when FLOPs per step are known.
+        measured_count: Steps whose energy is settled (all of them once stopped).
+        measured_energy_j: Energy of those steps together (J). Steps tile the job from its
+            start, so this is one window's energy and ``measured_uncertainty_j`` that
+            window's own uncertainty: per-step figures derive from it, not from a sum of
+            per-step uncertainties (:func:`greenai.windows.per_unit`).
+        measured_uncertainty_j: About 95% uncertainty of ``measured_energy_j`` (J).
+    """
 
     count: int = 0
     duration_s: tuple[float, ...] = ()
@@ -91,33 +109,65 @@ class StepEnergy:
     samples: int | None = None
     tokens: int | None = None
     flops: float | None = None
+    measured_count: int = 0
+    measured_energy_j: float | None = None
+    measured_uncertainty_j: float | None = None
+
+    @property
+    def total_energy_j(self) -> float:
+        """Energy of all measured steps together (J); 0 without any."""
+        if self.measured_energy_j is not None:
+            return self.measured_energy_j
+        return math.fsum(self.energy_j)
+
+    def _share(self, amount: int | None) -> float | None:
+        """``amount`` scaled to the measured steps (samples or tokens, FLOPs)."""
+        if not amount or not self.count or not self.measured_count:
+            return None
+        return amount * self.measured_count / self.count
+
+    def _per(self, amount: float | None) -> tuple[float | None, float | None]:
+        from greenai.windows import per_unit
+
+        if self.measured_energy_j is None and not self.energy_j:
+            return None, None
+        return per_unit(self.total_energy_j, self.measured_uncertainty_j, amount)
 
     @property
     def j_per_tflop(self) -> float | None:
         """Step energy per trillion FLOPs (J/TFLOP), when FLOPs per step are known."""
-        if not self.flops or not self.energy_j:
-            return None
-        return self.total_energy_j / (self.flops / FLOP_PER_TFLOP)
-
-    @property
-    def total_energy_j(self) -> float:
-        """Energy of all steps together (J)."""
-        return math.fsum(self.energy_j)
+        flops = None if self.flops is None else self._share(int(self.flops))
+        return self._per(None if flops is None else flops / FLOP_PER_TFLOP)[0]
 
     @property
     def mean_energy_j(self) -> float | None:
         """Mean energy per step (J), None without steps or energy."""
-        return self.total_energy_j / self.count if self.count and self.energy_j else None
+        return self._per(self.measured_count or None)[0]
+
+    @property
+    def mean_energy_uncertainty_j(self) -> float | None:
+        """About 95% uncertainty of :attr:`mean_energy_j` (J)."""
+        return self._per(self.measured_count or None)[1]
 
     @property
     def energy_per_sample_j(self) -> float | None:
         """Step energy per sample counted with ``step(samples=...)`` (J)."""
-        return self.total_energy_j / self.samples if self.samples and self.energy_j else None
+        return self._per(self._share(self.samples))[0]
+
+    @property
+    def energy_per_sample_uncertainty_j(self) -> float | None:
+        """About 95% uncertainty of :attr:`energy_per_sample_j` (J)."""
+        return self._per(self._share(self.samples))[1]
 
     @property
     def energy_per_token_j(self) -> float | None:
         """Step energy per token counted with ``step(tokens=...)`` (J)."""
-        return self.total_energy_j / self.tokens if self.tokens and self.energy_j else None
+        return self._per(self._share(self.tokens))[0]
+
+    @property
+    def energy_per_token_uncertainty_j(self) -> float | None:
+        """About 95% uncertainty of :attr:`energy_per_token_j` (J)."""
+        return self._per(self._share(self.tokens))[1]
 
 
 @dataclass(frozen=True)
@@ -254,6 +304,12 @@ class Measurement:
         data["steps"]["energy_per_sample_j"] = self.steps.energy_per_sample_j
         data["steps"]["energy_per_token_j"] = self.steps.energy_per_token_j
         data["steps"]["j_per_tflop"] = self.steps.j_per_tflop
+        data["steps"]["mean_energy_j"] = self.steps.mean_energy_j
+        data["steps"]["mean_energy_uncertainty_j"] = self.steps.mean_energy_uncertainty_j
+        data["steps"]["energy_per_sample_uncertainty_j"] = (
+            self.steps.energy_per_sample_uncertainty_j
+        )
+        data["steps"]["energy_per_token_uncertainty_j"] = self.steps.energy_per_token_uncertainty_j
         return data
 
     @classmethod
@@ -269,6 +325,9 @@ class Measurement:
         steps = {k: v for k, v in data.get("steps", {}).items() if k in step_names}
         for key in ("duration_s", "energy_j", "uncertainty_j"):
             steps[key] = tuple(steps.get(key, ()))
+        if "measured_energy_j" not in steps and steps.get("energy_j"):  # older records
+            steps["measured_count"] = len(steps["energy_j"])
+            steps["measured_energy_j"] = math.fsum(steps["energy_j"])
         kwargs["steps"] = StepEnergy(**steps)
         kwargs["notes"] = tuple(data.get("notes", ()))
         carbon = data.get("carbon")

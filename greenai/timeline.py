@@ -1,28 +1,24 @@
-"""Per-device power/energy points, and exact integration over any window.
+"""Per-device readings that settle into energy curves as the job runs, at a bounded cost.
 
-Each device's readings become one cumulative-energy curve ``C(t)`` (joules). The energy of a
-window ``[a, b]`` is ``C(b) - C(a)``, so windows are additive by construction: phases and
-steps that tile a job sum exactly to the job total.
+Readings enter through :class:`Timeline` (the sampler thread and the native feed call
+:meth:`Timeline.add` / :meth:`Timeline.extend`), past a :class:`~greenai.guard.CounterGuard`
+that stitches counter resets and rejects corrupt values. They wait in a short *working
+stretch* until the device's curve is final past them (:meth:`EnergyCurve.settled_s
+<greenai.curve.EnergyCurve.settled_s>`). A :class:`Pass` builds each device's curve over its
+working stretch only, evaluates what the caller asks at settled times, and on
+:meth:`Pass.commit` turns the settled readings into timeline rows and drops them from the
+stretch. The job's running statistics (:class:`~greenai.curve.CurveStats`) carry what the
+curve needs of the past, so nothing is recomputed from the start of the job.
 
-How ``C`` is built (see docs/accuracy.md for the reasoning and the measured numbers):
-
-* **counter** devices: each read where the hardware counter changed is an *anchor*. The
-  counter refreshes on its own period (about 100 ms on NVIDIA), so the change happened
-  between this read and the previous one; the anchor sits half that span (at most half the
-  update period) before the read. Between anchors ``C`` follows the shape of the integrated
-  instant power, scaled to meet the counter exactly at both anchors, so a window shorter
-  than the counter's period still gets a sound value instead of 0 J. Without instant power
-  (RAPL) ``C`` is linear between anchors, which are then about 1 ms apart in time.
-* **power** and **model** devices: ``C`` is the integral of the piecewise-linear power.
-
-Uncertainty (about 95% coverage) for counter devices is data-driven: the scatter of each
-anchor-to-anchor counter delta around what the power shape predicts measures how far an
-interpolated edge can be off; it is capped by the hard bound that the true value lies between
-the two bracketing counter values.
+Timeline rows (time, power, counter, cumulative energy) are kept at full resolution for the
+last :data:`RETENTION_S` seconds and as :data:`BUCKET_S` buckets before that: each bucket
+keeps the exact cumulative energy at its end, its mean and its peak power, so thinning never
+loses energy.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from dataclasses import dataclass, field
@@ -31,372 +27,527 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from greenai.curve import CurveStats, DeviceSpec, EnergyCurve, Points
+from greenai.devices.base import Device, Reading
+from greenai.guard import CounterGuard
+
 if TYPE_CHECKING:
     import pandas as pd
 
-from greenai.devices.base import Device, Method, Reading
-
 FloatArray = npt.NDArray[np.float64]
 
-_SHORT_WINDOW_REL = 0.10
-"""Extra relative uncertainty of integrated power in windows shorter than the update period
-(on the H100, step-held instant power over 25 ms windows had a p95 error of 9.9%)."""
+__all__ = [
+    "BUCKET_S",
+    "RETENTION_S",
+    "TIMELINE_COLUMNS",
+    "Pass",
+    "Timeline",
+    "rows_frame",
+]
+
+RETENTION_S = 600.0
+"""Seconds of full-resolution timeline rows kept in memory (older rows become buckets)."""
+
+BUCKET_S = 10.0
+"""Length (s) of the buckets that older timeline rows are thinned to."""
+
+STALL_S = 10.0
+"""A device with no reading for this long no longer holds back the others' settling."""
+
+_MARGIN_READINGS = 8
+"""Settled readings kept at the head of a working stretch, so its first anchors are sound."""
+
+TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j", "peak_power_w"]
 
 
 @dataclass
-class DeviceSeries:
-    """The raw readings of one device, appended by the sampler thread."""
+class _Rows:
+    """Settled timeline rows of one device: ``t, power, counter, C, peak`` (peak NaN if raw)."""
 
-    name: str
-    kind: str
-    method: Method
-    update_period_s: float
-    counter_resolution_j: float
-    relative_uncertainty: float
     t: list[float] = field(default_factory=list)
-    energy_j: list[float] = field(default_factory=list)
-    power_w: list[float] = field(default_factory=list)
-    gaps: list[tuple[float, float | None]] = field(default_factory=list)
+    power: list[float] = field(default_factory=list)
+    counter: list[float] = field(default_factory=list)
+    c: list[float] = field(default_factory=list)
+    peak: list[float] = field(default_factory=list)
 
-    @classmethod
-    def for_device(cls, device: Device) -> DeviceSeries:
-        """Create an empty series that describes ``device``."""
-        return cls(
-            name=device.name,
-            kind=device.kind,
-            method=device.method,
-            update_period_s=device.update_period_s,
-            counter_resolution_j=device.counter_resolution_j,
-            relative_uncertainty=device.relative_uncertainty,
-        )
+    def append(
+        self, t: FloatArray, p: FloatArray, e: FloatArray, c: FloatArray, pk: FloatArray
+    ) -> None:
+        self.t.extend(t.tolist())
+        self.power.extend(p.tolist())
+        self.counter.extend(e.tolist())
+        self.c.extend(c.tolist())
+        self.peak.extend(pk.tolist())
+
+    def cut(self, k: int) -> _Rows:
+        """Remove and return the first ``k`` rows."""
+        head = _Rows(self.t[:k], self.power[:k], self.counter[:k], self.c[:k], self.peak[:k])
+        for col in (self.t, self.power, self.counter, self.c, self.peak):
+            del col[:k]
+        return head
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+class DeviceTrack:
+    """One device: its working stretch of raw readings, statistics and settled rows."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+        self.t: list[float] = []
+        self.e: list[float] = []
+        self.p: list[float] = []
+        self.gaps: list[tuple[float, float | None]] = []
+        self.stats = CurveStats()
+        self.guard = CounterGuard(spec.name)
+        self.work = 0  # index of the working stretch's first reading in t/e/p
+        self.prev: tuple[float, float] | None = None  # reading before the stretch
+        self.origin = (0.0, 0.0)  # C and gap energy at the stretch's first reading
+        self.kept_prev: tuple[float, float] | None = None  # reading before t[0]
+        self.kept_origin = (0.0, 0.0)  # C and gap energy at t[0]
+        self.settled_rows = 0  # readings of the stretch (from work) already made rows
+        self.settled_s = -math.inf
+        self.method = spec.method
+        self.rows = _Rows()  # full resolution, the last RETENTION_S
+        self.buckets = _Rows()  # older, thinned
+        self.compacted_before_s = -math.inf
+        self.samples = 0
+        self.samples_at_t0 = 0
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.peak_w = -math.inf  # highest settled power inside the job
+
+    def samples_since(self, t0: float) -> int:
+        """Readings taken since the job started (the baseline's excluded)."""
+        return self.samples - self.samples_at_t0
+
+    def peak_power_w(self, t0: float, curve: EnergyCurve | None) -> float:
+        """Highest power (W) read inside the job, unsettled readings included."""
+        peak = self.peak_w
+        if curve is not None and len(curve.t):
+            power = curve.power_at_samples()
+            inside = curve.t >= t0
+            if inside.any():
+                peak = max(peak, float(power[inside].max()))
+            elif not math.isfinite(peak):
+                peak = float(power.max())
+        return peak if math.isfinite(peak) else 0.0
+
+    def last_power_w(self) -> float | None:
+        """The latest power value (W), or the latest settled row's."""
+        for value in reversed(self.p[-4:]):
+            if math.isfinite(value):
+                return value
+        return self.rows.power[-1] if self.rows.power else None
 
 
 class Timeline:
-    """Thread-safe store of readings for a set of devices."""
+    """Thread-safe intake of readings for a set of devices, settled incrementally."""
 
     def __init__(self, devices: list[Device]) -> None:
         self._lock = threading.Lock()
-        self.series: dict[str, DeviceSeries] = {d.name: DeviceSeries.for_device(d) for d in devices}
+        self._pass_lock = threading.Lock()
+        self.tracks: dict[str, DeviceTrack] = {d.name: DeviceTrack(_spec(d)) for d in devices}
+        self._origins: dict[str, float] = {}
+        self._t0 = -math.inf
+        self._peak_total_w = -math.inf
 
-    def ensure(self, device: Device) -> None:
-        """Add a series for ``device`` if none has its name (names can settle at open())."""
+    @property
+    def t0(self) -> float:
+        """When the job started (readings before it are the idle baseline)."""
+        return self._t0
+
+    @t0.setter
+    def t0(self, value: float) -> None:
         with self._lock:
-            if device.name not in self.series:
-                self.series[device.name] = DeviceSeries.for_device(device)
+            self._t0 = value
+            for track in self.tracks.values():
+                track.samples_at_t0 = track.samples
+
+    def peak_total_power_w(self, t0: float) -> float | None:
+        """Highest total power (W) across devices at any settled reading inside the job."""
+        return self._peak_total_w if math.isfinite(self._peak_total_w) else None
+
+    @property
+    def series(self) -> dict[str, DeviceTrack]:
+        """Each device's track (``.t``, ``.e``, ``.p``: its kept raw readings; ``.gaps``)."""
+        return self.tracks
+
+    # --- intake (sampler thread) ---------------------------------------------------------
+    def ensure(self, device: Device) -> None:
+        """Add a track for ``device`` if none has its name (names can settle at open())."""
+        with self._lock:
+            track = self.tracks.get(device.name)
+            if track is None:
+                self.tracks[device.name] = DeviceTrack(_spec(device))
             else:  # open() may have refined what the device is (counter found, etc.)
-                s = self.series[device.name]
-                s.method, s.update_period_s = device.method, device.update_period_s
-                s.counter_resolution_j = device.counter_resolution_j
-                s.relative_uncertainty = device.relative_uncertainty
+                track.spec = _spec(device)
+                track.method = track.spec.method
 
     def add(self, name: str, t: float, reading: Reading) -> None:
         """Record one reading of device ``name`` taken at time ``t`` (seconds)."""
-        e = np.nan if reading.energy_j is None else float(reading.energy_j)
-        p = np.nan if reading.power_w is None else float(reading.power_w)
+        e = math.nan if reading.energy_j is None else float(reading.energy_j)
+        p = math.nan if reading.power_w is None else float(reading.power_w)
         with self._lock:
-            s = self.series[name]
-            s.t.append(t)
-            s.energy_j.append(e)
-            s.power_w.append(p)
-            if s.gaps and s.gaps[-1][1] is None:
-                s.gaps[-1] = (s.gaps[-1][0], t)
+            track = self.tracks[name]
+            e = track.guard.check(t, e, p)
+            self._append(track, [t], [e], [p])
 
     def extend(self, name: str, t: FloatArray, energy_j: FloatArray, power_w: FloatArray) -> None:
         """Record many readings of device ``name`` at once, in time order (NaN: not read)."""
         if not len(t):
             return
+        t_list = np.asarray(t, dtype=np.float64).tolist()
+        e_list = np.asarray(energy_j, dtype=np.float64).tolist()
+        p_list = np.asarray(power_w, dtype=np.float64).tolist()
         with self._lock:
-            s = self.series[name]
-            s.t.extend(np.asarray(t, dtype=np.float64).tolist())
-            s.energy_j.extend(np.asarray(energy_j, dtype=np.float64).tolist())
-            s.power_w.extend(np.asarray(power_w, dtype=np.float64).tolist())
-            if s.gaps and s.gaps[-1][1] is None:
-                s.gaps[-1] = (s.gaps[-1][0], float(t[0]))
+            track = self.tracks[name]
+            e_list = [
+                track.guard.check(a, b, c) for a, b, c in zip(t_list, e_list, p_list, strict=True)
+            ]
+            self._append(track, t_list, e_list, p_list)
+
+    def _append(self, track: DeviceTrack, t: list[float], e: list[float], p: list[float]) -> None:
+        if track.gaps and track.gaps[-1][1] is None:
+            track.gaps[-1] = (track.gaps[-1][0], t[0])
+        track.t.extend(t)
+        track.e.extend(e)
+        track.p.extend(p)
+        track.samples += len(t)
+        if track.first_t is None:
+            track.first_t = t[0]
+        track.last_t = t[-1]
 
     def mark_failure(self, name: str, t: float) -> None:
         """Note that device ``name`` failed to read at ``t``; a gap lasts until its next read."""
         with self._lock:
-            s = self.series[name]
-            if not s.gaps or s.gaps[-1][1] is not None:
-                s.gaps.append((t, None))
+            track = self.tracks[name]
+            if not track.gaps or track.gaps[-1][1] is not None:
+                track.gaps.append((t, None))
+
+    # --- settling ------------------------------------------------------------------------
+    def begin(self, now_s: float, *, final: bool = False) -> Pass:
+        """Build every device's curve over its working stretch (call :meth:`Pass.commit`).
+
+        Passes run one at a time; the sampler keeps adding readings meanwhile.
+        """
+        self._pass_lock.acquire()
+        try:
+            return Pass(self, now_s, final)
+        except BaseException:
+            self._pass_lock.release()
+            raise
+
+    def guard_notes(self) -> list[str]:
+        """What the counter guards did (resets stitched, values rejected), one line each."""
+        with self._lock:
+            return [n for track in self.tracks.values() for n in track.guard.notes()]
+
+    def guard_filled(self) -> bool:
+        """Whether any guard had to fill in energy (a reset)."""
+        with self._lock:
+            return any(track.guard.filled_j > 0 for track in self.tracks.values())
 
     def curves(self) -> dict[str, EnergyCurve]:
-        """Build the energy curve of every device that has at least one reading."""
+        """Curves over each device's readings of the last :data:`RETENTION_S` seconds.
+
+        For a job shorter than that, the whole job (benchmarks and tests use them; windows
+        after the job use them too).
+        """
         with self._lock:
-            snapshot = [
-                (s, np.array(s.t), np.array(s.energy_j), np.array(s.power_w), list(s.gaps))
-                for s in self.series.values()
-            ]
-        return {s.name: EnergyCurve(s, t, e, p, g) for s, t, e, p, g in snapshot if len(t)}
+            out = {}
+            for name, tr in self.tracks.items():
+                if tr.t:
+                    out[name] = _curve(tr, kept=True)
+            return out
 
-
-class EnergyCurve:
-    """The cumulative energy ``C(t)`` of one device, and its uncertainty over windows."""
-
-    def __init__(
+    # --- rows ----------------------------------------------------------------------------
+    def rows(
         self,
-        series: DeviceSeries,
-        t: FloatArray,
-        energy_j: FloatArray,
-        power_w: FloatArray,
-        gaps: list[tuple[float, float | None]],
-    ) -> None:
-        self.name = series.name
-        self.kind = series.kind
-        self.series = series
-        self.t = t
-        self.counter = energy_j
-        self.gaps = gaps
-        self.has_power = bool(np.isfinite(power_w).any())
-        self.power = _fill_nan(power_w) if self.has_power else np.zeros_like(t)
-        self._cum_power = _cumulative_trapezoid(t, self.power)
-        self._build_anchors(series)
-        self.method: Method = self._effective_method(series.method)
+        t0: float,
+        *,
+        after_s: float = -math.inf,
+        settled_only: bool = False,
+        buckets: bool = True,
+    ) -> pd.DataFrame:
+        """Kept rows (buckets, then full resolution) as a frame, times since ``t0``.
 
-    # --- construction -------------------------------------------------------------------
-    def _build_anchors(self, s: DeviceSeries) -> None:
-        ok = np.isfinite(self.counter)
-        if s.method != "counter" or ok.sum() < 1:
-            self.tau = np.empty(0)
-            self.anchor_e = np.empty(0)
-            return
-        t, e = self.t[ok], self.counter[ok]
-        gaps_t = np.diff(t)
-        typical = float(np.median(gaps_t)) if len(gaps_t) else s.update_period_s
-        changed = np.concatenate([[True], np.diff(e) > 0])
-        before = np.concatenate([[min(typical, s.update_period_s)], gaps_t])
-        lag = np.minimum(before, s.update_period_s) / 2.0
-        self.tau = (t - lag)[changed]
-        self._half_bracket = float(np.median(lag[changed]))
-        self.anchor_e = e[changed]
-        self._i_tau = self.integral(self.tau)
-        d_e = np.diff(self.anchor_e)
-        d_i = np.diff(self._i_tau)
-        self._calibration = (
-            float(np.clip(d_e.sum() / d_i.sum(), 0.5, 2.0))
-            if self.has_power and d_i.sum() > 0
-            else 1.0
-        )
-        self._sigma = self._segment_scatter(d_e, d_i, s)
-        seg_len = np.diff(self.tau)
-        # Only the hard bound holds where the power shape cannot be trusted: a segment much
-        # longer than usual (it spans a read failure), or one next to a load change (the
-        # shape may put the change in the wrong place).
-        long_seg = seg_len > 3.0 * float(np.median(seg_len)) if len(seg_len) else seg_len > 0
-        self._hard_only = long_seg | self._unsteady()
-
-    def _unsteady(self) -> npt.NDArray[np.bool_]:
-        """Per segment: does the counter's average power change by over 25% next to it?
-
-        The counter's segment averages smooth out sensor noise; a real load change shows up
-        as neighbouring segments that differ. One segment either side is included because
-        power values lag the counter by up to one update period.
+        Columns: :data:`TIMELINE_COLUMNS`; ``energy_j`` is cumulative since ``t0``, and
+        ``peak_power_w`` is set on bucket rows (NaN on single readings). Only rows later
+        than ``after_s`` (seconds since ``t0``), found by bisection: the cost is the rows
+        returned.
         """
-        seg_p = np.diff(self.anchor_e) / np.maximum(np.diff(self.tau), 1e-12)
-        if len(seg_p) == 0:
-            return np.zeros(0, dtype=bool)
-        padded = np.pad(seg_p, 1, mode="edge")
-        near = np.stack([padded[:-2], padded[1:-1], padded[2:]])
-        spread = near.max(axis=0) - near.min(axis=0)
-        return np.asarray(spread > 0.25 * np.maximum(near.mean(axis=0), 1e-12))
+        frames = []
+        cut = t0 + after_s
+        with self._lock:
+            for tr in self.tracks.values():
+                parts = []
+                for rows in ([tr.buckets] if buckets else []) + [tr.rows]:
+                    k = bisect.bisect_right(rows.t, cut)
+                    parts.append(_slice(rows, k))
+                frames.append((tr, parts))
+        if not settled_only:
+            for tr, parts in frames:
+                tail = self._unsettled_rows(tr)
+                k = bisect.bisect_right(tail.t, cut)
+                parts.append(_slice(tail, k))
+        return rows_frame(frames, self.origin_c(t0), t0)
 
-    def _segment_scatter(self, d_e: FloatArray, d_i: FloatArray, s: DeviceSeries) -> float:
-        """Robust spread (J) of counter deltas around what the power shape predicts."""
-        if len(d_e) == 0:
-            return 0.0
-        if self.has_power:
-            predicted = self._calibration * d_i
-        else:
-            seg_p = d_e / np.maximum(np.diff(self.tau), 1e-12)
-            neighbour_p = np.convolve(np.pad(seg_p, 1, mode="edge"), [0.5, 0.0, 0.5], "valid")
-            predicted = neighbour_p * np.diff(self.tau)
-        resid = d_e - predicted
-        floor = s.relative_uncertainty * float(np.median(d_e))
-        if len(resid) < 4:
-            return max(floor, s.counter_resolution_j)
-        mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-        return max(mad, s.counter_resolution_j)
+    def bucket_rows(self, t0: float, *, after_s: float = -math.inf) -> pd.DataFrame:
+        """Only the bucket rows later than ``after_s`` (see :meth:`rows`)."""
+        cut = t0 + after_s
+        with self._lock:
+            frames = [
+                (tr, [_slice(tr.buckets, bisect.bisect_right(tr.buckets.t, cut))])
+                for tr in self.tracks.values()
+            ]
+        return rows_frame(frames, self.origin_c(t0), t0)
 
-    def _effective_method(self, declared: Method) -> Method:
-        if declared == "counter" and len(self.tau) < 2:
-            # The counter never changed inside the run: the figure comes from power alone.
-            return "power" if self.has_power else "counter"
-        return declared
+    def origin_c(self, t0: float) -> dict[str, float]:
+        """Per device, ``C(t0)``: as settled, or from the curve while ``t0`` is unsettled."""
+        out = dict(self._origins)
+        with self._lock:
+            missing = [tr for n, tr in self.tracks.items() if n not in out and tr.t]
+            curves = [(tr.spec.name, _curve(tr)) for tr in missing]
+        for name, curve in curves:
+            out[name] = float(curve.energy_at(np.array([t0]))[0])
+        return out
 
-    # --- evaluation ---------------------------------------------------------------------
-    def integral(self, x: FloatArray) -> FloatArray:
-        """Integral of the piecewise-linear power from the first reading to ``x`` (J)."""
-        t, p, cum = self.t, self.power, self._cum_power
-        x = np.asarray(x, dtype=np.float64)
-        if len(t) == 1:
-            return np.asarray(p[0] * (x - t[0]), dtype=np.float64)
-        i = np.clip(np.searchsorted(t, x, side="right") - 1, 0, len(t) - 2)
-        span = t[i + 1] - t[i]
-        dt = x - t[i]
-        slope = np.where(span > 0, (p[i + 1] - p[i]) / np.where(span > 0, span, 1.0), 0.0)
-        inside = cum[i] + p[i] * dt + slope * dt * dt / 2.0
-        before = cum[0] + p[0] * (x - t[0])
-        after = cum[-1] + p[-1] * (x - t[-1])
-        return np.asarray(np.where(x < t[0], before, np.where(x > t[-1], after, inside)))
+    def set_origins(self, origins: dict[str, float]) -> None:
+        """Record ``C`` at the job's start per device (rows' ``energy_j`` counts from it)."""
+        self._origins = dict(origins)
 
-    def energy_at(self, x: FloatArray) -> FloatArray:
-        """Cumulative energy ``C(x)`` in joules (an arbitrary but fixed origin)."""
-        x = np.asarray(x, dtype=np.float64)
-        if self.method != "counter":
-            return self.integral(x)
-        tau, ae = self.tau, self.anchor_e
-        k = np.searchsorted(tau, x, side="right") - 1
-        kk = np.clip(k, 0, len(tau) - 2)
-        frac = self._fraction(x, kk)
-        interior = ae[kk] + (ae[kk + 1] - ae[kk]) * frac
-        ix = self.integral(x) if self.has_power else None
-        before = self._extrapolate(x, 0, ix)
-        after = self._extrapolate(x, len(tau) - 1, ix)
-        return np.asarray(np.where(k < 0, before, np.where(k >= len(tau) - 1, after, interior)))
-
-    def _fraction(self, x: FloatArray, k: npt.NDArray[np.intp]) -> FloatArray:
-        """Where ``x`` lies inside segment ``k``, by energy shape (0 at its start, 1 at its end)."""
-        tau = self.tau
-        by_time = (x - tau[k]) / np.maximum(tau[k + 1] - tau[k], 1e-12)
-        if not self.has_power:
-            return np.asarray(np.clip(by_time, 0.0, 1.0))
-        d_i = self._i_tau[k + 1] - self._i_tau[k]
-        ok = d_i > 1e-12
-        by_power = (self.integral(x) - self._i_tau[k]) / np.where(ok, d_i, 1.0)
-        return np.asarray(np.clip(np.where(ok, by_power, by_time), 0.0, 1.0))
-
-    def _extrapolate(self, x: FloatArray, j: int, ix: FloatArray | None) -> FloatArray:
-        """Energy beyond the first/last anchor, from power (or the nearest segment's power)."""
-        if ix is not None:
-            return np.asarray(self.anchor_e[j] + self._calibration * (ix - self._i_tau[j]))
-        if len(self.tau) < 2:
-            return np.full_like(x, self.anchor_e[j])
-        seg = 0 if j == 0 else len(self.tau) - 2
-        p = (self.anchor_e[seg + 1] - self.anchor_e[seg]) / max(
-            self.tau[seg + 1] - self.tau[seg], 1e-12
-        )
-        return np.asarray(self.anchor_e[j] + p * (x - self.tau[j]))
-
-    def window(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Energy (J) and its ~95% uncertainty (J) over windows ``[a, b]`` (arrays)."""
-        energy, independent, shared = self.window_parts(a, b)
-        return energy, independent + shared
-
-    def window_parts(
-        self, a: FloatArray, b: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Energy (J) over windows ``[a, b]`` and its uncertainty (J) in two parts.
-
-        ``independent`` varies from window to window (edges, sampling, gaps): over many
-        windows it adds in quadrature. ``shared`` is the same relative error in every window
-        of this device (a model's or a power sensor's scale error): it adds linearly, however
-        many windows there are. The window's own uncertainty is their sum.
-        """
-        a = np.asarray(a, dtype=np.float64)
-        b = np.asarray(b, dtype=np.float64)
-        energy = np.maximum(self.energy_at(b) - self.energy_at(a), 0.0)
-        rel = self.series.relative_uncertainty
-        none = np.zeros_like(energy)
-        if self.method != "counter":
-            length = np.maximum(b - a, 1e-12)
-            short = _SHORT_WINDOW_REL * np.minimum(1.0, self.series.update_period_s / length)
-            return energy, energy * short + self._gap_energy(a, b) * 0.5, energy * rel
-        res = 2.0 * self.series.counter_resolution_j
-        if len(self.tau) < 2:
-            return energy, none + res, energy * rel
-        u = self._edge_uncertainty(a) + self._edge_uncertainty(b) + res
-        # The counter's refresh lags each read by an unknown but shared amount (at most the
-        # half-bracket either way); it cancels on a steady load, not across a power change.
-        # Power at each edge from the counter's own segment averages: power values may lag.
-        seg_p = np.diff(self.anchor_e) / np.maximum(np.diff(self.tau), 1e-12)
-        at = np.clip(
-            np.searchsorted(self.tau, np.stack([a, b]), side="right") - 1, 0, len(seg_p) - 1
-        )
-        shift = self._half_bracket * np.abs(seg_p[at[1]] - seg_p[at[0]])
-        return energy, np.asarray(u + shift), none
-
-    def _edge_uncertainty(self, x: FloatArray) -> FloatArray:
-        tau, ae = self.tau, self.anchor_e
-        k = np.searchsorted(tau, x, side="right") - 1
-        kk = np.clip(k, 0, len(tau) - 2)
-        frac = self._fraction(x, kk)
-        d_e = ae[kk + 1] - ae[kk]
-        hard = d_e * np.maximum(frac, 1.0 - frac)
-        soft = 2.0 * self._sigma + self.series.relative_uncertainty * d_e * np.minimum(
-            frac, 1.0 - frac
-        )
-        inside = np.where(self._hard_only[kk], hard, np.minimum(hard, soft))
-        rel = max(self.series.relative_uncertainty, abs(self._calibration - 1.0))
-        ends = self.energy_at(x)
-        outside_first = rel * np.abs(ae[0] - ends) + 2.0 * self._sigma
-        outside_last = rel * np.abs(ends - ae[-1]) + 2.0 * self._sigma
-        return np.asarray(
-            np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
+    def _unsettled_rows(self, tr: DeviceTrack) -> _Rows:
+        with self._lock:
+            if len(tr.t) - tr.work <= tr.settled_rows:
+                return _Rows()
+            curve = _curve(tr)
+            k = tr.settled_rows
+        t = curve.t[k:]
+        return _Rows(
+            t.tolist(),
+            curve.power_at_samples()[k:].tolist(),
+            curve.counter[k:].tolist(),
+            curve.energy_at(t).tolist(),
+            [math.nan] * len(t),
         )
 
-    def _gap_energy(self, a: FloatArray, b: FloatArray) -> FloatArray:
-        """Energy interpolated across read failures inside each window."""
-        total = np.zeros_like(a)
-        for g0, g1 in self.gaps:
-            end = self.t[-1] if g1 is None else g1
-            lo, hi = np.maximum(a, g0), np.minimum(b, end)
-            total += np.where(hi > lo, self.integral(hi) - self.integral(lo), 0.0)
-        return total
 
-    def power_at_samples(self) -> FloatArray:
-        """Power (W) at each reading: the instant value, or the counter's segment average."""
-        if self.has_power:
-            return self.power
-        if len(self.t) < 2:
-            return np.zeros_like(self.t)
-        c = self.energy_at(self.t)
-        p = np.diff(c) / np.maximum(np.diff(self.t), 1e-12)
-        return np.concatenate([p[:1], p])
+class Pass:
+    """One settling pass: curves over the working stretches, valid until :meth:`commit`.
 
-
-def _fill_nan(values: FloatArray) -> FloatArray:
-    ok = np.isfinite(values)
-    if ok.all():
-        return values
-    idx = np.arange(len(values))
-    return np.interp(idx, idx[ok], values[ok])
-
-
-def _cumulative_trapezoid(t: FloatArray, p: FloatArray) -> FloatArray:
-    if len(t) < 2:
-        return np.zeros_like(t)
-    return np.concatenate([[0.0], np.cumsum(np.diff(t) * (p[1:] + p[:-1]) / 2.0)])
-
-
-TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
-
-
-def timeline_frame(
-    curves: dict[str, EnergyCurve], t0: float, *, after_s: float = -math.inf
-) -> pd.DataFrame:
-    """The readings of ``curves`` as one table, times in seconds since ``t0``.
-
-    Columns are :data:`TIMELINE_COLUMNS`; ``energy_j`` is cumulative since ``t0``. Only
-    readings later than ``after_s`` are included (what a checkpoint has not stored yet).
+    Attributes:
+        horizon_s: Times up to here are settled for every device (``inf`` on the final pass).
+        curves: Each device's curve over its stretch (devices with readings only).
     """
+
+    def __init__(self, timeline: Timeline, now_s: float, final: bool) -> None:
+        self.timeline = timeline
+        self.final = final
+        self.now_s = now_s
+        self._lengths: dict[str, int] = {}
+        self.curves: dict[str, EnergyCurve] = {}
+        horizons = []
+        with timeline._lock:
+            for name, tr in timeline.tracks.items():
+                self._lengths[name] = len(tr.t) - tr.work
+                if len(tr.t) <= tr.work:
+                    continue
+                self.curves[name] = _curve(tr)
+        for name, curve in self.curves.items():
+            tr = timeline.tracks[name]
+            settled = curve.settled_s()
+            if tr.last_t is not None and tr.last_t < now_s - STALL_S:
+                settled = max(settled, now_s - STALL_S)  # a failing device holds no one back
+            horizons.append(settled)
+        self.horizon_s = math.inf if final else (min(horizons) if horizons else now_s)
+
+    @property
+    def names(self) -> list[str]:
+        """Devices with a curve in this pass."""
+        return list(self.curves)
+
+    def points(self, x: FloatArray) -> dict[str, Points]:
+        """Per device, the curve's values at times ``x`` (all settled: ``x <= horizon_s``)."""
+        return {name: curve.points(x) for name, curve in self.curves.items()}
+
+    def commit(self) -> None:
+        """Turn readings up to the horizon into rows, update statistics, trim the stretches."""
+        tl = self.timeline
+        try:
+            batches = []
+            for name, curve in self.curves.items():
+                batch = self._commit_device(tl.tracks[name], curve)
+                if batch is not None:
+                    batches.append(batch)
+            self._peak_total(batches)
+        finally:
+            tl._pass_lock.release()
+
+    def _peak_total(self, batches: list[tuple[FloatArray, FloatArray]]) -> None:
+        """Raise the job's peak total power with the rows this pass settled."""
+        tl = self.timeline
+        inside = [(t, p) for t, p in batches if len(t)]
+        if not inside:
+            return
+        grid = np.unique(np.concatenate([t for t, _ in inside]))
+        grid = grid[grid >= tl.t0]
+        if not len(grid):
+            return
+        total = sum(np.interp(grid, t, p) for t, p in inside)
+        tl._peak_total_w = max(tl._peak_total_w, float(np.max(total)))
+
+    def _commit_device(
+        self, tr: DeviceTrack, curve: EnergyCurve
+    ) -> tuple[FloatArray, FloatArray] | None:
+        n = self._lengths[tr.spec.name]
+        t = curve.t
+        upto = n if self.final else int(np.searchsorted(t, self.horizon_s, side="right"))
+        tr.method = curve.method
+        start = tr.settled_rows
+        batch = None
+        if upto > start:
+            sl = slice(max(start - 1, 0), upto)  # one row before, to interpolate across
+            batch = (t[sl], curve.power_at_samples()[sl])
+            sl = slice(start, upto)
+            c = curve.energy_at(t[sl])
+            power = curve.power_at_samples()[sl]
+            nan = np.full(upto - start, math.nan)
+            inside = t[sl] >= self.timeline.t0
+            if inside.any():
+                tr.peak_w = max(tr.peak_w, float(power[inside].max()))
+            with self.timeline._lock:
+                tr.rows.append(t[sl], power, curve.counter[sl], c, nan)
+        previous = tr.settled_s
+        tr.settled_s = float(t[upto - 1]) if upto else tr.settled_s
+        if curve.method == "counter" and not self.final:
+            curve.settle_into(tr.stats, tr.settled_s, previous)
+        # Advance the stretch: keep a margin of settled readings ahead of the unsettled ones.
+        keep_from = max(0, upto - _MARGIN_READINGS)
+        with self.timeline._lock:
+            tr.settled_rows = upto - keep_from
+            if keep_from > 0:
+                head = curve.points(t[keep_from : keep_from + 1])
+                tr.origin = (float(head.c_j[0]), float(head.gap_j[0]))
+                tr.prev = (
+                    float(t[keep_from - 1]),
+                    _last_finite(curve.counter[:keep_from], tr.prev),
+                )
+                tr.work += keep_from
+            self._drop_old(tr)
+            self._thin(tr)
+        return batch
+
+    def _drop_old(self, tr: DeviceTrack) -> None:
+        """Forget raw readings older than the retention that the stretch no longer needs."""
+        limit = self.now_s - RETENTION_S
+        k = bisect.bisect_left(tr.t, limit, 0, tr.work)
+        if k < 64:  # trim in batches, not every pass
+            return
+        new_first = tr.t[k]
+        i = int(np.searchsorted(np.asarray(tr.rows.t), new_first))
+        if i < len(tr.rows.t) and tr.rows.t[i] == new_first:
+            tr.kept_origin = (tr.rows.c[i], tr.kept_origin[1])
+        finite = [v for v in tr.e[:k] if math.isfinite(v)]
+        tr.kept_prev = (tr.t[k - 1], finite[-1] if finite else -math.inf)
+        del tr.t[:k], tr.e[:k], tr.p[:k]
+        tr.work -= k
+        horizon = tr.t[0] if tr.t else math.inf
+        tr.gaps = [(a, b) for a, b in tr.gaps if b is None or b >= horizon]
+
+    def _thin(self, tr: DeviceTrack) -> None:
+        """Fold full-resolution rows older than the retention into buckets (lock held)."""
+        rows = tr.rows
+        if not rows.t or rows.t[0] >= self.now_s - RETENTION_S - BUCKET_S:
+            return
+        cut_s = math.floor((self.now_s - RETENTION_S) / BUCKET_S) * BUCKET_S
+        k = int(np.searchsorted(np.asarray(rows.t), cut_s, side="left"))
+        if k < 2:
+            return
+        head = rows.cut(k)
+        ht = np.asarray(head.t)
+        bucket = np.floor(ht / BUCKET_S)
+        ends = np.flatnonzero(np.append(bucket[1:] != bucket[:-1], True))
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        c = np.asarray(head.c)
+        power = np.asarray(head.power)
+        prev_t = tr.buckets.t[-1] if tr.buckets.t else ht[0]
+        prev_c = tr.buckets.c[-1] if tr.buckets.c else c[0]
+        bt, bp, be, bc, bpk = [], [], [], [], []
+        for s, e in zip(starts, ends, strict=True):
+            dt = ht[e] - prev_t
+            bt.append(ht[e])
+            bp.append((c[e] - prev_c) / dt if dt > 0 else power[e])
+            be.append(head.counter[e])
+            bc.append(c[e])
+            bpk.append(float(np.nanmax(power[s : e + 1])))
+            prev_t, prev_c = ht[e], c[e]
+        arrays = [np.asarray(x, dtype=float) for x in (bt, bp, be, bc, bpk)]
+        tr.buckets.append(*arrays)
+        tr.compacted_before_s = float(ht[-1]) + 1e-9
+
+
+def _spec(device: Device) -> DeviceSpec:
+    return DeviceSpec(
+        name=device.name,
+        kind=device.kind,
+        method=device.method,
+        update_period_s=device.update_period_s,
+        counter_resolution_j=device.counter_resolution_j,
+        relative_uncertainty=device.relative_uncertainty,
+    )
+
+
+def _curve(tr: DeviceTrack, *, kept: bool = False) -> EnergyCurve:
+    """The curve over the working stretch, or (``kept``) over every kept reading."""
+    k = 0 if kept else tr.work
+    return EnergyCurve(
+        tr.spec,
+        np.asarray(tr.t[k:], dtype=np.float64),
+        np.asarray(tr.e[k:], dtype=np.float64),
+        np.asarray(tr.p[k:], dtype=np.float64),
+        list(tr.gaps),
+        stats=tr.stats,
+        prev=tr.kept_prev if kept else tr.prev,
+        origin_j=tr.kept_origin if kept else tr.origin,
+    )
+
+
+def _slice(rows: _Rows, k: int) -> _Rows:
+    return _Rows(rows.t[k:], rows.power[k:], rows.counter[k:], rows.c[k:], rows.peak[k:])
+
+
+def _last_finite(values: FloatArray, fallback: tuple[float, float] | None) -> float:
+    ok = np.flatnonzero(np.isfinite(values))
+    if len(ok):
+        return float(values[ok[-1]])
+    return fallback[1] if fallback is not None else -math.inf
+
+
+def rows_frame(
+    parts: list[tuple[DeviceTrack, list[_Rows]]], origins: dict[str, float], t0: float
+) -> pd.DataFrame:
+    """Rows of many devices as one frame with :data:`TIMELINE_COLUMNS`, times since ``t0``."""
     import pandas as pd
 
     frames = []
-    for curve in curves.values():
-        keep = curve.t - t0 > after_s
-        if not keep.any():
+    for tr, chunks in parts:
+        t = np.concatenate([np.asarray(r.t, dtype=float) for r in chunks])
+        if not len(t):
             continue
-        t = curve.t[keep]
-        origin = curve.energy_at(np.array([t0]))[0]
+        c = np.concatenate([np.asarray(r.c, dtype=float) for r in chunks])
+        origin = origins.get(tr.spec.name, float(c[0]))
         frames.append(
             pd.DataFrame(
                 {
                     "t_s": t - t0,
-                    "device": curve.name,
-                    "method": curve.method,
-                    "power_w": curve.power_at_samples()[keep],
-                    "counter_j": curve.counter[keep],
-                    "energy_j": curve.energy_at(t) - origin,
+                    "device": tr.spec.name,
+                    "method": tr.method,
+                    "power_w": np.concatenate([np.asarray(r.power, float) for r in chunks]),
+                    "counter_j": np.concatenate([np.asarray(r.counter, float) for r in chunks]),
+                    "energy_j": c - origin,
+                    "peak_power_w": np.concatenate([np.asarray(r.peak, float) for r in chunks]),
                 }
             )
         )

@@ -1,8 +1,9 @@
 """Tracker and ``track()``: wrap any loop and get a :class:`~greenai.Measurement`.
 
 ``step()`` and ``phase()`` only record a timestamp on the caller's thread; every device read
-happens on the sampler thread, and all energy is computed once, at ``stop()``, by integrating
-the timeline over each window.
+happens on the sampler thread. The tracker's live thread settles the marks into running
+figures about once a second (:mod:`greenai.ledger`) and gives snapshots to the sinks
+(:mod:`greenai.sinks`), so a checkpoint, a snapshot or ``stop()`` costs what is new.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextvars
 import dataclasses
 import difflib
 import functools
+import logging
 import math
 import threading
 import warnings
@@ -23,14 +25,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from greenai.carbon.accounting import Accounting, account
-from greenai.checkpoint import Checkpointer, resolve_store
+from greenai.checkpoint import StoreSink, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.distributed.session import DistributedSession, open_session
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
+from greenai.ledger import OTHER_PHASE, Ledger, OpenPhase, Point, point_at
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.sampling.sampler import Sampler
-from greenai.timeline import EnergyCurve, Timeline, timeline_frame
+from greenai.sinks import Sink, SinkSet
+from greenai.timeline import RETENTION_S, Pass, Timeline
+from greenai.windows import Spans, linear, sum_devices
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,10 +59,11 @@ OPTIONS = (
     "checkpoint_s",
     "meta",
     "distributed",
+    "sinks",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
-OTHER_PHASE = "(other)"
+log = logging.getLogger("greenai")
 
 _current: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar(
     "greenai_tracker", default=None
@@ -95,11 +101,13 @@ class Tracker:
         store: Record the run in a run store: ``True`` for the default
             (``$GREENAI_HOME/runs.db`` or ``./.greenai/runs.db``), a path, or a
             :class:`greenai.store.RunStore`. Off by default for library use.
-        checkpoint_s: With a store, seconds between checkpoints of the running job; a killed
-            process keeps everything up to its last checkpoint.
+        checkpoint_s: Seconds between snapshots given to the sinks (the store checkpoints
+            at each); a killed process keeps everything up to its last checkpoint.
         meta: With a store, extra facts to record with the run (a dict of JSON values).
         distributed: None joins a torch.distributed job when a process group is up, True
             requires one, False measures this process alone (docs/distributed.md).
+        sinks: Objects with ``start(job)``, ``update(snapshot)`` and ``finish(result)``
+            (:class:`greenai.sinks.Sink`) that receive the job's figures while it runs.
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -126,15 +134,26 @@ class Tracker:
         checkpoint_s: float = 5.0,
         meta: dict[str, Any] | None = None,
         distributed: bool | None = None,
+        sinks: Sequence[Sink] | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise ConfigError(_unknown_options_message(unknown))
-        if period_s is not None and not (isinstance(period_s, int | float) and period_s > 0):
-            raise ConfigError(f"period_s must be a positive number of seconds, got {period_s!r}")
-        if not (isinstance(baseline_s, int | float) and baseline_s >= 0):
-            raise ConfigError(f"baseline_s must be >= 0 seconds, got {baseline_s!r}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"the job name must be a non-empty string, got {name!r}")
+        _check_seconds("period_s", period_s, allow_none=True)
+        _check_seconds("checkpoint_s", checkpoint_s)
+        if not (_is_number(baseline_s) and math.isfinite(baseline_s) and baseline_s >= 0):
+            raise ConfigError(
+                f"baseline_s must be a finite number >= 0 seconds, got {baseline_s!r}"
+            )
         if devices is not None:
+            bad = [d for d in devices if not isinstance(d, Device)]
+            if bad:
+                raise ConfigError(
+                    f"devices must be greenai Device objects (greenai.devices.discover() lists"
+                    f" this machine's); got {bad[0]!r}"
+                )
             names = [d.name for d in devices]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
@@ -145,6 +164,11 @@ class Tracker:
             from greenai.flops.peaks import check_dtype
 
             check_dtype(dtype)  # fail now: at stop() the measurement would be lost
+        for sink in sinks or ():
+            if not isinstance(sink, Sink):
+                raise ConfigError(
+                    f"a sink needs start(job), update(snapshot) and finish(result); got {sink!r}"
+                )
         self.name = name
         self._accounting = Accounting(
             pue=pue,
@@ -171,14 +195,11 @@ class Tracker:
             "checkpoint_s": checkpoint_s,
             "meta": meta,
             "distributed": distributed,
+            "sinks": sinks,
         }
-        if not (isinstance(checkpoint_s, int | float) and checkpoint_s > 0):
-            raise ConfigError(
-                f"checkpoint_s must be a positive number of seconds, got {checkpoint_s!r}"
-            )
         self._store = resolve_store(store)
-        self._checkpointer: Checkpointer | None = None
-        self.run_id: str | None = None
+        self._store_sink: StoreSink | None = None
+        self._sinks = SinkSet(list(sinks or ()))
         self._flops = [0.0, 0.0]  # nominal, executed: added or counted outside steps
         self._flops_per_step: tuple[float, float] | None = (
             None if flops_per_step is None else (float(flops_per_step), float(flops_per_step))
@@ -191,15 +212,66 @@ class Tracker:
         self._result: Measurement | None = None
         self._sampler: Sampler | None = None
         self._timeline: Timeline | None = None
-        self._steps: list[float] = []
-        self._step_counts: list[tuple[int, int | None, int | None]] = []
-        self._phases: list[tuple[str, int, float, float]] = []
-        self._open: list[tuple[str, float]] = []
+        self._ledger: Ledger | None = None
+        self._live: _LiveThread | None = None
+        self._samples = 0
+        self._tokens = 0
+        self._counted = [False, False]  # samples, tokens given at least once
+        self._open: list[OpenPhase] = []
         self._t0 = self._t_baseline = 0.0
-        self._checkpointed_s = -math.inf
         self._started_at = ""
         self._token: contextvars.Token[Tracker | None] | None = None
         self._dist: DistributedSession | None = None
+        self._last_live: dict[str, float] = {}
+
+    # --- public views --------------------------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Facts recorded with the run (``meta=``, plus a distributed job's size on rank 0)."""
+        return dict(self._options["meta"] or {})
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options this tracker was made with (a copy)."""
+        return dict(self._options)
+
+    @property
+    def accounting(self) -> Accounting:
+        """How energy becomes facility energy, CO2e and water for this job."""
+        return self._accounting
+
+    @property
+    def devices(self) -> list[Device]:
+        """The devices being read (after :meth:`start`; those that opened)."""
+        return [] if self._sampler is None else list(self._sampler.devices)
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the stored run, with a store; None otherwise."""
+        return None if self._store_sink is None else self._store_sink.run_id
+
+    @property
+    def started(self) -> bool:
+        """Whether the job has started (past any idle baseline)."""
+        return self._running or self._result is not None
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the job started; its length once stopped; 0 before."""
+        if self._running:
+            return max(self._now() - self._t0, 0.0)
+        return self._result.duration_s if self._result is not None else 0.0
+
+    @property
+    def steps(self) -> int:
+        """``step()`` calls so far."""
+        ledger = self._ledger
+        return 0 if ledger is None else ledger.steps_done + len(ledger.steps)
+
+    @property
+    def distributed_session(self) -> DistributedSession | None:
+        """This rank's part in a distributed job, or None."""
+        return self._dist
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> Tracker:
@@ -209,16 +281,14 @@ class Tracker:
                 f"tracker {self.name!r} was already started; create a new Tracker per run"
             )
         self._accounting.grid()  # an unknown country/region fails now, not after the job
-        self._dist = open_session(self)  # None unless distributed; ranks > 0 drop the store
+        self._dist = open_session(self)  # None unless distributed
+        if self._dist is not None:
+            if self._dist.info.rank != 0:
+                self._store = None  # rank 0 records the job
+            else:
+                self._options["meta"] = {**(self._options["meta"] or {}), **self._dist.meta()}
         if self._store is not None:
-            self._checkpointer = Checkpointer(
-                self._store,
-                self.name,
-                self._snapshot,
-                clock=self._clock,
-                period_s=self._options["checkpoint_s"],
-                meta=self._options["meta"],
-            )
+            self._store_sink = StoreSink(self._store, clock=self._clock)
         devices = self._options["devices"]
         if devices is None:
             from greenai.devices.discovery import discover
@@ -227,6 +297,7 @@ class Tracker:
             if self._dist is not None:  # each rank measures the devices it owns
                 devices = self._dist.own(devices)
         self._timeline = Timeline(list(devices))
+        self._ledger = Ledger(self._timeline)
         self._sampler = Sampler(
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
         )
@@ -237,22 +308,29 @@ class Tracker:
             self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
         self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._t0 = self._now()
-        self._checkpointed_s = -math.inf  # timeline rows up to here are in the store
+        self._timeline.t0 = self._t0
+        self._ledger.begin(self._t_baseline, self._t0, baseline_s > 0)
         self._running = True
         self._token = _current.set(self)
-        if self._checkpointer is not None:
-            try:
-                self._checkpointer.start()
-            except BaseException:
-                self._running = False
-                self._sampler.stop()
-                _current.set(None)
-                raise
-            self.run_id = self._checkpointer.run_id
+        try:
+            if self._store_sink is not None:
+                self._store_sink.start(self)  # store errors raise: nothing ran yet
+            self._sinks.start(self)
+            self._live = _LiveThread(self, self._clock, self._options["checkpoint_s"])
+            self._live.start()
+        except BaseException:
+            self._running = False
+            self._sampler.stop()
+            _current.set(None)
+            raise
         return self
 
     def stop(self, *, status: str = "completed") -> Measurement:
-        """Stop sampling and return the :class:`Measurement` (also kept as :attr:`result`)."""
+        """Stop sampling and return the :class:`Measurement` (also kept as :attr:`result`).
+
+        Never raises away a measurement: what fails while turning readings into figures
+        (or in a sink, or in the store) becomes a note on the result.
+        """
         if not self._running:
             raise TrackerStateError(
                 f"tracker {self.name!r} is not running: call start() (or use `with`) first"
@@ -261,14 +339,16 @@ class Tracker:
         self._running = False
         notes: list[str] = []
         if self._open:
-            names = [n for n, _ in self._open]
+            names = [ph.path for ph in self._open]
             message = f"phase(s) {names} still open when {self.name!r} stopped; closed at stop"
             warnings.warn(message, MeasurementWarning, stacklevel=2)
             notes.append(message)
             while self._open:
-                self._close_phase(t1)
+                self._close_phase(self._open[-1], t1)
         assert self._sampler is not None and self._timeline is not None
         try:
+            if self._live is not None:
+                self._live.stop()
             self._sampler.stop()
         finally:
             if self._token is not None:
@@ -277,24 +357,79 @@ class Tracker:
                 except ValueError:  # stopped from another context
                     _current.set(None)
                 self._token = None
-        self._result = self._measure(t1, status, notes)
+        try:
+            self._result = self._final(t1, status, notes)
+        except Exception as exc:  # keep what can be kept: time, and why the rest is missing
+            self._result = self._fallback(t1, status, [*notes, f"figures not computed: {exc!r}"])
         if self._dist is not None:  # rank 0 gets the job; other ranks their own view
             self._result = self._dist.finish(self, self._result)
-        if self._checkpointer is not None:
-            self._checkpointer.finish(self._result, self.timeline(), self.phase_spans())
+        if self._store_sink is not None:
+            self._store_sink.finish(self._result)
+        self._sinks.finish(self._result)
+        for message in self._sinks.problems:
+            warnings.warn(message, MeasurementWarning, stacklevel=2)
+        if self._sinks.problems:
+            self._result = dataclasses.replace(
+                self._result, notes=(*self._result.notes, *self._sinks.problems)
+            )
         if self._dist is not None:  # its warnings (and a held SIGTERM) once the record is kept
             self._dist.close()
         return self._result
 
-    def _snapshot(self) -> tuple[Measurement, pd.DataFrame, pd.DataFrame]:
-        """The job so far, for a checkpoint: curves built once, only new timeline rows."""
-        assert self._timeline is not None
-        curves = self._timeline.curves()
-        measurement = self._measure(self._now(), "running", [], per_step=False, curves=curves)
-        frame = timeline_frame(curves, self._t0, after_s=self._checkpointed_s)
-        if len(frame):
-            self._checkpointed_s = float(frame["t_s"].max())
-        return measurement, frame, self.phase_spans()
+    def snapshot(self) -> Measurement:
+        """The job so far: a Measurement with status ``running`` (the result once stopped).
+
+        Energy so far per device and in total, phases and steps settled so far, rates.
+        Energy never decreases from one snapshot to the next. Cheap enough to call every
+        second: it costs what is new since the last settling pass. Per-step arrays are
+        left out (``steps.energy_j`` is empty; ``steps.count`` and the per-unit figures are
+        set).
+
+        Raises:
+            TrackerStateError: The tracker has not started.
+        """
+        if self._result is not None and not self._running:
+            return self._result
+        if self._ledger is None or self._timeline is None:
+            raise TrackerStateError(f"tracker {self.name!r} has not started")
+        now = self._now()
+        p = self._ledger.settle(now)
+        try:
+            return self._measure(p, now, "running", [], live=True)
+        finally:
+            p.commit()
+
+    def settle(self) -> None:
+        """Fold what the devices have settled into the running figures.
+
+        The live thread does this about once a second; public for tests and for sinks that
+        need figures now.
+        """
+        if self._ledger is None or not self._running:
+            return
+        self._ledger.settle(self._now()).commit()
+
+    def _final(self, t1: float, status: str, notes: list[str]) -> Measurement:
+        assert self._ledger is not None
+        p = self._ledger.settle(max(self._now(), t1), final=True, t1=t1)
+        try:
+            return self._measure(p, t1, status, notes, live=False)
+        finally:
+            p.commit()
+
+    def _fallback(self, t1: float, status: str, notes: list[str]) -> Measurement:
+        return Measurement(
+            name=self.name,
+            status=status,  # type: ignore[arg-type]
+            started_at=self._started_at,
+            duration_s=t1 - self._t0,
+            energy_j=None,
+            uncertainty_j=None,
+            avg_power_w=None,
+            peak_power_w=None,
+            partial=True,
+            notes=tuple(notes),
+        )
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -315,47 +450,110 @@ class Tracker:
             self.stop(status="failed")
 
     def __call__(self, fn: F) -> F:
-        """Use as a decorator: each call is tracked; the last result is ``fn.last_result``."""
+        """Use as a decorator: each call is tracked; the last result is ``fn.last_result``.
+
+        Coroutine functions are tracked over the awaited body, generator functions over
+        the whole iteration (not just the creation of the coroutine or generator).
+        """
+        import inspect
+
         options = dict(self._options)
         name = self.name
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            tracker = Tracker(name, **options)
-            try:
-                with tracker:
-                    return fn(*args, **kwargs)
-            finally:
-                wrapper.last_result = tracker._result  # type: ignore[attr-defined]
+        def finish(tracker: Tracker) -> None:
+            wrapper.last_result = tracker._result  # type: ignore[attr-defined]
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(name, **options)
+                try:
+                    with tracker:
+                        return await fn(*args, **kwargs)
+                finally:
+                    finish(tracker)
+
+        elif inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(name, **options)
+                try:
+                    with tracker:
+                        return (yield from fn(*args, **kwargs))
+                finally:
+                    finish(tracker)
+
+        else:
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracker = Tracker(name, **options)
+                try:
+                    with tracker:
+                        return fn(*args, **kwargs)
+                finally:
+                    finish(tracker)
 
         wrapper.last_result = None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     # --- marks on the hot path ----------------------------------------------------------
     def step(self, samples: int | None = None, tokens: int | None = None) -> None:
-        """Mark the end of a training/inference step; optionally count its samples/tokens."""
+        """Mark the end of a training/inference step; optionally count its samples/tokens.
+
+        Raises:
+            TrackerStateError: The tracker is not running.
+            ConfigError: ``samples`` or ``tokens`` is not a non-negative integer.
+        """
         if not self._running:
             raise TrackerStateError(f"step() on tracker {self.name!r}, which is not running")
-        self._steps.append(self._now())
-        if samples is not None or tokens is not None:
-            self._step_counts.append((len(self._steps) - 1, samples, tokens))
+        t = self._now()
+        if samples is not None:
+            self._samples += _count("samples", samples)
+            self._counted[0] = True
+        if tokens is not None:
+            self._tokens += _count("tokens", tokens)
+            self._counted[1] = True
+        assert self._ledger is not None
+        self._ledger.steps.append(t)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Attribute the energy inside the block to phase ``name`` (nestable)."""
+        """Attribute the energy inside the block to phase ``name`` (nestable).
+
+        Raises:
+            TrackerStateError: The tracker is not running, or phases are exited out of
+                order (an outer phase's block ended while an inner one was still open).
+            ConfigError: ``name`` is empty, not a string, or contains ``/``.
+        """
         if not self._running:
             raise TrackerStateError(f"phase() on tracker {self.name!r}, which is not running")
-        if not name or "/" in name:
-            raise ConfigError(f"phase names must be non-empty and contain no '/', got {name!r}")
-        path = "/".join([n for n, _ in self._open] + [name])
-        self._open.append((path, self._now()))
-        depth = len(self._open)
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ConfigError(f"phase names must be non-empty strings without '/', got {name!r}")
+        parent = self._open[-1].path + "/" if self._open else ""
+        entry = OpenPhase(parent + name, len(self._open), self._now())
+        self._open.append(entry)
+        assert self._ledger is not None
+        self._ledger.open_phases = self._open
         try:
             yield
         finally:
-            # stop() may already have closed it (phase left open across stop()).
-            if len(self._open) == depth and self._open[-1][0] == path:
-                self._close_phase(self._now())
+            if entry.end is None:  # stop() may already have closed it
+                if not self._open or self._open[-1] is not entry:
+                    inner = self._open[-1].path if self._open else None
+                    raise TrackerStateError(
+                        f"phase {entry.path!r} exited while {inner!r} is still open: phases"
+                        " must nest (exit the inner one first)"
+                    )
+                self._close_phase(entry, self._now())
+
+    def _close_phase(self, entry: OpenPhase, t: float) -> None:
+        self._open.remove(entry)
+        entry.end = t
+        assert self._ledger is not None
+        self._ledger.closed.append(entry)
 
     # --- work done -----------------------------------------------------------------------
     def add_flops(self, flops: float, executed: float | None = None) -> None:
@@ -401,10 +599,6 @@ class Tracker:
             self._dtype = getattr(first, "dtype", None)
         return count
 
-    def _close_phase(self, t: float) -> None:
-        path, start = self._open.pop()
-        self._phases.append((path, len(self._open), start, t))
-
     # --- results ------------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -418,96 +612,253 @@ class Tracker:
             raise TrackerStateError(f"tracker {self.name!r} has no result until it is stopped")
         return self._result
 
-    def timeline(self) -> pd.DataFrame:
+    def timeline(
+        self, *, after_s: float = -math.inf, settled: bool = False, buckets: bool = True
+    ) -> pd.DataFrame:
         """Per-device readings: time since start, power, raw counter and cumulative energy.
 
         Columns: ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j`` (the raw
-        counter, NaN without one) and ``energy_j`` (cumulative since the job started).
+        counter, NaN without one), ``energy_j`` (cumulative since the job started) and
+        ``peak_power_w`` (set on rows that stand for a bucket of older readings). The last
+        :attr:`retention_s` seconds are at full resolution, older data in
+        :data:`~greenai.timeline.BUCKET_S` buckets.
+
+        Args:
+            after_s: Only rows later than this (seconds since the start); the cost is the
+                rows returned.
+            settled: Only rows that are final (not revised by later readings).
+            buckets: Include bucket rows.
+
+        Raises:
+            TrackerStateError: The tracker has not started.
         """
         if self._timeline is None:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
-        return timeline_frame(self._timeline.curves(), self._t0)
+        return self._timeline.rows(self._t0, after_s=after_s, settled_only=settled, buckets=buckets)
+
+    def timeline_buckets(self, *, after_s: float = -math.inf) -> pd.DataFrame:
+        """Only the bucket rows (older readings thinned) later than ``after_s``.
+
+        Raises:
+            TrackerStateError: The tracker has not started.
+        """
+        if self._timeline is None:
+            raise TrackerStateError(f"tracker {self.name!r} has not started")
+        return self._timeline.bucket_rows(self._t0, after_s=after_s)
+
+    @property
+    def retention_s(self) -> float:
+        """Seconds of recent readings and phase spans kept at full resolution."""
+        return RETENTION_S
 
     def phase_spans(self) -> pd.DataFrame:
-        """Every closed phase span, for plots that shade phases on the timeline.
+        """Recent closed phase spans, for plots that shade phases on the timeline.
 
         Columns: ``phase`` (its path), ``depth``, ``start_s`` and ``end_s`` (seconds since
-        the job started).
+        the job started). The last :data:`~greenai.ledger.RECENT_SPANS` settled spans are
+        kept; every span counts in its phase's figures.
+        """
+        return self.phase_spans_since(0)[0]
+
+    def phase_spans_since(self, seen: int) -> tuple[pd.DataFrame, int]:
+        """Spans settled after the first ``seen`` ones, and how many have settled in all.
+
+        For sinks that write spans as they come: pass back the count each time.
         """
         import pandas as pd
 
-        frame: pd.DataFrame = pd.DataFrame(
-            [(p, d, a - self._t0, b - self._t0) for p, d, a, b in self._phases],
-            columns=["phase", "depth", "start_s", "end_s"],
-        )
-        return frame
+        ledger = self._ledger
+        if ledger is None:
+            spans: list[tuple[str, int, float, float]] = []
+            total = 0
+        else:
+            with ledger.lock:
+                total = ledger.spans_seen
+                recent = list(ledger.recent_spans)
+            spans = recent[max(len(recent) - (total - seen), 0) :] if total > seen else []
+        frame: pd.DataFrame = pd.DataFrame(spans, columns=["phase", "depth", "start_s", "end_s"])
+        return frame, total
+
+    def device_phases(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Per device, per phase (``(other)`` included): energy and uncertainty (J).
+
+        Settled figures; complete once the tracker has stopped.
+        """
+        ledger = self._ledger
+        if ledger is None:
+            return {}
+        return {
+            device: {k: (s.energy_j, s.uncertainty_j) for k, s in phases.items()}
+            for device, phases in ledger.device_phases.items()
+        }
 
     def energy_between(self, starts: Sequence[float], ends: Sequence[float]) -> PhaseEnergy:
         """Energy (J) and uncertainty over windows ``[starts[i], ends[i]]`` on this clock.
 
         For windows marked outside :meth:`phase` (the pytest plugin's benchmark rounds); call
         it after :meth:`stop`. Windows' edge errors combine in quadrature, as for phases.
+        Windows in the last :data:`~greenai.timeline.RETENTION_S` seconds of the job are
+        evaluated on its curves; older windows are not kept (a ConfigError says so).
+
+        Raises:
+            TrackerStateError: The tracker has not stopped.
         """
         if self._timeline is None or self._running:
             raise TrackerStateError(f"energy_between() needs tracker {self.name!r} stopped")
         a, b = np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)
-        return _phase("window", list(self._timeline.curves().values()), a, b)
+        curves = self._timeline.curves()
+        spans = Spans()
+        if curves and len(a):
+            first = min(float(c.t[0]) for c in curves.values())
+            if float(a.min()) < first - 1.0:
+                raise ConfigError(
+                    f"energy_between(): windows before t={first:.3f} s are older than the"
+                    f" {RETENTION_S:g} s the tracker keeps at full resolution; mark them with"
+                    " phase() instead"
+                )
+            parts = sum_devices((c.window_parts(a, b) for c in curves.values()), len(a))
+            spans.add(parts, b - a)
+        return PhaseEnergy(
+            name="window",
+            count=len(a),
+            duration_s=float(np.sum(b - a)) if len(a) else 0.0,
+            energy_j=spans.energy_j if curves else None,
+            uncertainty_j=spans.uncertainty_j if curves else None,
+        )
 
     def _measure(
-        self,
-        t1: float,
-        status: str,
-        notes: list[str],
-        *,
-        per_step: bool = True,
-        curves: dict[str, EnergyCurve] | None = None,
+        self, p: Pass, t1: float, status: str, notes: list[str], *, live: bool
     ) -> Measurement:
         assert self._sampler is not None and self._timeline is not None
+        assert self._ledger is not None
+        ledger, timeline = self._ledger, self._timeline
         t0, duration = self._t0, t1 - self._t0
-        curves = self._timeline.curves() if curves is None else curves
         failed = self._sampler.failed
-        devices = [self._device_energy(c, t0, t1, failed.get(c.name)) for c in curves.values()]
+        start = ledger.t0_point or (point_at(p, t0) if p.curves else {})
+        end = point_at(p, t1) if p.curves else {}
+        per_device = ledger.parts_by_device([start], [end], [t0], [t1]) if end else {}
+        idle: dict[str, float] = {}
+        if ledger.baseline and t0 > self._t_baseline and end:
+            base = ledger.baseline_point or point_at(p, self._t_baseline)
+            for name, parts in ledger.parts_by_device(
+                [base], [start], [self._t_baseline], [t0]
+            ).items():
+                idle[name] = float(parts.energy_j[0]) / (t0 - self._t_baseline)
+        devices = []
+        for name, parts in per_device.items():
+            track = timeline.tracks[name]
+            dev_j = float(parts.energy_j[0])
+            if live:  # a live figure never goes down (Prometheus reads a drop as a reset)
+                dev_j = max(dev_j, self._last_live.get(name, 0.0))
+                self._last_live[name] = dev_j
+            devices.append(
+                DeviceEnergy(
+                    name=name,
+                    kind=track.spec.kind,
+                    method=p.curves[name].method if name in p.curves else track.method,
+                    energy_j=dev_j,
+                    uncertainty_j=float(parts.uncertainty_j[0]),
+                    avg_power_w=dev_j / duration if duration > 0 else 0.0,
+                    peak_power_w=track.peak_power_w(t0, p.curves.get(name)),
+                    samples=track.samples_since(t0),
+                    partial=failed.get(name) is not None,
+                    error=failed.get(name),
+                    idle_power_w=idle.get(name),
+                    last_power_w=track.last_power_w(),
+                )
+            )
         for name, error in failed.items():
-            if name not in curves:
+            if name not in per_device:
                 notes.append(f"{name} gave no reading: {error}")
-        if not curves:
+        guard_notes = timeline.guard_notes()
+        notes.extend(guard_notes)
+        if not p.curves:
             notes.append("no energy source was measured; only time is reported")
-        energy = math.fsum(d.energy_j for d in devices) if devices else None
+        energy: float | None = math.fsum(d.energy_j for d in devices) if devices else None
+        unc = linear(d.uncertainty_j for d in devices) if devices else None
         flops, executed = self._flop_totals()
         peak = self._peak_flops_per_s(notes) if flops else None
-        idle = [d.idle_power_w for d in devices if d.idle_power_w is not None]
-        idle_w = math.fsum(idle) if idle and len(idle) == len(devices) else None
+        idle_all = [d.idle_power_w for d in devices if d.idle_power_w is not None]
+        idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
+        mfu = flops / duration / peak if flops and peak and duration > 0 else None
+        if mfu is not None and mfu > 1.0:
+            notes.append(
+                f"MFU {mfu:.2f} is above 1: the FLOPs or the dtype ({self._dtype}) are wrong"
+            )
         return Measurement(
             name=self.name,
             status=status,  # type: ignore[arg-type]
             started_at=self._started_at,
             duration_s=duration,
             energy_j=energy,
-            uncertainty_j=math.fsum(d.uncertainty_j for d in devices) if devices else None,
+            uncertainty_j=unc,
             avg_power_w=energy / duration if energy is not None and duration > 0 else None,
-            peak_power_w=_peak_total_power(list(curves.values()), t0, t1),
+            peak_power_w=timeline.peak_total_power_w(t0) if devices else None,
             devices=tuple(devices),
-            phases=tuple(self._phase_energy(list(curves.values()), t0, t1)),
-            steps=self._step_energy(list(curves.values()), t0, per_step),
+            phases=tuple(self._phase_energy(bool(p.curves), live)),
+            steps=self._step_energy(p, start, live, bool(p.curves)),
             period_s=self._sampler.period_s,
             idle_power_w=idle_w,
             energy_above_idle_j=(
                 energy - idle_w * duration if energy is not None and idle_w is not None else None
             ),
-            partial=bool(failed),
+            partial=bool(failed) or timeline.guard_filled(),
             notes=tuple(notes),
             carbon=account(energy, self._accounting) if energy is not None else None,
             flops=flops,
             flops_executed=executed,
             peak_flops_per_s=peak,
-            mfu=flops / duration / peak if flops and peak and duration > 0 else None,
+            mfu=mfu,
+        )
+
+    def _phase_energy(self, measured: bool, live: bool) -> list[PhaseEnergy]:
+        assert self._ledger is not None
+        ledger = self._ledger
+        if not ledger.phases and not (live and self._open):
+            return []
+        out = [_phase(name, spans, measured) for name, spans in ledger.phases.items()]
+        out.append(_phase(OTHER_PHASE, ledger.other, measured))
+        return out
+
+    def _step_energy(self, p: Pass, start: Point, live: bool, measured: bool) -> StepEnergy:
+        assert self._ledger is not None
+        ledger = self._ledger
+        count = self.steps
+        if not count:
+            return StepEnergy()
+        flops = None if self._flops_per_step is None else self._flops_per_step[0] * count
+        totals = StepEnergy(
+            count=count,
+            samples=self._samples if self._counted[0] else None,
+            tokens=self._tokens if self._counted[1] else None,
+            flops=flops,
+        )
+        done = ledger.steps_done
+        last = ledger.last_step_point()
+        if measured and done and last is not None and start:
+            # Steps tile [t0, last step]: their sum is that window, with its own uncertainty.
+            t_last, point = last
+            whole = ledger.parts([start], [point], [self._t0], [t_last])
+            totals = dataclasses.replace(
+                totals,
+                measured_count=done,
+                measured_energy_j=float(whole.energy_j[0]),
+                measured_uncertainty_j=float(whole.uncertainty_j[0]),
+            )
+        if live:
+            return totals
+        return dataclasses.replace(
+            totals,
+            duration_s=tuple(ledger.step_duration_s),
+            energy_j=tuple(ledger.step_energy_j) if measured else (),
+            uncertainty_j=tuple(ledger.step_uncertainty_j) if measured else (),
         )
 
     def _flop_totals(self) -> tuple[float | None, float | None]:
         nominal, executed = self._flops
         if self._flops_per_step is not None:
-            nominal += self._flops_per_step[0] * len(self._steps)
-            executed += self._flops_per_step[1] * len(self._steps)
+            nominal += self._flops_per_step[0] * self.steps
+            executed += self._flops_per_step[1] * self.steps
         if not nominal and not executed and self._flops_per_step is None:
             return None, None
         return nominal, executed
@@ -516,90 +867,75 @@ class Tracker:
         """Summed datasheet peak of the GPUs measured, for MFU; None (with a note) if unknown."""
         from greenai.flops import peak_flops_per_s
 
-        assert self._sampler is not None
-        gpus = [d for d in self._sampler.devices if d.kind == "gpu"]
+        gpus = [d for d in self.devices if d.kind == "gpu"]
         if not gpus or self._dtype is None:
             notes.append("MFU not computed: it needs a GPU and a known compute dtype (dtype=)")
             return None
-        peaks = [peak_flops_per_s(str(getattr(g, "model", None) or ""), self._dtype) for g in gpus]
+        try:
+            peaks = [
+                peak_flops_per_s(str(getattr(g, "model", None) or ""), self._dtype) for g in gpus
+            ]
+        except ConfigError as exc:
+            notes.append(f"MFU not computed: {exc}")
+            return None
         if any(p is None for p in peaks):
             names = [getattr(g, "model", None) or g.name for g in gpus]
             notes.append(f"MFU not computed: no datasheet peak for {names} at {self._dtype}")
             return None
         return math.fsum(p for p in peaks if p is not None)
 
-    def _device_energy(
-        self, curve: EnergyCurve, t0: float, t1: float, error: str | None
-    ) -> DeviceEnergy:
-        energy, unc = _windows([curve], np.array([t0]), np.array([t1]))
-        inside = (curve.t >= t0) & (curve.t <= t1)
-        power = curve.power_at_samples()
-        idle_w = None
-        baseline_s = t0 - self._t_baseline
-        if self._options["baseline_s"] > 0 and baseline_s > 0:
-            idle_e, _ = _windows([curve], np.array([self._t_baseline]), np.array([t0]))
-            idle_w = float(idle_e[0]) / baseline_s
-        duration = t1 - t0
-        return DeviceEnergy(
-            name=curve.name,
-            kind=curve.kind,
-            method=curve.method,
-            energy_j=float(energy[0]),
-            uncertainty_j=float(unc[0]),
-            avg_power_w=float(energy[0]) / duration if duration > 0 else 0.0,
-            peak_power_w=float(power[inside].max()) if inside.any() else float(power.max()),
-            samples=int(inside.sum()),
-            partial=error is not None,
-            error=error,
-            idle_power_w=idle_w,
-        )
 
-    def _phase_energy(self, curves: list[EnergyCurve], t0: float, t1: float) -> list[PhaseEnergy]:
-        if not self._phases:
-            return []
-        out = []
-        for path in dict.fromkeys(p for p, *_ in self._phases):
-            spans = np.array([(a, b) for p, _, a, b in self._phases if p == path])
-            out.append(_phase(path, curves, spans[:, 0], spans[:, 1]))
-        top = sorted((a, b) for _, depth, a, b in self._phases if depth == 0)
-        starts, ends, cursor = [], [], t0
-        for a, b in top:
-            if a > cursor:
-                starts.append(cursor)
-                ends.append(a)
-            cursor = max(cursor, b)
-        if t1 > cursor:
-            starts.append(cursor)
-            ends.append(t1)
-        out.append(_phase(OTHER_PHASE, curves, np.array(starts), np.array(ends)))
-        return out
+class _LiveThread:
+    """Settles the ledger about once a second and feeds the sinks every ``checkpoint_s``."""
 
-    def _step_energy(self, curves: list[EnergyCurve], t0: float, per_step: bool) -> StepEnergy:
-        if not self._steps:
-            return StepEnergy()
-        count = len(self._steps)
-        samples = [s for _, s, _ in self._step_counts if s is not None]
-        tokens = [k for _, _, k in self._step_counts if k is not None]
-        totals = StepEnergy(
-            count=count,
-            samples=sum(samples) if samples else None,
-            tokens=sum(tokens) if tokens else None,
-            flops=None if self._flops_per_step is None else self._flops_per_step[0] * count,
-        )
-        if not per_step:  # checkpoints skip the per-step arrays to stay cheap
-            return totals
-        ends = np.array(self._steps)
-        starts = np.concatenate([[t0], ends[:-1]])
-        durations = tuple((ends - starts).tolist())
-        if not curves:
-            return dataclasses.replace(totals, duration_s=durations)
-        energy, unc = _windows(curves, starts, ends)
-        return dataclasses.replace(
-            totals,
-            duration_s=durations,
-            energy_j=tuple(energy.tolist()),
-            uncertainty_j=tuple(unc.tolist()),
-        )
+    SETTLE_S = 1.0
+
+    def __init__(self, tracker: Tracker, clock: Clock, checkpoint_s: float) -> None:
+        self._tracker = tracker
+        self._clock = clock
+        self._checkpoint_s = checkpoint_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._clock.attach(self)
+        self._thread = threading.Thread(target=self._run, name="greenai-live", daemon=True)
+        try:
+            self._thread.start()
+        except BaseException:
+            self._clock.detach(self)
+            raise
+
+    def _run(self) -> None:
+        t = self._tracker
+        try:
+            now = self._clock.now()
+            settle_at = now + min(self.SETTLE_S, self._checkpoint_s)
+            update_at = now + self._checkpoint_s
+            while not self._clock.wait_until(self, min(settle_at, update_at), self._stop):
+                now = self._clock.now()
+                try:
+                    if now >= update_at:
+                        snap = t.snapshot()
+                        if t._store_sink is not None:
+                            t._store_sink.update(snap)
+                        t._sinks.update(snap)
+                        update_at = max(update_at + self._checkpoint_s, now)
+                    elif now >= settle_at:
+                        t.settle()
+                except Exception:  # never let a bug here touch the user's job
+                    log.exception("greenai: live update failed")
+                    update_at = max(update_at + self._checkpoint_s, now)
+                if now >= settle_at:
+                    settle_at = max(settle_at + self.SETTLE_S, now)
+        finally:
+            self._clock.detach(self)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
 
 
 def track(name: str = "job", **options: Any) -> Tracker:
@@ -620,48 +956,37 @@ def track(name: str = "job", **options: Any) -> Tracker:
     return Tracker(name, **options)
 
 
-def _windows(
-    curves: list[EnergyCurve], a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Energy and uncertainty summed over devices for each window [a_i, b_i]."""
-    energy = np.zeros(len(a))
-    unc = np.zeros(len(a))
-    for curve in curves:
-        e, u = curve.window(a, b)
-        energy += e
-        unc += u
-    return energy, unc
-
-
-def _phase(
-    name: str, curves: list[EnergyCurve], a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]
-) -> PhaseEnergy:
-    energy = independent = shared = np.zeros(len(a))
-    for curve in curves if len(a) else []:
-        e, i, sh = curve.window_parts(a, b)
-        energy, independent, shared = energy + e, independent + i, shared + sh
+def _phase(name: str, spans: Spans, measured: bool) -> PhaseEnergy:
     return PhaseEnergy(
         name=name,
-        count=len(a),
-        duration_s=float(np.sum(b - a)) if len(a) else 0.0,
-        energy_j=float(energy.sum()) if curves else None,
-        # Spans' edge errors are independent: root-sum-square, not a plain sum (a phase of
-        # 200 short spans would otherwise claim ±50% on a well-measured job). A device's
-        # scale error is the same in every span: it adds linearly.
-        uncertainty_j=float(np.sqrt(np.sum(independent**2)) + np.sum(shared)) if curves else None,
+        count=spans.count,
+        duration_s=spans.duration_s,
+        energy_j=spans.energy_j if measured else None,
+        uncertainty_j=spans.uncertainty_j if measured else None,
     )
 
 
-def _peak_total_power(curves: list[EnergyCurve], t0: float, t1: float) -> float | None:
-    """Highest total power (W) across devices at any reading inside the job."""
-    if not curves:
-        return None
-    grid = np.unique(np.concatenate([c.t for c in curves]))
-    inside = grid[(grid >= t0) & (grid <= t1)]
-    if len(inside) == 0:
-        inside = grid
-    total = sum(np.interp(inside, c.t, c.power_at_samples()) for c in curves)
-    return float(np.max(total))
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_seconds(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a finite positive number of seconds, got {value!r}")
+
+
+def _count(name: str, value: Any) -> int:
+    """A step's samples or tokens: a non-negative integer (numpy integers too)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ConfigError(
+            f"step({name}=...) takes a non-negative integer count, got {value!r}"
+            f" (for a batch, pass len(batch) or the batch size)"
+        )
+    return int(value)
 
 
 def _check_flops(name: str, value: Any) -> None:

@@ -7,7 +7,7 @@ import pytest
 import greenai
 from greenai.devices.base import Device, Reading
 from greenai.testing import FakeClock, FakeGPU
-from greenai.timeline import Timeline, timeline_frame
+from greenai.timeline import Timeline
 
 
 class Spec(Device):
@@ -110,13 +110,11 @@ def test_timeline_frame_keeps_only_rows_after_a_time() -> None:
     gpu = FakeGPU(clock=clock)
     with greenai.track("t", devices=[gpu], clock=clock, period_s=0.1) as job:
         clock.advance(1.0)
-    assert job._timeline is not None
-    curves = job._timeline.curves()
-    whole = timeline_frame(curves, job._t0)
-    later = timeline_frame(curves, job._t0, after_s=0.5)
+    whole = job.timeline()
+    later = job.timeline(after_s=0.5)
     assert len(whole) > len(later) > 0
     assert (later["t_s"] > 0.5).all()
     pd.testing.assert_frame_equal(
         whole[whole["t_s"] > 0.5].reset_index(drop=True), later.reset_index(drop=True)
     )
-    assert timeline_frame(curves, job._t0, after_s=99.0).empty
+    assert job.timeline(after_s=99.0).empty

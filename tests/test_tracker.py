@@ -126,7 +126,7 @@ def test_exception_in_the_block_records_a_failed_run_and_propagates(clock: FakeC
 def test_bad_options_get_clear_errors() -> None:
     with pytest.raises(ConfigError, match="did you mean 'period_s'"):
         greenai.track("x", perod_s=0.1)
-    with pytest.raises(ConfigError, match="period_s must be a positive"):
+    with pytest.raises(ConfigError, match="period_s must be a finite positive"):
         greenai.Tracker(period_s=0)
     with pytest.raises(ConfigError, match="baseline_s"):
         greenai.Tracker(baseline_s=-1)
@@ -222,7 +222,15 @@ def test_timeline_frame_is_cumulative_from_the_start(clock: FakeClock) -> None:
     with greenai.track(devices=[FakeGPU(clock=clock, power_w=250.0)], clock=clock) as job:
         clock.advance(1.0)
     frame = job.timeline()
-    assert list(frame.columns) == ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
+    assert list(frame.columns) == [
+        "t_s",
+        "device",
+        "method",
+        "power_w",
+        "counter_j",
+        "energy_j",
+        "peak_power_w",
+    ]
     assert frame["t_s"].iloc[0] == pytest.approx(0.0)
     assert frame["energy_j"].iloc[0] == pytest.approx(0.0, abs=1e-9)
     assert frame["energy_j"].is_monotonic_increasing

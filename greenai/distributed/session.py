@@ -26,8 +26,6 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from greenai.devices.base import Device
 from greenai.distributed.aggregate import aggregate, host_clashes, rank_view
 from greenai.distributed.identity import RankInfo, is_initialized, rank_info
@@ -51,13 +49,14 @@ _warned: set[str] = set()
 def open_session(tracker: Tracker) -> DistributedSession | None:
     """Join the tracker to the job when ``distributed`` asks for it (None: if one is up).
 
-    On ranks other than 0 the tracker's run store is dropped (rank 0 records the job), and
-    on rank 0 the job's size, backend and SLURM facts join the run's ``meta``.
+    The tracker then drops its run store on ranks other than 0 (rank 0 records the job), and
+    on rank 0 adds :meth:`DistributedSession.meta` to the run's ``meta``.
 
     Raises:
         ConfigError: ``distributed=True`` without an initialised process group.
     """
-    option = tracker._options.get("distributed")
+    options = tracker.options
+    option = options.get("distributed")
     if option is False:
         return None
     if not is_initialized():
@@ -71,7 +70,7 @@ def open_session(tracker: Tracker) -> DistributedSession | None:
         return None
     dist = sys.modules["torch.distributed"]
     info = rank_info(dist=dist)
-    if tracker._options.get("devices") is None:
+    if options.get("devices") is None:
         _warn_once(_no_local_rank_message(os.environ, info))
     try:
         store = dist.distributed_c10d._get_default_store()
@@ -83,12 +82,7 @@ def open_session(tracker: Tracker) -> DistributedSession | None:
         message = f"cannot reach the process group's store ({exc}); rank {info.rank} measured alone"
         warnings.warn(message, MeasurementWarning, stacklevel=3)
         return None
-    session = DistributedSession(info, gather)
-    if info.rank != 0:
-        tracker._store = None
-    else:
-        tracker._options["meta"] = {**(tracker._options["meta"] or {}), **session.meta()}
-    return session
+    return DistributedSession(info, gather)
 
 
 class DistributedSession:
@@ -168,7 +162,7 @@ class DistributedSession:
                 payloads,
                 world_size=self.info.world_size,
                 name=tracker.name,
-                accounting=tracker._accounting,
+                accounting=tracker.accounting,
                 gather_s=time.perf_counter() - t0,
                 payload_bytes=size,
             )
@@ -255,21 +249,17 @@ def rank_payload(
     Every device's phase energy is sent, all of it as ``(other)`` when the rank opened no
     phase, so the job's phases plus ``(other)`` always add up to the job's energy.
     """
-    from greenai.tracker import OTHER_PHASE  # the tracker imports this module
+    from greenai.ledger import OTHER_PHASE
 
-    sampler, timeline = tracker._sampler, tracker._timeline
-    ids = {} if sampler is None else {d.name: device_id(d) for d in sampler.devices}
+    ids = {d.name: device_id(d) for d in tracker.devices}
     phases: dict[str, dict[str, list[float]]] = {}
-    if timeline is not None:
-        t0 = tracker._t0
-        t1 = t0 + result.duration_s
-        for name, curve in timeline.curves().items():
-            if result.phases:
-                phases[name] = {
-                    p.name: [p.energy_j or 0.0, p.uncertainty_j or 0.0]
-                    for p in tracker._phase_energy([curve], t0, t1)
-                }
-            else:
-                e, u = curve.window(np.array([t0]), np.array([t1]))
-                phases[name] = {OTHER_PHASE: [float(e[0]), float(u[0])]}
+    for name, by_phase in tracker.device_phases().items():
+        if result.phases:
+            phases[name] = {p: [e, u] for p, (e, u) in by_phase.items()}
+        else:
+            e, u = by_phase.get(OTHER_PHASE, (0.0, 0.0))
+            phases[name] = {OTHER_PHASE: [e, u]}
+    for d in result.devices:  # a device whose windows all came out empty still counts
+        if d.name not in phases:
+            phases[d.name] = {OTHER_PHASE: [d.energy_j, d.uncertainty_j]}
     return RankPayload.build(info, result, ids, phases, job=job)

@@ -20,12 +20,11 @@ from collections.abc import Iterator
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from greenai.distributed.identity import host_id
 from greenai.errors import ConfigError
 
 if TYPE_CHECKING:
+    from greenai.measurement import Measurement
     from greenai.tracker import Tracker
 
 __all__ = ["INSTALL_HINT", "PrometheusExporter", "live_readings"]
@@ -45,26 +44,25 @@ def _client() -> ModuleType:
 def live_readings(tracker: Tracker) -> list[tuple[str, str, str, float, float]]:
     """Per device: name, kind, method, latest power (W), energy since the job started (J).
 
-    Empty before the tracker has started or taken a reading.
+    From :meth:`Tracker.snapshot` (its result once stopped): the cost of a scrape is what is
+    new since the last settling pass, and energy never decreases between scrapes. Empty
+    before the tracker has started.
     """
-    timeline = tracker._timeline
-    if timeline is None:
+    if not tracker.started:
         return []
-    started = tracker.running or tracker._result is not None  # not still in the baseline
-    out: list[tuple[str, str, str, float, float]] = []
-    for curve in timeline.curves().values():
-        power = curve.power_at_samples()
-        last = float(curve.t[-1])
-        energy = 0.0
-        if started and last > tracker._t0:
-            ends = curve.energy_at(np.array([tracker._t0, last]))
-            energy = float(ends[1] - ends[0])
-        out.append((curve.name, curve.kind, curve.method, float(power[-1]), max(energy, 0.0)))
-    return out
+    m = tracker.snapshot()
+    return [
+        (d.name, d.kind, d.method, float(d.last_power_w or 0.0), max(d.energy_j, 0.0))
+        for d in m.devices
+    ]
 
 
 class PrometheusExporter:
     """An HTTP endpoint (``/metrics``) with the live figures of one tracker.
+
+    It is a :class:`~greenai.sinks.Sink`: ``greenai.track(..., sinks=[PrometheusExporter(
+    port=9400)])`` serves while the job runs and stops serving at its end. Used on its own,
+    it serves until :meth:`stop` (or the ``with`` block ends).
 
     Example:
         >>> with greenai.track("train") as job, PrometheusExporter(job, port=9400):
@@ -72,6 +70,7 @@ class PrometheusExporter:
 
     Args:
         tracker: The tracker to export; it may be started before or after the exporter.
+            None when it is given as a sink (the tracker passes itself at start).
         port: TCP port; 0 picks a free one (then read :attr:`port`).
         addr: Address to bind; ``127.0.0.1`` by default. ``0.0.0.0`` publishes the metrics
             to every network the machine is on.
@@ -81,7 +80,9 @@ class PrometheusExporter:
             invalid or already in use.
     """
 
-    def __init__(self, tracker: Tracker, *, port: int = 9400, addr: str = "127.0.0.1") -> None:
+    def __init__(
+        self, tracker: Tracker | None = None, *, port: int = 9400, addr: str = "127.0.0.1"
+    ) -> None:
         if not (isinstance(port, int) and 0 <= port <= 65535):
             raise ConfigError(
                 f"the Prometheus port must be 0..65535 (0: any free one); got {port!r}"
@@ -98,8 +99,12 @@ class PrometheusExporter:
         host = f"[{self.addr}]" if ":" in self.addr else self.addr  # IPv6 in brackets
         return f"http://{host}:{self.port}/metrics"
 
-    def start(self) -> PrometheusExporter:
-        """Bind the port and serve on a daemon thread."""
+    def start(self, job: Tracker | None = None) -> PrometheusExporter:
+        """Bind the port and serve on a daemon thread (``job``: the tracker, as a sink)."""
+        if job is not None:
+            self.tracker = job
+        if self.tracker is None:
+            raise ConfigError("PrometheusExporter needs a tracker: pass it, or use it as a sink")
         client = _client()
         registry = client.CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self.tracker, client))
@@ -114,6 +119,13 @@ class PrometheusExporter:
             ) from exc
         self.port = int(self._server.server_port)
         return self
+
+    def update(self, snapshot: Measurement) -> None:
+        """Nothing to do: Prometheus pulls, and each scrape takes a fresh snapshot."""
+
+    def finish(self, result: Measurement) -> None:
+        """The job ended: stop serving."""
+        self.stop()
 
     def stop(self) -> None:
         """Stop serving and join the server thread (safe to call twice)."""
@@ -149,7 +161,7 @@ class _Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         t = self._tracker
-        dist = t._dist
+        dist = t.distributed_session
         base = {"job": t.name, "host": self._host, "rank": str(dist.info.rank if dist else 0)}
         keys = [*base, "device", "kind", "method"]
         power = GaugeMetricFamily(
@@ -176,19 +188,11 @@ class _Collector:
             "Seconds since the job started (its length once stopped).",
             labels=labels,
         )
-        duration.add_metric(values, _duration_s(t))
+        duration.add_metric(values, t.elapsed_s)
         steps = CounterMetricFamily("greenai_job_steps", "Steps marked with step().", labels=labels)
-        steps.add_metric(values, len(t._steps))
+        steps.add_metric(values, t.steps)
         running = GaugeMetricFamily(
             "greenai_job_running", "1 while the job is tracked.", labels=labels
         )
         running.add_metric(values, 1.0 if t.running else 0.0)
         yield from (power, energy, total, duration, steps, running)
-
-
-def _duration_s(t: Tracker) -> float:
-    """Seconds tracked: so far while running, the job's length once stopped, 0 before."""
-    if t.running:
-        return max(t._now() - t._t0, 0.0)
-    result = t._result
-    return result.duration_s if result is not None else 0.0

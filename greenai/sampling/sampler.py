@@ -16,12 +16,18 @@ from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.errors import ConfigError, DeviceFailureWarning
 from greenai.sampling.feed import DRAIN_PERIOD_S, NATIVE_PERIOD_S, NativeFeed, start_feed
+from greenai.sampling.reader import ReadWorker
 from greenai.timeline import Timeline
 
 log = logging.getLogger("greenai")
 
 MIN_PERIOD_S = 0.005
 MAX_DEFAULT_PERIOD_S = 1.0
+
+
+def read_timeout_s(period_s: float) -> float:
+    """How long a tick waits for the Python-read devices: two periods, at least a second."""
+    return max(2.0 * period_s, 1.0)
 
 
 def default_period_s(devices: Sequence[Device]) -> float:
@@ -87,6 +93,7 @@ class Sampler:
         self.feed: NativeFeed | None = None
         self._polled: list[Device] = []
         self._wait_s = self.period_s
+        self._reader: ReadWorker | None = None
 
     @property
     def running(self) -> bool:
@@ -123,6 +130,7 @@ class Sampler:
         else:
             self._wait_s = max(self.native_period_s, DRAIN_PERIOD_S)
             self.period_s = self.native_period_s
+        self._reader = ReadWorker(read_timeout_s(self._wait_s))
         self.tick()
         if not self.devices:
             return
@@ -139,24 +147,37 @@ class Sampler:
         """Read every Python-read device once and drain the loop (called by the thread)."""
         if self.feed is not None:
             self.feed.drain()
-        now = self.clock.now
-        for device in self._polled:
-            before = now()
-            try:
-                reading = device.read()
-            except Exception as exc:
-                self.timeline.mark_failure(device.name, before)
-                if device.name not in self._warned:
-                    self._warned.add(device.name)
-                    self.failed[device.name] = str(exc)
-                    self._note(
-                        device.name,
-                        f"{device.name} failed mid-run ({exc}); the other devices are still "
-                        "measured, the gap is recorded and the result is marked partial",
-                    )
-                continue
-            self.timeline.add(device.name, (before + now()) / 2.0, reading)
+        if self._polled and self._reader is not None:
+            outcomes, stuck = self._reader.read(self._polled, self.clock.now)
+            for out in outcomes:
+                if out.reading is not None:
+                    self.timeline.add(out.device.name, out.t, out.reading)
+                else:
+                    self._failed_read(out.device, out.t, out.error)
+            if stuck is not None:
+                self._failed_read(
+                    stuck,
+                    self.clock.now(),
+                    TimeoutError(
+                        f"read() did not return within {self._reader.timeout_s:g} s; set aside"
+                        " until it does"
+                    ),
+                )
+            for name in self._reader.hung:
+                if stuck is None or name != stuck.name:
+                    self.timeline.mark_failure(name, self.clock.now())
         self.ticks += 1
+
+    def _failed_read(self, device: Device, t: float, exc: BaseException | None) -> None:
+        self.timeline.mark_failure(device.name, t)
+        if device.name not in self._warned:
+            self._warned.add(device.name)
+            self.failed[device.name] = str(exc)
+            self._note(
+                device.name,
+                f"{device.name} failed mid-run ({exc}); the other devices are still "
+                "measured, the gap is recorded and the result is marked partial",
+            )
 
     def _run(self) -> None:
         try:
@@ -177,13 +198,18 @@ class Sampler:
         """Stop the thread, take the last read, close the devices, and emit warnings."""
         if self._thread is not None:
             self._stop.set()
+            # A tick waits at most read_timeout_s on a hung read: the join is bounded.
             self._thread.join()
             self._thread = None
         if self.feed is not None:
             self.feed.stop()
             self.failed.update(self.feed.failed)
         self.tick()
+        if self._reader is not None:
+            self._reader.close()
         for device in self.devices:
+            if self._reader is not None and device.name in self._reader.hung:
+                continue  # its read is still in flight: closing under it could crash
             try:
                 device.close()
             except Exception as exc:  # pragma: no cover - close must not raise

@@ -172,12 +172,17 @@ class RunStore:
         measurement: Measurement | None = None,
         timeline: pd.DataFrame | None = None,
         phase_spans: pd.DataFrame | None = None,
+        *,
+        buckets: pd.DataFrame | None = None,
+        keep_spans_after_s: float | None = None,
     ) -> None:
         """Save the latest snapshot of a running run, in one transaction.
 
-        ``measurement`` and ``phase_spans`` replace what was stored. Of ``timeline`` only the
-        rows later than those already stored for each device are appended, so a checkpoint
-        costs what is new, not the whole timeline.
+        ``measurement`` replaces what was stored. Of ``timeline`` only the rows later than
+        those already stored for each device are appended, so a checkpoint costs what is
+        new, not the whole timeline. ``buckets`` (rows standing for thinned older readings)
+        replace the single rows they cover. ``phase_spans`` replace the stored spans, or
+        with ``keep_spans_after_s`` are added to them, dropping spans that ended before it.
 
         Raises:
             StoreError: No such run, or it is no longer ``running``.
@@ -186,7 +191,9 @@ class RunStore:
             status = self._status(conn, run_id)
             if status != "running":
                 raise StoreError(f"run {run_id} is {status}; only a running run takes checkpoints")
-            self._save(conn, run_id, measurement, timeline, phase_spans)
+            self._save(
+                conn, run_id, measurement, timeline, phase_spans, buckets, keep_spans_after_s
+            )
             conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (_iso(_now()), run_id))
 
     def finish_run(
@@ -196,6 +203,9 @@ class RunStore:
         timeline: pd.DataFrame | None = None,
         phase_spans: pd.DataFrame | None = None,
         status: str | None = None,
+        *,
+        buckets: pd.DataFrame | None = None,
+        keep_spans_after_s: float | None = None,
     ) -> None:
         """Save the final Measurement and end the run.
 
@@ -206,6 +216,8 @@ class RunStore:
             phase_spans: ``job.phase_spans()``; replaces what was stored.
             status: ``completed``, ``failed`` or ``interrupted``; defaults to
                 ``measurement.status``.
+            buckets: See :meth:`checkpoint`.
+            keep_spans_after_s: See :meth:`checkpoint`.
 
         Raises:
             StoreError: No such run.
@@ -217,7 +229,9 @@ class RunStore:
         now = _iso(_now())
         with self._write() as conn:
             self._status(conn, run_id)
-            self._save(conn, run_id, measurement, timeline, phase_spans)
+            self._save(
+                conn, run_id, measurement, timeline, phase_spans, buckets, keep_spans_after_s
+            )
             conn.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
                 (final, now, now, run_id),
@@ -283,8 +297,8 @@ class RunStore:
         (rid, name, status, started, ended, host, pid, command, meta, measurement) = row
         timeline = tables.timeline_from_rows(
             self._read(
-                "SELECT t.t_s, t.device, d.method, t.power_w, t.counter_j, t.energy_j"
-                " FROM timeline t LEFT JOIN devices d ON d.run_id = t.run_id"
+                "SELECT t.t_s, t.device, d.method, t.power_w, t.counter_j, t.energy_j,"
+                " t.peak_power_w FROM timeline t LEFT JOIN devices d ON d.run_id = t.run_id"
                 " AND d.name = t.device WHERE t.run_id = ? ORDER BY d.rowid, t.t_s",
                 [rid],
             )
@@ -388,11 +402,18 @@ class RunStore:
         measurement: Measurement | None,
         timeline: pd.DataFrame | None,
         phase_spans: pd.DataFrame | None,
+        buckets: pd.DataFrame | None = None,
+        keep_spans_after_s: float | None = None,
     ) -> None:
         if timeline is not None:
             tables.append_timeline(conn, run_id, timeline)
+        if buckets is not None:
+            tables.compact_timeline(conn, run_id, buckets)
         if phase_spans is not None:
-            tables.replace_spans(conn, run_id, phase_spans)
+            if keep_spans_after_s is None:
+                tables.replace_spans(conn, run_id, phase_spans)
+            else:
+                tables.append_spans(conn, run_id, phase_spans, keep_spans_after_s)
         if measurement is not None:
             tables.save_measurement(conn, run_id, measurement)
 

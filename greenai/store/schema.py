@@ -85,7 +85,14 @@ CREATE TABLE phase_spans (
 CREATE INDEX phase_spans_run ON phase_spans (run_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+ALTER TABLE timeline ADD COLUMN peak_power_w REAL;
+CREATE INDEX phase_spans_end ON phase_spans (run_id, end_s);
+"""
+"""Version 2: rows that stand for a bucket of older readings keep their peak power; spans
+older than the retention are pruned by end time."""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 """SQL scripts; ``MIGRATIONS[k - 1]`` takes schema version ``k - 1`` to ``k``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 __all__ = [
     "SPAN_COLUMNS",
     "TIMELINE_COLUMNS",
+    "append_spans",
     "append_timeline",
+    "compact_timeline",
     "empty_spans",
     "empty_timeline",
     "replace_spans",
@@ -29,9 +31,9 @@ __all__ = [
     "timeline_from_rows",
 ]
 
-TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j"]
+TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j", "peak_power_w"]
 SPAN_COLUMNS = ["phase", "depth", "start_s", "end_s"]
-_TIMELINE_FLOATS = ["t_s", "power_w", "counter_j", "energy_j"]
+_TIMELINE_FLOATS = ["t_s", "power_w", "counter_j", "energy_j", "peak_power_w"]
 
 
 def empty_timeline() -> pd.DataFrame:
@@ -85,19 +87,77 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
     )
     last = timeline["device"].astype(str).map(stored).astype(float)
     new = timeline[last.isna() | (timeline["t_s"].astype(float) > last)]
+    peak = new["peak_power_w"] if "peak_power_w" in new.columns else [None] * len(new)
     conn.executemany(
-        "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j, peak_power_w)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
-            (run_id, str(d), _real(t), _real(p), _real(c), _real(e))
-            for d, t, p, c, e in zip(
+            (run_id, str(d), _real(t), _real(p), _real(c), _real(e), _real(k))
+            for d, t, p, c, e, k in zip(
                 new["device"],
                 new["t_s"],
                 new["power_w"],
                 new["counter_j"],
                 new["energy_j"],
+                peak,
                 strict=True,
             )
+        ),
+    )
+
+
+def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFrame) -> None:
+    """Replace full-resolution rows by the buckets they were thinned to.
+
+    For each device, the single-reading rows up to its last bucket (and after the bucket
+    before the first new one) are deleted and the bucket rows inserted: the cost is the rows
+    replaced, not the run's size.
+    """
+    if buckets.empty:
+        return
+    for device, rows in buckets.groupby("device", sort=False):
+        last = float(rows["t_s"].max())
+        prev = conn.execute(
+            "SELECT MAX(t_s) FROM timeline WHERE run_id = ? AND device = ?"
+            " AND peak_power_w IS NOT NULL",
+            (run_id, str(device)),
+        ).fetchone()[0]
+        conn.execute(
+            "DELETE FROM timeline WHERE run_id = ? AND device = ? AND t_s > ? AND t_s <= ?"
+            " AND peak_power_w IS NULL",
+            (run_id, str(device), -1e300 if prev is None else prev, last),
+        )
+        conn.executemany(
+            "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j,"
+            " peak_power_w) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (run_id, str(device), _real(t), _real(p), _real(c), _real(e), _real(k))
+                for t, p, c, e, k in zip(
+                    rows["t_s"],
+                    rows["power_w"],
+                    rows["counter_j"],
+                    rows["energy_j"],
+                    rows["peak_power_w"],
+                    strict=True,
+                )
+            ),
+        )
+
+
+def append_spans(
+    conn: sqlite3.Connection, run_id: str, spans: pd.DataFrame, keep_after_s: float
+) -> None:
+    """Add ``spans`` and drop stored spans that ended before ``keep_after_s``."""
+    _require(spans, SPAN_COLUMNS, "phase_spans")
+    conn.execute("DELETE FROM phase_spans WHERE run_id = ? AND end_s < ?", (run_id, keep_after_s))
+    conn.executemany(
+        "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+        (
+            (run_id, str(p), int(d), float(a), float(b))
+            for p, d, a, b in zip(
+                spans["phase"], spans["depth"], spans["start_s"], spans["end_s"], strict=True
+            )
+            if b >= keep_after_s
         ),
     )
 

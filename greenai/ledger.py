@@ -1,0 +1,285 @@
+"""Online accounting: step and phase marks become figures as the timeline settles.
+
+The tracker's hot path only records timestamps (:meth:`Ledger.step`, phase enter/exit). A
+settling pass (:meth:`Ledger.settle`, run by the tracker's live thread about once a second,
+by :meth:`~greenai.Tracker.snapshot` and once more at stop) evaluates each mark exactly
+once, when every device's curve is final past it, and folds the windows it closes into
+running figures: per-step energies (kept for the whole job), per-phase aggregates, the
+``(other)`` phase, idle power. Nothing is recomputed from the start of the job: a pass costs
+what is new since the last one. Combination rules come from :mod:`greenai.windows`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from greenai.curve import Points
+from greenai.timeline import Pass, Timeline
+from greenai.windows import Spans, WindowParts, device_windows, sum_devices
+
+OTHER_PHASE = "(other)"
+"""The job's time outside every top-level phase."""
+
+RECENT_SPANS = 5_000
+"""Closed phase spans kept for plots (older spans live on only in their phase's figures)."""
+
+Point = dict[str, tuple[float, float, float, float, bool]]
+"""A curve's values at one time, per device: C, edge uncertainty, segment power, gap, counter."""
+
+
+@dataclass
+class OpenPhase:
+    """A phase entered and not yet exited (on the caller's thread)."""
+
+    path: str
+    depth: int
+    start: float
+    point: Point | None = None
+    end: float | None = None
+
+
+@dataclass
+class _Window:
+    a: float
+    b: float
+    start: Point | None
+    kind: str  # "step", "phase", "other"
+    key: str = ""
+    depth: int = 0
+
+
+@dataclass
+class DeviceTotals:
+    """Running facts of one device inside the job."""
+
+    peak_power_w: float = -math.inf
+    samples: int = 0
+
+
+@dataclass
+class Ledger:
+    """The running figures of one tracked job."""
+
+    timeline: Timeline
+    t_baseline: float = 0.0
+    t0: float = 0.0
+    baseline: bool = False
+    steps: deque[float] = field(default_factory=deque)
+    closed: deque[OpenPhase] = field(default_factory=deque)
+    open_phases: list[OpenPhase] = field(default_factory=list)
+    step_energy_j: array[float] = field(default_factory=lambda: array("d"))
+    step_uncertainty_j: array[float] = field(default_factory=lambda: array("d"))
+    step_duration_s: array[float] = field(default_factory=lambda: array("d"))
+    phases: dict[str, Spans] = field(default_factory=dict)
+    device_phases: dict[str, dict[str, Spans]] = field(default_factory=dict)
+    other: Spans = field(default_factory=Spans)
+    recent_spans: deque[tuple[str, int, float, float]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_SPANS)
+    )
+    spans_seen: int = 0
+    t0_point: Point | None = None
+    baseline_point: Point | None = None
+    half_bracket_s: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _prev_step: tuple[float, Point | None] | None = None
+    _cursor: tuple[float, Point | None] | None = None
+    _pending: list[_Window] = field(default_factory=list)
+    _last_pass: Any = None
+    steps_done: int = 0
+    peak_total_w: float = -math.inf
+
+    def last_step_point(self) -> tuple[float, Point] | None:
+        """The last settled step's time and curve values (None before the first)."""
+        if self._prev_step is None or self._prev_step[1] is None or not self.steps_done:
+            return None
+        return self._prev_step[0], self._prev_step[1]
+
+    def begin(self, t_baseline: float, t0: float, baseline: bool) -> None:
+        """Set the job's start (and the baseline's) on the clock."""
+        self.t_baseline, self.t0, self.baseline = t_baseline, t0, baseline
+        self._prev_step = (t0, None)
+        self._cursor = (t0, None)
+
+    # --- settling ------------------------------------------------------------------------
+    def settle(self, now_s: float, *, final: bool = False, t1: float | None = None) -> Pass:
+        """Evaluate every mark the curves are final past; close the windows they end.
+
+        Returns the pass, still open: the caller may evaluate live points on it, then must
+        call :meth:`Pass.commit`.
+        """
+        with self.lock:
+            p = self.timeline.begin(now_s, final=final)
+            try:
+                self._settle(p, t1)
+            except BaseException:
+                p.commit()
+                raise
+            return p
+
+    def _settle(self, p: Pass, t1: float | None) -> None:
+        H = p.horizon_s
+        for name, curve in p.curves.items():
+            self.half_bracket_s[name] = curve.half_bracket_s
+        # Move marks the caller made into windows (timestamps only, taken in order).
+        while self.steps and self.steps[0] <= H:
+            b = self.steps.popleft()
+            assert self._prev_step is not None
+            a, start = self._prev_step
+            self._pending.append(_Window(a, b, start, "step"))
+            self._prev_step = (b, None)  # its point is filled in below
+        while self.closed and (self.closed[0].end or 0.0) <= H:
+            ph = self.closed.popleft()
+            assert ph.end is not None
+            self._pending.append(_Window(ph.start, ph.end, ph.point, "phase", ph.path, ph.depth))
+            if ph.depth == 0:
+                assert self._cursor is not None
+                c_t, c_point = self._cursor
+                if ph.start > c_t:
+                    self._pending.append(_Window(c_t, ph.start, c_point, "other"))
+                self._cursor = (max(c_t, ph.end), None)
+        if t1 is not None:  # the final pass: the job's end closes (other)
+            assert self._cursor is not None
+            c_t, c_point = self._cursor
+            if t1 > c_t:
+                self._pending.append(_Window(c_t, t1, c_point, "other"))
+            self._cursor = (t1, None)
+        # Every time that needs a point now, evaluated at once.
+        need: list[float] = []
+        if self.t0_point is None and self.t0 <= H:
+            need.append(self.t0)
+        if self.baseline and self.baseline_point is None and self.t_baseline <= H:
+            need.append(self.t_baseline)
+        for w in self._pending:
+            if w.start is None:
+                need.append(w.a)
+            need.append(w.b)
+        for ph in self.open_phases:
+            if ph.point is None and ph.start <= H:
+                need.append(ph.start)
+        if not p.curves:
+            self._close_without_energy()
+            return
+        if not need:
+            return
+        xs = np.asarray(need, dtype=np.float64)
+        at = p.points(xs)
+        lookup = {x: i for i, x in enumerate(need)}
+
+        def point(x: float) -> Point:
+            i = lookup[x]
+            return {
+                name: (
+                    float(v.c_j[i]),
+                    float(v.edge_j[i]),
+                    float(v.seg_power_w[i]),
+                    float(v.gap_j[i]),
+                    v.counter,
+                )
+                for name, v in at.items()
+            }
+
+        if self.t0_point is None and self.t0 in lookup:
+            self.t0_point = point(self.t0)
+            self.timeline.set_origins({n: v[0] for n, v in self.t0_point.items()})
+        if self.baseline and self.baseline_point is None and self.t_baseline in lookup:
+            self.baseline_point = point(self.t_baseline)
+        for ph in self.open_phases:
+            if ph.point is None and ph.start in lookup:
+                ph.point = point(ph.start)
+        starts = [w.start if w.start is not None else point(w.a) for w in self._pending]
+        ends = [point(w.b) for w in self._pending]
+        self._fold(self._pending, starts, ends)
+        # The last step's and the cursor's points, for the next windows.
+        if self._prev_step is not None and self._prev_step[1] is None:
+            t = self._prev_step[0]
+            if t in lookup:
+                self._prev_step = (t, point(t))
+        if self._cursor is not None and self._cursor[1] is None and self._cursor[0] in lookup:
+            self._cursor = (self._cursor[0], point(self._cursor[0]))
+        self._pending = []
+
+    def _close_without_energy(self) -> None:
+        for w in self._pending:
+            self._record(w, None, {})
+        self._pending = []
+
+    def _fold(self, windows: list[_Window], starts: list[Point], ends: list[Point]) -> None:
+        if not windows:
+            return
+        a, b = [w.a for w in windows], [w.b for w in windows]
+        per_device = self.parts_by_device(starts, ends, a, b)
+        total = sum_devices(
+            ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()), len(a)
+        )
+        for i, w in enumerate(windows):
+            one = {name: d.take(i) for name, d in per_device.items()}
+            self._record(w, total.take(i), one)
+
+    def _record(
+        self, w: _Window, parts: WindowParts | None, per_device: dict[str, WindowParts]
+    ) -> None:
+        duration = np.array([w.b - w.a])
+        if w.kind == "step":
+            self.steps_done += 1
+            self.step_duration_s.append(w.b - w.a)
+            if parts is not None:
+                self.step_energy_j.append(float(parts.energy_j[0]))
+                self.step_uncertainty_j.append(float(parts.uncertainty_j[0]))
+            return
+        key = OTHER_PHASE if w.kind == "other" else w.key
+        spans = self.other if w.kind == "other" else self.phases.setdefault(key, Spans())
+        spans.add(parts if parts is not None else WindowParts.zeros(1), duration)
+        for name, dev in per_device.items():
+            self.device_phases.setdefault(name, {}).setdefault(key, Spans()).add(dev, duration)
+        if w.kind == "phase":
+            span = (w.key, w.depth, w.a - self.t0, w.b - self.t0)
+            self.recent_spans.append(span)
+            self.spans_seen += 1
+
+    def parts_by_device(
+        self, starts: list[Point], ends: list[Point], a: list[float], b: list[float]
+    ) -> dict[str, WindowParts]:
+        """Figures of windows ``[a_i, b_i]`` from their end points, per device."""
+        n = len(a)
+        names = [name for name in ends[0] if all(name in s for s in starts)] if n else []
+        out = {}
+        av, bv = np.asarray(a, float), np.asarray(b, float)
+        for name in names:
+            spec = self.timeline.tracks[name].spec
+            sa = _points([s[name] for s in starts])
+            sb = _points([e[name] for e in ends])
+            e, i, sh = device_windows(spec, sa, sb, av, bv, self.half_bracket_s.get(name, 0.0))
+            out[name] = WindowParts(e, i, sh)
+        return out
+
+    def parts(
+        self, starts: list[Point], ends: list[Point], a: list[float], b: list[float]
+    ) -> WindowParts:
+        """Figures of windows ``[a_i, b_i]`` from their end points, summed over devices."""
+        per_device = self.parts_by_device(starts, ends, a, b)
+        return sum_devices(
+            ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()), len(a)
+        )
+
+
+def _points(rows: list[tuple[float, float, float, float, bool]]) -> Points:
+    arr = np.asarray([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4)
+    counter = all(r[4] for r in rows)
+    return Points(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], counter)
+
+
+def point_at(p: Pass, x: float) -> Point:
+    """The curve values at one (possibly unsettled) time ``x``, per device."""
+    at = p.points(np.array([x]))
+    return {
+        name: (float(v.c_j[0]), float(v.edge_j[0]), float(v.seg_power_w[0]), float(v.gap_j[0]),
+               v.counter)
+        for name, v in at.items()
+    }  # fmt: skip

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from greenai.errors import ConfigError, GreenAIError, MeasurementWarning
 from greenai.flops.formulas import Ledger, custom_mapping
-from greenai.flops.guard import UncountedOps
+from greenai.flops.guard import UncountedOps, uncounted_note
 from greenai.flops.result import FlopCount
 
 __all__ = ["FakeModeError", "count_flops"]
@@ -241,8 +241,8 @@ def _result(
         )
         warnings.warn(message, MeasurementWarning, stacklevel=3)
         notes.append(message)
-    if uncounted:
-        line = "uncounted: " + ", ".join(f"{op} ×{n}" for op, n in sorted(uncounted.items()))
+    line = uncounted_note(uncounted)
+    if line is not None:
         message = (
             f"{line} (ops that do matrix work but have no FLOP formula: "
             "the count is low by their FLOPs)"

@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from torch._ops import HigherOrderOperator
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["MATRIX_OPS", "NOT_MATRIX_OPS", "UncountedOps", "does_matrix_work"]
+__all__ = [
+    "MATRIX_OPS",
+    "NOT_MATRIX_OPS",
+    "UncountedOps",
+    "does_matrix_work",
+    "uncounted_note",
+]
 
 MATRIX_OPS: frozenset[str] = frozenset(
     {
@@ -89,6 +94,20 @@ _BOOKKEEPING_PART = re.compile(
 )
 
 
+def uncounted_note(uncounted: Mapping[str, int]) -> str | None:
+    """The note that names uncounted ops: ``"uncounted: aten.X ×N, aten.Y ×M"``.
+
+    Args:
+        uncounted: Calls per uncounted op (``FlopCount.uncounted``).
+
+    Returns:
+        The note, ops in name order; None when ``uncounted`` is empty.
+    """
+    if not uncounted:
+        return None
+    return "uncounted: " + ", ".join(f"{op} ×{n}" for op, n in sorted(uncounted.items()))
+
+
 def does_matrix_work(op: str) -> bool:
     """Whether the op named ``op`` (``"aten.mkldnn_rnn_layer"``) multiplies matrices.
 
@@ -110,7 +129,7 @@ def does_matrix_work(op: str) -> bool:
     return any(_MATRIX_PART.fullmatch(p) for p in parts)
 
 
-class UncountedOps(TorchDispatchMode):
+class UncountedOps(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """A dispatch mode that tallies the ops without a formula that do matrix work.
 
     Enter it *before* ``FlopCounterMode``, so that it sits under the counter and sees the
@@ -126,7 +145,7 @@ class UncountedOps(TorchDispatchMode):
     supports_higher_order_operators = True
 
     def __init__(self, counted: Collection[Any]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._counted = {str(op) for op in counted}
         self._verdicts: dict[str, bool] = {}
         self.calls: Counter[str] = Counter()
@@ -139,10 +158,7 @@ class UncountedOps(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        if isinstance(func, HigherOrderOperator):
-            name = str(func.name())
-        else:
-            name = str(func._overloadpacket)
+        name = str(getattr(func, "_overloadpacket", func))  # a HigherOrderOperator has none
         uncounted = self._verdicts.get(name)
         if uncounted is None:
             uncounted = name not in self._counted and does_matrix_work(name)

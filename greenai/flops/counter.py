@@ -50,10 +50,15 @@ def count_flops(
     (what the kernels did: int8 matmuls as int8 ops, 2:4 sparse matmuls at half, fused
     causal attention at half).
 
-    Attention on CPU, int8/quantized matmuls and 2:4 sparse matmuls, which
-    ``FlopCounterMode`` counts as 0, are counted with the formulas of
-    :mod:`greenai.flops.formulas`; ``notes`` says which ones fired. Fused attention counts
-    dense in nominal, as ``FlopCounterMode`` does on CUDA, unless ``causal=True``.
+    Attention on CPU, int8/quantized matmuls, 2:4 sparse matmuls, matrix-vector and other
+    products (``mv``, ``dot``, ``addr``, …), fused RNNs (``nn.LSTM`` on CPU, cuDNN RNNs) and
+    the eval-mode transformer fast paths, which ``FlopCounterMode`` counts as 0, are counted
+    with the formulas of :mod:`greenai.flops.formulas`; ``notes`` says which ones fired.
+    Fused attention counts dense in nominal, as ``FlopCounterMode`` does on CUDA, unless
+    ``causal=True``. An op that does matrix work and still has no formula (``torch.linalg``
+    factorisations, FFTs, an op a later torch adds) is never dropped silently: it is named
+    in ``FlopCount.uncounted`` and in a note ``"uncounted: aten.X ×N"``, with a
+    :class:`~greenai.errors.MeasurementWarning` (see :mod:`greenai.flops.guard`).
 
     The call leaves no trace: parameter ``.grad`` is never written (the backward uses
     ``torch.autograd.grad``), a module's buffers (BatchNorm statistics) are restored and the

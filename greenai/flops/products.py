@@ -26,7 +26,8 @@ a vector)
 
 ``torch.outer`` and ``torch.ger`` are not among them: torch turns them into an elementwise
 broadcast multiply (``aten.mul``) before any dispatch mode sees them, and elementwise ops
-count 0. The gradient of ``torch.mv`` with respect to the matrix is such an outer product.
+count 0. The gradient of ``torch.mv`` with respect to the matrix is such an outer product,
+and the gradient of ``torch.dot`` an elementwise product: both count 0.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ MATRIX_OPS: frozenset[str] = frozenset(
         "aten.linalg_lu_factor_ex",
         "aten.linalg_lu_solve",
         "aten.linalg_matrix_exp",
+        "aten.linalg_pinv",
         "aten.linalg_qr",
         "aten.linalg_solve_triangular",
         "aten.ormqr",

@@ -60,6 +60,7 @@ def test_counted_and_elementwise_ops_are_not_reported() -> None:
         "aten.cudnn_convolution_add_relu",
         "aten._native_multi_head_attention",
         "aten.linalg_qr",
+        "aten.linalg_pinv",
         "quantized.conv2d_relu",
         "onednn.qlinear_pointwise",
         "aten._scaled_grouped_mm",
@@ -94,6 +95,25 @@ def test_the_maintained_lists_name_real_ops() -> None:
     known = {n.split(".")[0].replace("::", ".") for n in torch._C._dispatch_get_all_op_names()}
     assert sorted(MATRIX_OPS - known) == []
     assert sorted(NOT_MATRIX_OPS - known) == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: torch.linalg.pinv(a),
+        lambda a: torch.linalg.det(a),
+        lambda a: torch.linalg.eigvals(a),
+        lambda a: torch.linalg.matrix_norm(a, ord=2),
+        lambda a: torch.linalg.lstsq(a, a).solution,
+        lambda a: torch.linalg.matrix_exp(a),
+        lambda a: torch.cholesky_solve(a, torch.linalg.cholesky(a @ a.T + 8 * torch.eye(8))),
+    ],
+    ids=["pinv", "det", "eigvals", "matrix_norm-2", "lstsq", "matrix_exp", "cholesky_solve"],
+)
+def test_torch_linalg_is_never_silent(call: object) -> None:
+    with pytest.warns(MeasurementWarning, match="uncounted"):
+        flops = count_flops(call, torch.randn(8, 8))  # type: ignore[arg-type]
+    assert flops.uncounted
 
 
 def test_uncounted_note() -> None:

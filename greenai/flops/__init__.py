@@ -12,7 +12,8 @@ from greenai.flops.analytic import (
 )
 from greenai.flops.cache import FlopCache, shape_key
 from greenai.flops.counter import FakeModeError, count_flops
-from greenai.flops.peaks import peak_flops_per_s
+from greenai.flops.guard import uncounted_note
+from greenai.flops.peaks import mfu_note, peak_flops_per_s
 from greenai.flops.result import FlopCount
 
 __all__ = [
@@ -20,9 +21,11 @@ __all__ = [
     "FlopCache",
     "FlopCount",
     "count_flops",
+    "mfu_note",
     "peak_flops_per_s",
     "shape_key",
     "transformer_forward_flops",
     "transformer_inference_flops",
     "transformer_training_flops",
+    "uncounted_note",
 ]

@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from greenai.errors import ConfigError, GreenAIError, MeasurementWarning
 from greenai.flops.formulas import Ledger, custom_mapping
+from greenai.flops.guard import UncountedOps, uncounted_note
 from greenai.flops.result import FlopCount
 
 __all__ = ["FakeModeError", "count_flops"]
@@ -49,10 +50,15 @@ def count_flops(
     (what the kernels did: int8 matmuls as int8 ops, 2:4 sparse matmuls at half, fused
     causal attention at half).
 
-    Attention on CPU, int8/quantized matmuls and 2:4 sparse matmuls, which
-    ``FlopCounterMode`` counts as 0, are counted with the formulas of
-    :mod:`greenai.flops.formulas`; ``notes`` says which ones fired. Fused attention counts
-    dense in nominal, as ``FlopCounterMode`` does on CUDA, unless ``causal=True``.
+    Attention on CPU, int8/quantized matmuls, 2:4 sparse matmuls, matrix-vector and other
+    products (``mv``, ``dot``, ``addr``, …), fused RNNs (``nn.LSTM`` on CPU, cuDNN RNNs) and
+    the eval-mode transformer fast paths, which ``FlopCounterMode`` counts as 0, are counted
+    with the formulas of :mod:`greenai.flops.formulas`; ``notes`` says which ones fired.
+    Fused attention counts dense in nominal, as ``FlopCounterMode`` does on CUDA, unless
+    ``causal=True``. An op that does matrix work and still has no formula (``torch.linalg``
+    factorisations, FFTs, an op a later torch adds) is never dropped silently: it is named
+    in ``FlopCount.uncounted`` and in a note ``"uncounted: aten.X ×N"``, with a
+    :class:`~greenai.errors.MeasurementWarning` (see :mod:`greenai.flops.guard`).
 
     The call leaves no trace: parameter ``.grad`` is never written (the backward uses
     ``torch.autograd.grad``), a module's buffers (BatchNorm statistics) are restored and the
@@ -98,6 +104,10 @@ def count_flops(
             stack.enter_context(torch.enable_grad())
         if fake:
             inputs, kwargs = _enter_fake_mode(stack, (inputs, kwargs))
+        if backward:
+            inputs, kwargs = _unleaf((inputs, kwargs))
+        guard = UncountedOps(counter.flop_registry)
+        stack.enter_context(guard)  # under the counter: sees the ops it lets run
         stack.enter_context(counter)
         try:
             output = model_or_fn(*inputs, **kwargs)
@@ -113,7 +123,9 @@ def count_flops(
                 f"the call could not run on fake tensors ({type(error).__name__}: {error}); "
                 "count it with fake=False"
             ) from error
-    return _result(counter.get_flop_counts(), forward, ledger, causal=causal, fake=fake)
+    return _result(
+        counter.get_flop_counts(), forward, ledger, dict(guard.calls), causal=causal, fake=fake
+    )
 
 
 def _enter_fake_mode(stack: ExitStack, args: Any) -> Any:
@@ -131,6 +143,22 @@ def _enter_fake_mode(stack: ExitStack, args: Any) -> Any:
         return x
 
     return pytree.tree_map(to_fake, args)
+
+
+def _unleaf(args: Any) -> Any:
+    """Input leaves that require grad, as views (no FLOPs) that lead back to them.
+
+    ``FlopCounterMode`` hooks the inputs of every module for its backward accounting, and
+    those hooks fail under ``torch.autograd.grad`` on a leaf ("A leaf node was passed to
+    _will_engine_execute_node"). A view is no leaf; the gradient still reaches the input.
+    """
+
+    def view(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_leaf and x.requires_grad:
+            return x.view_as(x)
+        return x
+
+    return pytree.tree_map(view, args)
 
 
 @contextmanager
@@ -196,7 +224,13 @@ def _graph_leaves(root: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _result(
-    counts: dict[str, dict[Any, int]], forward: int, ledger: Ledger, *, causal: bool, fake: bool
+    counts: dict[str, dict[Any, int]],
+    forward: int,
+    ledger: Ledger,
+    uncounted: dict[str, int],
+    *,
+    causal: bool,
+    fake: bool,
 ) -> FlopCount:
     by_operator = {str(op): int(n) for op, n in counts.get("Global", {}).items()}
     executed_by_operator = dict(by_operator)
@@ -212,6 +246,14 @@ def _result(
         )
         warnings.warn(message, MeasurementWarning, stacklevel=3)
         notes.append(message)
+    line = uncounted_note(uncounted)
+    if line is not None:
+        message = (
+            f"{line} (ops that do matrix work but have no FLOP formula: "
+            "the count is low by their FLOPs)"
+        )
+        warnings.warn(message, MeasurementWarning, stacklevel=3)
+        notes.append(line)
     if fake:
         notes.append("counted on fake tensors: shapes only, no arithmetic ran")
     return FlopCount(
@@ -222,5 +264,6 @@ def _result(
         by_module=by_module,
         by_operator=by_operator,
         executed_by_operator=executed_by_operator,
+        uncounted=uncounted,
         notes=tuple(notes),
     )

@@ -9,7 +9,15 @@
   ``quantized::linear*`` ops that ``torch.ao.quantization.quantize_dynamic`` Linear layers
   run (``quantized.linear_dynamic`` on CPU);
 * 2:4 semi-structured sparse matmuls (``aten._sparse_semi_structured_*``,
-  ``aten._cslt_sparse_mm``).
+  ``aten._cslt_sparse_mm``);
+* matrix-vector and other products (``aten.mv``, ``aten.dot``, ``aten.addr``, …): see
+  :mod:`greenai.flops.products`;
+* fused RNNs (``aten.mkldnn_rnn_layer``, ``aten._cudnn_rnn``) and the transformer inference
+  fast paths (``aten._native_multi_head_attention``,
+  ``aten._transformer_encoder_layer_fwd``): see :mod:`greenai.flops.fused`.
+
+Ops that do matrix work and still have no formula are reported, never dropped silently:
+see :mod:`greenai.flops.guard`.
 
 Shape formulas are torch's own where one exists (``sdpa_flop``/``sdpa_backward_flop`` for
 CPU attention, ``mm_flop`` for int8). Each formula returns the *nominal* FLOPs to
@@ -26,67 +34,20 @@ as ``bmm``: it cannot be recognised and always counts dense.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils import flop_counter as torch_flops
 
-__all__ = ["Ledger", "custom_mapping"]
+from greenai.flops import fused, products
+from greenai.flops.ledger import Formula, Ledger, numel, raw, shape
+
+__all__ = ["Ledger", "custom_mapping"]  # Ledger lives in greenai.flops.ledger
 
 aten: Any = torch.ops.aten
-Formula = Callable[..., int]
 
 _CPU_ATTENTION = "CPU attention (aten._scaled_dot_product_flash_attention_for_cpu[_backward])"
-
-
-class Ledger:
-    """What the added formulas saw during one count.
-
-    Attributes:
-        executed_delta: Executed minus nominal FLOPs, per operator name.
-        notes: One line per kind of formula that fired, in order of first use.
-        attention_calls: How many fused attention ops were counted.
-    """
-
-    def __init__(self) -> None:
-        self.executed_delta: defaultdict[str, int] = defaultdict(int)
-        self.notes: dict[str, None] = {}
-        self.attention_calls = 0
-
-    def record(self, op: Any, nominal: int, executed: int, note: str | None = None) -> None:
-        """Remember one call of an added formula."""
-        if executed != nominal:
-            self.executed_delta[str(op)] += executed - nominal
-        if note is not None:
-            self.note(note)
-
-    def note(self, line: str) -> None:
-        """Add a note (once)."""
-        self.notes.setdefault(line, None)
-
-    @property
-    def executed_minus_nominal(self) -> int:
-        """Executed minus nominal FLOPs so far, over all operators."""
-        return sum(self.executed_delta.values())
-
-
-def _raw(formula: Formula) -> Formula:
-    # FlopCounterMode passes the tensors themselves (not their shapes) to such formulas.
-    formula._get_raw = True  # type: ignore[attr-defined]
-    return formula
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(x.shape)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def _causal_flag(packet: Any) -> Callable[[tuple[Any, ...], dict[str, Any]], bool]:
@@ -127,7 +88,7 @@ def _attention(
             ledger.note("is_causal attention: executed counted at half (masked blocks skipped)")
         return nominal
 
-    return _raw(formula)
+    return raw(formula)
 
 
 def _attention_formulas(causal: bool, ledger: Ledger) -> dict[Any, Formula]:
@@ -174,14 +135,14 @@ def _int_formulas(ledger: Ledger) -> dict[Any, Formula]:
 
     def weight_int8pack_mm(x: Any, w: Any, *args: Any, out_val: Any = None, **kw: Any) -> int:
         # x: [M, K], w: [N, K] int8 (dequantised in the kernel, float arithmetic)
-        m, k = _shape(x)
-        flops = 2 * m * k * _shape(w)[0]
+        m, k = shape(x)
+        flops = 2 * m * k * shape(w)[0]
         ledger.record(aten._weight_int8pack_mm, flops, flops, "aten._weight_int8pack_mm: 2·M·N·K")
         return flops
 
     mapping: dict[Any, Formula] = {
-        aten._int_mm: _raw(int_mm),
-        aten._weight_int8pack_mm: _raw(weight_int8pack_mm),
+        aten._int_mm: raw(int_mm),
+        aten._weight_int8pack_mm: raw(weight_int8pack_mm),
     }
     quantized = torch.ops.quantized
     for name in (
@@ -196,7 +157,7 @@ def _int_formulas(ledger: Ledger) -> dict[Any, Formula]:
             packet = getattr(quantized, name)
         except (AttributeError, RuntimeError):  # not built into this torch
             continue
-        mapping[packet] = _raw(_quantized_linear(packet, ledger))
+        mapping[packet] = raw(_quantized_linear(packet, ledger))
     return mapping
 
 
@@ -209,7 +170,7 @@ def _quantized_linear(packet: Any, ledger: Ledger) -> Formula:
 
     def formula(x: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
         # x: [..., K] -> out: [..., N]; the packed weight is opaque, the output gives N.
-        flops = 2 * _numel(_shape(x)) * int(_shape(out_val)[-1])
+        flops = 2 * numel(shape(x)) * int(shape(out_val)[-1])
         ledger.record(packet, flops, flops, note)
         return flops
 
@@ -232,30 +193,30 @@ def _sparse_formulas(ledger: Ledger) -> dict[Any, Formula]:
                 ledger.record(packet, flops, flops // 2, note)
             return flops
 
-        return _raw(formula)
+        return raw(formula)
 
     def compressed(packet: Any, k_of: Callable[[tuple[Any, ...]], int]) -> Formula:
         # The compressed operand hides K; the dense operand and the output give M·N·K.
         def formula(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-            flops = 2 * _numel(_shape(out_val)) * k_of(args)
+            flops = 2 * numel(shape(out_val)) * k_of(args)
             ledger.record(packet, flops, flops // 2, note)
             return flops
 
-        return _raw(formula)
+        return raw(formula)
 
     return {
         aten.mm: dense_matmul(aten.mm),
         aten.addmm: dense_matmul(aten.addmm),
         aten._sparse_semi_structured_linear: compressed(
-            aten._sparse_semi_structured_linear, lambda a: int(_shape(a[0])[-1])
+            aten._sparse_semi_structured_linear, lambda a: int(shape(a[0])[-1])
         ),
         aten._sparse_semi_structured_mm: compressed(
-            aten._sparse_semi_structured_mm, lambda a: int(_shape(a[2])[0])
+            aten._sparse_semi_structured_mm, lambda a: int(shape(a[2])[0])
         ),
         aten._sparse_semi_structured_addmm: compressed(
-            aten._sparse_semi_structured_addmm, lambda a: int(_shape(a[3])[0])
+            aten._sparse_semi_structured_addmm, lambda a: int(shape(a[3])[0])
         ),
-        aten._cslt_sparse_mm: compressed(aten._cslt_sparse_mm, lambda a: int(_shape(a[1])[0])),
+        aten._cslt_sparse_mm: compressed(aten._cslt_sparse_mm, lambda a: int(shape(a[1])[0])),
     }
 
 
@@ -265,4 +226,6 @@ def custom_mapping(*, causal: bool, ledger: Ledger) -> dict[Any, Formula]:
         **_attention_formulas(causal, ledger),
         **_int_formulas(ledger),
         **_sparse_formulas(ledger),
+        **products.product_formulas(ledger),
+        **fused.fused_formulas(ledger),
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from greenai.errors import ConfigError
 
-__all__ = ["peak_flops_per_s"]
+__all__ = ["mfu_note", "peak_flops_per_s"]
 
 T = 1e12
 
@@ -187,3 +187,33 @@ def peak_flops_per_s(device_name: str, dtype: Any) -> float | None:
     if gpu is None:
         return None
     return _PEAKS[gpu].get(key)
+
+
+def mfu_note(mfu: float | None) -> str | None:
+    """A note for an MFU above 1, which no run can reach: the FLOPs or the peak are wrong.
+
+    MFU is FLOPs per second over the datasheet peak of the GPUs, so above 1 either the FLOP
+    count is too high (FLOPs counted per batch but added per micro-batch, a model counted
+    twice) or the peak is too low for what ran (``dtype=`` says fp32 while TF32 or bf16
+    tensor cores did the matmuls).
+
+    Args:
+        mfu: Model FLOP utilisation, a fraction; None when it was not computed.
+
+    Returns:
+        The note when ``mfu`` is above 1, else None.
+
+    Raises:
+        ConfigError: ``mfu`` is not a number, or is negative or NaN.
+    """
+    if mfu is None:
+        return None
+    if isinstance(mfu, bool) or not isinstance(mfu, (int, float)) or not mfu >= 0:
+        raise ConfigError(f"mfu must be a number >= 0 or None, got {mfu!r}")
+    if mfu <= 1:
+        return None
+    return (
+        f"MFU {mfu:.2f} is above 1, which no GPU can reach: the FLOPs are too high (counted "
+        "twice, or per batch but added per micro-batch) or the peak too low for what ran "
+        "(pass dtype='tf32' or 'bf16' if tensor cores did the matmuls)"
+    )

@@ -64,7 +64,11 @@ class FlopCount:
         by_operator: Nominal FLOPs per operator (``"aten.mm"``, ``"quantized.linear_dynamic"``);
             these sum to ``nominal``.
         executed_by_operator: Executed FLOPs per operator; these sum to ``executed``.
-        notes: What was counted beyond ``FlopCounterMode``'s own formulas, and how.
+        uncounted: Calls per op that does matrix work but has no FLOP formula (its FLOPs
+            are not in any total); each also has a note ``"uncounted: aten.X ×N"``. See
+            :mod:`greenai.flops.guard`.
+        notes: What was counted beyond ``FlopCounterMode``'s own formulas, and how, and
+            what was not counted.
 
     Raises:
         ConfigError: A count is negative or not an int, or ``forward + backward`` differs
@@ -79,6 +83,7 @@ class FlopCount:
     by_operator: Mapping[str, int] = field(default_factory=dict, hash=False)
     executed_by_operator: Mapping[str, int] = field(default_factory=dict, hash=False)
     notes: tuple[str, ...] = ()
+    uncounted: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         for name in ("nominal", "executed", "forward", "backward"):
@@ -88,7 +93,7 @@ class FlopCount:
                 f"forward ({self.forward}) + backward ({self.backward}) must equal "
                 f"nominal ({self.nominal}) FLOPs"
             )
-        for name in ("by_module", "by_operator", "executed_by_operator"):
+        for name in ("by_module", "by_operator", "executed_by_operator", "uncounted"):
             object.__setattr__(self, name, _frozen(name, getattr(self, name)))
         object.__setattr__(self, "notes", _unique(self.notes))
 
@@ -114,6 +119,7 @@ class FlopCount:
             by_operator=_merge(self.by_operator, {}, k),
             executed_by_operator=_merge(self.executed_by_operator, {}, k),
             notes=self.notes,
+            uncounted=_merge(self.uncounted, {}, k),
         )
 
     def __add__(self, other: object) -> FlopCount:
@@ -128,6 +134,7 @@ class FlopCount:
             by_operator=_merge(self.by_operator, other.by_operator),
             executed_by_operator=_merge(self.executed_by_operator, other.executed_by_operator),
             notes=self.notes + other.notes,
+            uncounted=_merge(self.uncounted, other.uncounted),
         )
 
     def __radd__(self, other: object) -> FlopCount:
@@ -148,4 +155,5 @@ class FlopCount:
             "by_operator": dict(self.by_operator),
             "executed_by_operator": dict(self.executed_by_operator),
             "notes": list(self.notes),
+            "uncounted": dict(self.uncounted),
         }

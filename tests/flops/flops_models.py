@@ -6,7 +6,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# --- ResNet-50 (He et al. 2016; torchvision's resnet50 layout) ---------------------------
+# --- ResNet-18 and ResNet-50 (He et al. 2016), torchvision's layouts ----------------------
+# torchvision itself is not used: the PyPI wheel made for torch 2.13.0 (torchvision 0.28.0)
+# links libtorch_cuda, and `import torchvision` fails beside the CPU build of torch. These
+# follow torchvision/models/resnet.py: BasicBlock and Bottleneck (stride on the 3x3 conv,
+# "ResNet v1.5"), a 1x1 projection where the shape changes, zero-init options left out.
+# Checked once (2026-11-29) against torchvision 0.28.0's own resnet.py, loaded without
+# torchvision/__init__.py: the same 3,628,146,688 and 8,178,368,512 FLOPs at 224x224.
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, width: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+        )
+        self.down: nn.Module = nn.Identity()
+        if stride != 1 or c_in != width:
+            self.down = nn.Sequential(
+                nn.Conv2d(c_in, width, 1, stride, bias=False), nn.BatchNorm2d(width)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.down(x))
 
 
 class Bottleneck(nn.Module):
@@ -33,7 +59,17 @@ class Bottleneck(nn.Module):
         return torch.relu(self.body(x) + self.down(x))
 
 
+def resnet18(n_classes: int = 1000) -> nn.Sequential:
+    return _resnet(BasicBlock, [2, 2, 2, 2], 1, n_classes)
+
+
 def resnet50(n_classes: int = 1000) -> nn.Sequential:
+    return _resnet(Bottleneck, [3, 4, 6, 3], 4, n_classes)
+
+
+def _resnet(
+    block: type[nn.Module], depths: list[int], expansion: int, n_classes: int
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(3, 64, 7, 2, 3, bias=False),
         nn.BatchNorm2d(64),
@@ -41,11 +77,11 @@ def resnet50(n_classes: int = 1000) -> nn.Sequential:
         nn.MaxPool2d(3, 2, 1),
     ]
     c_in = 64
-    for width, blocks, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]:
+    for width, blocks, stride in zip([64, 128, 256, 512], depths, [1, 2, 2, 2], strict=True):
         for i in range(blocks):
-            layers.append(Bottleneck(c_in, width, stride if i == 0 else 1))
-            c_in = 4 * width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, n_classes)]
+            layers.append(block(c_in, width, stride if i == 0 else 1))
+            c_in = expansion * width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes)]
     return nn.Sequential(*layers)
 
 

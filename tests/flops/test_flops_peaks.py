@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from greenai.errors import ConfigError
-from greenai.flops import peak_flops_per_s
+from greenai.flops import mfu_note, peak_flops_per_s
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,21 @@ def test_sparsity_figures_are_not_used() -> None:
 def test_unknown_dtype_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="dtype"):
         peak_flops_per_s("NVIDIA H100 80GB HBM3", "int4")
+
+
+@pytest.mark.parametrize("mfu", [None, 0.0, 0.45, 1.0, 1])
+def test_mfu_up_to_1_needs_no_note(mfu: float | None) -> None:
+    assert mfu_note(mfu) is None
+
+
+@pytest.mark.parametrize("mfu", [1.01, 2.0, 14.1, 3])
+def test_mfu_above_1_is_flagged(mfu: float) -> None:
+    note = mfu_note(mfu)
+    assert note is not None and f"MFU {mfu:.2f} is above 1" in note
+    assert "dtype=" in note and "FLOPs" in note
+
+
+@pytest.mark.parametrize("mfu", [-0.1, float("nan"), "0.5", True])
+def test_mfu_note_rejects_what_is_no_mfu(mfu: object) -> None:
+    with pytest.raises(ConfigError, match="mfu"):
+        mfu_note(mfu)  # type: ignore[arg-type]

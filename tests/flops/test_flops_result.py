@@ -74,3 +74,14 @@ def test_is_frozen_and_read_only() -> None:
         flops.nominal = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         flops.by_operator["aten.mm"] = 3  # type: ignore[index]
+
+
+def test_uncounted_ops_add_scale_and_are_checked() -> None:
+    a = make(uncounted={"aten.linalg_qr": 2})
+    b = make(uncounted={"aten.linalg_qr": 1, "aten._fft_r2c": 1})
+    assert dict((a + b).uncounted) == {"aten.linalg_qr": 3, "aten._fft_r2c": 1}
+    assert dict(a.scaled(3).uncounted) == {"aten.linalg_qr": 6}
+    assert a.to_dict()["uncounted"] == {"aten.linalg_qr": 2}
+    assert make().to_dict()["uncounted"] == {}
+    with pytest.raises(ConfigError, match="uncounted"):
+        make(uncounted={"aten.linalg_qr": -1})

@@ -35,6 +35,7 @@ __all__ = [
     "SeriesCO2e",
     "StartHourRow",
     "co2e_series",
+    "format_start_hour_table",
     "load_intensity_series",
     "start_hour_table",
     "total_energy_curve",
@@ -406,3 +407,14 @@ def total_energy_curve(timeline: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
             t, device["t_s"].to_numpy(np.float64), device["energy_j"].to_numpy(np.float64)
         )
     return t, total
+
+
+def format_start_hour_table(rows: list[StartHourRow]) -> str:
+    """:func:`start_hour_table` as a markdown table (g CO2e, change against the real start)."""
+    lines = ["| start (UTC) | CO2e (g) | vs. actual |", "| --- | ---: | ---: |"]
+    for row in rows:
+        when = row.started_at_utc.strftime("%H:%M") + (" (actual)" if row.actual else "")
+        co2e = "series does not cover" if row.co2e_kg is None else f"{row.co2e_kg * 1000:.4g}"
+        change = "" if row.change is None else f"{row.change:+.0%}"
+        lines.append(f"| {when} | {co2e} | {change} |")
+    return "\n".join(lines)

@@ -144,3 +144,42 @@ def test_total_energy_curve_sums_devices_on_their_own_clocks() -> None:
     t, e = total_energy_curve(timeline)
     assert list(t) == [0.0, 1.0, 2.0]
     assert list(e) == pytest.approx([0.0, 110.0, 220.0])
+
+
+def _series_around_now(path: Path, hours: int = 3) -> Path:
+    now = pd.Timestamp.now(tz="UTC").floor("h")
+    stamps = [now + pd.Timedelta(hours=h) for h in range(-hours, hours + 1)]
+    rows = "".join(f"{s.isoformat()},{100 + 10 * i}\n" for i, s in enumerate(stamps))
+    path.write_text("time,carbon_intensity_g_per_kwh\n" + rows)
+    return path
+
+
+def test_cli_run_charges_the_stored_timeline_hour_by_hour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from greenai.cli import main
+
+    series = _series_around_now(tmp_path / "grid.csv")
+    db = str(tmp_path / "runs.db")
+    code = "import time; time.sleep(0.3)"
+    argv = ["run", "--store", db, "--carbon-intensity-series", str(series), "--"]
+    assert main([*argv, sys.executable, "-c", code]) == 0
+    err = capsys.readouterr().err
+    assert "CO2e hour by hour:" in err and "not computed" not in err
+    assert "| start (UTC) | CO2e (g) | vs. actual |" in err and "(actual)" in err
+
+
+def test_cli_run_refuses_a_bad_series_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenai.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,g\n2026-11-29 10:00,1\n2026-11-29 11:00,2\n")
+    marker = tmp_path / "ran"
+    argv = ["run", "--store", str(tmp_path / "r.db"), "--carbon-intensity-series", str(bad)]
+    assert main([*argv, "--", "touch", str(marker)]) == 2
+    assert "no time zone" in capsys.readouterr().err
+    assert not marker.exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from greenai.errors import (
     MeasurementWarning,
 )
 from greenai.flops import peak_flops_per_s
+from greenai.testing import FakeClock
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -50,7 +52,7 @@ class FakeAmdGPU:
     market_name: str = "AMD Instinct MI300X"
     num_compute_units: int = 304
     uuid: str = "5fff74a1-0000-1000-80e9-d4ff2f3d1b2c"
-    energy_accumulator: int = 1_000_000
+    energy_accumulator: int | Callable[[], int] = 1_000_000
     counter_resolution: float = 15.3
     current_socket_power: int | str = 750
     average_socket_power: int | str = "N/A"
@@ -107,9 +109,11 @@ def make_amdsmi(gpus: list[FakeAmdGPU], *, init_error: int | None = None) -> Any
 
     def amdsmi_get_energy_count(h: Handle) -> dict[str, Any]:
         raise_if(h.gpu.energy_error)
+        count = h.gpu.energy_accumulator
+        count = count() if callable(count) else count
         return {
-            "power": h.gpu.energy_accumulator,
-            "energy_accumulator": h.gpu.energy_accumulator,
+            "power": count,
+            "energy_accumulator": count,
             "counter_resolution": h.gpu.counter_resolution,
             "timestamp": 1_700_000_000_000,
         }
@@ -325,3 +329,19 @@ def test_machine_fingerprint_tells_amd_gpus_apart() -> None:
     ]
     assert with_amd["gpu_model"] == "AMD Instinct MI300X"
     assert with_amd["fingerprint"] != without["fingerprint"]
+
+
+def test_a_tracker_measures_the_energy_accumulator_as_a_counter_device() -> None:
+    import greenai
+
+    clock = FakeClock()
+    gpu = FakeAmdGPU(counter_resolution=15.3)
+    gpu.energy_accumulator = lambda: round(600.0 * clock.now() / 15.3e-6)  # a steady 600 W
+    gpu.current_socket_power = 600
+    with greenai.track("amd", devices=[AmdGPU(0, amdsmi=make_amdsmi([gpu]))], clock=clock) as job:
+        clock.advance(10.0)
+    result = job.result
+    assert result is not None and result.energy_j is not None
+    assert [(d.name, d.method) for d in result.devices] == [("amdgpu0", "counter")]
+    assert abs(result.energy_j - 6000.0) <= max(result.uncertainty_j or 0.0, 1.0)
+    assert result.energy_j == pytest.approx(6000.0, rel=0.02)

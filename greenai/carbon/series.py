@@ -387,8 +387,9 @@ def total_energy_curve(timeline: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
             :meth:`greenai.Tracker.timeline` and the run store give them.
 
     Returns:
-        ``(t_s, energy_j_cum)`` on the union of the devices' sample times; each device's
-        curve is interpolated linearly between its samples and held flat outside them.
+        ``(t_s, energy_j_cum)`` on the union of the devices' sample times from the start
+        (``t_s ≥ 0``; samples of a baseline before it are left out); each device's curve
+        is interpolated linearly between its samples and held flat outside them.
 
     Raises:
         ConfigError: The frame lacks those columns or has fewer than two times.
@@ -398,6 +399,8 @@ def total_energy_curve(timeline: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
         raise ConfigError(f"timeline lacks columns {sorted(missing)}")
     rows = timeline.dropna(subset=["t_s", "energy_j"])
     t = np.unique(rows["t_s"].to_numpy(dtype=np.float64))
+    if t.size and t[0] < 0.0 < t[-1]:  # baseline samples before the start: not the job's
+        t = np.union1d(t[t >= 0.0], [0.0])
     if t.size < 2:
         raise ConfigError("the timeline has fewer than two sample times: no energy to charge")
     total = np.zeros_like(t)

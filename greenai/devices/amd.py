@@ -134,7 +134,8 @@ def _model(asic: Mapping[str, Any]) -> str:
     """The market name, with MI250X and MI250 told apart and marked as one GCD."""
     name = str(asic.get("market_name") or "AMD GPU")
     if "MI250" in name.upper():
-        part = _MI250_BY_CUS.get(asic.get("num_compute_units"))  # type: ignore[arg-type]
+        cus = asic.get("num_compute_units")
+        part = _MI250_BY_CUS.get(cus) if isinstance(cus, int) else None
         name = f"AMD Instinct {part} (one GCD)" if part else f"{name} (one GCD)"
     return name
 

@@ -183,3 +183,11 @@ def test_cli_run_refuses_a_bad_series_before_running(
     assert main([*argv, "--", "touch", str(marker)]) == 2
     assert "no time zone" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_total_energy_curve_leaves_the_baseline_before_the_start_out() -> None:
+    timeline = pd.DataFrame(
+        {"t_s": [-2.0, 0.0, 2.0], "device": ["gpu0"] * 3, "energy_j": [-100.0, 0.0, 100.0]}
+    )
+    t, e = total_energy_curve(timeline)
+    assert list(t) == [0.0, 2.0] and list(e) == [0.0, 100.0]

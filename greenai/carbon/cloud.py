@@ -108,10 +108,18 @@ LOCATIONS: dict[str, dict[str, tuple[str, str | None]]] = {
 _LOCATION_SOURCES = {"aws": _AWS, "azure": _AZURE}
 
 
+# Misspellings in codecarbon's impact.csv, keyed by the provider's real region name.
+_MISSPELT = {"gcp": {"me-central1": "me-cenrtal1"}}  # Doha, in codecarbon 3.3.2
+
+
 def _impact_rows(provider: str) -> dict[str, dict[str, str]]:
     if not exists(IMPACT):
         return {}
-    return {row["region"]: row for row in load_csv(IMPACT) if row.get("provider") == provider}
+    rows = {row["region"]: row for row in load_csv(IMPACT) if row.get("provider") == provider}
+    for right, wrong in _MISSPELT.get(provider, {}).items():
+        if wrong in rows and right not in rows:
+            rows[right] = rows.pop(wrong)
+    return rows
 
 
 def cloud_regions(cloud: str) -> list[str]:

@@ -237,14 +237,21 @@ class AmdGPU(Device):
         if self.uuid is None:
             self.uuid = str(module.amdsmi_get_gpu_device_uuid(handle))
         try:
-            count = module.amdsmi_get_energy_count(handle)
-            self._has_counter = True
-            self.counter_resolution_j = float(count["counter_resolution"]) * 1e-6
+            resolution_uj = float(module.amdsmi_get_energy_count(handle)["counter_resolution"])
         except module.AmdSmiException as err:
             if not _is_unsupported(err):
                 raise
-            self._has_counter = False
-        info = module.amdsmi_get_power_info(handle)
+            resolution_uj = 0.0
+        # A zero resolution would turn every count into 0 J: no usable counter then.
+        self._has_counter = resolution_uj > 0
+        if self._has_counter:
+            self.counter_resolution_j = resolution_uj * 1e-6
+        try:
+            info = module.amdsmi_get_power_info(handle)
+        except module.AmdSmiException as err:
+            if not _is_unsupported(err):
+                raise
+            info = {}
         self._power = next(
             (s for s, k in _POWER_KEYS.items() if _watts(info.get(k)) is not None), None
         )

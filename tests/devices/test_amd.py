@@ -182,6 +182,16 @@ def test_without_energy_counter_the_method_is_power() -> None:
     assert device.read().energy_j is None
 
 
+def test_unsupported_power_info_leaves_the_counter_and_a_zero_resolution_no_counter() -> None:
+    device = AmdGPU(0, amdsmi=make_amdsmi([FakeAmdGPU(power_error=NOT_SUPPORTED)]))
+    device.open()
+    assert (device.method, device.power_source) == ("counter", None)
+    assert device.read().power_w is None
+    broken = AmdGPU(0, amdsmi=make_amdsmi([FakeAmdGPU(counter_resolution=0.0)]))
+    broken.open()
+    assert broken.method == "power" and broken.read().energy_j is None
+
+
 def test_neither_counter_nor_power_is_unavailable_and_shuts_amdsmi_down() -> None:
     gpu = FakeAmdGPU(energy_error=NOT_SUPPORTED, current_socket_power="N/A")
     fake = make_amdsmi([gpu])

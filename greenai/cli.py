@@ -85,6 +85,11 @@ def _write_html(store_spec: str | None, run_id: str) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from greenai.runner import run_command
 
+    series = None
+    if args.carbon_intensity_series is not None:  # a bad file fails before the command runs
+        from greenai.carbon.series import load_intensity_series
+
+        series = load_intensity_series(args.carbon_intensity_series)
     code, result = run_command(
         args.cmd,
         name=args.name,
@@ -100,7 +105,45 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_addr=args.prometheus_addr,
     )
     print(summary(result), file=sys.stderr)
+    if series is not None:
+        _print_hourly_co2e(series, result, args.store)
     return code
+
+
+def _print_hourly_co2e(series: Any, result: Any, store_spec: str | None) -> None:
+    """CO2e hour by hour from the stored run's timeline; a failure is a note, not an error."""
+    from greenai.carbon.series import (
+        co2e_series,
+        format_start_hour_table,
+        start_hour_table,
+        total_energy_curve,
+    )
+
+    store = _store(store_spec)
+    try:
+        run = store.get("latest")
+    finally:
+        store.close()
+    if run.measurement is None or run.measurement.started_at != result.started_at:
+        print(
+            "  CO2e hour by hour: not computed (the run's timeline was not found)", file=sys.stderr
+        )
+        return
+    pue = result.carbon.pue if result.carbon is not None else 1.0
+    try:
+        t, e = total_energy_curve(run.timeline)
+        hourly = co2e_series(t, e, result.started_at, series, pue=pue)
+        rows = start_hour_table(t, e, result.started_at, series, pue=pue)
+    except GreenAIError as exc:
+        print(f"  CO2e hour by hour: not computed ({exc})", file=sys.stderr)
+        return
+    mean = "" if hourly.mean_g_per_kwh is None else f" at a mean {hourly.mean_g_per_kwh:.4g} g/kWh"
+    print(
+        f"  CO2e hour by hour: {hourly.co2e_kg * 1000:.4g} g{mean} ({hourly.source})",
+        file=sys.stderr,
+    )
+    print("  had it started at another hour of that day:", file=sys.stderr)
+    print(format_start_hour_table(rows), file=sys.stderr)
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -301,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--carbon-intensity", type=float, help="grid g CO2e/kWh (overrides --country)")
     p.add_argument(
         "--renewable-share", type=float, help="share in [0, 1] under renewable contracts"
+    )
+    p.add_argument(
+        "--carbon-intensity-series",
+        metavar="FILE",
+        help="CSV of UTC times and g CO2e/kWh: also charge CO2e hour by hour",
     )
     p.add_argument(
         "--prometheus-port", type=int, help="serve live power/energy for Prometheus (0: any port)"

@@ -89,19 +89,26 @@ def gpu_info(nvml: ModuleType | None = None) -> tuple[list[dict[str, Any]], str 
             nvml.nvmlShutdown()
 
 
-def machine_info(nvml: ModuleType | None = None) -> dict[str, Any]:
+def machine_info(
+    nvml: ModuleType | None = None, amdsmi: ModuleType | None = None
+) -> dict[str, Any]:
     """This machine's identity, JSON-ready, with a ``fingerprint`` of :data:`FINGERPRINT_KEYS`.
 
     Keys: ``hostname``, ``os``, ``python``, ``cpu_model``, ``cpu_count``, ``gpus`` (a list
     of dicts: ``index``, ``model``, ``uuid``, ``memory_gib``), ``gpu_model`` (the first
     GPU's, or None), ``driver``, ``cuda`` (torch's CUDA version), ``torch``, ``greenai`` and
-    ``fingerprint`` (16 hex digits).
+    ``fingerprint`` (16 hex digits). AMD GPUs follow the NVIDIA ones in ``gpus``, each
+    with ``"vendor": "amd"``, its ``amdgpu<i>`` name and the amdgpu ``driver``
+    (:func:`greenai.devices.amd.amd_gpu_info`; ``amdsmi`` is a fake for tests).
     """
     import torch
 
     import greenai
+    from greenai.devices.amd import amd_gpu_info
 
     gpus, driver = gpu_info(nvml)
+    amd_gpus, amd_driver = amd_gpu_info(amdsmi)
+    gpus = gpus + [{**gpu, "driver": amd_driver} for gpu in amd_gpus]
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "os": platform.platform(),

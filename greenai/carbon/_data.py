@@ -6,6 +6,7 @@ the installed codecarbon, so figures follow its release. Each file is parsed onc
 
 from __future__ import annotations
 
+import csv
 import functools
 import importlib.metadata
 import importlib.util
@@ -72,3 +73,20 @@ def load_json(relpath: str) -> dict[str, Any]:
     with open(root / relpath, encoding="utf-8") as f:
         data: dict[str, Any] = json.load(f)
     return data
+
+
+@functools.cache
+def load_csv(relpath: str) -> tuple[dict[str, str], ...]:
+    """Parse one of codecarbon's CSV files (a byte-order mark is allowed), once.
+
+    Raises:
+        ConfigError: codecarbon (or that file) is not installed.
+    """
+    root = data_root()
+    if root is None or not (root / relpath).is_file():
+        raise ConfigError(
+            f"codecarbon's data file {relpath} is not installed; install codecarbon "
+            "(`pip install codecarbon`) or pass carbon_intensity_g_per_kwh= directly"
+        )
+    with open(root / relpath, encoding="utf-8-sig", newline="") as f:
+        return tuple(csv.DictReader(f))

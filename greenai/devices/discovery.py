@@ -20,17 +20,19 @@ def discover(
     models: bool = True,
     powercap_root: str | os.PathLike[str] | None = None,
     nvml: ModuleType | None = None,
+    amdsmi: ModuleType | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[Device]:
     """Return the devices to measure here, strongest method first.
 
-    GPUs come from NVML. CPU package and DRAM come from RAPL counters where readable; where
-    RAPL is absent or unreadable, the CPU and memory models stand in (method ``model``),
-    unless ``models=False``.
+    GPUs come from NVML (NVIDIA) and AMD SMI (AMD). CPU package and DRAM come from RAPL
+    counters where readable; where RAPL is absent or unreadable, the CPU and memory models
+    stand in (method ``model``), unless ``models=False``.
 
     Raises:
         MIGNotSupportedError: ``CUDA_VISIBLE_DEVICES`` selects a MIG instance.
     """
+    from greenai.devices.amd import discover_amd_gpus
     from greenai.devices.cpu_model import CpuModel
     from greenai.devices.memory_model import MemoryModel
     from greenai.devices.nvidia import discover_gpus
@@ -39,6 +41,7 @@ def discover(
     found: list[Device] = []
     if gpus:
         found.extend(discover_gpus(nvml=nvml, environ=environ))
+        found.extend(discover_amd_gpus(amdsmi=amdsmi, environ=environ))
     kinds: set[str] = set()
     if rapl:
         domains = discover_rapl(powercap_root or DEFAULT_POWERCAP_ROOT)

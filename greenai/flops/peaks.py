@@ -98,6 +98,19 @@ _PEAKS: dict[str, dict[str, float]] = {
         "fp8": 330.3 * T,
         "int8": 660.6 * T,
     },
+    # AMD Instinct MI300X data sheet (dense figures; FP32 is the vector rate). One device as
+    # AMD SMI lists it in SPX mode; a compute partition (CPX) is a fraction: not matched.
+    "MI300X": {
+        "fp32": 163.4 * T,
+        "tf32": 653.7 * T,
+        "bf16": 1307.4 * T,
+        "fp16": 1307.4 * T,
+        "fp8": 2614.9 * T,
+        "int8": 2614.9 * T,
+    },
+    # AMD Instinct MI250X data sheet, halved: the card's two GCDs are two devices in AMD SMI
+    # and ROCm (383 TFLOPs FP16/BF16, 383 TOPS INT8, 47.9 TFLOPs FP32 vector per card).
+    "MI250X GCD": {"fp32": 23.95 * T, "bf16": 191.5 * T, "fp16": 191.5 * T, "int8": 191.5 * T},
 }
 
 # Patterns on the normalised name (lower case, "-" and "_" as spaces), first match wins.
@@ -118,6 +131,9 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     (r"\bv100\b.*\bsxm2\b", "V100 SXM2"),
     (r"\bv100\b.*\bpcie\b", "V100 PCIe"),
     (r"\brtx 4090$", "RTX 4090"),
+    # greenai.devices.amd names: "AMD Instinct MI300X", "AMD Instinct MI250X (one GCD)".
+    (r"\bmi300x\b", "MI300X"),
+    (r"\bmi250x \(one gcd\)", "MI250X GCD"),
 )
 
 _DTYPES = {

@@ -31,7 +31,7 @@ def cc_json() -> Callable[[str], Any]:
 @pytest.fixture
 def fresh_caches() -> Iterator[None]:
     """Clear greenai.carbon's file caches before and after a test that fakes the files."""
-    caches = (_data.data_root, _data.load_json, _regions.regions)
+    caches = (_data.data_root, _data.load_json, _data.load_csv, _regions.regions)
     for cache in caches:
         cache.cache_clear()
     yield

@@ -186,6 +186,10 @@ class _Utilisation:
         self._lock = threading.Lock()
         self._last: tuple[float, float] | None = None
 
+    def busy_cpu_s(self) -> float:
+        """Busy CPU seconds so far of the CPUs in the allowance (cgroup or affinity)."""
+        return self._sample()[0]
+
     def _sample(self) -> tuple[float, float]:
         """(busy CPU seconds, capacity CPU seconds) counters, both monotonic."""
         a = self._allowance
@@ -288,6 +292,7 @@ class CpuModel(Device):
         self.tdp_source = "given" if tdp_w is not None else ""
         self.usable_source = "given" if usable_cpus is not None else ""
         self._cpu_percent = cpu_percent
+        self._busy: _Utilisation | None = None
         self._procfs_path = procfs_path
         self._cgroup_root = cgroup_root
 
@@ -319,10 +324,21 @@ class CpuModel(Device):
                 self.tdp_source = f"CPU not in table: {DEFAULT_W_PER_CPU:g} W per logical CPU"
         self.threads_per_socket = threads
         allowance = cpu_allowance(cgroup_root=self._cgroup_root, procfs_path=self._procfs_path)
+        self._busy = _Utilisation(allowance)
         if self.usable_cpus is None:
             self.usable_cpus, self.usable_source = allowance.usable_cpus, allowance.source
         if self._cpu_percent is None:
             self._cpu_percent = _Utilisation(allowance)
+
+    def busy_cpu_s(self) -> float:
+        """Busy CPU seconds so far of the CPUs the model covers (monotonic; after open).
+
+        What a process's CPU time is a share of, for :mod:`greenai.devices.attribution`.
+        """
+        if self._busy is None:
+            self._resolve()
+        assert self._busy is not None
+        return self._busy.busy_cpu_s()
 
     @property
     def full_load_w(self) -> float | None:

@@ -90,6 +90,10 @@ class MemoryModel(Device):
                 self._used_bytes, self.source = _used_bytes, "machine memory in use"
         return self._used_bytes
 
+    def used_bytes(self) -> float:
+        """Memory in use that the model charges, in bytes (the cgroup's under a limit)."""
+        return float(self._resolve()())
+
     def open(self) -> None:
         """Choose where memory in use is read: the cgroup's under a limit, else the machine's."""
         self._resolve()

@@ -204,3 +204,28 @@ def test_read_before_open_and_constructor_does_no_io(tmp_path: Path) -> None:
     domain = RaplDomain(tmp_path / "absent", "cpu0-package", "cpu")  # no I/O, no error
     with pytest.raises(DeviceReadError, match="open"):
         domain.read()
+
+
+def test_nested_trackers_share_a_zone(tmp_path: Path) -> None:
+    # The outer tracker must see all 300 J, the inner only the 100 J inside it. On the fake
+    # clock the Python sampler reads the zone through RaplDomain (the native loop reads the
+    # file itself and keeps its own state, so it cannot reset anything).
+    import greenai
+    from greenai.testing import FakeClock
+
+    clock = FakeClock()
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=10_000_000)
+    domain = RaplDomain(zone, "cpu0-package", "cpu")
+
+    def later(energy_uj: int) -> None:
+        set_energy(zone, energy_uj)
+        clock.advance(1.0)
+
+    with greenai.track("outer", devices=[domain], period_s=30.0, clock=clock) as outer:
+        later(110_000_000)
+        with greenai.track("inner", devices=[domain], period_s=30.0, clock=clock) as inner:
+            later(210_000_000)
+        later(310_000_000)
+    assert domain.open_count == 0
+    assert inner.result.device("cpu0-package").energy_j == pytest.approx(100.0, abs=1e-3)
+    assert outer.result.device("cpu0-package").energy_j == pytest.approx(300.0, abs=1e-3)

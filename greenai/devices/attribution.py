@@ -272,6 +272,11 @@ class Attributed(Device):
         self.last_share: float | None = None
 
     @property
+    def share(self) -> Share:
+        """What computes the share (a :class:`CpuTimeShare`, GPU share, ...)."""
+        return self._share
+
+    @property
     def method(self) -> Any:  # type: ignore[override]
         """The wrapped device's method (known for a GPU only after open)."""
         return self.device.method
@@ -379,6 +384,11 @@ class _LazyGpuShare:
     def __init__(self, pid: int, gpu: Any, handle: Callable[[], Any]) -> None:
         self._pid, self._gpu, self._handle = pid, gpu, handle
         self._share: GpuProcessShare | None = None
+
+    @property
+    def mode(self) -> GpuMode:
+        """``"utilisation"`` until NVML turns out to keep no per-process samples."""
+        return self._share.mode if self._share is not None else "utilisation"
 
     def __call__(self) -> float:
         if self._share is None:

@@ -297,6 +297,16 @@ class CpuModel(Device):
         self._cgroup_root = cgroup_root
 
     def _resolve(self) -> None:
+        if self.watts_per_cpu is None:
+            self._resolve_watts()
+        allowance = cpu_allowance(cgroup_root=self._cgroup_root, procfs_path=self._procfs_path)
+        self._busy = _Utilisation(allowance)
+        if self.usable_cpus is None:
+            self.usable_cpus, self.usable_source = allowance.usable_cpus, allowance.source
+        if self._cpu_percent is None:
+            self._cpu_percent = _Utilisation(allowance)
+
+    def _resolve_watts(self) -> None:
         info = read_cpuinfo(self._procfs_path)
         self.cpu_name = self.cpu_name or info.name
         self.sockets = self.sockets or info.sockets
@@ -323,12 +333,6 @@ class CpuModel(Device):
             else:
                 self.tdp_source = f"CPU not in table: {DEFAULT_W_PER_CPU:g} W per logical CPU"
         self.threads_per_socket = threads
-        allowance = cpu_allowance(cgroup_root=self._cgroup_root, procfs_path=self._procfs_path)
-        self._busy = _Utilisation(allowance)
-        if self.usable_cpus is None:
-            self.usable_cpus, self.usable_source = allowance.usable_cpus, allowance.source
-        if self._cpu_percent is None:
-            self._cpu_percent = _Utilisation(allowance)
 
     def busy_cpu_s(self) -> float:
         """Busy CPU seconds so far of the CPUs the model covers (monotonic; after open).

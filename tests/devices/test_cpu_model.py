@@ -143,6 +143,9 @@ def test_vm_does_not_charge_the_host_socket(tmp_path: Path) -> None:
     model.open()
     assert model.read().power_w == pytest.approx(2 * DEFAULT_W_PER_CPU)
     assert "host socket" in model.detail()
+    model.close()
+    model.open()  # a second open resolves nothing differently
+    assert model.read().power_w == pytest.approx(2 * DEFAULT_W_PER_CPU)
     # Told the host's threads per socket, the table applies.
     told = CpuModel(
         cpu_percent=lambda: 100.0, procfs_path=tmp_path, usable_cpus=2, threads_per_socket=128

@@ -135,6 +135,7 @@ def test_attributed_counter_charges_each_interval_its_share(tmp_path: Path) -> N
 
 
 class Steady(Device):
+    name = "cpu-steady"
     kind = "cpu"
     method = "model"
     relative_uncertainty = 0.5
@@ -329,3 +330,16 @@ def test_apply_scope_refuses_bad_input() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert apply_scope([], "process") == []
+
+
+def test_a_tracker_integrates_the_attributed_power() -> None:
+    import greenai
+    from greenai.testing import FakeClock
+
+    clock = FakeClock()
+    device = Attributed(Steady(), lambda: 0.25, pid=1, how="test")
+    with greenai.track("job", devices=[device], period_s=0.5, clock=clock) as job:
+        clock.advance(10.0)
+    result = job.result.device("cpu-steady@process")
+    assert result.method == "model"
+    assert result.energy_j == pytest.approx(100.0)  # 40 W * 0.25 * 10 s

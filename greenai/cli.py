@@ -103,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         renewable_share=args.renewable_share,
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
+        scope=args.scope,
     )
     print(summary(result), file=sys.stderr)
     if series is not None:
@@ -355,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prometheus-addr", default="127.0.0.1", help="address to serve on (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--scope",
+        choices=["machine", "process"],
+        default="machine",
+        help="machine: all the hardware drew (default); process: the command's share",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to measure")
     p.set_defaults(func=_run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
@@ -22,6 +23,7 @@ def run_command(
     name: str | None = None,
     prometheus_port: int | None = None,
     prometheus_addr: str = "127.0.0.1",
+    scope: Literal["machine", "process"] = "machine",
     **options: Any,
 ) -> tuple[int, Measurement]:
     """Run ``argv`` under a tracker; return its exit code (128+N if killed by signal N).
@@ -29,7 +31,10 @@ def run_command(
     Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
     non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
     ``prometheus_port`` (0: any free port), live power and energy are served for
-    Prometheus on ``prometheus_addr`` while the command runs.
+    Prometheus on ``prometheus_addr`` while the command runs. With ``scope="process"``
+    the devices are attributed to this process's tree, which holds the command and every
+    process it starts (and greenai's own sampler, well under 1% of a CPU); see
+    :func:`greenai.devices.attribution.apply_scope`.
 
     Raises:
         ConfigError: Nothing to run, the command cannot be started, or the Prometheus
@@ -43,6 +48,14 @@ def run_command(
             "nothing to run: give a command after --, e.g. greenai run -- python train.py"
         )
     meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
+    if scope != "machine":
+        from greenai.devices.attribution import apply_scope
+        from greenai.devices.discovery import discover
+
+        devices = options.get("devices")
+        devices = discover() if devices is None else list(devices)
+        options["devices"] = apply_scope(devices, scope, pid=os.getpid())
+        meta["scope"] = scope
     tracker = Tracker(name or Path(argv[0]).name, meta=meta, **options)
     exporter = None
     if prometheus_port is not None:  # started first: a busy port fails before the command

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from greenai.cli import main
+from greenai.devices.base import Device, Reading
 from greenai.errors import ConfigError
 from greenai.runner import run_command
 from greenai.store import RunStore
@@ -138,3 +139,30 @@ def test_kill_9_keeps_the_last_checkpoint(tmp_path: Path) -> None:
         run = store.get("latest")
     assert run.status == "interrupted"
     assert run.measurement is not None and run.measurement.duration_s > 0.5
+
+
+class SteadyCpu(Device):
+    """A whole-machine CPU drawing a steady 10 W."""
+
+    name = "cpu-steady"
+    kind = "cpu"
+    method = "model"
+
+    def read(self) -> Reading:
+        return Reading(power_w=10.0)
+
+
+def test_process_scope_charges_the_command_its_share(tmp_path: Path) -> None:
+    burn = "import time\nt = time.time()\nwhile time.time() - t < 0.5: pass"
+    code, result = run_command(
+        [sys.executable, "-c", burn],
+        store=tmp_path / "r.db",
+        devices=[SteadyCpu()],
+        scope="process",
+    )
+    assert code == 0
+    (device,) = result.devices
+    assert (device.name, device.method) == ("cpu-steady@process", "model")
+    assert 0 < device.energy_j < 10.0 * result.duration_s
+    with RunStore(tmp_path / "r.db") as store:
+        assert store.get("latest").meta["scope"] == "process"

@@ -9,6 +9,9 @@ How the timeline turns readings into energy depends on :attr:`Device.method`.
 from __future__ import annotations
 
 import abc
+import functools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +23,63 @@ Method = Literal["counter", "power", "model"]
 """
 
 Kind = Literal["gpu", "cpu", "dram", "other"]
+
+Scope = Literal["machine", "process"]
+"""What a device's figure covers.
+
+``machine``: everything the hardware drew. ``process``: the share of it attributed to one
+process tree (see :mod:`greenai.devices.attribution`); still obtained by ``method``, but an
+attribution, not a reading of what that process alone drew.
+"""
+
+# One lock for every device's open/close bookkeeping: opens are rare, and a subclass's open()
+# that calls super().open() re-enters it on the same thread.
+_SHARE_LOCK = threading.RLock()
+
+
+def _shared_open(hook: Callable[[Device], None]) -> Callable[[Device], None]:
+    """Wrap a class's open() so that only the first of several overlapping opens runs it."""
+
+    @functools.wraps(hook)
+    def open(self: Device) -> None:
+        with _SHARE_LOCK:
+            if self._in_share_hook:  # super().open() from a subclass's open()
+                hook(self)
+                return
+            if self._open_count == 0:
+                self._in_share_hook = True
+                try:
+                    hook(self)
+                finally:
+                    self._in_share_hook = False
+            self._open_count = self._open_count + 1
+
+    open.__greenai_shared__ = True  # type: ignore[attr-defined]
+    return open
+
+
+def _shared_close(hook: Callable[[Device], None]) -> Callable[[Device], None]:
+    """Wrap a class's close() so that only the last of several overlapping opens' closes runs it."""
+
+    @functools.wraps(hook)
+    def close(self: Device) -> None:
+        with _SHARE_LOCK:
+            if self._in_share_hook:
+                hook(self)
+                return
+            count = self._open_count
+            if count == 0:  # never opened, or closed already: nothing to release
+                return
+            self._open_count = count - 1
+            if count == 1:
+                self._in_share_hook = True
+                try:
+                    hook(self)
+                finally:
+                    self._in_share_hook = False
+
+    close.__greenai_shared__ = True  # type: ignore[attr-defined]
+    return close
 
 
 @dataclass(frozen=True)
@@ -42,6 +102,14 @@ class Device(abc.ABC):
     Constructors do no I/O: :meth:`open` acquires what the device needs, :meth:`read` reads,
     :meth:`close` releases. Subclasses set the class or instance attributes below.
 
+    One device object may be measured by several trackers at once (nested trackers given
+    the same devices), so opens are counted: the class wraps every subclass's ``open()``
+    and ``close()`` so that only the first of overlapping opens and the last close run the
+    subclass's code. A second tracker's open therefore resets nothing, and its close
+    releases nothing the first still reads. Readings must not depend on when the device
+    was opened (a counter reads an absolute value; each tracker keeps its own origin), and
+    ``read()`` must be safe to call from two sampler threads.
+
     Attributes:
         name: Unique, stable name such as ``"gpu0"`` or ``"cpu0-package"``.
         kind: What hardware the figure covers.
@@ -59,6 +127,22 @@ class Device(abc.ABC):
     update_period_s: float = 0.1
     counter_resolution_j: float = 0.0
     relative_uncertainty: float = 0.05
+    scope: Scope = "machine"
+    _open_count: int = 0  # opens not yet matched by a close; set per instance when it changes
+    _in_share_hook: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Count the opens of every subclass that defines its own open() or close()."""
+        super().__init_subclass__(**kwargs)
+        for attr, wrap in (("open", _shared_open), ("close", _shared_close)):
+            hook = cls.__dict__.get(attr)
+            if callable(hook) and not getattr(hook, "__greenai_shared__", False):
+                setattr(cls, attr, wrap(hook))
+
+    @property
+    def open_count(self) -> int:
+        """How many opens are not yet matched by a close (0: closed)."""
+        return int(self._open_count)
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources. Raises DeviceError when the device cannot be used."""
@@ -76,6 +160,7 @@ class Device(abc.ABC):
             "name": self.name,
             "kind": self.kind,
             "method": self.method,
+            "scope": self.scope,
             "update_period_s": self.update_period_s,
             "detail": self.detail(),
         }
@@ -85,4 +170,11 @@ class Device(abc.ABC):
         return type(self).__name__
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} method={self.method}>"
+        scope = "" if self.scope == "machine" else f" scope={self.scope}"
+        return f"<{type(self).__name__} {self.name} method={self.method}{scope}>"
+
+
+# Device's own no-op hooks are counted too: a subclass that defines only close() must still
+# see its opens counted, or its close would never run.
+Device.open = _shared_open(Device.open)  # type: ignore[method-assign,assignment]
+Device.close = _shared_close(Device.close)  # type: ignore[method-assign,assignment]

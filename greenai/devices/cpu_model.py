@@ -13,18 +13,38 @@ import importlib.util
 import os
 import platform
 import re
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from greenai.devices.base import Device, Reading
+from greenai.devices.cgroup import (
+    DEFAULT_CGROUP_ROOT,
+    CpuAllowance,
+    cgroup_cpu_usage_s,
+    cpu_allowance,
+)
 from greenai.errors import ConfigError, DeviceReadError
 
-__all__ = ["DEFAULT_TDP_W", "CpuModel", "lookup_tdp_w"]
+__all__ = [
+    "DEFAULT_TDP_W",
+    "DEFAULT_W_PER_CPU",
+    "CpuInfo",
+    "CpuModel",
+    "lookup_tdp_w",
+    "read_cpuinfo",
+]
 
 DEFAULT_TDP_W = 85.0
-"""TDP per socket, in watts, assumed for a CPU not in the table (codecarbon's POWER_CONSTANT)."""
+"""codecarbon's POWER_CONSTANT (W per socket); greenai uses :data:`DEFAULT_W_PER_CPU` instead."""
+
+DEFAULT_W_PER_CPU = 4.0
+"""Watts per logical CPU at full load for a CPU whose TDP or socket size is unknown:
+codecarbon's ``DEFAULT_POWER_PER_CORE`` ("4 W per thread", codecarbon/core/cpu.py)."""
 
 _NOISE = [
     re.compile(r"\([^)]*\)|[®™]"),  # (R), (TM), and table notes like "(OEM Only)"
@@ -98,29 +118,119 @@ def lookup_tdp_w(cpu_name: str) -> tuple[float, str] | None:
     return table[best] if best is not None else None
 
 
-def detect_cpu(procfs_path: str | os.PathLike[str] = "/proc") -> tuple[str | None, int]:
-    """Return (brand string or None, number of sockets) from cpuinfo, else platform."""
+@dataclass(frozen=True)
+class CpuInfo:
+    """What /proc/cpuinfo says about the CPUs.
+
+    Attributes:
+        name: The brand string ("model name"), or None.
+        sockets: Distinct "physical id" values (at least 1).
+        threads_per_socket: Logical CPUs per package ("siblings"), or None when absent.
+        virtual: Whether the kernel runs under a hypervisor (the ``hypervisor`` flag): then
+            the sockets and siblings are the VM's, not the host's.
+    """
+
+    name: str | None
+    sockets: int
+    threads_per_socket: int | None = None
+    virtual: bool = False
+
+
+def read_cpuinfo(procfs_path: str | os.PathLike[str] = "/proc") -> CpuInfo:
+    """Read the CPU's name, sockets, threads per socket and whether it is virtual."""
     names: list[str] = []
     sockets: set[str] = set()
+    siblings: int | None = None
+    virtual = False
     try:
         with open(Path(procfs_path, "cpuinfo"), encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name":
+                key = key.strip()
+                if key == "model name":
                     names.append(value.strip())
-                elif key.strip() == "physical id":
+                elif key == "physical id":
                     sockets.add(value.strip())
+                elif key == "siblings" and value.strip().isdigit():
+                    siblings = int(value.strip())
+                elif key == "flags" and "hypervisor" in value.split():
+                    virtual = True
     except OSError:
         pass
-    return (names[0] if names else platform.processor() or None), max(len(sockets), 1)
+    name = names[0] if names else platform.processor() or None
+    return CpuInfo(name, max(len(sockets), 1), siblings, virtual)
+
+
+def detect_cpu(procfs_path: str | os.PathLike[str] = "/proc") -> tuple[str | None, int]:
+    """Return (brand string or None, number of sockets) from cpuinfo, else platform."""
+    info = read_cpuinfo(procfs_path)
+    return info.name, info.sockets
+
+
+_BUSY_EXCLUDED = ("idle", "iowait", "steal", "guest", "guest_nice")
+"""CPU-time fields that are not work done on the CPU by this machine: ``steal`` is time the
+hypervisor gave to other guests, and ``guest``/``guest_nice`` are already inside ``user``/
+``nice`` (proc(5))."""
+
+
+class _Utilisation:
+    """Utilisation of a set of CPUs (0-1) since this object's previous call.
+
+    Per instance, unlike ``psutil.cpu_percent(interval=None)``, whose baseline is shared by
+    every caller in the process. Where a cgroup CPU quota applies, the cgroup's own CPU time
+    over the quota; otherwise busy time over total time of the CPUs in the affinity set.
+    """
+
+    def __init__(self, allowance: CpuAllowance) -> None:
+        self._allowance = allowance
+        self._lock = threading.Lock()
+        self._last: tuple[float, float] | None = None
+
+    def busy_cpu_s(self) -> float:
+        """Busy CPU seconds so far of the CPUs in the allowance (cgroup or affinity)."""
+        return self._sample()[0]
+
+    def _sample(self) -> tuple[float, float]:
+        """(busy CPU seconds, capacity CPU seconds) counters, both monotonic."""
+        a = self._allowance
+        if a.usage_file is not None and a.quota_cpus is not None:
+            used_s = cgroup_cpu_usage_s(a.usage_file)
+            if used_s is not None:
+                return used_s, time.monotonic() * a.usable_cpus
+        per_cpu = psutil.cpu_times(percpu=True)
+        chosen = [per_cpu[i] for i in a.affinity if i < len(per_cpu)] or per_cpu
+        busy = total = 0.0
+        for times in chosen:
+            fields = times._asdict()
+            cpu_total = sum(v for k, v in fields.items() if k not in ("guest", "guest_nice"))
+            total += cpu_total
+            busy += cpu_total - sum(fields.get(k, 0.0) for k in _BUSY_EXCLUDED[:3])
+        return busy, total
+
+    def __call__(self) -> float:
+        with self._lock:
+            now = self._sample()
+            last, self._last = self._last, now
+        if last is None:
+            return 0.0
+        capacity = now[1] - last[1]
+        return 100.0 * (now[0] - last[0]) / capacity if capacity > 0 else 0.0
 
 
 class CpuModel(Device):
-    """CPU power = TDP * sockets * (idle_fraction + (1 - idle_fraction) * utilisation).
+    """CPU power = W per CPU * usable CPUs * (idle_fraction + (1 - idle_fraction) * utilisation).
 
     A model, not a measurement: real CPUs draw well below TDP at low load, can exceed it
     under turbo, and table TDPs are nominal, so the estimate can be off by tens of percent.
     ``relative_uncertainty`` is 0.5 to say so.
+
+    The model covers the CPUs this process may use, not the whole machine: its affinity set,
+    or its cgroup CPU quota where smaller (:func:`~greenai.devices.cgroup.cpu_allowance`).
+    Watts per CPU are the socket's TDP over its logical CPUs: the TDP from codecarbon's
+    table where the CPU is known, the logical CPUs per socket from /proc/cpuinfo. In a VM
+    the host's socket size is unknown (cpuinfo describes the VM), so unless
+    ``threads_per_socket`` is given, and for CPUs not in the table, each CPU counts
+    codecarbon's default of 4 W per thread. Utilisation is that of the usable CPUs.
     """
 
     kind = "cpu"
@@ -137,18 +247,27 @@ class CpuModel(Device):
         idle_fraction: float = 0.1,
         sockets: int | None = None,
         *,
+        threads_per_socket: int | None = None,
+        usable_cpus: float | None = None,
         procfs_path: str | os.PathLike[str] = "/proc",
+        cgroup_root: str | os.PathLike[str] = DEFAULT_CGROUP_ROOT,
     ) -> None:
         """Set the model up; no I/O until :meth:`open`.
 
         Args:
             tdp_w: TDP of one CPU package (socket), in watts; looked up by name when None.
             cpu_name: CPU brand string; read from /proc/cpuinfo when None.
-            cpu_percent: System-wide utilisation in percent (0-100) since its previous call;
-                ``psutil.cpu_percent(interval=None)`` when None.
-            idle_fraction: Share of TDP drawn at 0% utilisation, in [0, 1].
+            cpu_percent: Utilisation of the usable CPUs in percent (0-100) since its
+                previous call; measured from CPU times (or the cgroup's) when None.
+            idle_fraction: Share of the power drawn at 0% utilisation, in [0, 1].
             sockets: Number of CPU packages; counted from /proc/cpuinfo when None.
+            threads_per_socket: Logical CPUs per package; cpuinfo's "siblings" when None
+                (on bare metal; in a VM it describes the VM, so it is not used for a
+                table TDP there).
+            usable_cpus: CPUs' worth of time this process may use; its affinity set or
+                cgroup CPU quota when None.
             procfs_path: Where procfs is mounted.
+            cgroup_root: Where the cgroup filesystem is mounted.
 
         Raises:
             ConfigError: A value is out of range.
@@ -159,49 +278,107 @@ class CpuModel(Device):
             raise ConfigError(f"idle_fraction must be in [0, 1], got {idle_fraction}")
         if sockets is not None and sockets < 1:
             raise ConfigError(f"sockets must be >= 1, got {sockets}; pass None to count them")
+        if threads_per_socket is not None and threads_per_socket < 1:
+            raise ConfigError(f"threads_per_socket must be >= 1, got {threads_per_socket}")
+        if usable_cpus is not None and not usable_cpus > 0:
+            raise ConfigError(f"usable_cpus must be > 0, got {usable_cpus}; None to detect")
         self.tdp_w = tdp_w
         self.cpu_name = cpu_name
         self.idle_fraction = idle_fraction
         self.sockets = sockets
+        self.threads_per_socket = threads_per_socket
+        self.usable_cpus = usable_cpus
+        self.watts_per_cpu: float | None = None
         self.tdp_source = "given" if tdp_w is not None else ""
-        self._cpu_percent = cpu_percent or functools.partial(psutil.cpu_percent, interval=None)
+        self.usable_source = "given" if usable_cpus is not None else ""
+        self._cpu_percent = cpu_percent
+        self._busy: _Utilisation | None = None
         self._procfs_path = procfs_path
+        self._cgroup_root = cgroup_root
 
     def _resolve(self) -> None:
-        if self.cpu_name is None or self.sockets is None:
-            detected_name, detected_sockets = detect_cpu(self._procfs_path)
-            self.cpu_name = self.cpu_name or detected_name
-            self.sockets = self.sockets or detected_sockets
-        if self.tdp_w is None:
-            found = lookup_tdp_w(self.cpu_name) if self.cpu_name else None
-            if found is None:
-                self.tdp_w, self.tdp_source = DEFAULT_TDP_W, "default TDP, CPU not in table"
+        if self.watts_per_cpu is None:
+            self._resolve_watts()
+        allowance = cpu_allowance(cgroup_root=self._cgroup_root, procfs_path=self._procfs_path)
+        self._busy = _Utilisation(allowance)
+        if self.usable_cpus is None:
+            self.usable_cpus, self.usable_source = allowance.usable_cpus, allowance.source
+        if self._cpu_percent is None:
+            self._cpu_percent = _Utilisation(allowance)
+
+    def _resolve_watts(self) -> None:
+        info = read_cpuinfo(self._procfs_path)
+        self.cpu_name = self.cpu_name or info.name
+        self.sockets = self.sockets or info.sockets
+        threads = self.threads_per_socket
+        threads_known = threads is not None
+        if threads is None:
+            threads = info.threads_per_socket or max(
+                1, (psutil.cpu_count(logical=True) or 1) // self.sockets
+            )
+        found = lookup_tdp_w(self.cpu_name) if self.cpu_name and self.tdp_w is None else None
+        if self.tdp_w is not None:
+            self.watts_per_cpu = self.tdp_w / threads
+        elif found is not None and (threads_known or not info.virtual):
+            self.tdp_w, self.tdp_source = found[0], f"codecarbon table row {found[1]!r}"
+            self.watts_per_cpu = self.tdp_w / threads
+        else:
+            self.watts_per_cpu = DEFAULT_W_PER_CPU
+            self.tdp_w = DEFAULT_W_PER_CPU * threads
+            if found is not None:
+                self.tdp_source = (
+                    f"VM: table TDP {found[0]:g} W ({found[1]!r}) is the host socket's, whose "
+                    f"size is unknown here; {DEFAULT_W_PER_CPU:g} W per vCPU instead"
+                )
             else:
-                self.tdp_w, self.tdp_source = found[0], f"codecarbon table row {found[1]!r}"
+                self.tdp_source = f"CPU not in table: {DEFAULT_W_PER_CPU:g} W per logical CPU"
+        self.threads_per_socket = threads
+
+    def busy_cpu_s(self) -> float:
+        """Busy CPU seconds so far of the CPUs the model covers (monotonic; after open).
+
+        What a process's CPU time is a share of, for :mod:`greenai.devices.attribution`.
+        """
+        if self._busy is None:
+            self._resolve()
+        assert self._busy is not None
+        return self._busy.busy_cpu_s()
+
+    @property
+    def full_load_w(self) -> float | None:
+        """Modelled power at 100% utilisation of the usable CPUs, in watts (after open)."""
+        if self.watts_per_cpu is None or self.usable_cpus is None:
+            return None
+        return self.watts_per_cpu * self.usable_cpus
 
     def open(self) -> None:
-        """Resolve CPU name, sockets and TDP, and prime the utilisation counter."""
+        """Resolve CPU, TDP and usable CPUs, and prime the utilisation counter."""
         self._resolve()
+        assert self._cpu_percent is not None
         self._cpu_percent()  # the first call only sets the baseline
 
     def read(self) -> Reading:
         """Return the modelled power in watts. Raises DeviceReadError if utilisation fails."""
-        if self.tdp_w is None or self.sockets is None:
+        if self.full_load_w is None or self._cpu_percent is None:
             self._resolve()
-        assert self.tdp_w is not None and self.sockets is not None
+        full_w, cpu_percent = self.full_load_w, self._cpu_percent
+        assert full_w is not None and cpu_percent is not None
         try:
-            utilisation = min(max(float(self._cpu_percent()) / 100.0, 0.0), 1.0)
+            utilisation = min(max(float(cpu_percent()) / 100.0, 0.0), 1.0)
         except Exception as e:  # psutil or an injected callable: convert at the boundary
             raise DeviceReadError(f"{self.name}: cannot read CPU utilisation: {e}") from e
         share = self.idle_fraction + (1.0 - self.idle_fraction) * utilisation
-        return Reading(power_w=self.tdp_w * self.sockets * share)
+        return Reading(power_w=full_w * share)
 
     def detail(self) -> str:
-        """Say which CPU, which TDP and where it came from."""
-        if self.tdp_w is None:
+        """Say which CPU, which TDP, how many CPUs and where each came from."""
+        if self.full_load_w is None:
             return "model estimate from utilisation * TDP (TDP not resolved until open())"
         return (
             f"model estimate, not measured: {self.cpu_name or 'unknown CPU'}, "
-            f"TDP {self.tdp_w:g} W * {self.sockets} socket(s) ({self.tdp_source}), "
-            f"power = TDP * ({self.idle_fraction:g} + {1 - self.idle_fraction:g} * utilisation)"
+            f"{self.watts_per_cpu:.3g} W per CPU (TDP {self.tdp_w:g} W / "
+            f"{self.threads_per_socket} CPUs per socket; {self.tdp_source}) * "
+            f"{self.usable_cpus:g} usable CPU(s) ({self.usable_source}), "
+            f"power = {self.full_load_w:.3g} W * ({self.idle_fraction:g} + "
+            f"{1 - self.idle_fraction:g} * utilisation)"
         )

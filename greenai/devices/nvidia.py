@@ -176,6 +176,11 @@ class NvidiaGPU(Device):
         return self._nvml
 
     @property
+    def handle(self) -> Any:
+        """The NVML handle of the GPU while it is open (or the handle given), else None."""
+        return self._handle if self._open else self._given_handle
+
+    @property
     def has_counter(self) -> bool:
         """Whether :meth:`open` found the total-energy counter."""
         return self._has_counter

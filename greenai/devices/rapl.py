@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 
 from greenai.devices.base import Device, Kind, Reading
-from greenai.errors import DeviceError, DeviceReadError, DeviceUnavailableError, PermissionWarning
+from greenai.errors import (
+    DeviceError,
+    DeviceReadError,
+    DeviceUnavailableError,
+    MeasurementWarning,
+    PermissionWarning,
+)
 
 __all__ = ["DEFAULT_POWERCAP_ROOT", "RaplDomain", "discover_rapl"]
 
@@ -38,11 +45,22 @@ def _read_int(path: Path) -> int:
     return int(_read_text(path).strip())
 
 
+def _read_zone_int(name: str, path: Path) -> int:
+    """Read one integer file of a zone; errors name the file."""
+    try:
+        return _read_int(path)
+    except FileNotFoundError as e:
+        raise DeviceUnavailableError(f"{name}: RAPL zone has no {path}") from e
+    except (OSError, ValueError) as e:
+        raise DeviceError(f"{name}: cannot read {path}: {e}") from e
+
+
 class RaplDomain(Device):
     """One RAPL zone (a CPU package or its DRAM) read as an energy counter.
 
-    ``read()`` returns the joules consumed since :meth:`open`, monotonic, with counter
-    wraparound undone.
+    ``read()`` returns the raw counter in joules with wraparound undone since the first
+    :meth:`open`: an absolute value, like NVML's counter, so two trackers sharing the zone
+    each keep their own origin and neither resets the other's.
     """
 
     method = "counter"
@@ -63,32 +81,30 @@ class RaplDomain(Device):
         self.kind = kind
         self._wrap_uj = 0
         self._last_uj: int | None = None
-        self._total_uj = 0
+        self._wrapped_uj = 0  # whole wraps seen since the first open, in µJ
+        self._lock = threading.Lock()  # two trackers' samplers may read one zone
 
     def open(self) -> None:
         """Read the counter range and the starting value.
 
         Raises:
-            DeviceUnavailableError: The zone's files do not exist.
-            DeviceError: They cannot be read (permission, bad contents).
+            DeviceUnavailableError: One of the zone's files does not exist (named).
+            DeviceError: It cannot be read (permission, bad contents).
         """
-        try:
-            max_range_uj = _read_int(self.zone_dir / "max_energy_range_uj")
-            first_uj = _read_int(self.zone_dir / "energy_uj")
-        except FileNotFoundError as e:
-            raise DeviceUnavailableError(f"{self.name}: RAPL zone {self.zone_dir} vanished") from e
-        except (OSError, ValueError) as e:
-            raise DeviceError(f"{self.name}: cannot read {self.zone_dir}: {e}") from e
+        max_range_uj = _read_zone_int(self.name, self.zone_dir / "max_energy_range_uj")
+        first_uj = _read_zone_int(self.name, self.zone_dir / "energy_uj")
         # The counter takes values 0..max_energy_range_uj and then restarts at 0, so one
         # wrap spans range + 1 (the kernel derives the range from the 32-bit register's
         # maximum, ENERGY_STATUS_MASK, in drivers/powercap/intel_rapl_common.c). The true
         # step is one hardware unit, not 1 µJ; the difference is < 61 µJ per wrap of ~262 kJ.
-        self._wrap_uj = max_range_uj + 1
-        self._last_uj = first_uj
-        self._total_uj = 0
+        with self._lock:
+            self._wrap_uj = max_range_uj + 1
+            if self._last_uj is not None and first_uj < self._last_uj:
+                self._wrapped_uj += self._wrap_uj  # reopened after a close: keep monotonic
+            self._last_uj = first_uj
 
     def read(self) -> Reading:
-        """Return cumulative energy since :meth:`open`, in joules.
+        """Return the counter in joules, wraparound undone (an absolute, monotonic value).
 
         A decrease of the raw counter is taken as one wrap. Two wraps between reads cannot
         be seen, but the range is tens to hundreds of kJ, minutes even at full load: far
@@ -97,18 +113,20 @@ class RaplDomain(Device):
         Raises:
             DeviceReadError: The counter could not be read, or :meth:`open` was not called.
         """
-        if self._last_uj is None:
-            raise DeviceReadError(f"{self.name}: read() before open()")
-        try:
-            raw_uj = _read_int(self.zone_dir / "energy_uj")
-        except (OSError, ValueError) as e:
-            raise DeviceReadError(f"{self.name}: cannot read {self.zone_dir}/energy_uj: {e}") from e
-        delta_uj = raw_uj - self._last_uj
-        if delta_uj < 0:
-            delta_uj += self._wrap_uj
-        self._total_uj += delta_uj
-        self._last_uj = raw_uj
-        return Reading(energy_j=self._total_uj * 1e-6)
+        # The file read is inside the lock: two samplers' reads must reach the wrap check in
+        # the order they read the counter, or an older value would look like a wrap.
+        with self._lock:
+            if self._last_uj is None:
+                raise DeviceReadError(f"{self.name}: read() before open()")
+            try:
+                raw_uj = _read_int(self.zone_dir / "energy_uj")
+            except (OSError, ValueError) as e:
+                path = self.zone_dir / "energy_uj"
+                raise DeviceReadError(f"{self.name}: cannot read {path}: {e}") from e
+            if raw_uj < self._last_uj:
+                self._wrapped_uj += self._wrap_uj
+            self._last_uj = raw_uj
+            return Reading(energy_j=(self._wrapped_uj + raw_uj) * 1e-6)
 
     def detail(self) -> str:
         """Say which sysfs zone this is."""
@@ -146,7 +164,9 @@ def discover_rapl(root: str | os.PathLike[str] = DEFAULT_POWERCAP_ROOT) -> list[
 
     Returns an empty list when there is no powercap tree (no RAPL, a VM, not Linux). When
     zones exist but their counters are root-only (the default since CVE-2020-8694), warns
-    once with :class:`~greenai.errors.PermissionWarning` and leaves them out.
+    once with :class:`~greenai.errors.PermissionWarning` and leaves them out. A zone whose
+    ``max_energy_range_uj`` cannot be read is left out with a
+    :class:`~greenai.errors.MeasurementWarning` naming the file.
 
     Args:
         root: The powercap class directory, normally ``/sys/class/powercap``.
@@ -158,6 +178,7 @@ def discover_rapl(root: str | os.PathLike[str] = DEFAULT_POWERCAP_ROOT) -> list[
         return []
     domains: list[RaplDomain] = []
     denied: list[str] = []
+    no_range: list[str] = []
     for zone in sorted(entries, key=_zone_key):
         domain = _domain_for(zone, root / f"intel-rapl:{_zone_key(zone)[0]}")
         if domain is None:
@@ -169,7 +190,22 @@ def discover_rapl(root: str | os.PathLike[str] = DEFAULT_POWERCAP_ROOT) -> list[
             continue
         except (OSError, ValueError):
             continue
+        try:
+            _read_int(zone / "max_energy_range_uj")
+        except (OSError, ValueError) as e:
+            # Without the range a wrap cannot be undone (one wrap would read as minus tens
+            # of kJ), so the zone is left to the model rather than read wrongly.
+            no_range.append(f"{zone / 'max_energy_range_uj'} ({getattr(e, 'strerror', None) or e})")
+            continue
         domains.append(domain)
+    if no_range:
+        warnings.warn(
+            f"RAPL zone(s) without a readable counter range, left out: {'; '.join(no_range)}. "
+            "Their energy counter cannot be unwrapped, so greenai uses the CPU/memory model "
+            "(an estimate) where no other RAPL zone covers that kind",
+            MeasurementWarning,
+            stacklevel=2,
+        )
     if denied:
         warnings.warn(
             f"RAPL energy counters in {root} ({', '.join(denied)}) are readable only by root "

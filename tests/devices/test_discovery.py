@@ -4,10 +4,12 @@ from pathlib import Path
 from unittest.mock import create_autospec
 
 import pynvml
+import pytest
 
 from greenai.devices import discover
 from greenai.devices.cpu_model import CpuModel
 from greenai.devices.memory_model import MemoryModel
+from greenai.errors import MeasurementWarning
 
 
 def make_package_zone(root: Path) -> None:
@@ -42,3 +44,11 @@ def test_readable_rapl_package_replaces_the_cpu_model_only(tmp_path: Path) -> No
     found = discover(gpus=False, powercap_root=tmp_path)
     assert [d.name for d in found] == ["cpu0-package", "memory-model"]
     assert found[0].method == "counter"
+
+
+def test_rapl_zone_without_range_falls_back_to_the_model(tmp_path: Path) -> None:
+    make_package_zone(tmp_path)
+    (tmp_path / "intel-rapl:0" / "max_energy_range_uj").unlink()
+    with pytest.warns(MeasurementWarning, match="max_energy_range_uj"):
+        found = discover(gpus=False, powercap_root=tmp_path)
+    assert [type(d) for d in found] == [CpuModel, MemoryModel]

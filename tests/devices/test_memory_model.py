@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from greenai.devices.memory_model import MemoryModel
@@ -39,3 +41,31 @@ def test_read_failure_is_read_error() -> None:
 
     with pytest.raises(DeviceReadError):
         MemoryModel(used_bytes=broken).read()
+
+
+def test_under_a_cgroup_limit_the_cgroup_memory_is_charged(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    job = root / "job"
+    job.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("memory\n")
+    (job / "memory.max").write_text(f"{8 * GIB}\n")
+    (job / "memory.current").write_text(f"{5 * GIB}\n")
+    (job / "memory.stat").write_text(f"inactive_file {GIB}\n")
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text("0::/job\n")
+    model = MemoryModel(watts_per_gb=1.0, cgroup_root=root, procfs_path=proc)
+    model.open()
+    assert model.read().power_w == pytest.approx(4.0)
+    assert "cgroup v2" in model.detail() and "8 GiB limit" in model.detail()
+    (job / "memory.current").unlink()
+    with pytest.raises(DeviceReadError):
+        model.read()
+
+
+def test_without_a_limit_the_machine_memory_is_charged(tmp_path: Path) -> None:
+    model = MemoryModel(cgroup_root=tmp_path / "absent", procfs_path=tmp_path / "absent")
+    model.open()
+    assert "machine memory in use" in model.detail()
+    power_w = model.read().power_w
+    assert power_w is not None and power_w > 0

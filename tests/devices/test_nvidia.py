@@ -243,6 +243,33 @@ def test_open_and_close_balance_init_and_shutdown() -> None:
     assert nvml.nvmlInit.call_count == nvml.nvmlShutdown.call_count == 3
 
 
+def test_nested_open_close_leaves_the_outer_reading() -> None:
+    # Two trackers given one NvidiaGPU object: the inner close must not shut NVML down
+    # under the outer, and the counter stays absolute so each keeps its own origin.
+    fake = FakeGPU(uuid="GPU-a", energy_mj=1_000_000)
+    nvml = make_nvml([fake])
+    device = NvidiaGPU(0, nvml=nvml)
+    device.open()  # outer
+    outer_origin = device.read().energy_j
+    fake.energy_mj = 1_100_000
+    device.open()  # inner
+    inner_origin = device.read().energy_j
+    fake.energy_mj = 1_200_000
+    inner_end = device.read().energy_j
+    device.close()  # inner
+    nvml.nvmlShutdown.assert_not_called()
+    fake.energy_mj = 1_300_000
+    outer_end = device.read().energy_j  # still open for the outer
+    device.close()  # outer
+    assert nvml.nvmlInit.call_count == nvml.nvmlShutdown.call_count == 1
+    assert outer_origin is not None and inner_origin is not None
+    assert inner_end is not None and outer_end is not None
+    assert inner_end - inner_origin == pytest.approx(100.0)
+    assert outer_end - outer_origin == pytest.approx(300.0)
+    with pytest.raises(DeviceReadError, match="open"):
+        device.read()
+
+
 def test_close_never_raises() -> None:
     device, nvml = opened(FakeGPU(uuid="GPU-a"))
     nvml.nvmlShutdown.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)

@@ -562,6 +562,7 @@ class FakeGPU(Device):
         # Sum over updates 1..k of period × power value (the sampled counter's increments).
         self._sampled = np.zeros(1024)
         self._sampled_n = 1  # _sampled[:_sampled_n] is filled; _sampled[0] = 0
+        self._sampled_base_j: float | None = None
         self._noise_block: tuple[int, np.ndarray] | None = None
         self._last: tuple[int, float | None, float] | None = None  # update, counter, power
         self._memo: dict[float, float] = {}
@@ -660,7 +661,9 @@ class FakeGPU(Device):
     def _raw_counter_j(self, k: int) -> float:
         if self.counter_mode == "exact" or k <= 0:
             return self._offset_j + self._energy(self._update_time(k))
-        return self._offset_j + self._energy(self._update_time(0)) + self._sampled_sum_j(k)
+        if self._sampled_base_j is None:  # the counter at update 0, where the sums start
+            self._sampled_base_j = self._offset_j + self._energy(self._update_time(0))
+        return self._sampled_base_j + self._sampled_sum_j(k)
 
     def _counter_j(self, k: int) -> float:
         raw = self._raw_counter_j(k)

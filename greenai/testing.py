@@ -448,9 +448,10 @@ class FakeGPU(Device):
 
     - ``counter_mode="exact"``: the counter holds the exact energy up to each update (what
       greenai's design assumes);
-    - ``counter_mode="sampled"``: it adds update period × that update's power value, so it
-      is part-time like the power value (loads that vary inside 100 ms read wrong, and power
-      and counter agree with each other).
+    - ``counter_mode="sampled"``: it adds update period × the mean true power over that
+      update's sampling window (the power value before its own noise), so it is part-time
+      like the power value: loads that vary inside 100 ms read wrong, and power and counter
+      agree with each other.
 
     ``sensor_window_s=update_period_s`` makes the power sensor integrate the whole period.
     With ``instant=False`` the power value is the mean of the last 1 s of updates

@@ -568,12 +568,15 @@ def test_fake_gpu_read_cost_after_a_simulated_day(benchmark, mode: str) -> None:
     clock = FakeClock(0.0)
     gpu = FakeGPU(clock=clock, power_w=RandomKernels(seed=1), counter_mode=mode, noise_w=5.0)
     gpu.open()
-    fresh = _reads_per_second(gpu, clock, 2000, 0.1)
+    fresh = max(_reads_per_second(gpu, clock, 1000, 0.1) for _ in range(3))
     clock.advance(86_400.0)
     gpu.read()  # the day's sampled sums and chunks are built here, once
-    day = benchmark.pedantic(_reads_per_second, args=(gpu, clock, 2000, 0.1), rounds=3)
+    benchmark.pedantic(_reads_per_second, args=(gpu, clock, 1000, 0.1), rounds=3)
+    day = max(_reads_per_second(gpu, clock, 1000, 0.1) for _ in range(3))
     benchmark.extra_info.update({"reads_per_s_fresh": fresh, "reads_per_s_after_a_day": day})
-    assert day > fresh / 5  # O(1): a cost that grew with history would be many times slower
+    # O(1): the best of three runs each; a cost that grew with history would be many times
+    # slower after 864,000 updates.
+    assert day > fresh / 5
 
 
 # --- the tables in docs/accuracy.md ---------------------------------------------------------

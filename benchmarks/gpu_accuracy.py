@@ -23,19 +23,31 @@ It takes about two minutes on an H100. What it does, on CUDA device 0:
 5. Windows across the load's start and stop, where instant power lags.
 6. Overhead: ``job.step()`` while the real device is sampled, and a Python-bound training
    loop on the GPU, untracked and tracked, in alternating pairs.
+7. The sensor experiment (about 75 s; ``--sensor-only`` runs just this, ``--skip-sensor``
+   leaves it out): does ``nvmlDeviceGetTotalEnergyConsumption`` integrate every instant, or
+   only the ~25 ms of each 100 ms update that the power value sees on A100/H100 (Yang,
+   Adámek, Armour, SC'24; arXiv:2312.02741)? Steady idle, then a 50/50 square wave locked to
+   the counter's updates at 8 phase offsets, 10 ms bursts at random phases 8 times, then
+   steady full load; the spread of the counter's rate across phases and repetitions decides
+   (a part-time counter: a large spread; a fully integrating one: under 1% of high − low),
+   and the power value's spread is the control that the lock held.
 
 Writes a markdown report to stdout and to ``--out`` (default ``$OUT/accuracy.md`` when
-``OUT`` is set, else ``./gpu-accuracy.md``) and every window's numbers to a CSV beside it.
-Exits with status 2 and a message when there is no usable NVIDIA GPU.
+``OUT`` is set, else ``./gpu-accuracy.md``) and every window's numbers to a CSV beside it
+(the sensor experiment's segments to ``<out>-sensor.csv``, or beside ``--out`` with
+``--sensor-only``). The report records device, driver and date. Exits with status 2 and a
+message when there is no usable NVIDIA GPU.
 
 ``--selftest`` runs the same recording and analysis on a simulated GPU
 (:class:`greenai.testing.FakeGPU` on a :class:`~greenai.testing.FakeClock`), checks the
-analysis against the simulation's exact energy, and needs no GPU.
+analysis against the simulation's exact energy, and needs no GPU; its sensor experiment runs
+once on an exact and once on a sampled counter and checks that it tells them apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import contextlib
 import csv
@@ -64,6 +76,7 @@ except ImportError:  # run from a checkout without installing
 
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
+from greenai.testing import Load
 from greenai.timeline import EnergyCurve
 
 LENGTHS_S = (0.025, 0.1, 1.0)
@@ -135,6 +148,11 @@ class CounterPoller:
         finally:
             self._clock.detach(self)
 
+    def snapshot(self) -> CounterLog:
+        """The reads so far (the poller keeps running)."""
+        rows = np.array(list(self._rows), dtype=np.float64).reshape(-1, 3)
+        return CounterLog(rows[:, 0], rows[:, 1], rows[:, 2])
+
     def stop(self) -> CounterLog:
         self._stop.set()
         if self._thread is not None:
@@ -176,6 +194,8 @@ class Rig:
     poll_period_s: float = 0.0
     meta: dict[str, str] = field(default_factory=dict)
     before_run: Callable[[Device, float], None] = lambda device, seconds: None
+    read_power_w: Callable[[], float] | None = None
+    busy_until: Callable[[float], None] | None = None
 
 
 def energy_curve(job: greenai.Tracker, name: str) -> EnergyCurve:
@@ -806,6 +826,38 @@ def gpu_rig(matmul_n: int, batch: int, poll_period_s: float) -> tuple[Rig, Any, 
         torch.cuda.synchronize()
         return on, SYSTEM_CLOCK.now()
 
+    # The sensor experiment's load: 4096³ matmuls (~0.2 ms each on an H100), a few at a time,
+    # so that a 10 ms or 50 ms burst ends within a fraction of a millisecond of its deadline.
+    small = [torch.randn(4096, 4096, device=dev, dtype=torch.bfloat16) for _ in range(3)]
+    torch.mm(small[0], small[1], out=small[2])
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(50):
+        torch.mm(small[0], small[1], out=small[2])
+    torch.cuda.synchronize()
+    kernel_s = (time.perf_counter() - t0) / 50
+
+    def busy_until(t: float) -> None:
+        while (left := t - SYSTEM_CLOCK.now()) > 0:
+            for _ in range(max(1, min(8, int(left / kernel_s)))):
+                torch.mm(small[0], small[1], out=small[2])
+            torch.cuda.synchronize()
+
+    try:
+        field_id = pynvml.NVML_FI_DEV_POWER_INSTANT
+        pynvml.nvmlDeviceGetFieldValues(handle, [field_id])[0].value.uiVal  # noqa: B018
+        power_source = "NVML_FI_DEV_POWER_INSTANT"
+
+        def read_power_w() -> float:
+            value = pynvml.nvmlDeviceGetFieldValues(handle, [field_id])[0]
+            return float(value.value.uiVal) / 1000.0
+
+    except (AttributeError, pynvml.NVMLError):
+        power_source = "nvmlDeviceGetPowerUsage (the instant field is not supported)"
+
+        def read_power_w() -> float:
+            return float(pynvml.nvmlDeviceGetPowerUsage(handle)) / 1000.0
+
     meta = {
         "device": f"{_text(name)} ({uuid})",
         "driver": _text(driver),
@@ -814,6 +866,8 @@ def gpu_rig(matmul_n: int, batch: int, poll_period_s: float) -> tuple[Rig, Any, 
         "torch": torch.__version__,
         "greenai device": detail,
         "load": f"bf16 {matmul_n}³ matmul, {batch} per batch, on cuda:0",
+        "power value": power_source,
+        "sensor load": f"bf16 4096³ matmuls, {kernel_s * 1e3:.3f} ms each, on cuda:0",
     }
     rig = Rig(
         clock=SYSTEM_CLOCK,
@@ -823,6 +877,8 @@ def gpu_rig(matmul_n: int, batch: int, poll_period_s: float) -> tuple[Rig, Any, 
         load=load,
         poll_period_s=poll_period_s,
         meta=meta,
+        read_power_w=read_power_w,
+        busy_until=busy_until,
     )
 
     def cleanup() -> None:
@@ -877,6 +933,11 @@ def fake_rig(idle_s: float, load_s: float) -> tuple[Rig, Any]:
 
 def selftest(args: argparse.Namespace) -> int:
     """Record and analyse a simulated GPU; check the analysis against its exact energy."""
+    if args.sensor_only:
+        report, checks, rates = sensor_selftest(args)
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="greenai-")) / "s.md"
+        _write_sensor(report, rates, out)
+        return _print_checks(checks)
     rig, gpu = fake_rig(idle_s=3.0, load_s=12.0)
     rig.meta.update(_common_meta())
     rec = record(rig, idle_s=3.0, load_s=12.0, tail_s=3.0, settle_s=1.0)
@@ -927,12 +988,20 @@ def selftest(args: argparse.Namespace) -> int:
 
     report = render(rec, an, overhead)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="greenai-")) / "acc.md"
+    if not args.skip_sensor:
+        sensor_report, sensor_checks, rates = sensor_selftest(args)
+        report += "\n" + sensor_report
+        checks.update(sensor_checks)
+        _write_sensor_csv(rates, out.with_name(out.stem + "-sensor.csv"))
     _write(report, rec, an, out)
-    failed = [name for name, ok in checks.items() if not ok]
+    return _print_checks(checks)
+
+
+def _print_checks(checks: dict[str, bool]) -> int:
     print("\nselftest:")
     for name, ok in checks.items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    return 1 if failed else 0
+    return 0 if all(checks.values()) else 1
 
 
 def _with_exact_truth(ws: WindowSet, gpu: Any) -> WindowSet:
@@ -944,6 +1013,386 @@ def _truth_matches(ws: WindowSet, gpu: Any) -> bool:
     exact = np.array([gpu.true_energy_j(a, b) for a, b in zip(ws.a, ws.b, strict=True)])
     # + 2 mJ: the counter's quantisation at both ends.
     return bool(np.all(np.abs(ws.truth_j - exact) <= ws.truth_u_j + 0.002))
+
+
+# --- the sensor experiment: does the energy counter integrate every instant? -------------
+# Yang, Adámek and Armour (SC'24; arXiv:2312.02741) found that on A100 and H100 the power value
+# averages only about 25 ms of each 100 ms update. Whether the total-energy counter is
+# part-time too is not published. A load whose power changes inside each update, at a phase
+# locked to the updates, settles it: a part-time counter's rate depends on that phase (the
+# window sees mostly high or mostly low power), a fully integrating counter's does not. Random
+# 10 ms bursts need no lock: a part-time counter's rate then scatters between repetitions.
+SPREAD_FULL_PCT = 1.0
+SPREAD_PART_TIME_PCT = 5.0
+"""Verdict thresholds: a spread across segments, in % of steady high − steady low."""
+
+
+@dataclass
+class SensorRig:
+    """How the sensor experiment drives and reads one machine (times on ``clock``).
+
+    ``read`` returns the energy counter (J) and the power value (W) as one poll sees them;
+    ``busy_until`` keeps the GPU at full load until a time, ``sleep_until`` leaves it idle.
+    """
+
+    clock: Clock
+    read: Callable[[], tuple[float, float]]
+    busy_until: Callable[[float], None]
+    sleep_until: Callable[[float], None]
+    poll_period_s: float = 0.0
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Segment:
+    """One stretch of the experiment: its name and span on the rig's clock."""
+
+    kind: str
+    label: str
+    a: float
+    b: float
+
+
+@dataclass
+class SensorRun:
+    """The counter/power log and the segments of one sensor experiment."""
+
+    log: CounterLog
+    power_w: np.ndarray
+    segments: list[Segment]
+    period_s: float
+    meta: dict[str, str]
+
+
+def update_times(log: CounterLog) -> tuple[float, float]:
+    """The counter's update period and one update instant, fitted to every change seen."""
+    t, _, _ = log.changes()
+    if len(t) < 5:
+        raise ValueError(f"the counter changed only {len(t)} times while calibrating")
+    period = float(np.median(np.diff(t)))
+    # Count updates gap by gap (a missed one is a gap of two), so rounding never drifts.
+    k = np.concatenate([[0.0], np.cumsum(np.round(np.diff(t) / period))])
+    slope, intercept = np.polyfit(k, t, 1)
+    return float(slope), float(intercept + slope * k[-1])
+
+
+def run_sensor_experiment(
+    rig: SensorRig,
+    *,
+    phases: int = 8,
+    periods: int = 30,
+    repeats: int = 8,
+    level_s: float = 3.0,
+    calibrate_s: float = 2.0,
+    seed: int = 0,
+) -> SensorRun:
+    """Steady low, a 50/50 square wave locked to the updates at ``phases`` phase offsets, 10 ms
+    bursts at random phases ``repeats`` times, then steady high; the poller logs throughout."""
+    clock, rng = rig.clock, np.random.default_rng(seed)
+    powers: list[float] = []
+
+    def read_j() -> float:
+        energy_j, power_w = rig.read()
+        powers.append(power_w)
+        return energy_j
+
+    poller = CounterPoller(read_j, clock, rig.poll_period_s)
+    segments: list[Segment] = []
+    poller.start()
+    try:
+        rig.sleep_until(clock.now() + calibrate_s)
+        period, last_update = update_times(poller.snapshot())
+        t = clock.now()
+        rig.sleep_until(t + level_s)
+        segments.append(Segment("low", "steady low (idle)", t, clock.now()))
+        for i in range(phases):
+            # Refit on every update so far: the lock then drifts by far less than a phase step.
+            period, last_update = update_times(poller.snapshot())
+            offset = i * period / phases
+            start = last_update + (math.floor((clock.now() - last_update) / period) + 2) * period
+            start += offset
+            for n in range(periods):
+                rig.sleep_until(start + n * period)
+                rig.busy_until(start + n * period + period / 2)
+            rig.sleep_until(start + periods * period)
+            label = f"{1000 * offset:.1f} ms after an update"
+            segments.append(Segment("wave", label, start, start + periods * period))
+        for r in range(repeats):
+            start = clock.now() + 0.01
+            for n in range(periods):
+                burst = start + n * period + float(rng.uniform(0.0, period - 0.010))
+                rig.sleep_until(burst)
+                rig.busy_until(burst + 0.010)
+            rig.sleep_until(start + periods * period)
+            segments.append(Segment("bursts", f"repeat {r + 1}", start, start + periods * period))
+        t = clock.now()
+        rig.busy_until(t + level_s)
+        segments.append(Segment("high", "steady high (full load)", t, clock.now()))
+        rig.sleep_until(clock.now() + 2 * period)
+    finally:
+        log = poller.stop()
+    n = len(log.energy_j)
+    period, _ = update_times(log)
+    return SensorRun(log, np.array(powers[:n]), segments, period, dict(rig.meta))
+
+
+@dataclass
+class SegmentRate:
+    """A segment's mean power as the counter and as the power value report it (W)."""
+
+    segment: Segment
+    counter_w: float
+    power_value_w: float
+    updates: int
+    span: tuple[float, float]
+    """The first and last counter update used (the counter's rate is over this span)."""
+
+
+def segment_rates(run: SensorRun) -> list[SegmentRate]:
+    """Each segment's counter rate (between the updates inside it, after the first period) and
+    the mean of the power values polled in it."""
+    t, _, e = run.log.changes()
+    mid = (run.log.t_before + run.log.t_after) / 2
+    out = []
+    for seg in run.segments:
+        inside = np.flatnonzero((t >= seg.a + run.period_s) & (t <= seg.b))
+        if len(inside) < 3:
+            raise ValueError(f"only {len(inside)} counter updates in segment {seg.label!r}")
+        i, j = inside[0], inside[-1]
+        counter_w = float((e[j] - e[i]) / (t[j] - t[i]))
+        polled = (mid >= seg.a + run.period_s) & (mid <= seg.b)
+        power_w = float(np.mean(run.power_w[polled]))
+        out.append(SegmentRate(seg, counter_w, power_w, len(inside), (float(t[i]), float(t[j]))))
+    return out
+
+
+def spread_w(values: Sequence[float]) -> float:
+    """max − min (W)."""
+    return float(np.max(values) - np.min(values))
+
+
+@dataclass
+class Spread:
+    """How much one reading (counter or power value) varied across one test's segments."""
+
+    watts: float
+    mean_w: float
+    swing_w: float
+
+    @property
+    def of_mean_pct(self) -> float:
+        return 100.0 * self.watts / self.mean_w
+
+    @property
+    def of_swing_pct(self) -> float:
+        """Against steady high − steady low: what a part-time sensor could swing by."""
+        return 100.0 * self.watts / self.swing_w
+
+
+@dataclass
+class SensorVerdict:
+    """What the experiment shows about the counter, and whether the control worked."""
+
+    low_w: float
+    high_w: float
+    wave_counter: Spread
+    wave_power: Spread
+    bursts_counter: Spread
+    bursts_power: Spread
+    counter: str
+    control: str
+
+
+def sensor_verdict(rates: list[SegmentRate]) -> SensorVerdict:
+    """Spreads across phases and repetitions, and the verdict they support.
+
+    Spreads are judged against the swing between the steady levels, so the noise of the
+    true power (a few watts over a 3 s segment) does not decide it at any mean level.
+    """
+
+    def of(kind: str) -> list[SegmentRate]:
+        return [r for r in rates if r.segment.kind == kind]
+
+    low = float(np.mean([r.counter_w for r in of("low")]))
+    high = float(np.mean([r.counter_w for r in of("high")]))
+    swing = max(high - low, 1e-9)
+
+    def spread(kind: str, counter: bool) -> Spread:
+        values = [r.counter_w if counter else r.power_value_w for r in of(kind)]
+        return Spread(spread_w(values), float(np.mean(values)), swing)
+
+    wave_c, wave_p = spread("wave", True), spread("wave", False)
+    bursts_c, bursts_p = spread("bursts", True), spread("bursts", False)
+    worst = max(wave_c.of_swing_pct, bursts_c.of_swing_pct)
+    if worst < SPREAD_FULL_PCT:
+        counter = (
+            f"integrates every instant: its rate varied by {wave_c.of_mean_pct:.2f}% of its "
+            f"mean across phases ({wave_c.of_swing_pct:.2f}% of high − low; under "
+            f"{SPREAD_FULL_PCT:g}% with the bursts too)"
+        )
+    elif wave_c.of_swing_pct >= SPREAD_PART_TIME_PCT:
+        counter = (
+            f"part-time: its rate depends on the load's phase against the updates "
+            f"({wave_c.of_mean_pct:.1f}% of its mean across phases, "
+            f"{wave_c.of_swing_pct:.1f}% of high − low)"
+        )
+    else:
+        counter = (
+            f"unclear: spreads of {wave_c.of_swing_pct:.2f}% (locked wave) and "
+            f"{bursts_c.of_swing_pct:.2f}% (bursts) of high − low lie between "
+            f"{SPREAD_FULL_PCT:g}% and {SPREAD_PART_TIME_PCT:g}%"
+        )
+    if wave_p.of_swing_pct >= SPREAD_PART_TIME_PCT:
+        control = (
+            f"the power value is part-time here ({wave_p.of_swing_pct:.1f}% of high − low "
+            "across phases), so the lock to the updates held and the counter's spread is a "
+            "real test"
+        )
+    else:
+        control = (
+            f"the power value varied only {wave_p.of_swing_pct:.2f}% of high − low across "
+            "phases: either the lock to the updates failed or this GPU's power value sees "
+            "the whole period; the counter's verdict is then weak"
+        )
+    return SensorVerdict(low, high, wave_c, wave_p, bursts_c, bursts_p, counter, control)
+
+
+def render_sensor(run: SensorRun, rates: list[SegmentRate], verdict: SensorVerdict) -> str:
+    """The markdown report of one sensor experiment."""
+    m = run.meta
+    lines = [f"# Does the energy counter integrate every instant? ({m.get('device', '?')})", ""]
+    lines += ["| | |", "| --- | --- |"]
+    keys = ("device", "driver", "nvml", "cuda", "torch", "power value", "date", "sensor load")
+    for key in keys:
+        if key in m:
+            lines.append(f"| {key} | {m[key]} |")
+    lines += [
+        f"| counter update period | {1000 * run.period_s:.2f} ms (fitted) |",
+        f"| steady low / high (counter) | {verdict.low_w:.1f} W / {verdict.high_w:.1f} W |",
+        "",
+        f"**Counter:** {verdict.counter}.",
+        "",
+        f"**Control:** {verdict.control}.",
+        "",
+        "A 50/50 square wave (full load for half of each update period, idle for the other half)",
+        "locked to the counter's updates at shifted phases, then 10 ms bursts at random phases",
+        "repeated. A counter that integrates every instant reads the same rate at every phase;",
+        "one that adds up a part-time power value (25 ms of each 100 ms on A100/H100: Yang,",
+        "Adámek, Armour, SC'24) reads a rate between the steady low and high levels that",
+        "depends on the phase. The steady levels are references only: on real GPUs power",
+        "does not follow a 50 ms load exactly.",
+        "",
+        "| test | segment | counter (W) | power value (W) | counter updates |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rates:
+        lines.append(
+            f"| {r.segment.kind} | {r.segment.label} | {r.counter_w:.2f} "
+            f"| {r.power_value_w:.2f} | {r.updates} |"
+        )
+    lines += [
+        "",
+        "| spread across segments (max − min) | counter | power value |",
+        "| --- | --- | --- |",
+    ]
+    for name, c, p in (
+        ("locked 50/50 wave, across phases", verdict.wave_counter, verdict.wave_power),
+        ("10 ms bursts, across repetitions", verdict.bursts_counter, verdict.bursts_power),
+    ):
+        lines.append(
+            f"| {name} | {c.watts:.2f} W = {c.of_mean_pct:.2f}% of mean, "
+            f"{c.of_swing_pct:.2f}% of high − low | {p.watts:.2f} W = {p.of_mean_pct:.2f}% "
+            f"of mean, {p.of_swing_pct:.2f}% of high − low |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class ScheduleLoad(Load):
+    """A load switched between levels as an experiment runs (for the simulated rig).
+
+    Levels change only at or after the latest switch, so a FakeGPU reading the past always
+    sees it settled.
+    """
+
+    def __init__(self, level_w: float) -> None:
+        self._t = [0.0]
+        self._cum = [0.0]
+        self._w = [level_w]
+
+    def switch(self, t_s: float, level_w: float) -> None:
+        """From ``t_s`` on (seconds since the FakeGPU's open), draw ``level_w``."""
+        t_s = max(t_s, self._t[-1])
+        self._cum.append(self._cum[-1] + (t_s - self._t[-1]) * self._w[-1])
+        self._t.append(t_s)
+        self._w.append(level_w)
+
+    def power_w(self, t_s: float) -> float:
+        return self._w[max(bisect.bisect_right(self._t, t_s) - 1, 0)]
+
+    def _energy_from_zero_j(self, t_s: float) -> float:
+        i = bisect.bisect_right(self._t, t_s) - 1
+        return self._cum[i] + (t_s - self._t[i]) * self._w[i]
+
+
+def fake_sensor_rig(counter_mode: str, seed: int = 5) -> tuple[SensorRig, Any]:
+    """A SensorRig on a FakeGPU (A100/H100-like: 25 ms of each 100 ms) and a FakeClock."""
+    from greenai.testing import FakeClock, FakeGPU
+
+    clock = FakeClock()
+    load = ScheduleLoad(IDLE_W)
+    mode = "sampled" if counter_mode == "sampled" else "exact"
+    gpu = FakeGPU(power_w=load, clock=clock, seed=seed, counter_mode=mode)
+    gpu.open()
+    origin = clock.now()
+
+    def read() -> tuple[float, float]:
+        reading = gpu.read()
+        assert reading.energy_j is not None and reading.power_w is not None
+        return reading.energy_j, reading.power_w
+
+    def hold(level_w: float) -> Callable[[float], None]:
+        def until(t: float) -> None:
+            if t > clock.now():
+                load.switch(clock.now() - origin, level_w)
+                clock.advance(t - clock.now())
+                load.switch(clock.now() - origin, IDLE_W)
+
+        return until
+
+    meta = {"device": gpu.detail(), "load": f"simulated: {IDLE_W:g} W ↔ {LOAD_W:g} W"}
+    return SensorRig(clock, read, hold(LOAD_W), hold(IDLE_W), 0.004, meta), gpu
+
+
+def sensor_selftest(
+    args: argparse.Namespace,
+) -> tuple[str, dict[str, bool], list[SegmentRate]]:
+    """The sensor experiment on a simulated exact and sampled counter: report, checks, rates."""
+    reports, checks, all_rates = [], {}, []
+    for mode in ("exact", "sampled"):
+        rig, gpu = fake_sensor_rig(mode)
+        rig.meta.update(_common_meta())
+        run = run_sensor_experiment(
+            rig, phases=args.sensor_phases, periods=args.sensor_periods, repeats=4
+        )
+        rates = segment_rates(run)
+        all_rates += rates
+        verdict = sensor_verdict(rates)
+        reports.append(render_sensor(run, rates, verdict))
+        truth = [gpu.true_energy_j(*r.span) / (r.span[1] - r.span[0]) for r in rates]
+        checks[f"{mode}: update period fitted within 0.2%"] = abs(run.period_s - 0.1) < 2e-4
+        checks[f"{mode}: power value part-time (control: ≥ 5% spread across phases)"] = (
+            verdict.wave_power.of_swing_pct >= SPREAD_PART_TIME_PCT
+        )
+        if mode == "exact":
+            checks["exact: counter rates within 0.2% of the true mean power"] = all(
+                abs(r.counter_w - w) <= 0.002 * w for r, w in zip(rates, truth, strict=True)
+            )
+            checks["exact: verdict 'integrates every instant'"] = verdict.counter.startswith(
+                "integrates"
+            )
+        else:
+            checks["sampled: verdict 'part-time'"] = verdict.counter.startswith("part-time")
+    return "\n".join(reports), checks, all_rates
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -969,13 +1418,50 @@ def _write(report: str, rec: Recording, an: Analysis, out: Path) -> None:
     print(f"wrote {out} and {csv_path}")
 
 
+def _sleep_until(t: float) -> None:
+    """Sleep, then spin (yielding) for the last 2 ms, until ``t`` on the system clock."""
+    if (left := t - SYSTEM_CLOCK.now() - 0.002) > 0:
+        time.sleep(left)
+    while SYSTEM_CLOCK.now() < t:
+        time.sleep(0)
+
+
+def gpu_sensor_experiment(rig: Rig, args: argparse.Namespace) -> tuple[str, list[SegmentRate]]:
+    """The sensor experiment on the real GPU: its report and every segment's rates."""
+    read_power_w, busy_until = rig.read_power_w, rig.busy_until
+    assert read_power_w is not None and busy_until is not None
+    srig = SensorRig(
+        clock=SYSTEM_CLOCK,
+        read=lambda: (rig.read_counter_j(), read_power_w()),
+        busy_until=busy_until,
+        sleep_until=_sleep_until,
+        poll_period_s=args.poll_s,
+        meta=dict(rig.meta),
+    )
+    run = run_sensor_experiment(
+        srig,
+        phases=args.sensor_phases,
+        periods=args.sensor_periods,
+        repeats=args.sensor_repeats,
+        seed=args.seed,
+    )
+    rates = segment_rates(run)
+    return render_sensor(run, rates, sensor_verdict(rates)), rates
+
+
 def run_gpu(args: argparse.Namespace) -> int:
     rig, torch, cleanup = gpu_rig(args.matmul_n, args.batch, args.poll_s)
+    out = Path(args.out) if args.out else _default_out()
     try:
         rig.meta.update(_common_meta())
         print(f"warming up {rig.meta['device']} for {args.warmup_s:g} s ...", file=sys.stderr)
         rig.load(args.warmup_s)
         rig.idle(args.idle_s)
+        if args.sensor_only:
+            print("sensor experiment (phase-locked square wave, bursts) ...", file=sys.stderr)
+            report, rates = gpu_sensor_experiment(rig, args)
+            _write_sensor(report, rates, out)
+            return 0
         print("recording idle → load → idle ...", file=sys.stderr)
         rec = record(rig, args.idle_s, args.load_s, args.tail_s, args.settle_s)
         an = analyse(rec, windows=args.windows, seed=args.seed)
@@ -984,10 +1470,41 @@ def run_gpu(args: argparse.Namespace) -> int:
             print("measuring overhead ...", file=sys.stderr)
             train = make_train_round(torch, "cuda", steps=args.train_steps)
             overhead = measure_overhead(rig.make_device, train, train_steps=args.train_steps)
-        _write(render(rec, an, overhead), rec, an, Path(args.out) if args.out else _default_out())
+        report = render(rec, an, overhead)
+        if not args.skip_sensor:
+            print("sensor experiment (phase-locked square wave, bursts) ...", file=sys.stderr)
+            sensor_report, rates = gpu_sensor_experiment(rig, args)
+            report += "\n" + sensor_report
+            _write_sensor_csv(rates, out.with_name(out.stem + "-sensor.csv"))
+        _write(report, rec, an, out)
     finally:
         cleanup()
     return 0
+
+
+SENSOR_CSV_COLUMNS = ("test", "segment", "start_s", "length_s", "counter_w", "power_value_w")
+
+
+def _write_sensor_csv(rates: list[SegmentRate], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(SENSOR_CSV_COLUMNS)
+        t0 = rates[0].segment.a if rates else 0.0
+        for r in rates:
+            s = r.segment
+            times = [f"{s.a - t0:.4f}", f"{s.b - s.a:.4f}"]
+            writer.writerow(
+                [s.kind, s.label, *times, f"{r.counter_w:.3f}", f"{r.power_value_w:.3f}"]
+            )
+
+
+def _write_sensor(report: str, rates: list[SegmentRate], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    _write_sensor_csv(rates, out.with_suffix(".csv"))
+    print(report)
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1006,6 +1523,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-s", type=float, default=0.0, help="pause between counter polls")
     p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument(
+        "--sensor-only", action="store_true", help="only the sensor (counter) experiment"
+    )
+    p.add_argument("--skip-sensor", action="store_true", help="skip the sensor experiment")
+    p.add_argument("--sensor-phases", type=int, default=8, help="phase offsets of the wave")
+    p.add_argument("--sensor-periods", type=int, default=30, help="update periods per segment")
+    p.add_argument("--sensor-repeats", type=int, default=8, help="repetitions of the bursts")
     return p
 
 

@@ -3,7 +3,7 @@
 # each fit in a 10-minute call. Results land in $OUT (or ./gpu-results): copy their tables
 # into the docs pages named below, with the device and the date.
 #
-#   bash benchmarks/gpu_session.sh 1   # accuracy, bench --check-gpu, native sampler, NCCL (~6 min)
+#   bash benchmarks/gpu_session.sh 1   # sensor, accuracy, bench --check-gpu, native, NCCL (~7.5 min)
 #   bash benchmarks/gpu_session.sh 2   # compression sweep on a bf16 MLP, bench full suite
 #
 # Packages the GPU image lacks travel as wheels in .whl/ (codecarbon for its data files,
@@ -30,7 +30,9 @@ step() {  # name, then the command; a failing check never stops the others
 }
 case "${1:-1}" in
   1)
-    step accuracy python3 benchmarks/gpu_accuracy.py --out "$out/accuracy.md"         # docs/accuracy.md
+    # First: does the energy counter integrate every instant? (~75 s; issue 17 part 4)
+    step sensor python3 benchmarks/gpu_accuracy.py --sensor-only --out "$out/sensor.md"  # docs/accuracy.md
+    step accuracy python3 benchmarks/gpu_accuracy.py --skip-sensor --out "$out/accuracy.md"  # docs/accuracy.md
     step bench-check python3 -m greenai bench --check-gpu --device cuda:0 --no-store   # docs/benchmarks.md
     step native python3 benchmarks/gpu_native_sampler.py --seconds 5 --load --out "$out/native.md"  # docs/sampling.md
     step nccl python3 -m torch.distributed.run --nproc_per_node=1 \

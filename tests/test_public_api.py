@@ -8,7 +8,16 @@ def test_public_surface_is_small_and_importable() -> None:
     assert sorted(greenai.__all__) == ["GreenAIError", "Measurement", "Tracker", "current", "track"]
     for name in greenai.__all__:
         assert getattr(greenai, name) is not None
-    assert sorted(greenai.testing.__all__) == ["FakeClock", "FakeGPU", "ReplayDevice"]
+    assert sorted(greenai.testing.__all__) == [
+        "FakeClock",
+        "FakeGPU",
+        "Load",
+        "RandomKernels",
+        "ReplayDevice",
+        "SquareWave",
+        "Steady",
+        "Steps",
+    ]
 
 
 def test_errors_share_one_base() -> None:

@@ -99,7 +99,7 @@ def _train(model: nn.Module, epochs: int, lr: float) -> None:
     model.eval()
 
 
-def trained_residual_mlp(epochs: int = 10, seed: int = 0) -> ResidualMLP:
+def trained_residual_mlp(epochs: int = 6, seed: int = 0) -> ResidualMLP:
     """The demo's :class:`ResidualMLP`, trained on 80% of digits (a few seconds on CPU)."""
     torch.manual_seed(seed)
     model = ResidualMLP()

@@ -35,7 +35,7 @@ __all__ = ["StructuredL1", "attention_heads", "output_layers"]
 
 _HEAD_ATTRS = ("num_heads", "n_heads", "num_attention_heads", "n_head", "heads")
 _QKV_NAMES = ("qkv", "q", "k", "v", "query", "key", "value", "q_proj", "k_proj", "v_proj")
-_SEARCH_STEPS = 8
+_SEARCH_STEPS = 7
 _MAX_CHANNEL_RATIO = 0.95
 
 

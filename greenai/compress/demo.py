@@ -126,6 +126,8 @@ def finetune_digits(model: nn.Module) -> None:
 def compress_demo(repeats: int = 5, methods: str | None = None, **options: Any) -> Any:
     """Sweep the trained :class:`ResidualMLP` on CPU with recovery fine-tuning (~a minute).
 
+    Runs on one CPU thread (restored afterwards).
+
     Args:
         repeats: Measured windows per row.
         methods: Spec string (default :data:`DEMO_METHODS`).
@@ -137,13 +139,18 @@ def compress_demo(repeats: int = 5, methods: str | None = None, **options: Any) 
     from greenai.compress.sweep import sweep
 
     x = _digits()[2][:64]
-    return sweep(
-        trained_residual_mlp(),
-        methods or DEMO_METHODS,
-        x,
-        eval_fn=digits_accuracy,
-        finetune_fn=finetune_digits,
-        repeats=repeats,
-        device="cpu",
-        **options,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small model: one thread beats several on a shared machine
+    try:
+        return sweep(
+            trained_residual_mlp(),
+            methods or DEMO_METHODS,
+            x,
+            eval_fn=digits_accuracy,
+            finetune_fn=finetune_digits,
+            repeats=repeats,
+            device="cpu",
+            **options,
+        )
+    finally:
+        torch.set_num_threads(threads)

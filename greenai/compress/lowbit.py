@@ -28,6 +28,8 @@ from greenai.errors import ConfigError
 __all__ = ["WeightOnly"]
 
 _BITS = (8, 4, 2)
+_FIRST_USE = [True]
+"""Whether no model has been quantized in this process yet (quanto then loads its kernels)."""
 _INSTALL = "optimum-quanto not installed (pip install 'greenai[quanto]')"
 
 
@@ -75,6 +77,12 @@ class WeightOnly(Method):
             warnings.simplefilter("ignore", UserWarning)
             quanto.quantize(model, weights=qtype)
             quanto.freeze(model)
+        if _FIRST_USE[0]:
+            _FIRST_USE[0] = False
+            self.notes.append(
+                "first low-bit quantization in this process: its time includes loading "
+                "(or, once per installation, compiling) optimum-quanto's kernels"
+            )
         skipped = [
             m
             for m in model.modules()

@@ -242,7 +242,7 @@ def break_even_figure(frame: pd.DataFrame) -> Figure:
 
     Each compressed row is a line starting at its compression (+ fine-tuning) energy with
     its per-inference energy as slope; the baseline starts at 0. Where a line crosses the
-    baseline's, the compression has paid for itself (log-log axes).
+    baseline's (a dot), the compression has paid for itself (log-log axes).
     """
     import numpy as np
 
@@ -263,15 +263,17 @@ def break_even_figure(frame: pd.DataFrame) -> Figure:
     ax.plot(n, n * base, color="black", lw=1.5, label=f"{ok.iloc[0]['label']}")
     for _, r in rows.iterrows():
         spent = float(r["compress_energy_j"]) + (_num(r.get("finetune_energy_j")) or 0.0)
-        ax.plot(n, spent + n * float(r["energy_per_inference_j"]), lw=1, label=str(r["label"]))
+        (line,) = ax.plot(
+            n, spent + n * float(r["energy_per_inference_j"]), lw=1, label=str(r["label"])
+        )
         point = _num(r.get("break_even_inferences"))
         if point is not None and math.isfinite(point) and point > 0:
-            ax.plot([point], [point * base], "o", color="#2e7d32")
+            ax.plot([point], [point * base], "o", color=line.get_color(), markeredgecolor="k")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("inferences served")
     ax.set_ylabel("cumulative energy (J), one-off included")
-    ax.set_title("green dots: break-even (compression paid back)", fontsize=9)
+    ax.set_title("dots: break-even (where a row's line crosses the baseline's)", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig

@@ -1,22 +1,23 @@
 """Methods named by short strings, for the command line: ``l1:0.5``, ``structured:0.3``...
 
-=====================  ===============================================================
-spec                   method
-=====================  ===============================================================
-``l1:S``               L1 unstructured, per layer, sparsity S, masks removed
-``l1-global:S``        L1 unstructured, global, masks removed
-``l1-masked:S``        L1 unstructured, per layer, masks attached
-``l1-global-masked:S`` L1 unstructured, global, masks attached
-``structured:A``       structured L1, remove fraction A of rows/channels
-``int8-dynamic``       torch.ao dynamic int8 (CPU)
-``torchao-int8wo``     torchao int8 weight-only (CUDA, needs torchao)
-``torchao-fp8``        torchao float8 dynamic (CUDA >= 8.9, needs torchao)
-``sparse24``           2:4 semi-structured sparsity (CUDA >= 8.0)
-``int8wo``             int8 weight-only, optimum-quanto (CPU and CUDA)
-``int4wo``             int4 weight-only, packed two per byte, optimum-quanto
-``int2wo``             int2 weight-only, packed four per byte, optimum-quanto
-``A+B+...``            a pipeline: A, then B on A's output (``structured:0.5+int4wo``)
-=====================  ===============================================================
+======================  ===============================================================
+spec                    method
+======================  ===============================================================
+``l1:S``                L1 unstructured, per layer, sparsity S, masks removed
+``l1-global:S``         L1 unstructured, global, masks removed
+``l1-masked:S``         L1 unstructured, per layer, masks attached
+``l1-global-masked:S``  L1 unstructured, global, masks attached
+``structured:A``        structured L1, remove fraction A of the parameters (any model)
+``structured-heads:A``  the same, removing whole attention heads instead of head dims
+``int8-dynamic``        torch.ao dynamic int8 (CPU)
+``torchao-int8wo``      torchao int8 weight-only (CUDA, needs torchao)
+``torchao-fp8``         torchao float8 dynamic (CUDA >= 8.9, needs torchao)
+``sparse24``            2:4 semi-structured sparsity (CUDA >= 8.0)
+``int8wo``              int8 weight-only, optimum-quanto (CPU and CUDA)
+``int4wo``              int4 weight-only, packed two per byte, optimum-quanto
+``int2wo``              int2 weight-only, packed four per byte, optimum-quanto
+``A+B+...``             a pipeline: A, then B on A's output (``structured:0.5+int4wo``)
+======================  ===============================================================
 
 ``structured:A`` removes the fraction A of the parameters (Torch-Pruning, any architecture).
 """
@@ -43,6 +44,7 @@ _WITH_VALUE: dict[str, Callable[[float], Method]] = {
     "l1-masked": lambda s: L1Unstructured(s, masks="attached"),
     "l1-global-masked": lambda s: L1Unstructured(s, scope="global", masks="attached"),
     "structured": lambda a: StructuredL1(a),
+    "structured-heads": lambda a: StructuredL1(a, heads=True),
 }
 _PLAIN: dict[str, Callable[[], Method]] = {
     "int8-dynamic": DynamicInt8,

@@ -97,6 +97,25 @@ def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> list[nn.Module]:
     return [lookup[n] for n in sorted(found) if n in lookup]
 
 
+def _attention_blocks(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Linear]]]:
+    """``(block, head-count attribute, its q/k/v Linears)`` of each attention block."""
+    out = []
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            continue
+        attr = next((a for a in _HEAD_ATTRS if isinstance(getattr(module, a, None), int)), None)
+        if attr is None or not getattr(module, attr):
+            continue
+        linears = [
+            getattr(module, n)
+            for n in _QKV_NAMES
+            if isinstance(getattr(module, n, None), nn.Linear)
+        ]
+        if linears:
+            out.append((module, attr, linears))
+    return out
+
+
 def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
     """``{q/k/v or fused qkv Linear: number of heads}`` for attention blocks found by name.
 
@@ -106,21 +125,11 @@ def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
     most hand-written attention) is an attention block. ``nn.MultiheadAttention`` is known to
     Torch-Pruning itself and not listed.
     """
-    out: dict[nn.Module, int] = {}
-    for module in model.modules():
-        if isinstance(module, nn.MultiheadAttention):
-            continue
-        heads = next(
-            (getattr(module, a) for a in _HEAD_ATTRS if isinstance(getattr(module, a, None), int)),
-            None,
-        )
-        if not heads:
-            continue
-        for name in _QKV_NAMES:
-            child = getattr(module, name, None)
-            if isinstance(child, nn.Linear):
-                out[child] = int(heads)
-    return out
+    return {
+        linear: int(getattr(block, attr))
+        for block, attr, linears in _attention_blocks(model)
+        for linear in linears
+    }
 
 
 def _torch_pruning() -> Any:
@@ -138,6 +147,8 @@ class StructuredL1(Method):
 
     Args:
         amount: Fraction of the parameters to remove, in [0, 1).
+        heads: Remove whole attention heads (and set the block's head-count attribute)
+            instead of narrowing every head; other layers lose channels as usual.
 
     Raises:
         ConfigError: ``amount`` out of range; at apply, no example inputs, Torch-Pruning
@@ -147,15 +158,19 @@ class StructuredL1(Method):
     name = "structured-l1"
     needs_inputs = True
 
-    def __init__(self, amount: float) -> None:
+    def __init__(self, amount: float, heads: bool = False) -> None:
         if not isinstance(amount, int | float) or not 0 <= amount < 1:
             raise ConfigError(f"amount must be a fraction in [0, 1), got {amount!r}")
         super().__init__(amount=float(amount))
+        if heads:
+            self.params["heads"] = True
 
     @property
     def label(self) -> str:
-        """``"structured 50%"``."""
-        return f"structured {self.params['amount']:.0%}"
+        """``"structured 50%"``, ``"structured 50% heads"``."""
+        return f"structured {self.params['amount']:.0%}" + (
+            " heads" if self.params.get("heads") else ""
+        )
 
     def available(self, device: torch.device | str) -> tuple[bool, str]:
         """Needs Torch-Pruning installed."""
@@ -172,6 +187,7 @@ class StructuredL1(Method):
         modules = dict(out.named_modules())
         ignored = [modules[lookup[id(m)]] for m in keep]
         heads = {modules[lookup[id(m)]]: h for m, h in attention_heads(model).items()}
+        whole_heads = bool(self.params.get("heads"))
         # nn.MultiheadAttention's embed_dim must stay a multiple of its head count
         mha = [m.num_heads for m in out.modules() if isinstance(m, nn.MultiheadAttention)]
         round_to = math.lcm(*mha) if mha else None
@@ -184,6 +200,9 @@ class StructuredL1(Method):
             ignored_layers=ignored,
             round_to=round_to,
             num_heads=heads,
+            prune_num_heads=whole_heads,
+            prune_head_dims=not whole_heads,
+            head_pruning_ratio=ratio if whole_heads else 0.0,
             in_channel_groups={},
             out_channel_groups={},
             channel_groups={},
@@ -191,10 +210,12 @@ class StructuredL1(Method):
         )
         with torch.enable_grad():
             pruner.step()
-        for module, count in heads.items():  # the attribute the forward may read
-            for attr in ("head_dim",):
-                if isinstance(getattr(module, attr, None), int):
-                    setattr(module, attr, module.out_features // count)
+        for block, attr, linears in _attention_blocks(out):  # what the forward may read
+            count = int(pruner.num_heads.get(linears[0], getattr(block, attr)))
+            setattr(block, attr, count)
+            if isinstance(getattr(block, "head_dim", None), int):
+                per = 3 if len(linears) == 1 else 1  # a fused qkv holds q, k and v
+                block.head_dim = linears[0].out_features // (per * count)
         return out
 
     def _apply(self, model: nn.Module) -> nn.Module:

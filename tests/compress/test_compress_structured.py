@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from greenai.compress import StructuredL1, parameter_count
+from greenai.compress import StructuredL1, parameter_count, parse_method
 from greenai.compress.structured import attention_heads, output_layers
 from greenai.errors import ConfigError
 from greenai.flops import count_flops
@@ -125,3 +125,18 @@ def test_bf16_model() -> None:
     pruned = StructuredL1(0.5).apply(model, x)
     assert pruned.stem.weight.dtype == torch.bfloat16
     assert pruned(x).shape == (2, 4)
+
+
+def test_whole_heads_can_go_instead_of_head_dimensions() -> None:
+    torch.manual_seed(0)
+    model = TinyTransformer().eval()
+    x = torch.randn(2, 5, 8)
+    method = parse_method("structured-heads:0.5")
+    assert method.label == "structured 50% heads"
+    pruned = method.apply(model, x)
+    for layer in pruned.layers:
+        attn = layer["attn"]
+        assert attn.num_heads < 4  # the attribute the forward reads follows the pruner
+        assert attn.qkv.out_features == 3 * attn.num_heads * 8  # each kept head is whole
+    assert pruned(x).shape == (2, 3)
+    assert parameter_count(pruned) < 0.65 * parameter_count(model)

@@ -97,7 +97,7 @@ def output_layers(model: nn.Module, inputs: tuple[Any, ...]) -> list[nn.Module]:
     return [lookup[n] for n in sorted(found) if n in lookup]
 
 
-def _attention_blocks(model: nn.Module) -> list[tuple[nn.Module, str, list[nn.Linear]]]:
+def _attention_blocks(model: nn.Module) -> list[tuple[Any, str, list[nn.Linear]]]:
     """``(block, head-count attribute, its q/k/v Linears)`` of each attention block."""
     out = []
     for module in model.modules():

@@ -9,8 +9,10 @@ By its settings (16 rows of about 12 s) it should take four to five minutes. On 
 device 0 it builds a bf16 MLP (4 Linear layers of 4096×4096 with ReLU, then 4096→1024),
 and for each batch size runs
 :func:`greenai.compress.sweep` with: L1 pruning 50% (masks removed and attached),
-structured 50%, dynamic int8 (CPU-only: a skipped row), torchao int8 weight-only, torchao
-float8 dynamic and 2:4 semi-structured sparsity. Energy is the GPU's alone (its NVML
+structured 50% (Torch-Pruning), dynamic int8 (CPU-only: a skipped row), torchao int8
+weight-only, torchao float8 dynamic, 2:4 semi-structured sparsity, and the pipelines
+structured 50% + torchao int8 weight-only and structured 50% + 2:4 (with ``--lowbit``,
+optimum-quanto int4 weight-only alone and after structured 50%). Energy is the GPU's alone (its NVML
 counter; the CPU and memory models are left out), 5 windows of at least 2 s per row.
 Accuracy is top-1 agreement with the uncompressed model on 2048 fixed random inputs (the
 model is untrained: agreement measures fidelity, not task accuracy).
@@ -36,7 +38,13 @@ from typing import Any
 import torch
 from torch import nn
 
-METHODS = "l1:0.5,l1-masked:0.5,structured:0.5,int8-dynamic,torchao-int8wo,torchao-fp8,sparse24"
+METHODS = (
+    "l1:0.5,l1-masked:0.5,structured:0.5,int8-dynamic,torchao-int8wo,torchao-fp8,sparse24,"
+    "structured:0.5+torchao-int8wo,structured:0.5+sparse24"
+)
+LOWBIT = "int4wo,structured:0.5+int4wo"
+"""With ``--lowbit``: optimum-quanto int4 rows. On CUDA, quanto compiles its CUDA kernels
+(nvcc, several minutes) the first time it unpacks an int4 weight: off by default."""
 BATCHES = (16, 8192)
 
 
@@ -72,6 +80,7 @@ def run(
     depth: int,
     batches: tuple[int, ...],
     devices: list[Any],
+    methods: str = METHODS,
     **options: Any,
 ) -> dict[int, Any]:
     """One sweep per batch size; returns the frames by batch size."""
@@ -85,7 +94,7 @@ def run(
         x = torch.randn(batch, width, dtype=dtype, device=device)
         eval_fn = Agreement(torch.randn(2048, width, dtype=dtype, device=device))
         frames[batch] = sweep(
-            model, METHODS, x, eval_fn=eval_fn, device=device, devices=devices, **options
+            model, methods, x, eval_fn=eval_fn, device=device, devices=devices, **options
         )
     return frames
 
@@ -133,6 +142,7 @@ def selftest() -> int:
         depth=2,
         batches=(16, 256),
         devices=[fake],
+        methods=f"{METHODS},{LOWBIT}",
         repeats=2,
         period_s=0.01,
         min_window_s=0.05,
@@ -171,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-window", type=float, default=2.0, help="seconds per window")
     parser.add_argument("--selftest", action="store_true")
+    parser.add_argument("--lowbit", action="store_true", help=f"also {LOWBIT} (see LOWBIT)")
     args = parser.parse_args(argv)
     if args.selftest:
         return selftest()
@@ -186,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         depth=args.depth,
         batches=BATCHES,
         devices=gpus,
+        methods=f"{METHODS},{LOWBIT}" if args.lowbit else METHODS,
         repeats=args.repeats,
         min_window_s=args.min_window,
     )

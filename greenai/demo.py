@@ -77,12 +77,10 @@ def digits_accuracy(model: Any) -> float:
 
 
 def compress_demo(repeats: int = 5, methods: str | None = None) -> Any:
-    """``greenai demo --compress``: sweep the digits MLP on CPU (about a minute)."""
-    from greenai.compress import CPU_METHODS, sweep
+    """``greenai demo --compress``: see :func:`greenai.compress.demo.compress_demo`."""
+    from greenai.compress.demo import compress_demo as run
 
-    x = _digits_split()[2][:64]
-    model = digits_mlp()
-    return sweep(model, methods or CPU_METHODS, x, eval_fn=digits_accuracy, repeats=repeats)
+    return run(repeats=repeats, methods=methods)
 
 
 def run_demo(

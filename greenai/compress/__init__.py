@@ -2,12 +2,16 @@
 
 Each method is measured for accuracy, size, FLOPs, latency and energy, the same way.
 
-``sweep(model, methods, example_inputs, eval_fn=...)`` returns one row per method and
-setting; methods that cannot run here are rows marked ``skipped`` with the reason. See
+``sweep(model, methods, example_inputs, eval_fn=..., finetune_fn=...)`` returns one row
+per method, setting or pipeline (``"structured:0.5+int4wo"``); methods that cannot run
+here are rows marked ``skipped`` with the reason. See
 docs/compression.md for what each column means.
 """
 
 from greenai.compress.base import Baseline, Method
+from greenai.compress.breakeven import BreakEven, break_even
+from greenai.compress.lowbit import WeightOnly
+from greenai.compress.pipeline import Pipeline
 from greenai.compress.pruning import L1Unstructured
 from greenai.compress.quantize import DynamicInt8, TorchaoFloat8Dynamic, TorchaoInt8WeightOnly
 from greenai.compress.sparse24 import Sparse24
@@ -21,13 +25,17 @@ __all__ = [
     "CPU_METHODS",
     "DEFAULT_METHODS",
     "Baseline",
+    "BreakEven",
     "DynamicInt8",
     "L1Unstructured",
     "Method",
+    "Pipeline",
     "Sparse24",
     "StructuredL1",
     "TorchaoFloat8Dynamic",
     "TorchaoInt8WeightOnly",
+    "WeightOnly",
+    "break_even",
     "model_size_bytes",
     "parameter_count",
     "pareto_front",

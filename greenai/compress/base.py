@@ -31,10 +31,13 @@ class Method(ABC):
     """
 
     name: str = "method"
+    needs_inputs: bool = False
+    """Whether :meth:`apply` traces the model and so needs ``example_inputs``."""
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
         self.notes: list[str] = []
+        self.inputs: tuple[Any, ...] | None = None
 
     @property
     def setting(self) -> str:
@@ -52,14 +55,30 @@ class Method(ABC):
         """Whether the method can run on ``device`` here; the reason when it cannot."""
         return True, ""
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(
+        self, model: nn.Module, example_inputs: Any = None, *, in_place: bool = False
+    ) -> nn.Module:
         """Return a compressed deep copy of ``model`` (``model`` itself is left as it was).
 
+        Args:
+            model: The model to compress.
+            example_inputs: One call's positional inputs (a tensor or a tuple), on the
+                model's device; needed by methods that trace the model (``needs_inputs``).
+            in_place: Compress ``model`` itself, without a copy (a pipeline's later steps:
+                some quantized tensors cannot be deep-copied).
+
         Raises:
-            ConfigError: The model has nothing this method can compress.
+            ConfigError: The model has nothing this method can compress, or inputs are
+                needed and missing.
         """
         self.notes = []
-        out = copy.deepcopy(model)
+        if example_inputs is None:
+            self.inputs = None
+        elif isinstance(example_inputs, tuple | list):
+            self.inputs = tuple(example_inputs)
+        else:
+            self.inputs = (example_inputs,)
+        out = model if in_place else copy.deepcopy(model)
         out.eval()
         return self._apply(out)
 

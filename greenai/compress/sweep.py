@@ -8,6 +8,10 @@ for latency, then runs ``repeats`` windows of ``N`` calls each inside one :class
 sensor updates would measure the sensor, not the model. Energy per inference is window
 energy / ``N``; its confidence interval combines the spread of the repeats (Student t,
 95%) with the measurement's own uncertainty, in quadrature.
+
+Applying the method and the user's ``finetune_fn`` are tracked phases of their own
+(``compress_*`` and ``finetune_*`` columns); :mod:`greenai.compress.breakeven` weighs that
+one-off energy against the energy saved per inference.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 
 from greenai.compress.base import Baseline, Method, device_of
+from greenai.compress.breakeven import break_even_columns
 from greenai.compress.spec import parse_methods
 from greenai.compress.stats import (
     model_size_bytes,
@@ -78,6 +83,18 @@ COLUMNS: tuple[str, ...] = (
     "kwh_per_1k_inferences",
     "co2e_g_per_1k_inferences",
     "energy_method",
+    "compress_s",
+    "compress_energy_j",
+    "compress_energy_uncertainty_j",
+    "finetune_s",
+    "finetune_energy_j",
+    "finetune_energy_uncertainty_j",
+    "energy_saved_per_inference_j",
+    "energy_saved_ci_j",
+    "break_even_inferences",
+    "break_even_low",
+    "break_even_high",
+    "break_even",
     "pareto",
     "notes",
 )
@@ -98,6 +115,17 @@ class _Row:
     phases: list[str] = field(default_factory=list)
     durations_s: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
+    one_off: dict[str, str] = field(default_factory=dict)
+    """``{"compress": phase name, "finetune": phase name}`` of the row's one-off phases."""
+    notes: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.values.clear()
+        self.phases.clear()
+        self.durations_s.clear()
+        self.calls.clear()
+        self.one_off.clear()
+        self.notes.clear()
 
 
 def sweep(
@@ -108,6 +136,7 @@ def sweep(
     repeats: int = 5,
     device: torch.device | str | None = None,
     *,
+    finetune_fn: Callable[[nn.Module], nn.Module | None] | None = None,
     warmup_s: float = 0.2,
     latency_s: float = 0.2,
     min_window_s: float = 0.2,
@@ -128,6 +157,10 @@ def sweep(
             outside the measured windows.
         repeats: Measured windows per row (>= 2: the confidence interval comes from them).
         device: Where to run (``"cpu"``, ``"cuda"``); the model's own device when None.
+        finetune_fn: ``finetune_fn(model) -> model or None``: the user's short recovery
+            training, run on each compressed copy (not the baseline) before ``eval_fn``;
+            it may train in place (return None) or return a new model. Its time and
+            energy are the row's ``finetune_*`` columns, a tracked phase of their own.
         warmup_s: Seconds of calls before anything is timed (at least 3 calls).
         latency_s: Seconds of single timed calls for the latency percentiles (at least 20
             calls, at most 1000).
@@ -167,7 +200,7 @@ def sweep(
     inputs = _inputs(example_inputs, target)
     base = copy.deepcopy(model).to(target).eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             base(*inputs)
     except Exception as exc:
         raise ConfigError(
@@ -193,7 +226,10 @@ def sweep(
         "period_s": period_s,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if finetune_fn is not None and not callable(finetune_fn):
+        raise ConfigError(f"finetune_fn must be callable, got {finetune_fn!r}")
     run = _Runner(base, inputs, target, eval_fn, repeats, warmup_s, latency_s, window_s)
+    run.finetune_fn = finetune_fn
     with Tracker(name, devices=devices, **track_options) as job:
         for row in rows:
             run.row(job, row)
@@ -231,6 +267,10 @@ def _batch_size(inputs: tuple[Any, ...]) -> int:
     return int(first.shape[0]) if first.dim() else 1
 
 
+class _FinetuneError(RuntimeError):
+    """The user's ``finetune_fn`` raised: the row is skipped with its reason."""
+
+
 class _Runner:
     """Measures one row after another inside the sweep's tracker."""
 
@@ -248,6 +288,7 @@ class _Runner:
         self.base, self.inputs, self.device, self.eval_fn = base, inputs, device, eval_fn
         self.repeats, self.warmup_s, self.latency_s = repeats, warmup_s, latency_s
         self.window_s = window_s
+        self.finetune_fn: Callable[[nn.Module], nn.Module | None] | None = None
         self.sync: Callable[[], None] = (
             (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
         )
@@ -263,23 +304,58 @@ class _Runner:
             return
         compressed: nn.Module | None = None
         try:
-            compressed = method.apply(self.base)
+            compressed = self._compress(job, row)
             self._measure(job, row, compressed)
         except Exception as exc:
             if row.index == 0:
                 raise
-            values.clear()
-            row.phases.clear()
-            row.durations_s.clear()
-            row.calls.clear()
-            values.update(status="skipped", reason=f"{type(exc).__name__}: {exc}")
+            row.reset()
+            why = str(exc) if isinstance(exc, _FinetuneError) else f"{type(exc).__name__}: {exc}"
+            values.update(status="skipped", reason=why)
         finally:
             compressed = None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
+    def _compress(self, job: Tracker, row: _Row) -> nn.Module:
+        """Apply the method (and the fine-tuning), each in a tracked, timed phase."""
+        method = row.method
+        if row.index == 0:
+            return method.apply(self.base, self.inputs)
+        phase = f"row{row.index}-compress"
+        t0 = time.perf_counter()
+        with job.phase(phase):
+            model = method.apply(self.base, self.inputs)
+            self.sync()
+        row.values["compress_s"] = time.perf_counter() - t0
+        row.one_off["compress"] = phase
+        if self.finetune_fn is None:
+            return model
+        before = _sparsity_or_nan(model)
+        phase = f"row{row.index}-finetune"
+        t0 = time.perf_counter()
+        with job.phase(phase):
+            try:
+                tuned = self.finetune_fn(model)
+            except Exception as exc:
+                raise _FinetuneError(f"finetune_fn failed: {type(exc).__name__}: {exc}") from exc
+            self.sync()
+        row.values["finetune_s"] = time.perf_counter() - t0
+        row.one_off["finetune"] = phase
+        if tuned is not None and not isinstance(tuned, nn.Module):
+            raise ConfigError(f"finetune_fn must return a model or None, got {tuned!r}")
+        out = tuned if tuned is not None else model
+        out.eval()
+        after = _sparsity_or_nan(out)
+        if before - after > 0.01:
+            row.notes.append(
+                f"fine-tuning re-grew pruned weights (sparsity {before:.1%} -> {after:.1%}): "
+                "keep the masks (l1-masked) or re-apply them in finetune_fn to hold them at 0"
+            )
+        return out
+
     def _measure(self, job: Tracker, row: _Row, model: nn.Module) -> None:
-        notes = list(row.method.notes)
+        notes = [*row.method.notes, *row.notes]
         values = row.values
         values["status"] = "ok"
         for column, measure in (
@@ -293,7 +369,7 @@ class _Runner:
                 notes.append(f"{column} not computed: {type(exc).__name__}: {exc}")
         values.update(_flops(model, self.inputs, notes))
         if self.eval_fn is not None:
-            with torch.inference_mode():
+            with torch.no_grad():
                 score = self.eval_fn(model)
             if isinstance(score, bool) or not isinstance(score, int | float):
                 raise ConfigError(f"eval_fn must return a number, got {score!r}")
@@ -304,7 +380,9 @@ class _Runner:
         def call() -> None:
             model(*inputs)
 
-        with torch.inference_mode():
+        # no_grad, not inference_mode: packed low-bit weights (optimum-quanto) run through an
+        # autograd Function, which inference tensors break
+        with torch.no_grad():
             _warm_up(call, self.sync, self.warmup_s)
             latencies = _latencies(call, self.sync, self.latency_s)
             p50 = float(np.percentile(latencies, 50))
@@ -340,6 +418,13 @@ class _Runner:
             repeats=self.repeats,
             notes="; ".join(notes),
         )
+
+
+def _sparsity_or_nan(model: nn.Module) -> float:
+    try:
+        return sparsity(model)
+    except Exception:  # an exotic weight format: no note rather than a lost row
+        return math.nan
 
 
 def _flops(model: nn.Module, inputs: tuple[Any, ...], notes: list[str]) -> dict[str, float]:
@@ -396,6 +481,11 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
         "kwh_per_1k_inferences": mean * 1000 / _JOULES_PER_KWH,
         "energy_method": ",".join(sorted(set(m.methods))),
     }
+    for kind, phase in row.one_off.items():
+        spent = m.phase(phase)
+        if spent.energy_j is not None:
+            out[f"{kind}_energy_j"] = float(spent.energy_j)
+            out[f"{kind}_energy_uncertainty_j"] = float(spent.uncertainty_j or 0.0)
     flops = row.values.get("flops_nominal")
     if flops:
         out["j_per_tflop"] = mean / (flops / 1e12)
@@ -434,6 +524,8 @@ def _frame(
     frame["energy_vs_baseline"] = frame["energy_per_inference_j"].astype(float) / float(
         base["energy_per_inference_j"]
     )
+    for col, values in break_even_columns(frame).items():
+        frame[col] = values
     frame["pareto"] = pareto_front(
         frame["energy_per_inference_j"].astype(float).tolist(),
         frame["accuracy"].astype(float).tolist(),

@@ -10,6 +10,7 @@ was estimated (``model``) says so in the table and in the notes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SUFFIXES",
+    "break_even_figure",
     "check_export_path",
     "compression_notes",
     "compression_table",
@@ -48,6 +50,8 @@ TABLE_COLUMNS = (
     "kWh/1k",
     "g CO2e/1k",
     "how",
+    "compress s (+tune) / J",
+    "break-even inferences",
     "pareto",
 )
 
@@ -74,12 +78,28 @@ def _how(method: Any) -> str:
     return text.replace("model", "estimated (model)")
 
 
+def _one_off(r: Mapping[Any, Any]) -> str:
+    """``"0.12 s / 3.4 J"``, ``"0.12 + 5.0 s / 90 J"`` with fine-tuning, ``"—"`` for none."""
+    seconds = _num(r.get("compress_s"))
+    if seconds is None:
+        return "—"
+    tune = _num(r.get("finetune_s"))
+    time_text = f"{seconds:.3g}" + ("" if tune is None else f" + {tune:.3g}") + " s"
+    spent = _num(r.get("compress_energy_j"))
+    if spent is None:
+        return time_text
+    spent += _num(r.get("finetune_energy_j")) or 0.0
+    return f"{time_text} / {format_number(spent)} J"
+
+
 def compression_table(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     """The sweep as display rows (strings), one per method, in :data:`TABLE_COLUMNS` order."""
     rows: list[tuple[str, ...]] = []
     for r in frame.to_dict("records"):
         if r["status"] != "ok":
-            rows.append((str(r["label"]), f"skipped: {r['reason']}", *("—",) * 11, ""))
+            rows.append(
+                (str(r["label"]), f"skipped: {r['reason']}", *("—",) * (len(TABLE_COLUMNS) - 3), "")
+            )
             continue
         nom, ex = _num(r["flops_nominal"]), _num(r["flops_executed"])
         acc, delta = _num(r["accuracy"]), _num(r["accuracy_delta"])
@@ -101,6 +121,8 @@ def compression_table(frame: pd.DataFrame) -> list[tuple[str, ...]]:
                 "—" if kwh is None else f"{kwh:.3g}",
                 "—" if co2 is None else f"{co2:.3g}",
                 _how(r["energy_method"]),
+                _one_off(r),
+                str(r.get("break_even") or "—"),
                 "✓" if r["pareto"] else "",
             )
         )
@@ -130,6 +152,23 @@ def compression_notes(frame: pd.DataFrame) -> list[str]:
         "measurement's own uncertainty, in quadrature. Pareto: no other row has both "
         "lower-or-equal energy and higher-or-equal accuracy."
     )
+    if "break_even" in frame and frame["break_even"].astype(str).str.len().gt(0).any():
+        notes.append(
+            "Break-even: the energy spent compressing (and fine-tuning), each a tracked "
+            "phase, divided by the energy saved per inference against the baseline; 'never' "
+            "when the compressed model costs as much or more per inference. The range spans "
+            "both 95% intervals; 'may never' when the saving's interval reaches zero."
+        )
+    ok = frame[(frame["status"] == "ok") & frame["compression_ratio"].notna()]
+    if len(ok) > 1:
+        top = ok.loc[ok["compression_ratio"].astype(float).idxmax()]
+        acc = _num(top.get("accuracy"))
+        delta = _num(top.get("accuracy_delta"))
+        notes.append(
+            f"Smallest model: {top['label']}, {float(top['compression_ratio']):.2f}× smaller "
+            "(measured from the stored tensors)"
+            + ("" if acc is None else f", accuracy {acc:.4f} ({delta or 0.0:+.4f})")
+        )
     worse = frame[(frame["status"] == "ok") & (frame["energy_vs_baseline"] > 1)]
     if len(worse):
         notes.append(
@@ -198,6 +237,48 @@ def size_accuracy_figure(frame: pd.DataFrame) -> Figure:
     return _scatter(frame, "size_bytes", "stored size (bytes)", None, log_x=True)
 
 
+def break_even_figure(frame: pd.DataFrame) -> Figure:
+    """Cumulative energy against inferences served: the one-off cost, then the per-call cost.
+
+    Each compressed row is a line starting at its compression (+ fine-tuning) energy with
+    its per-inference energy as slope; the baseline starts at 0. Where a line crosses the
+    baseline's (a dot), the compression has paid for itself (log-log axes).
+    """
+    import numpy as np
+
+    fig, ax = _figure(7.5, 4.5)
+    need = {"energy_per_inference_j", "compress_energy_j"}
+    if not need <= set(frame.columns):
+        _empty(ax, "no break-even: this sweep has no compression-energy columns")
+        return fig
+    ok = frame[(frame["status"] == "ok") & frame["energy_per_inference_j"].notna()]
+    rows = ok.iloc[1:][ok.iloc[1:]["compress_energy_j"].notna()] if len(ok) else ok
+    if ok.empty or rows.empty:
+        _empty(ax, "no break-even: no energy source measured this sweep")
+        return fig
+    base = float(ok.iloc[0]["energy_per_inference_j"])
+    finite = [float(v) for v in rows["break_even_inferences"] if 0 < float(v) < math.inf]
+    top = max([10.0, *(10 * v for v in finite)])
+    n = np.logspace(0, math.log10(top), 200)
+    ax.plot(n, n * base, color="black", lw=1.5, label=f"{ok.iloc[0]['label']}")
+    for _, r in rows.iterrows():
+        spent = float(r["compress_energy_j"]) + (_num(r.get("finetune_energy_j")) or 0.0)
+        (line,) = ax.plot(
+            n, spent + n * float(r["energy_per_inference_j"]), lw=1, label=str(r["label"])
+        )
+        point = _num(r.get("break_even_inferences"))
+        if point is not None and math.isfinite(point) and point > 0:
+            ax.plot([point], [point * base], "o", color=line.get_color(), markeredgecolor="k")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("inferences served")
+    ax.set_ylabel("cumulative energy (J), one-off included")
+    ax.set_title("dots: break-even (where a row's line crosses the baseline's)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -230,6 +311,8 @@ def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep
         _img(energy_accuracy_figure(frame), "accuracy against energy per inference"),
         "<h2>Size vs accuracy</h2>",
         _img(size_accuracy_figure(frame), "accuracy against stored size"),
+        "<h2>Energy break-even</h2>",
+        _img(break_even_figure(frame), "cumulative energy against inferences served"),
         "<h2>Notes</h2>",
         f'<ul class="notes">{notes}</ul>',
         "<footer>Generated by greenai.</footer></body></html>",

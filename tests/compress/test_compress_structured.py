@@ -4,98 +4,139 @@ import pytest
 import torch
 from torch import nn
 
-from greenai.compress import StructuredL1, parameter_count
-from greenai.compress.structured import prunable_pairs
+from greenai.compress import StructuredL1, parameter_count, parse_method
+from greenai.compress.structured import attention_heads, output_layers
 from greenai.errors import ConfigError
+from greenai.flops import count_flops
+from tests.compress.models import (
+    ResidualCNN,
+    ResidualMLP,
+    TinyTransformer,
+    torch_transformer,
+)
+
+pytest.importorskip("torch_pruning", reason="structured pruning needs greenai[prune]")
 
 
-def test_mlp_loses_rows_and_matching_columns_and_bn_channels(mlp: nn.Module) -> None:
-    pruned = StructuredL1(0.5).apply(mlp)
-    assert (pruned[0].out_features, pruned[2].in_features) == (16, 16)
-    assert (pruned[2].out_features, pruned[5].in_features) == (16, 16)
-    assert pruned[5].out_features == 4  # the model's output is never cut
-    bn = pruned[3]
-    assert bn.num_features == 16 and bn.running_mean.shape == (16,) and bn.weight.shape == (16,)
-    assert pruned(torch.randn(3, 16)).shape == (3, 4)
-    assert parameter_count(pruned) < parameter_count(mlp) / 2
-    assert mlp[0].out_features == 32  # original untouched
-
-
-def test_removing_dead_rows_changes_nothing() -> None:
+def _prune(model: nn.Module, x: torch.Tensor, amount: float = 0.5) -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
-    with torch.no_grad():  # rows 1, 4, 6, 7 have the smallest norms and produce exactly 0
-        for row in (1, 4, 6, 7):
-            model[0].weight[row] = 0.0
-            model[0].bias[row] = 0.0
-    pruned = StructuredL1(0.5).apply(model)
-    x = torch.randn(10, 6)
+    model.eval()
+    method = StructuredL1(amount)
+    pruned = method.apply(model, x)
+    assert method.notes and "of parameters removed" in method.notes[0]
+    return pruned
+
+
+@pytest.mark.parametrize(
+    ("build", "x"),
+    [
+        (ResidualMLP, torch.randn(4, 16)),
+        (ResidualCNN, torch.randn(2, 3, 8, 8)),
+        (TinyTransformer, torch.randn(2, 5, 8)),
+        (torch_transformer, torch.randn(2, 5, 8)),
+    ],
+    ids=["residual-mlp", "residual-cnn", "attention", "nn-transformer"],
+)
+def test_half_the_parameters_and_a_third_of_the_flops_go(
+    build: type[nn.Module], x: torch.Tensor
+) -> None:
+    torch.manual_seed(0)
+    model = build().eval()
+    before_params, before_flops = parameter_count(model), count_flops(model, x).nominal
     with torch.no_grad():
-        torch.testing.assert_close(pruned(x), model(x))
-    torch.testing.assert_close(pruned[2].weight, model[2].weight[:, [0, 2, 3, 5]])
+        reference = model(x)
+    pruned = _prune(model, x)
+    removed = 1 - parameter_count(pruned) / before_params
+    assert removed == pytest.approx(0.5, abs=0.06)
+    assert count_flops(pruned, x).nominal <= 0.7 * before_flops
+    with torch.no_grad():
+        assert pruned(x).shape == reference.shape
+        torch.testing.assert_close(model(x), reference)  # the original is untouched
+    assert parameter_count(model) == before_params
 
 
-def test_conv_stack_with_batchnorm_and_pooling() -> None:
+def test_residual_stream_and_bn_shrink_together_and_the_head_keeps_its_outputs() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, 5),
-    ).eval()
-    pruned = StructuredL1(0.25).apply(model)
-    assert (pruned[0].out_channels, pruned[1].num_features, pruned[4].in_channels) == (6, 6, 6)
-    assert pruned[4].out_channels == 8  # feeds a Flatten: left whole
-    assert pruned(torch.randn(2, 3, 8, 8)).shape == (2, 5)
+    model = ResidualCNN().eval()
+    pruned = _prune(model, torch.randn(2, 3, 8, 8))
+    stem, bn = pruned.stem[0], pruned.stem[1]
+    assert stem.out_channels < 16 and bn.num_features == stem.out_channels
+    for block in pruned.blocks:  # the residual additions force one width on the stream
+        assert block[0].in_channels == block[3].out_channels == stem.out_channels
+        assert block[1].num_features == block[0].out_channels
+    assert pruned.head.in_features == stem.out_channels and pruned.head.out_features == 5
 
 
-def test_what_is_not_a_pair_is_left_alone() -> None:
-    norm_between = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 4))
-    grouped = nn.Sequential(nn.Conv2d(4, 4, 1, groups=2), nn.Conv2d(4, 4, 1))
-    mixed = nn.Sequential(nn.Conv2d(4, 4, 1), nn.Flatten(), nn.Linear(4, 4))
-    prelu = nn.Sequential(nn.Linear(4, 4), nn.PReLU(4), nn.Linear(4, 4))
-    for model in (norm_between, grouped, mixed, prelu, nn.Linear(4, 4)):
-        assert prunable_pairs(model) == []
-        with pytest.raises(ConfigError, match="no Linear->Linear"):
-            StructuredL1(0.5).apply(model)
+def test_attention_heads_are_kept_consistent() -> None:
+    torch.manual_seed(0)
+    model = TinyTransformer().eval()
+    assert set(attention_heads(model).values()) == {4}
+    pruned = _prune(model, torch.randn(2, 5, 8))
+    for layer in pruned.layers:
+        attn = layer["attn"]
+        assert attn.num_heads == 4
+        assert attn.qkv.out_features % (3 * 4) == 0  # q, k and v keep whole heads each
+        assert attn.qkv.out_features < 3 * 32
 
 
-def test_keeps_at_least_one_row_and_checks_amount() -> None:
-    model = nn.Sequential(nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 1))
-    assert StructuredL1(0.9).apply(model)[0].out_features == 1
-    assert StructuredL1(0.5).label == "structured 50%"
-    with pytest.raises(ConfigError):
+def test_output_layers_are_found_through_residuals_and_pooling() -> None:
+    model = ResidualMLP().eval()
+    assert output_layers(model, (torch.randn(2, 16),)) == [model.head]
+    body = nn.Sequential(model.stem, model.blocks).eval()  # the residual stream is the output
+    found = set(map(id, output_layers(body, (torch.randn(2, 16),))))
+    assert found == {id(body[0]), *(id(b.b) for b in body[1])}
+
+
+class _FrozenHeads(nn.Module):
+    """Attention whose head count and size are hard-coded in the reshape (no attribute)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+        self.proj = nn.Linear(32, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        y = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, t, 32))
+
+
+def test_a_model_that_breaks_when_pruned_is_refused_with_the_reason() -> None:
+    model = nn.Sequential(nn.Linear(8, 32), _FrozenHeads(), nn.Linear(32, 3)).eval()
+    with pytest.raises(ConfigError, match=r"cannot prune|no longer runs"):
+        StructuredL1(0.5).apply(model, torch.randn(2, 5, 8))
+
+
+def test_nothing_to_prune_and_bad_arguments() -> None:
+    with pytest.raises(ConfigError, match="nothing to prune"):
+        StructuredL1(0.5).apply(nn.Linear(4, 2), torch.randn(1, 4))
+    with pytest.raises(ConfigError, match="example inputs"):
+        StructuredL1(0.5).apply(ResidualMLP())
+    with pytest.raises(ConfigError, match="amount"):
         StructuredL1(1.0)
+    assert StructuredL1(0.5).label == "structured 50%"
 
 
 def test_bf16_model() -> None:
-    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).to(torch.bfloat16)
-    pruned = StructuredL1(0.5).apply(model)
-    assert pruned[0].weight.dtype == torch.bfloat16
-    assert pruned(torch.randn(2, 8, dtype=torch.bfloat16)).shape == (2, 2)
+    torch.manual_seed(0)
+    model = ResidualMLP().to(torch.bfloat16).eval()
+    x = torch.randn(2, 16, dtype=torch.bfloat16)
+    pruned = StructuredL1(0.5).apply(model, x)
+    assert pruned.stem.weight.dtype == torch.bfloat16
+    assert pruned(x).shape == (2, 4)
 
 
-class _Residual(nn.Sequential):
-    """Looks like a Sequential, but adds its input back: cutting its pairs would break it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return x + super().forward(x)
-
-
-def test_a_sequential_with_its_own_forward_is_left_whole(mlp: nn.Module) -> None:
-    residual = _Residual(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))
-    with pytest.raises(ConfigError, match=r"left whole: \(model\) \(_Residual\)"):
-        StructuredL1(0.5).apply(residual)
-    assert prunable_pairs(residual) == []
-    model = nn.Sequential(nn.Linear(8, 8), _Residual(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8)))
-    model = nn.Sequential(*model, nn.ReLU(), nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 8))
-    method = StructuredL1(0.5)
-    pruned = method.apply(model)
-    assert pruned[1][0].out_features == 16  # inside the residual block: untouched
-    assert pruned[3].out_features == 6  # the plain Sequential's own pair is cut
-    assert method.notes and "1 (_Residual)" in method.notes[0]
-    assert pruned(torch.randn(2, 8)).shape == (2, 8)
+def test_whole_heads_can_go_instead_of_head_dimensions() -> None:
+    torch.manual_seed(0)
+    model = TinyTransformer().eval()
+    x = torch.randn(2, 5, 8)
+    method = parse_method("structured-heads:0.5")
+    assert method.label == "structured 50% heads"
+    pruned = method.apply(model, x)
+    for layer in pruned.layers:
+        attn = layer["attn"]
+        assert attn.num_heads < 4  # the attribute the forward reads follows the pruner
+        assert attn.qkv.out_features == 3 * attn.num_heads * 8  # each kept head is whole
+    assert pruned(x).shape == (2, 3)
+    assert parameter_count(pruned) < 0.65 * parameter_count(model)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from greenai.compress import COLUMNS, Method, StructuredL1, pareto_front, sweep
+from greenai.compress import COLUMNS, Method, StructuredL1, break_even, pareto_front, sweep
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
 
@@ -249,3 +250,91 @@ def test_the_windows_run_in_eval_mode_whatever_eval_fn_leaves(
     frame = sweep(nn.Sequential(mlp, Spy()), [], torch.randn(4, 16), eval_fn, **fast_options)
     assert frame.iloc[0]["status"] == "ok"
     assert len(modes) > 20 and not any(modes)
+
+
+def _busy_finetune(log: list[nn.Module], seconds: float = 0.15) -> Any:
+    """A real (tiny) training loop that runs for ``seconds``, recording each model it gets."""
+
+    def finetune(model: nn.Module) -> nn.Module | None:
+        log.append(model)
+        params = [p for p in model.parameters() if p.requires_grad and type(p) is nn.Parameter]
+        if not params:
+            return None
+        opt = torch.optim.SGD(params, lr=1e-2)
+        x = torch.randn(16, 16)
+        start = time.perf_counter()
+        model.train()
+        while time.perf_counter() - start < seconds:
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model
+
+    return finetune
+
+
+def test_finetune_is_its_own_measured_phase_on_each_compressed_copy(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    log: list[nn.Module] = []
+    frame = sweep(
+        mlp,
+        ["l1:0.5", "l1-masked:0.5"],
+        torch.randn(8, 16),
+        finetune_fn=_busy_finetune(log),
+        **fast_options,
+    )
+    assert len(log) == 2 and all(m is not mlp for m in log)  # never the baseline, never the user's
+    by = frame.set_index("label")
+    assert math.isnan(by.loc["baseline", "finetune_s"])
+    assert math.isnan(by.loc["baseline", "compress_energy_j"])
+    for label in ("l1-layer 50%", "l1-layer 50% +masks"):
+        row = by.loc[label]
+        assert row["finetune_s"] >= 0.15
+        # the fake GPU draws a steady 100 W: a phase's energy is 100 W × its duration
+        assert row["finetune_energy_j"] == pytest.approx(100.0 * row["finetune_s"], abs=3.0)
+        assert row["compress_energy_j"] == pytest.approx(100.0 * row["compress_s"], abs=3.0)
+        expected = break_even(
+            row["compress_energy_j"] + row["finetune_energy_j"],
+            row["compress_energy_uncertainty_j"] + row["finetune_energy_uncertainty_j"],
+            by.loc["baseline", "energy_per_inference_j"],
+            by.loc["baseline", "energy_ci_j"],
+            row["energy_per_inference_j"],
+            row["energy_ci_j"],
+        )
+        assert row["break_even"] == expected.text
+    # training re-grows weights that pruning zeroed, unless the masks stay attached
+    assert "re-grew pruned weights" in by.loc["l1-layer 50%", "notes"]
+    assert by.loc["l1-layer 50%", "sparsity"] < 0.4
+    assert by.loc["l1-layer 50% +masks", "sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert "re-grew" not in by.loc["l1-layer 50% +masks", "notes"]
+
+
+def test_a_failing_finetune_skips_the_row_with_its_reason(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    def finetune(model: nn.Module) -> None:
+        raise ValueError("no data")
+
+    frame = sweep(mlp, "l1:0.5", torch.randn(8, 16), finetune_fn=finetune, **fast_options)
+    assert list(frame["status"]) == ["ok", "skipped"]
+    assert frame.iloc[1]["reason"] == "finetune_fn failed: ValueError: no data"
+    with pytest.raises(ConfigError, match="finetune_fn must be callable"):
+        sweep(mlp, "l1:0.5", torch.randn(8, 16), finetune_fn=3, **fast_options)  # type: ignore[arg-type]
+
+
+def test_residual_model_structured_and_pipeline_rows(fast_options: dict[str, Any]) -> None:
+    pytest.importorskip("torch_pruning")
+    pytest.importorskip("optimum.quanto")
+    from tests.compress.models import ResidualMLP
+
+    torch.manual_seed(0)
+    model = ResidualMLP(width=64, hidden=128).eval()
+    frame = sweep(model, "structured:0.5,structured:0.5+int4wo", torch.randn(8, 16), **fast_options)
+    assert list(frame["status"]) == ["ok"] * 3, frame["reason"].tolist()
+    base, structured, pipe = (frame.iloc[i] for i in range(3))
+    assert structured["params"] == pytest.approx(base["params"] / 2, rel=0.1)
+    assert structured["flops_nominal"] <= 0.7 * base["flops_nominal"]
+    assert pipe["compression_ratio"] >= 10
+    assert pipe["compress_s"] > 0 and "steps: structured 50%" in pipe["notes"]

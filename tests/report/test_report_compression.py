@@ -117,7 +117,7 @@ def test_markdown_and_html(frame: pd.DataFrame) -> None:
     md = render_compression_markdown(frame)
     assert md.count("\n| ") == 5 and "estimated (model)" in md
     html = render_compression_html(frame)
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3  # two Pareto plots and the break-even
     assert '<span class="estimated">estimated (model)</span>' in html
     assert "<script" not in html
 
@@ -150,3 +150,33 @@ def test_each_plot_draws_its_own_front(frame: pd.DataFrame) -> None:
     assert _front(ok, "size_bytes") == [2, 0]
     tie = pd.concat([ok, ok.iloc[[0]].assign(label="twin")], ignore_index=True)
     assert sorted(_front(tie, "size_bytes")) == [0, 2, 3]  # an equal row shares the front
+
+
+def test_break_even_in_table_notes_and_plot(frame: pd.DataFrame) -> None:
+    from greenai.compress.breakeven import break_even_columns
+    from greenai.report.compression import break_even_figure
+
+    one_off = ["compress_s", "compress_energy_j", "compress_energy_uncertainty_j"]
+    tune = ["finetune_s", "finetune_energy_j", "finetune_energy_uncertainty_j"]
+    frame.loc[1, one_off] = [0.2, 20.0, 1.0]
+    frame.loc[2, one_off + tune] = [0.5, 50.0, 2.0, 1.0, 100.0, 5.0]
+    for col, values in break_even_columns(frame).items():
+        frame[col] = values
+    rows = {r[0]: dict(zip(TABLE_COLUMNS, r, strict=True)) for r in compression_table(frame)}
+    assert rows["l1-layer 50% +masks"]["break-even inferences"] == "never"  # costs 2× per call
+    # 150 J spent / (0.010 - 0.005 J saved per inference) = 30,000 inferences
+    assert rows["structured 50%"]["break-even inferences"].startswith("3e+04 (")
+    assert rows["structured 50%"]["compress s (+tune) / J"].startswith("0.5 + 1 s / 150")
+    assert rows["baseline"]["break-even inferences"] == "—"
+    assert any(n.startswith("Break-even:") for n in compression_notes(frame))
+    ax = break_even_figure(frame).axes[0]
+    # baseline, two compressed rows, and one break-even point (the other row never crosses)
+    assert len(ax.lines) == 4
+    assert ax.lines[-1].get_xdata()[0] == pytest.approx(30_000)
+
+
+def test_break_even_plot_says_when_there_is_nothing_to_weigh(frame: pd.DataFrame) -> None:
+    from greenai.report.compression import break_even_figure
+
+    fig = break_even_figure(frame)  # no compression energy in this frame
+    assert "no energy source" in " ".join(t.get_text() for t in fig.axes[0].texts)

@@ -138,3 +138,27 @@ def test_kill_9_keeps_the_last_checkpoint(tmp_path: Path) -> None:
         run = store.get("latest")
     assert run.status == "interrupted"
     assert run.measurement is not None and run.measurement.duration_s > 0.5
+
+
+def test_sigterm_as_soon_as_the_run_is_stored_is_not_lost(tmp_path: Path) -> None:
+    # The run becomes visible in the store inside Tracker.start(); a supervisor that signals
+    # then must get 143 and an interrupted run, not a greenai killed by the default handler.
+    db, marker = tmp_path / "runs.db", tmp_path / "ran"
+    script = f"""
+import os, signal, sys
+from greenai.tracker import Tracker
+from greenai.cli import main
+start = Tracker.start
+def start_then_signal(self, *a, **k):
+    out = start(self, *a, **k)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return out
+Tracker.start = start_then_signal
+sys.exit(main(["run", "--store", {str(db)!r}, "--", sys.executable, "-c",
+               "open({str(marker)!r}, 'w')"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    (run,) = stored(db)
+    assert run["status"] == "interrupted"
+    assert not marker.exists()  # the command was never started

@@ -141,6 +141,8 @@ def _stored_run(args: argparse.Namespace) -> tuple[Any, Path]:
 def _report(args: argparse.Namespace) -> int:
     from greenai.report import export
 
+    if args.phase_depth < 0 or args.top_phases < 0:
+        raise ConfigError("--phase-depth and --top-phases must be >= 0")
     run, home = _stored_run(args)
     if run.measurement is None:
         print(f"run {run.id} ({run.status}) has no measurement yet")
@@ -149,13 +151,19 @@ def _report(args: argparse.Namespace) -> int:
     if output is None and args.format == "html":
         output = home / "reports" / f"{run.id}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
+    phases = {"phase_depth": args.phase_depth, "top_phases": args.top_phases or None}
     if args.format == "text" and output is None and color_enabled(sys.stdout):
         from greenai.report import render_text
 
-        print(render_text(run.measurement, color=True))
+        print(render_text(run.measurement, color=True, **phases))
         return 0
     text = export(
-        run.measurement, args.format, output, timeline=run.timeline, phase_spans=run.phase_spans
+        run.measurement,
+        args.format,
+        output,
+        timeline=run.timeline,
+        phase_spans=run.phase_spans,
+        **phases,
     )
     print(f"wrote {output}" if output is not None else text)
     return 0
@@ -334,6 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "md", "html", "json", "csv"], default="text")
     p.add_argument(
         "--output", type=Path, help="file to write (html defaults to the store's reports/)"
+    )
+    p.add_argument(
+        "--phase-depth",
+        type=int,
+        default=1,
+        help="deepest phase level shown (0: top level only; default 1)",
+    )
+    p.add_argument(
+        "--top-phases",
+        type=int,
+        default=12,
+        help="phases shown, the most energy first (default 12; 0: all)",
     )
     p.set_defaults(func=_report)
     p = sub.add_parser("export", help="write a run's tables (summary ... timeline) as files")

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -289,16 +290,20 @@ def _two_digits(x: float) -> str:
     """``x`` to two significant digits, as a plain number (2,400 rather than 2.4e+03)."""
     if x == 0 or not math.isfinite(x) or abs(x) < 100:
         return format_number(x, 2)
-    return f"{round(x, 1 - math.floor(math.log10(abs(x)))):,.0f}"
+    rounded = round(x, 1 - math.floor(math.log10(abs(x))))
+    return f"{rounded:,.0f}" if abs(rounded) >= 10_000 else f"{rounded:.0f}"
 
 
-def _figure(value: float | None, uncertainty: float | None, unit: str) -> str:
+def _figure(
+    value: float | None, uncertainty: float | None, unit: str, *, signed: bool = False
+) -> str:
     if value is None:
         return "—"
     if unit == "kg" and abs(value) < 1.0:
         value, uncertainty, unit = value * 1000, (uncertainty or 0.0) * 1000, "g"
     u = f" ± {_two_digits(uncertainty)}" if uncertainty else ""
-    return f"{format_number(value)}{u} {unit}"
+    sign = "+" if signed and value > 0 else ""
+    return f"{sign}{format_number(value)}{u} {unit}"
 
 
 def _ratio(ratio: float | None, uncertainty: float | None) -> str:
@@ -310,7 +315,8 @@ def _ratio(ratio: float | None, uncertainty: float | None) -> str:
 def _side_lines(side: Side) -> list[str]:
     head = f"{side.label}: {side.id}  {side.name}" + (f" ({side.status})" if side.status else "")
     lines = [head, f"   measured by: {methods_label(side.methods)}"]
-    where = ", ".join(x for x in (f"host {side.host}" if side.host else "", side.machine) if x)
+    host = f"host {side.host}" if side.host and f"host {side.host}" not in side.machine else ""
+    where = ", ".join(x for x in (host, side.machine) if x)
     lines.append(f"   machine: {where or 'unknown'}")
     if side.command:
         lines.append(f"   command: {side.command}")
@@ -351,14 +357,15 @@ def render_comparisons(comparisons: list[Comparison], notes: list[str] | None = 
                     _figure(ch.a, ch.a_uncertainty, ch.unit),
                     _figure(ch.b, ch.b_uncertainty, ch.unit),
                     ratio,
-                    _figure(ch.difference, ch.difference_uncertainty, ch.unit),
+                    _figure(ch.difference, ch.difference_uncertainty, ch.unit, signed=True),
                 ]
             )
         lines += ["  " + row for row in _table(rows)]
         width = max(len(ch.figure) for ch in c.changes)
         lines.append("  verdict:")
         lines += [f"    {ch.figure:<{width}}  {ch.verdict}" for ch in c.changes]
-        lines += [f"  note: {n}" for n in c.notes]
+        lines += [textwrap.fill(n, 100, initial_indent="  note: ", subsequent_indent="        ")
+                  for n in c.notes]  # fmt: skip
     lines.append("(± is about 95% coverage; differences combine both runs' uncertainties)")
     return "\n".join(lines)
 

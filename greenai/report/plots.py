@@ -132,7 +132,7 @@ def power_figure(
     groups = list(timeline.groupby("device", sort=True))
     for (device, rows), colour in zip(groups, distinct_colours(len(groups)), strict=True):
         method = str(rows["method"].iloc[0])
-        label = f"{device} ({method_label(method)})"
+        label = f"{device}: {method_label(method)}"
         ax.plot(rows["t_s"], rows["power_w"], lw=1.2, color=colour, label=label)
     handles, _ = ax.get_legend_handles_labels()
     note = None
@@ -181,7 +181,7 @@ def phase_energy_figure(
     if not phases:
         _empty(ax, "no phase energy (no phases, or no energy source)")
         return fig
-    labels = [("    " * p.name.count("/")) + p.name.rsplit("/", 1)[-1] for p in phases]
+    labels = [p.name for p in phases]
     energy = [p.energy_j or 0.0 for p in phases]
     errors = [p.uncertainty_j or 0.0 for p in phases]
     low = [min(u, e) for e, u in zip(energy, errors, strict=True)]  # never below zero

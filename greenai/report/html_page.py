@@ -55,7 +55,7 @@ table.wide { font-size: .78rem; }
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e3e6e8;
          vertical-align: top; overflow-wrap: anywhere; }
 table.wide th, table.wide td { padding: .3rem .35rem; }
-th { background: #f3f6f4; font-weight: 600; }
+th { background: #f3f6f4; font-weight: 600; overflow-wrap: normal; }
 td.label { white-space: nowrap; font-weight: 500; width: 14rem; }
 .estimated { color: #b26a00; font-weight: 600; }
 figure { margin: 1rem 0; }

@@ -47,9 +47,10 @@ MAX_SHADED_PHASES = 8
 
 _SHADES = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 _OTHER_SHADE = "#9e9e9e"
-# matplotlib's Set1 without its grey: vivid enough to read at 20% opacity under the lines
-_PHASE_SHADES = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628",
-                 "#f781bf")  # fmt: skip
+# matplotlib's Set1 without its grey, blue and orange last (the first devices' line colours):
+# vivid enough to read at 20% opacity under the lines
+_PHASE_SHADES = ("#4daf4a", "#984ea3", "#e41a1c", "#a65628", "#f781bf", "#ffff33", "#377eb8",
+                 "#ff7f00")  # fmt: skip
 
 
 def distinct_colours(n: int) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from greenai.bench.compare import bench_comparisons, compare, compare_files, stored_run_notes
+from greenai.cli import main
 from greenai.errors import ConfigError
 
 
@@ -140,7 +141,9 @@ def test_failed_workloads_are_not_compared() -> None:
     assert row["status"] == "failed in B" and row["speed_b_over_a"] is None
 
 
-def test_bench_files_compare_per_workload_with_uncertainty_and_verdict(tmp_path: Path) -> None:
+def test_bench_files_compare_per_workload_with_uncertainty_and_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a_doc, b_doc = _doc("a"), _doc("b", 1.25)
     for doc, energy in ((a_doc, 100.0), (b_doc, 80.0)):
         doc["results"][0].update(energy_j=energy, uncertainty_j=0.02 * energy, steps=10,
@@ -161,6 +164,8 @@ def test_bench_files_compare_per_workload_with_uncertainty_and_verdict(tmp_path:
     assert tflop["ratio_uncertainty"] == pytest.approx(0.8 * math.hypot(0.02, 0.02))
     lines = compare_files([str(a), str(b)], "csv").splitlines()
     assert lines[0].startswith("subject,a,b,figure") and len(lines) == 4
+    assert main(["compare", str(a), str(b), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["comparisons"][0]["subject"] == "gemm-bf16-512"
 
 
 def test_bench_workloads_that_cannot_be_compared_say_why(tmp_path: Path) -> None:

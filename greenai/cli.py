@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from greenai.errors import GreenAIError
+from greenai.errors import ConfigError, GreenAIError
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -38,6 +38,8 @@ def _devices(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from greenai.demo import run_demo
 
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     if args.compress:
         from greenai.compress.cli import print_sweep
         from greenai.demo import compress_demo
@@ -46,13 +48,25 @@ def _demo(args: argparse.Namespace) -> int:
         out = check_export_path(args.output or Path("greenai-compress.html"), "--output")
         return print_sweep(compress_demo(), out)
 
-    result, run_id = run_demo(
-        epochs=args.epochs, seed=args.seed, country=args.country, pue=args.pue, store=args.store
+    from greenai.demo import DEMO_EPOCHS, QUICK_EPOCHS, epoch_line, epoch_table
+
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEMO_EPOCHS)
+    demo = run_demo(
+        epochs=epochs,
+        seed=args.seed,
+        country=args.country,
+        pue=args.pue,
+        store=args.store,
+        on_epoch=lambda e: print(epoch_line(e, epochs), flush=True),
+        command=f"greenai demo --epochs {epochs} --seed {args.seed}",
     )
-    print(summary(result))
-    if run_id is not None:
-        path = _write_html(args.store, run_id)
-        print(f"  stored as run {run_id}; report: {path}")
+    print()
+    print(epoch_table(demo.epochs))
+    print()
+    print(summary(demo.measurement))
+    if demo.run_id is not None:
+        path = _write_html(args.store, demo.run_id)
+        print(f"  stored as run {demo.run_id}; report: {path}")
     return 0
 
 
@@ -171,6 +185,8 @@ def _stored_run(args: argparse.Namespace) -> tuple[Any, Path]:
 def _report(args: argparse.Namespace) -> int:
     from greenai.report import export
 
+    if args.phase_depth < 0 or args.top_phases < 0:
+        raise ConfigError("--phase-depth and --top-phases must be >= 0")
     run, home = _stored_run(args)
     if run.measurement is None:
         print(f"run {run.id} ({run.status}) has no measurement yet")
@@ -179,13 +195,19 @@ def _report(args: argparse.Namespace) -> int:
     if output is None and args.format == "html":
         output = home / "reports" / f"{run.id}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
+    phases = {"phase_depth": args.phase_depth, "top_phases": args.top_phases or None}
     if args.format == "text" and output is None and color_enabled(sys.stdout):
         from greenai.report import render_text
 
-        print(render_text(run.measurement, color=True))
+        print(render_text(run.measurement, color=True, **phases))
         return 0
     text = export(
-        run.measurement, args.format, output, timeline=run.timeline, phase_spans=run.phase_spans
+        run.measurement,
+        args.format,
+        output,
+        timeline=run.timeline,
+        phase_spans=run.phase_spans,
+        **phases,
     )
     print(f"wrote {output}" if output is not None else text)
     return 0
@@ -207,12 +229,18 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from greenai.bench.compare import compare_files, run_side, stored_run_notes
+    from greenai.report.compare import (
+        compare_measurements,
+        comparisons_csv,
+        comparisons_json,
+        render_comparisons,
+    )
 
-    from greenai.bench.compare import compare_files, stored_run_notes
-
+    if len(args.runs) < 2:
+        raise ConfigError("compare needs two runs (or two bench files): greenai compare A B")
     if all(r.endswith(".json") for r in args.runs):  # greenai bench --json results
-        print(compare_files(args.runs))
+        print(compare_files(args.runs, args.format))
         return 0
     store = _store(args.store)
     try:
@@ -220,28 +248,18 @@ def _compare(args: argparse.Namespace) -> int:
     finally:
         store.close()
     metas, ids = [run.meta for run in runs], [run.id for run in runs]
-    for note in stored_run_notes(metas, ids, allow_mixed=args.allow_mixed):
-        print(note)
-    rows = []
-    for run in runs:
-        m = run.measurement
-        rows.append(
-            {
-                "run": run.id,
-                "name": run.name,
-                "status": run.status,
-                "duration_s": None if m is None else round(m.duration_s, 3),
-                "energy_j": None if m is None or m.energy_j is None else round(m.energy_j, 3),
-                "±_j": None if m is None or m.uncertainty_j is None else round(m.uncertainty_j, 3),
-                "methods": "" if m is None else ",".join(m.methods),
-                "kwh_per_tflop": None if m is None else m.kwh_per_tflop,
-                "j_per_sample": None if m is None else m.steps.energy_per_sample_j,
-                "co2e_kg": None if m is None else m.co2e_kg,
-                "host": run.host,
-                "machine": run.meta.get("machine", {}).get("fingerprint", ""),
-            }
-        )
-    print(pd.DataFrame(rows).to_string(index=False))
+    notes = stored_run_notes(metas, ids, allow_mixed=args.allow_mixed)
+    sides = [run_side(chr(ord("A") + i), run) for i, run in enumerate(runs)]
+    comparisons = [
+        compare_measurements(sides[0], runs[0].measurement, side, run.measurement)
+        for side, run in zip(sides[1:], runs[1:], strict=True)
+    ]
+    if args.format == "json":
+        print(comparisons_json(comparisons, notes))
+    elif args.format == "csv":
+        print(comparisons_csv(comparisons), end="")
+    else:
+        print(render_comparisons(comparisons, notes))
     return 0
 
 
@@ -380,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=Path, help="file to write (html defaults to the store's reports/)"
     )
+    p.add_argument(
+        "--phase-depth",
+        type=int,
+        default=1,
+        help="deepest phase level shown (0: top level only; default 1)",
+    )
+    p.add_argument(
+        "--top-phases",
+        type=int,
+        default=12,
+        help="phases shown, the most energy first (default 12; 0: all)",
+    )
     p.set_defaults(func=_report)
     p = sub.add_parser("export", help="write a run's tables (summary ... timeline) as files")
     p.add_argument("run", nargs="?", default="latest")
@@ -388,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, help="directory (default: exports/RUN beside the store)")
     p.set_defaults(func=_export)
     p = sub.add_parser(
-        "compare", help="compare stored runs, or two `greenai bench --json` result files"
+        "compare",
+        help="B (and C...) relative to A: stored runs, or two `greenai bench --json` files",
     )
     p.add_argument("runs", nargs="+")
     p.add_argument("--store")
@@ -397,14 +428,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare stored runs of different benchmark suites anyway (with a warning)",
     )
+    p.add_argument(
+        "--format", choices=["text", "json", "csv"], default="text", help="output (default text)"
+    )
     p.set_defaults(func=_compare)
     p = sub.add_parser("bench", help="run the standard workload suite (TFLOP/s, J/TFLOP)")
     from greenai.bench.cli import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=_bench)
-    p = sub.add_parser("demo", help="train a small model on scikit-learn's digits, tracked")
-    p.add_argument("--epochs", type=int, default=5)
+    p = sub.add_parser("demo", help="train a small CNN on scikit-learn's digits, tracked")
+    p.add_argument("--epochs", type=int, help="epochs to train (default 24: about 15 s on CPU)")
+    p.add_argument("--quick", action="store_true", help="3 epochs: a few seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--country", default="WORLD", help="ISO alpha-3 grid for CO2e (default: world average)"

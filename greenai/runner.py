@@ -71,20 +71,33 @@ def run_command(
 
 
 def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
-    tracker.start()
-    try:
-        proc = subprocess.Popen(argv)
-    except OSError as exc:
-        tracker.stop(status="failed")
-        raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+    # The handlers go in before the run is stored: once it is visible a supervisor may
+    # signal us, and a SIGTERM that found the default handler would kill greenai (exit
+    # -15) instead of being forwarded (143). A signal before the command starts means
+    # the command is not started at all.
     forwarded: list[int] = []
+    sent: list[int] = []
+    proc: subprocess.Popen[bytes] | None = None
 
     def forward(signum: int, frame: FrameType | None) -> None:
         forwarded.append(signum)
-        proc.send_signal(signum)
+        if proc is not None:
+            sent.append(signum)
+            proc.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        tracker.start()
+        if forwarded:
+            return 128 + forwarded[0], tracker.stop(status="interrupted")
+        try:
+            proc = subprocess.Popen(argv)
+        except OSError as exc:
+            tracker.stop(status="failed")
+            raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+        if forwarded and not sent:  # it came while the child was starting
+            sent.append(forwarded[0])
+            proc.send_signal(forwarded[0])
         code = proc.wait()
     finally:
         for s, handler in previous.items():

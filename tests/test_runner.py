@@ -166,3 +166,27 @@ def test_process_scope_charges_the_command_its_share(tmp_path: Path) -> None:
     assert 0 < device.energy_j < 10.0 * result.duration_s
     with RunStore(tmp_path / "r.db") as store:
         assert store.get("latest").meta["scope"] == "process"
+
+
+def test_sigterm_as_soon_as_the_run_is_stored_is_not_lost(tmp_path: Path) -> None:
+    # The run becomes visible in the store inside Tracker.start(); a supervisor that signals
+    # then must get 143 and an interrupted run, not a greenai killed by the default handler.
+    db, marker = tmp_path / "runs.db", tmp_path / "ran"
+    script = f"""
+import os, signal, sys
+from greenai.tracker import Tracker
+from greenai.cli import main
+start = Tracker.start
+def start_then_signal(self, *a, **k):
+    out = start(self, *a, **k)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return out
+Tracker.start = start_then_signal
+sys.exit(main(["run", "--store", {str(db)!r}, "--", sys.executable, "-c",
+               "open({str(marker)!r}, 'w')"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    (run,) = stored(db)
+    assert run["status"] == "interrupted"
+    assert not marker.exists()  # the command was never started

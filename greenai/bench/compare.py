@@ -8,6 +8,7 @@ side's machine is printed, and a comparison of one machine with itself is flagge
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,16 @@ from typing import Any
 from greenai.bench.machine import describe
 from greenai.bench.suite import FORMAT
 from greenai.errors import ConfigError
+from greenai.report.compare import Comparison, Side, Value, change, method_notes
 
-__all__ = ["compare", "compare_files", "load_results", "stored_run_notes"]
+__all__ = [
+    "bench_comparisons",
+    "compare",
+    "compare_files",
+    "load_results",
+    "run_side",
+    "stored_run_notes",
+]
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -156,15 +165,42 @@ def _rows(doc: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def compare_files(paths: list[str]) -> str:
-    """The text of ``greenai compare A.json B.json``. Raises ConfigError on bad input."""
-    import pandas as pd
+def compare_files(paths: list[str], fmt: str = "text") -> str:
+    """The output of ``greenai compare A.json B.json`` (``fmt``: text, json or csv).
+
+    Raises:
+        ConfigError: Not two files, a file that is not a bench result, or bad input.
+    """
+    from greenai.report.compare import comparisons_csv, comparisons_json, render_comparisons
 
     if len(paths) != 2:
         raise ConfigError(f"compare benchmark results two at a time; got {len(paths)} files")
-    rows, notes = compare(load_results(paths[0]), load_results(paths[1]))
-    frame = pd.DataFrame(rows)
-    return "\n".join([*notes, frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")])
+    comparisons, notes = bench_comparisons(paths, load_results(paths[0]), load_results(paths[1]))
+    if fmt == "json":
+        return comparisons_json(comparisons, notes)
+    if fmt == "csv":
+        return comparisons_csv(comparisons)
+    return render_comparisons(comparisons, notes)
+
+
+def run_side(label: str, run: Any) -> Side:
+    """The :class:`Side` of a stored run (:class:`greenai.store.StoredRun`)."""
+    machine = run.meta.get("machine") or {}
+    where = ""
+    if isinstance(machine, dict) and machine:
+        where = describe(machine)
+    m = run.measurement
+    return Side(
+        label=label,
+        id=run.id,
+        name=run.name,
+        status=run.status,
+        methods=() if m is None else tuple(m.methods),
+        host=run.host or "",
+        machine=where,
+        command=run.command or str(run.meta.get("command") or ""),
+        meta=dict(run.meta),
+    )
 
 
 def stored_run_notes(
@@ -208,3 +244,81 @@ def stored_run_notes(
         machines = sorted(map(str, prints))
         notes.append(f"note: runs come from {len(prints)} different machines {machines}")
     return notes
+
+
+def _bench_values(row: dict[str, Any] | None) -> dict[str, Value]:
+    """A bench row's J/sample, J/TFLOP (with the row's relative uncertainty), time per step."""
+    if row is None:
+        absent: Value = (None, None, "workload not run")
+        return dict.fromkeys(("j_per_sample", "j_per_tflop", "time_per_step"), absent)
+    energy, u = _number(row, "energy_j"), _number(row, "uncertainty_j")
+    rel = u / energy if energy and u is not None else None
+    why = row.get("reason") or "no energy source measured"
+
+    def with_u(key: str) -> Value:
+        value = _number(row, key)
+        if value is None:
+            return (None, None, why)
+        return (value, None if rel is None else value * rel, "")
+
+    duration, steps = _number(row, "duration_s"), _number(row, "steps")
+    per_step = duration / steps if duration is not None and steps else None
+    return {
+        "j_per_sample": with_u("j_per_sample"),
+        "j_per_tflop": with_u("j_per_tflop"),
+        "time_per_step": (per_step, 0.0, row.get("reason") or "no steps"),
+    }
+
+
+def _number(row: dict[str, Any], key: str) -> float | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(
+            f"result {row.get('workload')!r} has {key} {value!r}, not a number; write results "
+            "with `greenai bench --json > FILE` and do not edit them"
+        )
+    return float(value)
+
+
+def _bench_side(label: str, path: str, doc: dict[str, Any]) -> Side:
+    machine = doc.get("machine") or {}
+    methods = sorted({m for r in doc.get("results", []) for m in r.get("methods") or []})
+    return Side(
+        label=label,
+        id=path,
+        name=f"greenai bench --suite {doc.get('suite')}",
+        status="",
+        methods=tuple(methods),
+        host=str(machine.get("hostname") or ""),
+        machine=describe(machine) if machine else "",
+        command="",
+        meta={"device": doc.get("device"), "created_at": doc.get("created_at")},
+    )
+
+
+def bench_comparisons(
+    paths: list[str], a: dict[str, Any], b: dict[str, Any]
+) -> tuple[list[Comparison], list[str]]:
+    """B relative to A per workload (J/sample, J/TFLOP, time per step), and the notes.
+
+    Workloads that are not comparable (only on one side, failed, sizes differ) keep their
+    row with each figure marked not comparable and the reason.
+
+    Raises:
+        ConfigError: As :func:`compare`.
+    """
+    rows, notes = compare(a, b)
+    side_a, side_b = _bench_side("A", paths[0], a), _bench_side("B", paths[1], b)
+    by_a, by_b = _rows(a, "A"), _rows(b, "B")
+    out = []
+    for row in rows:
+        name = row["workload"]
+        va, vb = _bench_values(by_a.get(name)), _bench_values(by_b.get(name))
+        why = "" if row["status"] == "ok" else row["status"]
+        changes = tuple(change(k, va[k], vb[k], not_comparable=why) for k in va)
+        out.append(Comparison(side_a, side_b, changes, (), subject=name))
+    same = bool(side_a.machine) and side_a.machine == side_b.machine
+    notes = [n for n in notes if not n.startswith(("A: ", "B: ", "'model'"))]
+    return out, notes + method_notes(side_a.methods, side_b.methods, same_machine=same)

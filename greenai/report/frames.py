@@ -7,6 +7,8 @@ figure that is missing is shown as ``—`` with the reason, never as 0.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
@@ -18,14 +20,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MISSING",
+    "PhaseSelection",
     "devices_frame",
     "efficiency_rows",
     "format_number",
+    "hidden_phases_note",
     "method_label",
     "methods_label",
     "methods_tag",
     "ordered_phases",
     "phases_frame",
+    "select_phases",
+    "source_in_words",
     "steps_frame",
     "summary_frame",
 ]
@@ -92,6 +98,100 @@ def ordered_phases(m: Measurement) -> list[PhaseEnergy]:
         return tuple(position.get(path, position[p.name]) for path in paths)
 
     return sorted(m.phases, key=key)
+
+
+PHASE_DEPTH = 1
+"""Default deepest phase level in reports: top-level phases and their children."""
+TOP_PHASES = 12
+"""Default number of phases a report's chart and table show (the most energy first)."""
+
+
+@dataclass(frozen=True)
+class PhaseSelection:
+    """The phases a report shows, and what it leaves out.
+
+    ``shown`` keeps :func:`ordered_phases` order. ``hidden`` counts the phases left out
+    (too deep, or beyond the top N); ``hidden_top_energy_j`` sums the energy of the
+    top-level ones among them (nested ones are inside their parents' energy already).
+    """
+
+    shown: list[PhaseEnergy]
+    hidden: int
+    hidden_top_energy_j: float
+
+
+def select_phases(
+    m: Measurement, max_depth: int | None = PHASE_DEPTH, top: int | None = TOP_PHASES
+) -> PhaseSelection:
+    """Phases at most ``max_depth`` deep (0: top level), the ``top`` with the most energy.
+
+    ``(other)`` (time outside every phase) counts as top level. None means no limit. A
+    nested phase is shown only with its parent, so a chart never shows a child alone.
+    """
+    phases = ordered_phases(m)
+    if max_depth is not None:
+        phases = [p for p in phases if p.name.count("/") <= max_depth]
+    if top is not None and len(phases) > top:
+        ranked = sorted(phases, key=lambda p: (-(p.energy_j or 0.0), -p.duration_s))
+        keep = {p.name for p in ranked[:top]}
+        # a kept child needs its kept parent: drop children whose parent is cut
+        keep = {n for n in keep if all(a in keep for a in _ancestors(n))}
+        phases = [p for p in phases if p.name in keep]
+    names = {p.name for p in phases}
+    left = [p for p in m.phases if p.name not in names]
+    hidden_top = sum(p.energy_j or 0.0 for p in left if "/" not in p.name)
+    return PhaseSelection(phases, len(left), hidden_top)
+
+
+def hidden_phases_note(chosen: PhaseSelection, max_depth: int | None, top: int | None) -> str:
+    """``"14 more phases not shown (depth ≤ 1, top 12 by energy; ...)"``; "" if none."""
+    if not chosen.hidden:
+        return ""
+    why = [f"depth ≤ {max_depth}"] if max_depth is not None else []
+    why += [f"top {top} by energy"] if top is not None else []
+    if chosen.hidden_top_energy_j:
+        why.append(f"top-level ones left out: {format_number(chosen.hidden_top_energy_j)} J")
+    return f"{chosen.hidden} more phases not shown ({'; '.join(why)})"
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+_CARBON_FILES = {
+    "carbon_intensity_per_source.json": "world-average electricity",
+    "global_energy_mix.json": "national electricity mix",
+    "usa_emissions.json": "US EPA eGRID state average",
+    "canada_energy_mix.json": "provincial generation mix (fossil combustion only)",
+    "china_provincial_emissions.json": "provincial grid factor (CO2 only, MEE/NBS)",
+}
+
+
+def source_in_words(source: str) -> str:
+    """A grid intensity's source in words: what the figure is, its year, whose data.
+
+    ``codecarbon 3.3.2 data/private_infra/global_energy_mix.json['FRA'].carbon_intensity
+    (gCO2e/kWh; year 2023)`` reads ``national electricity mix, 2023 (codecarbon 3.3.2
+    data)``. The full string stays in the run's JSON. Other sources are returned as they are.
+    """
+    if source.startswith("given carbon_intensity_g_per_kwh"):
+        over = re.search(r"overrides ([\d.]+ g/kWh for \S+)", source)
+        return "the intensity given" + (f" (in place of {over.group(1)})" if over else "")
+    found = re.match(r"codecarbon (\S+) (\S+?\.json)", source)
+    if found is None:
+        return source
+    version, path = found.groups()
+    name = path.rsplit("/", 1)[-1]
+    what = _CARBON_FILES.get(name)
+    if what is None:
+        what = "Nordic bidding-zone factor" if "nordic" in name else "grid factor"
+    year = re.search(r"year (\d{4})", source) or re.search(
+        r"\b((?:19|20)\d{2})\b", source[found.end() :]
+    )
+    who = "IEA, " if "iea.org" in source else ""
+    when = f", {year.group(1)}" if year else ""
+    return f"{what}{when} ({who}codecarbon {version} data)"
 
 
 def format_number(value: float, digits: int = 4) -> str:
@@ -216,7 +316,7 @@ def _carbon_rows(m: Measurement) -> list[tuple[str, str]]:
             (
                 "CO2e (location)",
                 f"{mass(c.co2e_kg)} {how} at {format_number(c.carbon_intensity_g_per_kwh)} g/kWh "
-                f"({place}; source: {c.carbon_intensity_source})",
+                f"({place}; {source_in_words(c.carbon_intensity_source)})",
             )
         )
     if c.co2e_market_kg is not None and c.renewable_share is not None:

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
-from greenai.report.frames import efficiency_rows, format_number, methods_label
+from greenai.report.frames import (
+    PHASE_DEPTH,
+    TOP_PHASES,
+    efficiency_rows,
+    format_number,
+    hidden_phases_note,
+    methods_label,
+    select_phases,
+)
 from greenai.report.plots import (
     figure_to_png,
     phase_energy_figure,
@@ -41,10 +49,13 @@ h2 { font-size: 1.2rem; margin: 1.8rem 0 .6rem; color: #2e7d32; }
           background: #2e7d32; font-size: .85rem; }
 .status.failed, .status.interrupted { background: #c62828; }
 .status.running { background: #f9a825; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+table.wide { font-size: .78rem; }
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e3e6e8;
-         vertical-align: top; }
-th { background: #f3f6f4; font-weight: 600; }
+         vertical-align: top; overflow-wrap: anywhere; }
+table.wide th, table.wide td { padding: .3rem .35rem; }
+th { background: #f3f6f4; font-weight: 600; overflow-wrap: normal; }
 td.label { white-space: nowrap; font-weight: 500; width: 14rem; }
 .estimated { color: #b26a00; font-weight: 600; }
 figure { margin: 1rem 0; }
@@ -66,7 +77,11 @@ def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], label: boo
             )
             cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    wide = ' class="wide"' if len(columns) > 8 else ""  # e.g. the compression table
+    return (
+        f'<div class="table-wrap"><table{wide}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _img(fig: Figure, alt: str) -> str:
@@ -78,6 +93,9 @@ def render_html(
     m: Measurement,
     timeline: pd.DataFrame | None = None,
     phase_spans: pd.DataFrame | None = None,
+    *,
+    phase_depth: int | None = PHASE_DEPTH,
+    top_phases: int | None = TOP_PHASES,
 ) -> str:
     """One self-contained HTML page (no external resources, no JavaScript).
 
@@ -85,6 +103,10 @@ def render_html(
         m: The measurement.
         timeline: ``Tracker.timeline()``, for the power plot (omitted when None).
         phase_spans: ``Tracker.phase_spans()``, to shade top-level phases on the power plot.
+        phase_depth: Deepest phase level in the phase chart and table (0: top level only;
+            None: all).
+        top_phases: Phases shown, the most energy first (None: all); the page says how many
+            were left out.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -110,13 +132,20 @@ def render_html(
     if timeline is not None:
         plots.append(_img(power_figure(timeline, phase_spans), "power over time per device"))
     if any(p.energy_j is not None for p in m.phases):
-        plots.append(_img(phase_energy_figure(m), "energy per phase"))
+        figure = phase_energy_figure(m, max_depth=phase_depth, top=top_phases)
+        plots.append(_img(figure, "energy per phase"))
     if m.steps.count and m.steps.energy_j:
         plots.append(_img(step_energy_figure(m), "energy per step"))
     if plots:
         parts += ["<h2>Plots</h2>", *plots]
     if m.phases:
-        parts += ["<h2>Phases</h2>", _table(PHASE_COLUMNS, phase_rows(m))]
+        parts += ["<h2>Phases</h2>", _table(PHASE_COLUMNS, phase_rows(m, phase_depth, top_phases))]
+        hidden = hidden_phases_note(
+            select_phases(m, phase_depth, top_phases), phase_depth, top_phases
+        )
+        if hidden:
+            parts.append(f'<p class="meta">{escape(hidden)}: every phase is in the JSON and '
+                         "CSV exports (<code>greenai export</code>).</p>")  # fmt: skip
     notes = all_notes(m)
     if notes:
         items = "".join(f"<li>{escape(n)}</li>" for n in notes)

@@ -14,7 +14,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from greenai.report.frames import method_label, methods_tag, ordered_phases
+from greenai.report.frames import (
+    PHASE_DEPTH,
+    TOP_PHASES,
+    hidden_phases_note,
+    method_label,
+    methods_tag,
+    select_phases,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,7 +30,9 @@ if TYPE_CHECKING:
     from greenai.measurement import Measurement
 
 __all__ = [
+    "MAX_SHADED_PHASES",
     "MAX_SPANS",
+    "distinct_colours",
     "figure_to_png",
     "phase_energy_figure",
     "power_figure",
@@ -33,7 +42,28 @@ __all__ = [
 MAX_SPANS = 500
 """Most phase spans shaded on a power plot; beyond it neighbours merge, then shading stops."""
 
+MAX_SHADED_PHASES = 8
+"""Top-level phases shaded in their own colour on a power plot; beyond, the rest share grey."""
+
 _SHADES = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
+_OTHER_SHADE = "#9e9e9e"
+# matplotlib's Set1 without its grey, blue and orange last (the first devices' line colours):
+# vivid enough to read at 20% opacity under the lines
+_PHASE_SHADES = ("#4daf4a", "#984ea3", "#e41a1c", "#a65628", "#f781bf", "#ffff33", "#377eb8",
+                 "#ff7f00")  # fmt: skip
+
+
+def distinct_colours(n: int) -> list[str]:
+    """``n`` colours, none repeated: tab10 up to 10, tab20 up to 20, then a sampled map."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if n <= 10:
+        return [to_hex(c) for c in colormaps["tab10"].colors[:n]]  # type: ignore[attr-defined]
+    if n <= 20:
+        return [to_hex(c) for c in colormaps["tab20"].colors[:n]]  # type: ignore[attr-defined]
+    cmap = colormaps["turbo"]
+    return [to_hex(cmap(0.05 + 0.9 * i / (n - 1))) for i in range(n)]
 
 
 def _figure(width: float = 8.0, height: float = 4.0) -> tuple[Figure, Axes]:
@@ -100,20 +130,32 @@ def power_figure(
     if timeline.empty:
         _empty(ax, "no power readings (no energy source was measured)")
         return fig
-    for device, rows in timeline.groupby("device", sort=True):
+    groups = list(timeline.groupby("device", sort=True))
+    for (device, rows), colour in zip(groups, distinct_colours(len(groups)), strict=True):
         method = str(rows["method"].iloc[0])
-        ax.plot(rows["t_s"], rows["power_w"], lw=1.2, label=f"{device} ({method_label(method)})")
+        label = f"{device}: {method_label(method)}"
+        ax.plot(rows["t_s"], rows["power_w"], lw=1.2, color=colour, label=label)
     handles, _ = ax.get_legend_handles_labels()
     note = None
     if phase_spans is not None and not phase_spans.empty:
         t_end = float(timeline["t_s"].max())
         spans, note = _top_level_spans(phase_spans, t_end, max_spans)
-        colours: dict[str, str] = {}
+        # the phases that take the most time get a colour each; the rest share a grey
+        time_in: dict[str, float] = {}
+        for name, a, b in spans:
+            time_in[name] = time_in.get(name, 0.0) + (b - a)
+        ranked = sorted(time_in, key=lambda n: -time_in[n])
+        named = ranked if len(ranked) <= MAX_SHADED_PHASES else ranked[: MAX_SHADED_PHASES - 1]
+        colours = dict(zip(named, _PHASE_SHADES, strict=False))
         for i, (name, a, b) in enumerate(spans):
-            colour = colours.setdefault(name, _SHADES[len(colours) % len(_SHADES)])
+            colour = colours.get(name, _OTHER_SHADE)
             # alternate the shade so back-to-back spans of one phase stay distinct
             ax.axvspan(a, b, color=colour, alpha=0.10 if i % 2 else 0.20, lw=0)
-        handles += [Patch(color=c, alpha=0.3, label=f"phase {n}") for n, c in colours.items()]
+        order = [n for n in dict.fromkeys(name for name, _, _ in spans) if n in colours]
+        handles += [Patch(color=colours[n], alpha=0.3, label=f"phase {n}") for n in order]
+        if len(named) < len(ranked):
+            others = len(ranked) - len(named)
+            handles.append(Patch(color=_OTHER_SHADE, alpha=0.3, label=f"{others} other phases"))
     if note:
         ax.text(0.01, 0.02, note, transform=ax.transAxes, fontsize=8, color="0.3")
     ax.set_xlabel("time since start (s)")
@@ -124,9 +166,17 @@ def power_figure(
     return fig
 
 
-def phase_energy_figure(m: Measurement) -> Figure:
-    """Energy (J) per phase as horizontal bars with ±uncertainty error bars."""
-    phases = [p for p in ordered_phases(m) if p.energy_j is not None]
+def phase_energy_figure(
+    m: Measurement, *, max_depth: int | None = PHASE_DEPTH, top: int | None = TOP_PHASES
+) -> Figure:
+    """Energy (J) per phase as horizontal bars with ±uncertainty error bars.
+
+    Shows phases at most ``max_depth`` deep (0: top level only), the ``top`` with the most
+    energy (None: no limit); a note under the title counts what is left out. Bars start at
+    zero and the axis never goes below it (an error bar wider than its bar is cut there).
+    """
+    chosen = select_phases(m, max_depth, top)
+    phases = [p for p in chosen.shown if p.energy_j is not None]
     fig, ax = _figure(10.0, max(2.5, 0.4 * len(phases) + 1.5))
     ax.set_title(f"Energy per phase {methods_tag(m.methods)}")
     if not phases:
@@ -135,13 +185,18 @@ def phase_energy_figure(m: Measurement) -> Figure:
     labels = [p.name for p in phases]
     energy = [p.energy_j or 0.0 for p in phases]
     errors = [p.uncertainty_j or 0.0 for p in phases]
+    low = [min(u, e) for e, u in zip(energy, errors, strict=True)]  # never below zero
     colours = [_SHADES[min(p.name.count("/"), len(_SHADES) - 1)] for p in phases]
     y = list(range(len(phases)))
-    ax.barh(y, energy, xerr=errors, color=colours, capsize=3, alpha=0.85)
+    ax.barh(y, energy, xerr=[low, errors], color=colours, capsize=3, alpha=0.85)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
+    ax.set_xlim(left=0)
     ax.set_xlabel("energy (J), error bars: ±95% uncertainty")
     ax.grid(axis="x", alpha=0.3)
+    if chosen.hidden:
+        ax.text(0.99, 0.01, hidden_phases_note(chosen, max_depth, top), transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=8, color="0.3")  # fmt: skip
     return fig
 
 
@@ -156,7 +211,7 @@ def step_energy_figure(m: Measurement) -> Figure:
     x = list(range(1, len(s.energy_j) + 1))
     ax.plot(x, s.energy_j, marker="o" if len(x) <= 50 else None, ms=3, lw=1.2, label="energy")
     if s.uncertainty_j and len(s.uncertainty_j) == len(s.energy_j):
-        low = [e - u for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
+        low = [max(e - u, 0.0) for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
         high = [e + u for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
         ax.fill_between(x, low, high, alpha=0.2, lw=0, label="±95% uncertainty")
         ax.legend(fontsize=8, loc="lower right")

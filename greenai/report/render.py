@@ -17,7 +17,15 @@ from rich.table import Table
 from rich.text import Text
 
 from greenai.errors import ConfigError
-from greenai.report.frames import efficiency_rows, format_number, summary_frame
+from greenai.report.frames import (
+    PHASE_DEPTH,
+    TOP_PHASES,
+    efficiency_rows,
+    format_number,
+    hidden_phases_note,
+    select_phases,
+    summary_frame,
+)
 from greenai.report.html_page import render_html
 from greenai.report.sections import (
     DEVICE_COLUMNS,
@@ -39,8 +47,18 @@ Format = Literal["text", "md", "html", "json", "csv"]
 FORMATS: tuple[str, ...] = ("text", "md", "html", "json", "csv")
 
 
-def render_text(m: Measurement, width: int = 100, *, color: bool = False) -> str:
-    """A text report (rich tables); ANSI colour codes only when ``color`` is true."""
+def render_text(
+    m: Measurement,
+    width: int = 100,
+    *,
+    color: bool = False,
+    phase_depth: int | None = PHASE_DEPTH,
+    top_phases: int | None = TOP_PHASES,
+) -> str:
+    """A text report (rich tables); ANSI colour codes only when ``color`` is true.
+
+    ``phase_depth`` and ``top_phases`` choose the phases shown, as in :func:`render_html`.
+    """
     console = Console(
         record=True,
         width=width,
@@ -52,8 +70,12 @@ def render_text(m: Measurement, width: int = 100, *, color: bool = False) -> str
     console.print()
     console.print(_rich_table("How measured", DEVICE_COLUMNS, device_rows(m), "no device"))
     console.print(_rich_table("Figures", ("figure", "value"), efficiency_rows(m), ""))
-    console.print(_rich_table("Phases", PHASE_COLUMNS, phase_rows(m), "no phases"))
+    rows = phase_rows(m, phase_depth, top_phases)
+    console.print(_rich_table("Phases", PHASE_COLUMNS, rows, "no phases"))
     notes = all_notes(m)
+    hidden = _hidden(m, phase_depth, top_phases)
+    if hidden:
+        notes.insert(0, hidden)
     if notes:
         console.print("Notes")
         for note in notes:
@@ -84,15 +106,24 @@ def _md_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list
     return lines
 
 
+def _hidden(m: Measurement, phase_depth: int | None, top_phases: int | None) -> str:
+    note = hidden_phases_note(select_phases(m, phase_depth, top_phases), phase_depth, top_phases)
+    return note and note + ": every phase is in the JSON and CSV exports"
+
+
 def render_markdown(
     m: Measurement,
     timeline: pd.DataFrame | None = None,
     phase_spans: pd.DataFrame | None = None,
+    *,
+    phase_depth: int | None = PHASE_DEPTH,
+    top_phases: int | None = TOP_PHASES,
 ) -> str:
     """A markdown report: header, how measured, figures, phases, power summary, notes.
 
     ``timeline`` adds a per-device power summary (markdown carries no images);
-    ``phase_spans`` is accepted for symmetry with :func:`render_html`.
+    ``phase_spans`` is accepted for symmetry with :func:`render_html`; ``phase_depth`` and
+    ``top_phases`` choose the phases shown, as there.
     """
     del phase_spans  # the spans only matter to the power plot
     lines = [f"# {_md_cell(m.name)}", "", f"*{_md_cell(header_line(m))}*", ""]
@@ -102,7 +133,10 @@ def render_markdown(
     lines += _md_table(("figure", "value"), efficiency_rows(m))
     if m.phases:
         lines += ["", "## Phases", ""]
-        lines += _md_table(PHASE_COLUMNS, phase_rows(m))
+        lines += _md_table(PHASE_COLUMNS, phase_rows(m, phase_depth, top_phases))
+        hidden = _hidden(m, phase_depth, top_phases)
+        if hidden:
+            lines += ["", f"*{_md_cell(hidden)}*"]
     if timeline is not None and not timeline.empty:
         lines += ["", "## Power", ""]
         rows = [
@@ -128,21 +162,27 @@ def export(
     path: str | Path | None = None,
     timeline: pd.DataFrame | None = None,
     phase_spans: pd.DataFrame | None = None,
+    *,
+    phase_depth: int | None = PHASE_DEPTH,
+    top_phases: int | None = TOP_PHASES,
 ) -> str:
     """Render ``m`` as ``fmt`` (text, md, html, json or csv); write it to ``path`` if given.
 
     ``csv`` is the one-row summary frame; ``json`` is ``m.to_json(indent=2)``, which
-    :meth:`Measurement.from_dict` reads back. Returns the rendered text.
+    :meth:`Measurement.from_dict` reads back (every phase). ``phase_depth`` and
+    ``top_phases`` choose the phases the text, md and html reports show (see
+    :func:`render_html`). Returns the rendered text.
 
     Raises:
         ConfigError: ``fmt`` is not one of :data:`FORMATS`.
     """
+    phases = {"phase_depth": phase_depth, "top_phases": top_phases}
     if fmt == "text":
-        text = render_text(m)
+        text = render_text(m, phase_depth=phase_depth, top_phases=top_phases)
     elif fmt == "md":
-        text = render_markdown(m, timeline, phase_spans)
+        text = render_markdown(m, timeline, phase_spans, **phases)
     elif fmt == "html":
-        text = render_html(m, timeline, phase_spans)
+        text = render_html(m, timeline, phase_spans, **phases)
     elif fmt == "json":
         text = m.to_json(indent=2)
     elif fmt == "csv":

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from greenai.report.frames import MISSING, format_number, method_label, ordered_phases
+from greenai.report.frames import (
+    MISSING,
+    format_number,
+    method_label,
+    ordered_phases,
+    select_phases,
+)
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -49,10 +55,19 @@ def device_rows(m: Measurement) -> list[tuple[str, ...]]:
     return rows
 
 
-def phase_rows(m: Measurement) -> list[tuple[str, ...]]:
-    """One row of strings per phase, nested phases indented, in :data:`PHASE_COLUMNS` order."""
+def phase_rows(
+    m: Measurement, max_depth: int | None = None, top: int | None = None
+) -> list[tuple[str, ...]]:
+    """One row of strings per phase, in :data:`PHASE_COLUMNS` order.
+
+    With ``max_depth`` or ``top``, only the phases :func:`~greenai.report.frames.select_phases`
+    keeps (say what is left out with :func:`~greenai.report.frames.hidden_phases_note`).
+    """
     rows: list[tuple[str, ...]] = []
-    for p in ordered_phases(m):
+    shown = ordered_phases(m) if max_depth is None and top is None else (
+        select_phases(m, max_depth, top).shown
+    )  # fmt: skip
+    for p in shown:
         if p.energy_j is None:
             energy = MISSING + " (no energy source)"
         else:

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from greenai.bench.compare import compare, compare_files, stored_run_notes
+from greenai.bench.compare import bench_comparisons, compare, compare_files, stored_run_notes
+from greenai.cli import main
 from greenai.errors import ConfigError
 
 
@@ -78,7 +80,7 @@ def test_files(tmp_path: Path) -> None:
     b.write_text(json.dumps(_doc("b", 1.5)))
     bad.write_text(json.dumps({"benchmarks": []}))
     text = compare_files([str(a), str(b)])
-    assert "gemm-bf16-512" in text and "1.5" in text
+    assert "gemm-bf16-512" in text and "0.667" in text  # J/TFLOP: B/A = 1/1.5
     with pytest.raises(ConfigError, match="not a greenai bench result"):
         compare_files([str(a), str(bad)])
     with pytest.raises(ConfigError, match="cannot read"):
@@ -137,3 +139,40 @@ def test_failed_workloads_are_not_compared() -> None:
     b["results"][0].update(status="failed", reason="OOM", tflops_per_s=None, j_per_tflop=None)
     (row,), _ = compare(_doc("a"), b)
     assert row["status"] == "failed in B" and row["speed_b_over_a"] is None
+
+
+def test_bench_files_compare_per_workload_with_uncertainty_and_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_doc, b_doc = _doc("a"), _doc("b", 1.25)
+    for doc, energy in ((a_doc, 100.0), (b_doc, 80.0)):
+        doc["results"][0].update(energy_j=energy, uncertainty_j=0.02 * energy, steps=10,
+                                 duration_s=2.0 / (1.25 if energy == 80.0 else 1.0))  # fmt: skip
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(a_doc))
+    b.write_text(json.dumps(b_doc))
+    text = compare_files([str(a), str(b)])
+    assert "B relative to A: gemm-bf16-512" in text
+    assert "B uses 20% ± 2.3% less energy per TFLOP" in text
+    assert "B takes 20% less time per step" in text
+    assert "J/sample" in text and "within uncertainty" in text  # 0.5 J/sample both
+    doc = json.loads(compare_files([str(a), str(b)], "json"))
+    (c,) = doc["comparisons"]
+    assert c["subject"] == "gemm-bf16-512" and c["a"]["machine"].endswith("[a]")
+    tflop = next(ch for ch in c["changes"] if ch["figure"] == "J/TFLOP")
+    assert tflop["ratio"] == pytest.approx(0.8)
+    assert tflop["ratio_uncertainty"] == pytest.approx(0.8 * math.hypot(0.02, 0.02))
+    lines = compare_files([str(a), str(b)], "csv").splitlines()
+    assert lines[0].startswith("subject,a,b,figure") and len(lines) == 4
+    assert main(["compare", str(a), str(b), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["comparisons"][0]["subject"] == "gemm-bf16-512"
+
+
+def test_bench_workloads_that_cannot_be_compared_say_why(tmp_path: Path) -> None:
+    b = _doc("b")
+    b["results"][0]["params"] = {"m": 1, "n": 512, "k": 512}
+    comparisons, _ = bench_comparisons(["a", "b"], _doc("a"), b)
+    assert all(ch.verdict == "not comparable (sizes differ)" for ch in comparisons[0].changes)
+    b["results"][0]["duration_s"] = "fast"
+    with pytest.raises(ConfigError, match="duration_s 'fast', not a number"):
+        bench_comparisons(["a", "b"], _doc("a"), b)

@@ -20,6 +20,8 @@ def _chromium() -> str | None:
 def test_html_renders_in_headless_chromium(run, tmp_path) -> None:
     chromium = _chromium()
     if chromium is None:
+        if os.environ.get("CI"):  # .ci/run installs it: a missing browser is a CI failure
+            pytest.fail("chromium is not installed, and CI is set (apt-get install -y chromium)")
         pytest.skip("chromium is not installed")
     page = tmp_path / "report.html"
     page.write_text(render_html(run.measurement, run.timeline, run.phase_spans), "utf-8")

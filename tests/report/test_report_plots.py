@@ -37,7 +37,7 @@ def test_power_figure_labels(run) -> None:
     assert ax.get_xlabel() == "time since start (s)"
     assert ax.get_ylabel() == "power (W)"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "gpu0 (measured (counter))" in legend
+    assert "gpu0: measured (counter)" in legend
     assert "phase epoch" in legend
     figure_to_png(fig)
 

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import greenai
+from greenai.cli import main
+from greenai.measurement import Measurement
+from greenai.report.compare import (
+    FIGURES,
+    Side,
+    change,
+    compare_measurements,
+    comparisons_csv,
+    comparisons_json,
+    difference_with_uncertainty,
+    ratio_with_uncertainty,
+    render_comparisons,
+    verdict,
+)
+from greenai.store import RunStore
+from greenai.testing import FakeClock, FakeGPU
+
+SPECS = {f.key: f for f in FIGURES}
+
+
+def test_ratio_and_difference_combine_independent_errors_in_quadrature() -> None:
+    r, u = ratio_with_uncertainty(100.0, 3.0, 77.0, 4.0 * 0.77)
+    assert r == pytest.approx(0.77)
+    assert u == pytest.approx(0.77 * math.hypot(0.03, 0.04))
+    d, ud = difference_with_uncertainty(100.0, 3.0, 77.0, 4.0)
+    assert (d, ud) == (pytest.approx(-23.0), pytest.approx(5.0))
+    with pytest.raises(ValueError, match="zero"):
+        ratio_with_uncertainty(0.0, 0.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        difference_with_uncertainty(1.0, -1.0, 1.0, 0.0)
+
+
+def test_verdicts_say_less_more_times_or_within_uncertainty() -> None:
+    per_sample = SPECS["j_per_sample"]
+    assert verdict(per_sample, 0.77, 0.04) == "B uses 23% ± 4.0% less energy per sample"
+    assert verdict(SPECS["energy"], 1.5, 0.1) == "B uses 50% ± 10% more energy"
+    assert verdict(SPECS["time"], 2.5, 0.0) == "B takes 2.5 times the time of A"
+    assert verdict(SPECS["co2e"], 0.97, 0.08) == "within uncertainty: B −3.0% ± 8.0% CO2e"
+    assert verdict(SPECS["time"], 1.0, 0.0) == "B takes the same time as A"
+
+
+def test_change_explains_a_missing_figure_and_an_unknown_uncertainty() -> None:
+    missing = change("j_per_sample", (None, None, "no step(samples=) calls"), (1.0, 0.1, ""))
+    assert missing.ratio is None and "A: no step(samples=) calls" in missing.verdict
+    unknown = change("j_per_tflop", (100.0, None, ""), (50.0, 1.0, ""))
+    assert unknown.ratio == 0.5 and unknown.ratio_uncertainty is None
+    assert unknown.verdict.endswith("(uncertainty unknown)")
+
+
+def _job(power_w: float, steps: int, samples: int, seconds: float = 1.0) -> Measurement:
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=power_w, noise_w=0.0, sensor_noise_w=0.0, clock=clock)
+    with greenai.track("train", devices=[gpu], clock=clock, country="FRA") as job:
+        for _ in range(steps):
+            clock.advance(seconds)
+            job.step(samples=samples)
+        job.add_flops(1e12 * steps)
+    return job.result
+
+
+def test_compare_two_runs_gives_ratio_difference_and_verdict_per_figure() -> None:
+    a, b = _job(300.0, 10, 32), _job(150.0, 10, 32, seconds=1.2)  # B: 0.6x energy, 1.2x time
+    side_a = Side("A", "r1", "train", "completed", a.methods, host="h", command="python a.py")
+    side_b = Side("B", "r2", "train", "completed", b.methods, host="h", command="python b.py")
+    c = compare_measurements(side_a, a, side_b, b)
+    by = {ch.figure: ch for ch in c.changes}
+    assert set(by) == {"energy", "J/sample", "J/TFLOP", "time", "CO2e"}
+    energy = by["energy"]
+    assert energy.ratio == pytest.approx(0.6, rel=0.02)
+    assert energy.difference == pytest.approx((b.energy_j or 0) - (a.energy_j or 0))
+    assert energy.ratio_uncertainty == pytest.approx(
+        0.6 * math.hypot(a.uncertainty_j / a.energy_j, b.uncertainty_j / b.energy_j),  # type: ignore[operator]
+        rel=0.05,
+    )
+    assert energy.verdict.startswith("B uses 40%") and "less energy" in energy.verdict
+    assert by["J/sample"].ratio == pytest.approx(0.6, rel=0.02)
+    assert "less energy per sample" in by["J/sample"].verdict
+    assert "less energy per TFLOP" in by["J/TFLOP"].verdict
+    assert by["time"].verdict == "B takes 20% more time"
+    assert "less CO2e" in by["CO2e"].verdict
+
+    text = render_comparisons([c])
+    needles = ("A: r1  train (completed)", "measured by: measured (counter)",
+               "command: python b.py", "B/A", "verdict:", "less energy per sample")  # fmt: skip
+    assert all(n in text for n in needles), text
+    doc = json.loads(comparisons_json([c], ["a note"]))
+    assert doc["notes"] == ["a note"] and doc["comparisons"][0]["b"]["id"] == "r2"
+    assert {ch["figure"] for ch in doc["comparisons"][0]["changes"]} == set(by)
+    rows = list(csv.DictReader(io.StringIO(comparisons_csv([c]))))
+    assert [r["figure"] for r in rows] == [ch.figure for ch in c.changes]
+    assert float(rows[0]["ratio"]) == pytest.approx(energy.ratio)
+
+
+def test_same_energy_is_within_uncertainty_and_model_runs_are_flagged() -> None:
+    a, b = _job(300.0, 5, 8), _job(300.0, 5, 8)
+    c = compare_measurements(Side("A", "1", "x"), a, Side("B", "2", "x"), b)
+    assert next(ch for ch in c.changes if ch.figure == "energy").verdict.startswith(
+        "within uncertainty"
+    )
+    model = Side("B", "2", "x", methods=("model",))
+    notes = compare_measurements(Side("A", "1", "x", methods=("counter",)), a, model, b).notes
+    assert any("obtained differently" in n for n in notes)
+    assert any("not measured" in n for n in notes)
+
+
+def test_a_run_without_measurement_or_energy_is_not_comparable() -> None:
+    c = compare_measurements(Side("A", "1", "x", status="running"), None, Side("B", "2", "x"),
+                             _job(100.0, 2, 4))  # fmt: skip
+    assert all(ch.ratio is None for ch in c.changes)
+    assert "no measurement yet" in c.changes[0].verdict
+    assert any("running" in n for n in c.notes)
+
+
+def test_csv_cells_that_look_like_formulas_are_quoted() -> None:
+    a = _job(100.0, 2, 4)
+    c = compare_measurements(Side("A", "=cmd()", "x"), a, Side("B", "2", "x"), a)
+    assert "'=cmd()" in comparisons_csv([c])
+
+
+def test_cli_compare_stored_runs_as_text_json_and_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    for power_w in (300.0, 200.0):
+        clock = FakeClock()
+        gpu = FakeGPU(power_w=power_w, noise_w=0.0, sensor_noise_w=0.0, clock=clock)
+        meta = {"command": f"python train.py --power {power_w:g}", "lr": 0.1}
+        with greenai.track("train", devices=[gpu], clock=clock, store=db, meta=meta) as job:
+            for _ in range(4):
+                clock.advance(1.0)
+                job.step(samples=16)
+    with RunStore(db) as store:
+        ids = list(store.runs()["id"])[::-1]  # oldest first: A is the 300 W run
+    assert main(["compare", *ids, "--store", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "command: python train.py --power 200" in text and "lr=0.1" in text
+    assert "B uses 33%" in text and "less energy per sample" in text
+    assert main(["compare", *ids, "--store", str(db), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    energy = doc["comparisons"][0]["changes"][0]
+    assert energy["figure"] == "energy" and energy["ratio"] == pytest.approx(2 / 3, rel=0.02)
+    assert main(["compare", *ids, "--store", str(db), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 5 and rows[0]["a"] == ids[0]
+    assert main(["compare", ids[0], "--store", str(db)]) == 2
+    assert "two runs" in capsys.readouterr().err

@@ -205,6 +205,7 @@ class Tracker:
             None if flops_per_step is None else (float(flops_per_step), float(flops_per_step))
         )
         self._flop_caches: dict[tuple[bool, bool], Any] = {}
+        self._uncounted: dict[str, int] = {}  # matrix ops the FLOP counter has no formula for
         self._dtype: Any = dtype
         self._clock: Clock = clock or SYSTEM_CLOCK
         self._now = self._clock.now
@@ -588,6 +589,8 @@ class Tracker:
                 backward=backward, causal=causal
             )
         count = cache(model, *inputs, **kwargs)
+        for op, n in getattr(count, "uncounted", {}).items():
+            self._uncounted[op] = max(self._uncounted.get(op, 0), n)
         if per_step:
             self._flops_per_step = (float(count.nominal), float(count.executed))
         else:
@@ -781,10 +784,11 @@ class Tracker:
         idle_all = [d.idle_power_w for d in devices if d.idle_power_w is not None]
         idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
         mfu = flops / duration / peak if flops and peak and duration > 0 else None
-        if mfu is not None and mfu > 1.0:
-            notes.append(
-                f"MFU {mfu:.2f} is above 1: the FLOPs or the dtype ({self._dtype}) are wrong"
-            )
+        from greenai.flops import mfu_note, uncounted_note
+
+        for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
+            if note is not None:
+                notes.append(note)
         return Measurement(
             name=self.name,
             status=status,  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ def test_running_job_is_checkpointed_then_finished(tmp_path: Path) -> None:
     # three checkpoints each appended only their new rows: every reading once, none lost
     assert not live.timeline.duplicated(["device", "t_s"]).any()
     n = len(live.timeline)
-    assert n >= 29 and list(live.timeline["t_s"]) == list(job.timeline()["t_s"][:n])
+    # rows are stored once settled (a counter update or two behind the last reading)
+    assert n >= 25 and list(live.timeline["t_s"]) == list(job.timeline()["t_s"][:n])
     result = job.stop()
     assert live.measurement.steps.count == 29  # the checkpoint at 3.0 s precedes step 30
     with RunStore(db) as store:

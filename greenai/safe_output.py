@@ -48,9 +48,11 @@ def csv_cell(value: Any) -> Any:
 
 def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells are :func:`csv_cell`-safe (numbers untouched)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
     out: pd.DataFrame = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
+        if is_object_dtype(out[column]) or is_string_dtype(out[column]):
             out[column] = out[column].map(csv_cell)
     out.columns = [csv_cell(str(c)) for c in out.columns]
     return out

@@ -76,6 +76,13 @@ class Steps:
         self._begun = True
         self._bar.update(self._task, description=label)
 
+    def finish(self) -> None:
+        """The last unit is done too."""
+        if self._bar is not None and self._begun:
+            self._bar.advance(self._task, 1)
+            self._begun = False
+            self._bar.refresh()
+
     def note(self, text: str) -> None:
         """A line printed above the bar (or as is where no bar is drawn)."""
         if self._bar is None:
@@ -111,4 +118,6 @@ def steps(total: int | None, description: str, *, stream: TextIO | None = None) 
     bar = Progress(*columns, TimeElapsedColumn(), console=Console(file=stream), transient=True)
     with bar:
         task = bar.add_task(description, total=total)
-        yield Steps(bar, task, stream)
+        done = Steps(bar, task, stream)
+        yield done
+        done.finish()

@@ -258,3 +258,24 @@ def test_compress_out_is_checked_before_the_sweep(
     assert main(argv) == 2
     one_line_error(capsys, "--out", words)
     assert capsys.readouterr().out == ""  # no sweep table: nothing ran
+
+
+@pytest.mark.parametrize("command", ["runs", "report", "run"])
+def test_another_applications_database_as_store_is_one_line_and_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    app = tmp_path / "app.db"
+    with closing(sqlite3.connect(app)) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.execute("INSERT INTO users VALUES ('ada')")
+        conn.commit()
+    before = app.read_bytes()
+    argv = [command, "--store", str(app)] + (
+        ["--", sys.executable, "-c", "1"] if command == "run" else []
+    )
+    assert main(argv) == 2
+    one_line_error(capsys, "another application", "users")
+    assert app.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]

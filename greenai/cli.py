@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -92,10 +93,11 @@ def _write_html(store_spec: str | None, run_id: str) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from greenai.runner import run_command
 
+    stored: list[str] = []
     code, result = run_command(
         args.cmd,
         name=args.name,
-        announce=True,
+        on_stored=lambda run_id, path: stored.append(f"  stored as run {run_id} in {path}"),
         store=args.store or True,
         period_s=args.period,
         checkpoint_s=args.checkpoint,
@@ -107,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
     )
-    print(terminal_text(summary(result)), file=sys.stderr)
+    print(terminal_text("\n".join([summary(result), *stored])), file=sys.stderr)
     return code
 
 
@@ -517,8 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:
         _drop_stdout()
-        where = f" {exc.filename}" if exc.filename else ""
-        return _fail(f"cannot read or write{where}: {exc.strerror or exc}")
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+        where = exc.filename or ("the output" if full else None)
+        what = "cannot write" if full else "cannot read or write"
+        return _fail(f"{what}{f' {where}' if where else ''}: {exc.strerror or exc}")
     except RecursionError:
         return _fail(
             "the input is nested too deeply to read (a JSON file thousands of levels deep?)"

@@ -7,7 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,14 +24,14 @@ def run_command(
     name: str | None = None,
     prometheus_port: int | None = None,
     prometheus_addr: str = "127.0.0.1",
-    announce: bool = False,
+    on_stored: Callable[[str, Path], None] | None = None,
     **options: Any,
 ) -> tuple[int, Measurement]:
     """Run ``argv`` under a tracker; return its exit code (128+N if killed by signal N).
 
     The run is named after the script (``python train.py`` → ``train.py``, ``python -m
     pkg.mod`` → ``pkg.mod``) unless ``name`` is given; with a store, the command and its
-    exit code are recorded with it, and ``announce`` prints its id on stderr.
+    exit code are recorded with it, and ``on_stored(run_id, store_path)`` is called.
 
     Signals: Ctrl-C and SIGTERM reach the command once and the run is then
     ``interrupted``. In a terminal the command shares greenai's foreground process group,
@@ -70,7 +70,9 @@ def run_command(
         if exporter is not None:
             exporter.stop()
     if store is not None and tracker.run_id is not None:
-        _record_outcome(store.path, tracker.run_id, command, code, announce)
+        _record_outcome(store.path, tracker.run_id, command, code)
+        if on_stored is not None:
+            on_stored(tracker.run_id, store.path)
     return code, result
 
 
@@ -100,8 +102,8 @@ def command_name(argv: Sequence[str]) -> str:
     return program
 
 
-def _record_outcome(path: Path, run_id: str, command: str, code: int, announce: bool) -> None:
-    """Store the command and its exit code with the run; print the run's id."""
+def _record_outcome(path: Path, run_id: str, command: str, code: int) -> None:
+    """Store the command and its exit code with the run."""
     from greenai.store import RunStore
 
     try:
@@ -109,8 +111,6 @@ def _record_outcome(path: Path, run_id: str, command: str, code: int, announce: 
             store.record_outcome(run_id, command=command, exit_code=code)
     except GreenAIError as exc:  # the measurement is stored; a lost exit code is a warning
         print(f"greenai: the exit code of run {run_id} was not stored: {exc}", file=sys.stderr)
-    if announce:
-        print(f"greenai: stored as run {run_id} in {path}", file=sys.stderr)
 
 
 def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:

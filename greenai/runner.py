@@ -141,14 +141,13 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
         except OSError as exc:
             tracker.stop(status="failed")
             raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
-        if forwarded and not sent:  # it came while the child was starting
-            sent.append(forwarded[0])
-            proc.send_signal(forwarded[0])
         try:
+            if forwarded and not sent:  # it came while the child was starting
+                sent.append(forwarded[0])
+                proc.send_signal(forwarded[0])
             code = proc.wait()
         except _SecondSignal as again:
-            proc.kill()
-            proc.wait()
+            _kill(proc)
             code = -again.signum
     finally:
         for s, handler in previous.items():
@@ -169,6 +168,17 @@ class _SecondSignal(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command, and what it started when it has a process group of its own."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid != os.getpgrp():
+            os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.kill()
+    proc.wait()
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:

@@ -157,3 +157,49 @@ def test_a_second_ctrl_c_stops_the_command_and_keeps_the_run(tmp_path: Path) -> 
         os.kill(child, 0)  # greenai did not leave the command running
     status, measurement = the_run(tmp_path)
     assert status == "interrupted" and measurement is not None
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, only not yet reaped
+
+
+PARENT = """
+import os, signal, subprocess, sys, time
+ready = sys.argv[1]
+signal.signal(signal.SIGTERM, lambda *a: None)  # stubborn
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(ready, "w") as f:
+    f.write(f"{os.getpid()} {helper.pid}")
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_second_sigterm_stops_the_command_and_what_it_started(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "greenai", "run", "--store", str(tmp_path / "runs.db"), "--",
+         sys.executable, "-c", PARENT, str(ready)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: ready.exists() and len(ready.read_text().split()) == 2)
+        child, helper = (int(x) for x in ready.read_text().split())
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the first is forwarded, and ignored by the command
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    wait_for(lambda: not alive(child) and not alive(helper), timeout=10)
+    status, measurement = the_run(tmp_path)
+    assert status == "interrupted" and measurement is not None

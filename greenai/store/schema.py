@@ -148,6 +148,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     # Without a write-ahead log, every committed row is in the main file: "immutable" reads
     # it without creating the -wal and -shm files that mode=ro would (on a read-only file
     # system they cannot be created at all). A writer's live log is read through mode=ro.
+    # A writer that starts after this check writes to its own new log; the main file only
+    # changes at a checkpoint of that log (1000 pages by default), not during a listing.
     live = Path(f"{path}-wal").exists()
     uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
     try:

@@ -149,7 +149,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     # it without creating the -wal and -shm files that mode=ro would (on a read-only file
     # system they cannot be created at all). A writer's live log is read through mode=ro.
     # A writer that starts after this check writes to its own new log; the main file only
-    # changes at a checkpoint of that log (1000 pages by default), not during a listing.
+    # changes at a checkpoint of that log (every 1000 pages by default), which a short read
+    # rarely overlaps; if one does, the read fails with a StoreError, it never writes.
     live = Path(f"{path}-wal").exists()
     uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
     try:

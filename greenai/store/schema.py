@@ -150,7 +150,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     # system they cannot be created at all). A writer's live log is read through mode=ro.
     # A writer that starts after this check writes to its own new log; the main file only
     # changes at a checkpoint of that log (every 1000 pages by default), which a short read
-    # rarely overlaps; if one does, the read fails with a StoreError, it never writes.
+    # rarely overlaps (then the listing may fail or be off, and needs repeating).
     live = Path(f"{path}-wal").exists()
     uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
     try:

@@ -22,9 +22,9 @@ def run_command(
     argv: Sequence[str],
     *,
     name: str | None = None,
+    on_stored: Callable[[str, Path], None] | None = None,
     prometheus_port: int | None = None,
     prometheus_addr: str = "127.0.0.1",
-    on_stored: Callable[[str, Path], None] | None = None,
     **options: Any,
 ) -> tuple[int, Measurement]:
     """Run ``argv`` under a tracker; return its exit code (128+N if killed by signal N).
@@ -33,13 +33,15 @@ def run_command(
     pkg.mod`` → ``pkg.mod``) unless ``name`` is given; with a store, the command and its
     exit code are recorded with it, and ``on_stored(run_id, store_path)`` is called.
 
-    Signals: Ctrl-C and SIGTERM reach the command once and the run is then
-    ``interrupted``. In a terminal the command shares greenai's foreground process group,
-    so Ctrl-C reaches it from the terminal and is not sent again; elsewhere (a supervisor,
-    CI, a batch job) it runs in its own process group and greenai forwards what it gets,
-    so a signal to greenai's process group reaches the command once too. A second signal
-    stops the wait: the command is killed and the run kept as ``interrupted``. A non-zero
-    exit makes the run ``failed``. ``options`` go to :class:`greenai.Tracker`. With
+    Signals reach the command once. In a terminal the command shares greenai's foreground
+    process group, so Ctrl-C reaches it from the terminal and is not sent again; elsewhere
+    (a supervisor, CI, a batch job) it runs in its own process group and greenai forwards
+    what it gets, so a signal to greenai's process group reaches the command once too. A
+    second signal stops the wait: the command (with its process group, outside a terminal)
+    is killed and the run kept as ``interrupted``.
+
+    Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
+    non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
     ``prometheus_port`` (0: any free port), live power and energy are served for
     Prometheus on ``prometheus_addr`` while the command runs.
 
@@ -54,10 +56,10 @@ def run_command(
         raise ConfigError(
             "nothing to run: give a command after --, e.g. greenai run -- python train.py"
         )
-    command = shlex.join(argv)
-    meta = {"command": command, **(options.pop("meta", None) or {})}
-    store = resolve_store(options.pop("store", None))
-    tracker = Tracker(name or command_name(argv), meta=meta, store=store, **options)
+    name = name or command_name(argv)
+    store = options["store"] = resolve_store(options.get("store"))
+    meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
+    tracker = Tracker(name or Path(argv[0]).name, meta=meta, **options)
     exporter = None
     if prometheus_port is not None:  # started first: a busy port fails before the command
         from greenai.exporters.prometheus import PrometheusExporter
@@ -70,7 +72,7 @@ def run_command(
         if exporter is not None:
             exporter.stop()
     if store is not None and tracker.run_id is not None:
-        _record_outcome(store.path, tracker.run_id, command, code)
+        _record_outcome(store.path, tracker.run_id, shlex.join(argv), code)
         if on_stored is not None:
             on_stored(tracker.run_id, store.path)
     return code, result

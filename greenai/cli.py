@@ -13,10 +13,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from greenai.errors import GreenAIError
-from greenai.safe_output import check_output, csv_safe, cut, terminal_text, write_output
-
-NAME_WIDTH = 40
-"""Listings cut longer run names (and hosts) to this many characters."""
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -93,11 +89,10 @@ def _write_html(store_spec: str | None, run_id: str) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from greenai.runner import run_command
 
-    stored: list[str] = []
     code, result = run_command(
         args.cmd,
         name=args.name,
-        on_stored=lambda run_id, path: stored.append(f"  stored as run {run_id} in {path}"),
+        on_stored=lambda run_id, path: print(f"greenai: run {run_id} in {path}", file=sys.stderr),
         store=args.store or True,
         period_s=args.period,
         checkpoint_s=args.checkpoint,
@@ -109,11 +104,17 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
     )
-    print(terminal_text("\n".join([summary(result), *stored])), file=sys.stderr)
+    print(summary(result), file=sys.stderr)
     return code
 
 
+NAME_WIDTH = 40
+"""Listings cut longer run names (and hosts) to this many characters."""
+
+
 def _runs(args: argparse.Namespace) -> int:
+    from greenai.safe_output import csv_safe, cut, terminal_text
+
     store = _store(args.store)
     try:
         frame = store.runs(
@@ -151,6 +152,7 @@ def _stored_run(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def _report(args: argparse.Namespace) -> int:
     from greenai.report import export
+    from greenai.safe_output import check_output, terminal_text, write_output
 
     output = None if args.output is None else check_output(args.output, "--output")
     run, home = _stored_run(args)
@@ -192,6 +194,7 @@ def run_record(run: Any, fmt: str) -> str:
     made safe for spreadsheets.
     """
     from greenai.report.frames import summary_frame
+    from greenai.safe_output import csv_safe
 
     command = run.command if run.command is not None else run.meta.get("command")
     if fmt == "json":
@@ -226,6 +229,7 @@ def run_record(run: Any, fmt: str) -> str:
 def _printable(m: Any) -> Any:
     """``m`` with control characters dropped from every text in it (for a terminal)."""
     from greenai.measurement import Measurement
+    from greenai.safe_output import terminal_text
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
@@ -247,6 +251,7 @@ def _cannot_write(path: Path, exc: OSError, hint: str) -> GreenAIError:
 
 def _export(args: argparse.Namespace) -> int:
     from greenai.report import export_tables
+    from greenai.safe_output import terminal_text
 
     run, home = _stored_run(args)
     if run.measurement is None:
@@ -323,8 +328,9 @@ def color_enabled(stream: TextIO) -> bool:
 
 
 def summary(result: object) -> str:
-    """A short plain-text summary of a Measurement."""
+    """A short plain-text summary of a Measurement, without control characters."""
     from greenai.measurement import Measurement
+    from greenai.safe_output import terminal_text
 
     assert isinstance(result, Measurement)
     lines = [f"{result.name}: {result.status} in {result.duration_s:.2f} s"]
@@ -387,7 +393,7 @@ def summary(result: object) -> str:
             f"  node {n.host:<14} {n.energy_j:10.1f} J  ranks {list(n.ranks)}" for n in job.nodes
         )
     lines.extend(f"  note: {n}" for n in result.notes)
-    return "\n".join(lines)
+    return terminal_text("\n".join(lines))  # names and notes may hold control characters
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -530,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
+    from greenai.safe_output import terminal_text
+
     print(terminal_text(f"greenai: error: {message}"), file=sys.stderr)
     return 2
 

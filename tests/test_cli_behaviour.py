@@ -66,7 +66,7 @@ def test_greenai_run_names_the_script_prints_the_id_and_keeps_command_and_exit_c
     err = capsys.readouterr().err
     with RunStore(db) as store:
         run = store.get("latest")
-    assert run.name == "train.py" and f"stored as run {run.id}" in err
+    assert run.name == "train.py" and f"greenai: run {run.id} in {db}" in err
     assert run.exit_code == 3 and run.command is not None and run.command.endswith("--lr 3")
     assert main(["report", run.id, "--store", str(db), "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)

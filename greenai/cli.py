@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import math
@@ -108,10 +109,6 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-NAME_WIDTH = 40
-"""Listings cut longer run names (and hosts) to this many characters."""
-
-
 def _runs(args: argparse.Namespace) -> int:
     from greenai.safe_output import csv_safe, cut, terminal_text
 
@@ -130,8 +127,8 @@ def _runs(args: argparse.Namespace) -> int:
         print(terminal_text(csv_safe(frame).to_csv(index=False)), end="")
     elif len(frame):
         shown = frame.assign(
-            name=frame["name"].map(lambda s: cut(str(s), NAME_WIDTH)),
-            host=frame["host"].map(lambda s: cut(str(s), NAME_WIDTH)),
+            name=frame["name"].map(lambda s: cut(str(s), 40)),
+            host=frame["host"].map(lambda s: cut(str(s), 40)),
         )
         print(terminal_text(shown.to_string(index=False)))
     elif stored:
@@ -152,36 +149,48 @@ def _stored_run(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def _report(args: argparse.Namespace) -> int:
     from greenai.report import export
-    from greenai.safe_output import check_output, terminal_text, write_output
 
-    output = None if args.output is None else check_output(args.output, "--output")
     run, home = _stored_run(args)
     if run.measurement is None:
-        print(terminal_text(f"run {run.id} ({run.status}) has no measurement yet"))
+        print(_terminal(f"run {run.id} ({run.status}) has no measurement yet"))
         return 0
+    output = None if args.output is None else _checked(args.output)
+    if args.format in ("json", "csv"):
+        return _print_or_write(run_record(run, args.format), output)
+    if args.format in ("text", "md"):  # names and notes may hold control characters
+        run = dataclasses.replace(run, measurement=_printable(run.measurement))
     if output is None and args.format == "html":
         output = home / "reports" / f"{run.id}.html"
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _cannot_write(output.parent, exc, "give --output FILE") from exc
-    measurement = run.measurement
-    if args.format == "text":
-        measurement = _printable(measurement)
+        output.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "text" and output is None and color_enabled(sys.stdout):
         from greenai.report import render_text
 
-        print(render_text(measurement, color=True))
+        print(render_text(run.measurement, color=True))
         return 0
-    if args.format in ("json", "csv"):
-        text = run_record(run, args.format)
-    else:
-        text = export(measurement, args.format, timeline=run.timeline, phase_spans=run.phase_spans)
-    if output is not None:
-        print(f"wrote {write_output(output, text, '--output')}")
-    else:
-        print(text if args.format in ("json", "html") else terminal_text(text))
+    text = export(
+        run.measurement, args.format, output, timeline=run.timeline, phase_spans=run.phase_spans
+    )
+    print(f"wrote {output}" if output is not None else text)
     return 0
+
+
+def _checked(path: Path) -> Path:
+    from greenai.safe_output import check_output
+
+    return check_output(path, "--output")
+
+
+def _print_or_write(text: str, output: Path | None) -> int:
+    from greenai.safe_output import write_output
+
+    print(f"wrote {write_output(output, text, '--output')}" if output is not None else text)
+    return 0
+
+
+def _terminal(text: str) -> str:
+    from greenai.safe_output import terminal_text
+
+    return terminal_text(text)
 
 
 def run_record(run: Any, fmt: str) -> str:
@@ -191,7 +200,7 @@ def run_record(run: Any, fmt: str) -> str:
     with a ``run`` object: ``id``, ``status``, ``host``, ``started_at``, ``ended_at``,
     ``command``, ``exit_code`` and ``meta``. CSV is the one-row summary with ``run_id``,
     ``host``, ``command``, ``exit_code`` and ``meta`` (JSON text) in front, its text cells
-    made safe for spreadsheets.
+    made safe for spreadsheets and terminals.
     """
     from greenai.report.frames import summary_frame
     from greenai.safe_output import csv_safe
@@ -222,8 +231,7 @@ def run_record(run: Any, fmt: str) -> str:
     }
     for i, (column, value) in enumerate(front.items()):
         frame.insert(i, column, [value] * len(frame), allow_duplicates=True)
-    text: str = csv_safe(frame).to_csv(index=False)
-    return text
+    return _terminal(csv_safe(frame).to_csv(index=False))
 
 
 def _printable(m: Any) -> Any:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
+import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -77,9 +81,10 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _store(spec: str | None) -> Any:
+    """The store, opened read-only: listings and reports never create or change a file."""
     from greenai.store import RunStore
 
-    return RunStore(spec).open()
+    return RunStore(spec, read_only=True).open()
 
 
 def _write_html(store_spec: str | None, run_id: str) -> Path:
@@ -107,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     code, result = run_command(
         args.cmd,
         name=args.name,
+        on_stored=lambda run_id, path: print(f"greenai: run {run_id} in {path}", file=sys.stderr),
         store=args.store or True,
         period_s=args.period,
         checkpoint_s=args.checkpoint,
@@ -162,14 +168,31 @@ def _print_hourly_co2e(series: Any, result: Any, store_spec: str | None) -> None
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from greenai.safe_output import csv_safe, cut, terminal_text
+
     store = _store(args.store)
     try:
         frame = store.runs(
             name=args.name, status=args.status, since=args.since, until=args.until, limit=args.limit
         )
+        filtered = any(v is not None for v in (args.name, args.status, args.since, args.until))
+        stored = len(store.runs(limit=1)) if filtered and not len(frame) else 0
     finally:
         store.close()
-    print(frame.to_string(index=False) if len(frame) else "no runs stored yet")
+    if args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    elif args.format == "csv":
+        print(terminal_text(csv_safe(frame).to_csv(index=False)), end="")
+    elif len(frame):
+        shown = frame.assign(
+            name=frame["name"].map(lambda s: cut(str(s), 40)),
+            host=frame["host"].map(lambda s: cut(str(s), 40)),
+        )
+        print(terminal_text(shown.to_string(index=False)))
+    elif stored:
+        print("no runs match these filters")
+    else:
+        print(f"no runs stored yet in {store.path}")
     return 0
 
 
@@ -189,9 +212,13 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError("--phase-depth and --top-phases must be >= 0")
     run, home = _stored_run(args)
     if run.measurement is None:
-        print(f"run {run.id} ({run.status}) has no measurement yet")
+        print(_terminal(f"run {run.id} ({run.status}) has no measurement yet"))
         return 0
-    output = args.output
+    output = None if args.output is None else _checked(args.output)
+    if args.format in ("json", "csv"):
+        return _print_or_write(run_record(run, args.format), output)
+    if args.format in ("text", "md"):  # names and notes may hold control characters
+        run = dataclasses.replace(run, measurement=_printable(run.measurement))
     if output is None and args.format == "html":
         output = home / "reports" / f"{run.id}.html"
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -213,19 +240,114 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked(path: Path) -> Path:
+    from greenai.safe_output import check_output
+
+    return check_output(path, "--output")
+
+
+def _print_or_write(text: str, output: Path | None) -> int:
+    from greenai.safe_output import write_output
+
+    print(f"wrote {write_output(output, text, '--output')}" if output is not None else text)
+    return 0
+
+
+def _terminal(text: str) -> str:
+    from greenai.safe_output import terminal_text
+
+    return terminal_text(text)
+
+
+def run_record(run: Any, fmt: str) -> str:
+    """A stored run's report as JSON or CSV: its Measurement and which run it is.
+
+    JSON is the Measurement's record (:meth:`~greenai.Measurement.from_dict` reads it back)
+    with a ``run`` object: ``id``, ``status``, ``host``, ``started_at``, ``ended_at``,
+    ``command``, ``exit_code`` and ``meta``. CSV is the one-row summary with ``run_id``,
+    ``host``, ``command``, ``exit_code`` and ``meta`` (JSON text) in front, its text cells
+    made safe for spreadsheets and terminals.
+    """
+    from greenai.report.frames import summary_frame
+    from greenai.safe_output import csv_safe
+
+    command = run.command if run.command is not None else run.meta.get("command")
+    if fmt == "json":
+        record = {
+            "run": {
+                "id": run.id,
+                "status": run.status,
+                "host": run.host,
+                "started_at": run.started_at,
+                "ended_at": run.ended_at,
+                "command": command,
+                "exit_code": run.exit_code,
+                "meta": run.meta,
+            },
+            **run.measurement.to_dict(),
+        }
+        return json.dumps(record, indent=2)
+    frame = summary_frame(run.measurement)
+    front = {
+        "run_id": run.id,
+        "host": run.host,
+        "command": command,
+        "exit_code": run.exit_code,
+        "meta": json.dumps(run.meta, sort_keys=True),
+    }
+    for i, (column, value) in enumerate(front.items()):
+        frame.insert(i, column, [value] * len(frame), allow_duplicates=True)
+    return _terminal(csv_safe(frame).to_csv(index=False))
+
+
+def _printable(m: Any) -> Any:
+    """``m`` with control characters dropped from every text in it (for a terminal)."""
+    from greenai.measurement import Measurement
+    from greenai.safe_output import terminal_text
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return terminal_text(value)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return Measurement.from_dict(clean(m.to_dict()))
+
+
+def _cannot_write(path: Path, exc: OSError, hint: str) -> GreenAIError:
+    from greenai.errors import ConfigError
+
+    return ConfigError(f"cannot write {path}: {exc.strerror or exc}; {hint}")
+
+
 def _export(args: argparse.Namespace) -> int:
     from greenai.report import export_tables
+    from greenai.safe_output import terminal_text
 
     run, home = _stored_run(args)
     if run.measurement is None:
-        print(f"run {run.id} ({run.status}) has no measurement yet")
+        print(terminal_text(f"run {run.id} ({run.status}) has no measurement yet"))
         return 0
     out = args.dir if args.dir is not None else home / "exports" / run.id
-    paths = export_tables(
-        run.measurement, out, args.format, timeline=run.timeline, phase_spans=run.phase_spans
-    )
-    print("\n".join(str(p) for p in paths))
+    if out.exists() and not out.is_dir():
+        raise _not_a_folder(out)
+    try:
+        paths = export_tables(
+            run.measurement, out, args.format, timeline=run.timeline, phase_spans=run.phase_spans
+        )
+    except OSError as exc:
+        raise _cannot_write(out, exc, "give --dir FOLDER") from exc
+    print(terminal_text("\n".join(str(p) for p in paths)))
     return 0
+
+
+def _not_a_folder(path: Path) -> GreenAIError:
+    from greenai.errors import ConfigError
+
+    return ConfigError(f"--dir {path} is a file; give a folder")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -276,8 +398,9 @@ def color_enabled(stream: TextIO) -> bool:
 
 
 def summary(result: object) -> str:
-    """A short plain-text summary of a Measurement."""
+    """A short plain-text summary of a Measurement, without control characters."""
     from greenai.measurement import Measurement
+    from greenai.safe_output import terminal_text
 
     assert isinstance(result, Measurement)
     lines = [f"{result.name}: {result.status} in {result.duration_s:.2f} s"]
@@ -340,12 +463,15 @@ def summary(result: object) -> str:
             f"  node {n.host:<14} {n.energy_j:10.1f} J  ranks {list(n.ranks)}" for n in job.nodes
         )
     lines.extend(f"  note: {n}" for n in result.notes)
-    return "\n".join(lines)
+    return terminal_text("\n".join(lines))  # names and notes may hold control characters
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``greenai``."""
+    from greenai import __version__
+
     parser = argparse.ArgumentParser(prog="greenai", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"greenai {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("devices", help="list the energy sources found and how each is measured")
     p.add_argument("--no-models", action="store_true", help="hide the CPU/memory models")
@@ -353,9 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="measure a command: greenai run [options] -- CMD ARGS...")
     p.add_argument("--name", help="run name (default: the command's name)")
     p.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
-    p.add_argument("--period", type=float, default=None, help="sampling period in seconds")
+    p.add_argument("--period", type=seconds, default=None, help="sampling period in seconds")
     p.add_argument(
-        "--checkpoint", type=float, default=5.0, help="seconds between checkpoints (default 5)"
+        "--checkpoint", type=seconds, default=5.0, help="seconds between checkpoints (default 5)"
     )
     p.add_argument("--pue", type=float, default=1.0)
     p.add_argument("--country", help="ISO alpha-3 grid for CO2e (e.g. FRA, or WORLD)")
@@ -390,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="runs started at or after: ISO date or time, e.g. 2026-11-01")
     p.add_argument("--until", help="runs started at or before: ISO date or time")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.set_defaults(func=_runs)
     p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")
     p.add_argument("run", nargs="?", default="latest")
@@ -460,20 +587,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: where the model is)")
     p.add_argument("--dtype", help="cast model and input, e.g. bfloat16 (default: as built)")
     p.add_argument("--country", default="WORLD", help="ISO alpha-3 grid for CO2e")
-    p.add_argument("--period", type=float, help="sampling period in seconds (windows >= 10)")
+    p.add_argument("--period", type=seconds, help="sampling period in seconds (windows >= 10)")
     p.add_argument("--out", type=Path, help="write the table: .csv, .json, .md or .html")
     p.set_defaults(func=_compress)
     return parser
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds (``inf`` and ``nan`` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds: {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (2 for bad input)."""
+    """Run the command line; returns the exit code (2 for bad input and I/O problems).
+
+    Bad input and I/O problems (an unwritable file, a full disk, input nested too deeply)
+    end in one line on stderr, never a traceback. A reader that closes the pipe early
+    (``greenai runs | head -1``) ends the output silently.
+    """
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a full disk shows here, while it can still be reported
+        return code
     except GreenAIError as exc:
-        print(f"greenai: error: {exc}", file=sys.stderr)
+        return _fail(str(exc))
+    except BrokenPipeError:
+        _drop_stdout()
         return 2
+    except OSError as exc:
+        _drop_stdout()
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+        where = exc.filename or ("the output" if full else None)
+        what = "cannot write" if full else "cannot read or write"
+        return _fail(f"{what}{f' {where}' if where else ''}: {exc.strerror or exc}")
+    except RecursionError:
+        return _fail(
+            "the input is nested too deeply to read (a JSON file thousands of levels deep?)"
+        )
+
+
+def _fail(message: str) -> int:
+    from greenai.safe_output import terminal_text
+
+    print(terminal_text(f"greenai: error: {message}"), file=sys.stderr)
+    return 2
+
+
+def _drop_stdout() -> None:
+    """Discard what stdout still holds when it cannot be written (a closed pipe, a full disk).
+
+    Otherwise Python's own flush at exit fails again and prints a traceback.
+    """
+    try:
+        sys.stdout.flush()
+        return
+    except OSError:
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def progress_enabled(stream: TextIO | None = None) -> bool:
@@ -57,3 +57,67 @@ def progress(
 
 def _ignore(n: int = 1) -> None:
     """``advance`` where no bar is drawn."""
+
+
+class Steps:
+    """What :func:`steps` yields: :meth:`begin` as each unit of work starts, :meth:`note`."""
+
+    def __init__(self, bar: Any, task: Any, stream: TextIO) -> None:
+        self._bar, self._task, self._stream = bar, task, stream
+        self._begun = False
+
+    def begin(self, label: str) -> None:
+        """The next unit starts: the previous one counts as done; ``label`` is shown."""
+        if self._bar is None:
+            print(f"{label} ...", file=self._stream, flush=True)
+            return
+        if self._begun:
+            self._bar.advance(self._task, 1)
+        self._begun = True
+        self._bar.update(self._task, description=label)
+
+    def finish(self) -> None:
+        """The last unit is done too."""
+        if self._bar is not None and self._begun:
+            self._bar.advance(self._task, 1)
+            self._begun = False
+            self._bar.refresh()
+
+    def note(self, text: str) -> None:
+        """A line printed above the bar (or as is where no bar is drawn)."""
+        if self._bar is None:
+            print(text, file=self._stream, flush=True)
+        else:
+            self._bar.console.print(text, markup=False, highlight=False)
+
+
+@contextmanager
+def steps(total: int | None, description: str, *, stream: TextIO | None = None) -> Iterator[Steps]:
+    """A bar over ``total`` named units of work (``None``: unknown, an elapsed-time spinner).
+
+    On a terminal the bar shows the unit running, how many are done and the time spent;
+    elsewhere (a log file, CI, ``GREENAI_NO_PROGRESS``) each unit's label and each note
+    are printed as lines instead.
+    """
+    stream = sys.stderr if stream is None else stream
+    if not progress_enabled(stream):
+        yield Steps(None, None, stream)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TimeElapsedColumn,
+    )
+
+    columns: list[Any] = [SpinnerColumn(), "[progress.description]{task.description}", BarColumn()]
+    if total is not None:
+        columns.append(MofNCompleteColumn())
+    bar = Progress(*columns, TimeElapsedColumn(), console=Console(file=stream), transient=True)
+    with bar:
+        task = bar.add_task(description, total=total)
+        done = Steps(bar, task, stream)
+        yield done
+        done.finish()

@@ -7,12 +7,13 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
-from greenai.errors import ConfigError
+from greenai.checkpoint import resolve_store
+from greenai.errors import ConfigError, GreenAIError
 from greenai.measurement import Measurement
 from greenai.tracker import Tracker
 
@@ -21,12 +22,24 @@ def run_command(
     argv: Sequence[str],
     *,
     name: str | None = None,
+    on_stored: Callable[[str, Path], None] | None = None,
     prometheus_port: int | None = None,
     prometheus_addr: str = "127.0.0.1",
     scope: Literal["machine", "process"] = "machine",
     **options: Any,
 ) -> tuple[int, Measurement]:
     """Run ``argv`` under a tracker; return its exit code (128+N if killed by signal N).
+
+    The run is named after the script (``python train.py`` → ``train.py``, ``python -m
+    pkg.mod`` → ``pkg.mod``) unless ``name`` is given; with a store, the command and its
+    exit code are recorded with it, and ``on_stored(run_id, store_path)`` is called.
+
+    Signals reach the command once. In a terminal the command shares greenai's foreground
+    process group, so Ctrl-C reaches it from the terminal and is not sent again; elsewhere
+    (a supervisor, CI, a batch job) it runs in its own process group and greenai forwards
+    what it gets, so a signal to greenai's process group reaches the command once too. A
+    second signal stops the wait: the command (with its process group, outside a terminal)
+    is killed and the run kept as ``interrupted``.
 
     Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
     non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
@@ -47,6 +60,8 @@ def run_command(
         raise ConfigError(
             "nothing to run: give a command after --, e.g. greenai run -- python train.py"
         )
+    name = name or command_name(argv)
+    store = options["store"] = resolve_store(options.get("store"))
     meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
     if scope != "machine":
         from greenai.devices.attribution import apply_scope
@@ -64,10 +79,52 @@ def run_command(
         exporter = PrometheusExporter(tracker, port=prometheus_port, addr=prometheus_addr).start()
         print(f"greenai: Prometheus metrics at {exporter.url}", file=sys.stderr)
     try:
-        return _run(argv, tracker)
+        code, result = _run(argv, tracker)
     finally:
         if exporter is not None:
             exporter.stop()
+    if store is not None and tracker.run_id is not None:
+        _record_outcome(store.path, tracker.run_id, shlex.join(argv), code)
+        if on_stored is not None:
+            on_stored(tracker.run_id, store.path)
+    return code, result
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """A run's name from its command: the script an interpreter runs, else the program.
+
+    ``python train.py`` → ``train.py``; ``python3 -u -m pkg.train`` → ``pkg.train``;
+    ``python -c CODE`` → ``python -c``; ``torchrun ...`` → ``torchrun``.
+    """
+    program = Path(argv[0]).name
+    if not program.startswith(("python", "pypy")):
+        return program
+    args = list(argv[1:])
+    while args:
+        arg = args.pop(0)
+        if arg == "-m" and args:
+            return args[0]
+        if arg.startswith("-m") and len(arg) > 2:
+            return arg[2:]
+        if arg == "-c" or (arg.startswith("-c") and len(arg) > 2):
+            return f"{program} -c"
+        if arg in ("-W", "-X", "-Q"):  # options that take a value
+            args = args[1:]
+            continue
+        if not arg.startswith("-") or arg == "-":
+            return Path(arg).name if arg != "-" else program
+    return program
+
+
+def _record_outcome(path: Path, run_id: str, command: str, code: int) -> None:
+    """Store the command and its exit code with the run."""
+    from greenai.store import RunStore
+
+    try:
+        with RunStore(path) as store:
+            store.record_outcome(run_id, command=command, exit_code=code)
+    except GreenAIError as exc:  # the measurement is stored; a lost exit code is a warning
+        print(f"greenai: the exit code of run {run_id} was not stored: {exc}", file=sys.stderr)
 
 
 def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
@@ -81,9 +138,12 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
 
     def forward(signum: int, frame: FrameType | None) -> None:
         forwarded.append(signum)
+        if proc is not None and len(forwarded) > 1:
+            raise _SecondSignal(signum)  # out of proc.wait(): stop waiting, keep the data
         if proc is not None:
             sent.append(signum)
-            proc.send_signal(signum)
+            if not (signum == signal.SIGINT and _in_terminal_foreground(proc.pid)):
+                proc.send_signal(signum)  # else Ctrl-C reached it from the terminal
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -91,14 +151,18 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
         if forwarded:
             return 128 + forwarded[0], tracker.stop(status="interrupted")
         try:
-            proc = subprocess.Popen(argv)
+            proc = _spawn(argv)
         except OSError as exc:
             tracker.stop(status="failed")
             raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
-        if forwarded and not sent:  # it came while the child was starting
-            sent.append(forwarded[0])
-            proc.send_signal(forwarded[0])
-        code = proc.wait()
+        try:
+            if forwarded and not sent:  # it came while the child was starting
+                sent.append(forwarded[0])
+                proc.send_signal(forwarded[0])
+            code = proc.wait()
+        except _SecondSignal as again:
+            _kill(proc)
+            code = -again.signum
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -110,3 +174,50 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
         status = "failed"
     result = tracker.stop(status=status)
     return (code if code >= 0 else 128 - code), result
+
+
+class _SecondSignal(Exception):
+    """A second Ctrl-C or SIGTERM while the command runs: stop waiting for it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command, and what it started when it has a process group of its own."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid != os.getpgrp():
+            os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.kill()
+    proc.wait()
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start the command: in greenai's process group in a terminal, else in its own.
+
+    In a terminal, Ctrl-C goes to the whole foreground process group: the command must be
+    in it (and may read the terminal). Elsewhere it gets its own group, so that a signal
+    sent to greenai's group reaches it once, through greenai, not twice.
+    """
+    if _in_terminal_foreground(os.getpid()):
+        return subprocess.Popen(argv)
+    if sys.version_info >= (3, 11):
+        return subprocess.Popen(argv, process_group=0)
+    return subprocess.Popen(argv, preexec_fn=os.setpgrp)  # pragma: no cover
+
+
+def _in_terminal_foreground(pid: int) -> bool:
+    """Whether ``pid`` is in the foreground process group of greenai's terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no controlling terminal
+    try:
+        return os.tcgetpgrp(fd) == os.getpgid(pid)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

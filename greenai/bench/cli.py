@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from greenai.bench.suite import SUITES
 
@@ -48,11 +47,19 @@ def bench(args: argparse.Namespace) -> int:
             raise ConfigError("--check-gpu needs an NVIDIA GPU (--device cuda); none is here")
         return _check_gpu(device, store, args.json)
     suite = get_suite(args.suite, device)
+    from greenai.progress import steps
 
-    def progress(name: str) -> None:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
+    names = {x.name for x in suite.workloads}
+    total = sum(1 for n in names if not args.only or any(o in n for o in args.only))
+    with steps(total, f"bench suite {suite.name} on {device}") as bar:
 
-    doc = run_suite(suite, device=device, store=store, only=args.only, progress=progress)
+        def progress(text: str) -> None:  # a workload's name as it starts, or a failure
+            if text in names:
+                bar.begin(text)
+            else:
+                bar.note(text)
+
+        doc = run_suite(suite, device=device, store=store, only=args.only, progress=progress)
     print(json.dumps(doc, indent=2) if args.json else results_table(doc))
     return 1 if any(r.get("status") == "failed" for r in doc["results"]) else 0
 

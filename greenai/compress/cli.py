@@ -95,8 +95,10 @@ def run_compress(args: argparse.Namespace) -> int:
         raise ConfigError(f"--eval {args.eval_fn!r} is not callable")
     if args.out is not None:
         from greenai.report.compression import check_export_path
+        from greenai.safe_output import check_output
 
         check_export_path(args.out, "--out")
+        check_output(args.out, "--out")  # a bad path fails now, not after the sweep
     dtype = None
     if args.dtype:
         dtype = getattr(torch, args.dtype, None)
@@ -108,14 +110,19 @@ def run_compress(args: argparse.Namespace) -> int:
     except RuntimeError:
         raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}") from None
     x = torch.randn(*shape, dtype=dtype or torch.float32)
-    frame = sweep(
-        model,
-        args.methods or DEFAULT_METHODS,
-        x,
-        eval_fn=eval_fn,
-        repeats=args.repeats,
-        device=device,
-        country=args.country,
-        period_s=args.period,
-    )
+    from greenai.compress.spec import parse_methods
+    from greenai.progress import steps
+
+    rows = 1 + len(parse_methods(args.methods or DEFAULT_METHODS))
+    with steps(None, f"compression sweep: {rows} rows × {args.repeats} measured windows"):
+        frame = sweep(
+            model,
+            args.methods or DEFAULT_METHODS,
+            x,
+            eval_fn=eval_fn,
+            repeats=args.repeats,
+            device=device,
+            country=args.country,
+            period_s=args.period,
+        )
     return print_sweep(frame, args.out)

@@ -7,6 +7,7 @@ notes. Estimated (``model``) figures are labelled as such; missing figures read 
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,7 +98,8 @@ def _rich_table(
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Markdown renders raw HTML: a name like "<script>" must show, not run.
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from greenai.errors import ConfigError
+from greenai.safe_output import csv_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +59,7 @@ def export_tables(
     for name, frame in run_tables(m, timeline, phase_spans).items():
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
-            frame.to_csv(path, index=False)
+            csv_safe(frame).to_csv(path, index=False)
         elif fmt == "json":
             frame.to_json(path, orient="records", indent=2)
         else:

@@ -49,9 +49,12 @@ RUN_COLUMNS = [
 
 
 def default_path() -> Path:
-    """``$GREENAI_HOME/runs.db`` when ``GREENAI_HOME`` is set, else ``./.greenai/runs.db``."""
+    """``$GREENAI_HOME/runs.db`` when ``GREENAI_HOME`` is set, else ``./.greenai/runs.db``.
+
+    A leading ``~`` in ``GREENAI_HOME`` is the user's home folder.
+    """
     home = os.environ.get("GREENAI_HOME")
-    return (Path(home) if home else Path(".greenai")) / "runs.db"
+    return (Path(home).expanduser() if home else Path(".greenai")) / "runs.db"
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +68,8 @@ class StoredRun:
         timeline: Columns ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j``,
             ``energy_j``, as :meth:`greenai.Tracker.timeline` gives them.
         phase_spans: Columns ``phase``, ``depth``, ``start_s``, ``end_s``.
+        exit_code: The exit code of the command ``greenai run`` measured (128 + N when
+            signal N ended it); None for runs of other kinds.
     """
 
     id: str
@@ -80,6 +85,12 @@ class StoredRun:
     timeline: pd.DataFrame = field(default_factory=lambda: tables.empty_timeline())
     phase_spans: pd.DataFrame = field(default_factory=lambda: tables.empty_spans())
 
+    @property
+    def exit_code(self) -> int | None:
+        """The measured command's exit code, when :meth:`RunStore.record_outcome` kept one."""
+        code = self.meta.get("exit_code")
+        return code if isinstance(code, int) and not isinstance(code, bool) else None
+
 
 class RunStore:
     """The embedded run store.
@@ -90,23 +101,38 @@ class RunStore:
         ...     store.finish_run(run_id, job.result, timeline=job.timeline())
 
     Args:
-        path: The SQLite file; None means :func:`default_path`. Nothing is read or created
-            until :meth:`open`.
+        path: The SQLite file (a leading ``~`` is the home folder); None means
+            :func:`default_path`. Nothing is read or created until :meth:`open`.
+        read_only: Only read: no folder or file is created (a missing store reads as one
+            with no runs), nothing is written, runs whose process died are shown as
+            ``interrupted`` without being marked so. For listings: works on a read-only
+            file system and on another user's store.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else default_path()
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    ) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self.read_only = read_only
         self._conn: sqlite3.Connection | None = None
+        self._absent = False  # read_only and no file: a store with no runs
+        self._dead: set[str] = set()  # read_only: running runs whose process is gone
 
     def open(self) -> RunStore:
         """Create or open the file, migrate its schema, and mark dead runs ``interrupted``.
+
+        A file that is not a greenai store (another application's SQLite database) is
+        refused before anything is written to it.
 
         Raises:
             StoreError: The file cannot be created, is not a run store, is damaged, or was
                 made by a newer greenai. An existing file is never deleted or rewritten.
         """
-        if self._conn is None:
-            self._conn = connect(self.path)
+        if self._conn is None and not self._absent:
+            if self.read_only and not self.path.exists():
+                self._absent = True
+                return self
+            self._conn = connect(self.path, read_only=self.read_only)
             try:
                 self._recover()
             except BaseException:
@@ -119,6 +145,7 @@ class RunStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._absent = False
 
     def __enter__(self) -> RunStore:
         return self.open()
@@ -237,6 +264,26 @@ class RunStore:
                 (final, now, now, run_id),
             )
 
+    def record_outcome(self, run_id: str, *, command: str, exit_code: int) -> None:
+        """Record the command a run measured and its exit code (``greenai run`` does this).
+
+        The command goes to the run's ``command`` column, the exit code to its meta
+        (``exit_code``), so both appear in reports and exports.
+
+        Raises:
+            StoreError: No such run, or the store cannot be written.
+        """
+        with self._write() as conn:
+            self._status(conn, run_id)
+            (meta_json,) = conn.execute(
+                "SELECT meta_json FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            meta = {**json.loads(meta_json), "exit_code": int(exit_code)}
+            conn.execute(
+                "UPDATE runs SET command = ?, meta_json = ? WHERE id = ?",
+                (command, _dumps(meta, "meta"), run_id),
+            )
+
     def runs(
         self,
         *,
@@ -281,7 +328,7 @@ class RunStore:
             if limit < 0:
                 raise ConfigError(f"limit must be 0 or more; got {limit}")
             sql += f" LIMIT {int(limit)}"
-        rows = self._read(sql, args)
+        rows = [self._shown(row) for row in self._read(sql, args)]
         frame: pd.DataFrame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         floats = ["duration_s", "energy_j", "uncertainty_j", "co2e_kg", "flops"]
         frame[floats] = frame[floats].astype(float)
@@ -295,6 +342,8 @@ class RunStore:
         """
         row = self._find(run_id)
         (rid, name, status, started, ended, host, pid, command, meta, measurement) = row
+        if rid in self._dead:
+            status = "interrupted"
         timeline = tables.timeline_from_rows(
             self._read(
                 "SELECT t.t_s, t.device, d.method, t.power_w, t.counter_j, t.energy_j,"
@@ -329,6 +378,12 @@ class RunStore:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _shown(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A runs row with the status a read-write open would have given it."""
+        if row[0] in self._dead:
+            return (*row[:2], "interrupted", *row[3:])
+        return row
+
     @property
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -340,6 +395,8 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction; sqlite errors become StoreError."""
+        if self.read_only:
+            raise StoreError(f"the run store {self.path} was opened read-only")
         conn = self._connection
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -356,6 +413,8 @@ class RunStore:
             raise
 
     def _read(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
+        if self._absent:
+            return []
         try:
             return self._connection.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
@@ -424,6 +483,9 @@ class RunStore:
             [socket.gethostname()],
         )
         dead = [rid for rid, pid in rows if pid is not None and not _pid_alive(int(pid))]
+        if self.read_only:
+            self._dead = set(dead)
+            return
         if not dead:
             return
         with self._write() as conn:

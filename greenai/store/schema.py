@@ -13,9 +13,14 @@ from pathlib import Path
 
 from greenai.store.errors import StoreError
 
-__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect"]
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect"]
 
 BUSY_TIMEOUT_MS = 10_000
+
+APPLICATION_ID = 0x67726E61
+"""``PRAGMA application_id`` of a greenai store (``"grna"``), set when a store is created."""
+
+_TABLES = frozenset({"runs", "devices", "phases", "timeline", "phase_spans"})
 
 _V1 = """
 CREATE TABLE runs (
@@ -98,15 +103,25 @@ MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """Open (creating if needed) the store at ``path`` and bring its schema up to date.
 
     The connection is in autocommit mode; callers group writes with ``BEGIN IMMEDIATE``.
+    Nothing is written to a file until it is known to be a greenai store (or an empty
+    database): another application's SQLite file stays byte-for-byte as it was.
+
+    With ``read_only``, the file must exist; it is opened with SQLite's ``mode=ro`` (and
+    ``immutable`` when no writer has a write-ahead log open), so no folder, journal or other
+    file is created and nothing is migrated: it works on a read-only file system and on a
+    store that belongs to another user.
 
     Raises:
-        StoreError: The directory cannot be created, the file is not SQLite or is damaged,
-            or it was created by a newer greenai. The file is never deleted or rewritten.
+        StoreError: The directory cannot be created, the file is not SQLite, is another
+            application's database or is damaged, or it was created by a newer greenai.
+            The file is never deleted or rewritten.
     """
+    if read_only:
+        return _connect_read_only(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,24 +137,81 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # Read the header before any pragma that writes, so a foreign file is never touched.
-        version = _check_version(conn, path)
+        version = _check_store(conn, path)
         _enable_wal(conn)
         conn.execute("PRAGMA foreign_keys = ON")
         if version < SCHEMA_VERSION:
             _migrate(conn, path)
-    except sqlite3.OperationalError as exc:  # locked, I/O, permissions: not the file's fault
+    except BaseException as exc:
         conn.close()
+        error = _store_error(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
+    return conn
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    # Without a write-ahead log, every committed row is in the main file: "immutable" reads
+    # it without creating the -wal and -shm files that mode=ro would (on a read-only file
+    # system they cannot be created at all). A writer's live log is read through mode=ro.
+    # A writer that starts after this check writes to its own new log; the main file only
+    # changes at a checkpoint of that log (every 1000 pages by default), which a short read
+    # rarely overlaps (then the listing may fail or be off, and needs repeating).
+    live = Path(f"{path}-wal").exists()
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
+    try:
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
         raise StoreError(f"cannot open the run store {path}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if _check_store(conn, path) == 0:
+            raise StoreError(f"{path} is an empty database, not a greenai run store yet")
+    except BaseException as exc:
         conn.close()
-        raise StoreError(
+        error = _store_error(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
+    return conn
+
+
+def _store_error(exc: BaseException, path: Path) -> BaseException:
+    if isinstance(exc, sqlite3.OperationalError):  # locked, I/O, permissions: not the file
+        return StoreError(f"cannot open the run store {path}: {exc}")
+    if isinstance(exc, sqlite3.DatabaseError):
+        return StoreError(
             f"{path} is not a greenai run store or is damaged ({exc}); it was left as it is: "
             "move it aside (or use another --store) and greenai will start a new one"
-        ) from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+        )
+    return exc
+
+
+def _check_store(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version of a greenai store (0: an empty database); refuse anything else."""
+    version = _check_version(conn, path)
+    app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    tables = {
+        str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    if app_id == 0 and version == 0 and not tables:
+        return 0  # a new (or empty) file: ours to create
+    # Stores made before the application id was set are recognised by their tables.
+    if app_id == APPLICATION_ID or (app_id == 0 and version >= 1 and tables >= _TABLES):
+        return version
+    found = ", ".join(sorted(tables)[:5]) or "no tables"
+    raise StoreError(
+        f"{path} is an SQLite database of another application (application id {app_id}, "
+        f"schema version {version}, tables: {found}), not a greenai run store; it was left "
+        "as it is: give another --store (or GREENAI_HOME)"
+    )
 
 
 def _check_version(conn: sqlite3.Connection, path: Path) -> int:
@@ -172,11 +244,13 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     # The version is read again under the write lock: another process may have migrated.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = _check_version(conn, path)
+        version = _check_store(conn, path)
         for k in range(version, SCHEMA_VERSION):
             for statement in MIGRATIONS[k].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+        if version == 0:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -118,6 +118,16 @@ class DeviceTrack:
         self.last_t: float | None = None
         self.peak_w = -math.inf  # highest settled power inside the job
 
+    @property
+    def energy_j(self) -> list[float]:
+        """The kept counter values (J, after the guard; NaN: not read)."""
+        return self.e
+
+    @property
+    def power_w(self) -> list[float]:
+        """The kept power values (W; NaN: not read)."""
+        return self.p
+
     def samples_since(self, t0: float) -> int:
         """Readings taken since the job started (the baseline's excluded)."""
         return self.samples - self.samples_at_t0

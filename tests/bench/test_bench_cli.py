@@ -41,7 +41,7 @@ def test_bench_json_stores_runs_and_compares(
     out = capsys.readouterr().out
     assert "same machine" in out and "gemm-fp32-64" in out
     run_id = doc["results"][0]["run_id"]
-    assert main(["compare", run_id, "--store", str(store)]) == 0
+    assert main(["compare", run_id, run_id, "--store", str(store)]) == 0
     assert doc["machine"]["fingerprint"] in capsys.readouterr().out
 
 

@@ -123,7 +123,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         assert len(runs) == 2 * n
         assert set(runs["name"]) == {f"{t}-{i}" for t in "pq" for i in range(n)}
         assert set(runs["status"]) == {"completed"}
-        assert store.get("latest").timeline.shape == (3, 6)  # later checkpoints added nothing
+        assert store.get("latest").timeline.shape == (3, 7)  # later checkpoints added nothing
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert conn.execute("SELECT count(*) FROM timeline").fetchone() == (3 * 2 * n,)

@@ -99,7 +99,7 @@ def simulate(hours: float, store: Path, *, progress: bool = False) -> dict[str, 
 
     html = store.parent / "report.html"
     t = time.perf_counter()
-    code = main(["report", "latest", "--store", str(store), "--format", "html", "-o", str(html)])
+    code = main(["report", "latest", "--store", str(store), "--format", "html", "--output", str(html)])
     report_s = time.perf_counter() - t
     assert result.energy_j is not None
     step_sum = math.fsum(result.steps.energy_j)

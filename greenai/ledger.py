@@ -1,7 +1,7 @@
 """Online accounting: step and phase marks become figures as the timeline settles.
 
 The tracker's hot path only records timestamps (:meth:`Ledger.step`, phase enter/exit). A
-settling pass (:meth:`Ledger.settle`, run by the tracker's live thread about once a second,
+settling pass (:meth:`Ledger.settle`, run by the tracker's live thread every few seconds,
 by :meth:`~greenai.Tracker.snapshot` and once more at stop) evaluates each mark exactly
 once, when every device's curve is final past it, and folds the windows it closes into
 running figures: per-step energies (kept for the whole job), per-phase aggregates, the
@@ -87,7 +87,7 @@ class Ledger:
     t0_point: Point | None = None
     baseline_point: Point | None = None
     half_bracket_s: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     _prev_step: tuple[float, Point | None] | None = None
     _cursor: tuple[float, Point | None] | None = None
     _pending: list[_Window] = field(default_factory=list)

@@ -2,7 +2,7 @@
 
 ``step()`` and ``phase()`` only record a timestamp on the caller's thread; every device read
 happens on the sampler thread. The tracker's live thread settles the marks into running
-figures about once a second (:mod:`greenai.ledger`) and gives snapshots to the sinks
+figures every few seconds (:mod:`greenai.ledger`) and gives snapshots to the sinks
 (:mod:`greenai.sinks`), so a checkpoint, a snapshot or ``stop()`` costs what is new.
 """
 
@@ -395,15 +395,14 @@ class Tracker:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
         now = self._now()
         p = self._ledger.settle(now)
-        try:
+        p.commit()  # its curves stay valid for the figures below
+        with self._ledger.lock:  # a sink's snapshot and the user's may overlap
             return self._measure(p, now, "running", [], live=True)
-        finally:
-            p.commit()
 
     def settle(self) -> None:
         """Fold what the devices have settled into the running figures.
 
-        The live thread does this about once a second; public for tests and for sinks that
+        The live thread does this every few seconds; public for tests and for sinks that
         need figures now.
         """
         if self._ledger is None or not self._running:
@@ -413,10 +412,9 @@ class Tracker:
     def _final(self, t1: float, status: str, notes: list[str]) -> Measurement:
         assert self._ledger is not None
         p = self._ledger.settle(max(self._now(), t1), final=True, t1=t1)
-        try:
+        p.commit()  # its curves stay valid for the figures below
+        with self._ledger.lock:
             return self._measure(p, t1, status, notes, live=False)
-        finally:
-            p.commit()
 
     def _fallback(self, t1: float, status: str, notes: list[str]) -> Measurement:
         return Measurement(
@@ -890,9 +888,14 @@ class Tracker:
 
 
 class _LiveThread:
-    """Settles the ledger about once a second and feeds the sinks every ``checkpoint_s``."""
+    """Settles the ledger every few seconds and feeds the sinks every ``checkpoint_s``.
 
-    SETTLE_S = 1.0
+    A settling pass costs about a millisecond per device whatever it settles (numpy's
+    overhead on a short stretch), so passes come every :attr:`SETTLE_S` seconds, not on
+    every tick: ``stop()`` then settles at most that much.
+    """
+
+    SETTLE_S = 5.0
 
     def __init__(self, tracker: Tracker, clock: Clock, checkpoint_s: float) -> None:
         self._tracker = tracker

@@ -84,7 +84,6 @@ def simulate(hours: float, store: Path, *, progress: bool = False) -> dict[str, 
         for _ in range(5):
             job.snapshot()
         snapshot_s.append((time.perf_counter() - t) / 5)
-        t0, t1 = job.snapshot().started_at, None
         t = time.perf_counter()
         result = job.stop()
         stop_s = time.perf_counter() - t
@@ -99,13 +98,13 @@ def simulate(hours: float, store: Path, *, progress: bool = False) -> dict[str, 
 
     html = store.parent / "report.html"
     t = time.perf_counter()
-    code = main(["report", "latest", "--store", str(store), "--format", "html", "--output", str(html)])
+    argv = ["report", "latest", "--store", str(store), "--format", "html", "--output", str(html)]
+    code = main(argv)
     report_s = time.perf_counter() - t
     assert result.energy_j is not None
     step_sum = math.fsum(result.steps.energy_j)
     first = [c for _, c in costs[:5]]
     last = [c for _, c in costs[-5:]]
-    del t0, t1
     return {
         "hours": hours,
         "wall_s": wall_s,

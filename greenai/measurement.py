@@ -140,6 +140,12 @@ class StepEnergy:
         return self._per(None if flops is None else flops / FLOP_PER_TFLOP)[0]
 
     @property
+    def j_per_tflop_uncertainty_j(self) -> float | None:
+        """About 95% uncertainty of :attr:`j_per_tflop` (J/TFLOP)."""
+        flops = None if self.flops is None else self._share(int(self.flops))
+        return self._per(None if flops is None else flops / FLOP_PER_TFLOP)[1]
+
+    @property
     def mean_energy_j(self) -> float | None:
         """Mean energy per step (J), None without steps or energy."""
         return self._per(self.measured_count or None)[0]

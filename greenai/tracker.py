@@ -782,11 +782,12 @@ class Tracker:
         idle_all = [d.idle_power_w for d in devices if d.idle_power_w is not None]
         idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
         mfu = flops / duration / peak if flops and peak and duration > 0 else None
-        from greenai.flops import mfu_note, uncounted_note
+        if mfu is not None or self._uncounted:  # greenai.flops imports torch: only if needed
+            from greenai.flops import mfu_note, uncounted_note
 
-        for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
-            if note is not None:
-                notes.append(note)
+            for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
+                if note is not None:
+                    notes.append(note)
         return Measurement(
             name=self.name,
             status=status,  # type: ignore[arg-type]
@@ -923,11 +924,14 @@ class _LiveThread:
                 now = self._clock.now()
                 try:
                     if now >= update_at:
-                        snap = t.snapshot()
-                        if t._store_sink is not None:
-                            t._store_sink.update(snap)
-                        t._sinks.update(snap)
                         update_at = max(update_at + self._checkpoint_s, now)
+                        if t._store_sink is not None or t._sinks.sinks:
+                            snap = t.snapshot()
+                            if t._store_sink is not None:
+                                t._store_sink.update(snap)
+                            t._sinks.update(snap)
+                        else:  # nobody reads snapshots: settle only
+                            t.settle()
                     elif now >= settle_at:
                         t.settle()
                 except Exception:  # never let a bug here touch the user's job

@@ -15,7 +15,12 @@ distributed aggregation agree (they used to restate these rules, and disagreed):
 * **windows that tile** a stretch (steps) sum to the stretch: the sum's uncertainty is the
   stretch's own, not a combination of the tiles (interior edges cancel exactly);
 * **per-unit figures** (J/step, J/sample, J/token, J/TFLOP): the total's value and
-  uncertainty divided by the count (:func:`per_unit`).
+  uncertainty divided by the count (:func:`per_unit`);
+* **two runs compared** (``greenai compare``): their errors taken as independent — relative
+  uncertainties in quadrature for a ratio (:func:`ratio_with_uncertainty`), absolute ones
+  for a difference (:func:`difference_with_uncertainty`);
+* **repeats** of one measurement (sweeps, benchmark rounds): the spread of the repeats and
+  the measurement's own uncertainty in quadrature (:func:`with_spread`).
 
 Uncertainties are about 95% coverage, in joules.
 """
@@ -36,7 +41,17 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["Spans", "WindowParts", "device_windows", "per_unit", "sum_devices"]
+__all__ = [
+    "Spans",
+    "WindowParts",
+    "device_windows",
+    "difference_with_uncertainty",
+    "linear",
+    "per_unit",
+    "ratio_with_uncertainty",
+    "sum_devices",
+    "with_spread",
+]
 
 
 @dataclass(frozen=True)
@@ -160,3 +175,42 @@ def per_unit(
 def linear(uncertainties: Iterable[float]) -> float:
     """Uncertainties of parts that may err together (devices, ranks): a plain sum (J)."""
     return math.fsum(uncertainties)
+
+
+def ratio_with_uncertainty(
+    a: float, a_uncertainty: float, b: float, b_uncertainty: float
+) -> tuple[float, float]:
+    """``b / a`` and its uncertainty, the two runs' errors taken as independent.
+
+    Relative uncertainties add in quadrature: ``u(r)/r = sqrt((u_a/a)² + (u_b/b)²)``. Where
+    both runs share a systematic error (one energy model on one machine), part of it cancels
+    in the ratio and this is cautious.
+
+    Raises:
+        ValueError: ``a`` is zero (no ratio) or an uncertainty is negative.
+    """
+    if a == 0:
+        raise ValueError("no ratio to a zero figure")
+    if a_uncertainty < 0 or b_uncertainty < 0:
+        raise ValueError("uncertainties are >= 0")
+    r = b / a
+    rel = math.hypot(a_uncertainty / a, b_uncertainty / b if b else 0.0)
+    return r, abs(r) * rel
+
+
+def difference_with_uncertainty(
+    a: float, a_uncertainty: float, b: float, b_uncertainty: float
+) -> tuple[float, float]:
+    """``b − a`` and its uncertainty, independent errors in quadrature (``sqrt(u_a² + u_b²)``).
+
+    Raises:
+        ValueError: An uncertainty is negative.
+    """
+    if a_uncertainty < 0 or b_uncertainty < 0:
+        raise ValueError("uncertainties are >= 0")
+    return b - a, math.hypot(a_uncertainty, b_uncertainty)
+
+
+def with_spread(uncertainty: float, spread: float) -> float:
+    """A repeated measurement's uncertainty: its own and the repeats' spread in quadrature."""
+    return math.hypot(uncertainty, spread)

@@ -42,6 +42,7 @@ from greenai.compress.stats import (
 )
 from greenai.errors import ConfigError
 from greenai.tracker import Tracker
+from greenai.windows import with_spread
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -473,7 +474,7 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
     spread = t_quantile_975(len(per) - 1) * statistics.stdev(per) / math.sqrt(len(per))
     out: dict[str, Any] = {
         "energy_per_inference_j": mean,
-        "energy_ci_j": math.hypot(spread, sensor),
+        "energy_ci_j": with_spread(sensor, spread),
         "energy_repeat_ci_j": spread,
         "energy_uncertainty_j": sensor,
         "energy_per_window_j": window_j,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
+from greenai.units import J_PER_KWH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -270,21 +270,39 @@ def _step_rows(m: Measurement) -> list[tuple[str, str]]:
         return [("Steps", _missing("no job.step() calls"))]
     how = methods_tag(m.methods)
     rows = [("Steps", str(s.count))]
-    total_u = sum(s.uncertainty_j)
+    measured = s.measured_energy_j is not None or bool(s.energy_j)
 
-    def per(value: float | None, count: int | None, unit: str, why: str) -> str:
+    # Per-unit figures carry the steps' total's own uncertainty (greenai.windows.per_unit).
+    def per(value: float | None, u: float | None, unit: str, why: str) -> str:
         if value is None:
-            return _missing(_energy_reason(m) if not s.energy_j else why)
-        u = total_u / count if count else 0.0
-        return f"{format_number(value)} {unit} ± {format_number(u, 2)} {unit} {how}"
+            return _missing(_energy_reason(m) if not measured else why)
+        return f"{format_number(value)} {unit} ± {format_number(u or 0.0, 2)} {unit} {how}"
 
-    rows.append(("J/step (mean)", per(s.mean_energy_j, s.count, "J/step", "")))
+    rows.append(("J/step (mean)", per(s.mean_energy_j, s.mean_energy_uncertainty_j, "J/step", "")))
     rows.append(
-        ("J/sample", per(s.energy_per_sample_j, s.samples, "J/sample", "no step(samples=)"))
+        (
+            "J/sample",
+            per(
+                s.energy_per_sample_j,
+                s.energy_per_sample_uncertainty_j,
+                "J/sample",
+                "no step(samples=)",
+            ),
+        )
     )
-    rows.append(("J/token", per(s.energy_per_token_j, s.tokens, "J/token", "no step(tokens=)")))
+    rows.append(
+        (
+            "J/token",
+            per(
+                s.energy_per_token_j,
+                s.energy_per_token_uncertainty_j,
+                "J/token",
+                "no step(tokens=)",
+            ),
+        )
+    )
     if s.flops and s.j_per_tflop is not None:
-        u = total_u / (s.flops / FLOP_PER_TFLOP)
+        u = s.j_per_tflop_uncertainty_j or 0.0
         rows.append(
             (
                 "J/TFLOP (steps)",

@@ -42,6 +42,9 @@ SHORT_WINDOW_REL = 0.10
 """Extra relative uncertainty of integrated power in windows shorter than the update period
 (on the H100, step-held instant power over 25 ms windows had a p95 error of 9.9%)."""
 
+STUCK_COUNTER_S = 60.0
+"""A counter that has not changed for this long settles by its power readings instead."""
+
 _RECENT = 512
 """Segments whose residuals and lengths the running statistics remember."""
 
@@ -339,8 +342,12 @@ class EnergyCurve:
         against its neighbours (:meth:`_unsteady`), so the one after it must be complete.
         For power and model curves, the last reading.
         """
-        if self.method == "counter":
-            return float(self.tau[-3]) if len(self.tau) >= 3 else -np.inf
+        if self.spec.method == "counter":  # declared: a stretch without changes waits
+            if len(self.tau) >= 3:
+                return float(self.tau[-3])
+            if len(self.t) and self.t[-1] - self.t[0] > STUCK_COUNTER_S:
+                return float(self.t[-1])  # a stuck counter must not hold everything back
+            return -np.inf
         return float(self.t[-1]) if len(self.t) else -np.inf
 
     def points(self, x: FloatArray) -> Points:

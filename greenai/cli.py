@@ -119,7 +119,9 @@ def _run(args: argparse.Namespace) -> int:
         pue=args.pue,
         country=args.country,
         region=args.region,
+        cloud=args.cloud,
         carbon_intensity_g_per_kwh=args.carbon_intensity,
+        carbon_intensity_series=series,
         renewable_share=args.renewable_share,
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
@@ -485,7 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pue", type=float, default=1.0)
     p.add_argument("--country", help="ISO alpha-3 grid for CO2e (e.g. FRA, or WORLD)")
-    p.add_argument("--region", help="sub-national grid (US state, Canadian province, ...)")
+    p.add_argument(
+        "--region", help="sub-national grid (US state, ...) or, with --cloud, the cloud region"
+    )
+    p.add_argument(
+        "--cloud",
+        choices=["aws", "gcp", "azure"],
+        help="cloud provider: the grid is --region's (e.g. --cloud gcp --region us-central1)",
+    )
     p.add_argument("--carbon-intensity", type=float, help="grid g CO2e/kWh (overrides --country)")
     p.add_argument(
         "--renewable-share", type=float, help="share in [0, 1] under renewable contracts"

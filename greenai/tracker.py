@@ -410,7 +410,10 @@ class Tracker:
         except Exception as exc:  # keep what can be kept: time, and why the rest is missing
             self._result = self._fallback(t1, status, [*notes, f"figures not computed: {exc!r}"])
         if self._dist is not None:  # rank 0 gets the job; other ranks their own view
+            own = self._result
             self._result = self._dist.finish(self, self._result)
+            if self._result.job is not None and self._result.job.scope == "job":
+                self._result = self._job_scope3_and_series(own, self._result)
         if self._store_sink is not None:
             self._store_sink.finish(self._result)
         self._sinks.finish(self._result)
@@ -466,7 +469,21 @@ class Tracker:
             p.commit()
         return self._with_scope3_and_series(result)
 
-    def _with_scope3_and_series(self, m: Measurement) -> Measurement:
+    def _job_scope3_and_series(self, own: Measurement, job: Measurement) -> Measurement:
+        """On rank 0: the job's embodied CO2e from all its GPUs; no job-wide hourly CO2e."""
+        try:
+            out = self._with_scope3_and_series(job, series=False)
+        except Exception as exc:  # never lose the job record
+            return dataclasses.replace(job, notes=(*job.notes, f"embodied CO2e: {exc!r}"))
+        if own.co2e_series_kg is not None:
+            note = (
+                "hourly CO2e not computed for the whole job: each rank charges its own"
+                f" timeline (rank 0's: {own.co2e_series_kg:.6g} kg CO2e)"
+            )
+            out = dataclasses.replace(out, notes=(*out.notes, note))
+        return out
+
+    def _with_scope3_and_series(self, m: Measurement, *, series: bool = True) -> Measurement:
         """Add the embodied CO2e and the hour-by-hour CO2e; what fails becomes a note."""
         from greenai.carbon.embodied import gpu_job_embodied_co2e
         from greenai.carbon.series import co2e_series, total_energy_curve
@@ -481,7 +498,7 @@ class Tracker:
                 changes["embodied_source"] = _embodied_source(embodied)
             except Exception as exc:
                 notes.append(f"embodied CO2e not computed: {exc}")
-        if self._series is not None:
+        if self._series is not None and series:
             if m.energy_j is None:
                 notes.append("hourly CO2e not computed: no energy was measured")
             else:

@@ -245,3 +245,20 @@ def test_run_cli_refuses_an_unknown_cloud(
         main(["run", "--store", str(tmp_path / "r.db"), "--cloud", "ovh", "--", "true"])
     assert exit_info.value.code == 2
     assert "--cloud" in capsys.readouterr().err
+
+
+def test_a_distributed_job_gets_the_embodied_figure_of_all_its_gpus() -> None:
+    import torch.distributed as dist
+
+    series = step_series(60.0, [100.0, 200.0, 300.0], before_s=30.0)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        m = run(30.0, gpus=2, carbon_intensity_series=series)
+    finally:
+        dist.destroy_process_group()
+    assert m.job is not None and m.job.scope == "job"
+    expected = (2 * 150.0 + 2 / 8 * 2500.0) * (30.0 / 3600) / (6 * HOURS_PER_YEAR)
+    assert m.embodied_co2e_kg == pytest.approx(expected, rel=1e-6)
+    # The job's hourly figure would need every rank's timeline: a note, not rank 0's alone.
+    assert m.co2e_series_kg is None
+    assert any(n.startswith("hourly CO2e not computed for the whole job") for n in m.notes)

@@ -160,11 +160,12 @@ def _print_hourly_co2e(series: Any, result: Any, store_spec: str | None) -> None
     except GreenAIError as exc:
         print(f"  CO2e hour by hour: not computed ({exc})", file=sys.stderr)
         return
+    # The tracker's figure (stored with the run) is the headline; the table shifts the
+    # stored timeline.
+    kg = result.co2e_series_kg if result.co2e_series_kg is not None else hourly.co2e_kg
+    source = result.co2e_series_source or hourly.source
     mean = "" if hourly.mean_g_per_kwh is None else f" at a mean {hourly.mean_g_per_kwh:.4g} g/kWh"
-    print(
-        f"  CO2e hour by hour: {hourly.co2e_kg * 1000:.4g} g{mean} ({hourly.source})",
-        file=sys.stderr,
-    )
+    print(f"  CO2e hour by hour: {kg * 1000:.4g} g{mean} ({source})", file=sys.stderr)
     print("  had it started at another hour of that day:", file=sys.stderr)
     print(format_start_hour_table(rows), file=sys.stderr)
 

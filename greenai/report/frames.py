@@ -337,14 +337,9 @@ def _carbon_rows(m: Measurement) -> list[tuple[str, str]]:
                 f"({place}; {source_in_words(c.carbon_intensity_source)})",
             )
         )
-    if c.co2e_market_kg is not None and c.renewable_share is not None:
-        rows.append(
-            (
-                "CO2e (market)",
-                f"{mass(c.co2e_market_kg)} {how} with {c.renewable_share:.0%} renewable "
-                "contracts (grid average for the rest: a lower bound)",
-            )
-        )
+    if c.co2e_market_kg is not None:
+        basis = c.market_basis or "market-based"
+        rows.append(("CO2e (market)", f"{mass(c.co2e_market_kg)} {how}: {basis}"))
     elif c.co2e_kg is None:
         rows.append(("CO2e (market)", _missing("no grid intensity")))
     else:
@@ -361,4 +356,66 @@ def _carbon_rows(m: Measurement) -> list[tuple[str, str]]:
                 f"at {format_number(c.wue_l_per_kwh)} L/kWh (WUE)",
             )
         )
+    if m.co2e_series_kg is not None:
+        rows.append(
+            (
+                "CO2e (hour by hour)",
+                f"{mass(m.co2e_series_kg)} {how} charged at the intensity of the hour each "
+                f"joule was drawn ({series_in_words(m.co2e_series_source or '')})",
+            )
+        )
+    elif _note(m, "hourly CO2e not computed"):
+        rows.append(("CO2e (hour by hour)", _missing(_note(m, "hourly CO2e not computed"))))
+    rows.extend(_embodied_rows(m))
     return rows
+
+
+def _embodied_rows(m: Measurement) -> list[tuple[str, str]]:
+    if m.embodied_co2e_kg is None:
+        why = _note(m, "embodied CO2e not computed")
+        return [("CO2e (embodied)", _missing(why))] if why else []
+    kg = m.embodied_co2e_kg
+    amount = f"{format_number(kg * 1000)} g CO2e" if kg < 1.0 else f"{format_number(kg)} kg CO2e"
+    return [
+        (
+            "CO2e (embodied)",
+            f"{amount}: manufacturing emissions of the GPUs and their servers' share, "
+            f"charged by device-hours (Scope 3, beside the CO2e above, not added to it; "
+            f"{embodied_in_words(m.embodied_source or '')})",
+        )
+    ]
+
+
+def series_in_words(source: str) -> str:
+    """An intensity series' source in words: the file (or Series) it came from.
+
+    ``/data/grid.csv columns 'time_utc', 'g' (g/kWh); each value holds until the next
+    timestamp`` reads ``series from grid.csv``; the full string stays in the run's JSON.
+    """
+    head = source.split(";", 1)[0]
+    if head.startswith("pandas Series"):
+        return "series from a " + head.split(" (", 1)[0]
+    if " columns " in head:
+        return "series from " + re.split(r"[\\/]", head.split(" columns ", 1)[0])[-1]
+    return head or "series"
+
+
+def embodied_in_words(source: str) -> str:
+    """Who the embodied figures come from, ``class estimates: Luccioni et al. 2023``.
+
+    Each figure's full citation stays in the run's JSON (``embodied_source``).
+    """
+    cited = []
+    for part in source.split(" | "):
+        found = re.search(r"source: ([A-Z][\w-]+)([^']*)'[^']*'(.*)", part)
+        if not found:
+            continue
+        author, rest, after = found.groups()
+        year = re.search(r"\b((?:19|20)\d{2})\b", after) or re.search(r"'(\d{2})\b", after)
+        when = "" if year is None else year.group(1)
+        when = f"20{when}" if len(when) == 2 else when
+        short = f"{author}{' et al.' if rest.strip(' ,') else ''} {when}".strip()
+        if short not in cited:
+            cited.append(short)
+    kind = "class estimates" if "(class estimate" in source else "product footprints"
+    return f"{kind}: {', '.join(cited)}" if cited else kind

@@ -333,6 +333,11 @@ class Tracker:
                 self._options["meta"] = {**(self._options["meta"] or {}), **self._dist.meta()}
         if self._store is not None:
             self._store_sink = StoreSink(self._store, clock=self._clock)
+        if self._store is not None or self._sinks.sinks:
+            # Snapshots build frames on the live thread: import pandas here, on the caller's
+            # thread, so no background thread ever holds an import lock (a fork() at that
+            # moment deadlocks the child) and the first checkpoint is not late.
+            import pandas  # noqa: F401
         devices = self._options["devices"]
         if devices is None:
             from greenai.devices.discovery import discover

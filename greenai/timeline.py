@@ -237,6 +237,12 @@ class Timeline:
         track.samples += len(t)
         track.last_t = t[-1]
 
+    def last_time(self, name: str) -> float:
+        """When device ``name`` was last read (clock seconds; -inf before any reading)."""
+        with self._lock:
+            last = self.tracks[name].last_t
+        return -math.inf if last is None else last
+
     def mark_failure(self, name: str, t: float) -> None:
         """Note that device ``name`` failed to read at ``t``; a gap lasts until its next read."""
         with self._lock:

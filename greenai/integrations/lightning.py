@@ -7,6 +7,7 @@ uses that.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -101,10 +102,8 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
             from lightning.pytorch.utilities.data import extract_batch_size
         except ImportError:  # pragma: no cover - pytorch_lightning only
             from pytorch_lightning.utilities.data import extract_batch_size
-        try:
+        with contextlib.suppress(Exception):  # a batch it cannot size: steps without samples
             self._samples += int(extract_batch_size(batch))
-        except Exception:  # a batch Lightning cannot size: steps without samples
-            pass
         if trainer.global_step == self._last_step:
             return  # gradient accumulation: no optimizer step yet
         for _ in range(trainer.global_step - self._last_step - 1):

@@ -30,7 +30,7 @@ FLOP_SOURCES: dict[str, str] = {
 """What each ``flops=`` choice means; the callback's :attr:`GreenAICallback.flops_source`."""
 
 
-class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc]
+class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-defined]
     """Track a ``Trainer`` run: energy per step, per phase, and in every log.
 
     From ``on_train_begin`` to ``on_train_end`` a :class:`greenai.Tracker` measures the
@@ -192,14 +192,15 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc]
         """Count the batch's samples and tokens; the first eval forward opens ``evaluation``."""
         if self._counting or self.job is None or not self.job.running:
             return
-        if not model.training:
-            if self._phase_name == "train":
-                self._enter("evaluation")
+        if not model.training and self._phase_name == "train":
+            self._enter("evaluation")
         ids = kwargs.get("input_ids", args[0] if args else None)
         shape = getattr(ids, "shape", None)
         if model.training and shape:
             self._samples += int(shape[0])
-            if len(shape) >= 2:  # positions, padding included: reading a mask would sync
+            if (
+                ids is not None and len(shape) >= 2
+            ):  # positions, padding included: reading a mask would sync
                 self._tokens += int(ids.numel())
                 self._counted_tokens = True
         if self.flops_source == "count":

@@ -41,11 +41,11 @@ def power_svg(m: Measurement) -> str:
     s = m.steps
     if s.energy_j and len(s.energy_j) == len(s.duration_s) and len(s.energy_j) >= 2:
         t, points = 0.0, []
-        for e, d in zip(s.energy_j, s.duration_s, strict=True):
-            if d > 0:
-                points.append((t, e / d))
-                points.append((t + d, e / d))
-            t += d
+        for e, dur in zip(s.energy_j, s.duration_s, strict=True):
+            if dur > 0:
+                points.append((t, e / dur))
+                points.append((t + dur, e / dur))
+            t += dur
         if len(points) < 2:
             return ""
         top = max(p for _, p in points) or 1.0
@@ -58,11 +58,11 @@ def power_svg(m: Measurement) -> str:
         title = f"power per step, 0–{format_number(top)} W over {format_number(end)} s"
         shape = f'<polyline fill="none" stroke="#2e7d32" stroke-width="1.5" points="{xy}"/>'
     elif m.devices:
-        top = max(d.avg_power_w for d in m.devices) or 1.0
+        top_w = max(d.avg_power_w for d in m.devices) or 1.0
         width = (_WIDTH - 2 * _PAD) / len(m.devices)
         bars = []
         for i, d in enumerate(m.devices):
-            h = d.avg_power_w / top * (_HEIGHT - 2 * _PAD - 12)
+            h = d.avg_power_w / top_w * (_HEIGHT - 2 * _PAD - 12)
             x = _PAD + i * width
             bars.append(
                 f'<rect x="{x + 2:.1f}" y="{_HEIGHT - _PAD - h:.1f}" width="{width - 4:.1f}"'
@@ -86,10 +86,8 @@ def measurement_html(m: Measurement) -> str:
     """A compact HTML view of ``m``: headline figures with their methods, devices, plot."""
     esc = html.escape
     rows = [(k, v) for k, v in efficiency_rows(m) if k in HEADLINE]
-    figures = "".join(
-        f'<tr><th style="text-align:left">{esc(k)}</th><td style="text-align:left">{esc(v)}</td></tr>'
-        for k, v in rows
-    )
+    left = 'style="text-align:left"'
+    figures = "".join(f"<tr><th {left}>{esc(k)}</th><td {left}>{esc(v)}</td></tr>" for k, v in rows)
     devices = "".join(
         f"<tr><td>{esc(d.name)}</td><td>{esc(d.kind)}</td><td>{esc(method_label(d.method))}</td>"
         f"<td>{format_number(d.energy_j)} J ± {format_number(d.uncertainty_j, 2)} J</td></tr>"

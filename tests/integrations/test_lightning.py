@@ -52,7 +52,7 @@ def test_fit_is_tracked_and_figures_reach_the_loggers(tmp_path: Path) -> None:
     phases = {p.name: p for p in m.phases}
     assert {"train", "validation"} <= set(phases)
     assert phases["validation"].count == 3  # the sanity check and once per epoch
-    rows = list(csv.DictReader(open(Path(logger.log_dir) / "metrics.csv")))
+    rows = list(csv.DictReader((Path(logger.log_dir) / "metrics.csv").open()))
     live = [r for r in rows if r.get("greenai/energy_kwh")]
     assert len(live) >= 4  # every 2nd of 8 optimizer steps, and the final figures
     assert float(live[-1]["greenai/energy_kwh"]) == pytest.approx(m.energy_kwh)

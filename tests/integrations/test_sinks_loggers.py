@@ -38,7 +38,7 @@ def _run(job: greenai.Tracker, clock: FakeClock, steps: int = 4) -> greenai.Meas
 def test_mlflow_sink_writes_live_and_final_metrics_tags_and_report(
     tmp_path: Path, file_store: str
 ) -> None:
-    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     from greenai.integrations.mlflow import MLflowSink

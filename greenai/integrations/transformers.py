@@ -111,8 +111,20 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
 
     # --- lifecycle ---------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Start the tracker, the ``train`` phase, and watch the model's inputs."""
+        """Start the tracker, the ``train`` phase, and watch the model's inputs.
+
+        A tracker still running from a ``train()`` that raised is stopped first, as
+        ``failed`` (the Trainer calls no callback when training raises).
+        """
         from greenai.tracker import Tracker
+
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self.job is not None and self.job.running:
+            self._exit()
+            self.result = self.job.stop(status="failed")
+        self._samples = self._tokens = 0
 
         meta = dict(self._options.get("meta") or {})
         meta["flops_source"] = FLOP_SOURCES[self.flops_source]

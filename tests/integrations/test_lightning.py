@@ -59,3 +59,22 @@ def test_fit_is_tracked_and_figures_reach_the_loggers(tmp_path: Path) -> None:
     assert int(live[-1]["step"]) == 8
     hparams = (Path(logger.log_dir) / "hparams.yaml").read_text()
     assert "greenai/method: counter" in hparams
+
+
+def test_an_exception_in_fit_stops_the_job_as_failed() -> None:
+    class Broken(Regression):
+        def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            if batch_idx == 2:
+                raise RuntimeError("diverged")
+            return super().training_step(batch, batch_idx)
+
+    callback = GreenAICallback(devices=[FakeGPU(seed=4)])
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="diverged"):
+        trainer.fit(Broken(), loader(32))
+    assert callback.result is not None and callback.result.status == "failed"
+    assert callback.result.steps.count == 2
+    assert callback.job is not None and not callback.job.running

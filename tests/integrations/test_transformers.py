@@ -132,3 +132,25 @@ def test_in_a_process_group_rank_0_records_one_job(tmp_path: Path) -> None:
         run = runs.get("latest")
     assert run.meta["distributed"]["world_size"] == 1
     assert run.meta["integration"] == "transformers.Trainer"
+
+
+def test_a_train_that_raised_is_stopped_as_failed_by_the_next(tmp_path: Path) -> None:
+    callback = GreenAICallback(devices=[FakeGPU(seed=7)], flops="none")
+    t = trainer(tmp_path, callback, max_steps=2, eval_strategy="no")
+
+    class Boom(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if state.global_step == 1:
+                raise RuntimeError("diverged")
+
+    boom = Boom()
+    t.add_callback(boom)
+    with pytest.raises(RuntimeError, match="diverged"):
+        t.train()
+    assert callback.job is not None and callback.job.running  # no callback ran
+    first = callback.job
+    t.remove_callback(boom)
+    t.train()
+    assert not first.running and first.result.status == "failed"
+    assert callback.result is not None and callback.result.status == "completed"
+    assert callback.result.steps.count == 2 and callback.result.steps.samples == 2 * 4

@@ -220,6 +220,16 @@ def _report(args: argparse.Namespace) -> int:
     output = None if args.output is None else _checked(args.output)
     if args.format in ("json", "csv"):
         return _print_or_write(run_record(run, args.format), output)
+    if args.format in ("model-card", "codecarbon-csv"):
+        from greenai.report.model_card import codecarbon_csv, model_card
+
+        m = _printable(run.measurement)
+        text = (
+            model_card(m, run.meta)
+            if args.format == "model-card"
+            else codecarbon_csv(m, run_id=run.id, ended_at=run.ended_at, meta=run.meta)
+        )
+        return _print_or_write(text.rstrip("\n"), output)
     if args.format in ("text", "md"):  # names and notes may hold control characters
         run = dataclasses.replace(run, measurement=_printable(run.measurement))
     if output is None and args.format == "html":
@@ -531,7 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")
     p.add_argument("run", nargs="?", default="latest")
     p.add_argument("--store")
-    p.add_argument("--format", choices=["text", "md", "html", "json", "csv"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "md", "html", "json", "csv", "model-card", "codecarbon-csv"],
+        default="text",
+    )
     p.add_argument(
         "--output", type=Path, help="file to write (html defaults to the store's reports/)"
     )

@@ -366,6 +366,12 @@ class Measurement:
             kwargs["job"] = JobRecord.from_dict(data["job"])
         return cls(**kwargs)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: headline figures with their methods and a small power plot."""
+        from greenai.report.notebook import measurement_html
+
+        return measurement_html(self)
+
     def to_json(self, **kwargs: Any) -> str:
         """The :meth:`to_dict` record as JSON text (``kwargs`` go to :func:`json.dumps`)."""
         return json.dumps(self.to_dict(), **kwargs)

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from greenai.errors import ConfigError, GreenAIError
 
@@ -215,7 +215,10 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError("--phase-depth and --top-phases must be >= 0")
     run, home = _stored_run(args)
     if run.measurement is None:
-        print(_terminal(f"run {run.id} ({run.status}) has no measurement yet"))
+        message = f"run {run.id} ({run.status}) has no measurement yet"
+        if args.output is not None:  # asked for a file that cannot be written
+            raise ConfigError(f"{message}; nothing to write to {args.output}")
+        print(_terminal(message))
         return 0
     output = None if args.output is None else _checked(args.output)
     if args.format in ("json", "csv"):
@@ -479,13 +482,20 @@ def summary(result: object) -> str:
     return terminal_text("\n".join(lines))  # names and notes may hold control characters
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with one line for a bad command line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"greenai: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``greenai``."""
     from greenai import __version__
 
-    parser = argparse.ArgumentParser(prog="greenai", description=__doc__)
+    parser = _Parser(prog="greenai", description=__doc__)
     parser.add_argument("--version", action="version", version=f"greenai {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("devices", help="list the energy sources found and how each is measured")
     p.add_argument("--no-models", action="store_true", help="hide the CPU/memory models")
     p.set_defaults(func=_devices)

@@ -278,7 +278,7 @@ class EnergyCurve:
     def _effective_method(self, declared: Method) -> Method:
         if declared == "counter" and len(self.tau) < 2:
             # The counter never changed inside the stretch: the figure comes from power alone.
-            return "power" if self.has_power else "counter"
+            return "power" if self.has_power or not len(self.tau) else "counter"
         return declared
 
     # --- evaluation ---------------------------------------------------------------------

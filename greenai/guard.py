@@ -13,7 +13,9 @@ energy counter must never go backwards, yet real ones do:
   rejected; a value below the last one is held back until the next read says whether the
   counter really restarted (it continues from the low value) or the low value was a glitch.
 
-Rejected values become "not read" (NaN): the reading's power, if any, is still used.
+Rejected values become "not read" (NaN): the reading's power, if any, is still used. Power
+values are checked too (:meth:`CounterGuard.check_power`): an infinite, negative or
+impossibly high one is rejected the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class CounterGuard:
         self.filled_j = 0.0
         self.resets = 0
         self.rejected = 0
+        self.rejected_power = 0
         self._last: tuple[float, float] | None = None  # (t, raw) of the last accepted value
         self._rate_w = 0.0
         self._held: tuple[float, float, float] | None = None  # (t, raw, power) below last
@@ -81,6 +84,18 @@ class CounterGuard:
         self._last = (t, raw)
         return raw + self.offset_j
 
+    def check_power(self, power_w: float) -> float:
+        """The power value (W) to keep, or NaN for one no device can draw (NaN stays NaN).
+
+        Infinite, negative, or above :attr:`max_power_w` values are rejected and counted.
+        """
+        if math.isnan(power_w):
+            return power_w
+        if not math.isfinite(power_w) or power_w < 0 or power_w > self.max_power_w:
+            self.rejected_power += 1
+            return math.nan
+        return power_w
+
     def _fill(self, dt: float, power_w: float) -> float:
         """Energy (J) assumed across a reset: the read's power, else the last rate."""
         watts = power_w if math.isfinite(power_w) and power_w >= 0 else self._rate_w
@@ -98,5 +113,10 @@ class CounterGuard:
             out.append(
                 f"{self.name}: {self.rejected} corrupt energy-counter value(s) rejected"
                 " (a jump beyond any real power, or a value below its neighbours)"
+            )
+        if self.rejected_power:
+            out.append(
+                f"{self.name}: {self.rejected_power} impossible power value(s) rejected"
+                f" (negative, infinite or above {self.max_power_w:g} W)"
             )
         return out

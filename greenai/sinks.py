@@ -9,12 +9,15 @@ running, :meth:`Sink.update` with a :meth:`~greenai.Tracker.snapshot` every
 
 A sink that raises never stops the job or loses its result: the failure is logged, warned
 about once per sink and kind at stop (a failure that repeats is logged at most once a minute),
-and the other sinks go on.
+and the other sinks go on. A sink that hangs does not hold up the job's end for long:
+``stop()`` waits :data:`UPDATE_TIMEOUT_S` for an update in flight and
+:data:`FINISH_TIMEOUT_S` for each ``finish()``, then notes it and goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -28,6 +31,12 @@ log = logging.getLogger("greenai")
 
 REPEAT_LOG_S = 60.0
 """A sink failure that keeps happening is logged at most once per this many seconds."""
+
+FINISH_TIMEOUT_S = 30.0
+"""How long ``stop()`` waits for each sink's ``finish()`` (an upload may take a while)."""
+
+UPDATE_TIMEOUT_S = 5.0
+"""How long ``stop()`` waits for an ``update()`` in flight on the tracker's live thread."""
 
 
 @runtime_checkable
@@ -68,10 +77,27 @@ class SinkSet:
         for sink in self.sinks:
             self._call(sink, "update", snapshot)
 
-    def finish(self, result: Measurement) -> None:
-        """Give every sink the final result."""
+    def finish(self, result: Measurement, timeout_s: float | None = None) -> None:
+        """Give every sink the final result.
+
+        A sink that takes over ``timeout_s`` is left running on its own thread (a problem is
+        noted), so the job's end is not held up.
+        """
+        timeout_s = FINISH_TIMEOUT_S if timeout_s is None else timeout_s
         for sink in self.sinks:
-            self._call(sink, "finish", result)
+            done = threading.Event()
+
+            def call(sink: Sink = sink, done: threading.Event = done) -> None:
+                self._call(sink, "finish", result)
+                done.set()
+
+            thread = threading.Thread(target=call, name="greenai-sink-finish", daemon=True)
+            thread.start()
+            if not done.wait(timeout_s):
+                self.problems.append(
+                    f"{type(sink).__name__}.finish() did not return within {timeout_s:g} s;"
+                    " it was left running"
+                )
 
     def _call(self, sink: Sink, method: str, arg: object) -> bool:
         try:

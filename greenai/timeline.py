@@ -113,6 +113,7 @@ class DeviceTrack:
         self.buckets = _Rows()  # older, thinned
         self.compacted_before_s = -math.inf
         self.samples = 0
+        self.valid = 0  # readings with a usable counter or power value
         self.samples_at_t0 = 0
         self.first_t: float | None = None
         self.last_t: float | None = None
@@ -160,6 +161,7 @@ class Timeline:
         self._pass_lock = threading.Lock()
         self.tracks: dict[str, DeviceTrack] = {d.name: DeviceTrack(_spec(d)) for d in devices}
         self._origins: dict[str, float] = {}
+        self.problems: list[str] = []
         self._t0 = -math.inf
         self._peak_total_w = -math.inf
 
@@ -201,6 +203,7 @@ class Timeline:
         p = math.nan if reading.power_w is None else float(reading.power_w)
         with self._lock:
             track = self.tracks[name]
+            p = track.guard.check_power(p)
             e = track.guard.check(t, e, p)
             self._append(track, [t], [e], [p])
 
@@ -213,6 +216,7 @@ class Timeline:
         p_list = np.asarray(power_w, dtype=np.float64).tolist()
         with self._lock:
             track = self.tracks[name]
+            p_list = [track.guard.check_power(x) for x in p_list]
             e_list = [
                 track.guard.check(a, b, c) for a, b, c in zip(t_list, e_list, p_list, strict=True)
             ]
@@ -235,7 +239,15 @@ class Timeline:
         track.e.extend(e)
         track.p.extend(p)
         track.samples += len(t)
+        track.valid += sum(1 for a, b in zip(e, p, strict=True) if a == a or b == b)
         track.last_t = t[-1]
+
+    def fail(self, name: str, why: str) -> None:
+        """Drop device ``name`` from the figures from now on, saying why (once)."""
+        track = self.tracks[name]
+        track.valid = 0
+        if why not in self.problems:
+            self.problems.append(f"{name}: {why}")
 
     def last_time(self, name: str) -> float:
         """When device ``name`` was last read (clock seconds; -inf before any reading)."""
@@ -266,7 +278,8 @@ class Timeline:
     def guard_notes(self) -> list[str]:
         """What the counter guards did (resets stitched, values rejected), one line each."""
         with self._lock:
-            return [n for track in self.tracks.values() for n in track.guard.notes()]
+            notes = [n for track in self.tracks.values() for n in track.guard.notes()]
+            return [*notes, *self.problems]
 
     def guard_filled(self) -> bool:
         """Whether any guard had to fill in energy (a reset)."""
@@ -376,9 +389,12 @@ class Pass:
         with timeline._lock:
             for name, tr in timeline.tracks.items():
                 self._lengths[name] = len(tr.t) - tr.work
-                if len(tr.t) <= tr.work:
-                    continue
-                self.curves[name] = _curve(tr)
+                if len(tr.t) <= tr.work or not tr.valid:
+                    continue  # no reading yet, or none usable: it holds no one back
+                try:
+                    self.curves[name] = _curve(tr)
+                except Exception as exc:  # one device's bad data must not cost the others
+                    timeline.fail(name, f"its readings could not be integrated: {exc!r}")
         for name, curve in self.curves.items():
             tr = timeline.tracks[name]
             settled = curve.settled_s()

@@ -74,6 +74,9 @@ OPTIONS = (
 
 log = logging.getLogger("greenai")
 
+UNSETTLED_PHASE = "(not yet attributed)"
+"""In a running snapshot: the job's last seconds, not yet settled into phases."""
+
 _current: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar(
     "greenai_tracker", default=None
 )
@@ -176,7 +179,15 @@ class Tracker:
             raise ConfigError(
                 f"baseline_s must be a finite number >= 0 seconds, got {baseline_s!r}"
             )
+        if isinstance(devices, Device | str | bytes):
+            raise ConfigError(f"devices takes a list of devices: devices=[{devices!r}]")
         if devices is not None:
+            try:
+                devices = list(devices)
+            except TypeError:
+                raise ConfigError(
+                    f"devices takes a list of greenai Device objects, got {devices!r}"
+                ) from None
             bad = [d for d in devices if not isinstance(d, Device)]
             if bad:
                 raise ConfigError(
@@ -400,8 +411,11 @@ class Tracker:
                 self._close_phase(self._open[-1], t1)
         assert self._sampler is not None and self._timeline is not None
         try:
-            if self._live is not None:
-                self._live.stop()
+            if self._live is not None and not self._live.stop():
+                notes.append(
+                    "a sink's update() was still running at stop and was left behind; the"
+                    " final figures were computed without waiting for it"
+                )
             self._sampler.stop()
         finally:
             if self._token is not None:
@@ -864,7 +878,7 @@ class Tracker:
                     avg_power_w=dev_j / duration if duration > 0 else 0.0,
                     peak_power_w=track.peak_power_w(t0, p.curves.get(name)),
                     samples=track.samples_since(t0),
-                    partial=failed.get(name) is not None,
+                    partial=failed.get(name) is not None or track.guard.filled_j > 0,
                     error=failed.get(name),
                     idle_power_w=idle.get(name),
                     last_power_w=track.last_power_w(),
@@ -874,8 +888,19 @@ class Tracker:
         for name, error in failed.items():
             if name not in per_device:
                 notes.append(f"{name} gave no reading: {error}")
+            else:
+                notes.append(f"{name} failed during the job ({error}); its gap is interpolated")
+        for name in timeline.tracks:
+            if name not in per_device and name not in failed:
+                notes.append(
+                    f"{name} gave no usable reading (every value was missing or rejected);"
+                    " it is left out of the figures"
+                )
         guard_notes = timeline.guard_notes()
         notes.extend(guard_notes)
+        if not live:  # one warning per problem, on the caller's thread
+            for message in guard_notes:
+                warnings.warn(message, MeasurementWarning, stacklevel=4)
         if not p.curves:
             notes.append("no energy source was measured; only time is reported")
         energy: float | None = math.fsum(d.energy_j for d in devices) if devices else None
@@ -901,7 +926,7 @@ class Tracker:
             avg_power_w=energy / duration if energy is not None and duration > 0 else None,
             peak_power_w=timeline.peak_total_power_w(t0) if devices else None,
             devices=tuple(devices),
-            phases=tuple(self._phase_energy(bool(p.curves), live)),
+            phases=tuple(self._phase_energy(bool(p.curves), live, energy, unc, t1)),
             steps=self._step_energy(p, start, live, bool(p.curves)),
             period_s=self._sampler.period_s,
             idle_power_w=idle_w,
@@ -917,13 +942,28 @@ class Tracker:
             mfu=mfu,
         )
 
-    def _phase_energy(self, measured: bool, live: bool) -> list[PhaseEnergy]:
+    def _phase_energy(
+        self, measured: bool, live: bool, total_j: float | None, total_u: float | None, t1: float
+    ) -> list[PhaseEnergy]:
         assert self._ledger is not None
         ledger = self._ledger
         if not ledger.phases and not (live and self._open):
             return []
         out = [_phase(name, spans, measured) for name, spans in ledger.phases.items()]
         out.append(_phase(OTHER_PHASE, ledger.other, measured))
+        if live:  # the last seconds are not attributed yet: say so, so the parts add up
+            top = [ph for ph in out if "/" not in ph.name]
+            done_s = math.fsum(ph.duration_s for ph in top)
+            done_j = math.fsum(ph.energy_j or 0.0 for ph in top)
+            out.append(
+                PhaseEnergy(
+                    name=UNSETTLED_PHASE,
+                    count=1,
+                    duration_s=max(t1 - self._t0 - done_s, 0.0),
+                    energy_j=max(total_j - done_j, 0.0) if total_j is not None else None,
+                    uncertainty_j=total_u,
+                )
+            )
         return out
 
     def _step_energy(self, p: Pass, start: Point, live: bool, measured: bool) -> StepEnergy:
@@ -1045,11 +1085,17 @@ class _LiveThread:
         finally:
             self._clock.detach(self)
 
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+    def stop(self) -> bool:
+        """End the thread; False when a sink's update() kept it past the deadline."""
+        from greenai.sinks import UPDATE_TIMEOUT_S
+
+        if self._thread is None:
+            return True
+        self._stop.set()
+        self._thread.join(UPDATE_TIMEOUT_S)
+        stopped = not self._thread.is_alive()
+        self._thread = None
+        return stopped
 
 
 def track(name: str = "job", **options: Any) -> Tracker:

@@ -279,3 +279,42 @@ def test_another_applications_database_as_store_is_one_line_and_untouched(
     assert main(argv) == 2
     one_line_error(capsys, "another application", "users")
     assert app.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_a_bad_command_line_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["run", "--period", "inf", "--", "true"], ["report", "latest", "--format", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("greenai: error:"), err
+
+
+def test_report_of_a_run_without_measurement_to_a_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "r.db"
+    with RunStore(db) as store:
+        store.start_run("empty")
+    code = main(["report", "latest", "--store", str(db), "--format", "json", "--output",
+                 str(tmp_path / "out.json")])  # fmt: skip
+    assert code == 2
+    assert not (tmp_path / "out.json").exists()
+    assert "no measurement yet" in capsys.readouterr().err
+
+
+def test_a_killed_run_says_its_figures_are_the_last_checkpoints(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    code = f"""
+import os, time, greenai
+from greenai.testing import FakeGPU
+job = greenai.track("k", devices=[FakeGPU()], store={str(db)!r}, checkpoint_s=0.2).start()
+time.sleep(1.0)
+os._exit(9)  # dies without stop()
+"""
+    subprocess.run([sys.executable, "-c", code], timeout=120)
+    with RunStore(db, read_only=True) as store:
+        run = store.get("latest")
+    assert run.status == "interrupted"
+    assert run.measurement is not None and run.measurement.status == "interrupted"
+    assert any("last checkpoint" in n for n in run.measurement.notes)

@@ -157,3 +157,41 @@ def test_a_stalled_read_leaves_a_gap_not_a_lost_energy() -> None:
     # the counter carried the energy across the stall: not 1/3 of it as before
     assert result.energy_j == pytest.approx(100.0 * result.duration_s, rel=0.05)
     assert truth > 0
+
+
+class BadPower(Device):
+    name = "x"
+    kind = "gpu"
+    method = "power"
+    may_hang = False
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def read(self) -> Reading:
+        return Reading(power_w=self.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -50.0, 1e9])
+def test_impossible_power_is_rejected_and_the_other_devices_are_kept(value: float) -> None:
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, power_w=300.0, noise_w=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with greenai.track(devices=[BadPower(value), gpu], clock=clock) as job:
+            for _ in range(20):
+                clock.advance(0.1)
+                job.snapshot()
+    assert [d.name for d in job.result.devices] == ["gpu0"]
+    assert job.result.energy_j == pytest.approx(600.0, rel=0.02)
+    assert any(n.startswith("x gave no usable reading") for n in job.result.notes)
+
+
+def test_a_counter_reset_marks_its_device_partial_and_warns_once() -> None:
+    clock = FakeClock()
+    gpu = Glitchy(clock=clock, power_w=300.0, noise_w=0.0, reset_at=1.0)
+    with pytest.warns(greenai.errors.MeasurementWarning, match="went backwards") as caught:
+        with greenai.track(devices=[gpu], clock=clock, period_s=0.1) as job:
+            clock.advance(3.0)
+    assert job.result.device("gpu0").partial
+    assert sum("went backwards" in str(w.message) for w in caught) == 1

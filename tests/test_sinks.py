@@ -200,3 +200,42 @@ def test_a_model_whose_dtype_has_no_peak_keeps_its_result_and_the_users_exceptio
     assert job.result.status == "failed"
     assert job.result.energy_j is not None and job.result.energy_j > 0
     assert any("MFU not computed" in n for n in job.result.notes)
+
+
+def test_a_running_snapshots_phases_add_up_to_its_total() -> None:
+    clock = FakeClock()
+    with greenai.track(devices=[FakeGPU(clock=clock, power_w=300.0)], clock=clock) as job:
+        for _ in range(40):
+            with job.phase("fwd"):
+                clock.advance(0.1)
+        snap = job.snapshot()
+    top = [p for p in snap.phases if "/" not in p.name]
+    assert "(not yet attributed)" in {p.name for p in top}
+    assert sum(p.energy_j for p in top) == pytest.approx(snap.energy_j, rel=1e-9)
+
+
+def test_a_sink_that_hangs_does_not_hold_up_the_end_for_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from greenai import sinks
+
+    class Slow(Recorder):
+        def finish(self, result: Measurement) -> None:
+            time.sleep(3.0)
+
+    monkeypatch.setattr(sinks, "FINISH_TIMEOUT_S", 0.5)
+    job = greenai.track(devices=[FakeGPU()], sinks=[Slow()]).start()
+    t = time.perf_counter()
+    with pytest.warns(greenai.errors.MeasurementWarning, match="did not return"):
+        result = job.stop()
+    assert time.perf_counter() - t < 2.5
+    assert any("did not return" in n for n in result.notes)
+
+
+def test_devices_must_be_a_list_of_devices() -> None:
+    with pytest.raises(ConfigError, match="list"):
+        greenai.track(devices=FakeGPU())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="list"):
+        greenai.track(devices=3)  # type: ignore[arg-type]

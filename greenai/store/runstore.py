@@ -8,6 +8,7 @@ and is marked ``interrupted`` the next time a store on its host is opened.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -369,9 +370,7 @@ class RunStore:
             pid=pid,
             command=command,
             meta=json.loads(meta),
-            measurement=None
-            if measurement is None
-            else Measurement.from_dict(json.loads(measurement)),
+            measurement=None if measurement is None else _stored(measurement, status),
             timeline=timeline,
             phase_spans=spans,
         )
@@ -499,6 +498,11 @@ class RunStore:
                 measurement = row[0]
                 if measurement is not None:
                     data = json.loads(measurement)
+                    if data.get("status") == "running":
+                        data["notes"] = [
+                            *data.get("notes", []),
+                            KILLED_NOTE.format(data.get("duration_s") or 0.0),
+                        ]
                     data["status"] = "interrupted"
                     measurement = json.dumps(data)
                 conn.execute(
@@ -506,6 +510,22 @@ class RunStore:
                     " measurement_json = ? WHERE id = ?",
                     (measurement, rid),
                 )
+
+
+KILLED_NOTE = (
+    "the process ended without stopping its tracker (killed?): these are the figures of its"
+    " last checkpoint, {:.1f} s into the job"
+)
+
+
+def _stored(text: str, status: str) -> Measurement:
+    """The stored Measurement; a run that died keeps its last checkpoint, and says so."""
+    m = Measurement.from_dict(json.loads(text))
+    if status == "interrupted" and m.status in ("running", "interrupted"):
+        note = KILLED_NOTE.format(m.duration_s)
+        if m.status == "running" and note not in m.notes:
+            m = dataclasses.replace(m, status="interrupted", notes=(*m.notes, note))
+    return m
 
 
 def _measurement(text: str) -> Measurement:

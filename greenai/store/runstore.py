@@ -297,7 +297,8 @@ class RunStore:
         """Stored runs, newest first, one row each.
 
         Columns: ``id``, ``name``, ``status``, ``started_at``, ``duration_s``, ``energy_j``,
-        ``uncertainty_j``, ``co2e_kg``, ``flops``, ``host`` (figures of the last checkpoint
+        ``uncertainty_j``, ``methods`` (how the energy was obtained: counter, power, model),
+        ``co2e_kg``, ``flops``, ``host`` (figures of the last checkpoint
         for a run still going, NaN before any). ``since``/``until`` bound ``started_at``
         (inclusive; naive times are local time).
 
@@ -321,7 +322,9 @@ class RunStore:
         if until is not None:
             where.append("started_at <= ?")
             args.append(_iso(_as_utc(until, "until")))
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        # How each run's energy was obtained, next to it (an estimate never reads as measured).
+        methods = "(SELECT group_concat(DISTINCT d.method) FROM devices d WHERE d.run_id = runs.id)"
+        sql = f"SELECT {', '.join(RUN_COLUMNS)}, {methods} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC"
@@ -330,7 +333,9 @@ class RunStore:
                 raise ConfigError(f"limit must be 0 or more; got {limit}")
             sql += f" LIMIT {int(limit)}"
         rows = [self._shown(row) for row in self._read(sql, args)]
-        frame: pd.DataFrame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "methods"])
+        at = list(frame.columns).index("uncertainty_j") + 1
+        frame.insert(at, "methods", frame.pop("methods"))
         floats = ["duration_s", "energy_j", "uncertainty_j", "co2e_kg", "flops"]
         frame[floats] = frame[floats].astype(float)
         return frame

@@ -181,6 +181,7 @@ def test_runs_filters_and_orders_newest_first(store: RunStore) -> None:
         "duration_s",
         "energy_j",
         "uncertainty_j",
+        "methods",
         "co2e_kg",
         "flops",
         "host",

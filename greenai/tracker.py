@@ -60,6 +60,7 @@ OPTIONS = (
     "meta",
     "distributed",
     "sinks",
+    "board_gain",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -108,6 +109,11 @@ class Tracker:
             requires one, False measures this process alone (docs/distributed.md).
         sinks: Objects with ``start(job)``, ``update(snapshot)`` and ``finish(result)``
             (:class:`greenai.sinks.Sink`) that receive the job's figures while it runs.
+        board_gain: Add each GPU board's gain error (about ±5%,
+            :data:`greenai.windows.BOARD_GAIN_REL`; Yang, Adámek and Armour, SC'24) to the
+            uncertainty as a shared part, for figures compared with a wall meter or across
+            boards. Off by default: repeated runs on one board share its gain. A note on
+            the result says when it is on.
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -135,12 +141,15 @@ class Tracker:
         meta: dict[str, Any] | None = None,
         distributed: bool | None = None,
         sinks: Sequence[Sink] | None = None,
+        board_gain: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise ConfigError(_unknown_options_message(unknown))
         if not isinstance(name, str) or not name:
             raise ConfigError(f"the job name must be a non-empty string, got {name!r}")
+        if not isinstance(board_gain, bool):
+            raise ConfigError(f"board_gain must be True or False, got {board_gain!r}")
         _check_seconds("period_s", period_s, allow_none=True)
         _check_seconds("checkpoint_s", checkpoint_s)
         if not (_is_number(baseline_s) and math.isfinite(baseline_s) and baseline_s >= 0):
@@ -196,6 +205,7 @@ class Tracker:
             "meta": meta,
             "distributed": distributed,
             "sinks": sinks,
+            "board_gain": bool(board_gain),
         }
         self._store = resolve_store(store)
         self._store_sink: StoreSink | None = None
@@ -298,7 +308,7 @@ class Tracker:
             if self._dist is not None:  # each rank measures the devices it owns
                 devices = self._dist.own(devices)
         self._timeline = Timeline(list(devices))
-        self._ledger = Ledger(self._timeline)
+        self._ledger = Ledger(self._timeline, board_gain=self._options["board_gain"])
         self._sampler = Sampler(
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
         )
@@ -785,10 +795,15 @@ class Tracker:
         idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
         mfu = flops / duration / peak if flops and peak and duration > 0 else None
         from greenai.flops import mfu_note, uncounted_note
+        from greenai.sensing import sensor_notes
 
         for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
             if note is not None:
                 notes.append(note)
+        for message in sensor_notes(ledger, timeline.tracks, duration):
+            notes.append(message)
+            if not live:  # once per job: the final figures
+                warnings.warn(message, MeasurementWarning, stacklevel=4)
         return Measurement(
             name=self.name,
             status=status,  # type: ignore[arg-type]

@@ -107,7 +107,7 @@ class CurveModel:
         jump_rate: Such changes per update, recently.
         seg_s: Typical time between counter updates (s).
         varying: The load varies between updates by over :data:`VARYING_REL` of an update's
-            energy, or changes level next to one.
+            energy (robust spread), or jumps.
         locked: A loop whose period divides the update period was detected: the power
             shape cannot place energy inside an update (see :func:`locked_loop`).
         board_gain: Add the board's gain error (:data:`greenai.windows.BOARD_GAIN_REL`) as
@@ -262,7 +262,7 @@ class EnergyCurve:
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
         unsteady = self._unsteady()
         self._hard_only = long_seg | unsteady
-        self._varying = bool(unsteady.any()) or self._seg_scatter_j > VARYING_REL * typical_e
+        self._varying = self._jump_rate > 0 or self._seg_scatter_j > VARYING_REL * typical_e
         if prev is None and not first_unanchored and len(self._hard_only):
             # The job's first value may be up to a whole update period old: where the first
             # anchor really lies is known only to within U, so only the bracket holds there.
@@ -322,7 +322,8 @@ class EnergyCurve:
         deltas differ: on a load that varies faster than the updates they scatter by about
         that much, on a steady one by the sensor's noise. Returns the robust spread of the
         segments' power (W, from the median difference of neighbours), the largest recent
-        *jump* (a difference over :data:`_JUMP_SPREADS` spreads: a load step, which a
+        *jump* (a difference over :data:`_JUMP_SPREADS` spreads and a quarter of the typical
+        power: a load step, which a
         sampled counter may place anywhere in its update; W) and jumps per update.
         """
         stats = self._stats
@@ -334,14 +335,22 @@ class EnergyCurve:
         signed = np.diff(d_e / np.maximum(seg_len, 1e-12))
         diff = np.abs(signed)
         spread = float(1.4826 * np.median(diff) / np.sqrt(2.0))
-        big = diff > _JUMP_SPREADS * max(spread, 1e-9)
+        # over 25% of the typical power too (as in _unsteady): reads that land late on a
+        # busy host misplace anchors by ~10% of an update, which is no load step
+        level = 0.25 * float(np.median(np.abs(d_e / np.maximum(seg_len, 1e-12))))
+        threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
+        big = diff > threshold / 2.0  # a step split over two updates: halves
         if not big.any():
             return spread, 0.0, 0.0
-        # A step inside an update shows as two jumps in a row: one step, their sum.
-        starts = np.flatnonzero(big & ~np.concatenate([[False], big[:-1]]))
-        run_id = np.cumsum(big & ~np.concatenate([[False], big[:-1]])) - 1
-        sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=len(starts)))
-        return spread, float(sums.max()), len(starts) / len(diff)
+        # A step inside an update shows as two jumps in a row: one step, their sum. A late
+        # read shows as two opposite jumps, which cancel.
+        first = big & ~np.concatenate([[False], big[:-1]])
+        run_id = np.cumsum(first) - 1
+        sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=int(first.sum())))
+        steps = sums[sums > threshold]
+        if not len(steps):
+            return spread, 0.0, 0.0
+        return spread, float(steps.max()), len(steps) / len(diff)
 
     def settle_into(self, stats: CurveStats, before_s: float, after_s: float) -> None:
         """Add the segments that start in ``[after_s, before_s)`` to the job's ``stats``."""

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from greenai.ledger import Ledger
     from greenai.timeline import DeviceTrack
 
-__all__ = ["locked_note", "sensor_notes", "short_region_note"]
+__all__ = ["board_gain_note", "locked_note", "result_notes", "sensor_notes", "short_region_note"]
 
 
 def locked_note(device: str, period_s: float, update_period_s: float) -> str:
@@ -55,7 +55,7 @@ def board_gain_note() -> str:
 
 
 def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: float) -> list[str]:
-    """Notes on what a job's figures assume about its sensors (each said once)."""
+    """Warnings on what a job's figures assume about its sensors (each said once)."""
     notes = []
     for name, period in ledger.locked_s.items():
         notes.append(locked_note(name, period, tracks[name].spec.update_period_s))
@@ -69,6 +69,11 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
     ]
     if short:
         notes.append(short_region_note("the job", duration_s, max(short)))
-    if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
-        notes.append(board_gain_note())
     return notes
+
+
+def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]:
+    """Notes that say what the uncertainty includes (no warning: a choice, not a risk)."""
+    if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
+        return [board_gain_note()]
+    return []

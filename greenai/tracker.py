@@ -795,7 +795,7 @@ class Tracker:
         idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
         mfu = flops / duration / peak if flops and peak and duration > 0 else None
         from greenai.flops import mfu_note, uncounted_note
-        from greenai.sensing import sensor_notes
+        from greenai.sensing import result_notes, sensor_notes
 
         for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
             if note is not None:
@@ -804,6 +804,7 @@ class Tracker:
             notes.append(message)
             if not live:  # once per job: the final figures
                 warnings.warn(message, MeasurementWarning, stacklevel=4)
+        notes.extend(result_notes(ledger, timeline.tracks))
         return Measurement(
             name=self.name,
             status=status,  # type: ignore[arg-type]

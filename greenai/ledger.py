@@ -11,6 +11,7 @@ what is new since the last one. Combination rules come from :mod:`greenai.window
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from array import array
@@ -217,7 +218,8 @@ class Ledger:
         if self._prev_step is not None and len(self.step_duration_s):
             d = np.asarray(self.step_duration_s[-256:])[::-1]
             settled = self._prev_step[0] - np.concatenate([[0.0], np.cumsum(d)])[::-1]
-        steps = np.concatenate([settled, np.asarray(self.steps, dtype=float)])
+        pending = list(itertools.islice(reversed(self.steps), 257))[::-1]
+        steps = np.concatenate([settled, np.asarray(pending, dtype=float)])
         if len(steps) >= 9:
             loops.append(steps[-257:])
         starts: dict[str, list[float]] = {}

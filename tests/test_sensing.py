@@ -146,3 +146,19 @@ def test_board_gain_adds_five_percent_shared_and_says_so() -> None:
 def test_board_gain_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match="board_gain must be True or False"):
         greenai.track("job", board_gain="yes")
+
+
+def test_a_locked_loop_is_found_from_phase_entries_too() -> None:
+    clock = FakeClock()
+    load = SquareWave(0.025, 0.025, high_w=700.0, low_w=100.0, start_s=0.01)
+    gpu = FakeGPU(clock=clock, seed=5, power_w=load)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with greenai.track("job", devices=[gpu], clock=clock, period_s=0.01) as job:
+            for _ in range(100):
+                with job.phase("forward"):
+                    clock.advance(0.03)
+                clock.advance(0.02)
+    messages = [str(w.message) for w in caught if issubclass(w.category, MeasurementWarning)]
+    assert sum("locked to gpu0's sensor updates" in m for m in messages) == 1
+    assert any("every 50 ms" in n for n in job.result.notes)

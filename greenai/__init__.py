@@ -36,5 +36,12 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext greenai``: register the ``%%greenai`` cell magic (imported only then)."""
+    from greenai.integrations.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})

@@ -36,6 +36,12 @@ class Loop:
     @property
     def capacity(self) -> int:
         """Ring buffer size in records."""
+    @property
+    def abandoned(self) -> bool:
+        """Whether stop() left behind a thread stuck in a read (two periods, at least 1 s).
+
+        Such a loop takes no last reading and stays closed; its memory is never freed.
+        """
     def add_rapl(self, path: str | os.PathLike[str], max_energy_range_uj: int) -> int:
         """Open a RAPL ``energy_uj`` file once; return its source index.
 

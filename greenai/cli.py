@@ -119,7 +119,9 @@ def _run(args: argparse.Namespace) -> int:
         pue=args.pue,
         country=args.country,
         region=args.region,
+        cloud=args.cloud,
         carbon_intensity_g_per_kwh=args.carbon_intensity,
+        carbon_intensity_series=series,
         renewable_share=args.renewable_share,
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
@@ -158,11 +160,12 @@ def _print_hourly_co2e(series: Any, result: Any, store_spec: str | None) -> None
     except GreenAIError as exc:
         print(f"  CO2e hour by hour: not computed ({exc})", file=sys.stderr)
         return
+    # The tracker's figure (stored with the run) is the headline; the table shifts the
+    # stored timeline.
+    kg = result.co2e_series_kg if result.co2e_series_kg is not None else hourly.co2e_kg
+    source = result.co2e_series_source or hourly.source
     mean = "" if hourly.mean_g_per_kwh is None else f" at a mean {hourly.mean_g_per_kwh:.4g} g/kWh"
-    print(
-        f"  CO2e hour by hour: {hourly.co2e_kg * 1000:.4g} g{mean} ({hourly.source})",
-        file=sys.stderr,
-    )
+    print(f"  CO2e hour by hour: {kg * 1000:.4g} g{mean} ({source})", file=sys.stderr)
     print("  had it started at another hour of that day:", file=sys.stderr)
     print(format_start_hour_table(rows), file=sys.stderr)
 
@@ -217,6 +220,16 @@ def _report(args: argparse.Namespace) -> int:
     output = None if args.output is None else _checked(args.output)
     if args.format in ("json", "csv"):
         return _print_or_write(run_record(run, args.format), output)
+    if args.format in ("model-card", "codecarbon-csv"):
+        from greenai.report.model_card import codecarbon_csv, model_card
+
+        m = _printable(run.measurement)
+        text = (
+            model_card(m, run.meta)
+            if args.format == "model-card"
+            else codecarbon_csv(m, run_id=run.id, ended_at=run.ended_at, meta=run.meta)
+        )
+        return _print_or_write(text.rstrip("\n"), output)
     if args.format in ("text", "md"):  # names and notes may hold control characters
         run = dataclasses.replace(run, measurement=_printable(run.measurement))
     if output is None and args.format == "html":
@@ -485,7 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pue", type=float, default=1.0)
     p.add_argument("--country", help="ISO alpha-3 grid for CO2e (e.g. FRA, or WORLD)")
-    p.add_argument("--region", help="sub-national grid (US state, Canadian province, ...)")
+    p.add_argument(
+        "--region", help="sub-national grid (US state, ...) or, with --cloud, the cloud region"
+    )
+    p.add_argument(
+        "--cloud",
+        choices=["aws", "gcp", "azure"],
+        help="cloud provider: the grid is --region's (e.g. --cloud gcp --region us-central1)",
+    )
     p.add_argument("--carbon-intensity", type=float, help="grid g CO2e/kWh (overrides --country)")
     p.add_argument(
         "--renewable-share", type=float, help="share in [0, 1] under renewable contracts"
@@ -521,7 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")
     p.add_argument("run", nargs="?", default="latest")
     p.add_argument("--store")
-    p.add_argument("--format", choices=["text", "md", "html", "json", "csv"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "md", "html", "json", "csv", "model-card", "codecarbon-csv"],
+        default="text",
+    )
     p.add_argument(
         "--output", type=Path, help="file to write (html defaults to the store's reports/)"
     )

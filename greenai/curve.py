@@ -55,6 +55,9 @@ iterations and several shifted starts)."""
 _JUMP_SPREADS = 6.0
 """A change between consecutive updates beyond this many robust spreads is a jump."""
 
+STUCK_COUNTER_S = 60.0
+"""A counter that has not changed for this long settles by its power readings instead."""
+
 _RECENT = 512
 """Segments whose residuals and lengths the running statistics remember."""
 
@@ -435,8 +438,12 @@ class EnergyCurve:
         against its neighbours (:meth:`_unsteady`), so the one after it must be complete.
         For power and model curves, the last reading.
         """
-        if self.method == "counter":
-            return float(self.tau[-3]) if len(self.tau) >= 3 else -np.inf
+        if self.spec.method == "counter":  # declared: a stretch without changes waits
+            if len(self.tau) >= 3:
+                return float(self.tau[-3])
+            if len(self.t) and self.t[-1] - self.t[0] > STUCK_COUNTER_S:
+                return float(self.t[-1])  # a stuck counter must not hold everything back
+            return -np.inf
         return float(self.t[-1]) if len(self.t) else -np.inf
 
     def points(self, x: FloatArray) -> Points:

@@ -1,7 +1,7 @@
 """Online accounting: step and phase marks become figures as the timeline settles.
 
 The tracker's hot path only records timestamps (:meth:`Ledger.step`, phase enter/exit). A
-settling pass (:meth:`Ledger.settle`, run by the tracker's live thread about once a second,
+settling pass (:meth:`Ledger.settle`, run by the tracker's live thread every few seconds,
 by :meth:`~greenai.Tracker.snapshot` and once more at stop) evaluates each mark exactly
 once, when every device's curve is final past it, and folds the windows it closes into
 running figures: per-step energies (kept for the whole job), per-phase aggregates, the
@@ -90,7 +90,7 @@ class Ledger:
     models: dict[str, CurveModel] = field(default_factory=dict)
     board_gain: bool = False
     locked_s: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     _prev_step: tuple[float, Point | None] | None = None
     _cursor: tuple[float, Point | None] | None = None
     _pending: list[_Window] = field(default_factory=list)
@@ -223,9 +223,12 @@ class Ledger:
         if len(steps) >= 9:
             loops.append(steps[-257:])
         starts: dict[str, list[float]] = {}
-        for key, depth, a, _ in self.recent_spans:
+        for key, depth, a, _ in self.recent_spans:  # settled, relative to t0
             if depth == 0:
-                starts.setdefault(key, []).append(a)
+                starts.setdefault(key, []).append(self.t0 + a)
+        for ph in itertools.islice(reversed(self.closed), 1024):  # closed, not settled yet
+            if ph.depth == 0:
+                starts.setdefault(ph.path, []).append(ph.start)
         loops += [np.sort(np.asarray(v)) for v in starts.values() if len(v) >= 9]
         if not loops:
             return

@@ -50,6 +50,8 @@ class DeviceEnergy:
         partial: True when the device failed during the job (the gap was interpolated).
         idle_power_w: Idle power from the baseline, when ``baseline_s`` was given.
         last_power_w: The latest power reading (W), for live views.
+        scope: ``"machine"`` (what the hardware drew) or ``"process"`` (the tracked
+            process tree's attributed share, :mod:`greenai.devices.attribution`).
     """
 
     name: str
@@ -64,6 +66,7 @@ class DeviceEnergy:
     error: str | None = None
     idle_power_w: float | None = None
     last_power_w: float | None = None
+    scope: str = "machine"
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,12 @@ class StepEnergy:
         return self._per(None if flops is None else flops / FLOP_PER_TFLOP)[0]
 
     @property
+    def j_per_tflop_uncertainty_j(self) -> float | None:
+        """About 95% uncertainty of :attr:`j_per_tflop` (J/TFLOP)."""
+        flops = None if self.flops is None else self._share(int(self.flops))
+        return self._per(None if flops is None else flops / FLOP_PER_TFLOP)[1]
+
+    @property
     def mean_energy_j(self) -> float | None:
         """Mean energy per step (J), None without steps or energy."""
         return self._per(self.measured_count or None)[0]
@@ -193,6 +202,17 @@ class Measurement:
         job: For a distributed job, the per-rank, per-node and per-device breakdown
             (:class:`greenai.distributed.JobRecord`); on rank 0 the other fields are then the
             job's totals. None for a single process.
+        co2e_series_kg: Location-based CO2e charged hour by hour (or step by step) of the
+            ``carbon_intensity_series`` given, on the power timeline (facility energy × the
+            intensity when it was drawn), kg; None without a series (a note says why when
+            one was given but could not be applied).
+        co2e_series_source: The series' source and the convention used.
+        embodied_co2e_kg: Manufacturing (embodied, Scope 3) CO2e of the GPUs used and their
+            servers' share, amortised over their service life and charged by device-hours
+            (:func:`greenai.carbon.embodied.gpu_job_embodied_co2e`), kg. Reported beside
+            operational CO2e, never added to it. None without GPUs.
+        embodied_source: The figures used, their publications (and whether each is a class
+            estimate) and the amortisation basis.
     """
 
     name: str
@@ -217,6 +237,10 @@ class Measurement:
     peak_flops_per_s: float | None = None
     mfu: float | None = None
     job: JobRecord | None = None
+    co2e_series_kg: float | None = None
+    co2e_series_source: str | None = None
+    embodied_co2e_kg: float | None = None
+    embodied_source: str | None = None
 
     @property
     def tflop(self) -> float | None:
@@ -341,6 +365,12 @@ class Measurement:
 
             kwargs["job"] = JobRecord.from_dict(data["job"])
         return cls(**kwargs)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: headline figures with their methods and a small power plot."""
+        from greenai.report.notebook import measurement_html
+
+        return measurement_html(self)
 
     def to_json(self, **kwargs: Any) -> str:
         """The :meth:`to_dict` record as JSON text (``kwargs`` go to :func:`json.dumps`)."""

@@ -45,8 +45,8 @@ def run_command(
     non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
     ``prometheus_port`` (0: any free port), live power and energy are served for
     Prometheus on ``prometheus_addr`` while the command runs. With ``scope="process"``
-    the devices are attributed to this process's tree, which holds the command and every
-    process it starts (and greenai's own sampler, well under 1% of a CPU); see
+    the tracker attributes the devices to this process's tree, which holds the command and
+    every process it starts (and greenai's own sampler, well under 1% of a CPU); see
     :func:`greenai.devices.attribution.apply_scope`.
 
     Raises:
@@ -64,14 +64,8 @@ def run_command(
     store = options["store"] = resolve_store(options.get("store"))
     meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
     if scope != "machine":
-        from greenai.devices.attribution import apply_scope
-        from greenai.devices.discovery import discover
-
-        devices = options.get("devices")
-        devices = discover() if devices is None else list(devices)
-        options["devices"] = apply_scope(devices, scope, pid=os.getpid())
         meta["scope"] = scope
-    tracker = Tracker(name or Path(argv[0]).name, meta=meta, **options)
+    tracker = Tracker(name or Path(argv[0]).name, meta=meta, scope=scope, **options)
     exporter = None
     if prometheus_port is not None:  # started first: a busy port fails before the command
         from greenai.exporters.prometheus import PrometheusExporter

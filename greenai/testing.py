@@ -495,6 +495,7 @@ class FakeGPU(Device):
     """
 
     kind = "gpu"
+    may_hang = False  # in memory: read inline by the sampler
     _NOISE_BLOCK = 4096
 
     def __init__(
@@ -697,6 +698,8 @@ class ReplayDevice(Device):
     Readings are held between recorded points, as hardware holds its last value. Time starts
     at the first recorded point when the device is opened.
     """
+
+    may_hang = False  # in memory: read inline by the sampler
 
     def __init__(
         self,

@@ -219,15 +219,29 @@ class Timeline:
             self._append(track, t_list, e_list, p_list)
 
     def _append(self, track: DeviceTrack, t: list[float], e: list[float], p: list[float]) -> None:
+        if track.last_t is not None and t[0] <= track.last_t:  # a repeat read at one instant
+            keep = [i for i, x in enumerate(t) if x > track.last_t]
+            if not keep:
+                return
+            t, e, p = [t[i] for i in keep], [e[i] for i in keep], [p[i] for i in keep]
         if track.gaps and track.gaps[-1][1] is None:
             track.gaps[-1] = (track.gaps[-1][0], t[0])
+        if track.first_t is None:
+            track.first_t = t[0]
+            first = next((x for x in e if math.isfinite(x)), None)
+            if first is not None:  # C of a counter device is on the counter's scale
+                track.origin = track.kept_origin = (first, 0.0)
         track.t.extend(t)
         track.e.extend(e)
         track.p.extend(p)
         track.samples += len(t)
-        if track.first_t is None:
-            track.first_t = t[0]
         track.last_t = t[-1]
+
+    def last_time(self, name: str) -> float:
+        """When device ``name`` was last read (clock seconds; -inf before any reading)."""
+        with self._lock:
+            last = self.tracks[name].last_t
+        return -math.inf if last is None else last
 
     def mark_failure(self, name: str, t: float) -> None:
         """Note that device ``name`` failed to read at ``t``; a gap lasts until its next read."""
@@ -414,6 +428,7 @@ class Pass:
         n = self._lengths[tr.spec.name]
         t = curve.t
         upto = n if self.final else int(np.searchsorted(t, self.horizon_s, side="right"))
+        upto = max(upto, tr.settled_rows)  # what made rows stays settled
         tr.method = curve.method
         start = tr.settled_rows
         batch = None

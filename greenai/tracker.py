@@ -2,7 +2,7 @@
 
 ``step()`` and ``phase()`` only record a timestamp on the caller's thread; every device read
 happens on the sampler thread. The tracker's live thread settles the marks into running
-figures about once a second (:mod:`greenai.ledger`) and gives snapshots to the sinks
+figures every few seconds (:mod:`greenai.ledger`) and gives snapshots to the sinks
 (:mod:`greenai.sinks`), so a checkpoint, a snapshot or ``stop()`` costs what is new.
 """
 
@@ -14,6 +14,7 @@ import difflib
 import functools
 import logging
 import math
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ import numpy as np
 from greenai.carbon.accounting import Accounting, account
 from greenai.checkpoint import StoreSink, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
-from greenai.devices.base import Device
+from greenai.devices.base import Device, Scope
 from greenai.distributed.session import DistributedSession, open_session
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
 from greenai.ledger import OTHER_PHASE, Ledger, OpenPhase, Point, point_at
@@ -40,6 +41,9 @@ from greenai.windows import Spans, linear, sum_devices
 if TYPE_CHECKING:
     import pandas as pd
 
+    from greenai.carbon.embodied import EmbodiedFigures
+    from greenai.carbon.series import IntensitySeries
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 OPTIONS = (
@@ -50,8 +54,12 @@ OPTIONS = (
     "pue",
     "country",
     "region",
+    "cloud",
     "carbon_intensity_g_per_kwh",
+    "carbon_intensity_series",
     "renewable_share",
+    "market_factor_g_per_kwh",
+    "market_factor_kind",
     "wue_l_per_kwh",
     "flops_per_step",
     "dtype",
@@ -61,6 +69,7 @@ OPTIONS = (
     "distributed",
     "sinks",
     "board_gain",
+    "scope",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -91,10 +100,22 @@ class Tracker:
         pue: Power usage effectiveness of the facility (≥ 1); facility energy = IT × PUE.
         country: ISO alpha-3 code of the grid (``"FRA"``), for location-based CO2e from
             codecarbon's shipped data; ``"WORLD"`` for its world average.
-        region: Sub-national grid (a US state, Canadian or Chinese province, Nordic zone).
+        region: Sub-national grid (a US state, Canadian or Chinese province, Nordic zone),
+            or with ``cloud`` the cloud region (``"us-central1"``, ``"eu-west-1"``).
+        cloud: ``"aws"``, ``"gcp"`` or ``"azure"``: the grid is that cloud region's, from
+            the cloud data codecarbon ships (needs ``region``; excludes ``country``).
         carbon_intensity_g_per_kwh: Grid intensity to use instead of a lookup.
+        carbon_intensity_series: Grid intensity over time (hourly or finer): a CSV of UTC
+            times and g CO2e/kWh, or a pandas Series with a DatetimeIndex
+            (:func:`greenai.carbon.series.load_intensity_series`). Checked here; at stop the
+            power timeline is charged at each hour's intensity, giving
+            ``Measurement.co2e_series_kg`` beside the yearly-average figure.
         renewable_share: Share in [0, 1] of energy under renewable contracts (PPAs), for
             market-based CO2e.
+        market_factor_g_per_kwh: For market-based CO2e, the factor of the energy not
+            covered by ``renewable_share`` (g CO2e/kWh): a supplier-specific rate or a
+            residual mix. Without it the grid average stands in (the last-resort tier).
+        market_factor_kind: What that factor is: ``"supplier"`` or ``"residual_mix"``.
         wue_l_per_kwh: Water usage effectiveness (litres per IT kWh), for ``water_l``.
         flops_per_step: FLOPs of one step, when known; multiplied by the number of steps.
         dtype: The compute dtype (``"bf16"``, ``torch.float16``...), to find the GPU's peak
@@ -109,6 +130,9 @@ class Tracker:
             requires one, False measures this process alone (docs/distributed.md).
         sinks: Objects with ``start(job)``, ``update(snapshot)`` and ``finish(result)``
             (:class:`greenai.sinks.Sink`) that receive the job's figures while it runs.
+        scope: ``"machine"`` (default): what the hardware drew, whoever used it;
+            ``"process"``: each device's share charged to this process's tree
+            (:func:`greenai.devices.attribution.apply_scope`), for found and given devices.
         board_gain: Add each GPU board's gain error (about ±5%,
             :data:`greenai.windows.BOARD_GAIN_REL`; Yang, Adámek and Armour, SC'24) to the
             uncertainty as a shared part, for figures compared with a wall meter or across
@@ -131,8 +155,12 @@ class Tracker:
         pue: float = 1.0,
         country: str | None = None,
         region: str | None = None,
+        cloud: str | None = None,
         carbon_intensity_g_per_kwh: float | None = None,
+        carbon_intensity_series: Any = None,
         renewable_share: float | None = None,
+        market_factor_g_per_kwh: float | None = None,
+        market_factor_kind: Any = None,
         wue_l_per_kwh: float | None = None,
         flops_per_step: float | None = None,
         dtype: Any = None,
@@ -141,6 +169,7 @@ class Tracker:
         meta: dict[str, Any] | None = None,
         distributed: bool | None = None,
         sinks: Sequence[Sink] | None = None,
+        scope: Scope = "machine",
         board_gain: bool = False,
         **unknown: Any,
     ) -> None:
@@ -178,14 +207,23 @@ class Tracker:
                 raise ConfigError(
                     f"a sink needs start(job), update(snapshot) and finish(result); got {sink!r}"
                 )
+        if scope not in ("machine", "process"):
+            raise ConfigError(
+                f"scope must be 'machine' (what the hardware drew) or 'process' (this process"
+                f" tree's share); got {scope!r}"
+            )
+        self._series = _intensity_series(carbon_intensity_series)  # a bad one fails now
         self.name = name
         self._accounting = Accounting(
             pue=pue,
             country=country,
             region=region,
+            cloud=cloud,
             carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
             renewable_share=renewable_share,
             wue_l_per_kwh=wue_l_per_kwh,
+            market_factor_g_per_kwh=market_factor_g_per_kwh,
+            market_factor_kind=market_factor_kind,
         )
         self._options: dict[str, Any] = {
             "devices": devices,
@@ -195,8 +233,12 @@ class Tracker:
             "pue": pue,
             "country": country,
             "region": region,
+            "cloud": cloud,
             "carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
+            "carbon_intensity_series": carbon_intensity_series,
             "renewable_share": renewable_share,
+            "market_factor_g_per_kwh": market_factor_g_per_kwh,
+            "market_factor_kind": market_factor_kind,
             "wue_l_per_kwh": wue_l_per_kwh,
             "flops_per_step": flops_per_step,
             "dtype": dtype,
@@ -205,6 +247,7 @@ class Tracker:
             "meta": meta,
             "distributed": distributed,
             "sinks": sinks,
+            "scope": scope,
             "board_gain": bool(board_gain),
         }
         self._store = resolve_store(store)
@@ -300,13 +343,22 @@ class Tracker:
                 self._options["meta"] = {**(self._options["meta"] or {}), **self._dist.meta()}
         if self._store is not None:
             self._store_sink = StoreSink(self._store, clock=self._clock)
+        if self._store is not None or self._sinks.sinks:
+            # Snapshots build frames on the live thread: import pandas here, on the caller's
+            # thread, so no background thread ever holds an import lock (a fork() at that
+            # moment deadlocks the child) and the first checkpoint is not late.
+            import pandas  # noqa: F401
         devices = self._options["devices"]
         if devices is None:
             from greenai.devices.discovery import discover
 
             devices = discover()
             if self._dist is not None:  # each rank measures the devices it owns
-                devices = self._dist.own(devices)
+                devices = self._dist.own(devices, scope=self._options["scope"])
+        if self._options["scope"] != "machine":  # found or given: charge this process its share
+            from greenai.devices.attribution import apply_scope
+
+            devices = apply_scope(list(devices), self._options["scope"], pid=os.getpid())
         self._timeline = Timeline(list(devices))
         self._ledger = Ledger(self._timeline, board_gain=self._options["board_gain"])
         self._sampler = Sampler(
@@ -373,7 +425,10 @@ class Tracker:
         except Exception as exc:  # keep what can be kept: time, and why the rest is missing
             self._result = self._fallback(t1, status, [*notes, f"figures not computed: {exc!r}"])
         if self._dist is not None:  # rank 0 gets the job; other ranks their own view
+            own = self._result
             self._result = self._dist.finish(self, self._result)
+            if self._result.job is not None and self._result.job.scope == "job":
+                self._result = self._job_scope3_and_series(own, self._result)
         if self._store_sink is not None:
             self._store_sink.finish(self._result)
         self._sinks.finish(self._result)
@@ -405,15 +460,14 @@ class Tracker:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
         now = self._now()
         p = self._ledger.settle(now)
-        try:
+        p.commit()  # its curves stay valid for the figures below
+        with self._ledger.lock:  # a sink's snapshot and the user's may overlap
             return self._measure(p, now, "running", [], live=True)
-        finally:
-            p.commit()
 
     def settle(self) -> None:
         """Fold what the devices have settled into the running figures.
 
-        The live thread does this about once a second; public for tests and for sinks that
+        The live thread does this every few seconds; public for tests and for sinks that
         need figures now.
         """
         if self._ledger is None or not self._running:
@@ -423,10 +477,55 @@ class Tracker:
     def _final(self, t1: float, status: str, notes: list[str]) -> Measurement:
         assert self._ledger is not None
         p = self._ledger.settle(max(self._now(), t1), final=True, t1=t1)
+        p.commit()  # its curves stay valid for the figures below
+        with self._ledger.lock:
+            result = self._measure(p, t1, status, notes, live=False)
+        return self._with_scope3_and_series(result)
+
+    def _job_scope3_and_series(self, own: Measurement, job: Measurement) -> Measurement:
+        """On rank 0: the job's embodied CO2e from all its GPUs; no job-wide hourly CO2e."""
         try:
-            return self._measure(p, t1, status, notes, live=False)
-        finally:
-            p.commit()
+            out = self._with_scope3_and_series(job, series=False)
+        except Exception as exc:  # never lose the job record
+            return dataclasses.replace(job, notes=(*job.notes, f"embodied CO2e: {exc!r}"))
+        if own.co2e_series_kg is not None:
+            note = (
+                "hourly CO2e not computed for the whole job: each rank charges its own"
+                f" timeline (rank 0's: {own.co2e_series_kg:.6g} kg CO2e)"
+            )
+            out = dataclasses.replace(out, notes=(*out.notes, note))
+        return out
+
+    def _with_scope3_and_series(self, m: Measurement, *, series: bool = True) -> Measurement:
+        """Add the embodied CO2e and the hour-by-hour CO2e; what fails becomes a note."""
+        from greenai.carbon.embodied import gpu_job_embodied_co2e
+        from greenai.carbon.series import co2e_series, total_energy_curve
+
+        notes: list[str] = []
+        changes: dict[str, Any] = {}
+        gpus = sum(1 for d in m.devices if d.kind == "gpu")
+        if gpus:
+            try:
+                embodied = gpu_job_embodied_co2e(gpus, m.duration_s)
+                changes["embodied_co2e_kg"] = embodied.co2e_kg
+                changes["embodied_source"] = _embodied_source(embodied)
+            except Exception as exc:
+                notes.append(f"embodied CO2e not computed: {exc}")
+        if self._series is not None and series:
+            if m.energy_j is None:
+                notes.append("hourly CO2e not computed: no energy was measured")
+            else:
+                try:
+                    t, e = total_energy_curve(self.timeline())
+                    pue = m.carbon.pue if m.carbon is not None else 1.0
+                    hourly = co2e_series(t, e, m.started_at, self._series, pue=pue)
+                    changes["co2e_series_kg"] = hourly.co2e_kg
+                    changes["co2e_series_source"] = hourly.source
+                except Exception as exc:
+                    notes.append(f"hourly CO2e not computed: {exc}")
+        if notes:
+            changes["notes"] = (*m.notes, *notes)
+        return dataclasses.replace(m, **changes) if changes else m
 
     def _fallback(self, t1: float, status: str, notes: list[str]) -> Measurement:
         return Measurement(
@@ -758,6 +857,7 @@ class Tracker:
             ).items():
                 idle[name] = float(parts.energy_j[0]) / (t0 - self._t_baseline)
         devices = []
+        scopes = {d.name: d.scope for d in self._sampler.devices}
         for name, parts in per_device.items():
             track = timeline.tracks[name]
             dev_j = float(parts.energy_j[0])
@@ -778,6 +878,7 @@ class Tracker:
                     error=failed.get(name),
                     idle_power_w=idle.get(name),
                     last_power_w=track.last_power_w(),
+                    scope=scopes.get(name, "machine"),
                 )
             )
         for name, error in failed.items():
@@ -794,12 +895,14 @@ class Tracker:
         idle_all = [d.idle_power_w for d in devices if d.idle_power_w is not None]
         idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
         mfu = flops / duration / peak if flops and peak and duration > 0 else None
-        from greenai.flops import mfu_note, uncounted_note
+        if mfu is not None or self._uncounted:  # greenai.flops imports torch: only if needed
+            from greenai.flops import mfu_note, uncounted_note
+
+            for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
+                if note is not None:
+                    notes.append(note)
         from greenai.sensing import result_notes, sensor_notes
 
-        for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
-            if note is not None:
-                notes.append(note)
         for message in sensor_notes(ledger, timeline.tracks, duration):
             notes.append(message)
             if not live:  # once per job: the final figures
@@ -906,9 +1009,14 @@ class Tracker:
 
 
 class _LiveThread:
-    """Settles the ledger about once a second and feeds the sinks every ``checkpoint_s``."""
+    """Settles the ledger every few seconds and feeds the sinks every ``checkpoint_s``.
 
-    SETTLE_S = 1.0
+    A settling pass costs about a millisecond per device whatever it settles (numpy's
+    overhead on a short stretch), so passes come every :attr:`SETTLE_S` seconds, not on
+    every tick: ``stop()`` then settles at most that much.
+    """
+
+    SETTLE_S = 5.0
 
     def __init__(self, tracker: Tracker, clock: Clock, checkpoint_s: float) -> None:
         self._tracker = tracker
@@ -936,11 +1044,14 @@ class _LiveThread:
                 now = self._clock.now()
                 try:
                     if now >= update_at:
-                        snap = t.snapshot()
-                        if t._store_sink is not None:
-                            t._store_sink.update(snap)
-                        t._sinks.update(snap)
                         update_at = max(update_at + self._checkpoint_s, now)
+                        if t._store_sink is not None or t._sinks.sinks:
+                            snap = t.snapshot()
+                            if t._store_sink is not None:
+                                t._store_sink.update(snap)
+                            t._sinks.update(snap)
+                        else:  # nobody reads snapshots: settle only
+                            t.settle()
                     elif now >= settle_at:
                         t.settle()
                 except Exception:  # never let a bug here touch the user's job
@@ -984,6 +1095,35 @@ def _phase(name: str, spans: Spans, measured: bool) -> PhaseEnergy:
         energy_j=spans.energy_j if measured else None,
         uncertainty_j=spans.uncertainty_j if measured else None,
     )
+
+
+def _intensity_series(value: Any) -> IntensitySeries | None:
+    """``carbon_intensity_series=`` loaded and checked, so that a bad one fails at once."""
+    if value is None:
+        return None
+    import pandas as pd
+
+    from greenai.carbon.series import IntensitySeries, load_intensity_series
+
+    if isinstance(value, IntensitySeries):
+        return value
+    if not isinstance(value, str | os.PathLike | pd.Series):
+        raise ConfigError(
+            "carbon_intensity_series takes a CSV path (UTC times, g CO2e/kWh) or a pandas"
+            f" Series with a DatetimeIndex; got {type(value).__name__}"
+        )
+    return load_intensity_series(value)
+
+
+def _embodied_source(figures: EmbodiedFigures) -> str:
+    """Where the embodied figure comes from, in one line: each factor, its source, the basis."""
+    parts = [
+        f"{s.factor.description}: {s.factor.kg_co2e:g} kg CO2e"
+        f"{' (class estimate)' if s.factor.class_estimate else ''} × {s.device_hours:.4g}"
+        f" device-hours; source: {s.factor.source}"
+        for s in figures.shares
+    ]
+    return " | ".join([*parts, figures.basis])
 
 
 def _is_number(value: Any) -> bool:

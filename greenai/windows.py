@@ -16,9 +16,13 @@ distributed aggregation agree (they used to restate these rules, and disagreed):
   stretch's own, not a combination of the tiles (interior edges cancel exactly);
 * **per-unit figures** (J/step, J/sample, J/token, J/TFLOP): the total's value and
   uncertainty divided by the count (:func:`per_unit`);
-* **repeats at shifted start offsets** (benchmark rounds, compression windows, bench
-  trials): the mean of the repeats, its Student-t 95% interval from their spread, in
-  quadrature with the measurement's own uncertainty (:func:`across_offsets`).
+* **two runs compared** (``greenai compare``): their errors taken as independent — relative
+  uncertainties in quadrature for a ratio (:func:`ratio_with_uncertainty`), absolute ones
+  for a difference (:func:`difference_with_uncertainty`);
+* **repeats** of one measurement (sweeps, benchmark rounds, bench trials): the spread of
+  the repeats and the measurement's own uncertainty in quadrature (:func:`with_spread`);
+  repeats at shifted start offsets: their mean, and the spread as its Student-t 95%
+  interval (:func:`across_offsets`).
 
 Uncertainties are about 95% coverage, in joules.
 """
@@ -46,8 +50,12 @@ __all__ = [
     "WindowParts",
     "across_offsets",
     "device_windows",
+    "difference_with_uncertainty",
+    "linear",
     "per_unit",
+    "ratio_with_uncertainty",
     "sum_devices",
+    "with_spread",
 ]
 
 
@@ -214,6 +222,45 @@ def linear(uncertainties: Iterable[float]) -> float:
     return math.fsum(uncertainties)
 
 
+def ratio_with_uncertainty(
+    a: float, a_uncertainty: float, b: float, b_uncertainty: float
+) -> tuple[float, float]:
+    """``b / a`` and its uncertainty, the two runs' errors taken as independent.
+
+    Relative uncertainties add in quadrature: ``u(r)/r = sqrt((u_a/a)² + (u_b/b)²)``. Where
+    both runs share a systematic error (one energy model on one machine), part of it cancels
+    in the ratio and this is cautious.
+
+    Raises:
+        ValueError: ``a`` is zero (no ratio) or an uncertainty is negative.
+    """
+    if a == 0:
+        raise ValueError("no ratio to a zero figure")
+    if a_uncertainty < 0 or b_uncertainty < 0:
+        raise ValueError("uncertainties are >= 0")
+    r = b / a
+    rel = math.hypot(a_uncertainty / a, b_uncertainty / b if b else 0.0)
+    return r, abs(r) * rel
+
+
+def difference_with_uncertainty(
+    a: float, a_uncertainty: float, b: float, b_uncertainty: float
+) -> tuple[float, float]:
+    """``b − a`` and its uncertainty, independent errors in quadrature (``sqrt(u_a² + u_b²)``).
+
+    Raises:
+        ValueError: An uncertainty is negative.
+    """
+    if a_uncertainty < 0 or b_uncertainty < 0:
+        raise ValueError("uncertainties are >= 0")
+    return b - a, math.hypot(a_uncertainty, b_uncertainty)
+
+
+def with_spread(uncertainty: float, spread: float) -> float:
+    """A repeated measurement's uncertainty: its own and the repeats' spread in quadrature."""
+    return math.hypot(uncertainty, spread)
+
+
 @dataclass(frozen=True)
 class OffsetFigure:
     """A figure measured several times at shifted start offsets (:func:`across_offsets`).
@@ -253,4 +300,4 @@ def across_offsets(values: Sequence[float], uncertainty: float) -> OffsetFigure:
     if len(v) >= 2:
         sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (len(v) - 1))
         spread = t_quantile_975(len(v) - 1) * sd / math.sqrt(len(v))
-    return OffsetFigure(mean, math.hypot(spread, uncertainty), spread, len(v))
+    return OffsetFigure(mean, with_spread(uncertainty, spread), spread, len(v))

@@ -134,6 +134,7 @@ typedef struct loop_s {
     _Atomic int running;
     int forked;   /* inherited through fork(): the thread is gone, NVML must not be used */
     int closed;
+    int abandoned; /* stop() gave up on a thread stuck in a read: it owns the loop's memory */
     /* Lifecycle: start/stop/tick/add/close run one at a time. `busy` is guarded by
        life_lock, which is only ever held briefly and never while waiting for the GIL;
        a caller that finds the loop busy waits on life_cond with the GIL released. */
@@ -355,7 +356,21 @@ static void op_begin(loop_t *L) {
 static void join_thread(loop_t *L) {
     if (!L->thread_valid) return;
     atomic_store_explicit(&L->stop_flag, 1, memory_order_release);
-    pthread_join(L->thread, NULL);
+    /* Wait two periods, at least a second: a read that hangs (a wedged driver) must not
+       hang stop(). The thread is then left behind, detached; it may still touch the loop,
+       so the loop's memory, files and NVML handles are never released (see close_locked
+       and Loop_dealloc). */
+    int64_t wait = 2 * L->period_ns;
+    if (wait < 1000000000LL) wait = 1000000000LL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    int64_t ns = deadline.tv_nsec + wait % 1000000000LL;
+    deadline.tv_sec += (time_t)(wait / 1000000000LL + ns / 1000000000LL);
+    deadline.tv_nsec = (long)(ns % 1000000000LL);
+    if (pthread_timedjoin_np(L->thread, NULL, &deadline) != 0) {
+        pthread_detach(L->thread);
+        L->abandoned = 1;
+    }
     L->thread_valid = 0;
     atomic_store(&L->running, 0);
 }
@@ -442,7 +457,7 @@ enum { ST_OK = 0, ST_FORKED, ST_CLOSED, ST_RUNNING };
 
 static int idle_state(const loop_t *L) {
     if (L->forked) return ST_FORKED;
-    if (L->closed) return ST_CLOSED;
+    if (L->closed || L->abandoned) return ST_CLOSED;
     if (L->thread_valid) return ST_RUNNING;
     return ST_OK;
 }
@@ -735,7 +750,8 @@ static PyObject *Loop_stop(loop_t *L, PyObject *unused) {
     op_begin_nogil(L);
     if (!L->forked && !L->closed && L->thread_valid) {
         join_thread(L);
-        locked_tick(L, 1); /* the last reading, after the thread ended, with every counter */
+        if (!L->abandoned) /* the stuck thread holds tick_lock: no last reading then */
+            locked_tick(L, 1); /* the last reading, after the thread ended, every counter */
     }
     op_end(L);
     Py_END_ALLOW_THREADS
@@ -779,6 +795,10 @@ static PyObject *Loop_drain(loop_t *L, PyObject *unused) {
 static void close_locked(loop_t *L) {
     if (L->closed) return;
     if (!L->forked) join_thread(L);
+    if (L->abandoned) { /* the stuck thread may still read these: keep them */
+        L->closed = 1;
+        return;
+    }
     for (int i = 0; i < L->nsources; i++)
         if (L->sources[i].fd >= 0) close(L->sources[i].fd);
     L->nsources = 0;
@@ -829,6 +849,11 @@ static PyObject *Loop_get_running(loop_t *L, void *closure) {
 static PyObject *Loop_get_period_ns(loop_t *L, void *closure) {
     (void)closure;
     return PyLong_FromLongLong(L->period_ns);
+}
+
+static PyObject *Loop_get_abandoned(loop_t *L, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(L->abandoned);
 }
 
 static PyObject *Loop_get_overflow(loop_t *L, void *closure) {
@@ -902,6 +927,7 @@ static void Loop_dealloc(loop_t *L) {
             g_loops = L->next_loop;
         if (L->next_loop) L->next_loop->prev_loop = L->prev_loop;
         pthread_mutex_unlock(&g_lock);
+        if (L->abandoned) return; /* a detached thread may still write here: never free */
         free(L->ring.buf);
         free(L->sources);
         pthread_mutex_destroy(&L->tick_lock);
@@ -929,6 +955,8 @@ static PyGetSetDef Loop_getset[] = {
     {"running", (getter)Loop_get_running, NULL, "Whether the thread runs.", NULL},
     {"period_ns", (getter)Loop_get_period_ns, NULL, "The period in nanoseconds.", NULL},
     {"overflow", (getter)Loop_get_overflow, NULL, "Records dropped on a full buffer.", NULL},
+    {"abandoned", (getter)Loop_get_abandoned, NULL,
+     "Whether stop() left behind a thread stuck in a read.", NULL},
     {"capacity", (getter)Loop_get_capacity, NULL, "Ring buffer size in records.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

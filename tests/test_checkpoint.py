@@ -68,3 +68,27 @@ def test_store_option_is_checked() -> None:
         greenai.track(store=42)
     with pytest.raises(ConfigError, match="checkpoint_s"):
         greenai.track(checkpoint_s=0)
+
+
+def test_a_fork_during_the_first_checkpoint_cannot_deadlock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The live thread builds frames with pandas; importing it there held the import lock
+    # when a fork pool started, and the child deadlocked. start() imports it instead.
+    import subprocess
+    import sys
+
+    code = f"""
+import multiprocessing as mp, sys
+import greenai
+from greenai.testing import FakeGPU
+assert "pandas" not in sys.modules
+job = greenai.track(devices=[FakeGPU()], store={str(tmp_path / "r.db")!r}, checkpoint_s=0.01)
+job.start()
+assert "pandas" in sys.modules, "start() must import what the live thread needs"
+with mp.get_context("fork").Pool(2) as pool:
+    assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]
+job.stop()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -125,3 +125,35 @@ def test_a_read_that_is_not_a_reading_is_a_failed_read_not_a_dead_sampler() -> N
             clock.advance(1.0)
     assert job.result.partial
     assert job.result.device("gpu0").samples >= 10
+
+
+class Stalls(FakeGPU):
+    """A FakeGPU on the real clock whose read stalls once for ``stall_s`` (a wedged driver)."""
+
+    may_hang = True
+
+    def __init__(self, stall_s: float, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kw)
+        self.stall_s = stall_s
+        self.stalled = False
+
+    def read(self) -> Reading:
+        if not self.stalled and self.reads > 5:
+            self.stalled = True
+            time.sleep(self.stall_s)
+        return super().read()
+
+
+def test_a_stalled_read_leaves_a_gap_not_a_lost_energy() -> None:
+    gpu = Stalls(2.0, power_w=100.0, noise_w=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with greenai.track(devices=[gpu], period_s=0.05) as job:
+            time.sleep(3.5)
+    result = job.result
+    start = job.snapshot().duration_s  # the result, once stopped
+    truth = gpu.true_energy_j(gpu._origin or 0.0, (gpu._origin or 0.0) + start)
+    assert result.partial
+    # the counter carried the energy across the stall: not 1/3 of it as before
+    assert result.energy_j == pytest.approx(100.0 * result.duration_s, rel=0.05)
+    assert truth > 0

@@ -122,8 +122,8 @@ def test_sigterm_is_forwarded_and_the_run_kept_as_interrupted(tmp_path: Path) ->
 def test_kill_9_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     proc = start_greenai_run(
-        db, "--checkpoint", "0.2", "--", sys.executable, "-c", "import time; time.sleep(4)"
-    )
+        db, "--checkpoint", "0.2", "--", sys.executable, "-c", "import time; time.sleep(15)"
+    )  # long enough for a first checkpoint on a loaded machine; killed with greenai
 
     def checkpointed() -> bool:
         if not db.exists() or not stored(db):

@@ -181,3 +181,22 @@ def test_no_module_outside_the_tracker_touches_its_private_attributes() -> None:
             ):
                 offenders.append(f"{path.relative_to(root)}:{node.lineno} {node.attr}")
     assert not offenders, offenders
+
+
+def test_a_model_whose_dtype_has_no_peak_keeps_its_result_and_the_users_exception() -> None:
+    import torch
+
+    class Gpu(FakeGPU):
+        model = "NVIDIA H100 80GB HBM3"
+
+    clock = FakeClock()
+    model = torch.nn.Linear(4, 4).to(torch.complex64)
+    job = greenai.track(devices=[Gpu(clock=clock)], clock=clock)
+    with pytest.raises(ValueError, match="the user's own"):
+        with job:
+            job.count_flops(model, torch.randn(2, 4, dtype=torch.complex64))
+            clock.advance(1.0)
+            raise ValueError("the user's own")
+    assert job.result.status == "failed"
+    assert job.result.energy_j is not None and job.result.energy_j > 0
+    assert any("MFU not computed" in n for n in job.result.notes)

@@ -341,3 +341,18 @@ def test_a_scale_error_adds_linearly_over_a_phases_many_spans(clock: FakeClock) 
     assert forward.energy_j is not None and forward.uncertainty_j is not None
     assert forward.uncertainty_j >= gpu.relative_uncertainty * forward.energy_j
     assert forward.uncertainty_j <= job.result.uncertainty_j  # a part is never less sure
+
+
+@pytest.mark.parametrize("period_s", [0.1, 1.0, 5.0, 20.0])
+def test_any_sampling_period_settles_on_the_counters_scale(period_s: float) -> None:
+    # A counter device's first settling pass may come before its counter changed twice:
+    # it must not settle on a power-only curve of another origin (it read 2.8 MJ for 48 kJ).
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=400.0, clock=clock)
+    with greenai.track(devices=[gpu], clock=clock, period_s=period_s) as job:
+        clock.advance(120.0)
+    truth = gpu.true_energy_j(clock.now() - 120.0, clock.now())
+    assert abs(job.result.energy_j - truth) <= job.result.uncertainty_j
+    frame = job.timeline()
+    assert not frame["t_s"].duplicated().any()
+    assert frame["energy_j"].is_monotonic_increasing

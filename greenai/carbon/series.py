@@ -388,8 +388,9 @@ def total_energy_curve(timeline: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
 
     Returns:
         ``(t_s, energy_j_cum)`` on the union of the devices' sample times from the start
-        (``t_s ≥ 0``; samples of a baseline before it are left out); each device's curve
-        is interpolated linearly between its samples and held flat outside them.
+        (``t_s ≥ 0``; samples of a baseline before it are left out), beginning at
+        ``(0, 0)`` (``energy_j`` counts from the start); each device's curve is interpolated
+        linearly between its samples and held flat outside them.
 
     Raises:
         ConfigError: The frame lacks those columns or has fewer than two times.
@@ -401,6 +402,9 @@ def total_energy_curve(timeline: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
     t = np.unique(rows["t_s"].to_numpy(dtype=np.float64))
     if t.size and t[0] < 0.0 < t[-1]:  # baseline samples before the start: not the job's
         t = np.union1d(t[t >= 0.0], [0.0])
+    # energy_j counts from the start, so it is 0 at t = 0 even where the first kept row is
+    # later (a long job's first bucket ends 10 s in): anchor it, or that energy is lost.
+    anchor = bool(t.size) and t[0] > 0.0
     if t.size < 2:
         raise ConfigError("the timeline has fewer than two sample times: no energy to charge")
     total = np.zeros_like(t)
@@ -409,6 +413,8 @@ def total_energy_curve(timeline: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
         total += np.interp(
             t, device["t_s"].to_numpy(np.float64), device["energy_j"].to_numpy(np.float64)
         )
+    if anchor:
+        return np.insert(t, 0, 0.0), np.insert(total, 0, 0.0)
     return t, total
 
 

@@ -72,8 +72,10 @@ def break_even(
     Returns:
         The break-even point and its interval.
     """
-    saved = baseline_j - row_j
-    saved_ci = math.hypot(baseline_ci_j, row_ci_j)
+    from greenai.windows import difference_with_uncertainty
+
+    minus_saved, saved_ci = difference_with_uncertainty(baseline_j, baseline_ci_j, row_j, row_ci_j)
+    saved = -minus_saved
     spent_lo = max(0.0, one_off_j - one_off_uncertainty_j)
     spent_hi = one_off_j + one_off_uncertainty_j
     if saved <= 0:

@@ -119,6 +119,9 @@ class Device(abc.ABC):
         counter_resolution_j: Quantisation step of the energy counter, in joules.
         relative_uncertainty: Relative uncertainty (about 95% coverage) of energy integrated
             from this device's power values, used when no counter bounds them.
+        may_hang: Whether a read can block (a driver or file read). The sampler reads such
+            devices on a worker thread it can abandon; in-memory sources (the fakes) set
+            False and are read inline, which keeps simulated days fast.
     """
 
     name: str = "device"
@@ -127,6 +130,7 @@ class Device(abc.ABC):
     update_period_s: float = 0.1
     counter_resolution_j: float = 0.0
     relative_uncertainty: float = 0.05
+    may_hang: bool = True
     scope: Scope = "machine"
     _open_count: int = 0  # opens not yet matched by a close; set per instance when it changes
     _in_share_hook: bool = False

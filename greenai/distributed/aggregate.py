@@ -20,6 +20,7 @@ from greenai.carbon.accounting import account
 from greenai.distributed.payload import RankPayload
 from greenai.distributed.record import JobDevice, JobRecord, NodeEnergy, RankEnergy
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, Status, StepEnergy
+from greenai.windows import linear  # devices and ranks: their errors add linearly
 
 if TYPE_CHECKING:
     from greenai.carbon.accounting import Accounting
@@ -58,7 +59,7 @@ def aggregate(
     job_devices = [d for d, _, _ in devices.values()]
     energies = [e for _, e, _ in devices.values()]
     energy = math.fsum(d.energy_j for d in energies) if energies else None
-    unc = math.fsum(d.uncertainty_j for d in energies) if energies else None
+    unc = linear(d.uncertainty_j for d in energies) if energies else None
     start, duration = _window(ranks)
     notes = [*_notes(ranks), *host_clashes(ranks)]
     if missing:
@@ -184,7 +185,7 @@ def _credited_energy(
     return {
         rank: (
             math.fsum(j.energy_j for j in jobs),
-            math.fsum(j.uncertainty_j for j in jobs),
+            linear(j.uncertainty_j for j in jobs),
             tuple(j.name for j in jobs),
         )
         if jobs
@@ -229,7 +230,7 @@ def _nodes(ranks: list[RankPayload], devices: list[JobDevice]) -> tuple[NodeEner
             host=host,
             ranks=tuple(rs),
             energy_j=math.fsum(d.energy_j for d in ds),
-            uncertainty_j=math.fsum(d.uncertainty_j for d in ds),
+            uncertainty_j=linear(d.uncertainty_j for d in ds),
             devices=tuple(d.name for d in ds),
         )
         for host, (rs, ds) in on.items()
@@ -263,7 +264,7 @@ def _phases(ranks: list[RankPayload], devices: _Devices) -> tuple[PhaseEnergy, .
             energy.setdefault(phase, []).extend(e for e, _ in figures)
             exact = own.get(phase) if whole else None
             unc.setdefault(phase, []).append(
-                exact if exact is not None else math.fsum(u for _, u in figures)
+                exact if exact is not None else linear(u for _, u in figures)
             )
     names = list(dict.fromkeys(ph.name for p in ranks for ph in p.measurement.phases))
     names.sort(key=lambda n: n == "(other)")  # stable: (other) last, as on one process
@@ -277,7 +278,7 @@ def _phases(ranks: list[RankPayload], devices: _Devices) -> tuple[PhaseEnergy, .
                 count=max(ph.count for ph in seen),
                 duration_s=max(ph.duration_s for ph in seen),  # the longest rank's
                 energy_j=math.fsum(energy[phase]) if has else None,
-                uncertainty_j=math.fsum(unc[phase]) if has else None,
+                uncertainty_j=linear(unc[phase]) if has else None,
             )
         )
     return tuple(out)
@@ -304,7 +305,14 @@ def _steps(ranks: list[RankPayload], dropped: set[int], notes: list[str]) -> Ste
         duration_s=tuple(max(col) for col in zip(*(s.duration_s for s in steps), strict=True)),
         energy_j=tuple(math.fsum(col) for col in zip(*(s.energy_j for s in steps), strict=True)),
         uncertainty_j=tuple(
-            math.fsum(col) for col in zip(*(s.uncertainty_j for s in steps), strict=True)
+            linear(col) for col in zip(*(s.uncertainty_j for s in steps), strict=True)
+        ),
+        measured_count=count,
+        measured_energy_j=_sum_or_none([s.measured_energy_j for s in steps]),
+        measured_uncertainty_j=(
+            None
+            if any(s.measured_uncertainty_j is None for s in steps)
+            else linear(s.measured_uncertainty_j or 0.0 for s in steps)
         ),
         samples=total.samples,
         tokens=total.tokens,

@@ -6,6 +6,10 @@ when it is the host's only rank), and local rank 0 alone measures the host-wide 
 CPU packages, DRAM, and the CPU/memory models. Devices passed explicitly with ``devices=``
 are measured as given; the job then counts any device two ranks of one host both read once
 (see :mod:`greenai.distributed.aggregate`).
+
+With ``scope="process"`` each rank measures its own share of the host-wide devices
+(:mod:`greenai.devices.attribution`): every rank keeps them, and an attributed device's
+identity names its process, so the ranks' shares are summed rather than counted once.
 """
 
 from __future__ import annotations
@@ -22,20 +26,31 @@ def device_id(device: Device) -> str:
     """A device's identity on its host: the GPU UUID when known, else kind and name.
 
     RAPL zones are named by package (``cpu0-package``) and the models by what they model,
-    so kind and name identify them on one host.
+    so kind and name identify them on one host. A process-scope (attributed) device is one
+    process's share: its identity is the wrapped device's plus ``@pid<N>``.
     """
+    if device.scope != "machine":  # one process's share: each rank's is its own device
+        wrapped = getattr(device, "device", None)
+        base = device_id(wrapped) if isinstance(wrapped, Device) else f"{device.kind}:{device.name}"
+        return f"{base}@pid{getattr(device, 'pid', '?')}"
     uuid = getattr(device, "uuid", None)
     if isinstance(uuid, str) and uuid:
         return uuid
     return f"{device.kind}:{device.name}"
 
 
-def own_devices(devices: Sequence[Device], rank: RankInfo) -> list[Device]:
-    """The subset of discovered ``devices`` that ``rank`` measures (order kept)."""
+def own_devices(
+    devices: Sequence[Device], rank: RankInfo, *, scope: str = "machine"
+) -> list[Device]:
+    """The subset of discovered ``devices`` that ``rank`` measures (order kept).
+
+    With ``scope="process"`` every rank keeps the host-wide devices: each is charged its
+    own share of them.
+    """
     gpus = [d for d in devices if d.kind == "gpu"]
     if len(gpus) > 1 and rank.local_world_size > 1:
         mine = gpus[rank.local_rank : rank.local_rank + 1]
     else:
         mine = gpus
-    host_wide = rank.local_rank == 0
+    host_wide = rank.local_rank == 0 or scope == "process"
     return [d for d in devices if (d in mine if d.kind == "gpu" else host_wide)]

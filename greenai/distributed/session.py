@@ -113,9 +113,9 @@ class DistributedSession:
             }
         }
 
-    def own(self, devices: Sequence[Device]) -> list[Device]:
+    def own(self, devices: Sequence[Device], *, scope: str = "machine") -> list[Device]:
         """The discovered devices this rank measures (see :mod:`~greenai.distributed.ownership`)."""
-        return own_devices(devices, self.info)
+        return own_devices(devices, self.info, scope=scope)
 
     def finish(self, tracker: Tracker, result: Measurement) -> Measurement:
         """Send this rank's result to rank 0, or (on rank 0) gather and assemble the job.

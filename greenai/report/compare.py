@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenai.report.frames import format_number, methods_label
+from greenai.windows import difference_with_uncertainty, ratio_with_uncertainty
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -63,35 +64,7 @@ FIGURES: tuple[FigureSpec, ...] = (
 _SPECS = {f.key: f for f in FIGURES}
 
 
-# --- the arithmetic: small pure functions (uncertainty rules restated for two runs) ---------
-def ratio_with_uncertainty(
-    a: float, a_uncertainty: float, b: float, b_uncertainty: float
-) -> tuple[float, float]:
-    """``b / a`` and its uncertainty, the two runs' errors taken as independent.
-
-    Relative uncertainties add in quadrature: ``u(r)/r = sqrt((u_a/a)² + (u_b/b)²)``. Where
-    both runs share a systematic error (one energy model on one machine), part of it cancels
-    in the ratio and this is cautious.
-
-    Raises:
-        ValueError: ``a`` is zero (no ratio) or an uncertainty is negative.
-    """
-    if a == 0:
-        raise ValueError("no ratio to a zero figure")
-    if a_uncertainty < 0 or b_uncertainty < 0:
-        raise ValueError("uncertainties are >= 0")
-    r = b / a
-    rel = math.hypot(a_uncertainty / a, b_uncertainty / b if b else 0.0)
-    return r, abs(r) * rel
-
-
-def difference_with_uncertainty(
-    a: float, a_uncertainty: float, b: float, b_uncertainty: float
-) -> tuple[float, float]:
-    """``b − a`` and its uncertainty, independent errors in quadrature (``sqrt(u_a² + u_b²)``)."""
-    if a_uncertainty < 0 or b_uncertainty < 0:
-        raise ValueError("uncertainties are >= 0")
-    return b - a, math.hypot(a_uncertainty, b_uncertainty)
+# --- the arithmetic lives with every other uncertainty rule, in greenai.windows -------------
 
 
 def _percent(x: float) -> str:
@@ -206,8 +179,8 @@ class Comparison:
 def measurement_figures(m: Measurement | None) -> dict[str, Value]:
     """The compared figures of one run: energy, J/sample, J/TFLOP, time, CO2e.
 
-    J/sample's uncertainty is the steps' uncertainties summed over the samples (as in the
-    report); J/TFLOP and CO2e carry the total's relative uncertainty (FLOP counts and the
+    J/sample's uncertainty is the steps' total's own, per sample (as in the report);
+    J/TFLOP and CO2e carry the total's relative uncertainty (FLOP counts and the
     grid's intensity are taken as exact); time is taken as exact.
     """
     if m is None:
@@ -217,7 +190,7 @@ def measurement_figures(m: Measurement | None) -> dict[str, Value]:
     rel = (m.uncertainty_j or 0.0) / m.energy_j if m.energy_j else 0.0
     s = m.steps
     per_sample = s.energy_per_sample_j
-    u_sample = math.fsum(s.uncertainty_j) / s.samples if per_sample and s.samples else None
+    u_sample = s.energy_per_sample_uncertainty_j if per_sample else None
     why_sample = no_energy if m.energy_j is None else "no step(samples=) calls"
     why_flops = no_energy if m.energy_j is None else "no FLOPs counted"
     co2e = m.co2e_kg

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
+from greenai.units import J_PER_KWH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -270,21 +270,39 @@ def _step_rows(m: Measurement) -> list[tuple[str, str]]:
         return [("Steps", _missing("no job.step() calls"))]
     how = methods_tag(m.methods)
     rows = [("Steps", str(s.count))]
-    total_u = sum(s.uncertainty_j)
+    measured = s.measured_energy_j is not None or bool(s.energy_j)
 
-    def per(value: float | None, count: int | None, unit: str, why: str) -> str:
+    # Per-unit figures carry the steps' total's own uncertainty (greenai.windows.per_unit).
+    def per(value: float | None, u: float | None, unit: str, why: str) -> str:
         if value is None:
-            return _missing(_energy_reason(m) if not s.energy_j else why)
-        u = total_u / count if count else 0.0
-        return f"{format_number(value)} {unit} ± {format_number(u, 2)} {unit} {how}"
+            return _missing(_energy_reason(m) if not measured else why)
+        return f"{format_number(value)} {unit} ± {format_number(u or 0.0, 2)} {unit} {how}"
 
-    rows.append(("J/step (mean)", per(s.mean_energy_j, s.count, "J/step", "")))
+    rows.append(("J/step (mean)", per(s.mean_energy_j, s.mean_energy_uncertainty_j, "J/step", "")))
     rows.append(
-        ("J/sample", per(s.energy_per_sample_j, s.samples, "J/sample", "no step(samples=)"))
+        (
+            "J/sample",
+            per(
+                s.energy_per_sample_j,
+                s.energy_per_sample_uncertainty_j,
+                "J/sample",
+                "no step(samples=)",
+            ),
+        )
     )
-    rows.append(("J/token", per(s.energy_per_token_j, s.tokens, "J/token", "no step(tokens=)")))
+    rows.append(
+        (
+            "J/token",
+            per(
+                s.energy_per_token_j,
+                s.energy_per_token_uncertainty_j,
+                "J/token",
+                "no step(tokens=)",
+            ),
+        )
+    )
     if s.flops and s.j_per_tflop is not None:
-        u = total_u / (s.flops / FLOP_PER_TFLOP)
+        u = s.j_per_tflop_uncertainty_j or 0.0
         rows.append(
             (
                 "J/TFLOP (steps)",
@@ -319,14 +337,9 @@ def _carbon_rows(m: Measurement) -> list[tuple[str, str]]:
                 f"({place}; {source_in_words(c.carbon_intensity_source)})",
             )
         )
-    if c.co2e_market_kg is not None and c.renewable_share is not None:
-        rows.append(
-            (
-                "CO2e (market)",
-                f"{mass(c.co2e_market_kg)} {how} with {c.renewable_share:.0%} renewable "
-                "contracts (grid average for the rest: a lower bound)",
-            )
-        )
+    if c.co2e_market_kg is not None:
+        basis = c.market_basis or "market-based"
+        rows.append(("CO2e (market)", f"{mass(c.co2e_market_kg)} {how}: {basis}"))
     elif c.co2e_kg is None:
         rows.append(("CO2e (market)", _missing("no grid intensity")))
     else:
@@ -343,4 +356,66 @@ def _carbon_rows(m: Measurement) -> list[tuple[str, str]]:
                 f"at {format_number(c.wue_l_per_kwh)} L/kWh (WUE)",
             )
         )
+    if m.co2e_series_kg is not None:
+        rows.append(
+            (
+                "CO2e (hour by hour)",
+                f"{mass(m.co2e_series_kg)} {how} charged at the intensity of the hour each "
+                f"joule was drawn ({series_in_words(m.co2e_series_source or '')})",
+            )
+        )
+    elif _note(m, "hourly CO2e not computed"):
+        rows.append(("CO2e (hour by hour)", _missing(_note(m, "hourly CO2e not computed"))))
+    rows.extend(_embodied_rows(m))
     return rows
+
+
+def _embodied_rows(m: Measurement) -> list[tuple[str, str]]:
+    if m.embodied_co2e_kg is None:
+        why = _note(m, "embodied CO2e not computed")
+        return [("CO2e (embodied)", _missing(why))] if why else []
+    kg = m.embodied_co2e_kg
+    amount = f"{format_number(kg * 1000)} g CO2e" if kg < 1.0 else f"{format_number(kg)} kg CO2e"
+    return [
+        (
+            "CO2e (embodied)",
+            f"{amount}: manufacturing emissions of the GPUs and their servers' share, "
+            f"charged by device-hours (Scope 3, beside the CO2e above, not added to it; "
+            f"{embodied_in_words(m.embodied_source or '')})",
+        )
+    ]
+
+
+def series_in_words(source: str) -> str:
+    """An intensity series' source in words: the file (or Series) it came from.
+
+    ``/data/grid.csv columns 'time_utc', 'g' (g/kWh); each value holds until the next
+    timestamp`` reads ``series from grid.csv``; the full string stays in the run's JSON.
+    """
+    head = source.split(";", 1)[0]
+    if head.startswith("pandas Series"):
+        return "series from a " + head.split(" (", 1)[0]
+    if " columns " in head:
+        return "series from " + re.split(r"[\\/]", head.split(" columns ", 1)[0])[-1]
+    return head or "series"
+
+
+def embodied_in_words(source: str) -> str:
+    """Who the embodied figures come from, ``class estimates: Luccioni et al. 2023``.
+
+    Each figure's full citation stays in the run's JSON (``embodied_source``).
+    """
+    cited = []
+    for part in source.split(" | "):
+        found = re.search(r"source: ([A-Z][\w-]+)([^']*)'[^']*'(.*)", part)
+        if not found:
+            continue
+        author, rest, after = found.groups()
+        year = re.search(r"\b((?:19|20)\d{2})\b", after) or re.search(r"'(\d{2})\b", after)
+        when = "" if year is None else year.group(1)
+        when = f"20{when}" if len(when) == 2 else when
+        short = f"{author}{' et al.' if rest.strip(' ,') else ''} {when}".strip()
+        if short not in cited:
+            cited.append(short)
+    kind = "class estimates" if "(class estimate" in source else "product footprints"
+    return f"{kind}: {', '.join(cited)}" if cited else kind

@@ -191,6 +191,15 @@ class NativeFeed:
             return
         self.loop.stop()
         self.drain(final=True)
+        if getattr(self.loop, "abandoned", False):
+            why = (
+                "a read in the native sampling loop did not return within two periods (at"
+                " least 1 s); the loop was left behind and takes no last reading"
+            )
+            for name in self.names:
+                self.timeline.mark_failure(name, self.timeline.last_time(name))
+                self.failed.setdefault(name, why)
+            self._note("native-loop", why)
         dropped = self.loop.overflow
         if dropped:
             self._note(

@@ -123,6 +123,8 @@ class Loop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._forked = self._closed = False
+        self.abandoned = False
+        """Whether stop() left behind a thread stuck in a read (then the loop stays closed)."""
         self._start_ns = self._tick_index = 0
         self._ticks = self._missed = self._late_max_ns = self._late_sum_ns = self._cpu_ns = 0
         _loops.add(self)
@@ -360,11 +362,18 @@ class Loop:
         self._thread.start()
 
     def _stop_thread(self) -> None:
-        """Join the thread, if any; the caller holds ``_life``."""
+        """Join the thread, if any, for two periods (at least 1 s); the caller holds ``_life``.
+
+        A thread stuck in a read past that is left behind (a daemon) and the loop is
+        :attr:`abandoned`: it takes no last reading and is closed for good.
+        """
         if self._thread is None:
             return
         self._stop.set()
-        self._thread.join()
+        self._thread.join(max(2 * self.period_ns / 1e9, 1.0))
+        if self._thread.is_alive():
+            self.abandoned = True
+            self._closed = True
         self._thread = None
 
     def stop(self) -> None:
@@ -373,7 +382,8 @@ class Loop:
             if self._forked or self._closed or self._thread is None:
                 return
             self._stop_thread()
-            self._sync_tick(all_energy=True)
+            if not self.abandoned:
+                self._sync_tick(all_energy=True)
 
     def tick(self) -> None:
         """Read every source once, now (not while the thread runs)."""

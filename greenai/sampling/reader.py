@@ -53,9 +53,11 @@ class ReadWorker:
         self, devices: Sequence[Device], now: Callable[[], float]
     ) -> tuple[list[ReadOutcome], Device | None]:
         """Read ``devices`` in order; return the outcomes and the device that hung (if any)."""
-        todo = [d for d in devices if d.name not in self.hung]
+        inline = [d for d in devices if not d.may_hang]
+        outcomes = [_read(d, now) for d in inline]
+        todo = [d for d in devices if d.may_hang and d.name not in self.hung]
         if not todo:
-            return [], None
+            return outcomes, None
         job = _Job(todo, now)
         with self._lock:
             if self._thread is None:
@@ -66,7 +68,7 @@ class ReadWorker:
             self._job = job
             self._wake.notify()
         if job.done.wait(self.timeout_s):
-            return job.outcomes, None
+            return outcomes + job.outcomes, None
         with self._lock:  # overran: abandon this thread where it is
             stuck = job.current
             if self._job is job:
@@ -75,7 +77,7 @@ class ReadWorker:
             done = list(job.outcomes)
         if stuck is not None:
             self.hung.add(stuck.name)
-        return done, stuck
+        return outcomes + done, stuck
 
     def close(self) -> None:
         """Let the worker end (a hung one ends when its read returns)."""
@@ -96,23 +98,7 @@ class ReadWorker:
             assert job is not None
             for device in job.devices:
                 job.current = device
-                before = job.now()
-                try:
-                    value = device.read()
-                except BaseException as exc:
-                    outcome = ReadOutcome(device, before, error=exc)
-                else:
-                    t = (before + job.now()) / 2.0
-                    if isinstance(value, Reading):
-                        outcome = ReadOutcome(device, t, reading=value)
-                    else:
-                        outcome = ReadOutcome(
-                            device,
-                            before,
-                            error=TypeError(
-                                f"read() returned {type(value).__name__}, not a greenai Reading"
-                            ),
-                        )
+                outcome = _read(device, job.now)
                 with self._lock:
                     if self._thread is not me:  # abandoned while reading: drop the value
                         self.hung.discard(device.name)
@@ -120,3 +106,16 @@ class ReadWorker:
                 job.outcomes.append(outcome)
             job.current = None
             job.done.set()
+
+
+def _read(device: Device, now: Callable[[], float]) -> ReadOutcome:
+    """Read ``device`` once: a Reading, or the exception (a non-Reading is a TypeError)."""
+    before = now()
+    try:
+        value = device.read()
+    except Exception as exc:  # reported as a failed read
+        return ReadOutcome(device, before, error=exc)
+    if not isinstance(value, Reading):
+        error = TypeError(f"read() returned {type(value).__name__}, not a greenai Reading")
+        return ReadOutcome(device, before, error=error)
+    return ReadOutcome(device, (before + now()) / 2.0, reading=value)

@@ -106,8 +106,10 @@ def test_a_loop_shorter_than_the_sensor_update_runs_as_shifted_trials(tmp_path: 
     # the row sums the trials, not the delays between them (the job holds both)
     assert row["energy_j"] == pytest.approx(sum(p.energy_j for p in trials))
     assert row["energy_j"] < 0.9 * m.energy_j
-    assert row["duration_s"] == pytest.approx(sum(p.duration_s for p in trials), rel=0.05)
-    assert row["energy_j"] == pytest.approx(250.0 * row["duration_s"], rel=0.1)
+    assert row["duration_s"] == pytest.approx(sum(p.duration_s for p in trials), rel=0.05, abs=2e-3)
+    # steady 250 W: within the stated uncertainty (plus slack for a late sampler thread)
+    truth = 250.0 * row["duration_s"]
+    assert abs(row["energy_j"] - truth) <= row["uncertainty_j"] + 0.05 * truth
     assert row["j_per_sample"] == pytest.approx(row["energy_j"] / (64 * row["steps"]))
     assert row["flops"] == 2 * 64**3 * row["steps"]
     assert 0 <= row["offset_spread_j"] <= row["uncertainty_j"]

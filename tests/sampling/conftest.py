@@ -107,6 +107,10 @@ class FakeNvml:
             fail,
         )
 
+    def hang(self, ms: int) -> None:
+        """Make every energy read sleep ``ms`` first (0: no more)."""
+        self.lib.fake_nvml_hang(ms)
+
     def reads(self, gpu: int, *, power: bool) -> int:
         return int(self.lib.fake_nvml_reads(gpu, int(power)))
 
@@ -132,5 +136,7 @@ def fake_nvml(fake_nvml_path: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """The fake NVML, reset, and named by GREENAI_NVML_LIB for the loops to load."""
     lib = ctypes.CDLL(fake_nvml_path)
     lib.fake_nvml_reset()
+    lib.fake_nvml_hang(0)
     monkeypatch.setenv("GREENAI_NVML_LIB", fake_nvml_path)
     yield FakeNvml(fake_nvml_path, lib)
+    lib.fake_nvml_hang(0)

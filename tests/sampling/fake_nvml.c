@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NDEV 2
 #define NVML_ERROR_INVALID_ARGUMENT 2
@@ -22,6 +23,9 @@ typedef struct {
 
 static fake_gpu_t gpus[NDEV];
 static int inits;
+static volatile int hang_ms; /* every energy read sleeps this long first (a wedged driver) */
+
+void fake_nvml_hang(int ms) { hang_ms = ms; }
 static char errbuf[64];
 
 void fake_nvml_set(int i, unsigned long long energy_mj, unsigned long long step_mj,
@@ -88,6 +92,7 @@ int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
     fake_gpu_t *g = gpu(h);
     if (!g) return NVML_ERROR_INVALID_ARGUMENT;
     if (g->fail) return g->fail;
+    if (hang_ms) usleep((useconds_t)hang_ms * 1000);
     g->energy_reads++;
     *mj = g->energy_mj;
     g->energy_mj += g->energy_step_mj;

@@ -374,3 +374,26 @@ def test_real_gpu_through_the_driver(make_loop: MakeLoop, monkeypatch: pytest.Mo
     assert list(rec["status"]) == [0, 0]
     assert (rec["power_w"] > 0).all() and (rec["power_w"] < 2000).all()
     assert rec["energy_j"][1] >= rec["energy_j"][0] > 0
+
+
+def test_a_read_that_hangs_is_left_behind_and_stop_returns(
+    make_loop: MakeLoop, fake_nvml: FakeNvml
+) -> None:
+    # A wedged driver: an energy read that does not return. stop() must come back within
+    # two periods plus a second, with the loop marked abandoned and taking no last reading.
+    fake_nvml.set(0, energy_mj=1000, step_mj=10, power_mw=250_000)
+    loop = make_loop(10_000_000)
+    loop.add_nvml(0, power="instant", energy_period_ns=10_000_000)
+    loop.start()
+    time.sleep(0.05)
+    fake_nvml.hang(2500)
+    time.sleep(0.1)  # the thread is now inside a read that sleeps 2.5 s
+    t = time.perf_counter()
+    loop.stop()
+    took = time.perf_counter() - t
+    fake_nvml.hang(0)
+    assert took < 1.6
+    assert loop.abandoned and not loop.running
+    with pytest.raises(TrackerStateError):
+        loop.tick()
+    time.sleep(2.6)  # let the left-behind read finish before the fake library is reset

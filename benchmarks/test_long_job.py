@@ -1,0 +1,174 @@
+"""A day-long job on simulated time: the background work must not grow with the job.
+
+Simulates ``HOURS`` of 8 GPUs (FakeGPU: counter and power refreshing at 10 Hz, read every
+0.1 s), 5 steps per second with two phases each, the run store on (checkpoint every 5 s),
+and records what issue 12 asks: the cost of each checkpoint along the job (the last within
+2x the first), ``snapshot()``, ``stop()``, ``greenai report --format html`` on the stored
+run, process memory, store size, and the job's energy against the simulation's truth.
+
+Under pytest (CI) it simulates a few minutes and asserts only what is exact: energy equal
+to the truth within 0.01%, steps summing to the job. The day-long run is a script:
+
+    .venv/bin/python benchmarks/test_long_job.py --hours 24 --out long-job.md
+
+and its table goes into docs/sampling.md with machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import greenai
+from greenai.checkpoint import StoreSink
+from greenai.testing import FakeClock, FakeGPU
+
+GPUS = 8
+STEPS_PER_S = 5
+CI_MINUTES = 3.0
+
+
+def simulate(hours: float, store: Path, *, progress: bool = False) -> dict[str, Any]:
+    """Run the simulated job; return the figures the issue asks for."""
+    clock = FakeClock()
+    gpus = [
+        FakeGPU(f"gpu{i}", power_w=300.0 + 40.0 * i, clock=clock, seed=i, uuid=f"GPU-{i:04d}")
+        for i in range(GPUS)
+    ]
+    costs: list[tuple[float, float]] = []  # (simulated s since start, wall s of checkpoint)
+    original = StoreSink.update
+
+    def timed(self: StoreSink, snapshot: Any) -> None:
+        t = time.perf_counter()
+        original(self, snapshot)
+        costs.append((snapshot.duration_s, time.perf_counter() - t))
+
+    StoreSink.update = timed  # type: ignore[method-assign]
+    proc = psutil.Process()
+    wall0 = time.perf_counter()
+    try:
+        job = greenai.track("long", devices=gpus, clock=clock, period_s=0.1, store=store).start()
+        steps = int(hours * 3600 * STEPS_PER_S)
+        half = 1.0 / STEPS_PER_S / 2
+        snapshot_s: list[float] = []
+        for k in range(steps):
+            with job.phase("forward"):
+                clock.advance(half)
+            with job.phase("backward"):
+                clock.advance(half)
+            job.step(samples=32)
+            if k % (STEPS_PER_S * 600) == 0 and k:
+                t = time.perf_counter()
+                job.snapshot()
+                snapshot_s.append(time.perf_counter() - t)
+                if progress:
+                    print(
+                        f"  {k / STEPS_PER_S / 3600:6.2f} h simulated,"
+                        f" {time.perf_counter() - wall0:7.1f} s wall,"
+                        f" rss {proc.memory_info().rss / 2**20:.0f} MiB",
+                        file=sys.stderr,
+                    )
+        t = time.perf_counter()
+        for _ in range(5):
+            job.snapshot()
+        snapshot_s.append((time.perf_counter() - t) / 5)
+        t = time.perf_counter()
+        result = job.stop()
+        stop_s = time.perf_counter() - t
+    finally:
+        StoreSink.update = original  # type: ignore[method-assign]
+    wall_s = time.perf_counter() - wall0
+    gc.collect()
+    rss_mib = proc.memory_info().rss / 2**20
+    start = clock.now() - result.duration_s
+    truth = math.fsum(g.true_energy_j(start, clock.now()) for g in gpus)
+    from greenai.cli import main
+
+    html = store.parent / "report.html"
+    t = time.perf_counter()
+    argv = ["report", "latest", "--store", str(store), "--format", "html", "--output", str(html)]
+    code = main(argv)
+    report_s = time.perf_counter() - t
+    assert result.energy_j is not None
+    step_sum = math.fsum(result.steps.energy_j)
+    first = [c for _, c in costs[:5]]
+    last = [c for _, c in costs[-5:]]
+    return {
+        "hours": hours,
+        "wall_s": wall_s,
+        "checkpoints": len(costs),
+        "checkpoint_first_ms": 1e3 * statistics.median(first) if first else math.nan,
+        "checkpoint_last_ms": 1e3 * statistics.median(last) if last else math.nan,
+        "checkpoint_max_ms": 1e3 * max((c for _, c in costs), default=math.nan),
+        "snapshot_ms": 1e3 * snapshot_s[-1],
+        "stop_s": stop_s,
+        "report_s": report_s,
+        "report_exit": code,
+        "rss_mib": rss_mib,
+        "store_mib": store.stat().st_size / 2**20
+        + sum(p.stat().st_size for p in store.parent.glob(store.name + "-*")) / 2**20,
+        "energy_err_pct": 100.0 * (result.energy_j / truth - 1.0),
+        "steps": result.steps.count,
+        "steps_vs_job_pct": 100.0 * (step_sum / result.energy_j - 1.0),
+    }
+
+
+def test_a_few_simulated_minutes_stay_exact(tmp_path: Path, benchmark: Any) -> None:
+    figures = benchmark.pedantic(
+        simulate, args=(CI_MINUTES / 60.0, tmp_path / "runs.db"), rounds=1, iterations=1
+    )
+    benchmark.extra_info.update(figures)
+    assert abs(figures["energy_err_pct"]) < 0.01
+    assert figures["steps"] == int(CI_MINUTES * 60 * STEPS_PER_S)
+    # the steps tile the job up to the last step; the rest is the tail after it (< 1 step)
+    assert -2.0 < figures["steps_vs_job_pct"] <= 0.0
+    assert figures["report_exit"] == 0
+
+
+def _table(f: dict[str, Any]) -> str:
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        f"Simulated {f['hours']:g} h: {GPUS} FakeGPUs (10 Hz counter and power, read every"
+        f" 0.1 s), {STEPS_PER_S} steps/s with two phases, store on, checkpoint every 5 s."
+        f" {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()},"
+        f" {date.today().isoformat()}; {f['wall_s']:.0f} s of wall time.",
+        "",
+        "| figure | measured | target |",
+        "| --- | --- | --- |",
+        f"| checkpoint, first 5 (median) | {f['checkpoint_first_ms']:.1f} ms | ≤ 50 ms |",
+        f"| checkpoint, last 5 (median) | {f['checkpoint_last_ms']:.1f} ms | ≤ 2× the first |",
+        f"| checkpoint, slowest of {f['checkpoints']} | {f['checkpoint_max_ms']:.1f} ms | |",
+        f"| `snapshot()` at the end | {f['snapshot_ms']:.1f} ms | ≤ 20 ms |",
+        f"| `stop()` | {f['stop_s']:.2f} s | ≤ 2 s |",
+        f"| `greenai report --format html` | {f['report_s']:.1f} s | ≤ 10 s |",
+        f"| process memory (RSS) | {f['rss_mib']:.0f} MiB | ≤ 500 MB |",
+        f"| store size | {f['store_mib']:.1f} MiB | ≤ 150 MB |",
+        f"| job energy vs truth | {f['energy_err_pct']:+.5f}% | within 0.01% |",
+        f"| steps' sum vs job | {f['steps_vs_job_pct']:+.4f}% | the tail after the last step |",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = simulate(args.hours, Path(tmp) / "runs.db", progress=True)
+    text = _table(figures)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")

@@ -1,0 +1,82 @@
+"""The figures every integration writes, under names that group well in each tool.
+
+All names start with ``greenai/`` so MLflow, W&B and TensorBoard put them in one section.
+Every energy figure comes with its uncertainty (``..._uncertainty_...``, about 95%
+coverage); how it was obtained (``counter``, ``power``, ``model``) is text, so it goes where
+each tool keeps text (:func:`method_tags`), never into a number's name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
+
+if TYPE_CHECKING:
+    from greenai.measurement import Measurement
+
+__all__ = ["PREFIX", "figures", "method_tags"]
+
+PREFIX = "greenai/"
+
+
+def figures(m: Measurement, *, flops: float | None = None) -> dict[str, float]:
+    """The headline figures of ``m`` (a snapshot or a final result) as name → number.
+
+    Figures that cannot be computed (no energy source, no steps, no FLOPs, no grid
+    intensity) are left out rather than written as 0.
+
+    Args:
+        m: The measurement.
+        flops: FLOPs to divide by when ``m`` has none of its own (the Hugging Face
+            Trainer's estimate); ``m.flops`` wins when set.
+
+    Returns:
+        ``greenai/elapsed_s``, ``greenai/steps`` always; with energy: ``energy_kwh``,
+        ``energy_uncertainty_kwh``, ``avg_power_w``, ``energy_j_per_step`` (and its
+        uncertainty), ``energy_j_per_sample``, ``energy_j_per_token``, ``kwh_per_tflop``,
+        ``co2e_kg``, ``co2e_market_kg``, ``facility_energy_kwh``; ``power_w`` (the latest
+        reading, summed over devices) while the job runs.
+    """
+    out: dict[str, float] = {"elapsed_s": m.duration_s, "steps": float(m.steps.count)}
+    if m.energy_j is not None:
+        out["energy_kwh"] = m.energy_j / J_PER_KWH
+        out["energy_uncertainty_kwh"] = (m.uncertainty_j or 0.0) / J_PER_KWH
+        if m.avg_power_w is not None:
+            out["avg_power_w"] = m.avg_power_w
+        last = [d.last_power_w for d in m.devices]
+        if m.status == "running" and last and all(p is not None for p in last):
+            out["power_w"] = sum(p for p in last if p is not None)
+        s = m.steps
+        for name, value in (
+            ("energy_j_per_step", s.mean_energy_j),
+            ("energy_j_per_step_uncertainty", s.mean_energy_uncertainty_j),
+            ("energy_j_per_sample", s.energy_per_sample_j),
+            ("energy_j_per_sample_uncertainty", s.energy_per_sample_uncertainty_j),
+            ("energy_j_per_token", s.energy_per_token_j),
+            ("energy_j_per_token_uncertainty", s.energy_per_token_uncertainty_j),
+            ("facility_energy_kwh", m.facility_energy_kwh),
+            ("co2e_kg", m.co2e_kg),
+            ("co2e_market_kg", m.co2e_market_kg),
+        ):
+            if value is not None:
+                out[name] = value
+        work = m.flops if m.flops else flops
+        if work:
+            out["tflop"] = work / FLOP_PER_TFLOP
+            out["kwh_per_tflop"] = m.energy_j / J_PER_KWH / (work / FLOP_PER_TFLOP)
+    return {PREFIX + k: float(v) for k, v in out.items()}
+
+
+def method_tags(m: Measurement) -> dict[str, str]:
+    """How the figures were obtained, as text: ``greenai/method`` and one per device.
+
+    ``greenai/method`` is ``counter``, ``power``, ``model`` or a ``+``-joined mix (a mix
+    means part of the total is estimated); ``greenai/device_method/<device>`` is each device's.
+    """
+    tags = {PREFIX + "method": "+".join(m.methods) or "none (time only)"}
+    for d in m.devices:
+        tags[f"{PREFIX}device_method/{d.name}"] = d.method
+    if m.carbon is not None:
+        tags[PREFIX + "carbon_intensity_source"] = m.carbon.carbon_intensity_source
+    return tags

@@ -1,0 +1,150 @@
+"""Lightning: energy of ``Trainer.fit`` through the module's own logging.
+
+Needs the ``lightning`` extra (``pip install 'greenai[lightning]'``). Works with the
+``lightning`` package (``lightning.pytorch``); with only ``pytorch_lightning`` installed it
+uses that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from greenai.integrations import require
+from greenai.integrations.figures import figures, method_tags
+
+if TYPE_CHECKING:
+    from greenai.measurement import Measurement
+    from greenai.tracker import Tracker
+
+__all__ = ["GreenAICallback"]
+
+try:
+    _pl = importlib.import_module("lightning.pytorch")
+except ImportError:
+    _pl = require("pytorch_lightning", "lightning", "lightning")
+
+
+class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
+    """Track ``Trainer.fit``: energy per optimizer step, per phase, in the trainer's loggers.
+
+    From ``on_fit_start`` to ``on_fit_end`` a :class:`greenai.Tracker` measures the run:
+    one ``step()`` per optimizer step with the samples of its batches (Lightning's
+    ``extract_batch_size``), phases ``train`` and ``validation``. Every
+    ``log_every_n_steps`` optimizer steps the figures so far
+    (:func:`greenai.integrations.figures.figures`) go through ``pl_module.log_dict`` to
+    every logger of the trainer; at the end the final figures and how they were obtained
+    (``greenai/method``, as hyperparameters) go to each logger directly, and the
+    :class:`~greenai.Measurement` is :attr:`result`.
+
+    Args:
+        name: The job's name.
+        **options: :class:`greenai.Tracker` options (``devices``, ``store``, ``country``,
+            ``flops_per_step``, ``sinks``...).
+
+    Attributes:
+        job: The tracker, while and after ``fit`` runs.
+        result: The final Measurement after ``on_fit_end``.
+
+    Raises:
+        ConfigError: An unknown tracker option.
+    """
+
+    def __init__(self, name: str = "fit", **options: Any) -> None:
+        from greenai.tracker import Tracker
+
+        super().__init__()
+        self.name = name
+        self._options = options
+        Tracker(name, **options)  # bad options fail here, not when fit starts
+        self.job: Tracker | None = None
+        self.result: Measurement | None = None
+        self._phase: AbstractContextManager[None] | None = None
+        self._phase_name = ""
+        self._samples = 0
+        self._last_step = 0
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the tracker."""
+        from greenai.tracker import Tracker
+
+        meta = {**(self._options.get("meta") or {}), "integration": "lightning.Trainer"}
+        self.job = Tracker(self.name, **{**self._options, "meta": meta})
+        self.job.start()
+        self._last_step = trainer.global_step
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Enter the ``train`` phase."""
+        self._enter("train")
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Enter the ``validation`` phase (the sanity check's too)."""
+        self._enter("validation")
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Back to ``train`` while training, else out of every phase."""
+        if self._phase_name == "validation":
+            if trainer.training or trainer.state.stage == "train":
+                self._enter("train")
+            else:
+                self._exit()
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Count the batch's samples; after an optimizer step, mark it and maybe log."""
+        job = self.job
+        if job is None or not job.running:
+            return
+        try:
+            from lightning.pytorch.utilities.data import extract_batch_size
+        except ImportError:  # pragma: no cover - pytorch_lightning only
+            from pytorch_lightning.utilities.data import extract_batch_size
+        with contextlib.suppress(Exception):  # a batch it cannot size: steps without samples
+            self._samples += int(extract_batch_size(batch))
+        if trainer.global_step == self._last_step:
+            return  # gradient accumulation: no optimizer step yet
+        for _ in range(trainer.global_step - self._last_step - 1):
+            job.step()
+        job.step(samples=self._samples or None)
+        self._samples = 0
+        self._last_step = trainer.global_step
+        every = max(int(getattr(trainer, "log_every_n_steps", 50) or 1), 1)
+        if trainer.global_step % every == 0:
+            pl_module.log_dict(figures(job.snapshot()), on_step=True, on_epoch=False)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """Stop the tracker; the final figures and methods go to every logger."""
+        self._finish(trainer)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Stop the tracker as ``failed`` (``interrupted`` for Ctrl-C), keeping its figures."""
+        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        self._finish(trainer, status)
+
+    def _finish(self, trainer: Any, status: str = "completed") -> None:
+        if self.job is None or not self.job.running:
+            return
+        self._exit()
+        self.result = self.job.stop(status=status)
+        final = figures(self.result)
+        for logger in trainer.loggers:
+            logger.log_metrics(final, step=trainer.global_step)
+            logger.log_hyperparams(method_tags(self.result))
+            logger.save()
+
+    def _enter(self, name: str) -> None:
+        if self.job is None or not self.job.running:
+            return
+        self._exit()
+        self._phase = self.job.phase(name)
+        self._phase.__enter__()
+        self._phase_name = name
+
+    def _exit(self) -> None:
+        if self._phase is not None:
+            phase, self._phase = self._phase, None
+            phase.__exit__(None, None, None)
+            self._phase_name = ""

@@ -1,0 +1,137 @@
+"""MLflow: a job's figures as metrics of an MLflow run, and its report as artifacts.
+
+Needs the ``mlflow`` extra (``pip install 'greenai[mlflow]'``; ``mlflow-skinny`` is enough).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from greenai.integrations import require
+from greenai.integrations.figures import figures, method_tags
+
+if TYPE_CHECKING:
+    from greenai.measurement import Measurement
+    from greenai.tracker import Tracker
+
+__all__ = ["MLflowSink"]
+
+
+class MLflowSink:
+    """Write a running job's figures to MLflow (a :class:`greenai.sinks.Sink`).
+
+    Live figures (:func:`greenai.integrations.figures.figures`) are logged at every
+    snapshot with the job's step count as MLflow's ``step``; the final figures at the end,
+    with tags saying how each was obtained (``greenai/method``), and two artifacts under
+    ``greenai/``: ``measurement.json`` (:meth:`Measurement.to_dict`) and ``report.html``.
+
+    Args:
+        run_id: The MLflow run to write to. None: the active run (``mlflow.start_run()``)
+            when there is one at :meth:`start`, else a new run that :meth:`finish` ends.
+        experiment: Experiment name for a new run (created if missing).
+        tracking_uri: Where MLflow stores runs; None keeps MLflow's own setting.
+        report: Attach the HTML report and JSON record as artifacts.
+
+    Raises:
+        ConfigError: mlflow is not installed (from :meth:`start`).
+
+    Example:
+        >>> import greenai, mlflow
+        >>> from greenai.integrations.mlflow import MLflowSink
+        >>> with mlflow.start_run():  # doctest: +SKIP
+        ...     with greenai.track("train", sinks=[MLflowSink()]) as job:
+        ...         job.step()
+    """
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        *,
+        experiment: str | None = None,
+        tracking_uri: str | None = None,
+        report: bool = True,
+    ) -> None:
+        self.run_id = run_id
+        self.experiment = experiment
+        self.tracking_uri = tracking_uri
+        self.report = report
+        self._client: Any = None
+        self._owned = False
+        self._job: Tracker | None = None
+
+    def start(self, job: Tracker) -> None:
+        """Find or open the MLflow run."""
+        mlflow = require("mlflow", "mlflow", "mlflow-skinny")
+        tracking = require("mlflow.tracking", "mlflow", "mlflow-skinny")
+        self._job = job
+        if self.tracking_uri is not None:
+            mlflow.set_tracking_uri(self.tracking_uri)
+        self._client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        if self.run_id is None:
+            active = mlflow.active_run()
+            if active is not None:
+                self.run_id = active.info.run_id
+            else:
+                experiment_id = None
+                if self.experiment is not None:
+                    found = self._client.get_experiment_by_name(self.experiment)
+                    experiment_id = (
+                        found.experiment_id
+                        if found is not None
+                        else self._client.create_experiment(self.experiment)
+                    )
+                run = self._client.create_run(
+                    experiment_id or "0", run_name=job.name, tags={"greenai/job": job.name}
+                )
+                self.run_id = run.info.run_id
+                self._owned = True
+
+    def _log(self, m: Measurement, flops: float | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now_ms = int(time.time() * 1000)
+        metrics = [
+            Metric(key, value, now_ms, m.steps.count)
+            for key, value in figures(m, flops=flops).items()
+        ]
+        self._client.log_batch(self.run_id, metrics=metrics)
+
+    def update(self, snapshot: Measurement) -> None:
+        """Log the live figures."""
+        self._log(snapshot)
+
+    def finish(self, result: Measurement) -> None:
+        """Log the final figures, the method tags and the report; end a run it opened."""
+        try:
+            self._log(result)
+            for key, value in method_tags(result).items():
+                self._client.set_tag(self.run_id, key, value[:5000])
+            if self.report:
+                self._artifacts(result)
+        finally:
+            if self._owned:
+                status = "FINISHED" if result.status == "completed" else "FAILED"
+                self._client.set_terminated(self.run_id, status=status)
+
+    def _artifacts(self, result: Measurement) -> None:
+        from greenai.report import render_html
+
+        timeline = spans = None
+        if self._job is not None:
+            try:
+                timeline, spans = self._job.timeline(), self._job.phase_spans()
+            except Exception:  # the report without its power plot is still worth keeping
+                timeline = spans = None
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "measurement.json").write_text(
+                json.dumps(result.to_dict(), indent=2), encoding="utf-8"
+            )
+            (folder / "report.html").write_text(
+                render_html(result, timeline, spans), encoding="utf-8"
+            )
+            self._client.log_artifacts(self.run_id, str(folder), artifact_path="greenai")

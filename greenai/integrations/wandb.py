@@ -1,0 +1,97 @@
+"""Weights & Biases: a job's figures in a W&B run (online or offline).
+
+Needs the ``wandb`` extra (``pip install 'greenai[wandb]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from greenai.integrations import require
+from greenai.integrations.figures import PREFIX, figures, method_tags
+
+if TYPE_CHECKING:
+    from greenai.measurement import Measurement
+    from greenai.tracker import Tracker
+
+__all__ = ["WandbSink"]
+
+
+class WandbSink:
+    """Write a running job's figures to a W&B run (a :class:`greenai.sinks.Sink`).
+
+    The figures (:func:`greenai.integrations.figures.figures`) are plotted against
+    ``greenai/elapsed_s`` (``define_metric``), so they never move the run's own step.
+    The end puts the final figures in the run summary, the methods in its config
+    (``greenai/method``...), and ``measurement.json`` and ``report.html`` in an artifact
+    of type ``greenai-report``.
+
+    Args:
+        run: The ``wandb`` run to write to. None: ``wandb.run`` when one is active at
+            :meth:`start`, else a new one from ``wandb.init(**init_kwargs)`` that
+            :meth:`finish` finishes (``mode="offline"`` works without an account).
+        report: Log the report artifact.
+        **init_kwargs: Passed to ``wandb.init`` for a new run.
+
+    Raises:
+        ConfigError: wandb is not installed (from :meth:`start`).
+    """
+
+    def __init__(self, run: Any = None, *, report: bool = True, **init_kwargs: Any) -> None:
+        self.run = run
+        self.report = report
+        self.init_kwargs = init_kwargs
+        self._owned = False
+        self._job: Tracker | None = None
+
+    def start(self, job: Tracker) -> None:
+        """Find or open the W&B run and declare the figures' x axis."""
+        wandb = require("wandb", "wandb")
+        self._job = job
+        if self.run is None:
+            self.run = wandb.run
+        if self.run is None:
+            self.init_kwargs.setdefault("name", job.name)
+            self.run = wandb.init(**self.init_kwargs)
+            self._owned = True
+        self.run.define_metric(PREFIX + "elapsed_s")
+        self.run.define_metric(PREFIX + "*", step_metric=PREFIX + "elapsed_s")
+
+    def update(self, snapshot: Measurement) -> None:
+        """Log the live figures."""
+        self.run.log(figures(snapshot))
+
+    def finish(self, result: Measurement) -> None:
+        """Final figures to the summary, methods to the config, the report as an artifact."""
+        try:
+            final = figures(result)
+            self.run.log(final)
+            self.run.summary.update(final)
+            self.run.config.update(method_tags(result), allow_val_change=True)
+            if self.report:
+                self._artifact(result)
+        finally:
+            if self._owned:
+                self.run.finish(exit_code=0 if result.status == "completed" else 1)
+
+    def _artifact(self, result: Measurement) -> None:
+        import wandb
+
+        from greenai.report import render_html
+
+        timeline = spans = None
+        if self._job is not None:
+            try:
+                timeline, spans = self._job.timeline(), self._job.phase_spans()
+            except Exception:  # the report without its power plot is still worth keeping
+                timeline = spans = None
+        artifact = wandb.Artifact(f"greenai-{result.name}", type="greenai-report")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "measurement.json").write_text(json.dumps(result.to_dict(), indent=2))
+            (folder / "report.html").write_text(render_html(result, timeline, spans))
+            artifact.add_dir(str(folder))
+            self.run.log_artifact(artifact)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+pl = pytest.importorskip("lightning.pytorch")
+torch = pytest.importorskip("torch")
+
+from greenai.integrations.lightning import GreenAICallback  # noqa: E402
+from greenai.testing import FakeGPU  # noqa: E402
+
+
+class Regression(pl.LightningModule):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def loader(n: int) -> torch.utils.data.DataLoader:
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 8, generator=g)
+    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    return torch.utils.data.DataLoader(data, batch_size=4)
+
+
+def test_fit_is_tracked_and_figures_reach_the_loggers(tmp_path: Path) -> None:
+    callback = GreenAICallback(devices=[FakeGPU(power_w=120.0, seed=3)])
+    logger = pl.loggers.CSVLogger(str(tmp_path), name="fit")
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=logger, callbacks=[callback],
+        log_every_n_steps=2, accumulate_grad_batches=2, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=2,
+    )  # fmt: skip
+    trainer.fit(Regression(), loader(32), loader(16))
+    m = callback.result
+    assert m is not None and m.status == "completed"
+    assert m.steps.count == trainer.global_step == 8  # 8 batches / 2 accumulated, 2 epochs
+    assert m.steps.samples == 2 * 32
+    phases = {p.name: p for p in m.phases}
+    assert {"train", "validation"} <= set(phases)
+    assert phases["validation"].count == 3  # the sanity check and once per epoch
+    rows = list(csv.DictReader((Path(logger.log_dir) / "metrics.csv").open()))
+    live = [r for r in rows if r.get("greenai/energy_kwh")]
+    assert len(live) >= 4  # every 2nd of 8 optimizer steps, and the final figures
+    assert float(live[-1]["greenai/energy_kwh"]) == pytest.approx(m.energy_kwh)
+    assert int(live[-1]["step"]) == 8
+    hparams = (Path(logger.log_dir) / "hparams.yaml").read_text()
+    assert "greenai/method: counter" in hparams
+
+
+def test_an_exception_in_fit_stops_the_job_as_failed() -> None:
+    class Broken(Regression):
+        def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            if batch_idx == 2:
+                raise RuntimeError("diverged")
+            return super().training_step(batch, batch_idx)
+
+    callback = GreenAICallback(devices=[FakeGPU(seed=4)])
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="diverged"):
+        trainer.fit(Broken(), loader(32))
+    assert callback.result is not None and callback.result.status == "failed"
+    assert callback.result.steps.count == 2
+    assert callback.job is not None and not callback.job.running

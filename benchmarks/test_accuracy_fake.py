@@ -25,6 +25,7 @@ import functools
 import importlib.util
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ import pytest
 
 import greenai
 from greenai.devices.base import Reading
+from greenai.errors import MeasurementWarning
 from greenai.testing import FakeClock, FakeGPU, Load, RandomKernels, SquareWave
 from greenai.timeline import EnergyCurve, Timeline
 
@@ -61,6 +63,8 @@ class Scenario:
     options: dict[str, Any] = field(default_factory=dict)
     steady: bool = False
     has_counter: bool = True
+    loop_s: float | None = None
+    """The period (s) of the training loop behind the load: the run marks a step each."""
 
 
 def _steady(seed: int) -> float:
@@ -90,9 +94,9 @@ SCENARIOS: dict[str, Scenario] = {
         lambda seed: LOAD_STEPS, {"instant": False}
     ),
     "random kernels 10–40 ms, 700/100 W": Scenario(lambda seed: RandomKernels(seed=seed)),
-    "square wave 25/75 ms, 700/100 W": Scenario(_square(0.025, 0.075)),
-    "square wave 50/50 ms, 700/100 W": Scenario(_square(0.050, 0.050)),
-    "square wave 30/30 ms, 700/100 W": Scenario(_square(0.030, 0.030)),
+    "square wave 25/75 ms, 700/100 W": Scenario(_square(0.025, 0.075), loop_s=0.1),
+    "square wave 50/50 ms, 700/100 W": Scenario(_square(0.050, 0.050), loop_s=0.1),
+    "square wave 30/30 ms, 700/100 W": Scenario(_square(0.030, 0.030), loop_s=0.06),
 }
 STEPPED = [name for name in SCENARIOS if name.startswith("load steps")]
 
@@ -110,45 +114,27 @@ def cases() -> list[tuple[str, str, float]]:
 STEADY = [name for name, sc in SCENARIOS.items() if sc.steady]
 
 KNOWN_UNCOVERED: set[tuple[str, str, float, float]] = {
-    ("steady 700 W, noisy", "sampled", 0.1, 10.0),
-    ("steady 700 W, noisy", "sampled", 0.01, 10.0),
-    ("load steps 100/700 W every 10 s", "sampled", 0.01, 1.0),
-    ("load steps 100/700 W every 10 s", "sampled", 0.01, 10.0),
-    ("load steps 100/700 W every 10 s, 1 s averaged power", "sampled", 0.01, 1.0),
-    ("load steps 100/700 W every 10 s, 1 s averaged power", "sampled", 0.01, 10.0),
-    ("random kernels 10–40 ms, 700/100 W", "sampled", 0.1, 1.0),
-    ("random kernels 10–40 ms, 700/100 W", "sampled", 0.1, 10.0),
-    ("random kernels 10–40 ms, 700/100 W", "sampled", 0.01, 1.0),
-    ("random kernels 10–40 ms, 700/100 W", "sampled", 0.01, 10.0),
-    ("square wave 25/75 ms, 700/100 W", "exact", 0.1, 0.025),
-    ("square wave 25/75 ms, 700/100 W", "exact", 0.01, 0.025),
-    ("square wave 25/75 ms, 700/100 W", "sampled", 0.1, 0.025),
-    ("square wave 25/75 ms, 700/100 W", "sampled", 0.1, 0.1),
     ("square wave 25/75 ms, 700/100 W", "sampled", 0.1, 1.0),
     ("square wave 25/75 ms, 700/100 W", "sampled", 0.1, 10.0),
-    ("square wave 25/75 ms, 700/100 W", "sampled", 0.01, 0.025),
-    ("square wave 25/75 ms, 700/100 W", "sampled", 0.01, 0.1),
     ("square wave 25/75 ms, 700/100 W", "sampled", 0.01, 1.0),
     ("square wave 25/75 ms, 700/100 W", "sampled", 0.01, 10.0),
-    ("square wave 50/50 ms, 700/100 W", "exact", 0.1, 0.025),
-    ("square wave 50/50 ms, 700/100 W", "exact", 0.01, 0.025),
-    ("square wave 50/50 ms, 700/100 W", "sampled", 0.1, 0.025),
     ("square wave 50/50 ms, 700/100 W", "sampled", 0.1, 0.1),
     ("square wave 50/50 ms, 700/100 W", "sampled", 0.1, 1.0),
     ("square wave 50/50 ms, 700/100 W", "sampled", 0.1, 10.0),
-    ("square wave 50/50 ms, 700/100 W", "sampled", 0.01, 0.025),
     ("square wave 50/50 ms, 700/100 W", "sampled", 0.01, 0.1),
     ("square wave 50/50 ms, 700/100 W", "sampled", 0.01, 1.0),
     ("square wave 50/50 ms, 700/100 W", "sampled", 0.01, 10.0),
-    ("square wave 30/30 ms, 700/100 W", "sampled", 0.1, 10.0),
-    ("square wave 30/30 ms, 700/100 W", "sampled", 0.01, 10.0),
 }
 """(scenario, counter mode, period, window length) where coverage is < 95% today (2026-11-29).
 
-Regenerate with ``python benchmarks/test_accuracy_fake.py --uncovered``. The sampled counter
-breaks most of them: power and counter then agree with each other, so nothing in the readings
-shows the error. The exact counter fails only 25 ms windows on square waves locked to the
-100 ms update.
+Regenerate with ``python benchmarks/test_accuracy_fake.py --uncovered``. All are square
+waves locked to the 100 ms update (a training loop whose period divides it) measured by a
+counter that adds up the part-time power value: the sensor sees the same 25 ms of every
+period, power and counter agree with each other, and nothing in the readings shows the
+~60% error. greenai detects the lock from the step timestamps, warns (a
+MeasurementWarning and a note) and widens the bracket of windows of a few updates, which
+covers the exact counter and the sampled one's 25 ms windows; longer windows rest on the
+assumption that the counter integrates every instant (docs/accuracy.md).
 """
 
 P95_MISSED = {("steady 700 W, noisy", "sampled", 1.0)}
@@ -197,9 +183,17 @@ def fake_run(
     gpu = make_gpu(scenario, mode, seed, clock)
     job = greenai.track("fake", devices=[gpu], clock=clock, period_s=period_s).start()
     t0 = clock.now()
-    clock.advance(seconds)
+    loop_s = SCENARIOS[scenario].loop_s
+    if loop_s is None:
+        clock.advance(seconds)
+    else:  # a training loop: one step per period of the load
+        for _ in range(round(seconds / loop_s)):
+            clock.advance(loop_s)
+            job.step()
     t1 = clock.now()
-    result = job.stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        result = job.stop()
     return FakeRun(gpu, energy_curve(job, gpu.name), t0, t1, result)
 
 

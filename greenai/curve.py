@@ -42,6 +42,19 @@ SHORT_WINDOW_REL = 0.10
 """Extra relative uncertainty of integrated power in windows shorter than the update period
 (on the H100, step-held instant power over 25 ms windows had a p95 error of 9.9%)."""
 
+VARYING_REL = 0.05
+"""A load whose energy differs from one counter update to the next by more than this
+fraction (robust spread) is *varying*: a region shorter than :data:`SHORT_REGION_UPDATES`
+updates on it gets a warning."""
+
+SHORT_REGION_UPDATES = 10
+"""Fewer sensor updates than this in a region on a varying load: its figure rests on a few
+part-time samples (Yang, Adámek and Armour, SC'24, arXiv:2312.02741, advise 5 s or 32
+iterations and several shifted starts)."""
+
+_JUMP_SPREADS = 6.0
+"""A change between consecutive updates beyond this many robust spreads is a jump."""
+
 STUCK_COUNTER_S = 60.0
 """A counter that has not changed for this long settles by its power readings instead."""
 
@@ -75,11 +88,43 @@ class CurveStats:
     seg_len_s: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
     lags_s: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
     seg_counter_j: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
+    locked_period_s: float | None = None
+    """Period (s) of a loop found locked to the update period (:func:`locked_loop`)."""
 
     @property
     def segments(self) -> int:
         """How many segments are remembered."""
         return len(self.seg_len_s)
+
+
+@dataclass(frozen=True)
+class CurveModel:
+    """What :func:`greenai.windows.device_windows` needs of a curve beyond its points.
+
+    Attributes:
+        half_bracket_s: Half the typical span in which a counter change happened (s).
+        seg_scatter_j: Robust spread (J) of the load's energy from one counter update to the
+            next (see :meth:`EnergyCurve._update_scatter`); 0 without a counter.
+        jump_j: The largest recent change of one update's energy well beyond that spread
+            (a load step), J; 0 without one.
+        jump_rate: Such changes per update, recently.
+        seg_s: Typical time between counter updates (s).
+        varying: The load varies between updates by over :data:`VARYING_REL` of an update's
+            energy (robust spread), or jumps.
+        locked: A loop whose period divides the update period was detected: the power
+            shape cannot place energy inside an update (see :func:`locked_loop`).
+        board_gain: Add the board's gain error (:data:`greenai.windows.BOARD_GAIN_REL`) as
+            a shared part.
+    """
+
+    half_bracket_s: float = 0.0
+    seg_scatter_j: float = 0.0
+    jump_j: float = 0.0
+    jump_rate: float = 0.0
+    seg_s: float = 0.1
+    varying: bool = False
+    locked: bool = False
+    board_gain: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +207,11 @@ class EnergyCurve:
         self.anchor_lag = np.empty(0)
         self._calibration = 1.0
         self._sigma = 0.0
+        self._seg_scatter_j = 0.0
+        self._jump_j = 0.0
+        self._jump_rate = 0.0
+        self._seg_s = s.update_period_s
+        self._varying = False
         self._half_bracket = s.update_period_s / 2.0
         self._hard_only = np.zeros(0, dtype=bool)
         if s.method != "counter" or ok.sum() < 1:
@@ -208,8 +258,14 @@ class EnergyCurve:
         # longer than usual (it spans a read failure), or one next to a load change (the
         # shape may put the change in the wrong place).
         typical = float(np.median(history)) if len(history) else 0.0
+        self._seg_s = typical if typical > 0 else s.update_period_s
+        scatter_w, jump_w, self._jump_rate = self._update_scatter(d_e, seg_len)
+        self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
+        typical_e = float(np.median(np.abs(d_e))) if len(d_e) else 0.0
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
-        self._hard_only = long_seg | self._unsteady()
+        unsteady = self._unsteady()
+        self._hard_only = long_seg | unsteady
+        self._varying = self._jump_rate > 0 or self._seg_scatter_j > VARYING_REL * typical_e
         if prev is None and not first_unanchored and len(self._hard_only):
             # The job's first value may be up to a whole update period old: where the first
             # anchor really lies is known only to within U, so only the bracket holds there.
@@ -258,6 +314,46 @@ class EnergyCurve:
             return max(s.relative_uncertainty * float(np.median(d_e)), s.counter_resolution_j)
         mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
         return max(mad, s.counter_resolution_j)
+
+    def _update_scatter(self, d_e: FloatArray, seg_len: FloatArray) -> tuple[float, float, float]:
+        """How the load varies between consecutive counter updates: spread, jumps, jump rate.
+
+        A counter that adds up a part-time power value (``sampled`` in
+        :class:`~greenai.testing.FakeGPU`) misreads each update by about how much the load
+        varies inside it, and power and counter then agree, so the residuals of
+        :meth:`_scatter` see nothing. What remains visible is how much consecutive counter
+        deltas differ: on a load that varies faster than the updates they scatter by about
+        that much, on a steady one by the sensor's noise. Returns the robust spread of the
+        segments' power (W, from the median difference of neighbours), the largest recent
+        *jump* (a difference over :data:`_JUMP_SPREADS` spreads and a quarter of the typical
+        power: a load step, which a
+        sampled counter may place anywhere in its update; W) and jumps per update.
+        """
+        stats = self._stats
+        if stats is not None and stats.segments:
+            d_e = np.concatenate([list(stats.seg_counter_j), d_e])
+            seg_len = np.concatenate([list(stats.seg_len_s), seg_len])
+        if len(d_e) < 3:
+            return 0.0, 0.0, 0.0
+        signed = np.diff(d_e / np.maximum(seg_len, 1e-12))
+        diff = np.abs(signed)
+        spread = float(1.4826 * np.median(diff) / np.sqrt(2.0))
+        # over 25% of the typical power too (as in _unsteady): reads that land late on a
+        # busy host misplace anchors by ~10% of an update, which is no load step
+        level = 0.25 * float(np.median(np.abs(d_e / np.maximum(seg_len, 1e-12))))
+        threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
+        big = diff > threshold / 2.0  # a step split over two updates: halves
+        if not big.any():
+            return spread, 0.0, 0.0
+        # A step inside an update shows as two jumps in a row: one step, their sum. A late
+        # read shows as two opposite jumps, which cancel.
+        first = big & ~np.concatenate([[False], big[:-1]])
+        run_id = np.cumsum(first) - 1
+        sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=int(first.sum())))
+        steps = sums[sums > threshold]
+        if not len(steps):
+            return spread, 0.0, 0.0
+        return spread, float(steps.max()), len(steps) / len(diff)
 
     def settle_into(self, stats: CurveStats, before_s: float, after_s: float) -> None:
         """Add the segments that start in ``[after_s, before_s)`` to the job's ``stats``."""
@@ -364,11 +460,7 @@ class EnergyCurve:
 
     def window(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Energy (J) and its ~95% uncertainty (J) over windows ``[a, b]`` (arrays)."""
-        from greenai.windows import device_windows
-
-        energy, independent, shared = device_windows(self.spec, self.points(a), self.points(b),
-                                                     np.asarray(a, float), np.asarray(b, float),
-                                                     self._half_bracket)  # fmt: skip
+        energy, independent, shared = self.window_parts(a, b)
         return energy, independent + shared
 
     def window_parts(
@@ -381,12 +473,27 @@ class EnergyCurve:
         from greenai.windows import device_windows
 
         a, b = np.asarray(a, float), np.asarray(b, float)
-        return device_windows(self.spec, self.points(a), self.points(b), a, b, self._half_bracket)
+        return device_windows(self.spec, self.points(a), self.points(b), a, b, self.model)
 
     @property
     def half_bracket_s(self) -> float:
         """Half the typical span in which a counter change happened (s)."""
         return self._half_bracket
+
+    @property
+    def model(self) -> CurveModel:
+        """What the window rules need of this curve beyond its points."""
+        stats = self._stats
+        locked = stats is not None and stats.locked_period_s is not None
+        return CurveModel(
+            half_bracket_s=self._half_bracket,
+            seg_scatter_j=self._seg_scatter_j,
+            jump_j=self._jump_j,
+            jump_rate=self._jump_rate,
+            seg_s=self._seg_s,
+            varying=self._varying,
+            locked=locked,
+        )
 
     def _edge_uncertainty(self, x: FloatArray) -> FloatArray:
         tau, ae = self.tau, self.anchor_e
@@ -426,6 +533,40 @@ class EnergyCurve:
         c = self.energy_at(self.t)
         p = np.diff(c) / np.maximum(np.diff(self.t), 1e-12)
         return np.concatenate([p[:1], p])
+
+
+def locked_loop(starts_s: FloatArray, update_period_s: float) -> float | None:
+    """The period (s) of a regular loop locked to the sensor's updates, or None.
+
+    A loop whose period divides the update period (steps every 25 or 50 ms with updates
+    every 100 ms), or is a whole number of updates, puts the same part of the loop in the
+    same place of every update. A sensor that sees part of each update (25 ms of 100 ms on
+    A100/H100: Yang, Adámek and Armour, SC'24, arXiv:2312.02741) then sees the same part
+    every time, and neither the power values nor a counter built from them show it. The
+    loop counts as locked while its phase drifts by less than one loop period (or one
+    update) over the observed span: otherwise the sampled part sweeps the whole loop.
+
+    Args:
+        starts_s: Start times (s) of the loop's iterations (steps, or entries of one
+            phase), sorted; the last 257 are used.
+        update_period_s: The sensor's update period (s).
+    """
+    t = np.asarray(starts_s, dtype=np.float64)[-257:]
+    if len(t) < 9 or update_period_s <= 0:
+        return None
+    d = np.diff(t)
+    period = float(np.median(d))
+    if period <= 0 or float(np.percentile(np.abs(d - period), 90)) > 0.05 * period:
+        return None  # irregular: the phase wanders on its own
+    u = update_period_s
+    short, long_ = (period, u) if period <= u else (u, period)
+    k = round(long_ / short)
+    if k < 1 or k > 64:
+        return None
+    drift_per_long = abs(long_ - k * short)
+    span_s = float(t[-1] - t[0])
+    drift = drift_per_long * span_s / long_
+    return period if drift < short else None
 
 
 def _fill_nan(values: FloatArray) -> FloatArray:

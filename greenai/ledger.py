@@ -11,16 +11,17 @@ what is new since the last one. Combination rules come from :mod:`greenai.window
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from array import array
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from greenai.curve import Points
+from greenai.curve import CurveModel, Points, locked_loop
 from greenai.timeline import Pass, Timeline
 from greenai.windows import Spans, WindowParts, device_windows, sum_devices
 
@@ -86,7 +87,9 @@ class Ledger:
     spans_seen: int = 0
     t0_point: Point | None = None
     baseline_point: Point | None = None
-    half_bracket_s: dict[str, float] = field(default_factory=dict)
+    models: dict[str, CurveModel] = field(default_factory=dict)
+    board_gain: bool = False
+    locked_s: dict[str, float] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _prev_step: tuple[float, Point | None] | None = None
     _cursor: tuple[float, Point | None] | None = None
@@ -125,8 +128,11 @@ class Ledger:
 
     def _settle(self, p: Pass, t1: float | None) -> None:
         H = p.horizon_s
+        self._find_locked_loops()
         for name, curve in p.curves.items():
-            self.half_bracket_s[name] = curve.half_bracket_s
+            self.models[name] = replace(
+                curve.model, board_gain=self.board_gain, locked=name in self.locked_s
+            )
         # Move marks the caller made into windows (timestamps only, taken in order).
         while self.steps and self.steps[0] <= H:
             b = self.steps.popleft()
@@ -205,6 +211,37 @@ class Ledger:
             self._cursor = (self._cursor[0], point(self._cursor[0]))
         self._pending = []
 
+    def _find_locked_loops(self) -> None:
+        """Mark counter devices whose sensor updates a step or phase loop is locked to."""
+        loops = []
+        settled = np.empty(0)
+        if self._prev_step is not None and len(self.step_duration_s):
+            d = np.asarray(self.step_duration_s[-256:])[::-1]
+            settled = self._prev_step[0] - np.concatenate([[0.0], np.cumsum(d)])[::-1]
+        pending = list(itertools.islice(reversed(self.steps), 257))[::-1]
+        steps = np.concatenate([settled, np.asarray(pending, dtype=float)])
+        if len(steps) >= 9:
+            loops.append(steps[-257:])
+        starts: dict[str, list[float]] = {}
+        for key, depth, a, _ in self.recent_spans:  # settled, relative to t0
+            if depth == 0:
+                starts.setdefault(key, []).append(self.t0 + a)
+        for ph in itertools.islice(reversed(self.closed), 1024):  # closed, not settled yet
+            if ph.depth == 0:
+                starts.setdefault(ph.path, []).append(ph.start)
+        loops += [np.sort(np.asarray(v)) for v in starts.values() if len(v) >= 9]
+        if not loops:
+            return
+        for name, track in self.timeline.tracks.items():
+            if name in self.locked_s or track.spec.method != "counter":
+                continue
+            for times in loops:
+                period = locked_loop(times, track.spec.update_period_s)
+                if period is not None:
+                    self.locked_s[name] = period
+                    track.stats.locked_period_s = period
+                    break
+
     def _close_without_energy(self) -> None:
         for w in self._pending:
             self._record(w, None, {})
@@ -255,7 +292,7 @@ class Ledger:
             spec = self.timeline.tracks[name].spec
             sa = _points([s[name] for s in starts])
             sb = _points([e[name] for e in ends])
-            e, i, sh = device_windows(spec, sa, sb, av, bv, self.half_bracket_s.get(name, 0.0))
+            e, i, sh = device_windows(spec, sa, sb, av, bv, self.models.get(name, 0.0))
             out[name] = WindowParts(e, i, sh)
         return out
 

@@ -7,6 +7,11 @@ stats to keep the last call's window whenever a round is recorded. So the energy
 covers the timed rounds only: not calibration, warmup, the gaps between rounds, nor the
 extra call that returns the function's result.
 
+Rounds shorter than a GPU sensor's update period are seen at one phase of it: the first
+:data:`MAX_SHIFTED` calls are then delayed to shifted start offsets (:mod:`greenai.protocol`),
+the rounds are grouped by offset, and the spread of the groups' energy per round goes into
+its uncertainty (:func:`greenai.windows.across_offsets`).
+
 It relies on two internals of ``BenchmarkFixture`` (``_make_runner`` and ``_add_stats``,
 present in pytest-benchmark 3 to 5). Where they are missing, nothing is wrapped and the
 plugin reports the whole test instead (``per test`` in the summary).
@@ -15,13 +20,20 @@ plugin reports the whole test instead (``per test`` in the summary).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
+from greenai.protocol import SHIFTS, needs_shifts, sensor_period_s, shift_s
 from greenai.tracker import Tracker
 from greenai.units import FLOP_PER_TFLOP
+from greenai.windows import across_offsets
 
-__all__ = ["RoundRecorder"]
+__all__ = ["MAX_SHIFTED", "RoundRecorder"]
+
+MAX_SHIFTED = 4 * SHIFTS
+"""Calls delayed to shifted offsets at most (4 trials of each offset, as Yang, Adámek and
+Armour advise), so thousands of microsecond rounds do not each wait for the sensor."""
 
 
 class RoundRecorder:
@@ -29,14 +41,37 @@ class RoundRecorder:
 
     Attributes:
         windows: ``(start, end)`` of each timed round on the tracker's clock (s).
+        offsets: The start-offset slot of each timed round (0 to ``SHIFTS - 1``), or -1
+            for a round that was not delayed.
         iterations: Calls of the benchmarked function per round.
     """
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, sleep: Callable[[float], None] = time.sleep) -> None:
         self.tracker = tracker
         self.windows: list[tuple[float, float]] = []
+        self.offsets: list[int] = []
         self.iterations = 1
         self._last: tuple[float, float] | None = None
+        self._last_slot = -1
+        self._last_duration_s: float | None = None
+        self._shifted = 0
+        self._sleep = sleep
+        self._period_s = sensor_period_s(tracker.devices)
+
+    def _shift(self) -> int:
+        """Delay the next call to its offset slot if rounds are short; the slot or -1."""
+        last = self._last_duration_s
+        if (
+            self._period_s is None
+            or last is None
+            or self._shifted >= MAX_SHIFTED
+            or not needs_shifts(last, self._period_s)
+        ):
+            return -1
+        slot = self._shifted % SHIFTS
+        self._sleep(shift_s(slot, self._period_s))
+        self._shifted += 1
+        return slot
 
     @classmethod
     def install(
@@ -59,11 +94,15 @@ class RoundRecorder:
             inner = make_runner(function, args, kwargs)
 
             def runner(*a: Any, **k: Any) -> Any:
+                slot = recorder._shift()
                 t0 = now()
                 try:
                     return inner(*a, **k)
                 finally:
-                    recorder._last = (t0, now())
+                    t1 = now()
+                    recorder._last = (t0, t1)
+                    recorder._last_slot = slot
+                    recorder._last_duration_s = t1 - t0
 
             return runner
 
@@ -73,6 +112,7 @@ class RoundRecorder:
             def counted(duration: float) -> Any:
                 if recorder._last is not None:
                     recorder.windows.append(recorder._last)
+                    recorder.offsets.append(recorder._last_slot)
                     recorder._last = None
                 return update(duration)
 
@@ -102,8 +142,11 @@ class RoundRecorder:
             from the first round to the last plus the energy of the gaps between rounds),
             ``energy_per_call_j``, ``energy_rounds``, ``energy_iterations`` (calls per
             round), ``energy_timed_s`` (time inside the rounds), ``avg_power_w`` (over the
-            rounds), ``j_per_tflop`` and ``j_per_sample`` (None unless declared) and
-            ``energy_window`` (what was measured). Energies are None with no device.
+            rounds), ``j_per_tflop`` and ``j_per_sample`` (None unless declared),
+            ``energy_offsets`` (start-offset slots the rounds were spread over; 0 when
+            not shifted), ``energy_offset_spread_j`` (the spread of energy per round
+            across those slots, included in the uncertainty) and ``energy_window`` (what
+            was measured). Energies are None with no device.
         """
         starts = [a for a, _ in self.windows]
         ends = [b for _, b in self.windows]
@@ -118,13 +161,26 @@ class RoundRecorder:
             unc = min(unc, (span.uncertainty_j or 0.0) + gaps_j)
         rounds, calls = self.count, self.count * self.iterations
         timed_s = math.fsum(b - a for a, b in self.windows)
+        per_round_u = None if unc is None else unc / rounds
+        slots = sorted({s for s in self.offsets if s >= 0})
+        spread = None
+        if energy is not None and per_round_u is not None and len(slots) >= 2:
+            per_slot = []
+            for slot in slots:
+                mine = [w for w, s in zip(self.windows, self.offsets, strict=True) if s == slot]
+                got = self.tracker.energy_between([a for a, _ in mine], [b for _, b in mine])
+                if got.energy_j is not None:
+                    per_slot.append(got.energy_j / len(mine))
+            if len(per_slot) >= 2:
+                figure = across_offsets(per_slot, per_round_u)
+                per_round_u, spread = figure.uncertainty, figure.spread
 
         def per(n: float) -> float | None:
             return None if energy is None or not n else energy / n
 
         return {
             "energy_per_round_j": per(rounds),
-            "energy_per_round_uncertainty_j": None if unc is None else unc / rounds,
+            "energy_per_round_uncertainty_j": per_round_u,
             "energy_per_call_j": per(calls),
             "energy_rounds": rounds,
             "energy_iterations": self.iterations,
@@ -132,5 +188,7 @@ class RoundRecorder:
             "avg_power_w": per(timed_s),
             "j_per_tflop": per(flops * calls / FLOP_PER_TFLOP) if flops else None,
             "j_per_sample": per(samples * calls) if samples else None,
+            "energy_offsets": len(slots) if spread is not None else 0,
+            "energy_offset_spread_j": spread,
             "energy_window": "timed rounds only (no calibration, warmup or result call)",
         }

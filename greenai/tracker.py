@@ -68,6 +68,7 @@ OPTIONS = (
     "meta",
     "distributed",
     "sinks",
+    "board_gain",
     "scope",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
@@ -135,6 +136,11 @@ class Tracker:
         scope: ``"machine"`` (default): what the hardware drew, whoever used it;
             ``"process"``: each device's share charged to this process's tree
             (:func:`greenai.devices.attribution.apply_scope`), for found and given devices.
+        board_gain: Add each GPU board's gain error (about ±5%,
+            :data:`greenai.windows.BOARD_GAIN_REL`; Yang, Adámek and Armour, SC'24) to the
+            uncertainty as a shared part, for figures compared with a wall meter or across
+            boards. Off by default: repeated runs on one board share its gain. A note on
+            the result says when it is on.
 
     Raises:
         ConfigError: An unknown option or an unusable value. An unknown country or region
@@ -167,12 +173,15 @@ class Tracker:
         distributed: bool | None = None,
         sinks: Sequence[Sink] | None = None,
         scope: Scope = "machine",
+        board_gain: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise ConfigError(_unknown_options_message(unknown))
         if not isinstance(name, str) or not name:
             raise ConfigError(f"the job name must be a non-empty string, got {name!r}")
+        if not isinstance(board_gain, bool):
+            raise ConfigError(f"board_gain must be True or False, got {board_gain!r}")
         _check_seconds("period_s", period_s, allow_none=True)
         _check_seconds("checkpoint_s", checkpoint_s)
         if not (_is_number(baseline_s) and math.isfinite(baseline_s) and baseline_s >= 0):
@@ -250,6 +259,7 @@ class Tracker:
             "distributed": distributed,
             "sinks": sinks,
             "scope": scope,
+            "board_gain": bool(board_gain),
         }
         self._store = resolve_store(store)
         self._store_sink: StoreSink | None = None
@@ -361,7 +371,7 @@ class Tracker:
 
             devices = apply_scope(list(devices), self._options["scope"], pid=os.getpid())
         self._timeline = Timeline(list(devices))
-        self._ledger = Ledger(self._timeline)
+        self._ledger = Ledger(self._timeline, board_gain=self._options["board_gain"])
         self._sampler = Sampler(
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
         )
@@ -916,6 +926,13 @@ class Tracker:
             for note in (mfu_note(mfu), uncounted_note(self._uncounted)):
                 if note is not None:
                     notes.append(note)
+        from greenai.sensing import result_notes, sensor_notes
+
+        for message in sensor_notes(ledger, timeline.tracks, duration):
+            notes.append(message)
+            if not live:  # once per job: the final figures
+                warnings.warn(message, MeasurementWarning, stacklevel=4)
+        notes.extend(result_notes(ledger, timeline.tracks))
         return Measurement(
             name=self.name,
             status=status,  # type: ignore[arg-type]

@@ -19,8 +19,10 @@ distributed aggregation agree (they used to restate these rules, and disagreed):
 * **two runs compared** (``greenai compare``): their errors taken as independent — relative
   uncertainties in quadrature for a ratio (:func:`ratio_with_uncertainty`), absolute ones
   for a difference (:func:`difference_with_uncertainty`);
-* **repeats** of one measurement (sweeps, benchmark rounds): the spread of the repeats and
-  the measurement's own uncertainty in quadrature (:func:`with_spread`).
+* **repeats** of one measurement (sweeps, benchmark rounds, bench trials): the spread of
+  the repeats and the measurement's own uncertainty in quadrature (:func:`with_spread`);
+  repeats at shifted start offsets: their mean, and the spread as its Student-t 95%
+  interval (:func:`across_offsets`).
 
 Uncertainties are about 95% coverage, in joules.
 """
@@ -34,16 +36,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from greenai.curve import SHORT_WINDOW_REL, DeviceSpec, Points
+from greenai.curve import SHORT_WINDOW_REL, CurveModel, DeviceSpec, Points
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
+    "BOARD_GAIN_REL",
+    "OffsetFigure",
     "Spans",
     "WindowParts",
+    "across_offsets",
     "device_windows",
     "difference_with_uncertainty",
     "linear",
@@ -79,13 +84,19 @@ class WindowParts:
         return cls(np.zeros(n), np.zeros(n), np.zeros(n))
 
 
+BOARD_GAIN_REL = 0.05
+"""Each board's steady gain error: about ±5% against an external meter on 70+ NVIDIA GPUs
+(Yang, Adámek and Armour, "Accurate and Convenient Energy Measurements for GPUs", SC'24;
+preprint arXiv:2312.02741). Shared: the same in every window of that board."""
+
+
 def device_windows(
     spec: DeviceSpec,
     start: Points,
     end: Points,
     a: FloatArray,
     b: FloatArray,
-    half_bracket_s: float,
+    model: CurveModel | float,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Energy (J), independent and shared uncertainty (J) of one device over ``[a, b]``.
 
@@ -95,20 +106,54 @@ def device_windows(
         end: The curve's values at the windows' ends ``b``.
         a: Window starts (s).
         b: Window ends (s).
-        half_bracket_s: Half the span in which a counter change is known to have happened.
+        model: The curve's :class:`~greenai.curve.CurveModel` (or, alone, the half-span in
+            which a counter change is known to have happened, s).
     """
+    if not isinstance(model, CurveModel):
+        model = CurveModel(half_bracket_s=float(model))
     energy = np.maximum(end.c_j - start.c_j, 0.0)
     if start.counter and end.counter:
         res = 2.0 * spec.counter_resolution_j
         # The counter's refresh lags each read by an unknown but shared amount (at most the
         # half-bracket either way); it cancels on a steady load, not across a power change.
-        shift = half_bracket_s * np.abs(end.seg_power_w - start.seg_power_w)
-        independent = start.edge_j + end.edge_j + res + shift
-        return energy, np.asarray(independent), np.zeros_like(energy)
+        shift = model.half_bracket_s * np.abs(end.seg_power_w - start.seg_power_w)
+        independent = start.edge_j + end.edge_j + res + shift + sampling_j(model, b - a)
+        if model.locked:
+            # A loop locked to the updates: the power shape, seen at the same part of every
+            # update, cannot place energy inside one. Only the bracket holds at each edge;
+            # it matters to windows of a few updates (longer ones average the edges out).
+            bracket = (start.seg_power_w + end.seg_power_w) * model.seg_s
+            near = np.minimum(1.0, model.seg_s / np.maximum(b - a, 1e-12))
+            independent = independent + bracket * near
+        shared = energy * BOARD_GAIN_REL if model.board_gain and spec.kind == "gpu" else 0.0
+        return energy, np.asarray(independent), np.asarray(np.zeros_like(energy) + shared)
     length = np.maximum(b - a, 1e-12)
     short = SHORT_WINDOW_REL * np.minimum(1.0, spec.update_period_s / length)
     gap = np.maximum(end.gap_j - start.gap_j, 0.0)
-    return energy, np.asarray(energy * short + gap * 0.5), energy * spec.relative_uncertainty
+    rel = spec.relative_uncertainty
+    if model.board_gain and spec.kind == "gpu" and spec.method == "power":
+        rel = max(rel, BOARD_GAIN_REL)  # the sensor's scale error is the board's gain
+    return energy, np.asarray(energy * short + gap * 0.5), energy * rel
+
+
+def sampling_j(model: CurveModel, length_s: FloatArray) -> FloatArray:
+    """How far a counter that samples part of each update can be off over windows (J, ~95%).
+
+    Each update's delta is off by about the load's variation inside it
+    (``model.seg_scatter_j``), independently from one update to the next, so ``n`` updates
+    are off by ``sqrt(n)`` times that: relative to the window it shrinks as ``1/sqrt(n)``.
+    A window shorter than one update takes its share of one update's error. A load step
+    (``model.jump_j``) may sit anywhere in the update that holds it: a window that holds
+    a step with a probability over 5% (from the recent rate of steps) gets the whole jump,
+    times the steps it holds on average. An exact counter needs none of this; nothing in
+    the readings tells the two apart (Yang, Adámek and Armour, SC'24, arXiv:2312.02741;
+    docs/accuracy.md), so it is always there.
+    """
+    n = np.maximum(np.asarray(length_s, dtype=np.float64), 0.0) / max(model.seg_s, 1e-12)
+    spread = 2.0 * model.seg_scatter_j * np.where(n < 1.0, n, np.sqrt(n))
+    held = model.jump_rate * n
+    jumps = np.where(held > 0.05, model.jump_j * np.maximum(held, 1.0), 0.0)
+    return np.asarray(spread + jumps)
 
 
 def sum_devices(parts: Iterable[tuple[FloatArray, FloatArray, FloatArray]], n: int) -> WindowParts:
@@ -214,3 +259,45 @@ def difference_with_uncertainty(
 def with_spread(uncertainty: float, spread: float) -> float:
     """A repeated measurement's uncertainty: its own and the repeats' spread in quadrature."""
     return math.hypot(uncertainty, spread)
+
+
+@dataclass(frozen=True)
+class OffsetFigure:
+    """A figure measured several times at shifted start offsets (:func:`across_offsets`).
+
+    Attributes:
+        value: The mean of the repeats (J, or J per unit).
+        uncertainty: About 95%: :attr:`spread` and the measurement's own, in quadrature.
+        spread: The Student-t 95% half-interval of the mean from the repeats' scatter.
+        repeats: How many repeats.
+    """
+
+    value: float
+    uncertainty: float
+    spread: float
+    repeats: int
+
+
+def across_offsets(values: Sequence[float], uncertainty: float) -> OffsetFigure:
+    """Combine repeats of one figure measured at shifted start offsets.
+
+    A region shorter than the sensor's update period is seen by a part-time sensor at one
+    phase of its updates; repeating it at evenly spaced start offsets and averaging is the
+    mitigation Yang, Adámek and Armour measured (SC'24, arXiv:2312.02741: 8 offsets, 4
+    trials). How much the repeats disagree is the part of the error they can show: the
+    mean's Student-t 95% interval, in quadrature with ``uncertainty`` (the measurement's
+    own, from the energy curve, which an error shared by every repeat still needs).
+
+    Args:
+        values: The figure from each repeat (at least 1).
+        uncertainty: The measurement's own ~95% uncertainty of the mean, same unit.
+    """
+    from greenai.compress.stats import t_quantile_975
+
+    v = [float(x) for x in values]
+    mean = math.fsum(v) / len(v)
+    spread = 0.0
+    if len(v) >= 2:
+        sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (len(v) - 1))
+        spread = t_quantile_975(len(v) - 1) * sd / math.sqrt(len(v))
+    return OffsetFigure(mean, with_spread(uncertainty, spread), spread, len(v))

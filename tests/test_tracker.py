@@ -39,7 +39,9 @@ def test_context_manager_measures_energy_within_its_uncertainty(clock: FakeClock
     assert r.status == "completed"
     assert r.duration_s == pytest.approx(4.0)
     assert abs(r.energy_j - truth) <= r.uncertainty_j
-    assert r.uncertainty_j < 0.05 * truth
+    # 3% of it is the 530 W step, which a counter sampling part of each update could place
+    # anywhere in its 100 ms (issue 17): ~53 J of 1.8 kJ
+    assert r.uncertainty_j < 0.06 * truth
     assert r.energy_kwh == pytest.approx(r.energy_j / 3.6e6)
     assert r.avg_power_w == pytest.approx(r.energy_j / 4.0)
     assert 600 < r.peak_power_w < 720

@@ -3,6 +3,12 @@
 Each workload is warmed up, timed for a few steps to choose a step count that lasts about
 the suite's ``min_time_s``, then run that many steps inside a :class:`greenai.Tracker`
 (synchronised on CUDA before the tracker stops). Nothing runs on the hot path but the step.
+
+A loop shorter than a GPU sensor's update period (the smoke suite's 50 ms, against ~100 ms
+updates) is seen at one phase of the sensor: it is run :data:`~greenai.protocol.SHIFTS`
+times instead, each trial a tracked phase ``trial<i>`` started at a shifted offset
+(:mod:`greenai.protocol`), and the row sums the trials, with the spread of their energy per
+step in its uncertainty (:func:`greenai.windows.across_offsets`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 from greenai.bench import workloads as w
 from greenai.errors import ConfigError
+from greenai.protocol import SHIFTS, needs_shifts, sensor_period_s, shift_s
+from greenai.windows import across_offsets
 
 __all__ = [
     "SUITES",
@@ -189,8 +197,11 @@ def run_workload(
         ``workload``, ``kind``, ``dtype``, ``params``, ``steps``, ``duration_s``, ``flops``,
         ``samples``, ``tflops_per_s``, ``energy_j``, ``uncertainty_j``, ``methods``,
         ``avg_power_w``, ``j_per_tflop``, ``j_per_sample``, ``gpu_energy_j``,
-        ``gpu_j_per_tflop``, ``mfu``, ``run_id`` (None when not stored), ``status``
-        (``ok``) and ``reason`` (empty).
+        ``gpu_j_per_tflop``, ``mfu``, ``trials`` (1, or :data:`~greenai.protocol.SHIFTS`
+        for a loop shorter than the sensor's update period: see :func:`trials_row`),
+        ``offset_spread_j`` (the spread across the trials' offsets, in the uncertainty;
+        None with one trial), ``run_id`` (None when not stored), ``status`` (``ok``) and
+        ``reason`` (empty).
     """
     from greenai.tracker import Tracker
 
@@ -218,21 +229,83 @@ def run_workload(
     )
     # A shared machine can slow steps down 100x after planning: stop at 4x the planned time.
     cap_s = 4 * suite.min_time_s + 0.5
-    with tracker:
-        if around is not None:
-            around("start")
+
+    def loop() -> int:
         deadline = time.perf_counter() + cap_s
         done = 0
         while done < steps and (done < suite.min_steps or time.perf_counter() < deadline):
             prepared.step()
             done += 1
         synchronize(device)
+        return done
+
+    trials: list[tuple[int, float]] = []  # (steps, seconds) of each shifted trial
+    with tracker:
+        period_s = sensor_period_s(tracker.devices)
+        if around is not None:
+            around("start")
+        if not needs_shifts(suite.min_time_s, period_s) or period_s is None:
+            done = loop()
+        else:
+            for i in range(SHIFTS):
+                time.sleep(shift_s(i, period_s))
+                t0 = time.perf_counter()
+                with tracker.phase(f"trial{i}"):
+                    n = loop()
+                trials.append((n, time.perf_counter() - t0))
+            done = sum(n for n, _ in trials)
         if around is not None:
             around("end")
         samples = prepared.samples_per_step * done
-        tracker.step(samples=samples)
+        if not trials:
+            tracker.step(samples=samples)
         tracker.add_flops(prepared.flops_per_step * done)
-    return result_row(workload, tracker.result, done, samples, tracker.run_id)
+    row = result_row(workload, tracker.result, done, samples, tracker.run_id)
+    return trials_row(row, tracker, trials) if trials else row
+
+
+def trials_row(
+    row: dict[str, Any], tracker: Any, trials: list[tuple[int, float]]
+) -> dict[str, Any]:
+    """A result row's figures from shifted trials (phases ``trial<i>``), not the whole job.
+
+    The job also holds the delays between trials; the row sums the trials alone, and its
+    uncertainty is the spread of energy per step across the trials' offsets in quadrature
+    with the measurement's own (:func:`greenai.windows.across_offsets`), times the steps.
+    """
+    m = tracker.result
+    phases = [m.phase(f"trial{i}") for i in range(len(trials))]
+    steps = sum(n for n, _ in trials)
+    duration_s = math.fsum(d for _, d in trials)
+    flops = None if m.flops is None or not row["steps"] else m.flops
+    updates: dict[str, Any] = {"duration_s": duration_s, "trials": len(trials)}
+    if flops is not None:
+        updates["tflops_per_s"] = flops / 1e12 / duration_s if duration_s > 0 else None
+        if m.mfu is not None and duration_s > 0:
+            updates["mfu"] = m.mfu * m.duration_s / duration_s
+    if all(p.energy_j is not None for p in phases):
+        per_step = [float(p.energy_j or 0.0) / n for p, (n, _) in zip(phases, trials, strict=True)]
+        own = math.fsum(float(p.uncertainty_j or 0.0) for p in phases) / steps
+        figure = across_offsets(per_step, own)
+        energy = math.fsum(float(p.energy_j or 0.0) for p in phases)
+        gpus = {d.name for d in m.devices if d.kind == "gpu"}
+        by_device = tracker.device_phases()
+        gpu_j = math.fsum(
+            by_device.get(g, {}).get(f"trial{i}", (0.0, 0.0))[0]
+            for g in gpus
+            for i in range(len(trials))
+        )
+        updates.update(
+            energy_j=energy,
+            uncertainty_j=figure.uncertainty * steps,
+            offset_spread_j=figure.spread * steps,
+            avg_power_w=energy / duration_s if duration_s > 0 else None,
+            j_per_tflop=energy / (flops / 1e12) if flops else None,
+            j_per_sample=energy / row["samples"] if row["samples"] else None,
+            gpu_energy_j=gpu_j if gpus else None,
+            gpu_j_per_tflop=gpu_j / (flops / 1e12) if gpus and flops else None,
+        )
+    return {**row, **updates}
 
 
 def result_row(
@@ -260,6 +333,8 @@ def result_row(
         "gpu_energy_j": gpu_j,
         "gpu_j_per_tflop": gpu_j / m.tflop if gpu_j is not None and m.flops else None,
         "mfu": m.mfu,
+        "trials": 1,
+        "offset_spread_j": None,
         "run_id": run_id,
         "status": "ok",
         "reason": "",
@@ -280,6 +355,8 @@ _FIGURES = (
     "gpu_energy_j",
     "gpu_j_per_tflop",
     "mfu",
+    "trials",
+    "offset_spread_j",
     "run_id",
 )
 

@@ -7,7 +7,10 @@ for latency, then runs ``repeats`` windows of ``N`` calls each inside one :class
 ``periods_per_window`` sampler periods and ``min_window_s``: a window shorter than a few
 sensor updates would measure the sensor, not the model. Energy per inference is window
 energy / ``N``; its confidence interval combines the spread of the repeats (Student t,
-95%) with the measurement's own uncertainty, in quadrature.
+95%) with the measurement's own uncertainty, in quadrature
+(:func:`greenai.windows.across_offsets`). Windows shorter than a GPU sensor's update period
+are repeated at least :data:`~greenai.protocol.SHIFTS` times at shifted start offsets
+(:mod:`greenai.protocol`), so the spread covers the sensor's phase too.
 
 Applying the method and the user's ``finetune_fn`` are tracked phases of their own
 (``compress_*`` and ``finetune_*`` columns); :mod:`greenai.compress.breakeven` weighs that
@@ -38,11 +41,11 @@ from greenai.compress.stats import (
     parameter_count,
     pareto_front,
     sparsity,
-    t_quantile_975,
 )
 from greenai.errors import ConfigError
+from greenai.protocol import SHIFTS, needs_shifts, sensor_period_s, shift_s
 from greenai.tracker import Tracker
-from greenai.windows import with_spread
+from greenai.windows import across_offsets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -390,7 +393,14 @@ class _Runner:
             # the mean, not the median: a heavy tail (a busy host) sets the window's length
             mean_s = statistics.fmean(latencies)
             calls = max(1, math.ceil(self.window_s / max(mean_s, 1e-9)))
-            for r in range(self.repeats):
+            # A window shorter than the GPU sensor's update is seen at one phase of it:
+            # repeat it at shifted start offsets (greenai.protocol).
+            period_s = sensor_period_s(job.devices)
+            shifted = needs_shifts(calls * mean_s, period_s)
+            repeats = max(self.repeats, SHIFTS) if shifted else self.repeats
+            for r in range(repeats):
+                if shifted and period_s is not None:
+                    time.sleep(shift_s(r, period_s))
                 phase = f"row{row.index}-r{r}"
                 t0 = time.perf_counter()
                 deadline = t0 + _MAX_WINDOW_FACTOR * self.window_s
@@ -403,6 +413,11 @@ class _Runner:
                 row.durations_s.append(time.perf_counter() - t0)
                 row.phases.append(phase)
                 row.calls.append(done)
+        if shifted:
+            notes.append(
+                f"windows ({calls * mean_s * 1e3:.3g} ms) shorter than the GPU sensor's update "
+                f"period: {repeats} repeats at shifted start offsets"
+            )
         if min(row.calls) < calls:
             notes.append(
                 f"calls slowed down after calibration: windows cut at "
@@ -416,7 +431,7 @@ class _Runner:
             throughput_samples_per_s=(
                 sum(row.calls) * _batch_size(self.inputs) / math.fsum(row.durations_s)
             ),
-            repeats=self.repeats,
+            repeats=repeats,
             notes="; ".join(notes),
         )
 
@@ -470,12 +485,12 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
     sensor = statistics.fmean(
         float(p.uncertainty_j or 0.0) / n for p, n in zip(phases, row.calls, strict=True)
     )
-    mean = statistics.fmean(per)
-    spread = t_quantile_975(len(per) - 1) * statistics.stdev(per) / math.sqrt(len(per))
+    figure = across_offsets(per, sensor)
+    mean = figure.value
     out: dict[str, Any] = {
         "energy_per_inference_j": mean,
-        "energy_ci_j": with_spread(sensor, spread),
-        "energy_repeat_ci_j": spread,
+        "energy_ci_j": figure.uncertainty,
+        "energy_repeat_ci_j": figure.spread,
         "energy_uncertainty_j": sensor,
         "energy_per_window_j": window_j,
         "energy_per_sample_j": mean / batch,

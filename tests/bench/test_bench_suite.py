@@ -15,7 +15,8 @@ def test_smoke_gemm_is_tracked_stored_and_consistent(tmp_path: Path) -> None:
     suite = get_suite("smoke")
     doc = run_suite(
         suite,
-        devices=[FakeGPU(power_w=250.0, seed=2)],
+        # updates every 10 ms: the 50 ms loop is one trial (shifted trials: below)
+        devices=[FakeGPU(power_w=250.0, seed=2, update_period_s=0.01)],
         store=tmp_path / "runs.db",
         only=["gemm-fp32"],
     )
@@ -83,3 +84,32 @@ def test_a_workload_that_raises_is_a_failed_row_and_the_suite_goes_on() -> None:
     assert results_table(doc, markdown=True).endswith(
         "failed: broken-1: RuntimeError: CUDA out of memory"
     )
+
+
+def test_a_loop_shorter_than_the_sensor_update_runs_as_shifted_trials(tmp_path: Path) -> None:
+    """The smoke suite's 50 ms loop against 100 ms updates: 8 trials at shifted offsets."""
+    from greenai.protocol import SHIFTS
+
+    suite = get_suite("smoke")
+    doc = run_suite(
+        suite,
+        devices=[FakeGPU(power_w=250.0, seed=2, update_period_s=0.1)],
+        store=tmp_path / "runs.db",
+        only=["gemm-fp32"],
+    )
+    (row,) = doc["results"]
+    assert row["trials"] == SHIFTS
+    with RunStore(tmp_path / "runs.db") as store:
+        m = store.get(row["run_id"]).measurement
+    assert m is not None
+    trials = [m.phase(f"trial{i}") for i in range(SHIFTS)]
+    # the row sums the trials, not the delays between them (the job holds both)
+    assert row["energy_j"] == pytest.approx(sum(p.energy_j for p in trials))
+    assert row["energy_j"] < 0.9 * m.energy_j
+    assert row["duration_s"] == pytest.approx(sum(p.duration_s for p in trials), rel=0.05, abs=2e-3)
+    # steady 250 W: within the stated uncertainty (plus slack for a late sampler thread)
+    truth = 250.0 * row["duration_s"]
+    assert abs(row["energy_j"] - truth) <= row["uncertainty_j"] + 0.05 * truth
+    assert row["j_per_sample"] == pytest.approx(row["energy_j"] / (64 * row["steps"]))
+    assert row["flops"] == 2 * 64**3 * row["steps"]
+    assert 0 <= row["offset_spread_j"] <= row["uncertainty_j"]

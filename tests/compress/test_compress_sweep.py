@@ -338,3 +338,40 @@ def test_residual_model_structured_and_pipeline_rows(fast_options: dict[str, Any
     assert structured["flops_nominal"] <= 0.7 * base["flops_nominal"]
     assert pipe["compression_ratio"] >= 10
     assert pipe["compress_s"] > 0 and "steps: structured 50%" in pipe["notes"]
+
+
+def test_windows_shorter_than_the_sensor_update_repeat_at_shifted_offsets(
+    mlp: nn.Module, fast_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 ms windows against 100 ms updates: 8 windows, each after a delay in its slot."""
+    import sys
+
+    from greenai.protocol import SHIFTS, shift_s
+    from greenai.testing import FakeGPU
+
+    delays: list[float] = []
+
+    def recorded(i: int, period_s: float) -> float:
+        delays.append(shift_s(i, period_s))
+        return delays[-1]
+
+    monkeypatch.setattr(sys.modules["greenai.compress.sweep"], "shift_s", recorded)
+    fast_options.update(
+        devices=[FakeGPU(power_w=100.0, noise_w=0.0, update_period_s=0.1)], periods_per_window=4
+    )
+    frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)
+    row = frame.iloc[0]
+    assert row["repeats"] == SHIFTS and len(row["energy_per_window_j"]) == SHIFTS
+    assert len(delays) == SHIFTS
+    for i, d in enumerate(delays):
+        assert i * 0.1 / SHIFTS <= d < (i + 1) * 0.1 / SHIFTS
+    assert "shifted start offsets" in row["notes"]
+    assert row["energy_ci_j"] >= row["energy_repeat_ci_j"] > 0
+
+
+def test_windows_as_long_as_an_update_are_not_shifted(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)  # updates every 10 ms
+    row = frame.iloc[0]
+    assert row["repeats"] == 2 and "shifted" not in row["notes"]

@@ -1,0 +1,79 @@
+"""What a job's figures assume about the GPU's sensor, said as notes and warnings.
+
+GPU power sensors see only part of each update period (about 25 ms of each 100 ms on A100
+and H100), each board has a steady gain error of about ±5%, and whether the energy counter
+samples part-time too is not published (Yang, Adámek and Armour, "Accurate and Convenient
+Energy Measurements for GPUs", SC'24; preprint arXiv:2312.02741). The uncertainty covers a
+part-time counter where the readings can show it (:func:`greenai.windows.sampling_j`); these
+notes say where they cannot. docs/accuracy.md has the measured numbers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from greenai.curve import SHORT_REGION_UPDATES
+from greenai.windows import BOARD_GAIN_REL
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from greenai.ledger import Ledger
+    from greenai.timeline import DeviceTrack
+
+__all__ = ["board_gain_note", "locked_note", "result_notes", "sensor_notes", "short_region_note"]
+
+
+def locked_note(device: str, period_s: float, update_period_s: float) -> str:
+    """The note for a loop locked to a device's sensor updates."""
+    return (
+        f"a loop repeating every {period_s * 1e3:.4g} ms is locked to {device}'s sensor "
+        f"updates (every {update_period_s * 1e3:.4g} ms): the sensor sees the same part of "
+        "it every time, so per-step and per-phase figures carry only the counter's bracket, "
+        "and if the counter samples part of each update (not published for NVIDIA) the "
+        "figures can be off by up to the loop's power swing; vary the loop's timing (a "
+        "few ms of random delay per step) or measure it against steady loads"
+    )
+
+
+def short_region_note(what: str, duration_s: float, update_period_s: float) -> str:
+    """The note for a region shorter than about ten sensor updates on a varying load."""
+    return (
+        f"{what} lasted {duration_s:.3g} s, fewer than {SHORT_REGION_UPDATES} sensor updates "
+        f"(every {update_period_s * 1e3:.4g} ms) on a varying load: its figure rests on a few "
+        "part-time samples; measure at least 5 s, or repeat it at shifted start offsets "
+        "(greenai bench and the pytest plugin do)"
+    )
+
+
+def board_gain_note() -> str:
+    """The note on a result whose uncertainty includes the boards' gain error."""
+    return (
+        f"uncertainty includes each GPU board's gain error (±{BOARD_GAIN_REL:.0%}, shared; "
+        "Yang, Adámek and Armour, SC'24): comparable with a wall meter and across boards"
+    )
+
+
+def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: float) -> list[str]:
+    """Warnings on what a job's figures assume about its sensors (each said once)."""
+    notes = []
+    for name, period in ledger.locked_s.items():
+        notes.append(locked_note(name, period, tracks[name].spec.update_period_s))
+    short = [
+        tracks[name].spec.update_period_s
+        for name, model in ledger.models.items()
+        if name in tracks
+        and model.varying
+        and tracks[name].spec.method == "counter"
+        and duration_s < SHORT_REGION_UPDATES * tracks[name].spec.update_period_s
+    ]
+    if short:
+        notes.append(short_region_note("the job", duration_s, max(short)))
+    return notes
+
+
+def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]:
+    """Notes that say what the uncertainty includes (no warning: a choice, not a risk)."""
+    if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
+        return [board_gain_note()]
+    return []

@@ -1,0 +1,164 @@
+"""What the figures assume about a GPU's sensor (issue 17): part-time counters, loops
+locked to the updates, short regions, the board's gain. On FakeGPUs whose truth is known."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+import greenai
+from greenai.curve import locked_loop
+from greenai.errors import ConfigError, MeasurementWarning
+from greenai.testing import FakeClock, FakeGPU, RandomKernels, SquareWave
+
+
+def _tracked(gpu: FakeGPU, clock: FakeClock, seconds: float, step_s: float | None = None,
+             **options: object) -> tuple[greenai.Measurement, list[str], float, float]:  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job = greenai.track("job", devices=[gpu], clock=clock, **options).start()
+        t0 = clock.now()
+        if step_s is None:
+            clock.advance(seconds)
+        else:
+            for _ in range(round(seconds / step_s)):
+                clock.advance(step_s)
+                job.step()
+        t1 = clock.now()
+        result = job.stop()
+    messages = [str(w.message) for w in caught if issubclass(w.category, MeasurementWarning)]
+    return result, messages, t0, t1
+
+
+# --- loops locked to the sensor's updates -------------------------------------------------
+@pytest.mark.parametrize(
+    ("period_s", "locked"),
+    [
+        (0.025, True),
+        (0.05, True),
+        (0.1, True),
+        (0.2, True),
+        (0.06, False),
+        (0.037, False),
+        (0.0333, True),
+    ],
+)
+def test_locked_loop_finds_periods_that_divide_the_update(period_s: float, locked: bool) -> None:
+    starts = 3.0 + period_s * np.arange(400)
+    found = locked_loop(starts, 0.1)
+    assert (found is not None) == locked
+    if locked:
+        assert found == pytest.approx(period_s)
+
+
+def test_a_loop_whose_phase_sweeps_the_update_is_not_locked() -> None:
+    # 25.2 ms: the phase drifts 0.8 ms per update, a whole loop within 32 updates
+    assert locked_loop(25.2e-3 * np.arange(400), 0.1) is None
+    # ... but over 8 updates it has not moved yet
+    assert locked_loop(25.2e-3 * np.arange(33), 0.1) == pytest.approx(25.2e-3)
+
+
+def test_an_irregular_loop_is_not_locked() -> None:
+    rng = np.random.default_rng(0)
+    starts = np.cumsum(0.025 + rng.uniform(-0.005, 0.005, 400))
+    assert locked_loop(starts, 0.1) is None
+    assert locked_loop(0.025 * np.arange(5), 0.1) is None  # too few to tell
+
+
+@pytest.mark.parametrize("mode", ["exact", "sampled"])
+def test_a_locked_loop_warns_once_and_its_steps_are_covered_on_an_exact_counter(
+    mode: str,
+) -> None:
+    clock = FakeClock()
+    load = SquareWave(0.025, 0.025, high_w=700.0, low_w=100.0, start_s=0.01)
+    gpu = FakeGPU(clock=clock, seed=5, power_w=load, counter_mode=mode)
+    result, messages, t0, _ = _tracked(gpu, clock, 10.0, step_s=0.05, period_s=0.01)
+    locked = [m for m in messages if "locked to gpu0's sensor updates" in m]
+    assert len(locked) == 1 and "every 50 ms" in locked[0]
+    assert locked[0] in result.notes
+    if mode == "exact":
+        edges = t0 + 0.05 * np.arange(len(result.steps.energy_j) + 1)
+        truth = np.array([gpu.true_energy_j(a, b) for a, b in itertools.pairwise(edges)])
+        err = np.abs(np.array(result.steps.energy_j) - truth)
+        assert np.mean(err <= np.array(result.steps.uncertainty_j)) >= 0.95
+
+
+def test_a_loop_that_sweeps_the_update_does_not_warn() -> None:
+    clock = FakeClock()
+    load = SquareWave(0.03, 0.03, high_w=700.0, low_w=100.0, start_s=0.01)
+    gpu = FakeGPU(clock=clock, seed=5, power_w=load)
+    result, messages, _, _ = _tracked(gpu, clock, 6.0, step_s=0.06)
+    assert not any("locked" in m for m in messages)
+    assert not any("locked" in n for n in result.notes)
+
+
+# --- a counter that samples part of each update ---------------------------------------------
+@pytest.mark.parametrize("seconds", [1.0, 10.0])
+def test_jobs_on_random_kernels_are_covered_with_a_sampled_counter(seconds: float) -> None:
+    covered = []
+    for seed in range(8):
+        clock = FakeClock()
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=RandomKernels(seed=seed),
+                      counter_mode="sampled")  # fmt: skip
+        result, _, t0, t1 = _tracked(gpu, clock, seconds)
+        assert result.energy_j is not None and result.uncertainty_j is not None
+        covered.append(abs(result.energy_j - gpu.true_energy_j(t0, t1)) <= result.uncertainty_j)
+    assert all(covered)
+
+
+# --- regions shorter than about ten updates --------------------------------------------------
+def test_a_short_job_on_a_varying_load_warns_once() -> None:
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, seed=1, power_w=RandomKernels(seed=1))
+    result, messages, _, _ = _tracked(gpu, clock, 0.6)
+    short = [m for m in messages if "fewer than 10 sensor updates" in m]
+    assert len(short) == 1 and short[0] in result.notes
+
+
+@pytest.mark.parametrize(("load", "seconds"), [("steady", 0.6), ("kernels", 3.0)])
+def test_no_short_region_warning_on_a_steady_load_or_a_long_job(load: str, seconds: float) -> None:
+    clock = FakeClock()
+    power = 700.0 if load == "steady" else RandomKernels(seed=1)
+    gpu = FakeGPU(clock=clock, seed=1, power_w=power)
+    result, messages, _, _ = _tracked(gpu, clock, seconds)
+    assert not any("sensor updates" in m for m in [*messages, *result.notes])
+
+
+# --- the board's gain ---------------------------------------------------------------------
+def test_board_gain_adds_five_percent_shared_and_says_so() -> None:
+    runs = {}
+    for on in (False, True):
+        clock = FakeClock()
+        gpu = FakeGPU(clock=clock, seed=3, power_w=700.0)
+        runs[on], messages, _, _ = _tracked(gpu, clock, 5.0, step_s=0.137, board_gain=on)
+        assert messages == []  # a choice, said in a note: no warning
+    off, on_ = runs[False], runs[True]
+    assert off.energy_j == pytest.approx(on_.energy_j)
+    assert on_.uncertainty_j - off.uncertainty_j == pytest.approx(0.05 * on_.energy_j, rel=1e-6)
+    assert on_.steps.uncertainty_j[5] > 0.05 * on_.steps.energy_j[5]
+    assert any("board's gain error" in n for n in on_.notes)
+    assert not any("board's gain" in n for n in off.notes)
+
+
+def test_board_gain_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match="board_gain must be True or False"):
+        greenai.track("job", board_gain="yes")
+
+
+def test_a_locked_loop_is_found_from_phase_entries_too() -> None:
+    clock = FakeClock()
+    load = SquareWave(0.025, 0.025, high_w=700.0, low_w=100.0, start_s=0.01)
+    gpu = FakeGPU(clock=clock, seed=5, power_w=load)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with greenai.track("job", devices=[gpu], clock=clock, period_s=0.01) as job:
+            for _ in range(100):
+                with job.phase("forward"):
+                    clock.advance(0.03)
+                clock.advance(0.02)
+    messages = [str(w.message) for w in caught if issubclass(w.category, MeasurementWarning)]
+    assert sum("locked to gpu0's sensor updates" in m for m in messages) == 1
+    assert any("every 50 ms" in n for n in job.result.notes)

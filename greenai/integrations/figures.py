@@ -8,14 +8,16 @@ each tool keeps text (:func:`method_tags`), never into a number's name.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
+    from greenai.tracker import Tracker
 
-__all__ = ["PREFIX", "figures", "method_tags"]
+__all__ = ["PREFIX", "CurrentPhase", "figures", "method_tags"]
 
 PREFIX = "greenai/"
 
@@ -80,3 +82,27 @@ def method_tags(m: Measurement) -> dict[str, str]:
     if m.carbon is not None:
         tags[PREFIX + "carbon_intensity_source"] = m.carbon.carbon_intensity_source
     return tags
+
+
+class CurrentPhase:
+    """The one phase a callback keeps open at a time (``train``, ``evaluation``...)."""
+
+    def __init__(self) -> None:
+        self._cm: AbstractContextManager[None] | None = None
+        self.name = ""
+
+    def enter(self, job: Tracker | None, name: str) -> None:
+        """Close the open phase, then open ``name`` on ``job`` (nothing if it is not running)."""
+        self.exit()
+        if job is None or not job.running:
+            return
+        self._cm = job.phase(name)
+        self._cm.__enter__()
+        self.name = name
+
+    def exit(self) -> None:
+        """Close the open phase, if any."""
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            cm.__exit__(None, None, None)
+            self.name = ""

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from greenai.integrations import require
-from greenai.integrations.figures import figures, method_tags
+from greenai.integrations.figures import CurrentPhase, figures, method_tags
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -61,8 +60,7 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         Tracker(name, **options)  # bad options fail here, not when fit starts
         self.job: Tracker | None = None
         self.result: Measurement | None = None
-        self._phase: AbstractContextManager[None] | None = None
-        self._phase_name = ""
+        self._current = CurrentPhase()
         self._samples = 0
         self._last_step = 0
 
@@ -77,19 +75,19 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Enter the ``train`` phase."""
-        self._enter("train")
+        self._current.enter(self.job, "train")
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Enter the ``validation`` phase (the sanity check's too)."""
-        self._enter("validation")
+        self._current.enter(self.job, "validation")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Back to ``train`` while training, else out of every phase."""
-        if self._phase_name == "validation":
+        if self._current.name == "validation":
             if trainer.training or trainer.state.stage == "train":
-                self._enter("train")
+                self._current.enter(self.job, "train")
             else:
-                self._exit()
+                self._current.exit()
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -127,24 +125,10 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
     def _finish(self, trainer: Any, status: str = "completed") -> None:
         if self.job is None or not self.job.running:
             return
-        self._exit()
+        self._current.exit()
         self.result = self.job.stop(status=status)
         final = figures(self.result)
         for logger in trainer.loggers:
             logger.log_metrics(final, step=trainer.global_step)
             logger.log_hyperparams(method_tags(self.result))
             logger.save()
-
-    def _enter(self, name: str) -> None:
-        if self.job is None or not self.job.running:
-            return
-        self._exit()
-        self._phase = self.job.phase(name)
-        self._phase.__enter__()
-        self._phase_name = name
-
-    def _exit(self) -> None:
-        if self._phase is not None:
-            phase, self._phase = self._phase, None
-            phase.__exit__(None, None, None)
-            self._phase_name = ""

@@ -6,12 +6,11 @@ Needs the ``transformers`` extra (``pip install 'greenai[transformers]'``).
 from __future__ import annotations
 
 import warnings
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal
 
 from greenai.errors import ConfigError, MeasurementWarning
 from greenai.integrations import require
-from greenai.integrations.figures import figures, method_tags
+from greenai.integrations.figures import CurrentPhase, figures, method_tags
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -90,8 +89,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         Tracker(name, **self._options)  # bad options fail here, not when training starts
         self.job: Tracker | None = None
         self.result: Measurement | None = None
-        self._phase: AbstractContextManager[None] | None = None
-        self._phase_name = ""
+        self._current = CurrentPhase()
         self._hook: Any = None
         self._counting = False
         self._samples = 0
@@ -122,7 +120,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             self._hook.remove()
             self._hook = None
         if self.job is not None and self.job.running:
-            self._exit()
+            self._current.exit()
             self.result = self.job.stop(status="failed")
         self._samples = self._tokens = 0
 
@@ -134,7 +132,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self.job = Tracker(self.name, **{**self._options, "meta": meta})
         self.job.start()
         self._tokens_seen = getattr(state, "num_input_tokens_seen", 0)
-        self._enter("train")
+        self._current.enter(self.job, "train")
         model = kwargs.get("model")
         if model is not None:
             self._hook = model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
@@ -152,8 +150,8 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Evaluation ended: back to the ``train`` phase."""
-        if self.job is not None and self.job.running and self._phase_name == "evaluation":
-            self._enter("train")
+        if self.job is not None and self.job.running and self._current.name == "evaluation":
+            self._current.enter(self.job, "train")
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
@@ -173,7 +171,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             self._hook = None
         if self.job is None or not self.job.running:
             return
-        self._exit()
+        self._current.exit()
         if self.flops_source == "trainer" and state.total_flos:
             self.job.add_flops(float(state.total_flos))
         self.result = self.job.stop()
@@ -187,25 +185,12 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             return None
         return float(state.total_flos) if state.total_flos else None
 
-    def _enter(self, name: str) -> None:
-        self._exit()
-        assert self.job is not None
-        self._phase = self.job.phase(name)
-        self._phase.__enter__()
-        self._phase_name = name
-
-    def _exit(self) -> None:
-        if self._phase is not None:
-            phase, self._phase = self._phase, None
-            phase.__exit__(None, None, None)
-            self._phase_name = ""
-
     def _before_forward(self, model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Count the batch's samples and tokens; the first eval forward opens ``evaluation``."""
         if self._counting or self.job is None or not self.job.running:
             return
-        if not model.training and self._phase_name == "train":
-            self._enter("evaluation")
+        if not model.training and self._current.name == "train":
+            self._current.enter(self.job, "evaluation")
         ids = kwargs.get("input_ids", args[0] if args else None)
         shape = getattr(ids, "shape", None)
         if model.training and shape:

@@ -9,6 +9,7 @@ each tool keeps text (:func:`method_tags`), never into a number's name.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from greenai.measurement import Measurement
     from greenai.tracker import Tracker
 
-__all__ = ["PREFIX", "CurrentPhase", "figures", "method_tags"]
+__all__ = ["PREFIX", "CurrentPhase", "figures", "method_tags", "write_report_files"]
 
 PREFIX = "greenai/"
 
@@ -106,3 +107,24 @@ class CurrentPhase:
             cm, self._cm = self._cm, None
             cm.__exit__(None, None, None)
             self.name = ""
+
+
+def write_report_files(folder: Path, job: Tracker | None, result: Measurement) -> None:
+    """Write ``measurement.json`` and ``report.html`` (with the job's power plot) to ``folder``.
+
+    A timeline that cannot be read leaves the report without its plot, not unwritten.
+    """
+    import json
+
+    from greenai.report import render_html
+
+    timeline = spans = None
+    if job is not None:
+        try:
+            timeline, spans = job.timeline(), job.phase_spans()
+        except Exception:  # the report without its power plot is still worth keeping
+            timeline = spans = None
+    (folder / "measurement.json").write_text(
+        json.dumps(result.to_dict(), indent=2), encoding="utf-8"
+    )
+    (folder / "report.html").write_text(render_html(result, timeline, spans), encoding="utf-8")

@@ -5,14 +5,13 @@ Needs the ``mlflow`` extra (``pip install 'greenai[mlflow]'``; ``mlflow-skinny``
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from greenai.integrations import require
-from greenai.integrations.figures import figures, method_tags
+from greenai.integrations.figures import figures, method_tags, write_report_files
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -118,20 +117,7 @@ class MLflowSink:
                 self._client.set_terminated(self.run_id, status=status)
 
     def _artifacts(self, result: Measurement) -> None:
-        from greenai.report import render_html
-
-        timeline = spans = None
-        if self._job is not None:
-            try:
-                timeline, spans = self._job.timeline(), self._job.phase_spans()
-            except Exception:  # the report without its power plot is still worth keeping
-                timeline = spans = None
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            (folder / "measurement.json").write_text(
-                json.dumps(result.to_dict(), indent=2), encoding="utf-8"
-            )
-            (folder / "report.html").write_text(
-                render_html(result, timeline, spans), encoding="utf-8"
-            )
+            write_report_files(folder, self._job, result)
             self._client.log_artifacts(self.run_id, str(folder), artifact_path="greenai")

@@ -5,13 +5,12 @@ Needs the ``wandb`` extra (``pip install 'greenai[wandb]'``).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from greenai.integrations import require
-from greenai.integrations.figures import PREFIX, figures, method_tags
+from greenai.integrations.figures import PREFIX, figures, method_tags, write_report_files
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -80,18 +79,9 @@ class WandbSink:
     def _artifact(self, result: Measurement) -> None:
         import wandb
 
-        from greenai.report import render_html
-
-        timeline = spans = None
-        if self._job is not None:
-            try:
-                timeline, spans = self._job.timeline(), self._job.phase_spans()
-            except Exception:  # the report without its power plot is still worth keeping
-                timeline = spans = None
         artifact = wandb.Artifact(f"greenai-{result.name}", type="greenai-report")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            (folder / "measurement.json").write_text(json.dumps(result.to_dict(), indent=2))
-            (folder / "report.html").write_text(render_html(result, timeline, spans))
+            write_report_files(folder, self._job, result)
             artifact.add_dir(str(folder))
             self.run.log_artifact(artifact)

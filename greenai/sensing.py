@@ -25,10 +25,10 @@ __all__ = ["board_gain_note", "locked_note", "result_notes", "sensor_notes", "sh
 
 
 def locked_note(device: str, period_s: float, update_period_s: float) -> str:
-    """The note for a loop locked to a device's sensor updates."""
+    """The note for a loop locked to the sensor updates of ``device`` (one or more names)."""
     return (
-        f"a loop repeating every {period_s * 1e3:.4g} ms is locked to {device}'s sensor "
-        f"updates (every {update_period_s * 1e3:.4g} ms): the sensor sees the same part of "
+        f"a loop repeating every {period_s * 1e3:.4g} ms is locked to the sensor updates of"
+        f" {device} (every {update_period_s * 1e3:.4g} ms): the sensor sees the same part of "
         "it every time, so per-step and per-phase figures carry only the counter's bracket, "
         "and if the counter samples part of each update (not published for NVIDIA) the "
         "figures can be off by up to the loop's power swing; vary the loop's timing (a "
@@ -57,8 +57,11 @@ def board_gain_note() -> str:
 def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: float) -> list[str]:
     """Warnings on what a job's figures assume about its sensors (each said once)."""
     notes = []
+    groups: dict[tuple[float, float], list[str]] = {}  # one note per loop, all its devices
     for name, period in ledger.locked_s.items():
-        notes.append(locked_note(name, period, tracks[name].spec.update_period_s))
+        groups.setdefault((period, tracks[name].spec.update_period_s), []).append(name)
+    for (period, update_s), names in groups.items():
+        notes.append(locked_note(", ".join(names), period, update_s))
     short = [
         tracks[name].spec.update_period_s
         for name, model in ledger.models.items()

@@ -49,13 +49,16 @@ class FakeClock:
     """A manual clock; sampler threads that wait on it advance only with :meth:`advance`.
 
     A wait by any other thread (the tracker's idle baseline, for example) advances the clock
-    itself, like a fake ``sleep``.
+    itself, like a fake ``sleep``. Each attached thread has its own wake-up event, so an
+    advance wakes only the threads whose deadline fell due (a simulated day of ticks stays
+    cheap).
     """
 
     def __init__(self, start: float = 1000.0) -> None:
         self._t = float(start)
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the fields; notified on every change
         self._waiters: dict[int, float | None] = {}  # id(token) -> deadline; None while busy
+        self._wake: dict[int, threading.Event] = {}
 
     def now(self) -> float:
         """The simulated time in seconds."""
@@ -65,11 +68,13 @@ class FakeClock:
         """Register a sampler thread (busy until its first wait)."""
         with self._cond:
             self._waiters[id(token)] = None
+            self._wake[id(token)] = threading.Event()
 
     def detach(self, token: object) -> None:
         """Unregister a sampler thread that has ended."""
         with self._cond:
             self._waiters.pop(id(token), None)
+            self._wake.pop(id(token), None)
             self._cond.notify_all()
 
     def wait_until(self, token: object, deadline: float, stop: threading.Event) -> bool:
@@ -80,13 +85,17 @@ class FakeClock:
                 self._advance_locked(deadline - self._t)
                 return stop.is_set()
             self._waiters[key] = deadline
+            wake = self._wake[key]
             self._cond.notify_all()
-            while not stop.is_set() and self._t < deadline:
-                self._cond.wait(0.01)
-            if key in self._waiters:
-                self._waiters[key] = None
-            self._cond.notify_all()
-            return stop.is_set()
+        while True:
+            with self._cond:
+                if stop.is_set() or self._t >= deadline:
+                    if key in self._waiters:
+                        self._waiters[key] = None
+                    self._cond.notify_all()
+                    return stop.is_set()
+            wake.wait(0.01)  # set by advance() when due; the timeout notices ``stop``
+            wake.clear()
 
     def advance(self, seconds: float) -> None:
         """Move time forward, letting every attached sampler take each tick that falls due."""
@@ -103,7 +112,9 @@ class FakeClock:
             if not due:
                 break
             self._t = max(self._t, min(due))
-            self._cond.notify_all()
+            for key, d in self._waiters.items():
+                if d is not None and d <= self._t:
+                    self._wake[key].set()
         self._t = target
 
     def _settle(self) -> None:

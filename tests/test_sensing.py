@@ -76,7 +76,7 @@ def test_a_locked_loop_warns_once_and_its_steps_are_covered_on_an_exact_counter(
     load = SquareWave(0.025, 0.025, high_w=700.0, low_w=100.0, start_s=0.01)
     gpu = FakeGPU(clock=clock, seed=5, power_w=load, counter_mode=mode)
     result, messages, t0, _ = _tracked(gpu, clock, 10.0, step_s=0.05, period_s=0.01)
-    locked = [m for m in messages if "locked to gpu0's sensor updates" in m]
+    locked = [m for m in messages if "locked to the sensor updates of gpu0" in m]
     assert len(locked) == 1 and "every 50 ms" in locked[0]
     assert locked[0] in result.notes
     if mode == "exact":
@@ -160,5 +160,5 @@ def test_a_locked_loop_is_found_from_phase_entries_too() -> None:
                     clock.advance(0.03)
                 clock.advance(0.02)
     messages = [str(w.message) for w in caught if issubclass(w.category, MeasurementWarning)]
-    assert sum("locked to gpu0's sensor updates" in m for m in messages) == 1
+    assert sum("locked to the sensor updates of gpu0" in m for m in messages) == 1
     assert any("every 50 ms" in n for n in job.result.notes)

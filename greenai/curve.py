@@ -384,7 +384,7 @@ class EnergyCurve:
         x = np.asarray(x, dtype=np.float64)
         if len(t) == 1:
             return np.asarray(p[0] * (x - t[0]), dtype=np.float64)
-        i = np.clip(np.searchsorted(t, x, side="right") - 1, 0, len(t) - 2)
+        i = np.minimum(np.maximum(np.searchsorted(t, x, side="right") - 1, 0), len(t) - 2)
         span = t[i + 1] - t[i]
         dt = x - t[i]
         slope = np.where(span > 0, (p[i + 1] - p[i]) / np.where(span > 0, span, 1.0), 0.0)
@@ -398,26 +398,40 @@ class EnergyCurve:
         x = np.asarray(x, dtype=np.float64)
         if self.method != "counter":
             return np.asarray(self._origin_j + self.integral(x))
+        return self._at(x)[0]
+
+    def _at(
+        self, x: FloatArray
+    ) -> tuple[FloatArray, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
+        """``C(x)`` of a counter curve, with the segment index (raw and clipped) and fraction.
+
+        The power integral at ``x`` is computed once and shared (evaluation is the hot part
+        of a settling pass).
+        """
         tau, ae = self.tau, self.anchor_e
         k = np.searchsorted(tau, x, side="right") - 1
-        kk = np.clip(k, 0, len(tau) - 2)
-        frac = self._fraction(x, kk)
-        interior = ae[kk] + (ae[kk + 1] - ae[kk]) * frac
+        kk = np.minimum(np.maximum(k, 0), len(tau) - 2)
         ix = self.integral(x) if self.has_power else None
+        frac = self._fraction(x, kk, ix)
+        interior = ae[kk] + (ae[kk + 1] - ae[kk]) * frac
         before = self._extrapolate(x, 0, ix)
         after = self._extrapolate(x, len(tau) - 1, ix)
-        return np.asarray(np.where(k < 0, before, np.where(k >= len(tau) - 1, after, interior)))
+        c = np.where(k < 0, before, np.where(k >= len(tau) - 1, after, interior))
+        return np.asarray(c), k, kk, frac
 
-    def _fraction(self, x: FloatArray, k: npt.NDArray[np.intp]) -> FloatArray:
+    def _fraction(
+        self, x: FloatArray, k: npt.NDArray[np.intp], ix: FloatArray | None = None
+    ) -> FloatArray:
         """Where ``x`` lies inside segment ``k``, by energy shape (0 at its start, 1 at its end)."""
         tau = self.tau
         by_time = (x - tau[k]) / np.maximum(tau[k + 1] - tau[k], 1e-12)
         if not self.has_power:
-            return np.asarray(np.clip(by_time, 0.0, 1.0))
+            return np.asarray(np.minimum(np.maximum(by_time, 0.0), 1.0))
         d_i = self._i_tau[k + 1] - self._i_tau[k]
         ok = d_i > 1e-12
-        by_power = (self.integral(x) - self._i_tau[k]) / np.where(ok, d_i, 1.0)
-        return np.asarray(np.clip(np.where(ok, by_power, by_time), 0.0, 1.0))
+        ix = self.integral(x) if ix is None else ix
+        by_power = (ix - self._i_tau[k]) / np.where(ok, d_i, 1.0)
+        return np.asarray(np.minimum(np.maximum(np.where(ok, by_power, by_time), 0.0), 1.0))
 
     def _extrapolate(self, x: FloatArray, j: int, ix: FloatArray | None) -> FloatArray:
         """Energy beyond the first/last anchor, from power (or the nearest segment's power)."""
@@ -449,14 +463,19 @@ class EnergyCurve:
     def points(self, x: FloatArray) -> Points:
         """``C``, edge uncertainty, segment power and gap energy at times ``x``."""
         x = np.asarray(x, dtype=np.float64)
-        c = self.energy_at(x)
-        gap = self._gap_origin_j + self._gap_energy_to(x)
+        gap = (
+            self._gap_origin_j + self._gap_energy_to(x)
+            if self.gaps
+            else np.full_like(x, self._gap_origin_j)
+        )
         if self.method != "counter":
             zero = np.zeros_like(x)
-            return Points(c, zero, zero, gap, counter=False)
+            return Points(self.energy_at(x), zero, zero, gap, counter=False)
+        c, k, kk, frac = self._at(x)
         seg_p = self.segment_power()
-        at = np.clip(np.searchsorted(self.tau, x, side="right") - 1, 0, len(seg_p) - 1)
-        return Points(c, self._edge_uncertainty(x), seg_p[at], gap, counter=True)
+        at = np.minimum(np.maximum(k, 0), len(seg_p) - 1)
+        edge = self._edge_uncertainty(x, (c, k, kk, frac))
+        return Points(c, edge, seg_p[at], gap, counter=True)
 
     def window(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Energy (J) and its ~95% uncertainty (J) over windows ``[a, b]`` (arrays)."""
@@ -495,18 +514,19 @@ class EnergyCurve:
             locked=locked,
         )
 
-    def _edge_uncertainty(self, x: FloatArray) -> FloatArray:
+    def _edge_uncertainty(
+        self,
+        x: FloatArray,
+        at: tuple[FloatArray, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray] | None = None,
+    ) -> FloatArray:
         tau, ae = self.tau, self.anchor_e
-        k = np.searchsorted(tau, x, side="right") - 1
-        kk = np.clip(k, 0, len(tau) - 2)
-        frac = self._fraction(x, kk)
+        ends, k, kk, frac = self._at(x) if at is None else at
         d_e = ae[kk + 1] - ae[kk]
         hard = d_e * np.maximum(frac, 1.0 - frac)
         rel_u = self.spec.relative_uncertainty
         soft = 2.0 * self._sigma + rel_u * d_e * np.minimum(frac, 1.0 - frac)
         inside = np.where(self._hard_only[kk], hard, np.minimum(hard, soft))
         rel = max(rel_u, abs(self._calibration - 1.0))
-        ends = self.energy_at(x)
         outside_first = rel * np.abs(ae[0] - ends) + 2.0 * self._sigma
         outside_last = rel * np.abs(ends - ae[-1]) + 2.0 * self._sigma
         return np.asarray(

@@ -77,8 +77,9 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
             "SELECT device, MAX(t_s) FROM timeline WHERE run_id = ? GROUP BY device", (run_id,)
         ).fetchall()
     )
-    methods = timeline["method"] if "method" in timeline.columns else [None] * len(timeline)
-    first = dict(zip(timeline["device"].astype(str), methods, strict=True))
+    ends = timeline.drop_duplicates("device", keep="last")  # one row a device
+    methods = ends["method"].tolist() if "method" in ends.columns else [None] * len(ends)
+    first = dict(zip(ends["device"].astype(str).tolist(), methods, strict=True))
     # Devices get rows in the timeline's order; their rowids keep that order for reading back.
     conn.executemany(
         "INSERT INTO devices (run_id, name, method) VALUES (?, ?, ?)"
@@ -87,18 +88,19 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
     )
     last = timeline["device"].astype(str).map(stored).astype(float)
     new = timeline[last.isna() | (timeline["t_s"].astype(float) > last)]
-    peak = new["peak_power_w"] if "peak_power_w" in new.columns else [None] * len(new)
+    peak = new["peak_power_w"].tolist() if "peak_power_w" in new.columns else [None] * len(new)
+    # Plain lists: iterating pandas columns row by row costs more than the insert itself.
     conn.executemany(
         "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j, peak_power_w)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             (run_id, str(d), _real(t), _real(p), _real(c), _real(e), _real(k))
             for d, t, p, c, e, k in zip(
-                new["device"],
-                new["t_s"],
-                new["power_w"],
-                new["counter_j"],
-                new["energy_j"],
+                new["device"].tolist(),
+                new["t_s"].tolist(),
+                new["power_w"].tolist(),
+                new["counter_j"].tolist(),
+                new["energy_j"].tolist(),
                 peak,
                 strict=True,
             )
@@ -133,11 +135,11 @@ def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFram
             (
                 (run_id, str(device), _real(t), _real(p), _real(c), _real(e), _real(k))
                 for t, p, c, e, k in zip(
-                    rows["t_s"],
-                    rows["power_w"],
-                    rows["counter_j"],
-                    rows["energy_j"],
-                    rows["peak_power_w"],
+                    rows["t_s"].tolist(),
+                    rows["power_w"].tolist(),
+                    rows["counter_j"].tolist(),
+                    rows["energy_j"].tolist(),
+                    rows["peak_power_w"].tolist(),
                     strict=True,
                 )
             ),

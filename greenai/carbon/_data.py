@@ -57,9 +57,8 @@ def exists(relpath: str) -> bool:
     return root is not None and (root / relpath).is_file()
 
 
-@functools.cache
-def load_json(relpath: str) -> dict[str, Any]:
-    """Parse one of codecarbon's JSON files, once.
+def _installed(relpath: str) -> Path:
+    """The path of one of codecarbon's data files.
 
     Raises:
         ConfigError: codecarbon (or that file) is not installed.
@@ -70,7 +69,17 @@ def load_json(relpath: str) -> dict[str, Any]:
             f"codecarbon's data file {relpath} is not installed; install codecarbon "
             "(`pip install codecarbon`) or pass carbon_intensity_g_per_kwh= directly"
         )
-    with open(root / relpath, encoding="utf-8") as f:
+    return root / relpath
+
+
+@functools.cache
+def load_json(relpath: str) -> dict[str, Any]:
+    """Parse one of codecarbon's JSON files, once.
+
+    Raises:
+        ConfigError: codecarbon (or that file) is not installed.
+    """
+    with open(_installed(relpath), encoding="utf-8") as f:
         data: dict[str, Any] = json.load(f)
     return data
 
@@ -82,11 +91,5 @@ def load_csv(relpath: str) -> tuple[dict[str, str], ...]:
     Raises:
         ConfigError: codecarbon (or that file) is not installed.
     """
-    root = data_root()
-    if root is None or not (root / relpath).is_file():
-        raise ConfigError(
-            f"codecarbon's data file {relpath} is not installed; install codecarbon "
-            "(`pip install codecarbon`) or pass carbon_intensity_g_per_kwh= directly"
-        )
-    with open(root / relpath, encoding="utf-8-sig", newline="") as f:
+    with open(_installed(relpath), encoding="utf-8-sig", newline="") as f:
         return tuple(csv.DictReader(f))

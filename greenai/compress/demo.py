@@ -16,8 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from greenai.errors import ConfigError
-
 __all__ = [
     "DEMO_METHODS",
     "ResidualMLP",
@@ -69,15 +67,10 @@ class ResidualMLP(nn.Module):
 @functools.lru_cache(maxsize=1)
 def _digits(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """80/20 split of scikit-learn's bundled digits (no download)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:
-        raise ConfigError(
-            "the compression demo uses scikit-learn's digits: pip install 'greenai[demo]'"
-        ) from exc
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(data.target, dtype=torch.long)
+    from greenai.demo import load_digits_tensors
+
+    x, y = load_digits_tensors()
+    assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     cut = int(0.8 * len(x))
     return x[perm[:cut]], y[perm[:cut]], x[perm[cut:]], y[perm[cut:]]

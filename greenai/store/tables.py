@@ -72,12 +72,14 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
     _require(timeline, ["t_s", "device", "power_w", "counter_j", "energy_j"], "timeline")
     if timeline.empty:
         return
-    stored = dict(
-        conn.execute(
-            "SELECT device, MAX(t_s) FROM timeline WHERE run_id = ? GROUP BY device", (run_id,)
-        ).fetchall()
-    )
     ends = timeline.drop_duplicates("device", keep="last")  # one row a device
+    # One indexed MAX per device (O(log n)); a GROUP BY would scan every stored row.
+    stored = {
+        d: conn.execute(
+            "SELECT MAX(t_s) FROM timeline WHERE run_id = ? AND device = ?", (run_id, d)
+        ).fetchone()[0]
+        for d in ends["device"].astype(str).tolist()
+    }
     methods = ends["method"].tolist() if "method" in ends.columns else [None] * len(ends)
     first = dict(zip(ends["device"].astype(str).tolist(), methods, strict=True))
     # Devices get rows in the timeline's order; their rowids keep that order for reading back.
@@ -119,10 +121,12 @@ def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFram
         return
     for device, rows in buckets.groupby("device", sort=False):
         last = float(rows["t_s"].max())
+        # The stored bucket before the first new one: searched back from there, past only the
+        # single rows the first new bucket replaces (not the run's older rows).
         prev = conn.execute(
-            "SELECT MAX(t_s) FROM timeline WHERE run_id = ? AND device = ?"
+            "SELECT MAX(t_s) FROM timeline WHERE run_id = ? AND device = ? AND t_s < ?"
             " AND peak_power_w IS NOT NULL",
-            (run_id, str(device)),
+            (run_id, str(device), float(rows["t_s"].min())),
         ).fetchone()[0]
         conn.execute(
             "DELETE FROM timeline WHERE run_id = ? AND device = ? AND t_s > ? AND t_s <= ?"

@@ -115,11 +115,12 @@ class StoreSink:
             self.store.checkpoint(
                 self.run_id, m, rows, spans, buckets=buckets, keep_spans_after_s=keep_spans_after_s
             )
-        if len(rows):
-            last = rows.groupby("device")["t_s"].max()
-            self._rows_after_s.update({str(k): float(v) for k, v in last.items()})
+        if len(rows):  # rows come in time order per device: the last one per device is latest
+            self._rows_after_s.update(
+                zip(map(str, rows["device"].tolist()), rows["t_s"].tolist(), strict=True)
+            )
         if len(buckets):
-            self._buckets_after_s = float(buckets["t_s"].max())
+            self._buckets_after_s = max(buckets["t_s"].tolist())
         self._spans_seen = seen
 
     def _problem(self, message: str) -> None:

@@ -31,6 +31,10 @@ OTHER_PHASE = "(other)"
 RECENT_SPANS = 5_000
 """Closed phase spans kept for plots (older spans live on only in their phase's figures)."""
 
+LOOP_SPANS = 257
+"""Recent spans of each top-level phase in which a lock to sensor updates is looked for
+(:func:`~greenai.curve.locked_loop` uses the last 257)."""
+
 Point = dict[str, tuple[float, float, float, float, bool]]
 """A curve's values at one time, per device: C, edge uncertainty, segment power, gap, counter."""
 
@@ -85,6 +89,8 @@ class Ledger:
         default_factory=lambda: deque(maxlen=RECENT_SPANS)
     )
     spans_seen: int = 0
+    loop_starts: dict[str, deque[float]] = field(default_factory=dict)
+    """Per top-level phase, the start times (clock s) of its last settled spans."""
     t0_point: Point | None = None
     baseline_point: Point | None = None
     models: dict[str, CurveModel] = field(default_factory=dict)
@@ -213,6 +219,13 @@ class Ledger:
 
     def _find_locked_loops(self) -> None:
         """Mark counter devices whose sensor updates a step or phase loop is locked to."""
+        todo = [
+            (name, track)
+            for name, track in self.timeline.tracks.items()
+            if name not in self.locked_s and track.spec.method == "counter"
+        ]
+        if not todo:
+            return
         loops = []
         settled = np.empty(0)
         if self._prev_step is not None and len(self.step_duration_s):
@@ -222,19 +235,14 @@ class Ledger:
         steps = np.concatenate([settled, np.asarray(pending, dtype=float)])
         if len(steps) >= 9:
             loops.append(steps[-257:])
-        starts: dict[str, list[float]] = {}
-        for key, depth, a, _ in self.recent_spans:  # settled, relative to t0
-            if depth == 0:
-                starts.setdefault(key, []).append(self.t0 + a)
+        starts = {key: list(v) for key, v in self.loop_starts.items()}  # settled
         for ph in itertools.islice(reversed(self.closed), 1024):  # closed, not settled yet
             if ph.depth == 0:
                 starts.setdefault(ph.path, []).append(ph.start)
         loops += [np.sort(np.asarray(v)) for v in starts.values() if len(v) >= 9]
         if not loops:
             return
-        for name, track in self.timeline.tracks.items():
-            if name in self.locked_s or track.spec.method != "counter":
-                continue
+        for name, track in todo:
             for times in loops:
                 period = locked_loop(times, track.spec.update_period_s)
                 if period is not None:
@@ -278,6 +286,8 @@ class Ledger:
         if w.kind == "phase":
             span = (w.key, w.depth, w.a - self.t0, w.b - self.t0)
             self.recent_spans.append(span)
+            if w.depth == 0:
+                self.loop_starts.setdefault(w.key, deque(maxlen=LOOP_SPANS)).append(w.a)
             self.spans_seen += 1
 
     def parts_by_device(

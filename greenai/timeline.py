@@ -22,7 +22,7 @@ import bisect
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -487,7 +487,7 @@ class Pass:
         if k < 64:  # trim in batches, not every pass
             return
         new_first = tr.t[k]
-        i = int(np.searchsorted(np.asarray(tr.rows.t), new_first))
+        i = bisect.bisect_left(tr.rows.t, new_first)
         if i < len(tr.rows.t) and tr.rows.t[i] == new_first:
             tr.kept_origin = (tr.rows.c[i], tr.kept_origin[1])
         finite = [v for v in tr.e[:k] if math.isfinite(v)]
@@ -503,7 +503,7 @@ class Pass:
         if not rows.t or rows.t[0] >= self.now_s - RETENTION_S - BUCKET_S:
             return
         cut_s = math.floor((self.now_s - RETENTION_S) / BUCKET_S) * BUCKET_S
-        k = int(np.searchsorted(np.asarray(rows.t), cut_s, side="left"))
+        k = bisect.bisect_left(rows.t, cut_s)
         if k < 2:
             return
         head = rows.cut(k)
@@ -572,29 +572,27 @@ def rows_frame(
     """Rows of many devices as one frame with :data:`TIMELINE_COLUMNS`, times since ``t0``."""
     import pandas as pd
 
-    frames = []
+    columns: dict[str, list[Any]] = {c: [] for c in TIMELINE_COLUMNS}
     for tr, chunks in parts:
         t = np.concatenate([np.asarray(r.t, dtype=float) for r in chunks])
         if not len(t):
             continue
         c = np.concatenate([np.asarray(r.c, dtype=float) for r in chunks])
         origin = origins.get(tr.spec.name, float(c[0]))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "t_s": t - t0,
-                    "device": tr.spec.name,
-                    "method": tr.method,
-                    "power_w": np.concatenate([np.asarray(r.power, float) for r in chunks]),
-                    "counter_j": np.concatenate([np.asarray(r.counter, float) for r in chunks]),
-                    "energy_j": c - origin,
-                    "peak_power_w": np.concatenate([np.asarray(r.peak, float) for r in chunks]),
-                }
+        columns["t_s"].append(t - t0)
+        columns["device"].append(np.full(len(t), tr.spec.name, dtype=object))
+        columns["method"].append(np.full(len(t), tr.method, dtype=object))
+        for name, attr in (
+            ("power_w", "power"),
+            ("counter_j", "counter"),
+            ("peak_power_w", "peak"),
+        ):
+            columns[name].append(
+                np.concatenate([np.asarray(getattr(r, attr), float) for r in chunks])
             )
-        )
-    frame: pd.DataFrame = (
-        pd.concat(frames, ignore_index=True)[TIMELINE_COLUMNS]
-        if frames
-        else pd.DataFrame(columns=TIMELINE_COLUMNS)
-    )
+        columns["energy_j"].append(c - origin)
+    if not columns["t_s"]:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    # One frame from whole columns: a frame per device and a concat cost ten times more.
+    frame: pd.DataFrame = pd.DataFrame({k: np.concatenate(v) for k, v in columns.items()})
     return frame

@@ -72,40 +72,42 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
     _require(timeline, ["t_s", "device", "power_w", "counter_j", "energy_j"], "timeline")
     if timeline.empty:
         return
-    ends = timeline.drop_duplicates("device", keep="last")  # one row a device
+    # Plain lists: pandas row operations cost more than the inserts themselves.
+    devices = [str(d) for d in timeline["device"].tolist()]
+    n = len(devices)
+    methods = timeline["method"].tolist() if "method" in timeline.columns else [None] * n
+    last_method: dict[str, Any] = {}
+    for d, m in zip(devices, methods, strict=True):
+        last_method[d] = m
+    # Devices get rows in the timeline's order; their rowids keep that order for reading back.
+    conn.executemany(
+        "INSERT INTO devices (run_id, name, method) VALUES (?, ?, ?)"
+        " ON CONFLICT (run_id, name) DO UPDATE SET method = coalesce(excluded.method, method)",
+        ((run_id, device, _text(method)) for device, method in last_method.items()),
+    )
     # One indexed MAX per device (O(log n)); a GROUP BY would scan every stored row.
     stored = {
         d: conn.execute(
             "SELECT MAX(t_s) FROM timeline WHERE run_id = ? AND device = ?", (run_id, d)
         ).fetchone()[0]
-        for d in ends["device"].astype(str).tolist()
+        for d in last_method
     }
-    methods = ends["method"].tolist() if "method" in ends.columns else [None] * len(ends)
-    first = dict(zip(ends["device"].astype(str).tolist(), methods, strict=True))
-    # Devices get rows in the timeline's order; their rowids keep that order for reading back.
-    conn.executemany(
-        "INSERT INTO devices (run_id, name, method) VALUES (?, ?, ?)"
-        " ON CONFLICT (run_id, name) DO UPDATE SET method = coalesce(excluded.method, method)",
-        ((run_id, device, _text(method)) for device, method in first.items()),
-    )
-    last = timeline["device"].astype(str).map(stored).astype(float)
-    new = timeline[last.isna() | (timeline["t_s"].astype(float) > last)]
-    peak = new["peak_power_w"].tolist() if "peak_power_w" in new.columns else [None] * len(new)
-    # Plain lists: iterating pandas columns row by row costs more than the insert itself.
+    peak = timeline["peak_power_w"].tolist() if "peak_power_w" in timeline.columns else [None] * n
     conn.executemany(
         "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j, peak_power_w)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
-            (run_id, str(d), _real(t), _real(p), _real(c), _real(e), _real(k))
+            (run_id, d, float(t), _real(p), _real(c), _real(e), _real(k))
             for d, t, p, c, e, k in zip(
-                new["device"].tolist(),
-                new["t_s"].tolist(),
-                new["power_w"].tolist(),
-                new["counter_j"].tolist(),
-                new["energy_j"].tolist(),
+                devices,
+                timeline["t_s"].tolist(),
+                timeline["power_w"].tolist(),
+                timeline["counter_j"].tolist(),
+                timeline["energy_j"].tolist(),
                 peak,
                 strict=True,
             )
+            if stored[d] is None or float(t) > stored[d]
         ),
     )
 

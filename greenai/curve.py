@@ -28,6 +28,7 @@ the two bracketing counter values.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -91,10 +92,38 @@ class CurveStats:
     locked_period_s: float | None = None
     """Period (s) of a loop found locked to the update period (:func:`locked_loop`)."""
 
+    _arrays: tuple[FloatArray, ...] | None = field(default=None, repr=False, compare=False)
+
     @property
     def segments(self) -> int:
         """How many segments are remembered."""
         return len(self.seg_len_s)
+
+    def history(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """``residuals_j, seg_len_s, lags_s, seg_counter_j`` as arrays (rebuilt after changes).
+
+        Every curve of a pass reads them; they change only when segments settle.
+        """
+        if self._arrays is None:
+            self._arrays = tuple(
+                np.fromiter(d, dtype=np.float64, count=len(d))
+                for d in (self.residuals_j, self.seg_len_s, self.lags_s, self.seg_counter_j)
+            )
+        return self._arrays  # type: ignore[return-value]
+
+    def extend(
+        self,
+        residuals_j: list[float],
+        seg_len_s: list[float],
+        lags_s: list[float],
+        seg_counter_j: list[float],
+    ) -> None:
+        """Remember newly settled segments."""
+        self.residuals_j.extend(residuals_j)
+        self.seg_len_s.extend(seg_len_s)
+        self.lags_s.extend(lags_s)
+        self.seg_counter_j.extend(seg_counter_j)
+        self._arrays = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +254,7 @@ class EnergyCurve:
             # within a sampling gap, so the first value is not anchored at all: C before the
             # first change comes from the power shape (anchoring it U/2 back read 1 s jobs
             # sampled every 10 ms about 1% low, and 5 ms back several % high).
-            typical = float(np.median(gaps_t)) if len(gaps_t) else U
+            typical = float(_median(gaps_t)) if len(gaps_t) else U
             first_unanchored = typical < U / 2 and bool((np.diff(e) > 0).any())
             changed = np.concatenate([[not first_unanchored], np.diff(e) > 0])
             before = np.concatenate([[U], gaps_t])
@@ -239,8 +268,8 @@ class EnergyCurve:
         if len(self.tau) == 0:
             return
         stats = self._stats
-        lags = np.concatenate([list(stats.lags_s), self.anchor_lag]) if stats else self.anchor_lag
-        self._half_bracket = float(np.median(lags))
+        lags = np.concatenate([stats.history()[2], self.anchor_lag]) if stats else self.anchor_lag
+        self._half_bracket = float(_median(lags))
         self._i_tau = self.integral(self.tau)
         d_e = np.diff(self.anchor_e)
         d_i = np.diff(self._i_tau)
@@ -253,15 +282,15 @@ class EnergyCurve:
         self._resid = self._residuals(d_e, d_i)
         self._sigma = self._scatter(self._resid, d_e, s)
         seg_len = np.diff(self.tau)
-        history = np.concatenate([list(stats.seg_len_s), seg_len]) if stats else seg_len
+        history = np.concatenate([stats.history()[1], seg_len]) if stats else seg_len
         # Only the hard bound holds where the power shape cannot be trusted: a segment much
         # longer than usual (it spans a read failure), or one next to a load change (the
         # shape may put the change in the wrong place).
-        typical = float(np.median(history)) if len(history) else 0.0
+        typical = float(_median(history)) if len(history) else 0.0
         self._seg_s = typical if typical > 0 else s.update_period_s
         scatter_w, jump_w, self._jump_rate = self._update_scatter(d_e, seg_len)
         self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
-        typical_e = float(np.median(np.abs(d_e))) if len(d_e) else 0.0
+        typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
         unsteady = self._unsteady()
         self._hard_only = long_seg | unsteady
@@ -281,7 +310,7 @@ class EnergyCurve:
         seg_p = self.segment_power()
         if len(seg_p) == 0:
             return np.zeros(0, dtype=bool)
-        padded = np.pad(seg_p, 1, mode="edge")
+        padded = np.concatenate([seg_p[:1], seg_p, seg_p[-1:]])
         near = np.stack([padded[:-2], padded[1:-1], padded[2:]])
         spread = near.max(axis=0) - near.min(axis=0)
         return np.asarray(spread > 0.25 * np.maximum(near.mean(axis=0), 1e-12))
@@ -306,13 +335,14 @@ class EnergyCurve:
         """Robust spread (J) of counter deltas around what the power shape predicts."""
         stats = self._stats
         if stats is not None and stats.segments:
-            resid = np.concatenate([list(stats.residuals_j), resid])
-            d_e = np.concatenate([list(stats.seg_counter_j), d_e])
+            past = stats.history()
+            resid = np.concatenate([past[0], resid])
+            d_e = np.concatenate([past[3], d_e])
         if len(d_e) == 0:
             return 0.0
         if len(resid) < 4:
-            return max(s.relative_uncertainty * float(np.median(d_e)), s.counter_resolution_j)
-        mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+            return max(s.relative_uncertainty * float(_median(d_e)), s.counter_resolution_j)
+        mad = 1.4826 * float(_median(np.abs(resid - _median(resid))))
         return max(mad, s.counter_resolution_j)
 
     def _update_scatter(self, d_e: FloatArray, seg_len: FloatArray) -> tuple[float, float, float]:
@@ -331,16 +361,17 @@ class EnergyCurve:
         """
         stats = self._stats
         if stats is not None and stats.segments:
-            d_e = np.concatenate([list(stats.seg_counter_j), d_e])
-            seg_len = np.concatenate([list(stats.seg_len_s), seg_len])
+            past = stats.history()
+            d_e = np.concatenate([past[3], d_e])
+            seg_len = np.concatenate([past[1], seg_len])
         if len(d_e) < 3:
             return 0.0, 0.0, 0.0
         signed = np.diff(d_e / np.maximum(seg_len, 1e-12))
         diff = np.abs(signed)
-        spread = float(1.4826 * np.median(diff) / np.sqrt(2.0))
+        spread = float(1.4826 * _median(diff) / np.sqrt(2.0))
         # over 25% of the typical power too (as in _unsteady): reads that land late on a
         # busy host misplace anchors by ~10% of an update, which is no load step
-        level = 0.25 * float(np.median(np.abs(d_e / np.maximum(seg_len, 1e-12))))
+        level = 0.25 * float(_median(np.abs(d_e / np.maximum(seg_len, 1e-12))))
         threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
         big = diff > threshold / 2.0  # a step split over two updates: halves
         if not big.any():
@@ -366,10 +397,12 @@ class EnergyCurve:
         d_e = np.diff(self.anchor_e)[new]
         stats.sum_counter_j += float(d_e.sum())
         stats.sum_shape_j += float(np.diff(self._i_tau)[new].sum())
-        stats.residuals_j.extend(self._resid[new].tolist())
-        stats.seg_len_s.extend(np.diff(self.tau)[new].tolist())
-        stats.lags_s.extend(self.anchor_lag[new].tolist())
-        stats.seg_counter_j.extend(d_e.tolist())
+        stats.extend(
+            self._resid[new].tolist(),
+            np.diff(self.tau)[new].tolist(),
+            self.anchor_lag[new].tolist(),
+            d_e.tolist(),
+        )
 
     def _effective_method(self, declared: Method) -> Method:
         if declared == "counter" and len(self.tau) < 2:
@@ -575,7 +608,7 @@ def locked_loop(starts_s: FloatArray, update_period_s: float) -> float | None:
     if len(t) < 9 or update_period_s <= 0:
         return None
     d = np.diff(t)
-    period = float(np.median(d))
+    period = float(_median(d))
     if period <= 0 or float(np.percentile(np.abs(d - period), 90)) > 0.05 * period:
         return None  # irregular: the phase wanders on its own
     u = update_period_s
@@ -601,3 +634,20 @@ def _cumulative_trapezoid(t: FloatArray, p: FloatArray) -> FloatArray:
     if len(t) < 2:
         return np.zeros_like(t)
     return np.concatenate([[0.0], np.cumsum(np.diff(t) * (p[1:] + p[:-1]) / 2.0)])
+
+
+def _median(values: FloatArray) -> float:
+    """``np.median`` of a 1-d array, without its overhead (the same value, NaN included).
+
+    Curves of a settling pass take several medians of a few hundred values each; numpy's
+    general median costs several times the partition it does.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    n = len(a)
+    if n == 0 or np.isnan(a).any():
+        return float(np.median(a)) if n else math.nan
+    half = n // 2
+    if n % 2:
+        return float(np.partition(a, half)[half])
+    part = np.partition(a, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2.0)

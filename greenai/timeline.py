@@ -592,7 +592,8 @@ def rows_frame(
             )
         columns["energy_j"].append(c - origin)
     if not columns["t_s"]:
-        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+        empty: pd.DataFrame = pd.DataFrame(columns=TIMELINE_COLUMNS)
+        return empty
     # One frame from whole columns: a frame per device and a concat cost ten times more.
     frame: pd.DataFrame = pd.DataFrame({k: np.concatenate(v) for k, v in columns.items()})
     return frame

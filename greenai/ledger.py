@@ -251,8 +251,7 @@ class Ledger:
                     break
 
     def _close_without_energy(self) -> None:
-        for w in self._pending:
-            self._record(w, None, {})
+        self._fold_parts(self._pending, {}, WindowParts.zeros(len(self._pending)))
         self._pending = []
 
     def _fold(self, windows: list[_Window], starts: list[Point], ends: list[Point]) -> None:
@@ -263,32 +262,40 @@ class Ledger:
         total = sum_devices(
             ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()), len(a)
         )
-        for i, w in enumerate(windows):
-            one = {name: d.take(i) for name, d in per_device.items()}
-            self._record(w, total.take(i), one)
+        self._fold_parts(windows, per_device, total)
 
-    def _record(
-        self, w: _Window, parts: WindowParts | None, per_device: dict[str, WindowParts]
+    def _fold_parts(
+        self, windows: list[_Window], per_device: dict[str, WindowParts], total: WindowParts
     ) -> None:
-        duration = np.array([w.b - w.a])
-        if w.kind == "step":
-            self.steps_done += 1
-            self.step_duration_s.append(w.b - w.a)
-            if parts is not None:
-                self.step_energy_j.append(float(parts.energy_j[0]))
-                self.step_uncertainty_j.append(float(parts.uncertainty_j[0]))
-            return
-        key = OTHER_PHASE if w.kind == "other" else w.key
-        spans = self.other if w.kind == "other" else self.phases.setdefault(key, Spans())
-        spans.add(parts if parts is not None else WindowParts.zeros(1), duration)
-        for name, dev in per_device.items():
-            self.device_phases.setdefault(name, {}).setdefault(key, Spans()).add(dev, duration)
-        if w.kind == "phase":
-            span = (w.key, w.depth, w.a - self.t0, w.b - self.t0)
-            self.recent_spans.append(span)
-            if w.depth == 0:
-                self.loop_starts.setdefault(w.key, deque(maxlen=LOOP_SPANS)).append(w.a)
-            self.spans_seen += 1
+        """Fold the figures of ``windows`` (per device and summed) into the running ones."""
+        a, b = [w.a for w in windows], [w.b for w in windows]
+        # Windows of one kind and phase fold together (a pass closes hundreds of windows on
+        # many devices: one numpy call per group, not a Python call per window and device).
+        duration = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, w in enumerate(windows):
+            groups.setdefault((w.kind, w.key), []).append(i)
+            if w.kind == "phase":
+                self.recent_spans.append((w.key, w.depth, w.a - self.t0, w.b - self.t0))
+                self.spans_seen += 1
+                if w.depth == 0:
+                    self.loop_starts.setdefault(w.key, deque(maxlen=LOOP_SPANS)).append(w.a)
+        for (kind, key), members in groups.items():
+            idx = np.asarray(members, dtype=np.intp)
+            if kind == "step":  # in order: windows are folded in the order they closed
+                self.steps_done += len(members)
+                self.step_duration_s.extend(duration[idx].tolist())
+                if per_device:
+                    self.step_energy_j.extend(total.energy_j[idx].tolist())
+                    self.step_uncertainty_j.extend(total.uncertainty_j[idx].tolist())
+                continue
+            name = OTHER_PHASE if kind == "other" else key
+            spans = self.other if kind == "other" else self.phases.setdefault(name, Spans())
+            spans.add(total.select(idx), duration[idx])
+            for device, parts in per_device.items():
+                self.device_phases.setdefault(device, {}).setdefault(name, Spans()).add(
+                    parts.select(idx), duration[idx]
+                )
 
     def parts_by_device(
         self, starts: list[Point], ends: list[Point], a: list[float], b: list[float]

@@ -72,11 +72,9 @@ class WindowParts:
         """Each window's own uncertainty: independent + shared (J)."""
         return np.asarray(self.independent_j + self.shared_j)
 
-    def take(self, i: int) -> WindowParts:
-        """Window ``i`` alone."""
-        return WindowParts(
-            self.energy_j[i : i + 1], self.independent_j[i : i + 1], self.shared_j[i : i + 1]
-        )
+    def select(self, index: npt.NDArray[np.intp]) -> WindowParts:
+        """The windows at ``index`` (an integer array)."""
+        return WindowParts(self.energy_j[index], self.independent_j[index], self.shared_j[index])
 
     @classmethod
     def zeros(cls, n: int) -> WindowParts:

@@ -496,11 +496,7 @@ class EnergyCurve:
     def points(self, x: FloatArray) -> Points:
         """``C``, edge uncertainty, segment power and gap energy at times ``x``."""
         x = np.asarray(x, dtype=np.float64)
-        gap = (
-            self._gap_origin_j + self._gap_energy_to(x)
-            if self.gaps
-            else np.full_like(x, self._gap_origin_j)
-        )
+        gap = self.gap_at(x)
         if self.method != "counter":
             zero = np.zeros_like(x)
             return Points(self.energy_at(x), zero, zero, gap, counter=False)
@@ -509,6 +505,13 @@ class EnergyCurve:
         at = np.minimum(np.maximum(k, 0), len(seg_p) - 1)
         edge = self._edge_uncertainty(x, (c, k, kk, frac))
         return Points(c, edge, seg_p[at], gap, counter=True)
+
+    def gap_at(self, x: FloatArray) -> FloatArray:
+        """Energy (J) interpolated across read failures up to times ``x`` (see :meth:`points`)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.gaps:
+            return np.asarray(self._gap_origin_j + self._gap_energy_to(x))
+        return np.full_like(x, self._gap_origin_j)
 
     def window(self, a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Energy (J) and its ~95% uncertainty (J) over windows ``[a, b]`` (arrays)."""

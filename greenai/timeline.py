@@ -450,10 +450,11 @@ class Pass:
         batch = None
         if upto > start:
             sl = slice(max(start - 1, 0), upto)  # one row before, to interpolate across
-            batch = (t[sl], curve.power_at_samples()[sl])
+            samples_w = curve.power_at_samples()
+            batch = (t[sl], samples_w[sl])
             sl = slice(start, upto)
             c = curve.energy_at(t[sl])
-            power = curve.power_at_samples()[sl]
+            power = samples_w[sl]
             nan = np.full(upto - start, math.nan)
             inside = t[sl] >= self.timeline.t0
             if inside.any():
@@ -469,8 +470,8 @@ class Pass:
         with self.timeline._lock:
             tr.settled_rows = upto - keep_from
             if keep_from > 0:
-                head = curve.points(t[keep_from : keep_from + 1])
-                tr.origin = (float(head.c_j[0]), float(head.gap_j[0]))
+                head = t[keep_from : keep_from + 1]
+                tr.origin = (float(curve.energy_at(head)[0]), float(curve.gap_at(head)[0]))
                 tr.prev = (
                     float(t[keep_from - 1]),
                     _last_finite(curve.counter[:keep_from], tr.prev),

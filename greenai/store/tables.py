@@ -97,7 +97,7 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
         "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j, peak_power_w)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
-            (run_id, d, float(t), _real(p), _real(c), _real(e), _real(k))
+            (run_id, d, t, p, c, e, k)  # floats from tolist(); SQLite binds NaN as NULL
             for d, t, p, c, e, k in zip(
                 devices,
                 timeline["t_s"].tolist(),
@@ -107,7 +107,7 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
                 peak,
                 strict=True,
             )
-            if stored[d] is None or float(t) > stored[d]
+            if stored[d] is None or t > stored[d]
         ),
     )
 
@@ -139,7 +139,7 @@ def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFram
             "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j,"
             " peak_power_w) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                (run_id, str(device), _real(t), _real(p), _real(c), _real(e), _real(k))
+                (run_id, str(device), t, p, c, e, k)  # SQLite binds NaN as NULL
                 for t, p, c, e, k in zip(
                     rows["t_s"].tolist(),
                     rows["power_w"].tolist(),

@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import difflib
 import functools
+import itertools
 import logging
 import math
 import os
@@ -798,10 +799,10 @@ class Tracker:
             spans: list[tuple[str, int, float, float]] = []
             total = 0
         else:
-            with ledger.lock:
+            with ledger.lock:  # the newest ``total - seen`` spans, read from the end
                 total = ledger.spans_seen
-                recent = list(ledger.recent_spans)
-            spans = recent[max(len(recent) - (total - seen), 0) :] if total > seen else []
+                new = min(max(total - seen, 0), len(ledger.recent_spans))
+                spans = list(itertools.islice(reversed(ledger.recent_spans), new))[::-1]
         frame: pd.DataFrame = pd.DataFrame(spans, columns=["phase", "depth", "start_s", "end_s"])
         return frame, total
 

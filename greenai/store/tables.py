@@ -121,34 +121,36 @@ def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFram
     """
     if buckets.empty:
         return
-    for device, rows in buckets.groupby("device", sort=False):
-        last = float(rows["t_s"].max())
+    # Plain lists grouped by device: a pandas groupby costs more than the writes.
+    by_device: dict[str, list[tuple[Any, ...]]] = {}
+    for d, t, p, c, e, k in zip(
+        buckets["device"].tolist(),
+        buckets["t_s"].tolist(),
+        buckets["power_w"].tolist(),
+        buckets["counter_j"].tolist(),
+        buckets["energy_j"].tolist(),
+        buckets["peak_power_w"].tolist(),
+        strict=True,
+    ):
+        by_device.setdefault(str(d), []).append((run_id, str(d), t, p, c, e, k))
+    for device, rows in by_device.items():
+        times = [r[2] for r in rows]
         # The stored bucket before the first new one: searched back from there, past only the
         # single rows the first new bucket replaces (not the run's older rows).
         prev = conn.execute(
             "SELECT MAX(t_s) FROM timeline WHERE run_id = ? AND device = ? AND t_s < ?"
             " AND peak_power_w IS NOT NULL",
-            (run_id, str(device), float(rows["t_s"].min())),
+            (run_id, device, min(times)),
         ).fetchone()[0]
         conn.execute(
             "DELETE FROM timeline WHERE run_id = ? AND device = ? AND t_s > ? AND t_s <= ?"
             " AND peak_power_w IS NULL",
-            (run_id, str(device), -1e300 if prev is None else prev, last),
+            (run_id, device, -1e300 if prev is None else prev, max(times)),
         )
-        conn.executemany(
+        conn.executemany(  # floats from tolist(); SQLite binds NaN as NULL
             "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j,"
             " peak_power_w) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                (run_id, str(device), t, p, c, e, k)  # SQLite binds NaN as NULL
-                for t, p, c, e, k in zip(
-                    rows["t_s"].tolist(),
-                    rows["power_w"].tolist(),
-                    rows["counter_j"].tolist(),
-                    rows["energy_j"].tolist(),
-                    rows["peak_power_w"].tolist(),
-                    strict=True,
-                )
-            ),
+            rows,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def run_command(
         raise ConfigError(
             "nothing to run: give a command after --, e.g. greenai run -- python train.py"
         )
+    _check_program(argv[0])  # before the tracker: a typo must not leave a failed run behind
     name = name or command_name(argv)
     store = options["store"] = resolve_store(options.get("store"))
     meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
@@ -82,6 +84,18 @@ def run_command(
         if on_stored is not None:
             on_stored(tracker.run_id, store.path)
     return code, result
+
+
+def _check_program(program: str) -> None:
+    """Raise ConfigError if ``program`` is neither on PATH nor an executable file."""
+    if os.sep in program or (os.altsep and os.altsep in program):
+        path = Path(program)
+        if not path.exists():
+            raise ConfigError(f"cannot start {program!r}: no such file")
+        if path.is_dir() or not os.access(path, os.X_OK):
+            raise ConfigError(f"cannot start {program!r}: not an executable file")
+    elif shutil.which(program) is None:
+        raise ConfigError(f"cannot start {program!r}: not found on PATH")
 
 
 def command_name(argv: Sequence[str]) -> str:

@@ -597,7 +597,16 @@ class FakeGPU(Device):
 
     def read(self) -> Reading:
         """The counter and power as the simulated hardware would report them now."""
-        elapsed = self._elapsed(self._clock.now())
+        return self.reading_at(self._clock.now())
+
+    def reading_at(self, t: float) -> Reading:
+        """What a read at clock time ``t`` gives (a fake sampling loop reads between ticks).
+
+        Raises:
+            DeviceReadError: A simulated read failure covers ``t``.
+            ConfigError: The GPU was not opened.
+        """
+        elapsed = self._elapsed(t)
         self.reads += 1
         for a, b in self._failures:
             if a <= elapsed < b:

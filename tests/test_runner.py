@@ -47,9 +47,16 @@ def test_command_killed_by_a_signal_exits_128_plus_n_and_is_interrupted(tmp_path
 def test_nothing_or_a_missing_command_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nothing to run"):
         run_command(["--"], devices=[])
-    with pytest.raises(ConfigError, match="cannot start"):
+    with pytest.raises(ConfigError, match="cannot start '/no/such/program': no such file"):
         run_command(["/no/such/program"], devices=[], store=tmp_path / "r.db")
+    with pytest.raises(ConfigError, match="not found on PATH"):
+        run_command(["no-such-program-greenai"], devices=[], store=tmp_path / "r.db")
+    with pytest.raises(ConfigError, match="not an executable file"):
+        run_command([str(tmp_path)], devices=[], store=tmp_path / "r.db")
     assert main(["run", "--store", str(tmp_path / "r.db"), "--"]) == 2
+    # nothing was started, so nothing was recorded
+    with RunStore(tmp_path / "r.db", read_only=True) as store:
+        assert store.runs().empty
 
 
 def test_cli_run_then_runs_report_and_compare(

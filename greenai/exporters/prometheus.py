@@ -3,8 +3,9 @@
 Needs the ``prometheus`` extra (``pip install 'greenai[prometheus]'``). The exporter has its
 own registry and HTTP server thread, bound to 127.0.0.1 unless told otherwise: a training
 node's metrics are not published to the network by accident. Values are computed on each
-scrape from the tracker's timeline (the sampler's readings), so exporting costs the
-training loop nothing; a scrape costs one pass over the readings taken so far.
+scrape from a :meth:`~greenai.Tracker.snapshot`, so exporting costs the training loop
+nothing, and a scrape costs what is new since the last settling pass, however long the job
+has run (about 10 ms for 8 GPUs a day into a job; docs/sampling.md).
 
 Metrics (labels ``job``, ``host``, ``rank``; per device also ``device``, ``kind``, ``method``):
 ``greenai_device_power_watts``, ``greenai_device_energy_joules_total`` (since the job

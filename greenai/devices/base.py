@@ -32,9 +32,18 @@ process tree (see :mod:`greenai.devices.attribution`); still obtained by ``metho
 attribution, not a reading of what that process alone drew.
 """
 
-# One lock for every device's open/close bookkeeping: opens are rare, and a subclass's open()
-# that calls super().open() re-enters it on the same thread.
-_SHARE_LOCK = threading.RLock()
+# Each device's open/close bookkeeping has its own re-entrant lock (a subclass's open() that
+# calls super().open() re-enters it on the same thread): an open() that hangs holds up only
+# its own device, never the others being opened.
+_SHARE_LOCK = threading.Lock()
+
+
+def _lock_of(device: Device) -> threading.RLock:
+    lock: threading.RLock | None = device.__dict__.get("_share_lock")
+    if lock is None:
+        with _SHARE_LOCK:
+            lock = device.__dict__.setdefault("_share_lock", threading.RLock())
+    return lock
 
 
 def _shared_open(hook: Callable[[Device], None]) -> Callable[[Device], None]:
@@ -42,7 +51,7 @@ def _shared_open(hook: Callable[[Device], None]) -> Callable[[Device], None]:
 
     @functools.wraps(hook)
     def open(self: Device) -> None:
-        with _SHARE_LOCK:
+        with _lock_of(self):
             if self._in_share_hook:  # super().open() from a subclass's open()
                 hook(self)
                 return
@@ -63,7 +72,7 @@ def _shared_close(hook: Callable[[Device], None]) -> Callable[[Device], None]:
 
     @functools.wraps(hook)
     def close(self: Device) -> None:
-        with _SHARE_LOCK:
+        with _lock_of(self):
             if self._in_share_hook:
                 hook(self)
                 return

@@ -25,6 +25,41 @@ MIN_PERIOD_S = 0.005
 MAX_DEFAULT_PERIOD_S = 1.0
 
 
+OPEN_TIMEOUT_S = 15.0
+"""How long a device's ``open()`` may take before the device is skipped (seconds). NVML's
+init on a machine with many GPUs takes a few seconds; a wedged driver never returns."""
+
+
+def open_within(device: Device, timeout_s: float) -> None:
+    """``device.open()``, given up after ``timeout_s`` where the device says it may block.
+
+    A device whose reads may hang (``may_hang``: a driver or a file) is opened on a daemon
+    thread; one that does not return in time is left there, never closed, and skipped.
+
+    Raises:
+        TimeoutError: ``open()`` did not return within ``timeout_s``.
+        Exception: Whatever ``open()`` raised.
+    """
+    if not device.may_hang:
+        device.open()
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            device.open()
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"greenai-open-{device.name}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"open() did not return within {timeout_s:g} s")
+    if failure:
+        raise failure[0]
+
+
 def read_timeout_s(period_s: float) -> float:
     """How long a tick waits for the Python-read devices: two periods, at least a second."""
     return max(2.0 * period_s, 1.0)
@@ -105,7 +140,7 @@ class Sampler:
         opened = []
         for device in self.devices:
             try:
-                device.open()
+                open_within(device, OPEN_TIMEOUT_S)
             except Exception as exc:  # a device must never stop the user's job
                 self._note(device.name, f"{device.name} could not be opened and is skipped: {exc}")
                 self.failed[device.name] = str(exc)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+import greenai
 from greenai.devices.base import Device, Reading
 from greenai.errors import ConfigError, DeviceFailureWarning, DeviceReadError
 from greenai.sampling import Sampler, default_period_s
+from greenai.sampling import sampler as sampler_module
 from greenai.testing import FakeClock, FakeGPU
 from greenai.timeline import Timeline
 
@@ -107,3 +111,47 @@ def test_real_clock_thread_stops_promptly() -> None:
     s.stop()  # must not wait out the 10 s period
     assert not s.running
     assert gpu.reads == 2
+
+
+class _OpenHangs(Device):
+    """A device whose open() blocks until released (a wedged driver)."""
+
+    name = "wedged"
+    kind = "gpu"
+    method = "counter"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def open(self) -> None:
+        self.release.wait(30.0)
+
+    def read(self) -> Reading:
+        return Reading(energy_j=0.0, power_w=0.0)
+
+
+def test_an_open_that_hangs_skips_the_device_and_the_job_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sampler_module, "OPEN_TIMEOUT_S", 0.3)
+    wedged, clock = _OpenHangs(), FakeClock()
+    good = FakeGPU("good", clock=clock)
+    try:
+        with pytest.warns(DeviceFailureWarning, match="wedged could not be opened"):
+            with greenai.track(devices=[wedged, good], clock=clock) as job:
+                clock.advance(2.0)
+        result = job.result
+        assert [d.name for d in result.devices] == ["good"]
+        assert result.energy_j is not None and result.energy_j > 0
+        assert any("wedged gave no reading" in n and "0.3 s" in n for n in result.notes)
+    finally:
+        wedged.release.set()
+
+
+def test_open_within_passes_open_errors_through() -> None:
+    class Broken(_OpenHangs):
+        def open(self) -> None:
+            raise OSError("no driver")
+
+    with pytest.raises(OSError, match="no driver"):
+        sampler_module.open_within(Broken(), 1.0)

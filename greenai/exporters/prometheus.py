@@ -93,6 +93,7 @@ class PrometheusExporter:
         self.addr = addr
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -125,18 +126,23 @@ class PrometheusExporter:
         """Nothing to do: Prometheus pulls, and each scrape takes a fresh snapshot."""
 
     def finish(self, result: Measurement) -> None:
-        """The job ended: stop serving."""
-        self.stop()
+        """The job ended: stop serving, on a thread of its own.
+
+        The HTTP server notices a shutdown only at its next poll (up to half a second), which
+        the job's ``stop()`` need not wait for; the port is free once it has.
+        """
+        threading.Thread(target=self.stop, name="greenai-prometheus-stop", daemon=True).start()
 
     def stop(self) -> None:
-        """Stop serving and join the server thread (safe to call twice)."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
+        """Stop serving and join the server thread (safe to call twice, from any thread)."""
+        with self._stopping:
+            if self._server is None:
+                return
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join()
+            self._server = self._thread = None
 
     def __enter__(self) -> PrometheusExporter:
         return self.start()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -125,3 +126,21 @@ def test_cli_refuses_a_bad_port_with_exit_2(
     args = ["run", "--store", str(tmp_path / "r.db"), "--prometheus-port", "99999"]
     assert main([*args, "--", sys.executable, "-c", "pass"]) == 2
     assert "0..65535" in capsys.readouterr().err
+
+
+def test_as_a_sink_it_serves_while_the_job_runs_and_releases_the_port_after() -> None:
+    clock = FakeClock()
+    exporter = PrometheusExporter(port=0)
+    with greenai.track("sink", devices=[FakeGPU(clock=clock)], clock=clock, sinks=[exporter]):
+        clock.advance(1.0)
+        assert scrape(exporter.url)["greenai_job_running"][0][1] == 1.0
+    # stop() does not wait for the server's next poll; the port is released soon after
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(exporter.url, timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the exporter still serves 5 s after its job ended")
+    exporter.stop()  # safe after the sink stopped it

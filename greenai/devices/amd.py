@@ -35,10 +35,10 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Reading
+from greenai.devices.library import LibraryGPU
 from greenai.errors import (
     DeviceError,
-    DeviceFailureWarning,
     DeviceReadError,
     DeviceUnavailableError,
     MeasurementWarning,
@@ -119,12 +119,6 @@ def _load_amdsmi() -> ModuleType:
         ) from err
 
 
-def _shutdown_quietly(amdsmi: ModuleType) -> None:
-    # close() never raises; a failed shutdown leaves nothing we could reclaim.
-    with contextlib.suppress(Exception):
-        amdsmi.amdsmi_shut_down()
-
-
 def _watts(value: Any) -> float | None:
     """A socket power field in W, or None where AMD SMI says "N/A"."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -146,7 +140,7 @@ def _rocr_uuid(asic: Mapping[str, Any]) -> str:
     return "GPU-" + serial.lower().removeprefix("0x") if serial and serial != "N/A" else ""
 
 
-class AmdGPU(Device):
+class AmdGPU(LibraryGPU):
     """One AMD GPU (or GCD, or partition), read through AMD SMI.
 
     Energy comes from the energy accumulator (``energy_accumulator × counter_resolution``
@@ -167,8 +161,13 @@ class AmdGPU(Device):
         uuid: The GPU's AMD SMI UUID, for display.
     """
 
-    kind = "gpu"
-    update_period_s = 0.1
+    library = "AMD SMI"
+    init_function = "amdsmi_init"
+    shutdown_function = "amdsmi_shut_down"
+    error_class = "AmdSmiException"
+    _load = staticmethod(_load_amdsmi)
+    physical_index: int
+    _power: PowerSource | None
 
     def __init__(
         self,
@@ -179,52 +178,24 @@ class AmdGPU(Device):
         physical_index: int | None = None,
         uuid: str | None = None,
     ) -> None:
-        self.index = index
-        self.name = name if name is not None else f"{NAME_PREFIX}{index}"
-        self.physical_index = index if physical_index is None else physical_index
-        self.uuid = uuid
-        self.model: str | None = None
-        self._amdsmi = amdsmi
-        self._handle: Any = None
-        self._has_counter = False
-        self._power: PowerSource | None = None
-        self._open = False
-
-    @property
-    def has_counter(self) -> bool:
-        """Whether :meth:`open` found the energy accumulator."""
-        return self._has_counter
+        super().__init__(
+            index,
+            module=amdsmi,
+            name=name if name is not None else f"{NAME_PREFIX}{index}",
+            physical_index=index if physical_index is None else physical_index,
+            uuid=uuid,
+        )
 
     @property
     def power_source(self) -> PowerSource | None:
         """The power field :meth:`open` chose: ``"current"``, ``"average"`` or None."""
         return self._power
 
-    def open(self) -> None:
-        """Initialise AMD SMI, find the GPU and probe once what it can report.
-
-        Raises:
-            DeviceUnavailableError: amdsmi or the driver is missing, the GPU is not listed,
-                or it reports neither energy nor power.
-            DeviceError: Any other AMD SMI failure (for example missing permissions).
-        """
-        if self._open:
-            return
-        module = self._amdsmi if self._amdsmi is not None else _load_amdsmi()
-        self._amdsmi = module
-        try:
-            module.amdsmi_init()
-        except module.AmdSmiException as err:
-            raise _to_greenai_error(err, f"{self.name}: cannot initialise AMD SMI") from err
-        try:
-            self._probe(module)
-        except module.AmdSmiException as err:
-            _shutdown_quietly(module)
-            raise _to_greenai_error(err, f"{self.name}: cannot open") from err
-        except BaseException:
-            _shutdown_quietly(module)
-            raise
-        self._open = True
+    @staticmethod
+    def _convert(
+        module: ModuleType, err: Exception, context: str, *, read: bool = False
+    ) -> DeviceError:
+        return _to_greenai_error(err, context, read=read)
 
     def _probe(self, module: ModuleType) -> None:
         handles = module.amdsmi_get_processor_handles()
@@ -283,7 +254,7 @@ class AmdGPU(Device):
             DeviceReadError: The device is not open, AMD SMI failed on this read, or the
                 power field it answered before now reads "N/A".
         """
-        module = self._amdsmi
+        module = self._module
         if not self._open or module is None:
             raise DeviceReadError(f"{self.name}: read() before open()")
         energy_j = power_w = None
@@ -300,15 +271,6 @@ class AmdGPU(Device):
         except module.AmdSmiException as err:
             raise _to_greenai_error(err, f"{self.name}: read failed", read=True) from err
         return Reading(energy_j=energy_j, power_w=power_w)
-
-    def close(self) -> None:
-        """Shut AMD SMI down once for the init :meth:`open` made. Never raises."""
-        if not self._open:
-            return
-        self._open = False
-        self._handle = None
-        if self._amdsmi is not None:
-            _shutdown_quietly(self._amdsmi)
 
     def detail(self) -> str:
         """Model, AMD SMI index, UUID and the sources used."""
@@ -412,30 +374,19 @@ def discover_amd_gpus(
     rocr, hip = visible_amd_selectors(environ)
     if rocr == [] or hip == []:
         return []
-    try:
-        module = amdsmi if amdsmi is not None else _load_amdsmi()
-    except DeviceUnavailableError:
-        return []
-    try:
-        module.amdsmi_init()
-    except module.AmdSmiException as err:
-        error = _to_greenai_error(err, "AMD GPUs: cannot initialise AMD SMI")
-        if not isinstance(error, DeviceUnavailableError):
-            warnings.warn(str(error), DeviceFailureWarning, stacklevel=2)
-        return []
-    try:
+
+    def listed(module: ModuleType) -> tuple[list[int], dict[int, str]]:
         handles = module.amdsmi_get_processor_handles()
         rocr_uuids = [_rocr_uuid(module.amdsmi_get_gpu_asic_info(h)) for h in handles]
         physical = list(range(len(handles))) if rocr is None else _resolve(rocr, rocr_uuids)
         if hip is not None:
             physical = [physical[i] for i in _resolve(list(hip), [""] * len(physical))]
-        uuids = {i: str(module.amdsmi_get_gpu_device_uuid(handles[i])) for i in physical}
-    except module.AmdSmiException as err:
-        error = _to_greenai_error(err, "AMD GPUs: cannot list the GPUs")
-        warnings.warn(str(error), DeviceFailureWarning, stacklevel=2)
+        return physical, {i: str(module.amdsmi_get_gpu_device_uuid(handles[i])) for i in physical}
+
+    found = AmdGPU.listing(amdsmi, "AMD GPUs", listed)
+    if found is None:
         return []
-    finally:
-        _shutdown_quietly(module)
+    module, (physical, uuids) = found
     return [
         AmdGPU(position, amdsmi=module, physical_index=index, uuid=uuids[index])
         for position, index in enumerate(physical)
@@ -481,4 +432,4 @@ def amd_gpu_info(
     except Exception:
         return [], None
     finally:
-        _shutdown_quietly(module)
+        AmdGPU._shutdown_quietly(module)

@@ -10,7 +10,6 @@ for the whole GPU.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import re
@@ -19,10 +18,10 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Reading
+from greenai.devices.library import LibraryGPU
 from greenai.errors import (
     DeviceError,
-    DeviceFailureWarning,
     DeviceReadError,
     DeviceUnavailableError,
     DriverMismatchError,
@@ -108,17 +107,11 @@ def _load_nvml() -> ModuleType:
         ) from err
 
 
-def _shutdown_quietly(nvml: ModuleType) -> None:
-    # close() never raises; a failed shutdown leaves nothing we could reclaim.
-    with contextlib.suppress(nvml.NVMLError):
-        nvml.nvmlShutdown()
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class NvidiaGPU(Device):
+class NvidiaGPU(LibraryGPU):
     """One physical NVIDIA GPU, read through NVML.
 
     Energy comes from the total-energy counter (mJ since the driver loaded; Volta and newer)
@@ -142,9 +135,13 @@ class NvidiaGPU(Device):
         uuid: The GPU's UUID (``GPU-...``); when given, :meth:`open` looks the GPU up by it.
     """
 
-    kind = "gpu"
-    update_period_s = 0.1
     counter_resolution_j = 0.001
+    library = "NVML"
+    init_function = "nvmlInit"
+    shutdown_function = "nvmlShutdown"
+    error_class = "NVMLError"
+    _load = staticmethod(_load_nvml)
+    _power: PowerSource | None
 
     def __init__(
         self,
@@ -156,24 +153,22 @@ class NvidiaGPU(Device):
         physical_index: int | None = None,
         uuid: str | None = None,
     ) -> None:
-        self.index = index
-        self.name = name if name is not None else f"gpu{index}"
         if physical_index is None and handle is None and uuid is None:
             physical_index = index
-        self.physical_index = physical_index
-        self.uuid = uuid
-        self.model: str | None = None
-        self._nvml = nvml
+        super().__init__(
+            index,
+            module=nvml,
+            name=name if name is not None else f"gpu{index}",
+            physical_index=physical_index,
+            uuid=uuid,
+        )
         self._given_handle = handle
-        self._handle: Any = handle
-        self._has_counter = False
-        self._power: PowerSource | None = None
-        self._open = False
+        self._handle = handle
 
     @property
     def nvml(self) -> ModuleType | None:
         """The pynvml module (or a test stand-in) this GPU is read through."""
-        return self._nvml
+        return self._module
 
     @property
     def handle(self) -> Any:
@@ -181,42 +176,18 @@ class NvidiaGPU(Device):
         return self._handle if self._open else self._given_handle
 
     @property
-    def has_counter(self) -> bool:
-        """Whether :meth:`open` found the total-energy counter."""
-        return self._has_counter
-
-    @property
     def power_source(self) -> PowerSource | None:
         """The power reading :meth:`open` chose: ``"instant"``, ``"average"`` or None."""
         return self._power
 
-    def open(self) -> None:
-        """Initialise NVML, find the GPU and probe once what it can report.
+    @staticmethod
+    def _convert(
+        module: ModuleType, err: Exception, context: str, *, read: bool = False
+    ) -> DeviceError:
+        return _to_greenai_error(module, err, context, read=read)
 
-        Raises:
-            DeviceUnavailableError: pynvml or the driver is missing, or the GPU reports
-                neither energy nor power.
-            DriverMismatchError: The NVML library and the kernel driver disagree.
-            MIGNotSupportedError: The handle is a MIG instance.
-            DeviceError: Any other NVML failure (for example missing permissions).
-        """
-        if self._open:
-            return
-        nvml = self._nvml if self._nvml is not None else _load_nvml()
-        self._nvml = nvml
-        try:
-            nvml.nvmlInit()
-        except nvml.NVMLError as err:
-            raise _to_greenai_error(nvml, err, f"{self.name}: cannot initialise NVML") from err
-        try:
-            self._probe(nvml)
-        except nvml.NVMLError as err:
-            _shutdown_quietly(nvml)
-            raise _to_greenai_error(nvml, err, f"{self.name}: cannot open") from err
-        except BaseException:
-            _shutdown_quietly(nvml)
-            raise
-        self._open = True
+    def _closed_handle(self) -> Any:
+        return self._given_handle
 
     def _probe(self, nvml: ModuleType) -> None:
         handle = self._given_handle
@@ -278,7 +249,7 @@ class NvidiaGPU(Device):
         Raises:
             DeviceReadError: The device is not open, or NVML failed on this read.
         """
-        nvml = self._nvml
+        nvml = self._module
         if not self._open or nvml is None:
             raise DeviceReadError(f"{self.name}: read() before open()")
         handle = self._handle
@@ -293,15 +264,6 @@ class NvidiaGPU(Device):
         except nvml.NVMLError as err:
             raise _to_greenai_error(nvml, err, f"{self.name}: read failed", read=True) from err
         return Reading(energy_j=energy_j, power_w=power_w)
-
-    def close(self) -> None:
-        """Shut NVML down once for the init :meth:`open` made. Never raises."""
-        if not self._open:
-            return
-        self._open = False
-        self._handle = self._given_handle
-        if self._nvml is not None:
-            _shutdown_quietly(self._nvml)
 
     def detail(self) -> str:
         """Model, NVML index, UUID and the NVML sources used."""
@@ -424,28 +386,17 @@ def discover_gpus(
     selectors = visible_gpu_selectors(environ)
     if selectors == []:
         return []
-    try:
-        module = nvml if nvml is not None else _load_nvml()
-    except DeviceUnavailableError:
-        return []
-    try:
-        module.nvmlInit()
-    except module.NVMLError as err:
-        error = _to_greenai_error(module, err, "NVIDIA GPUs: cannot initialise NVML")
-        if isinstance(error, DriverMismatchError) or not isinstance(error, DeviceUnavailableError):
-            warnings.warn(str(error), DeviceFailureWarning, stacklevel=2)
-        return []
-    try:
+
+    def listed(module: ModuleType) -> tuple[list[str], list[int], list[int]]:
         handles = [module.nvmlDeviceGetHandleByIndex(i) for i in range(module.nvmlDeviceGetCount())]
         uuids = [_text(module.nvmlDeviceGetUUID(handle)) for handle in handles]
         physical = list(range(len(uuids))) if selectors is None else _resolve(selectors, uuids)
-        in_mig_mode = [i for i in physical if _mig_enabled(module, handles[i])]
-    except module.NVMLError as err:
-        error = _to_greenai_error(module, err, "NVIDIA GPUs: cannot list the GPUs")
-        warnings.warn(str(error), DeviceFailureWarning, stacklevel=2)
+        return uuids, physical, [i for i in physical if _mig_enabled(module, handles[i])]
+
+    found = NvidiaGPU.listing(nvml, "NVIDIA GPUs", listed)
+    if found is None:
         return []
-    finally:
-        _shutdown_quietly(module)
+    module, (uuids, physical, in_mig_mode) = found
     if in_mig_mode:
         warnings.warn(
             f"NVIDIA GPU(s) {', '.join(uuids[i] for i in in_mig_mode)} are in MIG mode: "

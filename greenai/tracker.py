@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -71,6 +71,7 @@ OPTIONS = (
     "sinks",
     "board_gain",
     "scope",
+    "sync",
 )
 """Keyword options of :class:`Tracker` and :func:`track`."""
 
@@ -137,6 +138,14 @@ class Tracker:
         scope: ``"machine"`` (default): what the hardware drew, whoever used it;
             ``"process"``: each device's share charged to this process's tree
             (:func:`greenai.devices.attribution.apply_scope`), for found and given devices.
+        sync: Make every mark (start, ``step()``, phase entry and exit, stop) wait for the
+            GPU: ``True`` calls ``torch.cuda.synchronize()`` before taking the time, a
+            function is called instead (another accelerator's, or several devices'). CUDA
+            runs work asynchronously, so without it a mark falls where Python queued the
+            work, not where the GPU did it: per-step figures are right on average, phase
+            splits (forward against backward) can be far off. It costs the overlap of
+            CPU and GPU work at every mark: use it to study phases, not in production
+            runs. A note on the result says when ``True`` found no CUDA device.
         board_gain: Add each GPU board's gain error (about ±5%,
             :data:`greenai.windows.BOARD_GAIN_REL`; Yang, Adámek and Armour, SC'24) to the
             uncertainty as a shared part, for figures compared with a wall meter or across
@@ -175,6 +184,7 @@ class Tracker:
         sinks: Sequence[Sink] | None = None,
         scope: Scope = "machine",
         board_gain: bool = False,
+        sync: bool | Callable[[], Any] = False,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -183,6 +193,11 @@ class Tracker:
             raise ConfigError(f"the job name must be a non-empty string, got {name!r}")
         if not isinstance(board_gain, bool):
             raise ConfigError(f"board_gain must be True or False, got {board_gain!r}")
+        if not (isinstance(sync, bool) or callable(sync)):
+            raise ConfigError(
+                "sync must be True (torch.cuda.synchronize before each mark), False, or a"
+                f" function to call before each mark; got {sync!r}"
+            )
         _check_seconds("period_s", period_s, allow_none=True)
         _check_seconds("checkpoint_s", checkpoint_s)
         if not (_is_number(baseline_s) and math.isfinite(baseline_s) and baseline_s >= 0):
@@ -261,6 +276,7 @@ class Tracker:
             "sinks": sinks,
             "scope": scope,
             "board_gain": bool(board_gain),
+            "sync": sync,
         }
         self._store = resolve_store(store)
         self._store_sink: StoreSink | None = None
@@ -289,6 +305,8 @@ class Tracker:
         self._token: contextvars.Token[Tracker | None] | None = None
         self._dist: DistributedSession | None = None
         self._last_live: dict[str, float] = {}
+        self._sync: Callable[[], Any] | None = None
+        self._sync_notes: list[str] = []
 
     # --- public views --------------------------------------------------------------------
     @property
@@ -377,12 +395,13 @@ class Tracker:
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
         )
         self._sampler.start()
+        self._sync = self._resolve_sync()
         self._t_baseline = self._now()
         baseline_s = self._options["baseline_s"]
         if baseline_s > 0:
             self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
         self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        self._t0 = self._now()
+        self._t0 = self._mark_now()
         self._timeline.t0 = self._t0
         self._ledger.begin(self._t_baseline, self._t0, baseline_s > 0)
         self._running = True
@@ -410,9 +429,13 @@ class Tracker:
             raise TrackerStateError(
                 f"tracker {self.name!r} is not running: call start() (or use `with`) first"
             )
-        t1 = self._now()
+        notes: list[str] = list(self._sync_notes)
+        try:
+            t1 = self._mark_now()
+        except Exception as exc:  # the user's sync function: never lose the measurement
+            notes.append(f"sync() failed at stop ({exc!r}); the job ends where stop() was called")
+            t1 = self._now()
         self._running = False
-        notes: list[str] = []
         if self._open:
             names = [ph.path for ph in self._open]
             message = f"phase(s) {names} still open when {self.name!r} stopped; closed at stop"
@@ -478,6 +501,32 @@ class Tracker:
         p.commit()  # its curves stay valid for the figures below
         with self._ledger.lock:  # a sink's snapshot and the user's may overlap
             return self._measure(p, now, "running", [], live=True)
+
+    def _mark_now(self) -> float:
+        """The clock at a mark (start, step, phase edge, stop), after ``sync`` if asked."""
+        if self._sync is not None:
+            self._sync()
+        return self._now()
+
+    def _resolve_sync(self) -> Callable[[], Any] | None:
+        """The function ``sync=`` asks for: the user's, CUDA's, or None (with a note)."""
+        sync = self._options["sync"]
+        if callable(sync) and not isinstance(sync, bool):
+            return cast(Callable[[], Any], sync)
+        if sync is not True:
+            return None
+        try:
+            import torch
+        except ImportError:
+            torch = None  # type: ignore[assignment]
+        if torch is None or not torch.cuda.is_available():
+            self._sync_notes.append(
+                "sync=True, but no CUDA device is available: step and phase marks are taken"
+                " when Python reaches them"
+            )
+            return None
+        cuda_sync: Callable[[], Any] = torch.cuda.synchronize
+        return cuda_sync
 
     def settle(self) -> None:
         """Fold what the devices have settled into the running figures.
@@ -634,7 +683,7 @@ class Tracker:
         """
         if not self._running:
             raise TrackerStateError(f"step() on tracker {self.name!r}, which is not running")
-        t = self._now()
+        t = self._mark_now()
         if samples is not None:
             self._samples += _count("samples", samples)
             self._counted[0] = True
@@ -658,7 +707,7 @@ class Tracker:
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigError(f"phase names must be non-empty strings without '/', got {name!r}")
         parent = self._open[-1].path + "/" if self._open else ""
-        entry = OpenPhase(parent + name, len(self._open), self._now())
+        entry = OpenPhase(parent + name, len(self._open), self._mark_now())
         self._open.append(entry)
         assert self._ledger is not None
         self._ledger.open_phases = self._open
@@ -672,7 +721,7 @@ class Tracker:
                         f"phase {entry.path!r} exited while {inner!r} is still open: phases"
                         " must nest (exit the inner one first)"
                     )
-                self._close_phase(entry, self._now())
+                self._close_phase(entry, self._mark_now())
 
     def _close_phase(self, entry: OpenPhase, t: float) -> None:
         self._open.remove(entry)

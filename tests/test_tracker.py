@@ -356,3 +356,47 @@ def test_any_sampling_period_settles_on_the_counters_scale(period_s: float) -> N
     frame = job.timeline()
     assert not frame["t_s"].duplicated().any()
     assert frame["energy_j"].is_monotonic_increasing
+
+
+def test_sync_is_called_before_every_mark_and_shifts_them_to_when_the_work_is_done(
+    clock: FakeClock,
+) -> None:
+    calls: list[float] = []
+
+    def sync() -> None:  # a GPU whose queued work takes 0.05 s more to finish
+        calls.append(clock.now())
+        clock.advance(0.05)
+
+    with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock, sync=sync) as job:
+        with job.phase("forward"):
+            clock.advance(1.0)
+        job.step()
+    # start, phase entry and exit, step, stop
+    assert len(calls) == 5
+    [forward] = [p for p in job.result.phases if p.name == "forward"]
+    assert forward.duration_s == pytest.approx(1.05)  # its exit waited for the work
+    assert job.result.duration_s == pytest.approx(1.0 + 4 * 0.05)
+
+
+def test_sync_true_without_cuda_says_so_and_a_bad_sync_is_refused(clock: FakeClock) -> None:
+    with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock, sync=True) as job:
+        clock.advance(1.0)
+        job.step()
+    assert any("no CUDA device" in n for n in job.result.notes)
+    with pytest.raises(ConfigError, match="sync must be True"):
+        greenai.track(sync="cuda")
+
+
+def test_a_sync_that_fails_at_stop_keeps_the_measurement(clock: FakeClock) -> None:
+    state = {"fail": False}
+
+    def sync() -> None:
+        if state["fail"]:
+            raise RuntimeError("device lost")
+
+    job = greenai.track(devices=[FakeGPU(clock=clock)], clock=clock, sync=sync).start()
+    clock.advance(1.0)
+    state["fail"] = True
+    result = job.stop()
+    assert result.energy_j is not None and result.energy_j > 0
+    assert any("sync() failed at stop" in n for n in result.notes)

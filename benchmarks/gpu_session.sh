@@ -4,7 +4,7 @@
 # into the docs pages named below, with the device and the date.
 #
 #   bash benchmarks/gpu_session.sh 1   # sensor, accuracy, bench --check-gpu, native, NCCL (~7.5 min)
-#   bash benchmarks/gpu_session.sh 2   # compression sweep on a bf16 MLP, bench full suite
+#   bash benchmarks/gpu_session.sh 2   # process attribution, FLOPs on CUDA, compression sweep, bench full suite
 #
 # Packages the GPU image lacks travel as wheels in .whl/ (codecarbon for its data files,
 # torchao for the compression rows); see docs/dev-notes.md.
@@ -39,6 +39,8 @@ case "${1:-1}" in
       benchmarks/gpu_distributed_nccl.py --out "$out/nccl.md"                        # docs/distributed.md
     ;;
   2)
+    step attribution python3 benchmarks/gpu_attribution.py --seconds 10 --out "$out/attribution.md"  # docs/devices.md
+    step flops-cuda python3 -m pytest tests/flops/test_flops_cuda.py -ra -q -p no:cacheprovider  # docs/efficiency.md
     step compression python3 benchmarks/gpu_compression.py --out "$out/compression.md"  # docs/compression.md
     step bench-full python3 -m greenai bench --suite full --device cuda:0 --no-store --json
     ;;

@@ -251,7 +251,7 @@ class Ledger:
                     break
 
     def _close_without_energy(self) -> None:
-        self._fold_parts(self._pending, {}, WindowParts.zeros(len(self._pending)))
+        self._fold_parts(self._pending, {}, WindowParts.zeros(len(self._pending)), measured=False)
         self._pending = []
 
     def _fold(self, windows: list[_Window], starts: list[Point], ends: list[Point]) -> None:
@@ -265,9 +265,17 @@ class Ledger:
         self._fold_parts(windows, per_device, total)
 
     def _fold_parts(
-        self, windows: list[_Window], per_device: dict[str, WindowParts], total: WindowParts
+        self,
+        windows: list[_Window],
+        per_device: dict[str, WindowParts],
+        total: WindowParts,
+        *,
+        measured: bool = True,
     ) -> None:
-        """Fold the figures of ``windows`` (per device and summed) into the running ones."""
+        """Fold the figures of ``windows`` (per device and summed) into the running ones.
+
+        Unmeasured windows (no device had a curve) count their time, and steps no energy.
+        """
         a, b = [w.a for w in windows], [w.b for w in windows]
         # Windows of one kind and phase fold together (a pass closes hundreds of windows on
         # many devices: one numpy call per group, not a Python call per window and device).
@@ -285,7 +293,7 @@ class Ledger:
             if kind == "step":  # in order: windows are folded in the order they closed
                 self.steps_done += len(members)
                 self.step_duration_s.extend(duration[idx].tolist())
-                if per_device:
+                if measured:  # step energies stay aligned with the steps
                     self.step_energy_j.extend(total.energy_j[idx].tolist())
                     self.step_uncertainty_j.extend(total.uncertainty_j[idx].tolist())
                 continue

@@ -236,6 +236,7 @@ def simulate(
         "checkpoint_first_5min_ms": 1e3 * statistics.median(first_min) if first_min else math.nan,
         "checkpoint_last_5min_ms": 1e3 * statistics.median(last_min) if last_min else math.nan,
         "checkpoint_max_ms": 1e3 * max((c for _, c in costs), default=math.nan),
+        "checkpoints_over_50ms": sum(c > 0.05 for _, c in costs),
         "snapshot_ms": 1e3 * snapshot_s[-1],
         "scrape_first_ms": 1e3 * scrape_s[0],
         "scrape_last_ms": 1e3 * scrape_s[-1],
@@ -297,6 +298,7 @@ def _table(f: dict[str, Any]) -> str:
         f"| checkpoint, last 5 minutes (median) | {f['checkpoint_last_5min_ms']:.1f} ms |"
         " ≤ 2× the first 5 minutes |",
         f"| checkpoint, slowest of {f['checkpoints']} | {f['checkpoint_max_ms']:.1f} ms | |",
+        f"| checkpoints over 50 ms | {f['checkpoints_over_50ms']} | |",
         f"| `snapshot()` at the end | {f['snapshot_ms']:.1f} ms | ≤ 20 ms |",
         f"| Prometheus scrape, first / last | {f['scrape_first_ms']:.1f} ms /"
         f" {f['scrape_last_ms']:.1f} ms | bounded |",

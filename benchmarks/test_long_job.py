@@ -197,11 +197,14 @@ def simulate(
             with job.phase("backward"):
                 clock.advance(half)
             job.step(samples=32)
+            # Every 10 simulated minutes a scrape, and 2.4 s later a snapshot: each finds what
+            # is new since the live thread's last pass (0-5 s), as calls every few seconds do.
             if k % (STEPS_PER_S * 600) == 0 and k:
+                scrape_s.append(_scrape(exporter.url))
+            if k % (STEPS_PER_S * 600) == 12 and k > 12:
                 t = time.perf_counter()
                 job.snapshot()
                 snapshot_s.append(time.perf_counter() - t)
-                scrape_s.append(_scrape(exporter.url))
                 if progress:
                     print(
                         f"  {k / STEPS_PER_S / 3600:6.2f} h simulated,"
@@ -209,11 +212,12 @@ def simulate(
                         f" rss {proc.memory_info().rss / 2**20:.0f} MiB",
                         file=sys.stderr,
                     )
-        t = time.perf_counter()
-        for _ in range(5):
+        if not scrape_s:  # a run shorter than 10 minutes: once at its end
+            scrape_s.append(_scrape(exporter.url))
+        if not snapshot_s:
+            t = time.perf_counter()
             job.snapshot()
-        snapshot_s.append((time.perf_counter() - t) / 5)
-        scrape_s.append(_scrape(exporter.url))
+            snapshot_s.append(time.perf_counter() - t)
         t = time.perf_counter()
         result = job.stop()
         stop_s = time.perf_counter() - t
@@ -286,8 +290,9 @@ def test_a_few_simulated_minutes_stay_exact(tmp_path: Path, benchmark: Any, nati
     )
     figures.pop("costs")
     benchmark.extra_info.update(figures)
-    if native:  # 10 ms reads reach the timeline thinned to a few per 100 ms, none lost
-        assert figures["samples"] <= 3 * GPUS * CI_MINUTES * 60 / 0.1
+    if native:  # 10 ms reads reach the timeline thinned to a few per 100 ms bucket
+        buckets = GPUS * CI_MINUTES * 60 / 0.1
+        assert 0.95 * buckets <= figures["samples"] <= 3 * buckets
     assert abs(figures["energy_err_pct"]) < 0.01
     assert figures["steps"] == int(CI_MINUTES * 60 * STEPS_PER_S)
     # the steps tile the job up to the last step; the rest is the tail after it (< 1 step)
@@ -321,8 +326,8 @@ def _table(f: dict[str, Any]) -> str:
         f"| checkpoints over 50 ms | {f['checkpoints_over_50ms']}"
         f" ({f['checkpoints_over_50ms_without_gc']} without the garbage collector's pauses)"
         " | none |",
-        f"| `snapshot()` at the end | {f['snapshot_ms']:.1f} ms | ≤ 20 ms |",
-        f"| Prometheus scrape, first / last | {f['scrape_first_ms']:.1f} ms /"
+        f"| `snapshot()`, the last (every 10 min) | {f['snapshot_ms']:.1f} ms | ≤ 20 ms |",
+        f"| Prometheus scrape, first / last (every 10 min) | {f['scrape_first_ms']:.1f} ms /"
         f" {f['scrape_last_ms']:.1f} ms | bounded |",
         f"| readings into the timeline, per device | {f['samples'] / GPUS:,.0f} | |",
         f"| `stop()` | {f['stop_s']:.2f} s | ≤ 2 s |",

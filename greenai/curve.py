@@ -29,6 +29,7 @@ the two bracketing counter values.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -93,6 +94,7 @@ class CurveStats:
     """Period (s) of a loop found locked to the update period (:func:`locked_loop`)."""
 
     _arrays: tuple[FloatArray, ...] | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def segments(self) -> int:
@@ -104,12 +106,13 @@ class CurveStats:
 
         Every curve of a pass reads them; they change only when segments settle.
         """
-        if self._arrays is None:
-            self._arrays = tuple(
-                np.fromiter(d, dtype=np.float64, count=len(d))
-                for d in (self.residuals_j, self.seg_len_s, self.lags_s, self.seg_counter_j)
-            )
-        return self._arrays  # type: ignore[return-value]
+        with self._lock:  # a user's timeline() builds curves while a pass settles segments
+            if self._arrays is None:
+                self._arrays = tuple(
+                    np.fromiter(d, dtype=np.float64, count=len(d))
+                    for d in (self.residuals_j, self.seg_len_s, self.lags_s, self.seg_counter_j)
+                )
+            return self._arrays  # type: ignore[return-value]
 
     def extend(
         self,
@@ -119,11 +122,12 @@ class CurveStats:
         seg_counter_j: list[float],
     ) -> None:
         """Remember newly settled segments."""
-        self.residuals_j.extend(residuals_j)
-        self.seg_len_s.extend(seg_len_s)
-        self.lags_s.extend(lags_s)
-        self.seg_counter_j.extend(seg_counter_j)
-        self._arrays = None
+        with self._lock:
+            self.residuals_j.extend(residuals_j)
+            self.seg_len_s.extend(seg_len_s)
+            self.lags_s.extend(lags_s)
+            self.seg_counter_j.extend(seg_counter_j)
+            self._arrays = None
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,8 @@ class Ledger:
     ) -> None:
         """Fold the figures of ``windows`` (per device and summed) into the running ones.
 
-        Unmeasured windows (no device had a curve) count their time, and steps no energy.
+        Unmeasured windows (no device had a curve yet) count their time; their steps' energy
+        is NaN.
         """
         a, b = [w.a for w in windows], [w.b for w in windows]
         # Windows of one kind and phase fold together (a pass closes hundreds of windows on
@@ -293,9 +294,12 @@ class Ledger:
             if kind == "step":  # in order: windows are folded in the order they closed
                 self.steps_done += len(members)
                 self.step_duration_s.extend(duration[idx].tolist())
-                if measured:  # step energies stay aligned with the steps
+                if measured:
                     self.step_energy_j.extend(total.energy_j[idx].tolist())
                     self.step_uncertainty_j.extend(total.uncertainty_j[idx].tolist())
+                else:  # no device had a reading yet: not measured, and aligned with the steps
+                    self.step_energy_j.extend([math.nan] * len(members))
+                    self.step_uncertainty_j.extend([math.nan] * len(members))
                 continue
             name = OTHER_PHASE if kind == "other" else key
             spans = self.other if kind == "other" else self.phases.setdefault(name, Spans())

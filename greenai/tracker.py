@@ -394,19 +394,19 @@ class Tracker:
         self._sampler = Sampler(
             list(devices), self._timeline, period_s=self._options["period_s"], clock=self._clock
         )
+        self._sync = self._resolve_sync()  # before the sampler: nothing to undo if it fails
         self._sampler.start()
-        self._sync = self._resolve_sync()
-        self._t_baseline = self._now()
-        baseline_s = self._options["baseline_s"]
-        if baseline_s > 0:
-            self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
-        self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        self._t0 = self._mark_now()
-        self._timeline.t0 = self._t0
-        self._ledger.begin(self._t_baseline, self._t0, baseline_s > 0)
-        self._running = True
-        self._token = _current.set(self)
-        try:
+        try:  # from here on a failure (a sync that raises, Ctrl-C in the baseline) stops it
+            self._t_baseline = self._now()
+            baseline_s = self._options["baseline_s"]
+            if baseline_s > 0:
+                self._clock.wait_until(object(), self._t_baseline + baseline_s, threading.Event())
+            self._started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            self._t0 = self._mark_now()
+            self._timeline.t0 = self._t0
+            self._ledger.begin(self._t_baseline, self._t0, baseline_s > 0)
+            self._running = True
+            self._token = _current.set(self)
             if self._store_sink is not None:
                 self._store_sink.start(self)  # store errors raise: nothing ran yet
             self._sinks.start(self)
@@ -517,9 +517,11 @@ class Tracker:
             return None
         try:
             import torch
-        except ImportError:
-            torch = None  # type: ignore[assignment]
-        if torch is None or not torch.cuda.is_available():
+
+            available = bool(torch.cuda.is_available())
+        except Exception:  # no torch, or a CUDA install that fails to load
+            available = False
+        if not available:
             self._sync_notes.append(
                 "sync=True, but no CUDA device is available: step and phase marks are taken"
                 " when Python reaches them"
@@ -721,7 +723,12 @@ class Tracker:
                         f"phase {entry.path!r} exited while {inner!r} is still open: phases"
                         " must nest (exit the inner one first)"
                     )
-                self._close_phase(entry, self._mark_now())
+                try:
+                    t = self._mark_now()
+                except BaseException:  # a failing sync still closes the phase, where it is
+                    self._close_phase(entry, self._now())
+                    raise
+                self._close_phase(entry, t)
 
     def _close_phase(self, entry: OpenPhase, t: float) -> None:
         self._open.remove(entry)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import warnings
 
@@ -400,3 +401,48 @@ def test_a_sync_that_fails_at_stop_keeps_the_measurement(clock: FakeClock) -> No
     result = job.stop()
     assert result.energy_j is not None and result.energy_j > 0
     assert any("sync() failed at stop" in n for n in result.notes)
+
+
+def test_a_sync_that_fails_at_start_leaves_nothing_running(clock: FakeClock) -> None:
+    def sync() -> None:
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    gpu = FakeGPU(clock=clock)
+    job = greenai.track(devices=[gpu], clock=clock, sync=sync)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        job.start()
+    assert not job.running and gpu.open_count == 0
+    assert greenai.current() is None
+
+
+def test_a_sync_that_fails_at_a_phase_exit_still_closes_the_phase(clock: FakeClock) -> None:
+    state = {"fail": False}
+
+    def sync() -> None:
+        if state["fail"]:
+            state["fail"] = False
+            raise RuntimeError("CUDA error")
+
+    with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock, sync=sync) as job:
+        with pytest.raises(RuntimeError, match="CUDA error"), job.phase("forward"):
+            clock.advance(1.0)
+            state["fail"] = True
+        with job.phase("backward"):  # not nested under a phase left open
+            clock.advance(1.0)
+    assert {p.name for p in job.result.phases} >= {"forward", "backward"}
+
+
+def test_steps_settled_before_any_reading_are_nan_and_stay_aligned(clock: FakeClock) -> None:
+    gpu = FakeGPU(power_w=200.0, clock=clock, failures=[(0.0, 2.0)])  # no reading for 2 s
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with greenai.track(devices=[gpu], clock=clock) as job:
+            for k in range(8):
+                clock.advance(0.5)
+                job.step()
+                if k == 2:
+                    job.snapshot()  # settles the first steps while nothing was read
+    steps = job.result.steps
+    assert len(steps.energy_j) == len(steps.duration_s) == steps.count == 8
+    assert math.isnan(steps.energy_j[0]) and math.isnan(steps.uncertainty_j[0])
+    assert all(e > 0 for e in steps.energy_j[-4:])

@@ -90,6 +90,7 @@ class PrometheusExporter:
             )
         self.tracker = tracker
         self.port = port
+        self._requested_port = port  # 0 stays "any free one" for a later start()
         self.addr = addr
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -111,15 +112,17 @@ class PrometheusExporter:
         registry = client.CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self.tracker, client))
         try:
-            self._server, self._thread = client.start_http_server(
-                self.port, addr=self.addr, registry=registry
+            server, thread = client.start_http_server(
+                self._requested_port, addr=self.addr, registry=registry
             )
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve Prometheus metrics on {self.addr}:{self.port}: {exc.strerror or exc}"
                 " (pick another port; 0 picks a free one)"
             ) from exc
-        self.port = int(self._server.server_port)
+        with self._stopping:
+            self._server, self._thread = server, thread
+        self.port = int(server.server_port)
         return self
 
     def update(self, snapshot: Measurement) -> None:
@@ -131,18 +134,26 @@ class PrometheusExporter:
         The HTTP server notices a shutdown only at its next poll (up to half a second), which
         the job's ``stop()`` need not wait for; the port is free once it has.
         """
-        threading.Thread(target=self.stop, name="greenai-prometheus-stop", daemon=True).start()
+        taken = self._take()  # this job's server: a later start() gets a server of its own
+        if taken is not None:
+            threading.Thread(
+                target=_shut_down, args=taken, name="greenai-prometheus-stop", daemon=True
+            ).start()
 
     def stop(self) -> None:
         """Stop serving and join the server thread (safe to call twice, from any thread)."""
+        taken = self._take()
+        if taken is not None:
+            _shut_down(*taken)
+
+    def _take(self) -> tuple[Any, threading.Thread | None] | None:
+        """The running server and its thread, now no longer this exporter's."""
         with self._stopping:
             if self._server is None:
-                return
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join()
+                return None
+            taken = (self._server, self._thread)
             self._server = self._thread = None
+            return taken
 
     def __enter__(self) -> PrometheusExporter:
         return self.start()
@@ -154,6 +165,14 @@ class PrometheusExporter:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _shut_down(server: Any, thread: threading.Thread | None) -> None:
+    """Stop ``server`` (it notices at its next poll, within half a second) and join it."""
+    server.shutdown()
+    server.server_close()
+    if thread is not None:
+        thread.join()
 
 
 class _Collector:

@@ -7,8 +7,10 @@ training loop keeps running while a read is in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -30,34 +32,57 @@ OPEN_TIMEOUT_S = 15.0
 init on a machine with many GPUs takes a few seconds; a wedged driver never returns."""
 
 
-def open_within(device: Device, timeout_s: float) -> None:
-    """``device.open()``, given up after ``timeout_s`` where the device says it may block.
+def open_all(devices: Sequence[Device], timeout_s: float) -> list[BaseException | None]:
+    """Open ``devices`` at once, giving up on those still opening after ``timeout_s``.
 
     A device whose reads may hang (``may_hang``: a driver or a file) is opened on a daemon
-    thread; one that does not return in time is left there, never closed, and skipped.
+    thread of its own, so that eight GPUs behind one wedged driver cost one timeout, not
+    eight; the others are opened inline. One that does not return in time is set aside, and
+    closed if its ``open()`` ever returns.
 
-    Raises:
-        TimeoutError: ``open()`` did not return within ``timeout_s``.
-        Exception: Whatever ``open()`` raised.
+    Returns:
+        Per device, in order: None where it opened, else the exception (``TimeoutError``
+        for one given up on).
     """
-    if not device.may_hang:
-        device.open()
-        return
-    failure: list[BaseException] = []
+    results: list[BaseException | None] = [None] * len(devices)
+    state: dict[int, str] = {}  # "opening", "opened", "late"
+    lock = threading.Lock()
 
-    def run() -> None:
+    def run(i: int, device: Device) -> None:
         try:
             device.open()
         except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
+            results[i] = exc
+            return
+        with lock:
+            late = state[i] == "late"
+            state[i] = "opened"
+        if late:  # nobody measures it: release what open() took
+            with contextlib.suppress(Exception):
+                device.close()
 
-    thread = threading.Thread(target=run, name=f"greenai-open-{device.name}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise TimeoutError(f"open() did not return within {timeout_s:g} s")
-    if failure:
-        raise failure[0]
+    threads = []
+    for i, device in enumerate(devices):
+        if not device.may_hang:
+            try:
+                device.open()
+            except Exception as exc:
+                results[i] = exc
+            continue
+        state[i] = "opening"
+        thread = threading.Thread(
+            target=run, args=(i, device), name=f"greenai-open-{device.name}", daemon=True
+        )
+        thread.start()
+        threads.append((i, thread))
+    deadline = time.monotonic() + timeout_s
+    for i, thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+        with lock:
+            if state[i] == "opening":
+                state[i] = "late"
+                results[i] = TimeoutError(f"open() did not return within {timeout_s:g} s")
+    return results
 
 
 def read_timeout_s(period_s: float) -> float:
@@ -138,10 +163,10 @@ class Sampler:
     def start(self) -> None:
         """Open the devices, read them once, and start the thread."""
         opened = []
-        for device in self.devices:
-            try:
-                open_within(device, OPEN_TIMEOUT_S)
-            except Exception as exc:  # a device must never stop the user's job
+        for device, exc in zip(self.devices, open_all(self.devices, OPEN_TIMEOUT_S), strict=True):
+            if exc is not None:  # a device must never stop the user's job
+                if not isinstance(exc, Exception):
+                    raise exc  # Ctrl-C while opening
                 self._note(device.name, f"{device.name} could not be opened and is skipped: {exc}")
                 self.failed[device.name] = str(exc)
             else:

@@ -144,3 +144,15 @@ def test_as_a_sink_it_serves_while_the_job_runs_and_releases_the_port_after() ->
     else:
         pytest.fail("the exporter still serves 5 s after its job ended")
     exporter.stop()  # safe after the sink stopped it
+
+
+def test_one_exporter_serves_two_jobs_one_after_the_other() -> None:
+    clock = FakeClock()
+    exporter = PrometheusExporter(port=0)
+    for name in ("first", "second"):  # the first job's deferred shutdown spares the second
+        with greenai.track(name, devices=[FakeGPU(clock=clock)], clock=clock, sinks=[exporter]):
+            clock.advance(1.0)
+            time.sleep(0.1)
+            [(labels, _)] = scrape(exporter.url)["greenai_job_running"]
+            assert labels["job"] == name
+    exporter.stop()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -122,9 +123,13 @@ class _OpenHangs(Device):
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.closed = False
 
     def open(self) -> None:
         self.release.wait(30.0)
+
+    def close(self) -> None:
+        self.closed = True
 
     def read(self) -> Reading:
         return Reading(energy_j=0.0, power_w=0.0)
@@ -148,10 +153,21 @@ def test_an_open_that_hangs_skips_the_device_and_the_job_starts(
         wedged.release.set()
 
 
-def test_open_within_passes_open_errors_through() -> None:
+def test_open_all_passes_errors_through_and_closes_an_open_that_returns_late() -> None:
     class Broken(_OpenHangs):
         def open(self) -> None:
             raise OSError("no driver")
 
-    with pytest.raises(OSError, match="no driver"):
-        sampler_module.open_within(Broken(), 1.0)
+    late = _OpenHangs()
+    broken, good = Broken(), FakeGPU("good", clock=FakeClock())
+    results = sampler_module.open_all([late, broken, good], 0.2)
+    assert isinstance(results[0], TimeoutError) and "0.2 s" in str(results[0])
+    assert isinstance(results[1], OSError) and results[2] is None
+    assert good.open_count == 1
+    late.release.set()  # its open() returns now; nobody measures it: it is closed again
+    for _ in range(100):
+        if late.open_count == 0 and late.closed:
+            break
+        time.sleep(0.02)
+    assert late.open_count == 0 and late.closed
+    good.close()

@@ -103,9 +103,10 @@ class StoreSink:
         job = self._job
         assert job is not None and self.run_id is not None
         after = min(self._rows_after_s.values(), default=-math.inf)
-        rows = job.timeline(after_s=after, settled=not final, buckets=False)
-        buckets = job.timeline_buckets(after_s=self._buckets_after_s)
-        spans, seen = job.phase_spans_since(self._spans_seen)
+        # Columns, not frames: pandas would cost more than the few rows a checkpoint writes.
+        rows = job.timeline(after_s=after, settled=not final, buckets=False, as_frame=False)
+        buckets = job.timeline_buckets(after_s=self._buckets_after_s, as_frame=False)
+        spans, seen = job.phase_spans_since(self._spans_seen, as_frame=False)
         keep_spans_after_s = m.duration_s - job.retention_s
         if final:
             self.store.finish_run(
@@ -115,12 +116,12 @@ class StoreSink:
             self.store.checkpoint(
                 self.run_id, m, rows, spans, buckets=buckets, keep_spans_after_s=keep_spans_after_s
             )
-        if len(rows):  # rows come in time order per device: the last one per device is latest
+        if len(rows["t_s"]):  # in time order per device: the last one per device is latest
             self._rows_after_s.update(
                 zip(map(str, rows["device"].tolist()), rows["t_s"].tolist(), strict=True)
             )
-        if len(buckets):
-            self._buckets_after_s = max(buckets["t_s"].tolist())
+        if len(buckets["t_s"]):
+            self._buckets_after_s = float(buckets["t_s"].max())
         self._spans_seen = seen
 
     def _problem(self, message: str) -> None:

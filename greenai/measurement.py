@@ -321,9 +321,10 @@ class Measurement:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field, plus ``energy_kwh`` and ``methods``."""
-        # asdict deep-copies every element: 400,000 per-step floats took seconds. The
-        # per-step tuples hold plain floats, so they are copied as lists.
-        data = dataclasses.asdict(dataclasses.replace(self, steps=StepEnergy()))
+        # asdict deep-copies every element: 400,000 per-step floats took seconds. Fields
+        # hold plain values (numbers, strings, dataclasses, tuples): copied shallowly, and
+        # the per-step tuples of floats as lists.
+        data: dict[str, Any] = _plain(dataclasses.replace(self, steps=StepEnergy()))
         data["steps"] = {
             f.name: list(v) if isinstance(v := getattr(self.steps, f.name), tuple) else v
             for f in dataclasses.fields(StepEnergy)
@@ -417,3 +418,18 @@ class Measurement:
             )
             return frame
         raise ConfigError(f"what must be summary, devices, phases or steps; got {what!r}")
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for plain values, without its deep copies.
+
+    Dataclasses become dicts and tuples and lists become lists; every other value is kept
+    as it is (numbers, strings, None).
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -91,8 +91,9 @@ class FakeClock:
             with self._cond:
                 if stop.is_set() or self._t >= deadline:
                     if key in self._waiters:
-                        self._waiters[key] = None
-                    self._cond.notify_all()
+                        self._waiters[key] = None  # busy: advance() waits for its next wait
+                    # No notify: the advancing thread waits until this one waits again (its
+                    # next wait_until) or detaches, and each of those notifies.
                     return stop.is_set()
             wake.wait(0.01)  # set by advance() when due; the timeout notices ``stop``
             wake.clear()
@@ -265,6 +266,8 @@ class _Chunks:
         self._state = [0.0]
         self._cache: dict[int, tuple[list[float], list[float] | np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
+        # (start, end, energy at start, power, cumulative energy) of the newest chunk
+        self._newest: tuple[float, float, float, list[float] | np.ndarray, np.ndarray] | None = None
 
     def _keep(
         self, i: int, edges: np.ndarray, power: np.ndarray
@@ -297,6 +300,13 @@ class _Chunks:
 
     def at(self, t_s: float) -> tuple[float, float]:
         """(power (W), energy since 0 (J)) at ``t_s >= 0``."""
+        newest = self._newest  # where a running job reads: no lock, no search
+        if newest is not None and newest[0] <= t_s < newest[1]:
+            start, _, energy, power_w, cum = newest
+            x = t_s - start
+            k = min(int(x / self._bin_s), len(power_w) - 1)  # type: ignore[operator]
+            p = float(power_w[k])
+            return p, energy + float(cum[k]) + (x - k * self._bin_s) * p  # type: ignore[operator]
         with self._lock:
             i = self._locate(t_s)
             hit = self._cache.get(i)
@@ -313,6 +323,8 @@ class _Chunks:
                 k = min(int(x / self._bin_s), last)
                 left = k * self._bin_s
             p = float(power_w[k])
+            if self._bin_s is not None and i == len(self._starts) - 2:
+                self._newest = (self._starts[i], self._starts[i + 1], self._energy[i], power_w, cum)
             return p, self._energy[i] + float(cum[k]) + (x - left) * p
 
 
@@ -409,13 +421,15 @@ class _Wander:
         def build(i: int, state: float) -> tuple[np.ndarray, np.ndarray, float]:
             shocks = np.random.default_rng((seed, 23, i)).normal(0.0, shock_w, self._BINS)
             # x_k = a^k (x_0 + sum_{j<=k} a^-j s_j), in runs of 500 bins so that a^-j stays
-            # below 160 and float64 keeps ~14 digits.
-            levels = np.empty(self._BINS)
+            # below 160 and float64 keeps ~14 digits; all runs' sums at once, then each
+            # run's start from the previous run's end.
+            sums = np.cumsum(shocks.reshape(-1, self._RUN) / growth, axis=1)
+            starts = np.empty(len(sums))
             x = state
-            for lo in range(0, self._BINS, self._RUN):
-                run = growth * (x + np.cumsum(shocks[lo : lo + self._RUN] / growth))
-                levels[lo : lo + self._RUN] = run
-                x = float(run[-1])
+            for r in range(len(sums)):
+                starts[r] = x
+                x = float(growth[-1] * (x + sums[r, -1]))
+            levels = (growth * (starts[:, None] + sums)).ravel()
             return times, levels, x
 
         self._chunks = _Chunks(build, bin_s=self._BIN_S)

@@ -239,7 +239,10 @@ class Timeline:
         track.e.extend(e)
         track.p.extend(p)
         track.samples += len(t)
-        track.valid += sum(1 for a, b in zip(e, p, strict=True) if a == a or b == b)
+        if len(t) == 1:  # the sampler's one reading a tick (NaN != NaN: not read)
+            track.valid += e[0] == e[0] or p[0] == p[0]
+        else:
+            track.valid += sum(1 for a, b in zip(e, p, strict=True) if a == a or b == b)
         track.last_t = t[-1]
 
     def fail(self, name: str, why: str) -> None:
@@ -307,13 +310,14 @@ class Timeline:
         after_s: float = -math.inf,
         settled_only: bool = False,
         buckets: bool = True,
-    ) -> pd.DataFrame:
+        as_frame: bool = True,
+    ) -> Any:
         """Kept rows (buckets, then full resolution) as a frame, times since ``t0``.
 
         Columns: :data:`TIMELINE_COLUMNS`; ``energy_j`` is cumulative since ``t0``, and
         ``peak_power_w`` is set on bucket rows (NaN on single readings). Only rows later
         than ``after_s`` (seconds since ``t0``), found by bisection: the cost is the rows
-        returned.
+        returned. ``as_frame=False`` gives the columns as a dict of arrays (no pandas).
         """
         frames = []
         cut = t0 + after_s
@@ -329,9 +333,10 @@ class Timeline:
                 tail = self._unsettled_rows(tr)
                 k = bisect.bisect_right(tail.t, cut)
                 parts.append(_slice(tail, k))
-        return rows_frame(frames, self.origin_c(t0), t0)
+        columns = row_columns(frames, self.origin_c(t0), t0)
+        return rows_frame(columns) if as_frame else columns
 
-    def bucket_rows(self, t0: float, *, after_s: float = -math.inf) -> pd.DataFrame:
+    def bucket_rows(self, t0: float, *, after_s: float = -math.inf, as_frame: bool = True) -> Any:
         """Only the bucket rows later than ``after_s`` (see :meth:`rows`)."""
         cut = t0 + after_s
         with self._lock:
@@ -339,7 +344,8 @@ class Timeline:
                 (tr, [_slice(tr.buckets, bisect.bisect_right(tr.buckets.t, cut))])
                 for tr in self.tracks.values()
             ]
-        return rows_frame(frames, self.origin_c(t0), t0)
+        columns = row_columns(frames, self.origin_c(t0), t0)
+        return rows_frame(columns) if as_frame else columns
 
     def origin_c(self, t0: float) -> dict[str, float]:
         """Per device, ``C(t0)``: as settled, or from the curve while ``t0`` is unsettled."""
@@ -567,12 +573,10 @@ def _last_finite(values: FloatArray, fallback: tuple[float, float] | None) -> fl
     return fallback[1] if fallback is not None else -math.inf
 
 
-def rows_frame(
+def row_columns(
     parts: list[tuple[DeviceTrack, list[_Rows]]], origins: dict[str, float], t0: float
-) -> pd.DataFrame:
-    """Rows of many devices as one frame with :data:`TIMELINE_COLUMNS`, times since ``t0``."""
-    import pandas as pd
-
+) -> dict[str, npt.NDArray[Any]]:
+    """Rows of many devices as whole columns (:data:`TIMELINE_COLUMNS`), times since ``t0``."""
     columns: dict[str, list[Any]] = {c: [] for c in TIMELINE_COLUMNS}
     for tr, chunks in parts:
         t = np.concatenate([np.asarray(r.t, dtype=float) for r in chunks])
@@ -592,9 +596,24 @@ def rows_frame(
                 np.concatenate([np.asarray(getattr(r, attr), float) for r in chunks])
             )
         columns["energy_j"].append(c - origin)
-    if not columns["t_s"]:
+    return {
+        k: np.concatenate(v) if v else np.empty(0, dtype=object if k in _TEXT else float)
+        for k, v in columns.items()
+    }
+
+
+_TEXT = ("device", "method")
+
+
+def rows_frame(columns: dict[str, npt.NDArray[Any]]) -> pd.DataFrame:
+    """The columns of :func:`row_columns` as one frame.
+
+    One frame from whole columns: a frame per device and a concat cost ten times more.
+    """
+    import pandas as pd
+
+    if not len(columns["t_s"]):
         empty: pd.DataFrame = pd.DataFrame(columns=TIMELINE_COLUMNS)
         return empty
-    # One frame from whole columns: a frame per device and a concat cost ten times more.
-    frame: pd.DataFrame = pd.DataFrame({k: np.concatenate(v) for k, v in columns.items()})
+    frame: pd.DataFrame = pd.DataFrame(columns)
     return frame

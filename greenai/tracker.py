@@ -796,8 +796,13 @@ class Tracker:
         return self._result
 
     def timeline(
-        self, *, after_s: float = -math.inf, settled: bool = False, buckets: bool = True
-    ) -> pd.DataFrame:
+        self,
+        *,
+        after_s: float = -math.inf,
+        settled: bool = False,
+        buckets: bool = True,
+        as_frame: bool = True,
+    ) -> Any:
         """Per-device readings: time since start, power, raw counter and cumulative energy.
 
         Columns: ``t_s``, ``device``, ``method``, ``power_w``, ``counter_j`` (the raw
@@ -811,23 +816,30 @@ class Tracker:
                 rows returned.
             settled: Only rows that are final (not revised by later readings).
             buckets: Include bucket rows.
+            as_frame: False gives the columns as a dict of numpy arrays instead of a
+                DataFrame: for writers that run every few seconds (pandas costs more than
+                the rows).
 
         Raises:
             TrackerStateError: The tracker has not started.
         """
         if self._timeline is None:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
-        return self._timeline.rows(self._t0, after_s=after_s, settled_only=settled, buckets=buckets)
+        return self._timeline.rows(
+            self._t0, after_s=after_s, settled_only=settled, buckets=buckets, as_frame=as_frame
+        )
 
-    def timeline_buckets(self, *, after_s: float = -math.inf) -> pd.DataFrame:
+    def timeline_buckets(self, *, after_s: float = -math.inf, as_frame: bool = True) -> Any:
         """Only the bucket rows (older readings thinned) later than ``after_s``.
 
+        ``as_frame``: as for :meth:`timeline`.
+
         Raises:
             TrackerStateError: The tracker has not started.
         """
         if self._timeline is None:
             raise TrackerStateError(f"tracker {self.name!r} has not started")
-        return self._timeline.bucket_rows(self._t0, after_s=after_s)
+        return self._timeline.bucket_rows(self._t0, after_s=after_s, as_frame=as_frame)
 
     @property
     def retention_s(self) -> float:
@@ -841,15 +853,15 @@ class Tracker:
         the job started). The last :data:`~greenai.ledger.RECENT_SPANS` settled spans are
         kept; every span counts in its phase's figures.
         """
-        return self.phase_spans_since(0)[0]
+        frame: pd.DataFrame = self.phase_spans_since(0)[0]
+        return frame
 
-    def phase_spans_since(self, seen: int) -> tuple[pd.DataFrame, int]:
+    def phase_spans_since(self, seen: int, *, as_frame: bool = True) -> tuple[Any, int]:
         """Spans settled after the first ``seen`` ones, and how many have settled in all.
 
-        For sinks that write spans as they come: pass back the count each time.
+        For sinks that write spans as they come: pass back the count each time. Columns as
+        for :meth:`phase_spans`; ``as_frame=False`` gives them as a dict of lists.
         """
-        import pandas as pd
-
         ledger = self._ledger
         if ledger is None:
             spans: list[tuple[str, int, float, float]] = []
@@ -859,7 +871,12 @@ class Tracker:
                 total = ledger.spans_seen
                 new = min(max(total - seen, 0), len(ledger.recent_spans))
                 spans = list(itertools.islice(reversed(ledger.recent_spans), new))[::-1]
-        frame: pd.DataFrame = pd.DataFrame(spans, columns=["phase", "depth", "start_s", "end_s"])
+        names = ["phase", "depth", "start_s", "end_s"]
+        if not as_frame:
+            return {name: [span[i] for span in spans] for i, name in enumerate(names)}, total
+        import pandas as pd
+
+        frame: pd.DataFrame = pd.DataFrame(spans, columns=names)
         return frame, total
 
     def device_phases(self) -> dict[str, dict[str, tuple[float, float]]]:

@@ -198,15 +198,17 @@ class RunStore:
         self,
         run_id: str,
         measurement: Measurement | None = None,
-        timeline: pd.DataFrame | None = None,
-        phase_spans: pd.DataFrame | None = None,
+        timeline: tables.Table | None = None,
+        phase_spans: tables.Table | None = None,
         *,
-        buckets: pd.DataFrame | None = None,
+        buckets: tables.Table | None = None,
         keep_spans_after_s: float | None = None,
     ) -> None:
         """Save the latest snapshot of a running run, in one transaction.
 
-        ``measurement`` replaces what was stored. Of ``timeline`` only the rows later than
+        Rows come as DataFrames or as their columns (a mapping of lists or numpy arrays;
+        ``Tracker.timeline(as_frame=False)``). ``measurement`` replaces what was stored. Of
+        ``timeline`` only the rows later than
         those already stored for each device are appended, so a checkpoint costs what is
         new, not the whole timeline. ``buckets`` (rows standing for thinned older readings)
         replace the single rows they cover. ``phase_spans`` replace the stored spans, or
@@ -228,11 +230,11 @@ class RunStore:
         self,
         run_id: str,
         measurement: Measurement,
-        timeline: pd.DataFrame | None = None,
-        phase_spans: pd.DataFrame | None = None,
+        timeline: tables.Table | None = None,
+        phase_spans: tables.Table | None = None,
         status: str | None = None,
         *,
-        buckets: pd.DataFrame | None = None,
+        buckets: tables.Table | None = None,
         keep_spans_after_s: float | None = None,
     ) -> None:
         """Save the final Measurement and end the run.
@@ -463,9 +465,9 @@ class RunStore:
         conn: sqlite3.Connection,
         run_id: str,
         measurement: Measurement | None,
-        timeline: pd.DataFrame | None,
-        phase_spans: pd.DataFrame | None,
-        buckets: pd.DataFrame | None = None,
+        timeline: tables.Table | None,
+        phase_spans: tables.Table | None,
+        buckets: tables.Table | None = None,
         keep_spans_after_s: float | None = None,
     ) -> None:
         if timeline is not None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from greenai.errors import ConfigError
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SPAN_COLUMNS",
     "TIMELINE_COLUMNS",
+    "Table",
     "append_spans",
     "append_timeline",
     "compact_timeline",
@@ -34,6 +36,10 @@ __all__ = [
 TIMELINE_COLUMNS = ["t_s", "device", "method", "power_w", "counter_j", "energy_j", "peak_power_w"]
 SPAN_COLUMNS = ["phase", "depth", "start_s", "end_s"]
 _TIMELINE_FLOATS = ["t_s", "power_w", "counter_j", "energy_j", "peak_power_w"]
+_BUCKET_COLUMNS = ["device", "t_s", "power_w", "counter_j", "energy_j", "peak_power_w"]
+
+Table = Union["pd.DataFrame", Mapping[str, Any]]
+"""Rows to write: a DataFrame, or its columns as a mapping of lists or numpy arrays."""
 
 
 def empty_timeline() -> pd.DataFrame:
@@ -67,15 +73,15 @@ def spans_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return frame
 
 
-def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFrame) -> None:
+def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: Table) -> None:
     """Append the rows of ``timeline`` later than what is stored for each device."""
     _require(timeline, ["t_s", "device", "power_w", "counter_j", "energy_j"], "timeline")
-    if timeline.empty:
+    if not _length(timeline):
         return
     # Plain lists: pandas row operations cost more than the inserts themselves.
-    devices = [str(d) for d in timeline["device"].tolist()]
+    devices = [str(d) for d in _column(timeline, "device")]
     n = len(devices)
-    methods = timeline["method"].tolist() if "method" in timeline.columns else [None] * n
+    methods = _column(timeline, "method") if _has(timeline, "method") else [None] * n
     last_method: dict[str, Any] = {}
     for d, m in zip(devices, methods, strict=True):
         last_method[d] = m
@@ -92,7 +98,7 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
         ).fetchone()[0]
         for d in last_method
     }
-    peak = timeline["peak_power_w"].tolist() if "peak_power_w" in timeline.columns else [None] * n
+    peak = _column(timeline, "peak_power_w") if _has(timeline, "peak_power_w") else [None] * n
     conn.executemany(
         "INSERT INTO timeline (run_id, device, t_s, power_w, counter_j, energy_j, peak_power_w)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -100,10 +106,10 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
             (run_id, d, t, p, c, e, k)  # floats from tolist(); SQLite binds NaN as NULL
             for d, t, p, c, e, k in zip(
                 devices,
-                timeline["t_s"].tolist(),
-                timeline["power_w"].tolist(),
-                timeline["counter_j"].tolist(),
-                timeline["energy_j"].tolist(),
+                _column(timeline, "t_s"),
+                _column(timeline, "power_w"),
+                _column(timeline, "counter_j"),
+                _column(timeline, "energy_j"),
                 peak,
                 strict=True,
             )
@@ -112,24 +118,19 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: pd.DataFram
     )
 
 
-def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFrame) -> None:
+def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: Table) -> None:
     """Replace full-resolution rows by the buckets they were thinned to.
 
     For each device, the single-reading rows up to its last bucket (and after the bucket
     before the first new one) are deleted and the bucket rows inserted: the cost is the rows
     replaced, not the run's size.
     """
-    if buckets.empty:
+    if not _length(buckets):
         return
     # Plain lists grouped by device: a pandas groupby costs more than the writes.
     by_device: dict[str, list[tuple[Any, ...]]] = {}
     for d, t, p, c, e, k in zip(
-        buckets["device"].tolist(),
-        buckets["t_s"].tolist(),
-        buckets["power_w"].tolist(),
-        buckets["counter_j"].tolist(),
-        buckets["energy_j"].tolist(),
-        buckets["peak_power_w"].tolist(),
+        *(_column(buckets, name) for name in _BUCKET_COLUMNS),
         strict=True,
     ):
         by_device.setdefault(str(d), []).append((run_id, str(d), t, p, c, e, k))
@@ -154,9 +155,7 @@ def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: pd.DataFram
         )
 
 
-def append_spans(
-    conn: sqlite3.Connection, run_id: str, spans: pd.DataFrame, keep_after_s: float
-) -> None:
+def append_spans(conn: sqlite3.Connection, run_id: str, spans: Table, keep_after_s: float) -> None:
     """Add ``spans`` and drop stored spans that ended before ``keep_after_s``."""
     _require(spans, SPAN_COLUMNS, "phase_spans")
     conn.execute("DELETE FROM phase_spans WHERE run_id = ? AND end_s < ?", (run_id, keep_after_s))
@@ -164,15 +163,13 @@ def append_spans(
         "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
         (
             (run_id, str(p), int(d), float(a), float(b))
-            for p, d, a, b in zip(
-                spans["phase"], spans["depth"], spans["start_s"], spans["end_s"], strict=True
-            )
+            for p, d, a, b in zip(*(_column(spans, name) for name in SPAN_COLUMNS), strict=True)
             if b >= keep_after_s
         ),
     )
 
 
-def replace_spans(conn: sqlite3.Connection, run_id: str, spans: pd.DataFrame) -> None:
+def replace_spans(conn: sqlite3.Connection, run_id: str, spans: Table) -> None:
     """Replace the run's phase spans with ``spans``."""
     _require(spans, SPAN_COLUMNS, "phase_spans")
     conn.execute("DELETE FROM phase_spans WHERE run_id = ?", (run_id,))
@@ -180,9 +177,7 @@ def replace_spans(conn: sqlite3.Connection, run_id: str, spans: pd.DataFrame) ->
         "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
         (
             (run_id, str(p), int(d), float(a), float(b))
-            for p, d, a, b in zip(
-                spans["phase"], spans["depth"], spans["start_s"], spans["end_s"], strict=True
-            )
+            for p, d, a, b in zip(*(_column(spans, name) for name in SPAN_COLUMNS), strict=True)
         ),
     )
 
@@ -235,10 +230,30 @@ def save_measurement(conn: sqlite3.Connection, run_id: str, m: Measurement) -> N
     )
 
 
-def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def _names(table: Table) -> list[str]:
+    return [str(c) for c in (table.columns if hasattr(table, "columns") else table)]
+
+
+def _has(table: Table, name: str) -> bool:
+    return name in _names(table)
+
+
+def _column(table: Table, name: str) -> list[Any]:
+    """One column as a plain list (a frame's Series, a numpy array or a list)."""
+    values = table[name]
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _length(table: Table) -> int:
+    if hasattr(table, "columns"):  # a DataFrame
+        return len(table)
+    return len(next(iter(table.values()), ()))
+
+
+def _require(table: Table, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if not _has(table, c)]
     if missing:
-        raise ConfigError(f"{what} lacks columns {missing}; it has {list(frame.columns)}")
+        raise ConfigError(f"{what} lacks columns {missing}; it has {_names(table)}")
 
 
 def _real(value: Any) -> float | None:

@@ -248,3 +248,22 @@ def test_bad_timeline_and_meta_are_config_errors(store: RunStore) -> None:
         store.checkpoint(run_id, timeline=pd.DataFrame({"t_s": [0.0], "device": ["g"]}))
     with pytest.raises(ConfigError, match="JSON"):
         store.start_run("x", meta={"f": object()})
+
+
+def test_checkpoints_take_columns_as_well_as_frames(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with RunStore(tmp_path / "r.db") as store:
+        job = greenai.track("cols", devices=[FakeGPU(clock=clock)], clock=clock).start()
+        run_id = store.start_run("cols")
+        clock.advance(3.0)
+        snap = job.snapshot()
+        columns = job.timeline(as_frame=False)
+        frame = job.timeline()
+        spans, _ = job.phase_spans_since(0, as_frame=False)
+        store.checkpoint(run_id, snap, columns, spans, keep_spans_after_s=0.0)
+        job.stop()
+        stored = store.get(run_id).timeline
+        assert len(stored) == len(frame) > 0
+        assert stored["energy_j"].tolist() == pytest.approx(frame["energy_j"].tolist())
+        with pytest.raises(ConfigError, match="lacks columns"):
+            store.checkpoint(run_id, snap, {"t_s": [1.0]}, spans)

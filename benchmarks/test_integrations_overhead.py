@@ -116,7 +116,8 @@ def test_callback_work_per_step(benchmark, hooked: bool) -> None:  # type: ignor
     benchmark.pedantic(step, rounds=20, iterations=500, warmup_rounds=1)
     if hooked:
         callback.on_train_end(args, state, control)
-        assert callback.result is not None and callback.result.steps.count >= 500
+        ran = 1 if benchmark.disabled else 500  # --benchmark-disable runs the step once
+        assert callback.result is not None and callback.result.steps.count >= ran
         assert callback.result.steps.samples == callback.result.steps.count * BATCH
 
 

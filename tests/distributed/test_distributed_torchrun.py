@@ -115,3 +115,24 @@ def test_two_hosts_keep_their_own_shared_device(tmp_path: Path) -> None:
         record.node("node0").energy_j + record.node("node1").energy_j, rel=1e-12
     )
     assert len(job.steps.energy_j) == 3  # nothing shared: per-step energy adds up
+
+
+def test_a_two_rank_trainer_records_one_job_with_both_ranks(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    results = _torchrun(tmp_path, "trainer")
+    job, own = results[0], results[1]
+    record = job.job
+    assert record is not None and record.scope == "job" and record.complete
+    assert record.world_size == 2 and record.backend == "gloo"
+    assert [r.steps for r in sorted(record.ranks, key=lambda r: r.rank)] == [4, 4]
+    assert own.job is not None and own.job.scope == "rank"
+    # the job's energy is both ranks' GPUs, each measured by its own rank
+    expected = record.rank_energy(0).energy_j + own.device("gpu1").energy_j
+    assert job.energy_j == pytest.approx(expected, rel=1e-12)
+    assert job.steps.count == 4 and job.steps.samples == 2 * 4 * 4  # ranks x steps x batch
+    with RunStore(tmp_path / "runs.db", read_only=True) as runs:
+        listed = runs.runs()
+        run = runs.get("latest")
+    assert len(listed) == 1  # rank 0 records the job, rank 1 does not
+    assert run.meta["integration"] == "transformers.Trainer"
+    assert run.meta["distributed"]["world_size"] == 2

@@ -46,7 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     if args.compress:
         from greenai.compress.cli import print_sweep
-        from greenai.demo import compress_demo
+        from greenai.compress.demo import compress_demo
         from greenai.report.compression import check_export_path
 
         out = check_export_path(args.output or Path("greenai-compress.html"), "--output")

@@ -79,13 +79,6 @@ def digits_accuracy(model: Any) -> float:
         return float((model(x).argmax(dim=1) == y).float().mean())
 
 
-def compress_demo(repeats: int = 5, methods: str | None = None) -> Any:
-    """``greenai demo --compress``: see :func:`greenai.compress.demo.compress_demo`."""
-    from greenai.compress.demo import compress_demo as run
-
-    return run(repeats=repeats, methods=methods)
-
-
 DEMO_EPOCHS = 24
 """Epochs of ``greenai demo``: about 15 s on two CPU cores."""
 QUICK_EPOCHS = 3

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from greenai.curve import CurveModel, Points, locked_loop
+from greenai.curve import locked_loop
+from greenai.points import CurveModel, Points
 from greenai.timeline import Pass, Timeline
 from greenai.windows import Spans, WindowParts, device_windows, sum_devices
 

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from greenai.curve import CurveStats, DeviceSpec, EnergyCurve, Points
+from greenai.curve import CurveStats, EnergyCurve
 from greenai.devices.base import Device, Reading
 from greenai.guard import CounterGuard
+from greenai.points import DeviceSpec, Points
 
 if TYPE_CHECKING:
     import pandas as pd

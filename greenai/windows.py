@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from greenai.curve import SHORT_WINDOW_REL, CurveModel, DeviceSpec, Points
+from greenai.points import SHORT_WINDOW_REL, CurveModel, DeviceSpec, Points
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -55,6 +55,7 @@ __all__ = [
     "per_unit",
     "ratio_with_uncertainty",
     "sum_devices",
+    "t_quantile_975",
     "with_spread",
 ]
 
@@ -297,8 +298,6 @@ def across_offsets(values: Sequence[float], uncertainty: float) -> OffsetFigure:
         values: The figure from each repeat (at least 1).
         uncertainty: The measurement's own ~95% uncertainty of the mean, same unit.
     """
-    from greenai.compress.stats import t_quantile_975
-
     v = [float(x) for x in values]
     mean = math.fsum(v) / len(v)
     spread = 0.0
@@ -306,3 +305,19 @@ def across_offsets(values: Sequence[float], uncertainty: float) -> OffsetFigure:
         sd = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (len(v) - 1))
         spread = t_quantile_975(len(v) - 1) * sd / math.sqrt(len(v))
     return OffsetFigure(mean, with_spread(uncertainty, spread), spread, len(v))
+
+
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """Student's t 97.5% quantile (two-sided 95% interval) for ``df`` degrees of freedom."""
+    if df < 1:
+        return math.inf
+    if df <= len(_T975):
+        return _T975[df - 1]
+    return 1.96 + 2.4 / df  # within 0.002 of the exact value beyond 30

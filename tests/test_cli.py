@@ -80,6 +80,7 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
 ) -> None:
     import torch
 
+    import greenai.compress.demo
     import greenai.demo
     from greenai.compress import sweep
     from greenai.testing import FakeGPU
@@ -98,7 +99,7 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
             latency_s=0.01,
         )
 
-    monkeypatch.setattr(greenai.demo, "compress_demo", small_demo)
+    monkeypatch.setattr(greenai.compress.demo, "compress_demo", small_demo)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo.md"
     assert main(["demo", "--compress", "--output", str(out)]) == 0
@@ -109,12 +110,12 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
 def test_demo_compress_refuses_a_bad_output_before_the_sweep(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import greenai.demo
+    import greenai.compress.demo
 
     def no_sweep() -> None:
         raise AssertionError("the sweep ran before --output was checked")
 
-    monkeypatch.setattr(greenai.demo, "compress_demo", no_sweep)
+    monkeypatch.setattr(greenai.compress.demo, "compress_demo", no_sweep)
     assert main(["demo", "--compress", "--output", "x.txt"]) == 2
     err = capsys.readouterr().err
     assert "--output must end in .csv, .json, .md or .html (or .htm), got 'x.txt'" in err

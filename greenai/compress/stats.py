@@ -8,7 +8,6 @@ makes a model *bigger*).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from greenai.compress.base import PRUNABLE
+from greenai.windows import t_quantile_975
 
 __all__ = [
     "dense_weights",
@@ -27,21 +27,6 @@ __all__ = [
     "t_quantile_975",
     "tensor_bytes",
 ]
-
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t_quantile_975(df: int) -> float:
-    """Student's t 97.5% quantile (two-sided 95% interval) for ``df`` degrees of freedom."""
-    if df < 1:
-        return math.inf
-    if df <= len(_T975):
-        return _T975[df - 1]
-    return 1.96 + 2.4 / df  # within 0.002 of the exact value beyond 30
 
 
 def tensor_bytes(value: Any, dense_counted: list[str] | None = None) -> int:

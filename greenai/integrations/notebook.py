@@ -62,11 +62,11 @@ def greenai_cell(line: str, cell: str) -> Any:
     """Run ``cell`` under a tracker and return its Measurement (IPython displays it)."""
     from IPython import get_ipython
 
-    import greenai
+    from greenai.tracker import track
 
     shell = get_ipython()
     name, var, options = _options(line, shell.user_ns)
-    job = greenai.track(name, **options)
+    job = track(name, **options)
     shell.user_ns["greenai_job"] = job
     code = shell.transform_cell(cell)
     with job:

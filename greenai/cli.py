@@ -643,13 +643,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad input and I/O problems (an unwritable file, a full disk, input nested too deeply)
     end in one line on stderr, never a traceback. A reader that closes the pipe early
-    (``greenai runs | head -1``) ends the output silently.
+    (``greenai runs | head -1``) ends the output silently. Ctrl-C and SIGTERM follow
+    :mod:`greenai.interrupts`: the first stops cleanly and stores what was measured (exit
+    128 + the signal's number), a second exits at once.
     """
+    from greenai.interrupts import signal_policy
+
     args = build_parser().parse_args(argv)
     try:
-        code = int(args.func(args))
-        sys.stdout.flush()  # a full disk shows here, while it can still be reported
+        with signal_policy():  # Ctrl-C/SIGTERM: stop cleanly, store, one line; twice: exit
+            code = int(args.func(args))
+            sys.stdout.flush()  # a full disk shows here, while it can still be reported
         return code
+    except KeyboardInterrupt as exc:
+        _drop_stdout()
+        print("greenai: interrupted; what was measured so far is stored", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
     except GreenAIError as exc:
         return _fail(str(exc))
     except BrokenPipeError:

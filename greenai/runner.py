@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -139,48 +140,61 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
     # The handlers go in before the run is stored: once it is visible a supervisor may
     # signal us, and a SIGTERM that found the default handler would kill greenai (exit
     # -15) instead of being forwarded (143). A signal before the command starts means
-    # the command is not started at all.
+    # the command is not started at all. They stay in until the run is stored: a signal
+    # that comes once the command has ended (two SIGTERMs 2 ms apart, a third Ctrl-C
+    # during stop()) is noted and the record written, never a traceback or a run left
+    # ``running``.
     forwarded: list[int] = []
     sent: list[int] = []
     proc: subprocess.Popen[bytes] | None = None
+    ended = waiting = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
         forwarded.append(signum)
-        if proc is not None and len(forwarded) > 1:
+        if ended:
+            return  # the command is gone; the record is being written (bounded)
+        if waiting and len(forwarded) == 2:
             raise _SecondSignal(signum)  # out of proc.wait(): stop waiting, keep the data
         if proc is not None:
             sent.append(signum)
             if not (signum == signal.SIGINT and _in_terminal_foreground(proc.pid)):
-                proc.send_signal(signum)  # else Ctrl-C reached it from the terminal
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)  # else Ctrl-C reached it from the terminal
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         tracker.start()
         if forwarded:
+            ended = True
             return 128 + forwarded[0], tracker.stop(status="interrupted")
         try:
             proc = _spawn(argv)
         except OSError as exc:
+            ended = True
             tracker.stop(status="failed")
             raise ConfigError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
         try:
+            waiting = True
             if forwarded and not sent:  # it came while the child was starting
                 sent.append(forwarded[0])
                 proc.send_signal(forwarded[0])
             code = proc.wait()
+            ended = True
         except _SecondSignal as again:
+            ended = True
             _kill(proc)
             code = -again.signum
+        ended = True
+        if code == 0 and not forwarded:
+            status = "completed"
+        elif forwarded or code < 0:
+            status = "interrupted"
+        else:
+            status = "failed"
+        result = tracker.stop(status=status)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if code == 0 and not forwarded:
-        status = "completed"
-    elif forwarded or code < 0:
-        status = "interrupted"
-    else:
-        status = "failed"
-    result = tracker.stop(status=status)
     return (code if code >= 0 else 128 - code), result
 
 

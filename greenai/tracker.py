@@ -32,10 +32,11 @@ from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device, Scope
 from greenai.distributed.session import DistributedSession, open_session
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
+from greenai.interrupts import shield
 from greenai.ledger import OTHER_PHASE, Ledger, OpenPhase, Point, point_at
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.sampling.sampler import Sampler
-from greenai.sinks import Sink, SinkSet
+from greenai.sinks import Sink, SinkSet, check_sinks, mark_background, refuse_from_background
 from greenai.timeline import RETENTION_S, Pass, Timeline
 from greenai.windows import Spans, linear, sum_devices
 
@@ -229,11 +230,7 @@ class Tracker:
             from greenai.flops.peaks import check_dtype
 
             check_dtype(dtype)  # fail now: at stop() the measurement would be lost
-        for sink in sinks or ():
-            if not isinstance(sink, Sink):
-                raise ConfigError(
-                    f"a sink needs start(job), update(snapshot) and finish(result); got {sink!r}"
-                )
+        sinks = check_sinks(sinks)
         if scope not in ("machine", "process"):
             raise ConfigError(
                 f"scope must be 'machine' (what the hardware drew) or 'process' (this process"
@@ -280,7 +277,7 @@ class Tracker:
         }
         self._store = resolve_store(store)
         self._store_sink: StoreSink | None = None
-        self._sinks = SinkSet(list(sinks or ()))
+        self._sinks = SinkSet(sinks)
         self._flops = [0.0, 0.0]  # nominal, executed: added or counted outside steps
         self._flops_per_step: tuple[float, float] | None = (
             None if flops_per_step is None else (float(flops_per_step), float(flops_per_step))
@@ -423,12 +420,23 @@ class Tracker:
         """Stop sampling and return the :class:`Measurement` (also kept as :attr:`result`).
 
         Never raises away a measurement: what fails while turning readings into figures
-        (or in a sink, or in the store) becomes a note on the result.
+        (or in a sink, or in the store) becomes a note on the result. Under greenai's
+        command-line signal policy a first Ctrl-C waits until the record is written
+        (:func:`greenai.interrupts.shield`).
+
+        Raises:
+            TrackerStateError: Not running, or called from one of greenai's own threads
+                (a sink's ``update()``).
         """
+        with shield():
+            return self._stop(status)
+
+    def _stop(self, status: str) -> Measurement:
         if not self._running:
             raise TrackerStateError(
                 f"tracker {self.name!r} is not running: call start() (or use `with`) first"
             )
+        refuse_from_background(f"stop() of tracker {self.name!r}")
         notes: list[str] = list(self._sync_notes)
         try:
             t1 = self._mark_now()
@@ -439,7 +447,7 @@ class Tracker:
         if self._open:
             names = [ph.path for ph in self._open]
             message = f"phase(s) {names} still open when {self.name!r} stopped; closed at stop"
-            warnings.warn(message, MeasurementWarning, stacklevel=2)
+            warnings.warn(message, MeasurementWarning, stacklevel=3)
             notes.append(message)
             while self._open:
                 self._close_phase(self._open[-1], t1)
@@ -471,7 +479,7 @@ class Tracker:
             self._store_sink.finish(self._result)
         self._sinks.finish(self._result)
         for message in self._sinks.problems:
-            warnings.warn(message, MeasurementWarning, stacklevel=2)
+            warnings.warn(message, MeasurementWarning, stacklevel=3)
         if self._sinks.problems:
             self._result = dataclasses.replace(
                 self._result, notes=(*self._result.notes, *self._sinks.problems)
@@ -685,12 +693,14 @@ class Tracker:
         """
         if not self._running:
             raise TrackerStateError(f"step() on tracker {self.name!r}, which is not running")
+        n_samples = None if samples is None else _count("samples", samples)
+        n_tokens = None if tokens is None else _count("tokens", tokens)  # both, before either
         t = self._mark_now()
-        if samples is not None:
-            self._samples += _count("samples", samples)
+        if n_samples is not None:
+            self._samples += n_samples
             self._counted[0] = True
-        if tokens is not None:
-            self._tokens += _count("tokens", tokens)
+        if n_tokens is not None:
+            self._tokens += n_tokens
             self._counted[1] = True
         assert self._ledger is not None
         self._ledger.steps.append(t)
@@ -1150,6 +1160,7 @@ class _LiveThread:
 
     def _run(self) -> None:
         t = self._tracker
+        mark_background("the tracker's live thread")
         try:
             now = self._clock.now()
             settle_at = now + min(self.SETTLE_S, self._checkpoint_s)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -9,6 +12,13 @@ import greenai
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
 from greenai.testing import FakeClock, FakeGPU
+
+
+def _poll(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        threading.Event().wait(0.005)
 
 
 class Recorder:
@@ -37,9 +47,11 @@ def test_sinks_get_start_snapshots_and_the_final_result() -> None:
         sinks=[sink],
         checkpoint_s=1.0,
     ) as job:
-        for _ in range(50):
+        for i in range(50):
             clock.advance(0.1)
             job.step(samples=4)
+            if i % 10 == 9:  # each sink runs on its own thread: wait for this second's update
+                _poll(lambda n=i // 10: len(sink.updates) > n)
     assert sink.started == "j"
     assert len(sink.updates) >= 4
     assert all(u.status == "running" for u in sink.updates)

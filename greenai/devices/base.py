@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import numbers
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,43 @@ class Reading:
 
     energy_j: float | None = None
     power_w: float | None = None
+
+
+def checked_reading(value: object) -> Reading:
+    """``value`` as a :class:`Reading` of plain floats (or None): the one validation boundary.
+
+    Every reading a Python-read device returns passes here before any of it becomes a
+    float in a timeline. A value may be None or a real number (int, float, numpy number;
+    not bool, complex, str or a container); a NaN or infinity is kept as not read (the
+    counter guard drops it); anything else, or a number no float can hold (``10**400``),
+    rejects the whole read.
+
+    Raises:
+        DeviceReadError: ``value`` is not a Reading, or one of its values is not a number.
+    """
+    from greenai.errors import DeviceReadError
+
+    if not isinstance(value, Reading):
+        raise DeviceReadError(f"read() returned {type(value).__name__}, not a greenai Reading")
+    out: list[float | None] = []
+    for field in ("energy_j", "power_w"):
+        raw = getattr(value, field, None)
+        if raw is None:
+            out.append(None)
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+            raise DeviceReadError(
+                f"read() gave {field} of type {type(raw).__name__}, not a number of"
+                f" {'joules' if field == 'energy_j' else 'watts'}"
+            )
+        try:
+            number = float(raw)
+        except BaseException as exc:
+            raise DeviceReadError(
+                f"read() gave {field} that is not a float ({type(exc).__name__})"
+            ) from None
+        out.append(number)
+    return Reading(energy_j=out[0], power_w=out[1])
 
 
 class Device(abc.ABC):

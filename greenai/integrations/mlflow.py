@@ -5,6 +5,7 @@ Needs the ``mlflow`` extra (``pip install 'greenai[mlflow]'``; ``mlflow-skinny``
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenai.integrations import require
 from greenai.integrations.figures import figures, method_tags, write_report_files
+from greenai.integrations.names import mlflow_run_name
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -62,8 +64,16 @@ class MLflowSink:
         self._owned = False
         self._job: Tracker | None = None
 
+    def bind(self, job: Tracker) -> None:
+        """On the job's own thread: take MLflow's active run there (it is per thread)."""
+        mlflow = sys.modules.get("mlflow")  # not imported: no run can be active
+        if self.run_id is None and mlflow is not None:
+            active = mlflow.active_run()
+            if active is not None:
+                self.run_id = active.info.run_id
+
     def start(self, job: Tracker) -> None:
-        """Find or open the MLflow run."""
+        """Find or open the MLflow run (on the sink's own thread)."""
         mlflow = require("mlflow", "mlflow", "mlflow-skinny")
         tracking = require("mlflow.tracking", "mlflow", "mlflow-skinny")
         self._job = job
@@ -84,7 +94,9 @@ class MLflowSink:
                         else self._client.create_experiment(self.experiment)
                     )
                 run = self._client.create_run(
-                    experiment_id or "0", run_name=job.name, tags={"greenai/job": job.name}
+                    experiment_id or "0",
+                    run_name=mlflow_run_name(job.name),
+                    tags={"greenai/job": job.name[:5000]},
                 )
                 self.run_id = run.info.run_id
                 self._owned = True

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenai.integrations import require
 from greenai.integrations.figures import PREFIX, figures, method_tags, write_report_files
+from greenai.integrations.names import wandb_artifact_name
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -79,7 +80,7 @@ class WandbSink:
     def _artifact(self, result: Measurement) -> None:
         import wandb
 
-        artifact = wandb.Artifact(f"greenai-{result.name}", type="greenai-report")
+        artifact = wandb.Artifact(wandb_artifact_name(result.name), type="greenai-report")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             write_report_files(folder, self._job, result)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Device, Reading, checked_reading
 
 __all__ = ["ReadOutcome", "ReadWorker"]
 
@@ -109,13 +109,22 @@ class ReadWorker:
 
 
 def _read(device: Device, now: Callable[[], float]) -> ReadOutcome:
-    """Read ``device`` once: a Reading, or the exception (a non-Reading is a TypeError)."""
+    """Read ``device`` once: a checked Reading of floats, or the exception.
+
+    Anything a read raises is a failed read, noted by the sampler: ``SystemExit`` and
+    ``KeyboardInterrupt`` from the device's own code too (off the main thread they can
+    only come from there). A Reading with values that are not numbers is a failed read
+    (:func:`~greenai.devices.base.checked_reading`).
+    """
     before = now()
     try:
-        value = device.read()
-    except Exception as exc:  # reported as a failed read
+        reading = checked_reading(device.read())
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and _on_main_thread():
+            raise  # the user's Ctrl-C, not the device's
         return ReadOutcome(device, before, error=exc)
-    if not isinstance(value, Reading):
-        error = TypeError(f"read() returned {type(value).__name__}, not a greenai Reading")
-        return ReadOutcome(device, before, error=error)
-    return ReadOutcome(device, (before + now()) / 2.0, reading=value)
+    return ReadOutcome(device, (before + now()) / 2.0, reading=reading)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

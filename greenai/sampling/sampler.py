@@ -232,10 +232,11 @@ class Sampler:
         self.timeline.mark_failure(device.name, t)
         if device.name not in self._warned:
             self._warned.add(device.name)
-            self.failed[device.name] = str(exc)
+            why = str(exc) if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            self.failed[device.name] = why
             self._note(
                 device.name,
-                f"{device.name} failed mid-run ({exc}); the other devices are still "
+                f"{device.name} failed mid-run ({why}); the other devices are still "
                 "measured, the gap is recorded and the result is marked partial",
             )
 

@@ -310,7 +310,8 @@ def test_random_windows(
         assert stats["p95_err_pct"] <= target
     if SCENARIOS[scenario].steady and length_s >= 1.0:
         assert stats["median_err_pct"] <= 0.5
-    assert stats["coverage"] >= 0.95
+    # A calibrated 95% interval (benchmarks/calibration.py is the gate) covers 90-99%.
+    assert stats["coverage"] >= 0.90
 
 
 def across_steps(scenario: str, mode: str, period_s: float, length_s: float) -> dict[str, float]:

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from greenai.devices.base import Method
 from greenai.points import CurveModel, DeviceSpec, Points
-from greenai.windows import device_windows
+from greenai.windows import device_windows, edge_j
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -54,6 +54,11 @@ iterations and several shifted starts)."""
 
 _JUMP_SPREADS = 6.0
 """A change between consecutive updates beyond this many robust spreads is a jump."""
+
+FEW_SEGMENTS_REL = 0.5
+"""Relative uncertainty of energy extrapolated beyond the anchors by the power shape when
+fewer than four counter segments (and no job history) show how well that shape works: a
+job of a few updates on a part-time power sensor."""
 
 STUCK_COUNTER_S = 60.0
 """A counter that has not changed for this long settles by its power readings instead."""
@@ -173,6 +178,9 @@ class EnergyCurve:
         self._varying = False
         self._half_bracket = s.update_period_s / 2.0
         self._hard_only = np.zeros(0, dtype=bool)
+        self._few_segments = True
+        if s.method != "counter" or ok.sum() < 2 or not (np.diff(self.counter[ok]) > 0).any():
+            self._power_scatter(s)
         if s.method != "counter" or ok.sum() < 1:
             return
         t, e = self.t[ok], self.counter[ok]
@@ -230,6 +238,25 @@ class EnergyCurve:
             # anchor really lies is known only to within U, so only the bracket holds there.
             self._hard_only[0] = True
 
+    def _power_scatter(self, s: DeviceSpec) -> None:
+        """The update-to-update spread of the power values (J per update), for power curves.
+
+        A power value covers part of its update; how much consecutive values differ is what
+        the readings show of the load's variation the sensor may miss (as for a part-time
+        counter, :meth:`_update_scatter`).
+        """
+        if not self.has_power or len(self.t) < 2:
+            return
+        p = self.power
+        changed = np.concatenate([[True], np.diff(p) != 0])
+        values = p[changed]
+        if len(values) < 3:
+            return
+        diff = np.abs(np.diff(values))
+        self._seg_scatter_j = float(1.4826 * _median(diff) / np.sqrt(2.0)) * s.update_period_s
+        typical = float(_median(np.abs(values)))
+        self._varying = self._seg_scatter_j > VARYING_REL * typical * s.update_period_s
+
     def _unsteady(self) -> npt.NDArray[np.bool_]:
         """Per segment: does the counter's average power change by over 25% next to it?
 
@@ -270,6 +297,7 @@ class EnergyCurve:
             d_e = np.concatenate([past[3], d_e])
         if len(d_e) == 0:
             return 0.0
+        self._few_segments = len(resid) < 4
         if len(resid) < 4:
             return max(s.relative_uncertainty * float(_median(d_e)), s.counter_resolution_j)
         mad = 1.4826 * float(_median(np.abs(resid - _median(resid))))
@@ -476,6 +504,8 @@ class EnergyCurve:
             seg_s=self._seg_s,
             varying=self._varying,
             locked=locked,
+            part_time=self.spec.method != "counter" or self.spec.counter_integrates is not True,
+            fallback=self.spec.method == "counter" and self.method != "counter",
         )
 
     def _edge_uncertainty(
@@ -483,14 +513,21 @@ class EnergyCurve:
         x: FloatArray,
         at: tuple[FloatArray, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray] | None = None,
     ) -> FloatArray:
+
         tau, ae = self.tau, self.anchor_e
         ends, k, kk, frac = self._at(x) if at is None else at
         d_e = ae[kk + 1] - ae[kk]
-        hard = d_e * np.maximum(frac, 1.0 - frac)
         rel_u = self.spec.relative_uncertainty
-        soft = 2.0 * self._sigma + rel_u * d_e * np.minimum(frac, 1.0 - frac)
-        inside = np.where(self._hard_only[kk], hard, np.minimum(hard, soft))
+        # How far the shape misplaces energy inside a segment: at most how well it predicts
+        # whole segments (sigma), and no more than the load varies from update to update.
+        spread = min(self._sigma, self._seg_scatter_j) if self._seg_scatter_j else self._sigma
+        # A power value averaged over longer than an update (declared 10%) lags the load:
+        # its shape misplaces energy inside a segment by up to that share.
+        shape_rel = rel_u if rel_u >= 0.1 else 0.0
+        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel)
         rel = max(rel_u, abs(self._calibration - 1.0))
+        if self._few_segments:  # a short stretch with no history: the shape is unproven
+            rel = max(rel, FEW_SEGMENTS_REL)
         outside_first = rel * np.abs(ae[0] - ends) + 2.0 * self._sigma
         outside_last = rel * np.abs(ends - ae[-1]) + 2.0 * self._sigma
         return np.asarray(

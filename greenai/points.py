@@ -33,6 +33,9 @@ class DeviceSpec:
     update_period_s: float
     counter_resolution_j: float
     relative_uncertainty: float
+    counter_integrates: bool | None = None
+    """Whether the counter integrates every instant (True), adds up part-time power values
+    (False), or nobody knows (None: the uncertainty covers a part-time counter)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class CurveModel:
             shape cannot place energy inside an update (see :func:`locked_loop`).
         board_gain: Add the board's gain error (:data:`greenai.windows.BOARD_GAIN_REL`) as
             a shared part.
+        part_time: The sensor may see only part of each update (a power value, or a counter
+            not declared to integrate every instant): :func:`greenai.windows.sampling_j`
+            applies.
+        fallback: A counter device whose counter did not change in the stretch: the figure
+            comes from power values alone.
     """
 
     half_bracket_s: float = 0.0
@@ -63,6 +71,8 @@ class CurveModel:
     varying: bool = False
     locked: bool = False
     board_gain: bool = False
+    part_time: bool = True
+    fallback: bool = False
 
 
 @dataclass(frozen=True)

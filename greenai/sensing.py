@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from greenai.ledger import Ledger
     from greenai.timeline import DeviceTrack
 
-__all__ = ["board_gain_note", "locked_note", "result_notes", "sensor_notes", "short_region_note"]
+__all__ = [
+    "board_gain_note",
+    "fallback_note",
+    "locked_note",
+    "result_notes",
+    "sensor_notes",
+    "short_region_note",
+]
 
 
 def locked_note(device: str, period_s: float, update_period_s: float) -> str:
@@ -33,6 +40,16 @@ def locked_note(device: str, period_s: float, update_period_s: float) -> str:
         "and if the counter samples part of each update (not published for NVIDIA) the "
         "figures can be off by up to the loop's power swing; vary the loop's timing (a "
         "few ms of random delay per step) or measure it against steady loads"
+    )
+
+
+def fallback_note(device: str, update_period_s: float) -> str:
+    """The note for a counter device whose figure fell back to its power values."""
+    return (
+        f"{device} fell back from counter to power: its energy counter did not change during "
+        f"the job (shorter than its {update_period_s * 1e3:.4g} ms update), so the figure "
+        "integrates a few part-time power values (method 'power') and its ± is at least the "
+        "figure itself; measure a longer stretch or repeat it (greenai.protocol)"
     )
 
 
@@ -72,6 +89,9 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
     ]
     if short:
         notes.append(short_region_note("the job", duration_s, max(short)))
+    for name, model in ledger.models.items():
+        if model.fallback and name in tracks:
+            notes.append(fallback_note(name, tracks[name].spec.update_period_s))
     return notes
 
 

@@ -574,6 +574,7 @@ class FakeGPU(Device):
         self.sensor_offset_s = float(offset)
         self._window_tail_s = float(T - window - offset)  # from the window's end to the update
         self.counter_mode: CounterMode = counter_mode
+        self.counter_integrates = counter_mode == "exact"
         self.update_phase_s = phase
         self.counter_resolution_j = counter_resolution_j if counter else 0.0
         self.relative_uncertainty = 0.05 if instant else 0.10

@@ -545,6 +545,7 @@ def _spec(device: Device) -> DeviceSpec:
         update_period_s=device.update_period_s,
         counter_resolution_j=device.counter_resolution_j,
         relative_uncertainty=device.relative_uncertainty,
+        counter_integrates=device.counter_integrates,
     )
 
 

@@ -166,6 +166,9 @@ class Device(abc.ABC):
         counter_resolution_j: Quantisation step of the energy counter, in joules.
         relative_uncertainty: Relative uncertainty (about 95% coverage) of energy integrated
             from this device's power values, used when no counter bounds them.
+        counter_integrates: Whether the energy counter integrates every instant (True),
+            adds up part-time power values (False), or that is not known (None, the
+            default: the uncertainty then covers a part-time counter).
         may_hang: Whether a read can block (a driver or file read). The sampler reads such
             devices on a worker thread it can abandon; in-memory sources (the fakes) set
             False and are read inline, which keeps simulated days fast.
@@ -177,6 +180,7 @@ class Device(abc.ABC):
     update_period_s: float = 0.1
     counter_resolution_j: float = 0.0
     relative_uncertainty: float = 0.05
+    counter_integrates: bool | None = None
     may_hang: bool = True
     scope: Scope = "machine"
     _open_count: int = 0  # opens not yet matched by a close; set per instance when it changes

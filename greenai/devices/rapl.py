@@ -64,6 +64,7 @@ class RaplDomain(Device):
     """
 
     method = "counter"
+    counter_integrates = True  # an accumulating energy status register, updated every ~1 ms
     update_period_s = 0.001  # the hardware refreshes RAPL status registers about every 1 ms
     counter_resolution_j = 1e-6  # energy_uj is in µJ; the hardware unit (~15-61 µJ) is finer
     # than any window we report, so it is not tracked separately.

@@ -513,7 +513,6 @@ class EnergyCurve:
         x: FloatArray,
         at: tuple[FloatArray, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray] | None = None,
     ) -> FloatArray:
-
         tau, ae = self.tau, self.anchor_e
         ends, k, kk, frac = self._at(x) if at is None else at
         d_e = ae[kk + 1] - ae[kk]

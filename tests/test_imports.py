@@ -32,7 +32,7 @@ KNOWN_CIRCLES: list[set[str]] = [
         "greenai.report.notebook",
         "greenai.report.sections",
     },
-    {"greenai.tracker", "greenai.checkpoint", "greenai.sinks", "greenai.distributed.session"},
+    {"greenai.tracker", "greenai.checkpoint", "greenai.distributed.session"},
 ]
 """Circles still to untie (each entry is a whole circle); empty when the graph is clean."""
 

@@ -59,6 +59,7 @@ class _Window:
     kind: str  # "step", "phase", "other"
     key: str = ""
     depth: int = 0
+    end: Point | None = None
 
 
 @dataclass
@@ -154,8 +155,8 @@ class Ledger:
             if ph.depth == 0:
                 assert self._cursor is not None
                 c_t, c_point = self._cursor
-                if ph.start > c_t:
-                    self._pending.append(_Window(c_t, ph.start, c_point, "other"))
+                if ph.start > c_t:  # ends where the phase starts: the very same point
+                    self._pending.append(_Window(c_t, ph.start, c_point, "other", end=ph.point))
                 self._cursor = (max(c_t, ph.end), None)
         if t1 is not None:  # the final pass: the job's end closes (other)
             assert self._cursor is not None
@@ -172,10 +173,17 @@ class Ledger:
         for w in self._pending:
             if w.start is None:
                 need.append(w.a)
-            need.append(w.b)
-        for ph in self.open_phases:
-            if ph.point is None and ph.start <= H:
-                need.append(ph.start)
+            if w.end is None:
+                need.append(w.b)
+        # A time is evaluated once, in the first pass that settles it, and every window
+        # edge there shares that point: a later pass's curve starts after it and would only
+        # extrapolate (at a 10 ms period its margin is shorter than one counter update).
+        unsettled = [
+            ph
+            for ph in itertools.chain(self.open_phases, self.closed)
+            if ph.point is None and ph.start <= H
+        ]
+        need.extend(ph.start for ph in unsettled)
         if not p.curves:
             self._close_without_energy()
             return
@@ -203,11 +211,10 @@ class Ledger:
             self.timeline.set_origins({n: v[0] for n, v in self.t0_point.items()})
         if self.baseline and self.baseline_point is None and self.t_baseline in lookup:
             self.baseline_point = point(self.t_baseline)
-        for ph in self.open_phases:
-            if ph.point is None and ph.start in lookup:
-                ph.point = point(ph.start)
+        for ph in unsettled:
+            ph.point = point(ph.start)
         starts = [w.start if w.start is not None else point(w.a) for w in self._pending]
-        ends = [point(w.b) for w in self._pending]
+        ends = [w.end if w.end is not None else point(w.b) for w in self._pending]
         self._fold(self._pending, starts, ends)
         # The last step's and the cursor's points, for the next windows.
         if self._prev_step is not None and self._prev_step[1] is None:

@@ -73,7 +73,9 @@ class StoreSink:
         """Open the store and record the run as running. Store errors raise (nothing ran yet)."""
         self.store.open()
         self._job = job
-        self.run_id = self.store.start_run(job.name, meta=job.meta, command=self._command)
+        self.run_id = self.store.start_run(
+            job.name, meta=job.meta, command=self._command, tags=job.tags
+        )
 
     def update(self, snapshot: Measurement) -> None:
         """Write what is new since the last checkpoint (never raises)."""

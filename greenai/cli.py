@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from greenai.errors import ConfigError, GreenAIError
+from greenai.tags import parse_tags
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -93,7 +94,7 @@ def _write_html(store_spec: str | None, run_id: str) -> Path:
     store = _store(store_spec)
     try:
         run = store.get(run_id)
-        path = Path(store.path).parent / "reports" / f"{run.id}.html"
+        path = Path(store.home) / "reports" / f"{run.id}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         export(run.measurement, "html", path, timeline=run.timeline, phase_spans=run.phase_spans)
         return path
@@ -126,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
         scope=args.scope,
+        tags=parse_tags(args.tag),
     )
     print(summary(result), file=sys.stderr)
     if series is not None:
@@ -175,10 +177,18 @@ def _runs(args: argparse.Namespace) -> int:
 
     store = _store(args.store)
     try:
+        tags = parse_tags(args.tag)
         frame = store.runs(
-            name=args.name, status=args.status, since=args.since, until=args.until, limit=args.limit
+            name=args.name,
+            status=args.status,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+            tags=tags,
         )
-        filtered = any(v is not None for v in (args.name, args.status, args.since, args.until))
+        filtered = tags or any(
+            v is not None for v in (args.name, args.status, args.since, args.until)
+        )
         stored = len(store.runs(limit=1)) if filtered and not len(frame) else 0
     finally:
         store.close()
@@ -195,7 +205,25 @@ def _runs(args: argparse.Namespace) -> int:
     elif stored:
         print("no runs match these filters")
     else:
-        print(f"no runs stored yet in {store.path}")
+        print(f"no runs stored yet in {store.location}")
+    return 0
+
+
+def _store_copy(args: argparse.Namespace) -> int:
+    from greenai.store import RunStore
+    from greenai.store.copy import copy_runs
+
+    source = RunStore(args.source, read_only=True)
+    if source.path is not None and not source.path.is_file():
+        raise ConfigError(f"no run store at {source.path}: give an existing SQLite file")
+    with source, RunStore(args.destination) as destination:
+        if source.location == destination.location:
+            raise ConfigError(f"source and destination are the same store: {source.location}")
+        copied, skipped = copy_runs(source, destination)
+    print(
+        f"copied {copied} runs from {source.location} to {destination.location}"
+        + (f"; {skipped} were there already" if skipped else "")
+    )
     return 0
 
 
@@ -203,7 +231,7 @@ def _stored_run(args: argparse.Namespace) -> tuple[Any, Path]:
     """The run ``args.run`` names in ``args.store``, and the folder the store lives in."""
     store = _store(args.store)
     try:
-        return store.get(args.run), Path(store.path).parent
+        return store.get(args.run), Path(store.home)
     finally:
         store.close()
 
@@ -482,6 +510,16 @@ def summary(result: object) -> str:
     return terminal_text("\n".join(lines))  # names and notes may hold control characters
 
 
+STORE_HELP = (
+    "run store: an SQLite file or a postgresql:// URL"
+    " (default: $GREENAI_STORE, else $GREENAI_HOME/runs.db or ./.greenai/runs.db)"
+)
+
+
+def _tag_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--tag", action="append", default=[], metavar="K=V", help=help)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with one line for a bad command line (no usage block), exit code 2."""
 
@@ -501,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_devices)
     p = sub.add_parser("run", help="measure a command: greenai run [options] -- CMD ARGS...")
     p.add_argument("--name", help="run name (default: the command's name)")
-    p.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--period", type=seconds, default=None, help="sampling period in seconds")
     p.add_argument(
         "--checkpoint", type=seconds, default=5.0, help="seconds between checkpoints (default 5)"
@@ -537,20 +575,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="machine",
         help="machine: all the hardware drew (default); process: the command's share",
     )
+    _tag_option(p, "tag the run (team=, project=, model=, site=, any other); repeatable")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to measure")
     p.set_defaults(func=_run)
     p = sub.add_parser("runs", help="list stored runs")
-    p.add_argument("--store")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--name")
     p.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
     p.add_argument("--since", help="runs started at or after: ISO date or time, e.g. 2026-11-01")
     p.add_argument("--until", help="runs started at or before: ISO date or time")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    _tag_option(p, "only runs with this tag; repeatable (all must match)")
     p.set_defaults(func=_runs)
     p = sub.add_parser("report", help="report one stored run (an id, a prefix, or latest)")
     p.add_argument("run", nargs="?", default="latest")
-    p.add_argument("--store")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument(
         "--format",
         choices=["text", "md", "html", "json", "csv", "model-card", "codecarbon-csv"],
@@ -574,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_report)
     p = sub.add_parser("export", help="write a run's tables (summary ... timeline) as files")
     p.add_argument("run", nargs="?", default="latest")
-    p.add_argument("--store")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     p.add_argument("--dir", type=Path, help="directory (default: exports/RUN beside the store)")
     p.set_defaults(func=_export)
@@ -583,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="B (and C...) relative to A: stored runs, or two `greenai bench --json` files",
     )
     p.add_argument("runs", nargs="+")
-    p.add_argument("--store")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument(
         "--allow-mixed",
         action="store_true",
@@ -606,12 +646,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--country", default="WORLD", help="ISO alpha-3 grid for CO2e (default: world average)"
     )
     p.add_argument("--pue", type=float, default=1.0, help="facility PUE (default 1.0)")
-    p.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
+    p.add_argument("--store", help=STORE_HELP)
     p.add_argument(
         "--compress", action="store_true", help="instead, run a compression sweep of the model"
     )
     p.add_argument("--output", type=Path, help="with --compress: report file (.html/.md/.csv)")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("store", help="manage run stores: store copy SRC DST")
+    store_sub = p.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
+    q = store_sub.add_parser("copy", help="copy the runs of one store into another")
+    q.add_argument("source", help="the store to read: an SQLite file or a postgresql:// URL")
+    q.add_argument("destination", help="the store to write (runs it has are skipped)")
+    q.set_defaults(func=_store_copy)
     p = sub.add_parser("compress", help="compression sweep: accuracy, size, latency, energy")
     p.add_argument("model", help="module:callable returning an nn.Module (or the module itself)")
     p.add_argument("--input-shape", required=True, help="example input shape, e.g. 64,64")

@@ -24,7 +24,7 @@ def run_command(
     argv: Sequence[str],
     *,
     name: str | None = None,
-    on_stored: Callable[[str, Path], None] | None = None,
+    on_stored: Callable[[str, str], None] | None = None,
     prometheus_port: int | None = None,
     prometheus_addr: str = "127.0.0.1",
     scope: Literal["machine", "process"] = "machine",
@@ -34,7 +34,8 @@ def run_command(
 
     The run is named after the script (``python train.py`` → ``train.py``, ``python -m
     pkg.mod`` → ``pkg.mod``) unless ``name`` is given; with a store, the command and its
-    exit code are recorded with it, and ``on_stored(run_id, store_path)`` is called.
+    exit code are recorded with it, and ``on_stored(run_id, store_location)`` is called
+    (the file, or the database's URL without its password).
 
     Signals reach the command once. In a terminal the command shares greenai's foreground
     process group, so Ctrl-C reaches it from the terminal and is not sent again; elsewhere
@@ -81,9 +82,9 @@ def run_command(
         if exporter is not None:
             exporter.stop()
     if store is not None and tracker.run_id is not None:
-        _record_outcome(store.path, tracker.run_id, shlex.join(argv), code)
+        _record_outcome(store.spec, tracker.run_id, shlex.join(argv), code)
         if on_stored is not None:
-            on_stored(tracker.run_id, store.path)
+            on_stored(tracker.run_id, store.location)
     return code, result
 
 
@@ -125,7 +126,7 @@ def command_name(argv: Sequence[str]) -> str:
     return program
 
 
-def _record_outcome(path: Path, run_id: str, command: str, code: int) -> None:
+def _record_outcome(path: str | Path, run_id: str, command: str, code: int) -> None:
     """Store the command and its exit code with the run."""
     from greenai.store import RunStore
 

@@ -37,6 +37,7 @@ from greenai.ledger import OTHER_PHASE, Ledger, OpenPhase, Point, point_at
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.sampling.sampler import Sampler
 from greenai.sinks import Sink, SinkSet, check_sinks, mark_background, refuse_from_background
+from greenai.tags import merge_tags
 from greenai.timeline import RETENTION_S, Pass, Timeline
 from greenai.windows import Spans, linear, sum_devices
 
@@ -68,6 +69,7 @@ OPTIONS = (
     "store",
     "checkpoint_s",
     "meta",
+    "tags",
     "distributed",
     "sinks",
     "board_gain",
@@ -132,6 +134,9 @@ class Tracker:
         checkpoint_s: Seconds between snapshots given to the sinks (the store checkpoints
             at each); a killed process keeps everything up to its last checkpoint.
         meta: With a store, extra facts to record with the run (a dict of JSON values).
+        tags: With a store, what the run belongs to, for fleet roll-ups: ``{"team": ...,
+            "project": ..., "model": ..., "site": ..., any other: ...}`` (strings), over
+            those of ``GREENAI_TAGS`` (see :mod:`greenai.tags`).
         distributed: None joins a torch.distributed job when a process group is up, True
             requires one, False measures this process alone (docs/distributed.md).
         sinks: Objects with ``start(job)``, ``update(snapshot)`` and ``finish(result)``
@@ -181,6 +186,7 @@ class Tracker:
         store: Any = None,
         checkpoint_s: float = 5.0,
         meta: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
         distributed: bool | None = None,
         sinks: Sequence[Sink] | None = None,
         scope: Scope = "machine",
@@ -269,6 +275,7 @@ class Tracker:
             "store": store,
             "checkpoint_s": checkpoint_s,
             "meta": meta,
+            "tags": merge_tags(tags),
             "distributed": distributed,
             "sinks": sinks,
             "scope": scope,
@@ -310,6 +317,11 @@ class Tracker:
     def meta(self) -> dict[str, Any]:
         """Facts recorded with the run (``meta=``, plus a distributed job's size on rank 0)."""
         return dict(self._options["meta"] or {})
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The run's tags: ``GREENAI_TAGS`` overridden by ``tags=`` (strings)."""
+        return dict(self._options["tags"])
 
     @property
     def options(self) -> dict[str, Any]:

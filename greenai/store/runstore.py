@@ -1,9 +1,11 @@
-"""RunStore: runs, their Measurements, timelines and phase spans in one SQLite file.
+"""RunStore: runs, their Measurements, timelines, phase spans and tags.
 
-Several processes may write one store at once (a ``torchrun`` job, two terminals): the file
-is in WAL mode, waits up to 10 s for a lock, and every write is one short ``BEGIN IMMEDIATE``
-transaction. A run that dies without :meth:`RunStore.finish_run` keeps its last checkpoint
-and is marked ``interrupted`` the next time a store on its host is opened.
+The store is one SQLite file (the default) or a PostgreSQL database shared by a fleet
+(``postgresql://…``); both run the same SQL (:mod:`greenai.store.tables`). Several processes
+may write one store at once (a ``torchrun`` job, two terminals, many nodes): every write is
+one short transaction (SQLite: WAL mode, ``BEGIN IMMEDIATE``, up to 10 s wait for a lock).
+A run that dies without :meth:`RunStore.finish_run` keeps its last checkpoint and is marked
+``interrupted`` the next time a store on its host is opened.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import json
 import os
 import secrets
 import socket
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,13 +26,16 @@ from typing import TYPE_CHECKING, Any
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
 from greenai.store import tables
+from greenai.store.embedded import SQLiteBackend
 from greenai.store.errors import StoreError
-from greenai.store.schema import connect
+from greenai.store.postgres import PostgresBackend, is_url
+from greenai.store.tables import Connection
+from greenai.tags import check_tags
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STATUSES", "RunStore", "StoredRun", "default_path"]
+__all__ = ["STATUSES", "RunStore", "StoredRun", "default_path", "default_store"]
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 
@@ -58,6 +62,14 @@ def default_path() -> Path:
     return (Path(home).expanduser() if home else Path(".greenai")) / "runs.db"
 
 
+def default_store() -> str | Path:
+    """``$GREENAI_STORE`` (a file or a ``postgresql://`` URL) if set, else :func:`default_path`."""
+    spec = os.environ.get("GREENAI_STORE")
+    if spec:
+        return spec if is_url(spec) else Path(spec).expanduser()
+    return default_path()
+
+
 @dataclass(frozen=True, eq=False)
 class StoredRun:
     """One run as the store holds it.
@@ -71,6 +83,7 @@ class StoredRun:
         phase_spans: Columns ``phase``, ``depth``, ``start_s``, ``end_s``.
         exit_code: The exit code of the command ``greenai run`` measured (128 + N when
             signal N ended it); None for runs of other kinds.
+        tags: The run's tags (team, project, model, site, ...): strings, indexed for KPIs.
     """
 
     id: str
@@ -85,6 +98,7 @@ class StoredRun:
     measurement: Measurement | None = None
     timeline: pd.DataFrame = field(default_factory=lambda: tables.empty_timeline())
     phase_spans: pd.DataFrame = field(default_factory=lambda: tables.empty_spans())
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int | None:
@@ -94,7 +108,7 @@ class StoredRun:
 
 
 class RunStore:
-    """The embedded run store.
+    """The run store: an SQLite file, or a PostgreSQL database shared by many machines.
 
     Example:
         >>> with RunStore(tmp_path / "runs.db") as store:  # doctest: +SKIP
@@ -102,22 +116,53 @@ class RunStore:
         ...     store.finish_run(run_id, job.result, timeline=job.timeline())
 
     Args:
-        path: The SQLite file (a leading ``~`` is the home folder); None means
-            :func:`default_path`. Nothing is read or created until :meth:`open`.
+        path: The SQLite file (a leading ``~`` is the home folder), or a PostgreSQL URL
+            ``postgresql://user:password@host:port/dbname``; None means
+            :func:`default_store` (``GREENAI_STORE``, else the default file). Nothing is read
+            or created until :meth:`open`.
         read_only: Only read: no folder or file is created (a missing store reads as one
             with no runs), nothing is written, runs whose process died are shown as
             ``interrupted`` without being marked so. For listings: works on a read-only
             file system and on another user's store.
+        schema: PostgreSQL only: the schema of greenai's tables (default
+            ``GREENAI_STORE_SCHEMA``, else ``greenai``).
+
+    Attributes:
+        spec: What the store was opened with (a path or a URL): opens it again.
+        location: A path or the URL without its password, for messages.
+        home: The local folder of reports and exports (the file's folder for SQLite).
+        path: The SQLite file; None for PostgreSQL.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        schema: str | None = None,
     ) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_path()
+        spec = default_store() if path is None else path
         self.read_only = read_only
-        self._conn: sqlite3.Connection | None = None
-        self._absent = False  # read_only and no file: a store with no runs
+        self._backend: SQLiteBackend | PostgresBackend
+        if is_url(spec):
+            self.spec: str | Path = str(spec)
+            self.path: Path | None = None
+            self._backend = PostgresBackend(
+                str(spec), schema=schema, read_only=read_only, home=default_path().parent
+            )
+        else:
+            self.spec = self.path = Path(spec).expanduser()
+            self._backend = SQLiteBackend(self.path, read_only=read_only)
+        self.location = self._backend.location
+        self.home = self._backend.home
+        self._open = False
+        self._absent = False  # read_only and nothing there: a store with no runs
         self._dead: set[str] = set()  # read_only: running runs whose process is gone
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._backend.dialect
 
     def open(self) -> RunStore:
         """Create or open the file, migrate its schema, and mark dead runs ``interrupted``.
@@ -129,11 +174,11 @@ class RunStore:
             StoreError: The file cannot be created, is not a run store, is damaged, or was
                 made by a newer greenai. An existing file is never deleted or rewritten.
         """
-        if self._conn is None and not self._absent:
-            if self.read_only and not self.path.exists():
+        if not self._open and not self._absent:
+            if not self._backend.open():
                 self._absent = True
                 return self
-            self._conn = connect(self.path, read_only=self.read_only)
+            self._open = True
             try:
                 self._recover()
             except BaseException:
@@ -142,10 +187,9 @@ class RunStore:
         return self
 
     def close(self) -> None:
-        """Close the file (safe to call twice)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close the file or the connections (safe to call twice)."""
+        self._backend.close()
+        self._open = False
         self._absent = False
 
     def __enter__(self) -> RunStore:
@@ -160,14 +204,24 @@ class RunStore:
         self.close()
 
     def start_run(
-        self, name: str, *, meta: dict[str, Any] | None = None, command: str | None = None
+        self,
+        name: str,
+        *,
+        meta: dict[str, Any] | None = None,
+        command: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> str:
         """Record a new ``running`` run on this host and process; return its id.
 
         Ids look like ``20250101-120000-a1b2c3`` (UTC start, then random): they sort by time.
-        ``meta`` must be JSON-serialisable.
+        ``meta`` must be JSON-serialisable; ``tags`` are strings (see :func:`greenai.tags`).
+
+        Raises:
+            ConfigError: ``meta`` is not JSON-serialisable or a tag is not a string pair.
+            StoreError: The store cannot be written.
         """
         meta_json = _dumps(meta or {}, "meta")
+        run_tags = check_tags(tags or {})
         now = _now()
         for _ in range(8):
             run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -187,12 +241,13 @@ class RunStore:
                             meta_json,
                         ),
                     )
+                    tables.save_tags(conn, run_id, run_tags)
             except StoreError as exc:
-                if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                if self._backend.is_duplicate(exc.__cause__ or exc):
                     continue  # the random suffix collided with a run started the same second
                 raise
             return run_id
-        raise StoreError(f"could not find a free run id in {self.path}")  # pragma: no cover
+        raise StoreError(f"could not find a free run id in {self.location}")  # pragma: no cover
 
     def checkpoint(
         self,
@@ -295,6 +350,7 @@ class RunStore:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> pd.DataFrame:
         """Stored runs, newest first, one row each.
 
@@ -302,7 +358,7 @@ class RunStore:
         ``uncertainty_j``, ``methods`` (how the energy was obtained: counter, power, model),
         ``co2e_kg``, ``flops``, ``host`` (figures of the last checkpoint
         for a run still going, NaN before any). ``since``/``until`` bound ``started_at``
-        (inclusive; naive times are local time).
+        (inclusive; naive times are local time); ``tags`` keeps runs with every tag given.
 
         Raises:
             ConfigError: An unknown status, an unparseable time or a negative limit.
@@ -324,8 +380,11 @@ class RunStore:
         if until is not None:
             where.append("started_at <= ?")
             args.append(_iso(_as_utc(until, "until")))
+        for key, value in check_tags(tags or {}).items():
+            where.append("id IN (SELECT run_id FROM tags WHERE key = ? AND value = ?)")
+            args.extend([key, value])
         # How each run's energy was obtained, next to it (an estimate never reads as measured).
-        methods = "(SELECT group_concat(DISTINCT d.method) FROM devices d WHERE d.run_id = runs.id)"
+        methods = f"(SELECT {self._backend.methods_sql} FROM devices d WHERE d.run_id = runs.id)"
         sql = f"SELECT {', '.join(RUN_COLUMNS)}, {methods} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -367,6 +426,9 @@ class RunStore:
                 [rid],
             )
         )
+        run_tags = dict(
+            self._read("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", [rid])
+        )
         return StoredRun(
             id=rid,
             name=name,
@@ -380,7 +442,29 @@ class RunStore:
             measurement=None if measurement is None else _stored(measurement, status),
             timeline=timeline,
             phase_spans=spans,
+            tags=run_tags,
         )
+
+    def rows(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one read-only query in the store's shared SQL (``?`` placeholders).
+
+        For roll-ups and copies that read the tables directly (:mod:`greenai.report.kpi`,
+        :func:`greenai.store.copy.copy_runs`); the tables are those of :mod:`greenai.store.ddl`.
+
+        Raises:
+            StoreError: The query failed or the store is not open.
+        """
+        return self._read(sql, args)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction on the store's connection (``?`` placeholders).
+
+        Raises:
+            StoreError: The store is read-only, not open, or cannot be written.
+        """
+        with self._write() as conn:
+            yield conn
 
     # -- internals -------------------------------------------------------------------------
 
@@ -390,41 +474,18 @@ class RunStore:
             return (*row[:2], "interrupted", *row[3:])
         return row
 
-    @property
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreError(
-                f"run store {self.path} is not open; call open() or use `with RunStore(...)`"
-            )
-        return self._conn
-
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; sqlite errors become StoreError."""
+    def _write(self) -> Iterator[Connection]:
+        """One short write transaction; database errors become StoreError."""
         if self.read_only:
-            raise StoreError(f"the run store {self.path} was opened read-only")
-        conn = self._connection
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the run store {self.path}: {exc}") from exc
-        try:
+            raise StoreError(f"the run store {self.location} was opened read-only")
+        with self._backend.transaction() as conn:
             yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"cannot write the run store {self.path}: {exc}") from exc
-            raise
 
     def _read(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
         if self._absent:
             return []
-        try:
-            return self._connection.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the run store {self.path}: {exc}") from exc
+        return self._backend.read(sql, args)
 
     def _find(self, run_id: str) -> tuple[Any, ...]:
         columns = (
@@ -436,33 +497,33 @@ class RunStore:
                 f"SELECT {columns} FROM runs ORDER BY started_at DESC, id DESC LIMIT 1", []
             )
             if not rows:
-                raise StoreError(f"no runs in {self.path} yet")
+                raise StoreError(f"no runs in {self.location} yet")
             return rows[0]
         rows = self._read(f"SELECT {columns} FROM runs WHERE id = ?", [run_id])
         if not rows and run_id:
             rows = self._read(
-                f"SELECT {columns} FROM runs WHERE substr(id, 1, length(?)) = ? LIMIT 6",
-                [run_id, run_id],
+                f"SELECT {columns} FROM runs WHERE substr(id, 1, {len(run_id)}) = ? LIMIT 6",
+                [run_id],
             )
         if len(rows) == 1:
             return rows[0]
         if not rows:
             raise StoreError(
-                f"no run {run_id!r} in {self.path}; `greenai runs` lists the ids"
+                f"no run {run_id!r} in {self.location}; `greenai runs` lists the ids"
                 " (any unique prefix, or 'latest', will do)"
             )
         shown = ", ".join(r[0] for r in rows[:5])
         raise StoreError(f"run id prefix {run_id!r} matches several runs ({shown}, ...)")
 
-    def _status(self, conn: sqlite3.Connection, run_id: str) -> str:
+    def _status(self, conn: Connection, run_id: str) -> str:
         row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no run {run_id!r} in {self.path}; `greenai runs` lists the ids")
+            raise StoreError(f"no run {run_id!r} in {self.location}; `greenai runs` lists the ids")
         return str(row[0])
 
     def _save(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         run_id: str,
         measurement: Measurement | None,
         timeline: tables.Table | None,

@@ -1,8 +1,9 @@
-"""The run store's schema: versioned migrations applied on open.
+"""The SQLite run store's file: opened, recognised, versioned and migrated.
 
-The schema version lives in ``PRAGMA user_version``. Migration ``k`` (1-based) takes a file
-from version ``k - 1`` to ``k``; a file at a version newer than :data:`SCHEMA_VERSION` was
-written by a newer greenai and is refused, never rewritten.
+The schema version lives in ``PRAGMA user_version``. Migration ``k`` (1-based, the scripts of
+:mod:`greenai.store.ddl`) takes a file from version ``k - 1`` to ``k``; a file at a version
+newer than :data:`SCHEMA_VERSION` was written by a newer greenai and is refused, never
+rewritten.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+from greenai.store.ddl import SCHEMA_VERSION, TABLES, migrations
 from greenai.store.errors import StoreError
+from greenai.store.tables import backfill
 
 __all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "MIGRATIONS", "SCHEMA_VERSION", "connect"]
 
@@ -20,87 +23,8 @@ BUSY_TIMEOUT_MS = 10_000
 APPLICATION_ID = 0x67726E61
 """``PRAGMA application_id`` of a greenai store (``"grna"``), set when a store is created."""
 
-_TABLES = frozenset({"runs", "devices", "phases", "timeline", "phase_spans"})
-
-_V1 = """
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL
-        CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    updated_at TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER,
-    command TEXT,
-    meta_json TEXT NOT NULL DEFAULT '{}',
-    measurement_json TEXT,
-    energy_j REAL,
-    uncertainty_j REAL,
-    duration_s REAL,
-    co2e_kg REAL,
-    flops REAL
-);
-CREATE INDEX runs_started_at ON runs (started_at);
-CREATE INDEX runs_name ON runs (name, started_at);
-CREATE INDEX runs_status ON runs (status, host);
-
-CREATE TABLE devices (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    kind TEXT,
-    method TEXT,
-    energy_j REAL,
-    uncertainty_j REAL,
-    avg_power_w REAL,
-    peak_power_w REAL,
-    samples INTEGER,
-    partial INTEGER,
-    PRIMARY KEY (run_id, name)
-);
-
-CREATE TABLE phases (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    duration_s REAL NOT NULL,
-    energy_j REAL,
-    uncertainty_j REAL,
-    PRIMARY KEY (run_id, name)
-);
-
-CREATE TABLE timeline (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    device TEXT NOT NULL,
-    t_s REAL NOT NULL,
-    power_w REAL,
-    counter_j REAL,
-    energy_j REAL
-);
-CREATE INDEX timeline_run ON timeline (run_id, device, t_s);
-
-CREATE TABLE phase_spans (
-    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    phase TEXT NOT NULL,
-    depth INTEGER NOT NULL,
-    start_s REAL NOT NULL,
-    end_s REAL NOT NULL
-);
-CREATE INDEX phase_spans_run ON phase_spans (run_id);
-"""
-
-_V2 = """
-ALTER TABLE timeline ADD COLUMN peak_power_w REAL;
-CREATE INDEX phase_spans_end ON phase_spans (run_id, end_s);
-"""
-"""Version 2: rows that stand for a bucket of older readings keep their peak power; spans
-older than the retention are pruned by end time."""
-
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
-"""SQL scripts; ``MIGRATIONS[k - 1]`` takes schema version ``k - 1`` to ``k``."""
-
-SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATIONS = migrations("sqlite")
+"""The statements of each migration; ``MIGRATIONS[k - 1]`` takes version ``k - 1`` to ``k``."""
 
 
 def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -208,7 +132,7 @@ def _check_store(conn: sqlite3.Connection, path: Path) -> int:
     if app_id == 0 and version == 0 and not tables:
         return 0  # a new (or empty) file: ours to create
     # Stores made before the application id was set are recognised by their tables.
-    if app_id == APPLICATION_ID or (app_id == 0 and version >= 1 and tables >= _TABLES):
+    if app_id == APPLICATION_ID or (app_id == 0 and version >= 1 and tables >= TABLES):
         return version
     found = ", ".join(sorted(tables)[:5]) or "no tables"
     raise StoreError(
@@ -250,9 +174,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     try:
         version = _check_store(conn, path)
         for k in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[k].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in MIGRATIONS[k]:
+                conn.execute(statement)
+        if 0 < version < 3:
+            backfill(conn)
         if version == 0:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

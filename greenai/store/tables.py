@@ -1,15 +1,16 @@
 """Rows in and out of the run store's tables: timeline, phase spans, devices, phases.
 
-pandas NaN becomes SQL NULL on the way in and NaN again on the way out.
+pandas NaN becomes SQL NULL on the way in and NaN again on the way out. The SQL is written
+once for SQLite and PostgreSQL: ``?`` placeholders (the PostgreSQL connection translates
+them), upserts that name the table, no function only one of them has.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from greenai.errors import ConfigError
 
@@ -19,16 +20,21 @@ if TYPE_CHECKING:
     from greenai.measurement import Measurement
 
 __all__ = [
+    "MEASURED_METHODS",
     "SPAN_COLUMNS",
     "TIMELINE_COLUMNS",
+    "Connection",
+    "Cursor",
     "Table",
     "append_spans",
     "append_timeline",
+    "backfill",
     "compact_timeline",
     "empty_spans",
     "empty_timeline",
     "replace_spans",
     "save_measurement",
+    "save_tags",
     "spans_from_rows",
     "timeline_from_rows",
 ]
@@ -40,6 +46,32 @@ _BUCKET_COLUMNS = ["device", "t_s", "power_w", "counter_j", "energy_j", "peak_po
 
 Table = Union["pd.DataFrame", Mapping[str, Any]]
 """Rows to write: a DataFrame, or its columns as a mapping of lists or numpy arrays."""
+
+MEASURED_METHODS = ("counter", "power")
+"""Methods whose energy was measured; ``model`` is an estimate."""
+
+
+class Cursor(Protocol):
+    """What a query returns: rows."""
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection the store uses, with ``?`` placeholders.
+
+    ``sqlite3.Connection`` is one; the PostgreSQL backend wraps psycopg's.
+    """
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any:
+        """Run one statement."""
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Any:
+        """Run one statement for each row of parameters."""
 
 
 def empty_timeline() -> pd.DataFrame:
@@ -73,7 +105,7 @@ def spans_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return frame
 
 
-def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: Table) -> None:
+def append_timeline(conn: Connection, run_id: str, timeline: Table) -> None:
     """Append the rows of ``timeline`` later than what is stored for each device."""
     _require(timeline, ["t_s", "device", "power_w", "counter_j", "energy_j"], "timeline")
     if not _length(timeline):
@@ -88,7 +120,8 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: Table) -> N
     # Devices get rows in the timeline's order; their rowids keep that order for reading back.
     conn.executemany(
         "INSERT INTO devices (run_id, name, method) VALUES (?, ?, ?)"
-        " ON CONFLICT (run_id, name) DO UPDATE SET method = coalesce(excluded.method, method)",
+        " ON CONFLICT (run_id, name)"
+        " DO UPDATE SET method = coalesce(excluded.method, devices.method)",
         ((run_id, device, _text(method)) for device, method in last_method.items()),
     )
     # One indexed MAX per device (O(log n)); a GROUP BY would scan every stored row.
@@ -118,7 +151,7 @@ def append_timeline(conn: sqlite3.Connection, run_id: str, timeline: Table) -> N
     )
 
 
-def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: Table) -> None:
+def compact_timeline(conn: Connection, run_id: str, buckets: Table) -> None:
     """Replace full-resolution rows by the buckets they were thinned to.
 
     For each device, the single-reading rows up to its last bucket (and after the bucket
@@ -155,7 +188,7 @@ def compact_timeline(conn: sqlite3.Connection, run_id: str, buckets: Table) -> N
         )
 
 
-def append_spans(conn: sqlite3.Connection, run_id: str, spans: Table, keep_after_s: float) -> None:
+def append_spans(conn: Connection, run_id: str, spans: Table, keep_after_s: float) -> None:
     """Add ``spans`` and drop stored spans that ended before ``keep_after_s``."""
     _require(spans, SPAN_COLUMNS, "phase_spans")
     conn.execute("DELETE FROM phase_spans WHERE run_id = ? AND end_s < ?", (run_id, keep_after_s))
@@ -169,7 +202,7 @@ def append_spans(conn: sqlite3.Connection, run_id: str, spans: Table, keep_after
     )
 
 
-def replace_spans(conn: sqlite3.Connection, run_id: str, spans: Table) -> None:
+def replace_spans(conn: Connection, run_id: str, spans: Table) -> None:
     """Replace the run's phase spans with ``spans``."""
     _require(spans, SPAN_COLUMNS, "phase_spans")
     conn.execute("DELETE FROM phase_spans WHERE run_id = ?", (run_id,))
@@ -182,20 +215,13 @@ def replace_spans(conn: sqlite3.Connection, run_id: str, spans: Table) -> None:
     )
 
 
-def save_measurement(conn: sqlite3.Connection, run_id: str, m: Measurement) -> None:
+def save_measurement(conn: Connection, run_id: str, m: Measurement) -> None:
     """Store ``m`` as the run's record, its summary columns, devices and phases."""
     conn.execute(
-        "UPDATE runs SET measurement_json = ?, energy_j = ?, uncertainty_j = ?, duration_s = ?,"
-        " co2e_kg = ?, flops = ? WHERE id = ?",
-        (
-            json.dumps(m.to_dict()),
-            _real(m.energy_j),
-            _real(m.uncertainty_j),
-            _real(m.duration_s),
-            _real(m.co2e_kg),
-            _real(m.flops),
-            run_id,
-        ),
+        "UPDATE runs SET measurement_json = ?, "
+        + ", ".join(f"{c} = ?" for c in SUMMARY_COLUMNS)
+        + " WHERE id = ?",
+        (json.dumps(m.to_dict()), *summary(m.to_dict()), run_id),
     )
     for d in m.devices:
         conn.execute(
@@ -227,6 +253,62 @@ def save_measurement(conn: sqlite3.Connection, run_id: str, m: Measurement) -> N
             (run_id, p.name, p.count, p.duration_s, _real(p.energy_j), _real(p.uncertainty_j))
             for p in m.phases
         ),
+    )
+
+
+SUMMARY_COLUMNS = (
+    "energy_j",
+    "uncertainty_j",
+    "duration_s",
+    "co2e_kg",
+    "flops",
+    "pue",
+    "co2e_market_kg",
+    "renewable_share",
+    "water_l",
+    "measured_energy_j",
+)
+"""Columns of ``runs`` copied from the record, for listings and for KPIs summed in SQL."""
+
+
+def summary(record: Mapping[str, Any]) -> tuple[float | None, ...]:
+    """The :data:`SUMMARY_COLUMNS` of a Measurement's ``to_dict()`` record (None: unknown)."""
+    carbon = record.get("carbon") or {}
+    devices = record.get("devices") or []
+    measured = [
+        d.get("energy_j") for d in devices if d.get("method") in MEASURED_METHODS
+    ]  # a run whose devices are all modelled measured 0 J of its energy
+    return (
+        _real(record.get("energy_j")),
+        _real(record.get("uncertainty_j")),
+        _real(record.get("duration_s")),
+        _real(carbon.get("co2e_kg")),
+        _real(record.get("flops")),
+        _real(carbon.get("pue")),
+        _real(carbon.get("co2e_market_kg")),
+        _real(carbon.get("renewable_share")),
+        _real(carbon.get("water_l")),
+        _real(sum(_real(e) or 0.0 for e in measured)) if devices else None,
+    )
+
+
+def save_tags(conn: Connection, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set the run's tags (keys already there take the new value)."""
+    conn.executemany(
+        "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)"
+        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+        ((run_id, str(k), str(v)) for k, v in tags.items()),
+    )
+
+
+def backfill(conn: Connection) -> None:
+    """Fill the summary columns of version 3 for runs stored before it, from their records."""
+    rows = conn.execute(
+        "SELECT id, measurement_json FROM runs WHERE measurement_json IS NOT NULL"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE runs SET " + ", ".join(f"{c} = ?" for c in SUMMARY_COLUMNS) + " WHERE id = ?",
+        ((*summary(json.loads(text)), rid) for rid, text in rows),
     )
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,12 +14,6 @@ from greenai.errors import ConfigError, GreenAIError
 from greenai.measurement import Measurement
 from greenai.store import RunStore, StoreError
 from greenai.testing import FakeClock, FakeGPU
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
-    with RunStore(tmp_path / "runs.db") as s:
-        yield s
 
 
 def tracked_job() -> greenai.Tracker:
@@ -82,11 +75,11 @@ def test_a_tracked_run_round_trips_with_timeline_and_phase_spans(store: RunStore
 
 
 def test_the_devices_and_phases_tables_hold_the_measurement_aggregates(
-    store: RunStore, tmp_path: Path
+    sqlite_store: RunStore, tmp_path: Path
 ) -> None:
     job = tracked_job()
-    run_id = store.start_run("train")
-    store.finish_run(run_id, job.result, timeline=job.timeline())
+    run_id = sqlite_store.start_run("train")
+    sqlite_store.finish_run(run_id, job.result, timeline=job.timeline())
     with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
         devices = conn.execute(
             "SELECT name, method, energy_j FROM devices WHERE run_id = ? ORDER BY name", (run_id,)
@@ -99,16 +92,16 @@ def test_the_devices_and_phases_tables_hold_the_measurement_aggregates(
 
 
 def test_checkpoint_appends_only_timeline_rows_newer_than_those_stored(
-    store: RunStore, tmp_path: Path
+    sqlite_store: RunStore, tmp_path: Path
 ) -> None:
     clock = FakeClock()
     gpu = FakeGPU(clock=clock, power_w=300.0, seed=3)
-    run_id = store.start_run("train")
+    run_id = sqlite_store.start_run("train")
     with greenai.track("train", devices=[gpu], clock=clock) as job:
         clock.advance(1.0)
         first = job.timeline()
-        store.checkpoint(run_id, timeline=first, phase_spans=job.phase_spans())
-        store.checkpoint(run_id, timeline=first)  # nothing new: nothing added
+        sqlite_store.checkpoint(run_id, timeline=first, phase_spans=job.phase_spans())
+        sqlite_store.checkpoint(run_id, timeline=first)  # nothing new: nothing added
         with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
             before = conn.execute(
                 "SELECT rowid, t_s FROM timeline WHERE run_id = ? ORDER BY rowid", (run_id,)
@@ -116,36 +109,38 @@ def test_checkpoint_appends_only_timeline_rows_newer_than_those_stored(
         assert len(before) == len(first)
         with job.phase("eval"):
             clock.advance(1.0)
-        store.checkpoint(run_id, timeline=job.timeline(), phase_spans=job.phase_spans())
-    store.finish_run(run_id, job.result, timeline=job.timeline(), phase_spans=job.phase_spans())
+        sqlite_store.checkpoint(run_id, timeline=job.timeline(), phase_spans=job.phase_spans())
+    sqlite_store.finish_run(
+        run_id, job.result, timeline=job.timeline(), phase_spans=job.phase_spans()
+    )
 
     with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
         after = conn.execute(
             "SELECT rowid, t_s FROM timeline WHERE run_id = ? ORDER BY rowid", (run_id,)
         ).fetchall()
     assert after[: len(before)] == before  # earlier rows were neither rewritten nor re-added
-    run = store.get(run_id)
+    run = sqlite_store.get(run_id)
     assert len(run.timeline) == len(job.timeline()) > len(first)
     assert run.timeline["t_s"].is_monotonic_increasing
     assert list(run.phase_spans["phase"]) == ["eval"]
 
 
 def test_checkpoint_keeps_the_latest_measurement_and_bumps_updated_at(
-    store: RunStore, tmp_path: Path
+    sqlite_store: RunStore, tmp_path: Path
 ) -> None:
-    run_id = store.start_run("train")
-    store.checkpoint(run_id, small_measurement())
-    first = store.get(run_id)
+    run_id = sqlite_store.start_run("train")
+    sqlite_store.checkpoint(run_id, small_measurement())
+    first = sqlite_store.get(run_id)
     assert first.status == "running" and first.ended_at is None
     assert first.measurement is not None and first.measurement.energy_j == 100.0
 
-    store.checkpoint(run_id, dataclasses.replace(small_measurement(), energy_j=200.0))
+    sqlite_store.checkpoint(run_id, dataclasses.replace(small_measurement(), energy_j=200.0))
     with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
         (updated,) = conn.execute("SELECT updated_at FROM runs WHERE id = ?", (run_id,)).fetchone()
     assert updated >= first.started_at
-    latest = store.get(run_id).measurement
+    latest = sqlite_store.get(run_id).measurement
     assert latest is not None and latest.energy_j == 200.0
-    assert store.runs()["energy_j"].iloc[0] == 200.0
+    assert sqlite_store.runs()["energy_j"].iloc[0] == 200.0
 
 
 def test_finished_runs_take_no_checkpoints_and_status_defaults_to_the_measurement(

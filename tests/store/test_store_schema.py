@@ -78,3 +78,40 @@ def test_without_greenai_home_the_store_is_in_the_working_directory(
     with RunStore() as store:
         store.start_run("x")
     assert (tmp_path / ".greenai" / "runs.db").is_file()
+
+
+def test_a_version_2_store_gains_tags_and_kpi_columns_from_its_records(tmp_path: Path) -> None:
+    import json
+
+    from greenai.store.ddl import migrations
+
+    path = tmp_path / "runs.db"
+    record = {
+        "energy_j": 7.2e6,
+        "carbon": {"pue": 1.2, "co2e_market_kg": 0.5, "renewable_share": 0.4, "water_l": 3.0},
+        "devices": [
+            {"name": "gpu0", "method": "counter", "energy_j": 6e6},
+            {"name": "cpu", "method": "model", "energy_j": 1.2e6},
+        ],
+        "flops": float("nan"),  # json.dumps writes NaN: old records may hold it
+    }
+    with closing(sqlite3.connect(path)) as conn:
+        for script in migrations("sqlite")[:2]:
+            for statement in script:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(
+            "INSERT INTO runs (id, name, status, started_at, updated_at, host, measurement_json,"
+            " energy_j) VALUES ('r1', 'old', 'completed', '2025-01-01', '2025-01-01', 'h', ?, ?)",
+            (json.dumps(record), 7.2e6),
+        )
+        conn.commit()
+    with RunStore(path) as store:
+        assert list(store.runs()["id"]) == ["r1"]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        row = conn.execute(
+            "SELECT pue, co2e_market_kg, renewable_share, water_l, measured_energy_j, flops"
+            " FROM runs"
+        ).fetchone()
+    assert row == (1.2, 0.5, 0.4, 3.0, 6e6, None)

@@ -1,0 +1,98 @@
+"""Copy runs from one store to another: SQLite files into a shared PostgreSQL store.
+
+Each run is copied whole (its row, devices, phases, timeline, phase spans and tags) in one
+transaction; runs the destination already holds (by id) are left as they are, so a copy
+that stopped half-way can simply be run again. The source may be opened read-only and be
+of an older schema (from version 2): the summary columns KPIs add up are recomputed from
+each run's record, so a store written before they existed copies whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from greenai.store import tables
+from greenai.store.errors import StoreError
+from greenai.store.runstore import RunStore
+
+__all__ = ["RUN_TABLE_COLUMNS", "copy_runs"]
+
+RUN_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "runs": (
+        "id", "name", "status", "started_at", "ended_at", "updated_at", "host", "pid",
+        "command", "meta_json", "measurement_json", *tables.SUMMARY_COLUMNS,
+    ),
+    "devices": (
+        "run_id", "name", "kind", "method", "energy_j", "uncertainty_j", "avg_power_w",
+        "peak_power_w", "samples", "partial",
+    ),
+    "phases": ("run_id", "name", "count", "duration_s", "energy_j", "uncertainty_j"),
+    "timeline": ("run_id", "device", "t_s", "power_w", "counter_j", "energy_j", "peak_power_w"),
+    "phase_spans": ("run_id", "phase", "depth", "start_s", "end_s"),
+    "tags": ("run_id", "key", "value"),
+}  # fmt: skip
+"""Every column of each table, in the order they are copied (``runs`` first)."""
+
+_BASE_RUN_COLUMNS = RUN_TABLE_COLUMNS["runs"][: -len(tables.SUMMARY_COLUMNS)]
+_ORDER = {"devices": "rowid", "timeline": "device, t_s", "phase_spans": "rowid"}
+
+
+def copy_runs(
+    source: RunStore,
+    destination: RunStore,
+    *,
+    on_run: Callable[[str, bool], None] | None = None,
+) -> tuple[int, int]:
+    """Copy every run of ``source`` that ``destination`` lacks; both must be open.
+
+    ``source`` may be read-only.
+
+    A run still ``running`` in the source is copied as it stands (its last checkpoint).
+    ``on_run(run_id, copied)`` is called for each run, in start order.
+
+    Returns:
+        (runs copied, runs the destination already had).
+
+    Raises:
+        StoreError: Either store cannot be read or written.
+    """
+    ids = [r[0] for r in source.rows("SELECT id FROM runs ORDER BY started_at, id", [])]
+    copied = skipped = 0
+    for run_id in ids:
+        if destination.rows("SELECT 1 FROM runs WHERE id = ?", [run_id]):
+            skipped += 1
+            if on_run is not None:
+                on_run(run_id, False)
+            continue
+        data = {
+            table: _read(source, table, columns, run_id)
+            for table, columns in RUN_TABLE_COLUMNS.items()
+        }
+        with destination.transaction() as conn:
+            for table, columns in RUN_TABLE_COLUMNS.items():
+                marks = ", ".join("?" * len(columns))
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", data[table]
+                )
+        copied += 1
+        if on_run is not None:
+            on_run(run_id, True)
+    return copied, skipped
+
+
+def _read(store: RunStore, table: str, columns: tuple[str, ...], run_id: str) -> list[Any]:
+    if table == "runs":  # summary columns from the record: they may predate schema 3
+        rows = store.rows(f"SELECT {', '.join(_BASE_RUN_COLUMNS)} FROM runs WHERE id = ?", [run_id])
+        return [
+            (*row, *tables.summary({} if row[10] is None else json.loads(row[10]))) for row in rows
+        ]
+    order = f" ORDER BY {_ORDER[table]}" if table in _ORDER else ""
+    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ?{order}"
+    if table == "tags":  # tags came with schema 3
+        try:
+            return store.rows(sql, [run_id])
+        except StoreError:
+            return []
+    return store.rows(sql, [run_id])

@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from greenai.measurement import Measurement
     from greenai.tracker import Tracker
 
-__all__ = ["PREFIX", "CurrentPhase", "figures", "method_tags", "write_report_files"]
+__all__ = [
+    "PREFIX",
+    "CurrentPhase",
+    "figures",
+    "method_tags",
+    "warn_failure",
+    "warn_registered_twice",
+    "write_report_files",
+]
 
 PREFIX = "greenai/"
 
@@ -93,7 +101,12 @@ class CurrentPhase:
         self.name = ""
 
     def enter(self, job: Tracker | None, name: str) -> None:
-        """Close the open phase, then open ``name`` on ``job`` (nothing if it is not running)."""
+        """Close the open phase, then open ``name`` on ``job`` (nothing if it is not running).
+
+        ``name`` already open stays open (a callback registered twice enters it twice).
+        """
+        if self._cm is not None and self.name == name:
+            return
         self.exit()
         if job is None or not job.running:
             return
@@ -107,6 +120,34 @@ class CurrentPhase:
             cm, self._cm = self._cm, None
             cm.__exit__(None, None, None)
             self.name = ""
+
+
+def warn_failure(what: str, exc: BaseException) -> None:
+    """Warn that greenai's own ``what`` failed; never raise into the user's training."""
+    import warnings
+
+    from greenai.errors import MeasurementWarning
+
+    warnings.warn(
+        f"greenai: {what} failed ({type(exc).__name__}: {exc}); training goes on and the"
+        " measurement is kept in the callback's result",
+        MeasurementWarning,
+        stacklevel=3,
+    )
+
+
+def warn_registered_twice(callback: object) -> None:
+    """Warn that one callback object was given to one trainer twice."""
+    import warnings
+
+    from greenai.errors import MeasurementWarning
+
+    warnings.warn(
+        f"greenai: {type(callback).__name__} is registered twice with this trainer; the"
+        " second registration is ignored (each step is counted once)",
+        MeasurementWarning,
+        stacklevel=3,
+    )
 
 
 def write_report_files(folder: Path, job: Tracker | None, result: Measurement) -> None:

@@ -12,7 +12,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from greenai.integrations import require
-from greenai.integrations.figures import CurrentPhase, figures, method_tags
+from greenai.integrations.figures import (
+    CurrentPhase,
+    figures,
+    method_tags,
+    warn_failure,
+    warn_registered_twice,
+)
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -63,18 +69,34 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._current = CurrentPhase()
         self._samples = 0
         self._last_step = 0
+        self._trainer: Any = None
+        self._last_batch: tuple[int, int, int] | None = None
+        self._live_failed = False
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Start the tracker."""
+        """Start the tracker (once per fit, however often the callback is registered).
+
+        A tracker still running from an earlier fit (one whose end no hook reported) is
+        stopped first, as ``failed``.
+        """
         from greenai.tracker import Tracker
 
+        if self.job is not None and self.job.running:
+            if self._trainer is trainer:
+                warn_registered_twice(self)
+                return
+            self._finish(self._trainer, "failed")
         meta = {**(self._options.get("meta") or {}), "integration": "lightning.Trainer"}
         self.job = Tracker(self.name, **{**self._options, "meta": meta})
         self.job.start()
+        self._trainer = trainer
         self._last_step = trainer.global_step
+        self._last_batch = None
+        self._live_failed = False
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Enter the ``train`` phase."""
+        """Enter the ``train`` phase; steps count from here (a resumed fit's restored step)."""
+        self._last_step = trainer.global_step
         self._current.enter(self.job, "train")
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
@@ -96,6 +118,10 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         job = self.job
         if job is None or not job.running:
             return
+        here = (trainer.current_epoch, batch_idx, trainer.global_step)
+        if here == self._last_batch:  # registered twice: this batch is counted already
+            return
+        self._last_batch = here
         try:
             from lightning.pytorch.utilities.data import extract_batch_size
         except ImportError:  # pragma: no cover - pytorch_lightning only
@@ -110,8 +136,12 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._samples = 0
         self._last_step = trainer.global_step
         every = max(int(getattr(trainer, "log_every_n_steps", 50) or 1), 1)
-        if trainer.global_step % every == 0:
-            pl_module.log_dict(figures(job.snapshot()), on_step=True, on_epoch=False)
+        if trainer.global_step % every == 0 and not self._live_failed:
+            try:
+                pl_module.log_dict(figures(job.snapshot()), on_step=True, on_epoch=False)
+            except Exception as exc:  # greenai's logging must never stop training
+                self._live_failed = True
+                warn_failure("logging the live energy figures", exc)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """Stop the tracker; the final figures and methods go to every logger."""
@@ -123,12 +153,28 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._finish(trainer, status)
 
     def _finish(self, trainer: Any, status: str = "completed") -> None:
+        """Stop the job and log its final figures; greenai's failures here become warnings.
+
+        Called from ``on_fit_end`` and ``on_exception``: an exception raised here would
+        fail a completed fit or replace the user's own exception.
+        """
         if self.job is None or not self.job.running:
             return
-        self._current.exit()
+        try:
+            self._current.exit()
+        except Exception as exc:
+            warn_failure("closing the open phase", exc)
         self.result = self.job.stop(status=status)
-        final = figures(self.result)
-        for logger in trainer.loggers:
-            logger.log_metrics(final, step=trainer.global_step)
-            logger.log_hyperparams(method_tags(self.result))
-            logger.save()
+        try:
+            final = figures(self.result)
+            tags = method_tags(self.result)
+        except Exception as exc:
+            warn_failure("computing the final figures", exc)
+            return
+        for logger in getattr(trainer, "loggers", None) or ():
+            try:
+                logger.log_metrics(final, step=trainer.global_step)
+                logger.log_hyperparams(tags)
+                logger.save()
+            except Exception as exc:
+                warn_failure(f"logging the final figures to {type(logger).__name__}", exc)

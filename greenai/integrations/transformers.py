@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from greenai.errors import ConfigError, MeasurementWarning
 from greenai.integrations import require
-from greenai.integrations.figures import CurrentPhase, figures, method_tags
+from greenai.integrations.figures import (
+    CurrentPhase,
+    figures,
+    method_tags,
+    warn_failure,
+    warn_registered_twice,
+)
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -96,6 +102,9 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self._tokens = 0
         self._counted_tokens = False
         self._tokens_seen = 0
+        self._state: Any = None  # the TrainerState of the train() being measured
+        self._last_global_step: int | None = None
+        self._last_logs: Any = None
 
     @classmethod
     def add_to(cls, trainer: Any, **kwargs: Any) -> GreenAICallback:
@@ -116,6 +125,9 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         """
         from greenai.tracker import Tracker
 
+        if self.job is not None and self.job.running and self._state is state:
+            warn_registered_twice(self)  # the same object twice in the Trainer's callbacks
+            return
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -131,6 +143,8 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             meta["training_type"] = self._training_type
         self.job = Tracker(self.name, **{**self._options, "meta": meta})
         self.job.start()
+        self._state = state
+        self._last_global_step = None
         self._tokens_seen = getattr(state, "num_input_tokens_seen", 0)
         self._current.enter(self.job, "train")
         model = kwargs.get("model")
@@ -141,6 +155,9 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         """One optimizer step: mark it with the samples and tokens since the last."""
         if self.job is None or not self.job.running:
             return
+        if state.global_step == self._last_global_step:  # registered twice: counted already
+            return
+        self._last_global_step = state.global_step
         tokens = self._tokens if self._counted_tokens else None
         seen = getattr(state, "num_input_tokens_seen", 0)
         if getattr(args, "include_num_input_tokens_seen", "no") not in ("no", False, None):
@@ -157,9 +174,14 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
     ) -> None:
         """Add the energy figures so far to ``logs`` and to the last ``log_history`` entry."""
-        if self.job is None or not self.job.running or logs is None:
+        if self.job is None or not self.job.running or logs is None or logs is self._last_logs:
             return
-        extra = figures(self.job.snapshot(), flops=self._trainer_flops(state))
+        self._last_logs = logs
+        try:
+            extra = figures(self.job.snapshot(), flops=self._trainer_flops(state))
+        except Exception as exc:  # greenai's figures must never stop training
+            warn_failure("computing the live energy figures", exc)
+            return
         logs.update(extra)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(extra)
@@ -171,13 +193,19 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             self._hook = None
         if self.job is None or not self.job.running:
             return
-        self._current.exit()
-        if self.flops_source == "trainer" and state.total_flos:
-            self.job.add_flops(float(state.total_flos))
+        try:
+            self._current.exit()
+            if self.flops_source == "trainer" and state.total_flos:
+                self.job.add_flops(float(state.total_flos))
+        except Exception as exc:
+            warn_failure("closing the job's phases and FLOPs", exc)
         self.result = self.job.stop()
-        if state.log_history is not None and self.result is not None:
-            final = {**figures(self.result), **method_tags(self.result)}
-            state.log_history.append({**final, "step": state.global_step})
+        try:
+            if state.log_history is not None:
+                final = {**figures(self.result), **method_tags(self.result)}
+                state.log_history.append({**final, "step": state.global_step})
+        except Exception as exc:  # a completed train() must not fail on greenai's figures
+            warn_failure("adding the final figures to the log history", exc)
 
     # --- helpers -----------------------------------------------------------------------
     def _trainer_flops(self, state: Any) -> float | None:

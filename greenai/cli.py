@@ -670,6 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=seconds, help="sampling period in seconds (windows >= 10)")
     p.add_argument("--out", type=Path, help="write the table: .csv, .json, .md or .html")
     p.set_defaults(func=_compress)
+    from greenai.serving.cli import add_serve_proxy
+
+    add_serve_proxy(sub)
     return parser
 
 

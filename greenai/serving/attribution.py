@@ -470,7 +470,6 @@ def attribute(
         alt, _, _ = _split(n, pieces, 1.0, 1.0, spans_s, spans_e, edges, dyn)
     else:
         alt = time_share
-    rel = uncertainty_j / total_j if total_j > 0 else 0.0
     out = tuple(
         RequestEnergy(
             request_id=r.request_id,
@@ -483,7 +482,7 @@ def attribute(
             energy_j=float(total[i]),
             prefill_energy_j=float(prefill[i]),
             decode_energy_j=float(total[i] - prefill[i]),
-            curve_uncertainty_j=abs(float(total[i])) * rel,
+            curve_uncertainty_j=_share(float(uncertainty_j), float(total[i]), total_j),
             rule_uncertainty_j=abs(float(total[i] - alt[i])),
             method=method,
             rule="iterations" if r.request_id in covered else "spans",
@@ -515,3 +514,10 @@ def _fit_iterations(
     prefill = [float(sum(it.prefill.values())) for it in iterations]
     decode = [float(sum(it.decode.values())) for it in iterations]
     return fit_token_costs(energy, prefill, decode)
+
+
+def _share(uncertainty_j: float, part_j: float, total_j: float) -> float:
+    """``uncertainty_j`` × ``part_j / total_j`` (0 where the total is 0)."""
+    if not total_j > 0:
+        return 0.0
+    return uncertainty_j * min(abs(part_j) / total_j, 1.0)

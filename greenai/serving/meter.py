@@ -126,6 +126,7 @@ class ServingMeter:
         self._iterations: list[Iteration] = []
         self._partial: dict[str, list[float]] = {}  # id -> [energy, prefill, curve±, rule±]
         self.recent: collections.deque[RequestEnergy] = collections.deque(maxlen=keep)
+        self._settled_count = 0
         self._h: float | None = None
         self._last: dict[str, tuple[float, float]] = {}  # device -> (t, cumulative J)
         self._sum: dict[str, float] = collections.defaultdict(float)
@@ -251,6 +252,17 @@ class ServingMeter:
                 completion_tokens=handle.completion_tokens,
                 status=handle.status,
             )
+
+    def settled_since(self, seen: int) -> tuple[list[RequestEnergy], int]:
+        """Requests settled after the first ``seen``, and how many have settled in all.
+
+        For consumers that poll (pass back the count each time); at most the last ``keep``
+        are still there.
+        """
+        with self._lock:
+            total = self._settled_count
+            new = min(max(total - seen, 0), len(self.recent))
+            return list(itertools.islice(reversed(self.recent), new))[::-1], total
 
     def is_open(self, request_id: str) -> bool:
         """Whether ``request_id`` has begun and not ended."""
@@ -400,6 +412,7 @@ class ServingMeter:
                 self._sum["prompt_tokens"] += r.prompt_tokens
                 self._sum["completion_tokens"] += r.completion_tokens
                 self.recent.append(out)
+                self._settled_count += 1
                 finished.append(out)
             # requests that ended before the window and overlap nothing more
             for rid in [

@@ -1,0 +1,235 @@
+"""``greenai serve-proxy``: measure an OpenAI-compatible server, request by request.
+
+With a command after ``--`` the proxy starts the server, waits until it answers, and
+measures the server's process tree (process scope: each device's draw charged to that tree
+by its share of CPU time, GPU utilisation or memory; the proxy itself is not in it).
+Without one it attaches to a running server and measures the machine (or ``--pid``'s tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, TextIO
+
+from greenai.errors import ConfigError, GreenAIError
+
+__all__ = ["add_serve_proxy", "run_serve_proxy", "wait_until_serving"]
+
+
+def add_serve_proxy(sub: Any) -> None:
+    """Register ``serve-proxy`` on the ``greenai`` subparsers."""
+    p = sub.add_parser(
+        "serve-proxy",
+        help="measuring reverse proxy for an OpenAI-compatible server: J per request/token",
+    )
+    p.add_argument("--upstream", required=True, help="the server's base URL (http://HOST:PORT)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8800, help="port to listen on (default 8800)")
+    p.add_argument(
+        "--max-body-mb", type=float, default=16.0, help="largest request body (default 16 MB)"
+    )
+    p.add_argument(
+        "--request-timeout", type=float, default=600.0, help="seconds before a request is cut"
+    )
+    p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=300.0,
+        help="with a command: seconds to wait for the server to answer (default 300)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=float,
+        default=0.0,
+        help="seconds of idle measurement before serving: idle power kept out of requests",
+    )
+    p.add_argument("--pid", type=int, help="attach: measure this process tree (process scope)")
+    p.add_argument("--keep", type=int, default=10_000, help="settled requests kept in memory")
+    p.add_argument("--log", type=Path, help="append each settled request to this JSON-lines file")
+    p.add_argument("--store", help="record the job in this run store (default: not stored)")
+    p.add_argument(
+        "cmd", nargs=argparse.REMAINDER, help="-- then the command that starts the server"
+    )
+    p.set_defaults(func=run_serve_proxy)
+
+
+def wait_until_serving(url: str, timeout_s: float, proc: subprocess.Popen[Any] | None) -> None:
+    """Poll ``url/v1/models`` until it answers.
+
+    Raises:
+        GreenAIError: The server's process exited, or it did not answer in time.
+    """
+    deadline = time.monotonic() + timeout_s
+    probe = url.rstrip("/") + "/v1/models"
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise GreenAIError(
+                f"the server command exited with code {proc.returncode} before answering {probe}"
+            )
+        try:
+            with urllib.request.urlopen(probe, timeout=2.0) as resp:
+                if resp.status < 500:
+                    return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise GreenAIError(f"the server did not answer {probe} within {timeout_s:g} s")
+        time.sleep(0.25)
+
+
+def run_serve_proxy(args: argparse.Namespace) -> int:
+    """The ``serve-proxy`` command. Raises GreenAIError subclasses for bad input."""
+    from greenai.serving.proxy import ProxyOptions, aiohttp
+
+    cmd = list(args.cmd or [])
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    opts = ProxyOptions(
+        upstream=args.upstream,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        request_timeout_s=args.request_timeout,
+    )
+    aiohttp()  # fail now, with the install hint
+    if args.keep < 0:
+        raise ConfigError(f"--keep must be >= 0, got {args.keep}")
+    if args.baseline < 0:
+        raise ConfigError(f"--baseline must be >= 0 seconds, got {args.baseline}")
+    proc: subprocess.Popen[Any] | None = None
+    if cmd:
+        try:
+            proc = subprocess.Popen(cmd, start_new_session=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot start {cmd[0]!r}: {exc.strerror or exc}") from None
+    try:
+        wait_until_serving(opts.upstream, args.startup_timeout if proc else 10.0, proc)
+        return asyncio.run(_serve(opts, args, proc))
+    finally:
+        if proc is not None:
+            _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _devices(proc: subprocess.Popen[Any] | None, pid: int | None) -> tuple[list[Any], str]:
+    from greenai.devices import discover
+    from greenai.devices.attribution import apply_scope
+
+    found = list(discover())
+    root = proc.pid if proc is not None else pid
+    if root is None:
+        return found, "machine scope"
+    return apply_scope(found, "process", pid=root), f"process scope, tree of pid {root}"
+
+
+def _tracer() -> Any:
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    provider = trace.get_tracer_provider()
+    if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        return None  # no tracer configured
+    return trace.get_tracer("greenai.serving")
+
+
+async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any] | None) -> int:
+    import greenai
+    from greenai.serving.meter import ServingMeter
+    from greenai.serving.proxy import EnergyProxy, aiohttp
+
+    web = aiohttp().web
+    devices, scope = _devices(proc, args.pid)
+    job = greenai.Tracker(
+        "serve-proxy", devices=devices, baseline_s=args.baseline, store=args.store or None
+    )
+    await asyncio.to_thread(job.start)
+    log: TextIO | None = args.log.open("a", encoding="utf-8") if args.log else None
+
+    def write(r: Any) -> None:
+        if log is not None:
+            log.write(json.dumps(r.to_dict()) + "\n")
+            log.flush()
+
+    metrics = None
+    with contextlib.suppress(ConfigError):
+        from greenai.serving.metrics import RequestMetrics
+
+        metrics = RequestMetrics()
+    meter = ServingMeter(job, keep=args.keep, on_request=write)
+    proxy = EnergyProxy(opts, meter, metrics=metrics, tracer=_tracer())
+    runner = web.AppRunner(proxy.app(), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, opts.host, opts.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        job.stop(status="failed")
+        raise ConfigError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from None
+    port = runner.addresses[0][1] if runner.addresses else opts.port
+    print(
+        f"greenai serve-proxy: http://{opts.host}:{port} -> {opts.upstream} ({scope})",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        while not stop.is_set():
+            if proc is not None and proc.poll() is not None:
+                print(
+                    f"greenai serve-proxy: the server exited ({proc.returncode})", file=sys.stderr
+                )
+                code = 1
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    finally:
+        await runner.cleanup()
+        result = await asyncio.to_thread(job.stop)
+        await asyncio.to_thread(meter.settle, final=True)
+        proxy.take()
+        if log is not None:
+            log.close()
+        t = meter.totals()
+        print(_summary(t, result), file=sys.stderr)
+    return code
+
+
+def _summary(t: Any, result: Any) -> str:
+    per = f"{t.requests_j / t.requests:.4g} J/request" if t.requests else "no requests"
+    tok = []
+    if t.prompt_tokens:
+        tok.append(f"prefill {t.prefill_j / t.prompt_tokens:.3g} J/token")
+    if t.completion_tokens:
+        tok.append(f"decode {t.decode_j / t.completion_tokens:.3g} J/token")
+    return (
+        f"greenai serve-proxy: {t.requests} requests, {per}"
+        f"{'; ' + ', '.join(tok) if tok else ''}; total {t.total_j:.4g} ± {t.uncertainty_j:.2g} J"
+        f" = requests {t.requests_j:.4g} + baseline {t.baseline_j:.4g} + idle {t.idle_j:.4g}"
+        f" (method {t.method})"
+    )

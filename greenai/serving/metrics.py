@@ -1,0 +1,93 @@
+"""Prometheus metrics of served requests: J/request and J/token histograms, by model.
+
+Needs ``prometheus-client`` (the ``prometheus`` or ``serve`` extra). Its own registry, so a
+proxy's metrics never mix with a process's default ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from greenai.errors import ConfigError
+from greenai.serving.attribution import RequestEnergy
+
+__all__ = ["RequestMetrics"]
+
+_J_PER_REQUEST = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
+_J_PER_TOKEN = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
+
+
+class RequestMetrics:
+    """Histograms and counters fed with each settled request.
+
+    Metrics: ``greenai_request_energy_joules`` (histogram, labels ``model``, ``status``),
+    ``greenai_token_energy_joules`` (histogram of J per token, labels ``model``, ``phase`` =
+    ``prefill`` | ``decode``), ``greenai_requests_total`` and ``greenai_tokens_total``
+    (counters), ``greenai_serving_energy_joules_total`` (counter, ``part`` = ``requests`` |
+    ``baseline`` | ``idle``) with the method in a label.
+
+    Raises:
+        ConfigError: prometheus-client is not installed.
+    """
+
+    def __init__(self) -> None:
+        try:
+            prom = importlib.import_module("prometheus_client")
+        except ImportError as exc:
+            raise ConfigError(
+                "Prometheus metrics need prometheus-client: pip install 'greenai[serve]'"
+            ) from exc
+        self._prom: Any = prom
+        self.registry = prom.CollectorRegistry()
+        self.request_j = prom.Histogram(
+            "greenai_request_energy_joules",
+            "Energy charged to one request (J), above baseline",
+            ["model", "status", "method"],
+            buckets=_J_PER_REQUEST,
+            registry=self.registry,
+        )
+        self.token_j = prom.Histogram(
+            "greenai_token_energy_joules",
+            "Energy per token of one request (J/token), prefill and decode apart",
+            ["model", "phase", "method"],
+            buckets=_J_PER_TOKEN,
+            registry=self.registry,
+        )
+        self.requests = prom.Counter(
+            "greenai_requests", "Requests settled", ["model", "status"], registry=self.registry
+        )
+        self.tokens = prom.Counter(
+            "greenai_tokens",
+            "Tokens of settled requests",
+            ["model", "phase"],
+            registry=self.registry,
+        )
+        self.energy = prom.Counter(
+            "greenai_serving_energy_joules",
+            "Energy settled (J): charged to requests, baseline under them, idle",
+            ["part", "method"],
+            registry=self.registry,
+        )
+
+    def observe(self, r: RequestEnergy) -> None:
+        """Count one settled request."""
+        model = r.model or "unknown"
+        self.request_j.labels(model, r.status, r.method).observe(max(r.energy_j, 0.0))
+        self.requests.labels(model, r.status).inc()
+        for phase, n, j in (
+            ("prefill", r.prompt_tokens, r.prefill_energy_j),
+            ("decode", r.completion_tokens, r.decode_energy_j),
+        ):
+            if n:
+                self.tokens.labels(model, phase).inc(n)
+                self.token_j.labels(model, phase, r.method).observe(max(j, 0.0) / n)
+
+    def add_energy(self, part: str, energy_j: float, method: str) -> None:
+        """Add settled energy of one part (``requests``, ``baseline``, ``idle``)."""
+        if energy_j > 0:
+            self.energy.labels(part, method).inc(energy_j)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format and its content type."""
+        return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST

@@ -1,0 +1,416 @@
+"""A measuring reverse proxy for any OpenAI-compatible server (vLLM, SGLang, TGI...).
+
+Needs ``aiohttp`` (``pip install 'greenai[serve]'``). Every request is forwarded unchanged,
+streamed responses (Server-Sent Events) chunk by chunk as they come; each POST under
+``/v1/`` is a span on the job's timeline (:class:`~greenai.serving.meter.ServingMeter`) with
+the tokens the response reports in ``usage`` (or counted from streamed chunks). A
+background pass settles the job's curve every ``settle_s`` and charges each finished
+request its energy.
+
+Faults: an upstream that is down answers 502, one that is too slow 504 (with a JSON error
+saying which), its own errors pass through as they are; a body over ``max_body_bytes`` gets
+413 before it is read; a client that leaves mid-stream is charged for what was generated
+until then (status ``disconnected``); a request still open after ``request_timeout_s`` is
+cut (``timeout``). The proxy's own pages live under ``/greenai/``: ``requests`` (recent
+settled requests, JSON), ``requests/{id}``, ``totals`` and ``metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import itertools
+import json
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from greenai.errors import ConfigError
+from greenai.serving.attribution import RequestEnergy
+from greenai.serving.meter import ServingMeter
+from greenai.serving.usage import SseCounter, TokenCount, count_body, prompt_chars
+
+__all__ = ["ENERGY_HEADER", "REQUEST_ID_HEADER", "EnergyProxy", "ProxyOptions", "aiohttp"]
+
+REQUEST_ID_HEADER = "x-greenai-request-id"
+ENERGY_HEADER = "x-greenai-energy"
+"""Send ``x-greenai-energy: 1`` with a non-streamed request to get its figures in response
+headers (``x-greenai-energy-j``, ``-uncertainty-j``, ``-method``); the response then waits
+for its stretch of the curve to settle (at most ``energy_wait_s``, else ``pending``)."""
+
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+
+
+def aiohttp() -> Any:
+    """The aiohttp module, or a ConfigError with the install hint."""
+    try:
+        importlib.import_module("aiohttp.web")
+        return importlib.import_module("aiohttp")
+    except ImportError as exc:
+        raise ConfigError("the serving proxy needs aiohttp: pip install 'greenai[serve]'") from exc
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """How the proxy listens and forwards.
+
+    Args:
+        upstream: Base URL of the server (``http://127.0.0.1:8000``).
+        host: Address to listen on; 127.0.0.1 unless told otherwise.
+        port: Port to listen on (0: any free one).
+        max_body_bytes: Largest request body accepted; larger ones get 413.
+        request_timeout_s: Longest a request may take end to end; then it is cut (504).
+        connect_timeout_s: Longest to wait for the upstream to accept a connection.
+        settle_s: Seconds between settling passes.
+        max_connections: Upstream connections open at once (more requests wait).
+        energy_wait_s: Longest a response that asked for its energy header waits.
+
+    Raises:
+        ConfigError: A URL that is not http(s), or a non-positive limit.
+    """
+
+    upstream: str
+    host: str = "127.0.0.1"
+    port: int = 8800
+    max_body_bytes: int = 16 * 2**20
+    request_timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    settle_s: float = 1.0
+    max_connections: int = 1024
+    energy_wait_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.upstream.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--upstream must be an http(s) URL such as http://127.0.0.1:8000, got"
+                f" {self.upstream!r}"
+            )
+        for name in (
+            "max_body_bytes",
+            "request_timeout_s",
+            "connect_timeout_s",
+            "settle_s",
+            "max_connections",
+            "energy_wait_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not (0 <= self.port < 65536):
+            raise ConfigError(f"port must be 0-65535, got {self.port!r}")
+
+
+class EnergyProxy:
+    """The proxy's aiohttp application around one meter.
+
+    Args:
+        options: :class:`ProxyOptions`.
+        meter: The meter of the job that measures the server.
+        metrics: A :class:`~greenai.serving.metrics.RequestMetrics` to feed, or None.
+        tracer: An OpenTelemetry tracer; each metered request becomes a span whose
+            attributes carry its energy once settled.
+    """
+
+    def __init__(
+        self, options: ProxyOptions, meter: ServingMeter, *, metrics: Any = None, tracer: Any = None
+    ) -> None:
+        self.options = options
+        self.meter = meter
+        self.metrics = metrics
+        self.tracer = tracer
+        self._web = aiohttp().web
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid():x}-{int(time.time()):x}"
+        self._settled: OrderedDict[str, RequestEnergy] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[RequestEnergy]] = {}
+        self._spans: dict[str, Any] = {}
+        self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_totals: dict[str, float] = {}
+        self._seen = 0
+        self.settle_errors = 0
+
+    # --- application ---------------------------------------------------------------------
+    def app(self) -> Any:
+        """The aiohttp ``web.Application``."""
+        web = self._web
+        app = web.Application(client_max_size=self.options.max_body_bytes)
+        app.router.add_get("/greenai/requests", self._requests)
+        app.router.add_get("/greenai/requests/{rid}", self._one)
+        app.router.add_get("/greenai/totals", self._totals)
+        app.router.add_get("/greenai/metrics", self._metrics)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, app: Any) -> None:
+        http = aiohttp()
+        self._loop = asyncio.get_running_loop()
+        self._session = http.ClientSession(
+            connector=http.TCPConnector(limit=self.options.max_connections),
+            auto_decompress=False,
+            timeout=http.ClientTimeout(
+                total=self.options.request_timeout_s,
+                sock_connect=self.options.connect_timeout_s,
+            ),
+        )
+        self._task = asyncio.create_task(self._settle_loop())
+
+    async def _cleanup(self, app: Any) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    def settled(self) -> dict[str, RequestEnergy]:
+        """The settled requests kept (the newest ``keep``), by request id (a copy)."""
+        return dict(self._settled)
+
+    # --- settling --------------------------------------------------------------------------
+    async def _settle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.settle_s)
+            await self.settle()
+
+    async def settle(self, *, final: bool = False) -> list[RequestEnergy]:
+        """One settling pass (off the event loop); never raises (a count of failures is kept)."""
+        try:
+            await asyncio.to_thread(self.meter.settle, final=final)
+        except Exception:  # a sensor failing never stops the serving
+            self.settle_errors += 1
+        return self.take()
+
+    def take(self) -> list[RequestEnergy]:
+        """Record what the meter settled since the last call: rows, metrics, spans, waiters.
+
+        Reads the meter's count of settled requests, so a pass whose caller was cancelled
+        (the proxy shutting down) loses nothing.
+        """
+        done, self._seen = self.meter.settled_since(self._seen)
+        for r in done:
+            self._settled[r.request_id] = r
+            while len(self._settled) > max(self.meter.recent.maxlen or 0, 1):
+                self._settled.popitem(last=False)
+            if self.metrics is not None:
+                self.metrics.observe(r)
+            span = self._spans.pop(r.request_id, None)
+            if span is not None:
+                _end_span(span[0], r, span[1])
+            fut = self._waiters.pop(r.request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(r)
+        if self.metrics is not None:
+            t = self.meter.totals()
+            for part, value in (
+                ("requests", t.requests_j),
+                ("baseline", t.baseline_j),
+                ("idle", t.idle_j),
+            ):
+                self.metrics.add_energy(part, value - self._last_totals.get(part, 0.0), t.method)
+                self._last_totals[part] = value
+        return done
+
+    # --- forwarding ----------------------------------------------------------------------
+    async def _forward(self, request: Any) -> Any:
+        web, http = self._web, aiohttp()
+        opts = self.options
+        if request.content_length is not None and request.content_length > opts.max_body_bytes:
+            return _error(web, 413, f"request body over {opts.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(web, 413, f"request body over {opts.max_body_bytes} bytes")
+        metered = request.method == "POST" and request.path.startswith("/v1/")
+        parsed: Any = None
+        if metered:
+            try:
+                parsed = json.loads(body) if body else None
+            except ValueError:
+                parsed = None  # forwarded as it is: the upstream says what is wrong
+        rid = f"{self._prefix}-{next(self._ids)}"
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+        model = model if isinstance(model, str) else None
+        chars = prompt_chars(parsed)
+        if metered:
+            self.meter.begin(rid, model=model)
+            if self.tracer is not None:
+                self._spans[rid] = (_start_span(self.tracer, request, model), None)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers.pop(ENERGY_HEADER, None)
+        url = opts.upstream.rstrip("/") + str(request.rel_url)
+        count = TokenCount(0, 0, "none")
+        status = "ok"
+        try:
+            async with self._session.request(
+                request.method, url, data=body, headers=headers, allow_redirects=False
+            ) as up:
+                out_headers = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
+                if metered:
+                    out_headers[REQUEST_ID_HEADER] = rid
+                if up.status >= 400:
+                    status = f"http_{up.status}"
+                sse = up.headers.get("content-type", "").startswith("text/event-stream")
+                wants = request.headers.get(ENERGY_HEADER, "") not in ("", "0")
+                if metered and wants and not sse:
+                    data = await up.read()
+                    count = count_body(data, chars)
+                    self._end(rid, count, status)
+                    out_headers.update(await self._energy_headers(rid))
+                    return web.Response(status=up.status, headers=out_headers, body=data)
+                resp = web.StreamResponse(status=up.status, headers=out_headers)
+                await resp.prepare(request)
+                counter = SseCounter(chars) if sse else None
+                kept = bytearray()
+                try:
+                    async for chunk in up.content.iter_any():
+                        if counter is not None and counter.feed(chunk) and metered:
+                            self.meter.first_token(rid)
+                        elif counter is None and metered and len(kept) < opts.max_body_bytes:
+                            kept += chunk
+                        if not await _send(resp, chunk):
+                            status = "disconnected"
+                            return resp
+                    if not await _send(resp, None):
+                        status = "disconnected"
+                except asyncio.CancelledError:
+                    status = "disconnected"
+                    raise
+                except asyncio.TimeoutError:
+                    status = "timeout"  # headers are sent: the stream ends where it was cut
+                except (http.ClientError, OSError):
+                    status = "upstream_error"
+                finally:
+                    if counter is not None:
+                        count = counter.count()
+                    elif metered:
+                        count = count_body(bytes(kept), chars)
+                return resp
+        except asyncio.TimeoutError:
+            status = "timeout"
+            return _error(
+                web,
+                504,
+                f"upstream {opts.upstream} did not answer within {opts.request_timeout_s:g} s",
+            )
+        except http.ClientConnectionError as exc:
+            status = "upstream_error"
+            return _error(web, 502, f"upstream {opts.upstream} unreachable or closed: {exc}")
+        except http.ClientPayloadError as exc:
+            status = "upstream_error"
+            return _error(web, 502, f"upstream {opts.upstream} sent a broken response: {exc}")
+        finally:
+            if metered and rid not in self._settled and self._is_open(rid):
+                self._end(rid, count, status)
+
+    def _is_open(self, rid: str) -> bool:
+        return self.meter.is_open(rid)
+
+    def _end(self, rid: str, count: TokenCount, status: str) -> None:
+        if rid in self._spans:  # the span ends when the response did, once its energy is known
+            self._spans[rid] = (self._spans[rid][0], time.time_ns())
+        if self._is_open(rid):
+            self.meter.end(
+                rid,
+                prompt_tokens=count.prompt_tokens,
+                completion_tokens=count.completion_tokens,
+                status=status,
+            )
+
+    async def _energy_headers(self, rid: str) -> dict[str, str]:
+        assert self._loop is not None
+        fut: asyncio.Future[RequestEnergy] = self._loop.create_future()
+        self._waiters[rid] = fut
+        try:
+            r = await asyncio.wait_for(fut, self.options.energy_wait_s)
+        except asyncio.TimeoutError:
+            self._waiters.pop(rid, None)
+            return {f"{ENERGY_HEADER}-j": "pending"}
+        return {
+            f"{ENERGY_HEADER}-j": f"{r.energy_j:.6g}",
+            f"{ENERGY_HEADER}-uncertainty-j": f"{r.uncertainty_j:.3g}",
+            f"{ENERGY_HEADER}-method": f"{r.method}; rule={r.rule}",
+        }
+
+    # --- own pages -----------------------------------------------------------------------
+    async def _requests(self, request: Any) -> Any:
+        rows = [r.to_dict() for r in self._settled.values()]
+        return self._web.json_response({"requests": rows})
+
+    async def _one(self, request: Any) -> Any:
+        r = self._settled.get(request.match_info["rid"])
+        if r is None:
+            if self.meter.is_known(request.match_info["rid"]):
+                return self._web.json_response({"status": "pending"}, status=202)
+            return _error(self._web, 404, "no such request (or no longer kept)")
+        return self._web.json_response(r.to_dict())
+
+    async def _totals(self, request: Any) -> Any:
+        t = self.meter.totals().to_dict()
+        t["settle_errors"] = self.settle_errors
+        return self._web.json_response(t)
+
+    async def _metrics(self, request: Any) -> Any:
+        if self.metrics is None:
+            return _error(self._web, 404, "metrics are off (install prometheus-client)")
+        body, ctype = self.metrics.exposition()
+        return self._web.Response(body=body, headers={"content-type": ctype})
+
+
+async def _send(resp: Any, chunk: bytes | None) -> bool:
+    """Write a chunk (None: the end) to the client; False when the client has gone."""
+    try:
+        if chunk is None:
+            await resp.write_eof()
+        else:
+            await resp.write(chunk)
+    except (ConnectionResetError, ConnectionError):  # aiohttp's ClientConnectionResetError too
+        return False
+    return True
+
+
+def _error(web: Any, status: int, message: str) -> Any:
+    return web.json_response(
+        {"error": {"message": message, "type": "greenai_proxy", "code": status}}, status=status
+    )
+
+
+def _start_span(tracer: Any, request: Any, model: str | None) -> Any:
+    span = tracer.start_span("greenai.request")
+    span.set_attribute("http.request.method", request.method)
+    span.set_attribute("url.path", request.path)
+    if model:
+        span.set_attribute("gen_ai.request.model", model)
+    return span
+
+
+def _end_span(span: Any, r: RequestEnergy, end_ns: int | None) -> None:
+    try:
+        span.set_attribute("gen_ai.usage.input_tokens", r.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", r.completion_tokens)
+        span.set_attribute("greenai.energy_j", r.energy_j)
+        span.set_attribute("greenai.prefill_energy_j", r.prefill_energy_j)
+        span.set_attribute("greenai.decode_energy_j", r.decode_energy_j)
+        span.set_attribute("greenai.uncertainty_j", r.uncertainty_j)
+        span.set_attribute("greenai.method", r.method)
+        span.set_attribute("greenai.rule", r.rule)
+        span.set_attribute("greenai.status", r.status)
+        span.end(end_time=end_ns)
+    except Exception:  # a tracer's failure never costs the figures
+        pass

@@ -1,0 +1,161 @@
+"""Token counts from OpenAI-compatible responses: ``usage`` when present, chunks when not.
+
+A non-streamed response carries ``usage.prompt_tokens`` and ``usage.completion_tokens``.
+A streamed one (Server-Sent Events, ``data: {...}`` lines) carries them in its last chunk
+only when the client asked (``stream_options.include_usage``); otherwise each chunk with
+generated text counts as one token (vLLM, SGLang and TGI send one token per chunk), and the
+prompt's tokens are estimated from its characters (about 4 per token) and marked so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SseCounter", "TokenCount", "count_body", "prompt_chars", "usage_of"]
+
+CHARS_PER_TOKEN = 4.0
+"""Characters per token assumed when a prompt's tokens must be estimated (English BPE)."""
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """Tokens of one request and where the counts came from.
+
+    ``source``: ``"usage"`` (the server said), ``"chunks"`` (generated tokens counted from
+    streamed chunks; prompt estimated from characters), ``"none"`` (nothing to count).
+    """
+
+    prompt_tokens: int
+    completion_tokens: int
+    source: str
+
+
+def prompt_chars(body: Any) -> int:
+    """Characters of the prompt in a completions or chat request body (0 if none)."""
+    if not isinstance(body, dict):
+        return 0
+    n = 0
+    prompt = body.get("prompt")
+    for p in prompt if isinstance(prompt, list) else [prompt]:
+        if isinstance(p, str):
+            n += len(p)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for m in messages:
+            content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, str):
+                n += len(content)
+            elif isinstance(content, list):
+                n += sum(len(c.get("text", "")) for c in content if isinstance(c, dict))
+    return n
+
+
+def usage_of(payload: Any) -> tuple[int, int] | None:
+    """``(prompt_tokens, completion_tokens)`` from a response's ``usage``, if it has one."""
+    if not isinstance(payload, dict):
+        return None
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if isinstance(p, int) and not isinstance(p, bool) and isinstance(c, int):
+        return max(p, 0), max(c, 0)
+    return None
+
+
+class SseCounter:
+    """Reads a Server-Sent Events stream chunk by chunk as it passes; keeps no body.
+
+    Memory is bounded by ``max_line`` (a longer line is skipped, not kept).
+    """
+
+    def __init__(self, prompt_chars: int = 0, max_line: int = 1 << 20) -> None:
+        self._buf = bytearray()
+        self._skip = False
+        self._max = max_line
+        self._prompt_chars = prompt_chars
+        self.chunks = 0
+        self.usage: tuple[int, int] | None = None
+        self.saw_token = False
+
+    def feed(self, data: bytes) -> bool:
+        """Take the next bytes; returns True when they held the first generated token."""
+        first = False
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                rest = data[start:]
+                if not self._skip:
+                    self._buf += rest
+                    if len(self._buf) > self._max:
+                        self._buf.clear()
+                        self._skip = True
+                return first
+            if self._skip:
+                self._skip = False
+            else:
+                self._buf += data[start:nl]
+                first |= self._line(bytes(self._buf))
+            self._buf.clear()
+            start = nl + 1
+
+    def _line(self, line: bytes) -> bool:
+        line = line.rstrip(b"\r")
+        if not line.startswith(b"data:"):
+            return False
+        payload = line[5:].strip()
+        if not payload or payload == b"[DONE]":
+            return False
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return False
+        usage = usage_of(obj)
+        if usage is not None:
+            self.usage = usage
+        if not _has_text(obj):
+            return False
+        self.chunks += 1
+        first = not self.saw_token
+        self.saw_token = True
+        return first
+
+    def count(self) -> TokenCount:
+        """The tokens so far: the server's ``usage`` if it sent one, else counted chunks."""
+        if self.usage is not None:
+            return TokenCount(self.usage[0], self.usage[1], "usage")
+        if self.chunks or self._prompt_chars:
+            prompt = round(self._prompt_chars / CHARS_PER_TOKEN)
+            return TokenCount(prompt, self.chunks, "chunks")
+        return TokenCount(0, 0, "none")
+
+
+def _has_text(obj: Any) -> bool:
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not isinstance(choices, list):
+        return False
+    for c in choices:
+        if not isinstance(c, dict):
+            continue
+        if c.get("text"):
+            return True
+        delta = c.get("delta")
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("reasoning_content")):
+            return True
+    return False
+
+
+def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:
+    """Token counts of a whole (non-streamed) response body."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        obj = None
+    usage = usage_of(obj)
+    if usage is not None:
+        return TokenCount(usage[0], usage[1], "usage")
+    prompt = round(prompt_chars / CHARS_PER_TOKEN)
+    return TokenCount(prompt, 0, "chunks" if prompt else "none")

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp")
+
+from fake_upstream import make_app, start  # noqa: E402
+
+import greenai  # noqa: E402
+from greenai.serving import ServingMeter  # noqa: E402
+from greenai.serving.metrics import RequestMetrics  # noqa: E402
+from greenai.serving.proxy import REQUEST_ID_HEADER, EnergyProxy, ProxyOptions  # noqa: E402
+from greenai.testing import FakeGPU  # noqa: E402
+
+Body = Callable[..., Awaitable[Any]]
+
+
+async def with_proxy(
+    test: Callable[[aiohttp.ClientSession, str, EnergyProxy], Awaitable[None]],
+    *,
+    upstream: str | None = None,
+    **options: Any,
+) -> EnergyProxy:
+    up_runner = None
+    if upstream is None:
+        up_runner, upstream = await start(make_app())
+    gpu = FakeGPU(power_w=200.0, seed=1)
+    job = greenai.Tracker("serve", devices=[gpu], period_s=0.02)
+    await asyncio.to_thread(job.start)
+    meter = ServingMeter(job)
+    opts = ProxyOptions(upstream=upstream, port=0, settle_s=0.2, **options)
+    proxy = EnergyProxy(opts, meter, metrics=RequestMetrics())
+    runner = aiohttp.web.AppRunner(proxy.app())
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as client:
+            await test(client, url, proxy)
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(job.stop)
+        await asyncio.to_thread(meter.settle, final=True)
+        proxy.take()
+        if up_runner is not None:
+            await up_runner.cleanup()
+    t = meter.totals()
+    assert math.isclose(t.requests_j + t.baseline_j + t.idle_j, t.total_j, rel_tol=1e-9)
+    return proxy
+
+
+def settled(proxy: EnergyProxy) -> dict[str, Any]:
+    return proxy.settled()
+
+
+def test_forwards_unchanged_and_charges_each_request() -> None:
+    got: dict[str, Any] = {}
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        direct = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 5})
+        async with client.post(url + "/v1/completions", data=direct) as r:
+            assert r.status == 200
+            got["plain"] = (await r.read(), r.headers[REQUEST_ID_HEADER])
+        body = {"model": "m", "prompt": "hello world!", "max_tokens": 6, "stream": True}
+        async with client.post(url + "/v1/completions", json=body) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            got["sse"] = (await r.read(), r.headers[REQUEST_ID_HEADER])
+        async with client.post(
+            url + "/v1/completions", json={**body, "stream_options": {"include_usage": True}}
+        ) as r:
+            got["sse_usage"] = (await r.read(), r.headers[REQUEST_ID_HEADER])
+        async with client.post(
+            url + "/v1/completions",
+            json={"model": "m", "prompt": "hi", "max_tokens": 3},
+            headers={"x-greenai-energy": "1"},
+        ) as r:
+            got["header"] = r.headers.get("x-greenai-energy-j")
+            got["method"] = r.headers.get("x-greenai-energy-method")
+        async with client.get(url + "/v1/models") as r:  # not a metered request
+            assert (await r.json())["data"][0]["id"] == "fake"
+        async with client.get(url + "/greenai/metrics") as r:
+            got["metrics"] = await r.text()
+
+    proxy = asyncio.run(with_proxy(test))
+    rows = settled(proxy)
+    plain = rows[got["plain"][1]]
+    assert json.loads(got["plain"][0])["usage"]["completion_tokens"] == 5
+    assert (plain.prompt_tokens, plain.completion_tokens, plain.model) == (7, 5, "m")
+    sse = rows[got["sse"][1]]
+    assert got["sse"][0].count(b"data: ") == 7  # 6 chunks and [DONE], as sent
+    assert (sse.prompt_tokens, sse.completion_tokens) == (3, 6)  # 12 chars / 4, 6 chunks
+    assert rows[got["sse_usage"][1]].prompt_tokens == 7
+    assert float(got["header"]) > 0 and got["method"].startswith("counter")
+    assert all(r.energy_j > 0 and r.status == "ok" for r in rows.values())
+    assert len(rows) == 4
+    assert (
+        'greenai_request_energy_joules_count{method="counter",model="m",status="ok"}'
+        in (got["metrics"])
+    )
+
+
+def test_upstream_faults_answer_clearly_and_keep_serving() -> None:
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        async with client.post(url + "/v1/fail", json={}) as r:
+            assert r.status == 500 and (await r.json())["error"] == "boom"
+        async with client.post(url + "/v1/completions", data=b"{not json") as r:
+            assert r.status == 400  # the upstream's answer, passed on
+        async with client.post(url + "/v1/never", json={}) as r:
+            assert r.status == 504 and "did not answer" in (await r.json())["error"]["message"]
+        async with client.post(url + "/v1/completions", json={"max_tokens": 2}) as r:
+            assert r.status == 200  # still serving
+
+    proxy = asyncio.run(with_proxy(test, request_timeout_s=1.0))
+    statuses = sorted(r.status for r in settled(proxy).values())
+    assert statuses == ["http_400", "http_500", "ok", "timeout"]
+
+
+def test_upstream_down_is_a_502() -> None:
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        async with client.post(url + "/v1/completions", json={"max_tokens": 2}) as r:
+            assert r.status == 502
+            assert "unreachable" in (await r.json())["error"]["message"]
+
+    proxy = asyncio.run(with_proxy(test, upstream="http://127.0.0.1:9"))
+    assert [r.status for r in settled(proxy).values()] == ["upstream_error"]
+
+
+def test_a_body_over_the_limit_is_refused_with_413() -> None:
+    big = b"x" * (3 << 20)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(big), 1 << 16):
+            yield big[i : i + 1 << 16]
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        async with client.post(url + "/v1/completions", data=big) as r:
+            assert r.status == 413
+        async with client.post(url + "/v1/completions", data=chunks()) as r:
+            assert r.status == 413
+        async with client.post(url + "/v1/completions", json={"max_tokens": 2}) as r:
+            assert r.status == 200
+
+    asyncio.run(with_proxy(test, max_body_bytes=1 << 20))
+
+
+def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated() -> None:
+    ids: list[str] = []
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        body = {"model": "m", "prompt": "p", "max_tokens": 200, "stream": True, "pause_s": 0.01}
+        r = await client.post(url + "/v1/completions", json=body)
+        ids.append(r.headers[REQUEST_ID_HEADER])
+        seen = 0
+        async for _ in r.content.iter_any():
+            seen += 1
+            if seen >= 5:
+                break
+        r.close()  # the client goes away
+        deadline = asyncio.get_running_loop().time() + 10
+        while proxy.meter.is_open(ids[0]):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        async with client.post(url + "/v1/completions", json={"max_tokens": 2}) as r2:
+            assert r2.status == 200
+
+    proxy = asyncio.run(with_proxy(test))
+    r = settled(proxy)[ids[0]]
+    assert r.status == "disconnected"
+    assert 5 <= r.completion_tokens < 200 and r.energy_j > 0
+
+
+def test_a_thousand_concurrent_clients() -> None:
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn) as many:
+
+            async def one(i: int) -> int:
+                body = {"model": "m", "prompt": "p", "max_tokens": 3, "stream": i % 2 == 0}
+                async with many.post(url + "/v1/completions", json=body) as r:
+                    await r.read()
+                    return int(r.status)
+
+            codes = await asyncio.gather(*(one(i) for i in range(1000)))
+        assert codes == [200] * 1000
+
+    proxy = asyncio.run(with_proxy(test))
+    rows = settled(proxy)
+    assert len(rows) == 1000 and all(r.completion_tokens == 3 for r in rows.values())

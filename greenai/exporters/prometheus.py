@@ -1,11 +1,18 @@
 """Serve a tracked job's power and energy per device to Prometheus while it runs.
 
-Needs the ``prometheus`` extra (``pip install 'greenai[prometheus]'``). The exporter has its
-own registry and HTTP server thread, bound to 127.0.0.1 unless told otherwise: a training
-node's metrics are not published to the network by accident. Values are computed on each
-scrape from a :meth:`~greenai.Tracker.snapshot`, so exporting costs the training loop
-nothing, and a scrape costs what is new since the last settling pass, however long the job
-has run (about 10 ms for 8 GPUs a day into a job; docs/sampling.md).
+Needs the ``prometheus`` extra (``pip install 'greenai[prometheus]'``: prometheus-client
+and the waitress HTTP server). The exporter has its own registry and server, bound to
+127.0.0.1 unless told otherwise: a training node's metrics are not published to the network
+by accident. It lives in the training process, so it is bounded: waitress holds
+connections in one event loop (no thread each), accepts at most :data:`CONNECTION_LIMIT`
+at once (more wait in the kernel's backlog, taking none of the process's descriptors),
+closes a connection idle for :data:`CHANNEL_TIMEOUT_S` (a half-open one), answers scrapes
+on :data:`THREADS` threads, and releases every socket and thread at :meth:`stop`.
+
+Values are computed on each scrape from a :meth:`~greenai.Tracker.snapshot`, so exporting
+costs the training loop nothing, and a scrape costs what is new since the last settling
+pass, however long the job has run (about 10 ms for 8 GPUs a day into a job;
+docs/sampling.md).
 
 Metrics (labels ``job``, ``host``, ``rank``; per device also ``device``, ``kind``, ``method``):
 ``greenai_device_power_watts``, ``greenai_device_energy_joules_total`` (since the job
@@ -30,7 +37,19 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTALL_HINT", "PrometheusExporter", "live_readings"]
 
-INSTALL_HINT = "pip install 'greenai[prometheus]' (or: pip install prometheus-client)"
+INSTALL_HINT = "pip install 'greenai[prometheus]' (or: pip install prometheus-client waitress)"
+
+CONNECTION_LIMIT = 32
+"""Connections held at once; beyond it new ones wait in the listen backlog."""
+
+CHANNEL_TIMEOUT_S = 10
+"""A connection with no request in flight and no traffic for this long is closed."""
+
+THREADS = 2
+"""Threads that answer scrapes (each builds one snapshot)."""
+
+BACKLOG = 64
+"""Connections the kernel queues while :data:`CONNECTION_LIMIT` are held."""
 
 
 def _client() -> ModuleType:
@@ -112,9 +131,7 @@ class PrometheusExporter:
         registry = client.CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self.tracker, client))
         try:
-            server, thread = client.start_http_server(
-                self._requested_port, addr=self.addr, registry=registry
-            )
+            server, thread = _serve(client.make_wsgi_app(registry), self.addr, self._requested_port)
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve Prometheus metrics on {self.addr}:{self.port}: {exc.strerror or exc}"
@@ -122,18 +139,14 @@ class PrometheusExporter:
             ) from exc
         with self._stopping:
             self._server, self._thread = server, thread
-        self.port = int(server.server_port)
+        self.port = int(server.effective_port)
         return self
 
     def update(self, snapshot: Measurement) -> None:
         """Nothing to do: Prometheus pulls, and each scrape takes a fresh snapshot."""
 
     def finish(self, result: Measurement) -> None:
-        """The job ended: stop serving, on a thread of its own.
-
-        The HTTP server notices a shutdown only at its next poll (up to half a second), which
-        the job's ``stop()`` need not wait for; the port is free once it has.
-        """
+        """The job ended: stop serving, on a thread of its own (``stop()`` need not wait)."""
         taken = self._take()  # this job's server: a later start() gets a server of its own
         if taken is not None:
             threading.Thread(
@@ -167,12 +180,57 @@ class PrometheusExporter:
         self.stop()
 
 
+def _serve(app: Any, addr: str, port: int) -> tuple[Any, threading.Thread]:
+    """A bounded waitress server for ``app`` on ``addr:port``, serving on a daemon thread.
+
+    Raises:
+        ConfigError: waitress is not installed.
+        OSError: The address cannot be bound.
+    """
+    try:
+        from waitress.server import create_server
+        from waitress.task import ThreadedTaskDispatcher
+    except ImportError as exc:
+        raise ConfigError(f"the Prometheus exporter needs waitress: {INSTALL_HINT}") from exc
+
+    class Workers(ThreadedTaskDispatcher):  # type: ignore[misc]
+        def start_new_thread(self, target: Any, thread_no: int) -> None:
+            name = f"greenai-prometheus-{thread_no}"
+            threading.Thread(target=target, name=name, args=(thread_no,), daemon=True).start()
+
+    workers = Workers()
+    workers.set_thread_count(THREADS)
+    host = f"[{addr}]" if ":" in addr else addr
+    try:
+        server = create_server(
+            app,
+            _dispatcher=workers,
+            listen=f"{host}:{port}",
+            threads=THREADS,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=CHANNEL_TIMEOUT_S,
+            cleanup_interval=1,
+            backlog=BACKLOG,
+            asyncore_use_poll=True,  # select() fails once a descriptor is past 1023
+            ident="greenai",
+            expose_tracebacks=False,
+        )
+    except BaseException:
+        workers.shutdown(timeout=1)
+        raise
+    thread = threading.Thread(target=server.run, name="greenai-prometheus", daemon=True)
+    thread.start()
+    return server, thread
+
+
 def _shut_down(server: Any, thread: threading.Thread | None) -> None:
-    """Stop ``server`` (it notices at its next poll, within half a second) and join it."""
-    server.shutdown()
-    server.server_close()
+    """Close every connection and the listening socket on the server's loop, then join it."""
+    from waitress import wasyncore
+
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
     if thread is not None:
-        thread.join()
+        thread.join(5.0)
+    server.task_dispatcher.shutdown(timeout=5)
 
 
 class _Collector:

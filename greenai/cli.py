@@ -110,6 +110,11 @@ def _run(args: argparse.Namespace) -> int:
         from greenai.carbon.series import load_intensity_series
 
         series = load_intensity_series(args.carbon_intensity_series)
+    sinks = []
+    if args.otlp is not None:  # a malformed endpoint fails before the command runs
+        from greenai.exporters.otel import OTelSink
+
+        sinks.append(OTelSink(args.otlp))
     code, result = run_command(
         args.cmd,
         name=args.name,
@@ -128,11 +133,34 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_addr=args.prometheus_addr,
         scope=args.scope,
         tags=parse_tags(args.tag),
+        sinks=sinks,
     )
     print(summary(result), file=sys.stderr)
     if series is not None:
         _print_hourly_co2e(series, result, args.store)
     return code
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from greenai.distributed.reconcile import reconcile_run
+
+    store = _store(args.store)
+    try:
+        run = store.get(args.run)
+    finally:
+        store.close()
+    result = reconcile_run(
+        run,
+        source=args.source,
+        prometheus=args.prometheus,
+        query=args.query,
+        interval_s=args.interval,
+    )
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(result.lines()))
+    return 0
 
 
 def _print_hourly_co2e(series: Any, result: Any, store_spec: str | None) -> None:
@@ -576,8 +604,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="machine: all the hardware drew (default); process: the command's share",
     )
     _tag_option(p, "tag the run (team=, project=, model=, site=, any other); repeatable")
+    p.add_argument(
+        "--otlp",
+        metavar="ENDPOINT",
+        help="send hw.energy/hw.power to an OpenTelemetry collector (http://host:4318)",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to measure")
     p.set_defaults(func=_run)
+    p = sub.add_parser(
+        "reconcile", help="compare a run's energy with the cluster's (sacct, DCGM, Kepler)"
+    )
+    p.add_argument("run", nargs="?", default="latest")
+    p.add_argument("--store")
+    p.add_argument(
+        "--source",
+        choices=["auto", "slurm", "dcgm", "kepler"],
+        default="auto",
+        help="auto: slurm for a SLURM run, else dcgm with --prometheus",
+    )
+    p.add_argument("--prometheus", metavar="URL", help="the Prometheus scraping DCGM or Kepler")
+    p.add_argument("--query", help="PromQL for the job's energy instead of the source's")
+    p.add_argument(
+        "--interval", type=seconds, help="the cluster's sampling/scrape interval (for its ±)"
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=_reconcile)
     p = sub.add_parser("runs", help="list stored runs")
     p.add_argument("--store", help=STORE_HELP)
     p.add_argument("--name")

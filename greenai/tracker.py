@@ -30,6 +30,7 @@ from greenai.carbon.accounting import Accounting, account
 from greenai.checkpoint import StoreSink, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device, Scope
+from greenai.distributed.cluster import cluster_identity
 from greenai.distributed.session import DistributedSession, open_session
 from greenai.errors import ConfigError, MeasurementWarning, TrackerStateError
 from greenai.interrupts import shield
@@ -380,6 +381,9 @@ class Tracker:
                 self._store = None  # rank 0 records the job
             else:
                 self._options["meta"] = {**(self._options["meta"] or {}), **self._dist.meta()}
+        cluster = cluster_identity()  # SLURM job/step, Kubernetes pod: for `greenai reconcile`
+        if cluster:
+            self._options["meta"] = {"cluster": cluster.to_dict(), **(self._options["meta"] or {})}
         if self._store is not None:
             self._store_sink = StoreSink(self._store, clock=self._clock)
         if self._store is not None or self._sinks.sinks:

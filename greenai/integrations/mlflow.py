@@ -1,16 +1,21 @@
 """MLflow: a job's figures as metrics of an MLflow run, and its report as artifacts.
 
-Needs the ``mlflow`` extra (``pip install 'greenai[mlflow]'``; ``mlflow-skinny`` is enough).
+Needs the ``mlflow`` extra (``pip install 'greenai[mlflow]'``): full ``mlflow``, since MLflow 3's
+default store (``sqlite:///mlflow.db``) needs SQLAlchemy and alembic, which ``mlflow-skinny``
+lacks. A ``file:`` store given to the sink is opened too: MLflow 3 refuses one unless
+``MLFLOW_ALLOW_FILE_STORE`` is set, so the sink sets it when it is not.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from greenai.errors import ConfigError
 from greenai.integrations import require
 from greenai.integrations.figures import figures, method_tags, write_report_files
 from greenai.integrations.names import mlflow_run_name
@@ -74,12 +79,24 @@ class MLflowSink:
 
     def start(self, job: Tracker) -> None:
         """Find or open the MLflow run (on the sink's own thread)."""
-        mlflow = require("mlflow", "mlflow", "mlflow-skinny")
-        tracking = require("mlflow.tracking", "mlflow", "mlflow-skinny")
+        mlflow = require("mlflow", "mlflow")
+        tracking = require("mlflow.tracking", "mlflow")
         self._job = job
         if self.tracking_uri is not None:
             mlflow.set_tracking_uri(self.tracking_uri)
-        self._client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        uri = str(self.tracking_uri or mlflow.get_tracking_uri())
+        if _is_file_store(uri):  # the user chose a file store: MLflow 3 wants this opt-in
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        try:
+            self._client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+            self._open_run(mlflow, job)
+        except ImportError as exc:  # mlflow-skinny: no SQLAlchemy for sqlite:///mlflow.db
+            raise ConfigError(
+                f"MLflow cannot open its store {uri!r} ({exc}): pip install 'greenai[mlflow]'"
+                " (full mlflow; mlflow-skinny lacks the SQL store)"
+            ) from exc
+
+    def _open_run(self, mlflow: Any, job: Tracker) -> None:
         if self.run_id is None:
             active = mlflow.active_run()
             if active is not None:
@@ -133,3 +150,11 @@ class MLflowSink:
             folder = Path(tmp)
             write_report_files(folder, self._job, result)
             self._client.log_artifacts(self.run_id, str(folder), artifact_path="greenai")
+
+
+def _is_file_store(uri: str) -> bool:
+    """Whether MLflow reads ``uri`` as its file store (``file:...`` or a plain path)."""
+    return uri.startswith("file:") or (
+        "://" not in uri
+        and not uri.startswith(("sqlite:", "databricks", "postgresql", "mysql", "mssql", "http"))
+    )

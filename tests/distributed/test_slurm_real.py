@@ -1,0 +1,77 @@
+"""A real single-node SLURM (``.ci/slurm-setup.sh``) runs a 2-task job under ``greenai run``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greenai.cli import main
+from greenai.store import RunStore
+
+
+def _need_slurm() -> None:
+    why = None
+    if shutil.which("srun") is None or shutil.which("sinfo") is None:
+        why = "SLURM's client commands are not installed"
+    else:
+        try:
+            done = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+            )
+        except subprocess.TimeoutExpired:
+            done = None
+        if done is None or done.returncode != 0 or not done.stdout.strip():
+            why = "no SLURM controller answers (sinfo)"
+        elif not any(s.startswith(("idle", "mixed", "alloc")) for s in done.stdout.split()):
+            why = f"no SLURM node takes jobs (sinfo: {done.stdout.split()})"
+    if why is None:
+        return
+    message = f"{why}: run `bash .ci/slurm-setup.sh` (as root) first"
+    if os.environ.get("CI"):  # .ci/run sets SLURM up: missing it is a CI failure
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_two_task_srun_job_records_its_slurm_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _need_slurm()
+    greenai = Path(sys.executable).parent / "greenai"
+    task = (
+        f'exec {greenai} run --name slurm-task --store "{tmp_path}/runs-$SLURM_PROCID.db"'
+        f' -- {sys.executable} -c \'import os; print("task", os.environ["SLURM_PROCID"])\''
+    )
+    done = subprocess.run(
+        ["srun", "-n2", "-t", "5", "--job-name", "greenai-test", "bash", "-c", task],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("task")) == [
+        "task 0",
+        "task 1",
+    ]
+    idents = []
+    for rank in (0, 1):
+        with RunStore(tmp_path / f"runs-{rank}.db") as store:
+            run = store.get("latest")
+        assert run.status == "completed" and run.measurement is not None
+        idents.append(run.meta["cluster"])
+    assert idents[0]["scheduler"] == "slurm"
+    assert idents[0]["slurm_job_id"] == idents[1]["slurm_job_id"]
+    assert idents[0]["slurm_step_id"] == idents[1]["slurm_step_id"] is not None
+    assert idents[0]["slurm_job_name"] == "greenai-test"
+
+    # The job's figure beside SLURM's: this SLURM keeps no accounting, which is a note.
+    capsys.readouterr()
+    assert main(["reconcile", "--store", str(tmp_path / "runs-0.db")]) == 0
+    out = capsys.readouterr().out
+    assert "greenai:" in out and "J ±" in out
+    assert "note: no SLURM figure" in out

@@ -160,8 +160,12 @@ class OTelSink:
         self.last_error: str | None = None
 
     # --- the Sink protocol ---------------------------------------------------------------
+    def bind(self, job: Tracker) -> None:
+        """On the job's own thread: take the span current there (the context is per thread)."""
+        self._span = _recording_span()
+
     def start(self, job: Tracker) -> None:
-        """Set up the meter provider, its exporter and reader thread; find an active span."""
+        """Set up the meter provider, its exporter and reader thread (on the sink's thread)."""
         metrics, export, resources, otlp = _otel()
         self._job_attrs = {"greenai.job.name": job.name}
         if job.run_id is not None:
@@ -210,7 +214,6 @@ class OTelSink:
             description="About 95% uncertainty of hw.energy",
         )
         self._provider = provider
-        self._span = _recording_span()
 
     def update(self, snapshot: Measurement) -> None:
         """Keep the snapshot: the reader thread reads it at its next export."""

@@ -164,7 +164,10 @@ def test_server_going_away_mid_run_keeps_the_job_and_its_stored_run(
     with pytest.warns(MeasurementWarning, match="MLflowSink"), job:
         clock.advance(2.0)  # a live update reaches the server
         deadline = time.monotonic() + 60
-        while "greenai/energy_kwh" not in client.get_run(sink.run_id).data.metrics:
+        # start() runs on the sink's own worker: the run id appears once it has
+        while sink.run_id is None or (
+            "greenai/energy_kwh" not in client.get_run(sink.run_id).data.metrics
+        ):
             assert time.monotonic() < deadline, "no live metric reached the server"
             clock.advance(1.0)
         server.stop()

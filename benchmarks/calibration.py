@@ -247,7 +247,7 @@ class Figures:
 
 
 def _flagged(result: greenai.Measurement) -> bool:
-    words = ("locked", "fell back", "regime", "part-time")
+    words = ("locked", "fell back", "fewer than four counter updates", "no energy counter")
     return any(any(w in n for w in words) for n in result.notes)
 
 

@@ -230,13 +230,12 @@ class EnergyCurve:
         self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
         typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
-        unsteady = self._unsteady()
+        unsteady = self._unsteady(scatter_w)
         self._hard_only = long_seg | unsteady
         self._varying = self._jump_rate > 0 or self._seg_scatter_j > VARYING_REL * typical_e
-        if prev is None and not first_unanchored and len(self._hard_only):
-            # The job's first value may be up to a whole update period old: where the first
-            # anchor really lies is known only to within U, so only the bracket holds there.
-            self._hard_only[0] = True
+        # The job's first value may be up to a whole update old, like every value read once
+        # per update: its anchor's lag is the shared lag that the window rule's shift term
+        # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
 
     def _power_scatter(self, s: DeviceSpec) -> None:
         """The update-to-update spread of the power values (J per update), for power curves.
@@ -257,7 +256,7 @@ class EnergyCurve:
         typical = float(_median(np.abs(values)))
         self._varying = self._seg_scatter_j > VARYING_REL * typical * s.update_period_s
 
-    def _unsteady(self) -> npt.NDArray[np.bool_]:
+    def _unsteady(self, scatter_w: float = 0.0) -> npt.NDArray[np.bool_]:
         """Per segment: does the counter's average power change by over 25% next to it?
 
         The counter's segment averages smooth out sensor noise; a real load change shows up
@@ -270,7 +269,10 @@ class EnergyCurve:
         padded = np.concatenate([seg_p[:1], seg_p, seg_p[-1:]])
         near = np.stack([padded[:-2], padded[1:-1], padded[2:]])
         spread = near.max(axis=0) - near.min(axis=0)
-        return np.asarray(spread > 0.25 * np.maximum(near.mean(axis=0), 1e-12))
+        # A load that varies from every update to the next is not a step: only a change well
+        # beyond its own update-to-update spread is (as for jumps in _update_scatter).
+        level = np.maximum(0.25 * np.maximum(near.mean(axis=0), 1e-12), _JUMP_SPREADS * scatter_w)
+        return np.asarray(spread > level)
 
     def segment_power(self) -> FloatArray:
         """Average power (W) of each anchor-to-anchor segment of the counter."""
@@ -298,8 +300,8 @@ class EnergyCurve:
         if len(d_e) == 0:
             return 0.0
         self._few_segments = len(resid) < 4
-        if len(resid) < 4:
-            return max(s.relative_uncertainty * float(_median(d_e)), s.counter_resolution_j)
+        if len(resid) < 4:  # a few updates, no history: how the load varies is unknown
+            return max(FEW_SEGMENTS_REL * float(_median(d_e)), s.counter_resolution_j)
         mad = 1.4826 * float(_median(np.abs(resid - _median(resid))))
         return max(mad, s.counter_resolution_j)
 
@@ -506,6 +508,7 @@ class EnergyCurve:
             locked=locked,
             part_time=self.spec.method != "counter" or self.spec.counter_integrates is not True,
             fallback=self.spec.method == "counter" and self.method != "counter",
+            few_updates=self.spec.method == "counter" and self._few_segments,
         )
 
     def _edge_uncertainty(

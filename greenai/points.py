@@ -61,6 +61,9 @@ class CurveModel:
             applies.
         fallback: A counter device whose counter did not change in the stretch: the figure
             comes from power values alone.
+        few_updates: Fewer than four counter updates and no job history: the uncertainty
+            rests on the sensor model (:data:`greenai.curve.FEW_SEGMENTS_REL`), not on the
+            load's own readings.
     """
 
     half_bracket_s: float = 0.0
@@ -73,6 +76,7 @@ class CurveModel:
     board_gain: bool = False
     part_time: bool = True
     fallback: bool = False
+    few_updates: bool = False
 
 
 @dataclass(frozen=True)

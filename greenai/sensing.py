@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = [
     "board_gain_note",
     "fallback_note",
+    "few_updates_note",
+    "power_only_note",
     "locked_note",
     "result_notes",
     "sensor_notes",
@@ -50,6 +52,25 @@ def fallback_note(device: str, update_period_s: float) -> str:
         f"the job (shorter than its {update_period_s * 1e3:.4g} ms update), so the figure "
         "integrates a few part-time power values (method 'power') and its ± is at least the "
         "figure itself; measure a longer stretch or repeat it (greenai.protocol)"
+    )
+
+
+def few_updates_note(device: str, update_period_s: float) -> str:
+    """The note for a counter device seen over fewer than four updates."""
+    return (
+        f"{device} saw fewer than four counter updates (every {update_period_s * 1e3:.4g} ms):"
+        " how the load varies inside an update cannot be told from so few readings, so its ±"
+        " is a bound from the sensor model (half an update's energy at each edge), not a"
+        " calibrated interval; measure at least a second"
+    )
+
+
+def power_only_note(device: str, relative_uncertainty: float) -> str:
+    """The note for a device without an energy counter (method ``power``)."""
+    return (
+        f"{device} has no energy counter: its figure integrates power values (method 'power')"
+        f" and its ± includes the sensor's declared ±{relative_uncertainty:.0%} scale error,"
+        " which the readings cannot show and which dominates on a steady load"
     )
 
 
@@ -90,13 +111,22 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
     if short:
         notes.append(short_region_note("the job", duration_s, max(short)))
     for name, model in ledger.models.items():
-        if model.fallback and name in tracks:
+        if name not in tracks:
+            continue
+        if model.fallback:
             notes.append(fallback_note(name, tracks[name].spec.update_period_s))
+        elif model.few_updates:
+            notes.append(few_updates_note(name, tracks[name].spec.update_period_s))
     return notes
 
 
 def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]:
     """Notes that say what the uncertainty includes (no warning: a choice, not a risk)."""
+    notes = [
+        power_only_note(name, t.spec.relative_uncertainty)
+        for name, t in tracks.items()
+        if t.spec.method == "power" and t.spec.kind == "gpu" and name in ledger.models
+    ]
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
-        return [board_gain_note()]
-    return []
+        notes.append(board_gain_note())
+    return notes

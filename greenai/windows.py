@@ -154,7 +154,7 @@ def device_windows(
     return energy, np.asarray(independent + np.zeros_like(energy)), energy * rel
 
 
-EDGE_SPREADS = 2.0
+EDGE_SPREADS = 2.8
 """An edge inside a counter segment is off by about the segment residuals' robust spread
 ``σ`` × ``sqrt(f (1 − f))`` (a bridge pinned at both anchors); ~95%: this many times it."""
 

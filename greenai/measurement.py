@@ -52,6 +52,10 @@ class DeviceEnergy:
         last_power_w: The latest power reading (W), for live views.
         scope: ``"machine"`` (what the hardware drew) or ``"process"`` (the tracked
             process tree's attributed share, :mod:`greenai.devices.attribution`).
+        shared_uncertainty_j: The part of ``uncertainty_j`` that is a scale error shared by
+            every figure of this device (a model's or a power sensor's), J: it cancels
+            when two runs on the same device are compared
+            (:func:`greenai.windows.compare_with_uncertainty`).
     """
 
     name: str
@@ -67,6 +71,7 @@ class DeviceEnergy:
     idle_power_w: float | None = None
     last_power_w: float | None = None
     scope: str = "machine"
+    shared_uncertainty_j: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -985,6 +985,7 @@ class Tracker:
                     method=p.curves[name].method if name in p.curves else track.method,
                     energy_j=dev_j,
                     uncertainty_j=float(parts.uncertainty_j[0]),
+                    shared_uncertainty_j=float(parts.shared_j[0]),
                     avg_power_w=dev_j / duration if duration > 0 else 0.0,
                     peak_power_w=track.peak_power_w(t0, p.curves.get(name)),
                     samples=track.samples_since(t0),

@@ -49,6 +49,7 @@ __all__ = [
     "Spans",
     "WindowParts",
     "across_offsets",
+    "compare_with_uncertainty",
     "device_windows",
     "difference_with_uncertainty",
     "edge_j",
@@ -324,6 +325,39 @@ def difference_with_uncertainty(
     if a_uncertainty < 0 or b_uncertainty < 0:
         raise ValueError("uncertainties are >= 0")
     return b - a, math.hypot(a_uncertainty, b_uncertainty)
+
+
+def compare_with_uncertainty(
+    a: float,
+    a_uncertainty: float,
+    b: float,
+    b_uncertainty: float,
+    *,
+    shared_rel: float = 0.0,
+) -> tuple[float, float, float, float]:
+    """``b / a`` and ``b − a`` with their uncertainties, a shared scale error cancelling.
+
+    Each side's uncertainty holds a relative scale error ``shared_rel`` that is the *same*
+    error in both (one energy model on one machine, one power sensor on one board): it
+    cancels in the ratio and scales only the difference, so it is not added twice. The rest
+    of each side's uncertainty (``uncertainty − shared_rel × value``) is independent:
+    relative parts in quadrature for the ratio, absolute ones for the difference. With
+    ``shared_rel=0`` this is :func:`ratio_with_uncertainty` and
+    :func:`difference_with_uncertainty`.
+
+    Returns:
+        ``(ratio, ratio_uncertainty, difference, difference_uncertainty)``.
+
+    Raises:
+        ValueError: ``a`` is zero, an uncertainty is negative, or ``shared_rel`` is.
+    """
+    if shared_rel < 0:
+        raise ValueError("shared_rel is >= 0")
+    ia = max(a_uncertainty - shared_rel * abs(a), 0.0)
+    ib = max(b_uncertainty - shared_rel * abs(b), 0.0)
+    r, ur = ratio_with_uncertainty(a, ia, b, ib)
+    d, ud = difference_with_uncertainty(a, ia, b, ib)
+    return r, ur, d, ud + shared_rel * abs(d)
 
 
 def with_spread(uncertainty: float, spread: float) -> float:

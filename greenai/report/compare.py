@@ -20,7 +20,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenai.report.frames import format_number, methods_label
-from greenai.windows import difference_with_uncertainty, ratio_with_uncertainty
+from greenai.windows import (
+    compare_with_uncertainty,
+    difference_with_uncertainty,
+    ratio_with_uncertainty,
+)
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -38,6 +42,7 @@ __all__ = [
     "measurement_figures",
     "ratio_with_uncertainty",
     "render_comparisons",
+    "shared_scale_rel",
     "verdict",
 ]
 
@@ -115,10 +120,14 @@ Value = tuple[float | None, float | None, str]
 """A figure of one side: value, uncertainty (same unit), and why it is missing ("" if not)."""
 
 
-def change(key: str, a: Value, b: Value, *, not_comparable: str = "") -> Change:
+def change(
+    key: str, a: Value, b: Value, *, not_comparable: str = "", shared_rel: float = 0.0
+) -> Change:
     """Compare figure ``key`` (one of :data:`FIGURES`) of A and B.
 
     ``not_comparable`` gives a reason to show both values but no ratio (sizes differ).
+    ``shared_rel``: the relative scale error both sides share (same devices, same machine:
+    :func:`shared_scale_rel`); it cancels in the ratio (:func:`compare_with_uncertainty`).
 
     Raises:
         KeyError: ``key`` is not a known figure.
@@ -144,8 +153,8 @@ def change(key: str, a: Value, b: Value, *, not_comparable: str = "") -> Change:
         r, d = vb / va, vb - va
         sentence = verdict(spec, r, 0.0) + " (uncertainty unknown)"
         return Change(spec.label, spec.unit, va, ua, vb, ub, r, None, d, None, sentence)
-    r, ur = ratio_with_uncertainty(va, ua, vb, ub)
-    d, ud = difference_with_uncertainty(va, ua, vb, ub)
+    rel = shared_rel if key != "time" else 0.0
+    r, ur, d, ud = compare_with_uncertainty(va, ua, vb, ub, shared_rel=rel)
     return Change(spec.label, spec.unit, va, ua, vb, ub, r, ur, d, ud, verdict(spec, r, ur))
 
 
@@ -213,8 +222,10 @@ def compare_measurements(
 ) -> Comparison:
     """B relative to A for every figure of :func:`measurement_figures`, with notes."""
     fa, fb = measurement_figures(ma), measurement_figures(mb)
-    changes = tuple(change(key, fa[key], fb[key]) for key in fa)
-    notes = method_notes(a.methods, b.methods, same_machine=_same_machine(a, b))
+    same = _same_machine(a, b)
+    rel = shared_scale_rel(ma, mb, same_machine=same)
+    changes = tuple(change(key, fa[key], fb[key], shared_rel=rel) for key in fa)
+    notes = method_notes(a.methods, b.methods, same_machine=same, shared_rel=rel)
     if ma is not None and mb is not None and ma.carbon is not None and mb.carbon is not None:
         ia, ib = ma.carbon.carbon_intensity_g_per_kwh, mb.carbon.carbon_intensity_g_per_kwh
         if ia is not None and ib is not None and ia != ib:
@@ -228,6 +239,27 @@ def compare_measurements(
     return Comparison(a, b, changes, tuple(notes))
 
 
+def shared_scale_rel(
+    ma: Measurement | None, mb: Measurement | None, *, same_machine: bool
+) -> float:
+    """The relative scale error that A and B share, which cancels between them (0..1).
+
+    Only on one machine, with the same devices measured the same way (name, kind,
+    method): then each device's scale error (``DeviceEnergy.shared_uncertainty_j``: a
+    model's, a power sensor's) is the same error in both runs. The smaller of the two
+    sides' shares is taken, so only what both certainly share cancels.
+    """
+    if not same_machine or ma is None or mb is None or not ma.energy_j or not mb.energy_j:
+        return 0.0
+    da = {(d.name, d.kind, d.method) for d in ma.devices}
+    db = {(d.name, d.kind, d.method) for d in mb.devices}
+    if not da or da != db:
+        return 0.0
+    rel_a = sum(d.shared_uncertainty_j for d in ma.devices) / ma.energy_j
+    rel_b = sum(d.shared_uncertainty_j for d in mb.devices) / mb.energy_j
+    return max(0.0, min(rel_a, rel_b))
+
+
 def _same_machine(a: Side, b: Side) -> bool:
     return bool(a.machine or a.host) and (a.machine, a.host) == (b.machine, b.host)
 
@@ -237,6 +269,7 @@ def method_notes(
     b_methods: tuple[str, ...] | list[str],
     *,
     same_machine: bool,
+    shared_rel: float = 0.0,
 ) -> list[str]:
     """What the methods behind A and B mean for their comparison."""
     notes = []
@@ -249,11 +282,21 @@ def method_notes(
         notes.append(
             "'model' energy is estimated from utilisation and a TDP table, not measured"
             + (
-                "; on one machine the model's scale error is shared by A and B, so the "
-                "uncertainty of the ratio here (errors taken as independent) is cautious"
+                "; on one machine the model's scale error is shared by A and B"
+                + (
+                    f" (±{shared_rel:.0%}): it cancels in the ratio and counts once"
+                    " in the difference"
+                    if shared_rel > 0
+                    else ", but their devices differ, so it is taken as independent"
+                )
                 if same_machine and "model" in a_methods and "model" in b_methods
                 else ""
             )
+        )
+    elif shared_rel > 0:
+        notes.append(
+            f"A and B share their devices' scale error (±{shared_rel:.0%}, one machine):"
+            " it cancels in the ratio and counts once in the difference"
         )
     return notes
 

@@ -155,3 +155,77 @@ def test_cli_compare_stored_runs_as_text_json_and_csv(
     assert len(rows) == 5 and rows[0]["a"] == ids[0]
     assert main(["compare", ids[0], "--store", str(db)]) == 2
     assert "two runs" in capsys.readouterr().err
+
+
+def _gpu_run(power_w: float, seconds: float = 60.0, seed: int = 1) -> Measurement:
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=power_w, clock=clock, seed=seed)
+    with greenai.track("steady", devices=[gpu], clock=clock) as job:
+        clock.advance(seconds)
+    return job.result
+
+
+def test_two_steady_fakegpu_runs_ten_percent_apart_get_a_verdict() -> None:
+    """Issue 23: a 60 s steady load read 10% higher is called, not 'within uncertainty'."""
+    a, b = _gpu_run(700.0, seed=1), _gpu_run(770.0, seed=2)
+    c = compare_measurements(Side("A", "1", "x", host="h"), a, Side("B", "2", "x", host="h"), b)
+    energy = next(ch for ch in c.changes if ch.figure == "energy")
+    assert energy.ratio is not None and energy.ratio_uncertainty is not None
+    assert energy.ratio == pytest.approx(1.10, abs=0.005)
+    assert energy.ratio_uncertainty < 0.02  # the counter's ± on 60 s is a fraction of 1%
+    assert energy.verdict.startswith("B uses 10% ± ")
+    assert "more energy" in energy.verdict
+
+
+def _cpu_model_run(seconds: float) -> Measurement:
+    from greenai.devices.cpu_model import CpuModel
+
+    clock = FakeClock()
+    cpu = CpuModel(tdp_w=100.0, cpu_percent=lambda: 50.0, sockets=1, threads_per_socket=8)
+    with greenai.track("cpu", devices=[cpu], clock=clock) as job:
+        clock.advance(seconds)
+    return job.result
+
+
+def test_two_cpu_model_runs_on_one_machine_share_their_scale_error() -> None:
+    """The model's ±50% is one error in both runs: it cancels in B/A (counted once)."""
+    a, b = _cpu_model_run(60.0), _cpu_model_run(66.0)
+    assert a.devices[0].method == "model"
+    assert a.devices[0].shared_uncertainty_j == pytest.approx(0.5 * a.energy_j, rel=1e-6)
+    same = compare_measurements(
+        Side("A", "1", "x", methods=("model",), host="h"),
+        a,
+        Side("B", "2", "x", methods=("model",), host="h"),
+        b,
+    )
+    energy = next(ch for ch in same.changes if ch.figure == "energy")
+    assert energy.ratio == pytest.approx(1.10, abs=0.005)
+    assert energy.ratio_uncertainty is not None and energy.ratio_uncertainty < 0.02
+    assert "more energy" in energy.verdict and "within" not in energy.verdict
+    # the difference keeps the scale error once: ±50% of the 10% difference
+    assert energy.difference_uncertainty == pytest.approx(
+        0.5 * abs(energy.difference or 0.0), rel=0.05
+    )
+    assert any("cancels in the ratio" in n for n in same.notes)
+    # on two machines the models' errors are independent: no verdict
+    apart = compare_measurements(
+        Side("A", "1", "x", methods=("model",), host="h1"),
+        a,
+        Side("B", "2", "x", methods=("model",), host="h2"),
+        b,
+    )
+    energy = next(ch for ch in apart.changes if ch.figure == "energy")
+    assert energy.verdict.startswith("within uncertainty")
+
+
+def test_compare_with_uncertainty_cancels_only_the_shared_part() -> None:
+    from greenai.windows import compare_with_uncertainty
+
+    r, ur, d, ud = compare_with_uncertainty(100.0, 52.0, 110.0, 57.2, shared_rel=0.5)
+    assert r == pytest.approx(1.1)
+    assert ur == pytest.approx(1.1 * math.hypot(2.0 / 100.0, 2.2 / 110.0))
+    assert d == pytest.approx(10.0)
+    assert ud == pytest.approx(math.hypot(2.0, 2.2) + 5.0)
+    assert compare_with_uncertainty(100.0, 5.0, 110.0, 5.0)[1] == pytest.approx(
+        1.1 * math.hypot(0.05, 5.0 / 110.0)
+    )

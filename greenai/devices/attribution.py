@@ -171,7 +171,7 @@ class MemoryShare:
         return min(float(self._rss()) / used, 1.0) if used > 0 else 0.0
 
 
-GpuMode = Literal["utilisation", "contexts"]
+GpuMode = Literal["utilisation", "contexts", "namespace-estimate"]
 
 
 class GpuProcessShare:
@@ -185,9 +185,16 @@ class GpuProcessShare:
         pid: The root of the process tree.
         nvml: The pynvml module (or a test stand-in) the GPU is read through.
         handle: Returns the GPU's NVML handle (available once the GPU is open).
-        pids: Returns the tree's process ids; :func:`tree_pids` when None. NVML reports
-            host process ids: inside a container with its own pid namespace they do not
-            match, and the tree is charged nothing.
+        pids: Returns the tree's process ids; :func:`tree_pids` when None.
+        pid_namespace: Whether this process has its own PID namespace (a container);
+            :func:`~greenai.devices.namespaces.in_pid_namespace` when None. There NVML's
+            host process ids cannot be matched, and the share is an estimate (mode
+            ``namespace-estimate``): the tree's processes holding the GPU's device file
+            (``holders``) over the processes NVML counts on the GPU, with a
+            :class:`~greenai.errors.MeasurementWarning` saying so once.
+        holders: Returns how many of the given pids hold this GPU open;
+            :func:`~greenai.devices.namespaces.gpu_holders` with the GPU's minor number
+            when None.
     """
 
     def __init__(
@@ -197,14 +204,45 @@ class GpuProcessShare:
         handle: Callable[[], Any],
         *,
         pids: Callable[[], set[int]] | None = None,
+        pid_namespace: bool | None = None,
+        holders: Callable[[set[int]], int] | None = None,
     ) -> None:
+        from greenai.devices.namespaces import in_pid_namespace
+
         self.pid = pid
-        self.mode: GpuMode = "utilisation"
         self._nvml = nvml
         self._handle = handle
         self._pids = pids or (lambda: tree_pids(pid))
+        in_namespace = in_pid_namespace() if pid_namespace is None else pid_namespace
+        self.mode: GpuMode = "namespace-estimate" if in_namespace else "utilisation"
+        self._holders = holders or self._device_file_holders
+        self._warned = False
         self._last_ts = 0
         self._lock = threading.Lock()
+
+    def _device_file_holders(self, pids: set[int]) -> int:
+        from greenai.devices.namespaces import gpu_holders
+
+        try:
+            minor: int | None = int(self._nvml.nvmlDeviceGetMinorNumber(self._handle()))
+        except Exception:  # an unknown minor: any NVIDIA device file counts
+            minor = None
+        return gpu_holders(pids, minor)
+
+    def _namespace_estimate(self, ours: set[int]) -> float:
+        running = len(self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle()))
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                "process scope in a PID namespace (a container): NVML's process ids are the"
+                " host's and cannot be matched here, so the GPU is charged by an estimate:"
+                " the tracked processes holding it open over the processes on it",
+                MeasurementWarning,
+                stacklevel=2,
+            )
+        if running <= 0:
+            return 0.0
+        return min(self._holders(ours) / running, 1.0)
 
     def _samples(self) -> list[Any]:
         nvml = self._nvml
@@ -228,6 +266,8 @@ class GpuProcessShare:
         """Share since the previous call."""
         with self._lock:
             ours = self._pids()
+            if self.mode == "namespace-estimate":
+                return self._namespace_estimate(ours)
             samples = self._samples() if self.mode == "utilisation" else []
             total = sum(int(s.smUtil) for s in samples)
             if total > 0:
@@ -328,7 +368,10 @@ class Attributed(Device):
 
     def detail(self) -> str:
         """The wrapped device's detail and how the share is computed."""
-        return f"attributed to process tree {self.pid} by {self.how}; {self.device.detail()}"
+        how = self.how
+        if getattr(self._share, "mode", None) == "namespace-estimate":
+            how = "an estimate in a PID namespace (its processes holding the GPU over all on it)"
+        return f"attributed to process tree {self.pid} by {how}; {self.device.detail()}"
 
 
 def _attribute(device: Device, pid: int) -> Device:

@@ -218,7 +218,9 @@ def gpu_share(
     nvml.nvmlDeviceGetComputeRunningProcesses.side_effect = lambda h: [
         Proc(p, 1 << 30) for p in running
     ]
-    share = GpuProcessShare(100, nvml, lambda: "handle", pids=lambda: {100, 101})
+    share = GpuProcessShare(
+        100, nvml, lambda: "handle", pids=lambda: {100, 101}, pid_namespace=False
+    )
     return share, seen
 
 

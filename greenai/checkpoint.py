@@ -33,15 +33,24 @@ REPEAT_LOG_S = 60.0
 
 
 def resolve_store(spec: Any) -> RunStore | None:
-    """``True`` → the default store; a path → a store there; a RunStore as is; else None."""
+    """``True`` → the default store; a path or URL → a store there; a RunStore as is.
+
+    A PostgreSQL store (a ``postgresql://`` URL, or ``GREENAI_STORE`` naming one) comes as a
+    :class:`~greenai.store.spool.SpooledStore`: while the database is down, the job's
+    checkpoints are kept in a local spool and sent later.
+    """
     if spec is None or spec is False:
         return None
-    from greenai.store import RunStore
+    from greenai.store import RunStore, default_store
+    from greenai.store.postgres import is_url
+    from greenai.store.spool import SpooledStore
 
     if spec is True:
-        return RunStore()
+        spec = default_store()
     if isinstance(spec, RunStore):
         return spec
+    if is_url(spec):
+        return SpooledStore(spec)
     if isinstance(spec, str | os.PathLike):
         return RunStore(spec)
     raise ConfigError(f"store must be True, a path or a RunStore, got {spec!r}")

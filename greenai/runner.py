@@ -12,12 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from greenai.checkpoint import resolve_store
 from greenai.errors import ConfigError, GreenAIError
 from greenai.measurement import Measurement
 from greenai.tracker import Tracker
+
+if TYPE_CHECKING:
+    from greenai.store import RunStore
 
 
 def run_command(
@@ -82,9 +85,9 @@ def run_command(
         if exporter is not None:
             exporter.stop()
     if store is not None and tracker.run_id is not None:
-        _record_outcome(store.spec, tracker.run_id, shlex.join(argv), code)
+        _record_outcome(store, tracker.run_id, shlex.join(argv), code)
         if on_stored is not None:
-            on_stored(tracker.run_id, store.location)
+            on_stored(tracker.run_id, _where(store))
     return code, result
 
 
@@ -126,12 +129,21 @@ def command_name(argv: Sequence[str]) -> str:
     return program
 
 
-def _record_outcome(path: str | Path, run_id: str, command: str, code: int) -> None:
-    """Store the command and its exit code with the run."""
-    from greenai.store import RunStore
+def _where(store: RunStore) -> str:
+    from greenai.store.spool import SpooledStore
 
+    if isinstance(store, SpooledStore) and store.spooling:
+        return f"{store.spool.location} until {store.location} answers"
+    return store.location
+
+
+def _record_outcome(store: RunStore, run_id: str, command: str, code: int) -> None:
+    """Store the command and its exit code with the run (the tracker has closed ``store``).
+
+    The same store object: a PostgreSQL store that was down keeps spooling, unannounced.
+    """
     try:
-        with RunStore(path) as store:
+        with store:
             store.record_outcome(run_id, command=command, exit_code=code)
     except GreenAIError as exc:  # the measurement is stored; a lost exit code is a warning
         print(f"greenai: the exit code of run {run_id} was not stored: {exc}", file=sys.stderr)

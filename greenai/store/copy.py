@@ -17,7 +17,7 @@ from greenai.store import tables
 from greenai.store.errors import StoreError
 from greenai.store.runstore import RunStore
 
-__all__ = ["RUN_TABLE_COLUMNS", "copy_runs"]
+__all__ = ["RUN_TABLE_COLUMNS", "copy_run", "copy_runs", "merge_run"]
 
 RUN_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "runs": (
@@ -66,20 +66,75 @@ def copy_runs(
             if on_run is not None:
                 on_run(run_id, False)
             continue
-        data = {
-            table: _read(source, table, columns, run_id)
-            for table, columns in RUN_TABLE_COLUMNS.items()
-        }
-        with destination.transaction() as conn:
-            for table, columns in RUN_TABLE_COLUMNS.items():
-                marks = ", ".join("?" * len(columns))
-                conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", data[table]
-                )
+        copy_run(source, destination, run_id)
         copied += 1
         if on_run is not None:
             on_run(run_id, True)
     return copied, skipped
+
+
+def copy_run(source: RunStore, destination: RunStore, run_id: str) -> None:
+    """Copy one run whole, in one transaction of ``destination`` (which must not hold it).
+
+    Raises:
+        StoreError: Either store cannot be read or written, or the run is already there.
+    """
+    data = {
+        table: _read(source, table, columns, run_id) for table, columns in RUN_TABLE_COLUMNS.items()
+    }
+    with destination.transaction() as conn:
+        for table, columns in RUN_TABLE_COLUMNS.items():
+            marks = ", ".join("?" * len(columns))
+            conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", data[table]
+            )
+
+
+def merge_run(source: RunStore, destination: RunStore, run_id: str) -> None:
+    """Bring ``destination``'s copy of a run up to ``source``'s, in one transaction.
+
+    For a run whose first checkpoints reached ``destination`` and whose later ones were
+    kept in ``source`` (a spool): timeline rows later than those stored are appended, bucket
+    rows replace the rows they cover, phase spans are added, and the record, status, end
+    time, command and meta become ``source``'s. Merging twice adds no timeline rows.
+
+    Raises:
+        StoreError: Either store cannot be read or written.
+    """
+    (status, ended, updated, command, meta, record) = source.rows(
+        "SELECT status, ended_at, updated_at, command, meta_json, measurement_json FROM runs"
+        " WHERE id = ?",
+        [run_id],
+    )[0]
+    rows = source.rows(
+        "SELECT t.device, t.t_s, t.power_w, t.counter_j, t.energy_j, t.peak_power_w, d.method"
+        " FROM timeline t LEFT JOIN devices d ON d.run_id = t.run_id AND d.name = t.device"
+        " WHERE t.run_id = ? ORDER BY t.device, t.t_s",
+        [run_id],
+    )
+    names = ["device", "t_s", "power_w", "counter_j", "energy_j", "peak_power_w", "method"]
+    single = {n: [r[i] for r in rows if r[5] is None] for i, n in enumerate(names)}
+    buckets = {n: [r[i] for r in rows if r[5] is not None] for i, n in enumerate(names)}
+    spans = source.rows(
+        "SELECT phase, depth, start_s, end_s FROM phase_spans WHERE run_id = ? ORDER BY rowid",
+        [run_id],
+    )
+    with destination.transaction() as conn:
+        tables.compact_timeline(conn, run_id, buckets)
+        tables.append_timeline(conn, run_id, single)
+        conn.executemany(
+            "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+            ((run_id, *span) for span in spans),
+        )
+        if record is not None:
+            from greenai.measurement import Measurement
+
+            tables.save_measurement(conn, run_id, Measurement.from_dict(json.loads(record)))
+        conn.execute(
+            "UPDATE runs SET status = ?, ended_at = ?, updated_at = ?, command = ?, meta_json = ?"
+            " WHERE id = ?",
+            (status, ended, updated, command, meta, run_id),
+        )
 
 
 def _read(store: RunStore, table: str, columns: tuple[str, ...], run_id: str) -> list[Any]:

@@ -12,6 +12,7 @@ this module translates its ``?`` placeholders and binds NaN as NULL.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -36,13 +37,28 @@ DEFAULT_SCHEMA = "greenai"
 CONNECT_TIMEOUT_S = 5
 """How long opening a connection may take before the database counts as down."""
 
-POOL_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 5.0
 """How long a write waits for a pooled connection before the database counts as down."""
 
 APPLICATION = "greenai run store"
 _META = "greenai_schema"
 _URL_PREFIXES = ("postgresql://", "postgres://")
 _ACCESS_WORDS = ("authentication", "password", "does not exist", "permission denied", "role")
+
+
+class _QuietPoolRetries(logging.Filter):
+    """Drop psycopg_pool's "error connecting" lines for greenai's pools.
+
+    A database that is down is reported once, by greenai (see :mod:`greenai.store.spool`);
+    the pool's own retries would print a line each.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and str(args[0]).startswith("greenai:"))
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietPoolRetries())
 
 
 def is_url(spec: object) -> bool:

@@ -1,0 +1,123 @@
+"""The database down at start or mid-run: the job goes on, spools, and sends later."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from greenai.errors import MeasurementWarning
+from greenai.measurement import Measurement
+from greenai.store import RunStore
+from greenai.store.spool import SpooledStore, spool_path
+
+
+def rows(t0: float, t1: float) -> pd.DataFrame:
+    t = [t0, (t0 + t1) / 2]
+    return pd.DataFrame(
+        {"t_s": t, "device": "gpu0", "method": "counter", "power_w": [100.0, 100.0],
+         "counter_j": [100.0 * x for x in t], "energy_j": [100.0 * x for x in t]}
+    )  # fmt: skip
+
+
+def measurement(energy_j: float, status: str = "running") -> Measurement:
+    return Measurement(
+        name="train", status=status, started_at="", duration_s=energy_j / 100.0,  # type: ignore[arg-type]
+        energy_j=energy_j, uncertainty_j=1.0, avg_power_w=100.0, peak_power_w=100.0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GREENAI_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_a_database_lost_mid_run_spools_once_and_sends_everything_back(
+    pg_url: str, pg_schema: str, proxy: Any, via_proxy: str, home: Path
+) -> None:
+    now = [0.0]
+    store = SpooledStore(via_proxy, schema=pg_schema, monotonic=lambda: now[0]).open()
+    run_id = store.start_run("train", tags={"team": "vision"})
+    store.checkpoint(run_id, measurement(100.0), rows(0.0, 1.0))
+    proxy.down()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store.checkpoint(run_id, measurement(200.0), rows(1.0, 2.0))
+        now[0] += 10.0  # before the retry: straight to the spool
+        store.checkpoint(run_id, measurement(300.0), rows(2.0, 3.0))
+        proxy.up()
+        now[0] += 10.0
+        store.checkpoint(run_id, measurement(400.0), rows(3.0, 4.0))
+        assert store.spooling
+        with RunStore(pg_url, schema=pg_schema) as db:  # the database has the first only
+            assert list(db.get(run_id).timeline["t_s"]) == [0.0, 0.5]
+        now[0] += 30.0  # the retry finds it back: the spool is sent, then the final write
+        store.finish_run(run_id, measurement(500.0, "completed"), rows(4.0, 5.0))
+    store.close()
+    spooled = [w for w in caught if issubclass(w.category, MeasurementWarning)]
+    assert len(spooled) == 1 and "spool" in str(spooled[0].message)
+    assert not store.spooling
+    with RunStore(pg_url, schema=pg_schema) as db:
+        run = db.get(run_id)
+    assert run.status == "completed" and run.tags == {"team": "vision"}
+    assert run.measurement is not None and run.measurement.energy_j == 500.0
+    assert list(run.timeline["t_s"]) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]
+    with RunStore(spool_path(store)) as spool:
+        assert spool.runs().empty  # sent, then dropped from the spool
+
+
+def test_a_database_down_at_start_keeps_the_run_until_a_later_job_sends_it(
+    pg_url: str, pg_schema: str, proxy: Any, via_proxy: str, home: Path
+) -> None:
+    proxy.down()
+    with pytest.warns(MeasurementWarning, match="cannot reach"):
+        store = SpooledStore(via_proxy, schema=pg_schema).open()
+    run_id = store.start_run("offline", tags={"site": "par1"})
+    store.checkpoint(run_id, measurement(100.0), rows(0.0, 1.0))
+    store.finish_run(run_id, measurement(200.0, "completed"), rows(1.0, 2.0))
+    store.record_outcome(run_id, command="python train.py", exit_code=0)
+    store.close()
+    assert spool_path(store).is_file() and spool_path(store).parent == home / "spool"
+    with RunStore(pg_url, schema=pg_schema, read_only=True) as db:
+        assert db.runs().empty
+
+    proxy.up()
+    with SpooledStore(via_proxy, schema=pg_schema) as later:  # the next job on this machine
+        assert not later.spooling
+    with RunStore(pg_url, schema=pg_schema) as db:
+        run = db.get(run_id)
+    assert run.status == "completed" and run.exit_code == 0 and run.tags == {"site": "par1"}
+    assert run.measurement is not None and run.measurement.energy_j == 200.0
+    assert list(run.timeline["t_s"]) == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_greenai_run_with_the_database_down_runs_the_command_and_warns_once(
+    pg_url: str, pg_schema: str, proxy: Any, via_proxy: str, tmp_path: Path
+) -> None:
+    proxy.down()
+    env = {
+        **os.environ,
+        "GREENAI_STORE": via_proxy,
+        "GREENAI_STORE_SCHEMA": pg_schema,
+        "GREENAI_HOME": str(tmp_path / "home"),
+    }
+    command = [sys.executable, "-m", "greenai", "run", "--", sys.executable, "-c", "print('hi')"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hi\n"
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("MeasurementWarning") == 1, proc.stderr
+    proxy.up()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert again.returncode == 0, again.stderr
+    with RunStore(pg_url, schema=pg_schema) as db:
+        runs = db.runs()
+    assert list(runs["status"]) == ["completed", "completed"]
+    assert list(runs["name"]) == ["python -c", "python -c"]

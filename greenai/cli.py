@@ -46,12 +46,15 @@ def _demo(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     if args.compress:
-        from greenai.compress.cli import print_sweep
-        from greenai.compress.demo import compress_demo
+        from greenai.compress.cli import print_sweep, sweep_progress
+        from greenai.compress.demo import DEMO_METHODS, compress_demo
         from greenai.report.compression import check_export_path
 
         out = check_export_path(args.output or Path("greenai-compress.html"), "--output")
-        return print_sweep(compress_demo(), out)
+
+        with sweep_progress(1 + len(DEMO_METHODS.split(","))) as report:
+            frame = compress_demo(progress=report)
+        return print_sweep(frame, out)
 
     from greenai.demo import DEMO_EPOCHS, QUICK_EPOCHS, epoch_line, epoch_table
 

@@ -85,7 +85,9 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
     from greenai.compress import sweep
     from greenai.testing import FakeGPU
 
-    def small_demo() -> object:  # the real one (a minute) runs in benchmarks/
+    from greenai.paired import Protocol
+
+    def small_demo(progress: object) -> object:  # the real one (a minute) runs in benchmarks/
         model = greenai.demo.build_mlp(hidden=16)
         gpu = FakeGPU(update_period_s=0.01)
         return sweep(
@@ -94,16 +96,21 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
             torch.randn(4, 64),
             devices=[gpu],
             period_s=0.01,
-            repeats=2,
+            protocol=Protocol(min_rounds=2, max_rounds=2, warmup_max_s=0.05),
             warmup_s=0.01,
             latency_s=0.01,
+            progress=progress,
         )
 
     monkeypatch.setattr(greenai.compress.demo, "compress_demo", small_demo)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo.md"
     assert main(["demo", "--compress", "--output", str(out)]) == 0
-    assert "structured 50%" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "structured 50%" in printed.out
+    # progress: the stage and rows (then rounds) done, as lines where stderr is no terminal
+    assert "preparing rows (compress, evaluate, warm up): 2/2 done" in printed.err
+    assert "measuring in interleaved rounds: round 2 of at most 2" in printed.err
     assert out.read_text().startswith("## Compression sweep")
 
 

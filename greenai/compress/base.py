@@ -31,6 +31,11 @@ class Method(ABC):
     """
 
     name: str = "method"
+    kernel: str | None = None
+    """The sparse or low-bit kernel that runs the compressed layers in place of the dense
+    one (``"int8 dynamic (fbgemm/qnnpack)"``), or None when the dense kernels still run:
+    then a saving beyond the noise with dense FLOPs and size unchanged is implausible
+    (:func:`greenai.paired.implausible_saving`)."""
     needs_inputs: bool = False
     """Whether :meth:`apply` traces the model and so needs ``example_inputs``."""
 

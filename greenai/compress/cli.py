@@ -6,6 +6,8 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from greenai.compress.spec import DEFAULT_METHODS
 from greenai.compress.sweep import sweep
 from greenai.errors import ConfigError
 
-__all__ = ["load_object", "parse_shape", "print_sweep", "run_compress"]
+__all__ = ["load_object", "parse_shape", "print_sweep", "run_compress", "sweep_progress"]
 
 
 def load_object(target: str) -> Any:
@@ -111,10 +113,9 @@ def run_compress(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}") from None
     x = torch.randn(*shape, dtype=dtype or torch.float32)
     from greenai.compress.spec import parse_methods
-    from greenai.progress import steps
 
     rows = 1 + len(parse_methods(args.methods or DEFAULT_METHODS))
-    with steps(None, f"compression sweep: {rows} rows × {args.repeats} measured windows"):
+    with sweep_progress(rows) as report:
         frame = sweep(
             model,
             args.methods or DEFAULT_METHODS,
@@ -124,5 +125,30 @@ def run_compress(args: argparse.Namespace) -> int:
             device=device,
             country=args.country,
             period_s=args.period,
+            progress=report,
         )
     return print_sweep(frame, args.out)
+
+
+@contextmanager
+def sweep_progress(rows: int) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress=`` callback for :func:`sweep` that shows the stage and rows/rounds done.
+
+    On a terminal, a spinner whose label reads "preparing rows (compress, evaluate, warm
+    up): 3/8 done" then "measuring in interleaved rounds: round 4 (5 to 30)"; elsewhere
+    the same lines printed to stderr as each step ends.
+    """
+    from greenai.progress import steps
+
+    with steps(None, f"compression sweep: {rows} rows") as shown:
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == "train":
+                shown.begin("training the model to compress")
+            elif stage == "prepare":
+                shown.begin(f"preparing rows (compress, evaluate, warm up): {done}/{total} done")
+            else:
+                shown.begin(f"measuring in interleaved rounds: round {done} of at most {total}")
+
+        yield report
+        shown.finish()

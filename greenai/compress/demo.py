@@ -122,7 +122,7 @@ def compress_demo(repeats: int = 5, methods: str | None = None, **options: Any) 
     Runs on one CPU thread (restored afterwards).
 
     Args:
-        repeats: Measured windows per row.
+        repeats: Fewest measured rounds (each row once per round).
         methods: Spec string (default :data:`DEMO_METHODS`).
         **options: Passed to :func:`~greenai.compress.sweep` (``devices``, ``period_s``...).
 
@@ -130,13 +130,23 @@ def compress_demo(repeats: int = 5, methods: str | None = None, **options: Any) 
         The sweep's DataFrame.
     """
     from greenai.compress.sweep import sweep
+    from greenai.paired import Protocol
 
     x = _digits()[2][:64]
+    # a demo: at most 30 s of rounds, 2 s of warm-up per row (the CI budget is 2 minutes)
+    options.setdefault(
+        "protocol",
+        Protocol(min_rounds=repeats, max_rounds=max(repeats, 20), budget_s=30.0, warmup_max_s=2.0),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small model: one thread beats several on a shared machine
     try:
+        report = options.get("progress")
+        if report is not None:
+            report("train", 0, 1)
+        model = trained_residual_mlp()
         return sweep(
-            trained_residual_mlp(),
+            model,
             methods or DEMO_METHODS,
             x,
             eval_fn=digits_accuracy,

@@ -45,6 +45,7 @@ class WeightOnly(Method):
     """
 
     name = "weight-only"
+    kernel = "optimum-quanto packed weight-only matmul"
 
     def __init__(self, bits: int) -> None:
         if bits not in _BITS:

@@ -58,6 +58,7 @@ class Pipeline(Method):
         super().__init__(steps="+".join(s.label for s in steps))
         self.steps = steps
         self.needs_inputs = any(s.needs_inputs for s in steps)
+        self.kernel = "; ".join(s.kernel for s in steps if s.kernel) or None
         self.steps_report: list[StepReport] = []
 
     @property

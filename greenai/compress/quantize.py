@@ -74,6 +74,7 @@ class DynamicInt8(Method):
     """
 
     name = "int8-dynamic"
+    kernel = "int8 dynamic-quantized Linear (fbgemm/qnnpack)"
 
     def available(self, device: torch.device | str) -> tuple[bool, str]:
         """CPU only, and only where torch still ships ``quantize_dynamic`` and an engine."""
@@ -147,6 +148,7 @@ class TorchaoInt8WeightOnly(_Torchao):
     """torchao int8 weight-only: int8 weights dequantized in the matmul (GPU)."""
 
     name = "torchao-int8-weight-only"
+    kernel = "torchao int8 weight-only matmul"
     config_names = ("Int8WeightOnlyConfig", "int8_weight_only")
 
 
@@ -154,6 +156,7 @@ class TorchaoFloat8Dynamic(_Torchao):
     """torchao float8 dynamic activations and weights (GPU, compute capability >= 8.9)."""
 
     name = "torchao-float8-dynamic"
+    kernel = "torchao float8 scaled matmul"
     min_capability = (8, 9)
     config_names = (
         "Float8DynamicActivationFloat8WeightConfig",

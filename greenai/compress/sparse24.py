@@ -54,6 +54,7 @@ class Sparse24(Method):
     """
 
     name = "sparse-2:4"
+    kernel = "2:4 semi-structured sparse matmul (cuSPARSELt/CUTLASS)"
     converter: Callable[[torch.Tensor], torch.Tensor] = staticmethod(_to_sparse_semi_structured)
     capability: Callable[[torch.device | str], tuple[int, int] | None] = staticmethod(
         cuda_capability

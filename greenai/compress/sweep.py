@@ -1,16 +1,22 @@
 """``sweep()``: run each compression method, measure it the same way, and tabulate.
 
 For every method (and the baseline, always first) the sweep applies the method to a copy,
-evaluates it (``eval_fn``), counts its FLOPs, weighs it, warms it up, times single calls
-for latency, then runs ``repeats`` windows of ``N`` calls each inside one :class:`Tracker`
-(one tracked phase per window). ``N`` is chosen so a window lasts at least
+evaluates it (``eval_fn``), counts its FLOPs, weighs it, warms it up until its latency is
+stable and times single calls for latency. Then all rows are measured together by the A/B
+protocol of :mod:`greenai.paired`: rounds in which every row runs one window of ``N``
+calls, in a new seeded random order each round, inside one :class:`Tracker` (one tracked
+phase per window), until every row's time ratio to the baseline is known to the
+protocol's precision or its budget is spent. ``N`` is chosen so a window lasts at least
 ``periods_per_window`` sampler periods and ``min_window_s``: a window shorter than a few
 sensor updates would measure the sensor, not the model. Energy per inference is window
-energy / ``N``; its confidence interval combines the spread of the repeats (Student t,
+energy / ``N``; its confidence interval combines the spread of the rounds (Student t,
 95%) with the measurement's own uncertainty, in quadrature
-(:func:`greenai.windows.across_offsets`). Windows shorter than a GPU sensor's update period
-are repeated at least :data:`~greenai.protocol.SHIFTS` times at shifted start offsets
-(:mod:`greenai.protocol`), so the spread covers the sensor's phase too.
+(:func:`greenai.windows.across_offsets`). ``energy_vs_baseline`` and ``time_vs_baseline``
+are paired per-round ratios with 95% intervals; ``verdict`` claims a change only when the
+energy interval excludes 1, and a saving that cannot be real (dense FLOPs and size not
+lower, no sparse or low-bit kernel) becomes a note. Windows shorter than a GPU sensor's
+update period get at least :data:`~greenai.protocol.SHIFTS` rounds at shifted start
+offsets (:mod:`greenai.protocol`), so the spread covers the sensor's phase too.
 
 Applying the method and the user's ``finetune_fn`` are tracked phases of their own
 (``compress_*`` and ``finetune_*`` columns); :mod:`greenai.compress.breakeven` weighs that
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import statistics
 import time
@@ -43,6 +50,16 @@ from greenai.compress.stats import (
     sparsity,
 )
 from greenai.errors import ConfigError
+from greenai.paired import (
+    Protocol,
+    Ratio,
+    Rounds,
+    implausible_saving,
+    paired_ratio,
+    run_rounds,
+    verdict,
+)
+from greenai.paired import warm_up as stable_warm_up
 from greenai.protocol import SHIFTS, needs_shifts, sensor_period_s, shift_s
 from greenai.tracker import Tracker
 from greenai.windows import across_offsets
@@ -83,6 +100,12 @@ COLUMNS: tuple[str, ...] = (
     "energy_per_window_j",
     "energy_per_sample_j",
     "energy_vs_baseline",
+    "energy_vs_baseline_low",
+    "energy_vs_baseline_high",
+    "time_vs_baseline",
+    "time_vs_baseline_low",
+    "time_vs_baseline_high",
+    "verdict",
     "j_per_tflop",
     "kwh_per_1k_inferences",
     "co2e_g_per_1k_inferences",
@@ -119,6 +142,11 @@ class _Row:
     phases: list[str] = field(default_factory=list)
     durations_s: list[float] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)
+    model: nn.Module | None = None
+    """The compressed model, held from preparation until the rounds are done."""
+    call_count: int = 0
+    """Calls per window, from the calibration."""
+    shifted: bool = False
     one_off: dict[str, str] = field(default_factory=dict)
     """``{"compress": phase name, "finetune": phase name}`` of the row's one-off phases."""
     notes: list[str] = field(default_factory=list)
@@ -130,6 +158,7 @@ class _Row:
         self.calls.clear()
         self.one_off.clear()
         self.notes.clear()
+        self.model = None
 
 
 def sweep(
@@ -146,6 +175,8 @@ def sweep(
     min_window_s: float = 0.2,
     periods_per_window: int = 10,
     name: str = "compress-sweep",
+    protocol: Protocol | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     **track_options: Any,
 ) -> pd.DataFrame:
     """Compress ``model`` with each method and measure accuracy, size, speed and energy.
@@ -159,7 +190,8 @@ def sweep(
             first tensor's first dimension is the batch size.
         eval_fn: ``eval_fn(model) -> float``, higher is better (accuracy), run once per row
             outside the measured windows.
-        repeats: Measured windows per row (>= 2: the confidence interval comes from them).
+        repeats: Fewest rounds (>= 2: the confidence interval comes from them), when
+            ``protocol`` is None.
         device: Where to run (``"cpu"``, ``"cuda"``); the model's own device when None.
         finetune_fn: ``finetune_fn(model) -> model or None``: the user's short recovery
             training, run on each compressed copy (not the baseline) before ``eval_fn``;
@@ -171,6 +203,12 @@ def sweep(
         min_window_s: Shortest measured window, in seconds.
         periods_per_window: Shortest measured window, in sampler periods.
         name: Name of the sweep's tracker (and stored run, with ``store=``).
+        protocol: The A/B rules (:class:`greenai.paired.Protocol`): warm-up criterion,
+            rounds, precision, budget, outliers. Default: ``repeats`` to 30 rounds until
+            every ratio is known within ±5%, at most 60 s of rounds.
+        progress: ``progress(stage, done, total)`` after each step: stage ``"prepare"``
+            (rows compressed, evaluated, warmed up) then ``"rounds"`` (rounds measured;
+            the total is the protocol's most).
         **track_options: Passed to :class:`~greenai.Tracker` (``devices``, ``period_s``,
             ``country``, ``pue``, ``store``...). CO2e uses the world-average grid unless a
             grid option is given.
@@ -232,12 +270,25 @@ def sweep(
     }
     if finetune_fn is not None and not callable(finetune_fn):
         raise ConfigError(f"finetune_fn must be callable, got {finetune_fn!r}")
-    run = _Runner(base, inputs, target, eval_fn, repeats, warmup_s, latency_s, window_s)
+    if protocol is None:
+        protocol = Protocol(min_rounds=repeats, max_rounds=max(30, repeats), budget_s=60.0)
+    elif not isinstance(protocol, Protocol):
+        raise ConfigError(f"protocol must be a greenai.paired.Protocol, got {protocol!r}")
+    settings["protocol"] = protocol.describe()
+    run = _Runner(base, inputs, target, eval_fn, protocol, warmup_s, latency_s, window_s)
     run.finetune_fn = finetune_fn
+    report = progress or (lambda stage, done, total: None)
     with Tracker(name, devices=devices, **track_options) as job:
-        for row in rows:
+        for i, row in enumerate(rows):
             run.row(job, row)
-    return _frame(rows, job.result, batch, str(target), settings)
+            report("prepare", i + 1, len(rows))
+        rounds = run.rounds(job, rows, report)
+    settings.update(
+        rounds_stopped_by=rounds.stopped_by,
+        rounds_remeasured=rounds.remeasured,
+        round_orders=rounds.orders,
+    )
+    return _frame(rows, job.result, batch, str(target), settings, rounds, protocol)
 
 
 def _methods(methods: Sequence[Method | str] | str) -> list[Method]:
@@ -284,13 +335,13 @@ class _Runner:
         inputs: tuple[Any, ...],
         device: torch.device,
         eval_fn: Callable[[nn.Module], float] | None,
-        repeats: int,
+        protocol: Protocol,
         warmup_s: float,
         latency_s: float,
         window_s: float,
     ) -> None:
         self.base, self.inputs, self.device, self.eval_fn = base, inputs, device, eval_fn
-        self.repeats, self.warmup_s, self.latency_s = repeats, warmup_s, latency_s
+        self.protocol, self.warmup_s, self.latency_s = protocol, warmup_s, latency_s
         self.window_s = window_s
         self.finetune_fn: Callable[[nn.Module], nn.Module | None] | None = None
         self.sync: Callable[[], None] = (
@@ -384,56 +435,118 @@ class _Runner:
         def call() -> None:
             model(*inputs)
 
+        def synced() -> None:
+            call()
+            self.sync()
+
         # no_grad, not inference_mode: packed low-bit weights (optimum-quanto) run through an
         # autograd Function, which inference tensors break
         with torch.no_grad():
             _warm_up(call, self.sync, self.warmup_s)
+            warm = stable_warm_up(synced, self.protocol)
             latencies = _latencies(call, self.sync, self.latency_s)
-            p50 = float(np.percentile(latencies, 50))
-            # the mean, not the median: a heavy tail (a busy host) sets the window's length
-            mean_s = statistics.fmean(latencies)
-            calls = max(1, math.ceil(self.window_s / max(mean_s, 1e-9)))
-            # A window shorter than the GPU sensor's update is seen at one phase of it:
-            # repeat it at shifted start offsets (greenai.protocol).
-            period_s = sensor_period_s(job.devices)
-            shifted = needs_shifts(calls * mean_s, period_s)
-            repeats = max(self.repeats, SHIFTS) if shifted else self.repeats
-            for r in range(repeats):
-                if shifted and period_s is not None:
-                    time.sleep(shift_s(r, period_s))
-                phase = f"row{row.index}-r{r}"
-                t0 = time.perf_counter()
-                deadline = t0 + _MAX_WINDOW_FACTOR * self.window_s
-                with job.phase(phase):
-                    done = 0
-                    while done < calls and (done == 0 or time.perf_counter() < deadline):
-                        call()
-                        done += 1
-                    self.sync()
-                row.durations_s.append(time.perf_counter() - t0)
-                row.phases.append(phase)
-                row.calls.append(done)
-        if shifted:
+        if not warm.stable:
             notes.append(
-                f"windows ({calls * mean_s * 1e3:.3g} ms) shorter than the GPU sensor's update "
-                f"period: {repeats} repeats at shifted start offsets"
+                f"latency not stable after {warm.duration_s:.3g} s of warm-up "
+                f"({warm.calls} calls): measured anyway"
             )
-        if min(row.calls) < calls:
+        p50 = float(np.percentile(latencies, 50))
+        # the mean, not the median: a heavy tail (a busy host) sets the window's length
+        mean_s = statistics.fmean(latencies)
+        row.call_count = max(1, math.ceil(self.window_s / max(mean_s, 1e-9)))
+        # A window shorter than the GPU sensor's update is seen at one phase of it:
+        # repeat it at shifted start offsets (greenai.protocol).
+        row.shifted = needs_shifts(row.call_count * mean_s, sensor_period_s(job.devices))
+        if row.shifted:
             notes.append(
-                f"calls slowed down after calibration: windows cut at "
-                f"{_MAX_WINDOW_FACTOR:g}× their planned length ({min(row.calls)} of {calls} calls)"
+                f"windows ({row.call_count * mean_s * 1e3:.3g} ms) shorter than the GPU "
+                "sensor's update period: rounds at shifted start offsets"
             )
+        row.notes = notes
+        row.model = model
         values.update(
             latency_p50_ms=p50 * 1e3,
             latency_p99_ms=float(np.percentile(latencies, 99)) * 1e3,
-            inferences_per_window=calls,
-            calls_per_window=list(row.calls),
-            throughput_samples_per_s=(
-                sum(row.calls) * _batch_size(self.inputs) / math.fsum(row.durations_s)
-            ),
-            repeats=repeats,
-            notes="; ".join(notes),
+            inferences_per_window=row.call_count,
         )
+
+    def rounds(
+        self, job: Tracker, rows: list[_Row], report: Callable[[str, int, int], None]
+    ) -> Rounds:
+        """Measure every prepared row in interleaved rounds (:func:`greenai.paired.run_rounds`)."""
+        live = [row for row in rows if row.model is not None]
+        protocol = self.protocol
+        period_s = sensor_period_s(job.devices)
+        if any(row.shifted for row in live):
+            protocol = dataclasses.replace(
+                protocol,
+                min_rounds=max(protocol.min_rounds, SHIFTS),
+                max_rounds=max(protocol.max_rounds, SHIFTS),
+            )
+        failed: dict[int, str] = {}
+
+        def measure(v: int, r: int) -> float:
+            row = live[v]
+            if v in failed:
+                row.phases.append("")
+                row.durations_s.append(math.nan)
+                row.calls.append(0)
+                return math.nan
+            if row.shifted and period_s is not None:
+                time.sleep(shift_s(r, period_s))
+            phase = f"row{row.index}-r{r}"
+            model, inputs, calls = row.model, self.inputs, row.call_count
+            assert model is not None
+            t0 = time.perf_counter()
+            deadline = t0 + _MAX_WINDOW_FACTOR * self.window_s
+            done = 0
+            try:
+                with torch.no_grad(), job.phase(phase):
+                    while done < calls and (done == 0 or time.perf_counter() < deadline):
+                        model(*inputs)
+                        done += 1
+                    self.sync()
+            except Exception as exc:
+                if v == 0:
+                    raise
+                failed[v] = f"failed in round {r}: {type(exc).__name__}: {exc}"
+                done = 0
+            duration = time.perf_counter() - t0
+            row.phases.append(phase if done else "")
+            row.durations_s.append(duration)
+            row.calls.append(done)
+            return duration / done if done else math.nan
+
+        result = run_rounds(
+            measure,
+            len(live),
+            protocol,
+            on_round=lambda n: report("rounds", n, protocol.max_rounds),
+        )
+        for v, row in enumerate(live):
+            row.model = None
+            if v in failed:
+                row.reset()
+                row.values.update(status="skipped", reason=failed[v])
+                continue
+            kept = [k and n > 0 for k, n in zip(result.kept, row.calls, strict=True)]
+            calls = [n for n, k in zip(row.calls, kept, strict=True) if k]
+            seconds = [d for d, k in zip(row.durations_s, kept, strict=True) if k]
+            if calls and min(calls) < row.call_count:
+                row.notes.append(
+                    f"calls slowed down after calibration: windows cut at "
+                    f"{_MAX_WINDOW_FACTOR:g}× their planned length "
+                    f"({min(calls)} of {row.call_count} calls)"
+                )
+            row.values.update(
+                calls_per_window=calls,
+                throughput_samples_per_s=sum(calls) * _batch_size(self.inputs) / math.fsum(seconds),
+                repeats=len(calls),
+                notes="; ".join(row.notes),
+            )
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return result
 
 
 def _sparsity_or_nan(model: nn.Module) -> float:
@@ -475,15 +588,37 @@ def _latencies(call: Callable[[], None], sync: Callable[[], None], seconds: floa
     return out
 
 
-def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
-    """Per-inference energy and its intervals from the row's tracked windows."""
-    phases = [m.phase(p) for p in row.phases]
-    if m.energy_j is None or any(p.energy_j is None for p in phases):
+def _per_round_j(row: _Row, m: Measurement) -> list[float] | None:
+    """Energy per inference in each round (NaN where the row did not run); None without energy."""
+    if m.energy_j is None:
+        return None
+    out = []
+    for phase, n in zip(row.phases, row.calls, strict=True):
+        if not phase or not n:
+            out.append(math.nan)
+            continue
+        got = m.phase(phase).energy_j
+        if got is None:
+            return None
+        out.append(float(got) / n)
+    return out
+
+
+def _energy(
+    row: _Row, m: Measurement, batch: int, kept: list[bool] | None = None
+) -> dict[str, Any]:
+    """Per-inference energy and its intervals from the row's kept windows (all: None)."""
+    if kept is None:
+        kept = [True] * len(row.phases)
+    use = [k and bool(p) and n > 0 for k, p, n in zip(kept, row.phases, row.calls, strict=True)]
+    phases = [m.phase(p) for p, u in zip(row.phases, use, strict=True) if u]
+    calls = [n for n, u in zip(row.calls, use, strict=True) if u]
+    if m.energy_j is None or not phases or any(p.energy_j is None for p in phases):
         return {"energy_method": "none (no energy source)"}
     window_j = [float(p.energy_j or 0.0) for p in phases]
-    per = [e / n for e, n in zip(window_j, row.calls, strict=True)]
+    per = [e / n for e, n in zip(window_j, calls, strict=True)]
     sensor = statistics.fmean(
-        float(p.uncertainty_j or 0.0) / n for p, n in zip(phases, row.calls, strict=True)
+        float(p.uncertainty_j or 0.0) / n for p, n in zip(phases, calls, strict=True)
     )
     figure = across_offsets(per, sensor)
     mean = figure.value
@@ -510,11 +645,96 @@ def _energy(row: _Row, m: Measurement, batch: int) -> dict[str, Any]:
     return out
 
 
+def _ratios(
+    rows: list[_Row], m: Measurement, rounds: Rounds, protocol: Protocol
+) -> dict[int, dict[str, Any]]:
+    """Paired per-round ratios to the baseline (time and energy), verdicts, plausibility."""
+    live = [r for r in rows if r.values.get("status") == "ok" and r.phases]
+    if not live or live[0].index != 0:
+        return {}
+    kept = rounds.kept
+
+    def seconds(row: _Row) -> list[float]:
+        return [
+            d / n if n and k else math.nan
+            for d, n, k in zip(row.durations_s, row.calls, kept, strict=True)
+        ]
+
+    def energies(row: _Row) -> list[float] | None:
+        got = _per_round_j(row, m)
+        return (
+            None if got is None else [x if k else math.nan for x, k in zip(got, kept, strict=True)]
+        )
+
+    base = live[0]
+    base_s, base_j = seconds(base), energies(base)
+    out: dict[int, dict[str, Any]] = {}
+    for row in live:
+        if len(row.durations_s) != len(kept):
+            continue
+        t = paired_ratio(base_s, seconds(row), protocol.outlier_mads)
+        row_j = energies(row)
+        e = (
+            paired_ratio(base_j, row_j, protocol.outlier_mads)
+            if base_j is not None and row_j is not None
+            else None
+        )
+        if row is base:
+            t = e = Ratio(1.0, 1.0, 1.0, t.rounds)
+        values: dict[str, Any] = {
+            "time_vs_baseline": t.value,
+            "time_vs_baseline_low": t.low,
+            "time_vs_baseline_high": t.high,
+        }
+        shown = e if e is not None else t
+        noun = "energy" if e is not None else "time"
+        sentence = "baseline" if row is base else verdict(shown, noun)
+        notes: list[str] = []
+        if row is not base:
+            flops, base_flops = row.values.get("flops_nominal"), base.values.get("flops_nominal")
+            size, base_size = row.values.get("size_bytes"), base.values.get("size_bytes")
+            flops_lower = flops is None or base_flops is None or flops < 0.999 * base_flops
+            size_lower = size is None or base_size is None or size < 0.99 * base_size
+            note = implausible_saving(
+                shown,
+                dense_flops_lower=flops_lower,
+                size_lower=size_lower,
+                kernel=row.method.kernel,
+                noun=noun,
+            )
+            if note is not None:
+                noise = f"±{shown.halfwidth * 100:.2g}%"
+                sentence = f"no measurable difference (implausible saving; noise {noise})"
+                notes.append(note)
+            dropped = max(t.dropped, e.dropped if e is not None else 0)
+            if dropped:
+                notes.append(
+                    f"{dropped} round(s) left out as outliers (over {protocol.outlier_mads:g} MADs)"
+                )
+        if e is not None:
+            values.update(
+                energy_vs_baseline=e.value,
+                energy_vs_baseline_low=e.low,
+                energy_vs_baseline_high=e.high,
+            )
+        values["verdict"] = sentence
+        values["extra_notes"] = notes
+        out[row.index] = values
+    return out
+
+
 def _frame(
-    rows: list[_Row], m: Measurement, batch: int, device: str, settings: dict[str, Any]
+    rows: list[_Row],
+    m: Measurement,
+    batch: int,
+    device: str,
+    settings: dict[str, Any],
+    rounds: Rounds,
+    protocol: Protocol,
 ) -> pd.DataFrame:
     import pandas as pd
 
+    ratios = _ratios(rows, m, rounds, protocol)
     records = []
     for row in rows:
         record: dict[str, Any] = {
@@ -529,7 +749,11 @@ def _frame(
             **row.values,
         }
         if row.values.get("status") == "ok":
-            record.update(_energy(row, m, batch))
+            record.update(_energy(row, m, batch, rounds.kept))
+            extra = dict(ratios.get(row.index, {}))
+            more = extra.pop("extra_notes", [])
+            record.update(extra)
+            record["notes"] = "; ".join(x for x in (record.get("notes") or "", *more) if x)
         records.append(record)
     frame = pd.DataFrame.from_records(records).reindex(columns=list(COLUMNS))
     base = frame.iloc[0]
@@ -537,9 +761,6 @@ def _frame(
     for col, out in (("size_bytes", "compression_ratio"),):
         frame[out] = np.where(ok, base[col] / frame[col].astype(float), np.nan)
     frame["accuracy_delta"] = frame["accuracy"].astype(float) - float(base["accuracy"])
-    frame["energy_vs_baseline"] = frame["energy_per_inference_j"].astype(float) / float(
-        base["energy_per_inference_j"]
-    )
     for col, values in break_even_columns(frame).items():
         frame[col] = values
     frame["pareto"] = pareto_front(

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from greenai.paired import Protocol
 from greenai.testing import FakeGPU
 
 
@@ -33,6 +34,8 @@ def fast_options() -> dict[str, Any]:
         "warmup_s": 0.01,
         "latency_s": 0.01,
         "repeats": 2,
+        # two rounds, a short warm-up: the protocol's own rules are tested in test_paired
+        "protocol": Protocol(min_rounds=2, max_rounds=2, warmup_window=3, warmup_max_s=0.05),
     }
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -216,7 +217,8 @@ def test_the_row_shows_each_window_it_averaged(
     from greenai.compress.stats import t_quantile_975
     from greenai.testing import FakeGPU
 
-    fast_options.update(repeats=3, devices=[FakeGPU(noise_w=40.0, update_period_s=0.01)])
+    protocol = dataclasses.replace(fast_options["protocol"], min_rounds=3, max_rounds=3)
+    fast_options.update(protocol=protocol, devices=[FakeGPU(noise_w=40.0, update_period_s=0.01)])
     frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)
     row = frame.iloc[0]
     calls, energies = row["calls_per_window"], row["energy_per_window_j"]
@@ -375,3 +377,80 @@ def test_windows_as_long_as_an_update_are_not_shifted(
     frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)  # updates every 10 ms
     row = frame.iloc[0]
     assert row["repeats"] == 2 and "shifted" not in row["notes"]
+
+
+def _fake_rows(per_round_j: dict[str, list[float]], methods: dict[str, Method]) -> Any:
+    """Rows and a measurement whose windows spent ``per_round_j`` (J per call) each round."""
+    import sys
+    from types import SimpleNamespace
+
+    from greenai.measurement import PhaseEnergy
+
+    sweep_module = sys.modules["greenai.compress.sweep"]
+    phases: dict[str, PhaseEnergy] = {}
+    rows = []
+    for index, (label, energies) in enumerate(per_round_j.items()):
+        row = sweep_module._Row(methods[label], index)
+        for r, e in enumerate(energies):
+            name = f"row{index}-r{r}"
+            phases[name] = PhaseEnergy(name, 1, 1.0, e * 10, 0.0)
+            row.phases.append(name)
+            row.calls.append(10)
+            row.durations_s.append(e)  # time per window tracks energy
+        row.values.update(status="ok", flops_nominal=1e6, size_bytes=1000)
+        rows.append(row)
+    m = SimpleNamespace(energy_j=1.0, co2e_kg=None, methods=("counter",), phase=phases.get)
+    return sweep_module, rows, m
+
+
+def test_a_saving_with_the_same_dense_work_and_no_kernel_is_a_note_not_a_gain() -> None:
+    from greenai.compress import Baseline, L1Unstructured
+    from greenai.paired import Protocol, Rounds
+
+    # the issue's case: a cold baseline made masked L1 pruning look 9x cheaper
+    base = [1.0, 1.02, 0.98, 1.01, 0.99]
+    pruned = [0.11, 0.112, 0.108, 0.111, 0.109]
+    sweep_module, rows, m = _fake_rows(
+        {"baseline": base, "l1": pruned}, {"baseline": Baseline(), "l1": L1Unstructured(0.3)}
+    )
+    rounds = Rounds([base, pruned], kept=[True] * 5)
+    out = sweep_module._ratios(rows, m, rounds, Protocol())
+    assert out[1]["energy_vs_baseline"] == pytest.approx(0.11, rel=0.01)
+    assert out[1]["verdict"].startswith("no measurable difference (implausible saving")
+    assert any("not a real saving" in n for n in out[1]["extra_notes"])
+    # the same figures from a method that runs a low-bit kernel are a real saving
+    rows[1].method = Method.__new__(type("Q", (Baseline,), {"kernel": "int8 (test)"}))
+    rows[1].method.params, rows[1].method.notes = {}, []
+    out = sweep_module._ratios(rows, m, rounds, Protocol())
+    assert out[1]["verdict"].startswith("89% less energy")
+    assert out[0]["verdict"] == "baseline" and out[0]["energy_vs_baseline"] == 1.0
+
+
+def test_rows_are_measured_in_interleaved_rounds_with_paired_ratios(
+    mlp: nn.Module, fast_options: dict[str, Any]
+) -> None:
+    protocol = dataclasses.replace(fast_options["protocol"], min_rounds=4, max_rounds=4, seed=3)
+    fast_options["protocol"] = protocol
+    stages: list[tuple[str, int, int]] = []
+    frame = sweep(
+        mlp,
+        ["l1:0.3", "structured:0.5"],
+        torch.randn(8, 16),
+        progress=lambda *a: stages.append(a),
+        **fast_options,
+    )
+    from greenai.paired import round_order
+
+    m = frame.attrs["measurement"]
+    assert frame.attrs["round_orders"] == [round_order(r, 3, seed=3) for r in range(4)]
+    for r in range(4):  # each round ran all three rows
+        assert all(m.phase(f"row{i}-r{r}").count == 1 for i in range(3))
+    assert [s for s in stages if s[0] == "prepare"][-1] == ("prepare", 3, 3)
+    assert ("rounds", 4, 4) in stages
+    assert "interleaved" in frame.attrs["protocol"]
+    pruned = frame.set_index("label").loc["l1-layer 30%"]
+    assert pruned["energy_vs_baseline_low"] <= pruned["energy_vs_baseline"]
+    assert pruned["energy_vs_baseline"] <= pruned["energy_vs_baseline_high"]
+    assert pruned["time_vs_baseline_low"] <= pruned["time_vs_baseline_high"]
+    # masked L1 pruning runs the dense kernels: never reported as a gain
+    assert "less" not in pruned["verdict"].split("(")[0]

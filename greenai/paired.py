@@ -65,6 +65,7 @@ __all__ = [
 _MAD_SCALE = 1.4826
 """MAD × this estimates the standard deviation of normal data."""
 
+
 @dataclass(frozen=True)
 class Protocol:
     """The stated rules of an A/B measurement (see the module's docstring).

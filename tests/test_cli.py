@@ -83,9 +83,8 @@ def test_demo_compress_prints_the_sweep_and_writes_the_report(
     import greenai.compress.demo
     import greenai.demo
     from greenai.compress import sweep
-    from greenai.testing import FakeGPU
-
     from greenai.paired import Protocol
+    from greenai.testing import FakeGPU
 
     def small_demo(progress: object) -> object:  # the real one (a minute) runs in benchmarks/
         model = greenai.demo.build_mlp(hidden=16)

@@ -364,9 +364,11 @@ def test_windows_shorter_than_the_sensor_update_repeat_at_shifted_offsets(
     frame = sweep(mlp, [], torch.randn(8, 16), **fast_options)
     row = frame.iloc[0]
     assert row["repeats"] == SHIFTS and len(row["energy_per_window_j"]) == SHIFTS
-    assert len(delays) == SHIFTS
+    # one delay a round; a round re-measured (an outlying baseline on a busy host) adds one
+    assert len(delays) == SHIFTS + frame.attrs["rounds_remeasured"]
     for i, d in enumerate(delays):
-        assert i * 0.1 / SHIFTS <= d < (i + 1) * 0.1 / SHIFTS
+        slot = i % SHIFTS
+        assert slot * 0.1 / SHIFTS <= d < (slot + 1) * 0.1 / SHIFTS
     assert "shifted start offsets" in row["notes"]
     assert row["energy_ci_j"] >= row["energy_repeat_ci_j"] > 0
 

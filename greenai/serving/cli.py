@@ -53,6 +53,9 @@ def add_serve_proxy(sub: Any) -> None:
         default=0.0,
         help="seconds of idle measurement before serving: idle power kept out of requests",
     )
+    p.add_argument(
+        "--period", type=float, help="sampling period in seconds (default: the devices' own)"
+    )
     p.add_argument("--pid", type=int, help="attach: measure this process tree (process scope)")
     p.add_argument("--keep", type=int, default=10_000, help="settled requests kept in memory")
     p.add_argument("--log", type=Path, help="append each settled request to this JSON-lines file")
@@ -104,6 +107,8 @@ def run_serve_proxy(args: argparse.Namespace) -> int:
     aiohttp()  # fail now, with the install hint
     if args.keep < 0:
         raise ConfigError(f"--keep must be >= 0, got {args.keep}")
+    if args.period is not None and not (0 < args.period < 3600):
+        raise ConfigError(f"--period must be a positive number of seconds, got {args.period}")
     if args.baseline < 0:
         raise ConfigError(f"--baseline must be >= 0 seconds, got {args.baseline}")
     proc: subprocess.Popen[Any] | None = None
@@ -161,7 +166,11 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
     web = aiohttp().web
     devices, scope = _devices(proc, args.pid)
     job = greenai.Tracker(
-        "serve-proxy", devices=devices, baseline_s=args.baseline, store=args.store or None
+        "serve-proxy",
+        devices=devices,
+        baseline_s=args.baseline,
+        store=args.store or None,
+        period_s=args.period,
     )
     await asyncio.to_thread(job.start)
     log: TextIO | None = args.log.open("a", encoding="utf-8") if args.log else None

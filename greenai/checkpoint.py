@@ -76,6 +76,7 @@ class StoreSink:
         self._buckets_after_s = -math.inf
         self._spans_seen = 0
         self._pending: list[str] = []
+        self.problems: list[str] = []  # after finish(): what the store failed to keep
         self._last_log = -REPEAT_LOG_S
 
     def start(self, job: Tracker) -> None:
@@ -99,13 +100,18 @@ class StoreSink:
         self.update(self._job.snapshot())
 
     def finish(self, result: Measurement) -> None:
-        """Write the final result and close the store; problems become warnings."""
+        """Write the final result and close the store; problems become warnings.
+
+        What failed (a full disk) is also left in :attr:`problems`, for the tracker to note
+        on the Measurement it returns.
+        """
         try:
             self._write(result, final=True)
         except Exception as exc:
             self._problem(f"run {self.run_id} could not be stored: {exc}")
         finally:
             self.store.close()
+        self.problems = list(self._pending)  # the tracker notes them on the kept result
         for message in self._pending:  # warned on the caller's thread, once each kind
             warnings.warn(message, MeasurementWarning, stacklevel=3)
         self._pending.clear()

@@ -285,14 +285,15 @@ def _report(args: argparse.Namespace) -> int:
     if args.format in ("model-card", "codecarbon-csv"):
         from greenai.report.model_card import codecarbon_csv, model_card
 
-        m = _printable(run.measurement)
-        text = (
-            model_card(m, run.meta)
-            if args.format == "model-card"
-            else codecarbon_csv(m, run_id=run.id, ended_at=run.ended_at, meta=run.meta)
-        )
+        if args.format == "model-card":
+            text = model_card(_printable(run.measurement), run.meta)
+        else:  # data: names whole, made safe for the terminal only when printed there
+            text = codecarbon_csv(
+                run.measurement, run_id=run.id, ended_at=run.ended_at, meta=run.meta
+            )
+            text = text if output is not None else _terminal(text)
         return _print_or_write(text.rstrip("\n"), output)
-    if args.format in ("text", "md"):  # names and notes may hold control characters
+    if args.format in ("text", "md", "html"):  # control characters; names of any length
         run = dataclasses.replace(run, measurement=_printable(run.measurement))
     if output is None and args.format == "html":
         output = home / "reports" / f"{run.id}.html"
@@ -376,20 +377,10 @@ def run_record(run: Any, fmt: str) -> str:
 
 
 def _printable(m: Any) -> Any:
-    """``m`` with control characters dropped from every text in it (for a terminal)."""
-    from greenai.measurement import Measurement
-    from greenai.safe_output import terminal_text
+    """``m`` as a person reads it (:func:`greenai.safe_output.display_measurement`)."""
+    from greenai.safe_output import display_measurement
 
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            return terminal_text(value)
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return value
-
-    return Measurement.from_dict(clean(m.to_dict()))
+    return display_measurement(m)
 
 
 def _cannot_write(path: Path, exc: OSError, hint: str) -> GreenAIError:
@@ -433,17 +424,28 @@ def _compare(args: argparse.Namespace) -> int:
         comparisons_json,
         render_comparisons,
     )
+    from greenai.safe_output import DISPLAY_NAME_MAX
 
     if len(args.runs) < 2:
         raise ConfigError("compare needs two runs (or two bench files): greenai compare A B")
     if all(r.endswith(".json") for r in args.runs):  # greenai bench --json results
-        print(compare_files(args.runs, args.format))
+        text = compare_files(args.runs, args.format)
+        print(text if args.format == "json" else _terminal(text))
         return 0
     store = _store(args.store)
     try:
         runs = [store.get(r) for r in args.runs]
     finally:
         store.close()
+    if args.format == "text":  # what a person reads: no control characters, names cut
+        runs = [
+            dataclasses.replace(
+                run,
+                name=_terminal(run.name)[:DISPLAY_NAME_MAX],
+                measurement=None if run.measurement is None else _printable(run.measurement),
+            )
+            for run in runs
+        ]
     metas, ids = [run.meta for run in runs], [run.id for run in runs]
     notes = stored_run_notes(metas, ids, allow_mixed=args.allow_mixed)
     sides = [run_side(chr(ord("A") + i), run) for i, run in enumerate(runs)]
@@ -454,9 +456,9 @@ def _compare(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(comparisons_json(comparisons, notes))
     elif args.format == "csv":
-        print(comparisons_csv(comparisons), end="")
+        print(_terminal(comparisons_csv(comparisons)), end="")
     else:
-        print(render_comparisons(comparisons, notes))
+        print(_terminal(render_comparisons(comparisons, notes)))
     return 0
 
 

@@ -21,7 +21,22 @@ from greenai.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["check_output", "csv_safe", "cut", "terminal_text", "write_output"]
+__all__ = [
+    "DISPLAY_NAME_MAX",
+    "check_output",
+    "csv_safe",
+    "cut",
+    "display_measurement",
+    "terminal_text",
+    "write_output",
+]
+
+DISPLAY_NAME_MAX = 120
+"""Names longer than this are cut (ending ``…``) in text, Markdown and HTML reports; JSON
+and CSV keep them whole."""
+
+DISPLAY_TEXT_MAX = 2000
+"""Any other text (a note, a source) is cut at this length in a displayed report."""
 
 # C0 controls but tab and newline, DEL, and the C1 controls (U+0080..U+009F): ESC and CSI
 # among them, so no escape sequence survives.
@@ -32,6 +47,28 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def terminal_text(text: str) -> str:
     """``text`` without control characters (tab and newline are kept)."""
     return _CONTROL.sub("", text)
+
+
+def display_measurement(m: Any) -> Any:
+    """``m`` as reports show it: no control characters, names cut to :data:`DISPLAY_NAME_MAX`.
+
+    The one sanitiser for what a person reads (text, Markdown, HTML, model cards, compare):
+    a run named with escape sequences cannot drive the terminal, and a 100,000-character
+    name does not make a report take a minute.
+    """
+    from greenai.measurement import Measurement
+
+    def clean(value: Any, key: str = "") -> Any:
+        if isinstance(value, str):
+            limit = DISPLAY_NAME_MAX if key in ("name", "phase", "device") else DISPLAY_TEXT_MAX
+            return cut(terminal_text(value), limit)
+        if isinstance(value, dict):
+            return {k: clean(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, key) for v in value]
+        return value
+
+    return Measurement.from_dict(clean(m.to_dict()))
 
 
 def cut(text: str, width: int) -> str:

@@ -491,14 +491,17 @@ class Tracker:
             self._result = self._dist.finish(self, self._result)
             if self._result.job is not None and self._result.job.scope == "job":
                 self._result = self._job_scope3_and_series(own, self._result)
+        store_problems: list[str] = []
         if self._store_sink is not None:
             self._store_sink.finish(self._result)
+            store_problems = [f"run store: {p}" for p in self._store_sink.problems]
         self._sinks.finish(self._result)
         for message in self._sinks.problems:
             warnings.warn(message, MeasurementWarning, stacklevel=3)
-        if self._sinks.problems:
+        if self._sinks.problems or store_problems:
             self._result = dataclasses.replace(
-                self._result, notes=(*self._result.notes, *self._sinks.problems)
+                self._result,
+                notes=(*self._result.notes, *store_problems, *self._sinks.problems),
             )
         if self._dist is not None:  # its warnings (and a held SIGTERM) once the record is kept
             self._dist.close()

@@ -172,8 +172,9 @@ def load_intensity_series(
     """Read a carbon-intensity series from a CSV file or a pandas Series.
 
     The CSV has a header, a timestamp column and a g CO2e/kWh column: with two columns
-    they are taken in that order; with more, name them (or call the value column
-    ``carbon_intensity_g_per_kwh``). Timestamps are ISO 8601 with a zone
+    they are taken in that order; with more, the value column is the one called
+    ``carbon_intensity_g_per_kwh``, else the only numeric column besides the first (other
+    columns, a zone or a source, are ignored), else name them. Timestamps are ISO 8601 with a zone
     (``2026-11-29T14:00:00Z``); zone-less ones are taken as UTC only when the column's name
     ends in ``utc``. A Series has a DatetimeIndex (zone-less means UTC) and g/kWh values.
 
@@ -216,6 +217,13 @@ def load_intensity_series(
         value_column = (
             VALUE_COLUMN if VALUE_COLUMN in columns else (columns[1] if len(columns) == 2 else "")
         )
+        if not value_column:  # extra named columns (a zone, a source): the one numeric column
+            numeric = [
+                c
+                for c, raw in zip(columns, frame.columns, strict=True)
+                if c != time_column and pd.to_numeric(frame[raw], errors="coerce").notna().all()
+            ]
+            value_column = numeric[0] if len(numeric) == 1 else ""
     for name, what in ((time_column, "time_column"), (value_column, "value_column")):
         if name not in columns:
             raise ConfigError(

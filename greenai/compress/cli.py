@@ -22,20 +22,30 @@ __all__ = ["load_object", "parse_shape", "print_sweep", "run_compress", "sweep_p
 
 
 def load_object(target: str) -> Any:
-    """The object named ``module:attribute`` (the current directory is importable).
+    """The object named ``module:attribute`` (the current directory is importable, last).
 
     Raises:
-        ConfigError: Malformed name, module not found, or no such attribute.
+        ConfigError: Malformed name, module not found, a module that does not compile or
+            raises when imported, or no such attribute.
     """
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"expected module:callable (e.g. mypkg.models:build), got {target!r}")
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        # Last, never first: a file in the working directory named like an installed
+        # package (torch_pruning.py) must not shadow it.
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import {module_name!r}: {exc}") from exc
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"cannot import {module_name!r}: syntax error in {exc.filename}, line {exc.lineno}:"
+            f" {exc.msg}"
+        ) from exc
+    except Exception as exc:  # the user's module raised while it was imported
+        raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):

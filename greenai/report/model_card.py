@@ -11,6 +11,7 @@ one ``..._method`` column per energy column.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -134,18 +135,23 @@ def model_card(m: Measurement, meta: dict[str, Any] | None = None) -> str:
     return "\n".join(lines) + "\n\n" + _paragraph(m) + "\n"
 
 
+def _prose_name(name: str) -> str:
+    # Markdown renders raw HTML: a run named "<script>" must show, not run.
+    return html.escape(repr(name), quote=False)
+
+
 def _paragraph(m: Measurement) -> str:
     hours = m.duration_s / 3600
     took = f"{format_number(hours, 3)} h" if hours >= 1 else f"{format_number(m.duration_s, 3)} s"
     if m.energy_j is None:
         return (
-            f"Training ({m.name!r}) ran for {took}; its energy was not measured"
+            f"Training ({_prose_name(m.name)}) ran for {took}; its energy was not measured"
             f" (no energy source), so no emissions are given. Tracked with {_version()}."
         )
     kwh = m.energy_j / J_PER_KWH
     unc = (m.uncertainty_j or 0.0) / J_PER_KWH
     text = (
-        f"Training ({m.name!r}) ran for {took} and drew {format_number(kwh, 3)} kWh"
+        f"Training ({_prose_name(m.name)}) ran for {took} and drew {format_number(kwh, 3)} kWh"
         f" ± {format_number(unc, 2)} kWh (about 95% coverage) of IT energy: {_how(m)}."
     )
     if "model" in m.methods:

@@ -9,6 +9,7 @@ rewritten.
 from __future__ import annotations
 
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
             application's database or is damaged, or it was created by a newer greenai.
             The file is never deleted or rewritten.
     """
+    _check_regular(path)
     if read_only:
         return _connect_read_only(path)
     try:
@@ -77,6 +79,25 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
             raise
         raise error from exc
     return conn
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse a path that is there but is no regular file: SQLite would block on a FIFO.
+
+    Raises:
+        StoreError: ``path`` (or its ``-wal`` log) is a FIFO, a device, a socket or a folder.
+    """
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-journal")):
+        try:
+            mode = candidate.stat().st_mode  # stat, never open: opening a FIFO blocks
+        except OSError:
+            continue  # not there (yet), or not readable: SQLite says which
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise StoreError(
+                f"the run store {candidate} is {kind} (a FIFO, a device?); give the path of"
+                " a SQLite file (it is created if missing)"
+            )
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:

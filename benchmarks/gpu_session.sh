@@ -40,6 +40,7 @@ case "${1:-1}" in
     ;;
   2)
     step attribution python3 benchmarks/gpu_attribution.py --seconds 10 --out "$out/attribution.md"  # docs/devices.md
+    step shared python3 benchmarks/gpu_shared.py --seconds 8 --out "$out/shared.md"  # docs/cluster.md
     step flops-cuda python3 -m pytest tests/flops/test_flops_cuda.py -ra -q -p no:cacheprovider  # docs/efficiency.md
     step compression python3 benchmarks/gpu_compression.py --out "$out/compression.md"  # docs/compression.md
     step bench-full python3 -m greenai bench --suite full --device cuda:0 --no-store --json

@@ -4,8 +4,9 @@ One :class:`NvidiaGPU` per physical GPU. Where the GPU has it (Volta and newer),
 total-energy counter is the backbone of the measurement; instant power only shapes the
 energy between two counter updates. :func:`discover_gpus` finds the GPUs this process can
 see under ``CUDA_VISIBLE_DEVICES`` and returns an empty list, never an error, on a machine
-without a usable NVIDIA driver. MIG instances cannot be measured: NVML reports power only
-for the whole GPU.
+without a usable NVIDIA driver. NVML reports power only for a whole GPU: a MIG instance
+selected by ``CUDA_VISIBLE_DEVICES=MIG-…`` is charged an estimated share of its parent
+(:mod:`greenai.devices.mig`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from greenai.devices.base import Reading
+from greenai.devices.base import Device, Reading
 from greenai.devices.library import LibraryGPU
 from greenai.errors import (
     DeviceError,
@@ -308,8 +309,8 @@ def visible_gpu_selectors(environ: Mapping[str, str] | None = None) -> list[str 
         None when the variable is unset (all GPUs are visible), else the selectors in
         CUDA's order.
 
-    Raises:
-        MIGNotSupportedError: An entry selects a MIG instance (``"MIG-..."``).
+    ``MIG-…`` entries (MIG instances) are kept as they are; :func:`discover_gpus` resolves
+    them.
     """
     value = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
     if value is None:
@@ -317,9 +318,7 @@ def visible_gpu_selectors(environ: Mapping[str, str] | None = None) -> list[str 
     selectors: list[str | int] = []
     for raw in value.split(","):
         entry = raw.strip()
-        if entry.startswith("MIG-"):
-            raise MIGNotSupportedError(f"CUDA_VISIBLE_DEVICES selects {entry}: {_MIG_ADVICE}")
-        if entry.startswith("GPU-"):
+        if entry.startswith(("GPU-", "MIG-")):
             selectors.append(entry)
             continue
         digits = _LEADING_DIGITS.match(entry)
@@ -358,7 +357,7 @@ def _mig_enabled(nvml: ModuleType, handle: Any) -> bool:
 
 def discover_gpus(
     *, nvml: ModuleType | None = None, environ: Mapping[str, str] | None = None
-) -> list[NvidiaGPU]:
+) -> list[Device]:
     """Find the NVIDIA GPUs this process can see, in CUDA's order.
 
     NVML is initialised and shut down again here; the GPUs are returned not opened, for
@@ -380,12 +379,20 @@ def discover_gpus(
         :class:`~greenai.errors.DeviceFailureWarning` when NVML fails otherwise (for
         example a driver/library version mismatch).
 
+    When ``CUDA_VISIBLE_DEVICES`` names MIG instances (``MIG-…``), CUDA shows only those:
+    each becomes a :class:`~greenai.devices.mig.MigInstance`, its parent GPU's readings times
+    its share of the GPU's SMs, an estimate (``method == "model"``).
+
     Raises:
-        MIGNotSupportedError: ``CUDA_VISIBLE_DEVICES`` selects a MIG instance.
+        MIGNotSupportedError: A MIG instance that NVML does not list, or whose SM share it
+            does not give.
     """
     selectors = visible_gpu_selectors(environ)
     if selectors == []:
         return []
+    migs = [s for s in selectors or () if isinstance(s, str) and s.startswith("MIG-")]
+    if migs:
+        return _discover_mig(nvml, migs)
 
     def listed(module: ModuleType) -> tuple[list[str], list[int], list[int]]:
         handles = [module.nvmlDeviceGetHandleByIndex(i) for i in range(module.nvmlDeviceGetCount())]
@@ -407,4 +414,47 @@ def discover_gpus(
     return [
         NvidiaGPU(position, nvml=module, physical_index=index, uuid=uuids[index])
         for position, index in enumerate(physical)
+    ]
+
+
+def _discover_mig(nvml: ModuleType | None, selectors: list[str]) -> list[Device]:
+    """The MIG instances ``selectors`` name, each estimated from its parent GPU."""
+    from greenai.devices.mig import MigInstance, find_mig_instance, sm_share
+
+    def listed(module: ModuleType) -> list[tuple[int, str, str, float, str]]:
+        parents = [module.nvmlDeviceGetHandleByIndex(i) for i in range(module.nvmlDeviceGetCount())]
+        out = []
+        for selector in selectors:
+            found = find_mig_instance(module, parents, selector)
+            if found is None:
+                raise MIGNotSupportedError(
+                    f"CUDA_VISIBLE_DEVICES selects {selector}, which NVML does not list"
+                    " (check `nvidia-smi -L`)"
+                )
+            index, mig, uuid = found
+            try:
+                share = sm_share(module, parents[index], mig)
+            except DeviceError as err:
+                raise MIGNotSupportedError(f"{selector}: {err}; {_MIG_ADVICE}") from err
+            profile = (
+                f"{module.nvmlDeviceGetAttributes(mig).multiprocessorCount} of"
+                f" {module.nvmlDeviceGetAttributes(parents[index]).multiprocessorCount} SMs"
+            )
+            parent_uuid = _text(module.nvmlDeviceGetUUID(parents[index]))
+            out.append((index, parent_uuid, uuid, share, profile))
+        return out
+
+    found = NvidiaGPU.listing(nvml, "NVIDIA MIG instances", listed)
+    if found is None:
+        return []
+    module, instances = found
+    return [
+        MigInstance(
+            NvidiaGPU(position, nvml=module, physical_index=index, uuid=parent_uuid),
+            share,
+            uuid=uuid,
+            name=f"gpu{position}",
+            profile=profile,
+        )
+        for position, (index, parent_uuid, uuid, share, profile) in enumerate(instances)
     ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -366,13 +367,73 @@ def test_visible_gpu_selectors(value: str | None, expected: list[str | int] | No
     assert visible_gpu_selectors(environ) == expected
 
 
-@pytest.mark.parametrize("value", ["MIG-1234-5678", "0,MIG-GPU-abcd/1/0"])
-def test_mig_selection_is_refused(value: str) -> None:
+def mig_nvml(sms: dict[str, int]) -> tuple[Any, list[FakeGPU]]:
+    """Two GPUs; the second in MIG mode with a 3g (60 SMs) and a 1g (16 SMs) instance."""
+    fakes = gpus(2)
+    fakes[1].mig_mode = pynvml.NVML_DEVICE_MIG_ENABLE
+    instances = [
+        FakeGPU(uuid="MIG-aaaa-3g", is_mig_handle=1),
+        FakeGPU(uuid="MIG-bbbb-1g", is_mig_handle=1),
+    ]
+    ids = {"MIG-aaaa-3g": (1, 0), "MIG-bbbb-1g": (2, 0)}
+    nvml = make_nvml(fakes)
+
+    def by_index(parent: FakeGPU, slot: int) -> FakeGPU:
+        if parent is not fakes[1] or slot >= len(instances):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return instances[slot]
+
+    def max_count(parent: FakeGPU) -> int:
+        if parent is not fakes[1]:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return 7
+
+    nvml.nvmlDeviceGetMaxMigDeviceCount.side_effect = max_count
+    nvml.nvmlDeviceGetMigDeviceHandleByIndex.side_effect = by_index
+    nvml.nvmlDeviceGetAttributes.side_effect = lambda h: types.SimpleNamespace(
+        multiprocessorCount=sms[h.uuid]
+    )
+    nvml.nvmlDeviceGetGpuInstanceId.side_effect = lambda h: ids[h.uuid][0]
+    nvml.nvmlDeviceGetComputeInstanceId.side_effect = lambda h: ids[h.uuid][1]
+    return nvml, fakes
+
+
+SMS = {"GPU-0000aaaa-0000": 132, "GPU-1111aaaa-0000": 132, "MIG-aaaa-3g": 60, "MIG-bbbb-1g": 16}
+
+
+@pytest.mark.parametrize("value", ["MIG-aaaa", "MIG-GPU-1111aaaa-0000/1/0"])
+def test_a_mig_instance_is_its_sm_share_of_the_parent_labelled_an_estimate(value: str) -> None:
+    from greenai.devices.mig import MIG_RELATIVE_UNCERTAINTY, MigInstance
+
+    nvml, fakes = mig_nvml(SMS)
     environ = {"CUDA_VISIBLE_DEVICES": value}
-    with pytest.raises(MIGNotSupportedError, match="parent GPU"):
-        visible_gpu_selectors(environ)
-    with pytest.raises(MIGNotSupportedError):
-        discover_gpus(nvml=make_nvml(gpus(2)), environ=environ)
+    assert visible_gpu_selectors(environ) == [value]
+    (device,) = discover_gpus(nvml=nvml, environ=environ)
+    assert isinstance(device, MigInstance)
+    assert (device.name, device.uuid, device.kind) == ("gpu0", "MIG-aaaa-3g", "gpu")
+    assert device.method == "model"  # an apportioned estimate, never shown as measured
+    assert device.relative_uncertainty == MIG_RELATIVE_UNCERTAINTY
+    assert device.share == pytest.approx(60 / 132)
+    device.open()
+    start = device.read()
+    fakes[1].energy_mj += 132_000  # +132 J on the whole GPU
+    reading = device.read()
+    assert reading.energy_j - start.energy_j == pytest.approx(60.0)
+    assert reading.power_w == pytest.approx(450.0 * 60 / 132)
+    assert "60 of 132 SMs" in device.detail()
+    device.close()
+
+
+def test_a_mig_instance_nvml_does_not_list_is_refused() -> None:
+    nvml, _ = mig_nvml(SMS)
+    with pytest.raises(MIGNotSupportedError, match="does not list"):
+        discover_gpus(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": "MIG-cccc"})
+
+
+def test_a_mig_instance_without_sm_counts_is_refused() -> None:
+    nvml, _ = mig_nvml({**SMS, "MIG-aaaa-3g": 0})
+    with pytest.raises(MIGNotSupportedError, match="SMs"):
+        discover_gpus(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": "MIG-aaaa"})
 
 
 def physical_uuids(devices: list[NvidiaGPU]) -> list[tuple[str, str | None]]:

@@ -285,3 +285,21 @@ def test_cli_malformed_otlp_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "OTLP" in err
     assert not (tmp_path / "r.db").exists()  # refused before anything ran
+
+
+def test_the_resource_carries_the_runs_cluster_identity(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_STEP_ID", "1")
+    monkeypatch.setenv("POD_NAME", "trainer-0")
+    monkeypatch.setenv("POD_NAMESPACE", "ml")
+    clock = FakeClock()
+    sink = OTelSink(receiver.url, export_interval_s=600, resource={"deployment.environment": "ci"})
+    with greenai.track("ids", devices=[FakeGPU(clock=clock)], clock=clock, sinks=[sink]):
+        clock.advance(1.0)
+    receiver.wait_for(1)
+    resource = receiver.resource()
+    assert resource["slurm.job.id"] == "4242" and resource["slurm.step.id"] == "1"
+    assert resource["k8s.pod.name"] == "trainer-0" and resource["k8s.namespace.name"] == "ml"
+    assert resource["deployment.environment"] == "ci"

@@ -3,10 +3,13 @@
 The tracker's hot path only records timestamps (:meth:`Ledger.step`, phase enter/exit). A
 settling pass (:meth:`Ledger.settle`, run by the tracker's live thread every few seconds,
 by :meth:`~greenai.Tracker.snapshot` and once more at stop) evaluates each mark exactly
-once, when every device's curve is final past it, and folds the windows it closes into
+once, in the first pass whose curves are final past it, and folds the windows it closes into
 running figures: per-step energies (kept for the whole job), per-phase aggregates, the
-``(other)`` phase, idle power. Nothing is recomputed from the start of the job: a pass costs
-what is new since the last one. Combination rules come from :mod:`greenai.windows`.
+``(other)`` phase, idle power. Every window that starts or ends at a mark uses that one
+value, so phases, their children, ``(other)`` and steps add up exactly. Nothing is
+recomputed from the start of the job: a pass costs what is new since the last one, and its
+windows are evaluated over arrays (:mod:`greenai.edges`). Combination rules come from
+:mod:`greenai.windows`.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from array import array
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from greenai.curve import locked_loop
+from greenai.edges import Edges, Point, StepSeries, Table
 from greenai.points import CurveModel, Points
 from greenai.timeline import Pass, Timeline
 from greenai.windows import Spans, WindowParts, device_windows, sum_devices
+
+__all__ = ["OTHER_PHASE", "Ledger", "OpenPhase", "Point", "point_at"]
+
+FloatArray = npt.NDArray[np.float64]
 
 OTHER_PHASE = "(other)"
 """The job's time outside every top-level phase."""
@@ -35,9 +42,6 @@ RECENT_SPANS = 5_000
 LOOP_SPANS = 257
 """Recent spans of each top-level phase in which a lock to sensor updates is looked for
 (:func:`~greenai.curve.locked_loop` uses the last 257)."""
-
-Point = dict[str, tuple[float, float, float, float, bool]]
-"""A curve's values at one time, per device: C, edge uncertainty, segment power, gap, counter."""
 
 
 @dataclass
@@ -52,22 +56,22 @@ class OpenPhase:
 
 
 @dataclass
-class _Window:
-    a: float
-    b: float
-    start: Point | None
-    kind: str  # "step", "phase", "other"
-    key: str = ""
-    depth: int = 0
-    end: Point | None = None
+class _Closing:
+    """The windows a pass closes, as edge indices (see :class:`~greenai.edges.Edges`)."""
 
+    a: list[float] = field(default_factory=list)
+    b: list[float] = field(default_factory=list)
+    ia: list[int] = field(default_factory=list)
+    ib: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # phase path, or OTHER_PHASE
+    steps: int = 0  # the first ``steps`` windows are steps
 
-@dataclass
-class DeviceTotals:
-    """Running facts of one device inside the job."""
-
-    peak_power_w: float = -math.inf
-    samples: int = 0
+    def add(self, a: float, b: float, ia: int, ib: int, key: str) -> None:
+        self.a.append(a)
+        self.b.append(b)
+        self.ia.append(ia)
+        self.ib.append(ib)
+        self.keys.append(key)
 
 
 @dataclass
@@ -81,9 +85,7 @@ class Ledger:
     steps: deque[float] = field(default_factory=deque)
     closed: deque[OpenPhase] = field(default_factory=deque)
     open_phases: list[OpenPhase] = field(default_factory=list)
-    step_energy_j: array[float] = field(default_factory=lambda: array("d"))
-    step_uncertainty_j: array[float] = field(default_factory=lambda: array("d"))
-    step_duration_s: array[float] = field(default_factory=lambda: array("d"))
+    step_series: StepSeries = field(default_factory=StepSeries)
     phases: dict[str, Spans] = field(default_factory=dict)
     device_phases: dict[str, dict[str, Spans]] = field(default_factory=dict)
     other: Spans = field(default_factory=Spans)
@@ -101,10 +103,22 @@ class Ledger:
     lock: threading.RLock = field(default_factory=threading.RLock)
     _prev_step: tuple[float, Point | None] | None = None
     _cursor: tuple[float, Point | None] | None = None
-    _pending: list[_Window] = field(default_factory=list)
-    _last_pass: Any = None
     steps_done: int = 0
-    peak_total_w: float = -math.inf
+
+    @property
+    def step_energy_j(self) -> list[float]:
+        """Each settled step's energy (J; NaN: settled before any device was read)."""
+        return self.step_series.energy_j().tolist()  # type: ignore[no-any-return]
+
+    @property
+    def step_uncertainty_j(self) -> list[float]:
+        """Each settled step's ~95% uncertainty (J)."""
+        return self.step_series.uncertainty_j().tolist()  # type: ignore[no-any-return]
+
+    @property
+    def step_duration_s(self) -> list[float]:
+        """Each settled step's duration (s)."""
+        return self.step_series.duration_s().tolist()  # type: ignore[no-any-return]
 
     def last_step_point(self) -> tuple[float, Point] | None:
         """The last settled step's time and curve values (None before the first)."""
@@ -141,89 +155,104 @@ class Ledger:
             self.models[name] = replace(
                 curve.model, board_gain=self.board_gain, locked=name in self.locked_s
             )
-        # Move marks the caller made into windows (timestamps only, taken in order).
-        while self.steps and self.steps[0] <= H:
-            b = self.steps.popleft()
-            assert self._prev_step is not None
-            a, start = self._prev_step
-            self._pending.append(_Window(a, b, start, "step"))
-            self._prev_step = (b, None)  # its point is filled in below
-        while self.closed and (self.closed[0].end or 0.0) <= H:
-            ph = self.closed.popleft()
-            assert ph.end is not None
-            self._pending.append(_Window(ph.start, ph.end, ph.point, "phase", ph.path, ph.depth))
-            if ph.depth == 0:
-                assert self._cursor is not None
-                c_t, c_point = self._cursor
-                if ph.start > c_t:  # ends where the phase starts: the very same point
-                    self._pending.append(_Window(c_t, ph.start, c_point, "other", end=ph.point))
-                self._cursor = (max(c_t, ph.end), None)
-        if t1 is not None:  # the final pass: the job's end closes (other)
-            assert self._cursor is not None
-            c_t, c_point = self._cursor
-            if t1 > c_t:
-                self._pending.append(_Window(c_t, t1, c_point, "other"))
-            self._cursor = (t1, None)
-        # Every time that needs a point now, evaluated at once.
-        need: list[float] = []
-        if self.t0_point is None and self.t0 <= H:
-            need.append(self.t0)
-        if self.baseline and self.baseline_point is None and self.t_baseline <= H:
-            need.append(self.t_baseline)
-        for w in self._pending:
-            if w.start is None:
-                need.append(w.a)
-            if w.end is None:
-                need.append(w.b)
-        # A time is evaluated once, in the first pass that settles it, and every window
-        # edge there shares that point: a later pass's curve starts after it and would only
-        # extrapolate (at a 10 ms period its margin is shorter than one counter update).
+        # A mark is evaluated once, in the first pass whose horizon passes it, and every
+        # window edge at it shares that value: a later pass's curve starts after it and
+        # would only extrapolate (at a 10 ms period its margin is under one counter update).
+        edges, windows = Edges(), _Closing()
+        steps, (prev_t, prev) = self._close_steps(H, edges, windows)
+        c_t, cursor = self._close_phases(H, t1, edges, windows)
+        t0 = edges.at(self.t0) if self.t0_point is None and self.t0 <= H else None
+        due = self.baseline and self.baseline_point is None and self.t_baseline <= H
+        base = edges.at(self.t_baseline) if due else None
         unsettled = [
             ph
             for ph in itertools.chain(self.open_phases, self.closed)
             if ph.point is None and ph.start <= H
         ]
-        need.extend(ph.start for ph in unsettled)
-        if not p.curves:
-            self._close_without_energy()
+        starts = [edges.at(ph.start) for ph in unsettled]
+        if not p.curves:  # nothing measured yet: marks keep no point, a later pass has them
+            self._fold_unmeasured(windows)
+            assert self._cursor is not None
+            if steps:
+                self._prev_step = (prev_t, None)
+            if c_t != self._cursor[0]:
+                self._cursor = (c_t, None)
             return
-        if not need:
+        if not edges.times:
             return
-        xs = np.asarray(need, dtype=np.float64)
-        at = p.points(xs)
-        lookup = {x: i for i, x in enumerate(need)}
-
-        def point(x: float) -> Point:
-            i = lookup[x]
-            return {
-                name: (
-                    float(v.c_j[i]),
-                    float(v.edge_j[i]),
-                    float(v.seg_power_w[i]),
-                    float(v.gap_j[i]),
-                    v.counter,
-                )
-                for name, v in at.items()
-            }
-
-        if self.t0_point is None and self.t0 in lookup:
-            self.t0_point = point(self.t0)
+        table = Table(p, edges)
+        if t0 is not None:
+            self.t0_point = table.point(t0)
             self.timeline.set_origins({n: v[0] for n, v in self.t0_point.items()})
-        if self.baseline and self.baseline_point is None and self.t_baseline in lookup:
-            self.baseline_point = point(self.t_baseline)
-        for ph in unsettled:
-            ph.point = point(ph.start)
-        starts = [w.start if w.start is not None else point(w.a) for w in self._pending]
-        ends = [w.end if w.end is not None else point(w.b) for w in self._pending]
-        self._fold(self._pending, starts, ends)
-        # The last step's and the cursor's points, for the next windows.
-        if self._prev_step is not None and self._prev_step[1] is None:
-            t = self._prev_step[0]
-            if t in lookup:
-                self._prev_step = (t, point(t))
-        if self._cursor is not None and self._cursor[1] is None and self._cursor[0] in lookup:
-            self._cursor = (self._cursor[0], point(self._cursor[0]))
-        self._pending = []
+        if base is not None:
+            self.baseline_point = table.point(base)
+        for ph, i in zip(unsettled, starts, strict=True):
+            ph.point = table.point(i)
+        if windows.a:
+            self._fold(table, windows)
+        assert self._prev_step is not None and self._cursor is not None
+        keep = self._prev_step[1] if prev is not None and prev < 0 else None
+        self._prev_step = (prev_t, keep or (table.point(prev) if prev is not None else None))
+        keep = self._cursor[1] if cursor is not None and cursor < 0 else None
+        self._cursor = (c_t, keep or (table.point(cursor) if cursor is not None else None))
+
+    def _close_steps(
+        self, H: float, edges: Edges, windows: _Closing
+    ) -> tuple[int, tuple[float, int | None]]:
+        """Close the steps settled by ``H``; how many, and the last step's time and edge."""
+        assert self._prev_step is not None
+        prev_t, prev_point = self._prev_step
+        prev = edges.edge(prev_t, prev_point) if prev_point is not None or prev_t <= H else None
+        steps = []
+        while self.steps and self.steps[0] <= H:
+            steps.append(self.steps.popleft())
+        if not steps:
+            return 0, (prev_t, prev)
+        # They tile [previous step, last one]: each ends where the next starts.
+        assert prev is not None
+        ends = edges.span(steps)
+        windows.a.extend([prev_t, *steps[:-1]])
+        windows.b.extend(steps)
+        windows.ia.extend([prev, *ends[:-1]])
+        windows.ib.extend(ends)
+        windows.keys.extend([""] * len(steps))
+        windows.steps = len(steps)
+        return len(steps), (steps[-1], ends[-1])
+
+    def _close_phases(
+        self, H: float, t1: float | None, edges: Edges, windows: _Closing
+    ) -> tuple[float, int | None]:
+        """Close the phases settled by ``H`` and the ``(other)`` gaps between top-level ones.
+
+        On the final pass the job's end ``t1`` closes the last gap. Returns the cursor (the
+        end of the last top-level phase, or ``t1``): its time and edge.
+        """
+        assert self._cursor is not None
+        c_t, c_point = self._cursor
+        cursor = edges.edge(c_t, c_point) if c_point is not None or c_t <= H else None
+        while self.closed and (self.closed[0].end or 0.0) <= H:
+            ph = self.closed.popleft()
+            assert ph.end is not None
+            self.spans_seen += 1
+            self.recent_spans.append((ph.path, ph.depth, ph.start - self.t0, ph.end - self.t0))
+            start, end = edges.edge(ph.start, ph.point), edges.at(ph.end)
+            windows.add(ph.start, ph.end, start, end, ph.path)
+            if ph.depth:
+                continue
+            self.loop_starts.setdefault(ph.path, deque(maxlen=LOOP_SPANS)).append(ph.start)
+            if ph.start > c_t:  # (other) ends at the phase's very start point
+                assert cursor is not None
+                windows.add(c_t, ph.start, cursor, start, OTHER_PHASE)
+            if ph.end >= c_t:
+                c_t, cursor = ph.end, end
+        if t1 is None:
+            return c_t, cursor
+        if t1 > c_t:  # the final pass: the job's end closes (other)
+            assert cursor is not None
+            end = edges.at(t1)
+            windows.add(c_t, t1, cursor, end, OTHER_PHASE)
+            return t1, end
+        return t1, None
 
     def _find_locked_loops(self) -> None:
         """Mark counter devices whose sensor updates a step or phase loop is locked to."""
@@ -236,8 +265,8 @@ class Ledger:
             return
         loops = []
         settled = np.empty(0)
-        if self._prev_step is not None and len(self.step_duration_s):
-            d = np.asarray(self.step_duration_s[-256:])[::-1]
+        if self._prev_step is not None and len(self.step_series):
+            d = self.step_series.last_durations_s(256)[::-1]
             settled = self._prev_step[0] - np.concatenate([[0.0], np.cumsum(d)])[::-1]
         pending = list(itertools.islice(reversed(self.steps), 257))[::-1]
         steps = np.concatenate([settled, np.asarray(pending, dtype=float)])
@@ -258,60 +287,51 @@ class Ledger:
                     track.stats.locked_period_s = period
                     break
 
-    def _close_without_energy(self) -> None:
-        self._fold_parts(self._pending, {}, WindowParts.zeros(len(self._pending)), measured=False)
-        self._pending = []
-
-    def _fold(self, windows: list[_Window], starts: list[Point], ends: list[Point]) -> None:
-        if not windows:
-            return
-        a, b = [w.a for w in windows], [w.b for w in windows]
-        per_device = self.parts_by_device(starts, ends, a, b)
+    def _fold(self, table: Table, w: _Closing) -> None:
+        """Evaluate the pass's windows over arrays, per device, and fold them in."""
+        a, b = np.asarray(w.a, dtype=np.float64), np.asarray(w.b, dtype=np.float64)
+        specs = {name: self.timeline.tracks[name].spec for name in table.columns}
+        per_device = table.windows(table.index(w.ia), table.index(w.ib), a, b, specs, self.models)
         total = sum_devices(
             ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()), len(a)
         )
-        self._fold_parts(windows, per_device, total)
+        self._fold_parts(w, a, b, per_device, total)
+
+    def _fold_unmeasured(self, w: _Closing) -> None:
+        """Fold windows closed before any device had a curve: time only; steps' energy NaN."""
+        a, b = np.asarray(w.a, dtype=np.float64), np.asarray(w.b, dtype=np.float64)
+        nan = np.full(len(a), math.nan)
+        self._fold_parts(w, a, b, {}, WindowParts(nan, nan, nan))
 
     def _fold_parts(
         self,
-        windows: list[_Window],
+        w: _Closing,
+        a: FloatArray,
+        b: FloatArray,
         per_device: dict[str, WindowParts],
         total: WindowParts,
-        *,
-        measured: bool = True,
     ) -> None:
-        """Fold the figures of ``windows`` (per device and summed) into the running ones.
-
-        Unmeasured windows (no device had a curve yet) count their time; their steps' energy
-        is NaN.
-        """
-        a, b = [w.a for w in windows], [w.b for w in windows]
-        # Windows of one kind and phase fold together (a pass closes hundreds of windows on
-        # many devices: one numpy call per group, not a Python call per window and device).
-        duration = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i, w in enumerate(windows):
-            groups.setdefault((w.kind, w.key), []).append(i)
-            if w.kind == "phase":
-                self.recent_spans.append((w.key, w.depth, w.a - self.t0, w.b - self.t0))
-                self.spans_seen += 1
-                if w.depth == 0:
-                    self.loop_starts.setdefault(w.key, deque(maxlen=LOOP_SPANS)).append(w.a)
-        for (kind, key), members in groups.items():
+        """Fold the figures of a pass's windows (per device and summed) into the running ones."""
+        duration = b - a
+        n = w.steps
+        if n:
+            self.steps_done += n
+            self.step_series.extend(total.energy_j[:n], total.uncertainty_j[:n], duration[:n])
+        if len(w.keys) == n:
+            return
+        # Windows of one phase fold together: one numpy call per phase and device, not a
+        # Python call per window.
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(w.keys[n:], start=n):
+            groups.setdefault(key, []).append(i)
+        measured = bool(per_device)
+        for name, members in groups.items():
             idx = np.asarray(members, dtype=np.intp)
-            if kind == "step":  # in order: windows are folded in the order they closed
-                self.steps_done += len(members)
-                self.step_duration_s.extend(duration[idx].tolist())
-                if measured:
-                    self.step_energy_j.extend(total.energy_j[idx].tolist())
-                    self.step_uncertainty_j.extend(total.uncertainty_j[idx].tolist())
-                else:  # no device had a reading yet: not measured, and aligned with the steps
-                    self.step_energy_j.extend([math.nan] * len(members))
-                    self.step_uncertainty_j.extend([math.nan] * len(members))
-                continue
-            name = OTHER_PHASE if kind == "other" else key
-            spans = self.other if kind == "other" else self.phases.setdefault(name, Spans())
-            spans.add(total.select(idx), duration[idx])
+            spans = self.other if name == OTHER_PHASE else self.phases.setdefault(name, Spans())
+            if measured:
+                spans.add(total.select(idx), duration[idx])
+            else:
+                spans.add(WindowParts.zeros(len(idx)), duration[idx])
             for device, parts in per_device.items():
                 self.device_phases.setdefault(device, {}).setdefault(name, Spans()).add(
                     parts.select(idx), duration[idx]

@@ -11,6 +11,7 @@ job by up to 9%, and a parent from the sum of its children).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import random
@@ -217,20 +218,27 @@ def test_phases_and_steps_add_up_exactly(r: random.Random) -> None:
     _check_additivity(result, job.tree)
 
 
-def test_each_figure_is_within_its_stated_uncertainty() -> None:
+COVERAGE = 0.90
+"""The least share of figures within their ± (the uncertainty model aims at about 95%;
+``benchmarks/calibration.py`` holds each regime to 90–99%)."""
+
+
+@pytest.mark.parametrize("load", ["steady", "square", "random"])
+def test_each_figure_is_within_its_stated_uncertainty(load: str) -> None:
     # The ± aims at about 95% coverage: a property every draw must meet would fail by
-    # design, so this counts over 30 jobs drawn from the same ranges (counter devices; see
-    # _check_within_uncertainty for power-only ones).
+    # design, so this counts over 20 jobs drawn from the same ranges, per load (counter
+    # devices; see _within_uncertainty for power-only ones).
     inside, figures = 0, 0
-    for seed in range(30):
+    for seed in range(20):
         job = draw_job(random.Random(seed), counters=("exact", "sampled"))
+        job = dataclasses.replace(job, load=load)
         result, gpu, spans, t = _run(job)
         _check_additivity(result, job.tree)
         for ok in _within_uncertainty(result, gpu, spans, t):
             inside += ok
             figures += 1
     assert figures > 100
-    assert inside >= 0.95 * figures, f"{inside} of {figures} within their ±"
+    assert inside >= COVERAGE * figures, f"{inside} of {figures} within their ±"
 
 
 @pytest.mark.parametrize("period_s", [0.01, 0.1])

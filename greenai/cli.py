@@ -240,6 +240,12 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kpi(args: argparse.Namespace) -> int:
+    from greenai.report.kpi_cli import run_kpi
+
+    return run_kpi(args, _store)
+
+
 def _store_copy(args: argparse.Namespace) -> int:
     from greenai.store import RunStore
     from greenai.store.copy import copy_runs
@@ -708,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", type=Path, help="with --compress: report file (.html/.md/.csv)")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("kpi", help="fleet KPIs per month/quarter and tag, against targets")
+    from greenai.report.kpi_cli import add_arguments as add_kpi_arguments
+
+    add_kpi_arguments(p, STORE_HELP)
+    p.set_defaults(func=_kpi)
     p = sub.add_parser("store", help="manage run stores: store copy SRC DST")
     store_sub = p.add_subparsers(dest="store_command", required=True, parser_class=_Parser)
     q = store_sub.add_parser("copy", help="copy the runs of one store into another")

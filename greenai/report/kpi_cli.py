@@ -1,0 +1,147 @@
+"""``greenai kpi``: the fleet's KPIs from a store, as a table, CSV, JSON or an HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from greenai.errors import ConfigError
+
+__all__ = ["add_arguments", "run_kpi"]
+
+
+def add_arguments(p: argparse.ArgumentParser, store_help: str) -> None:
+    """The options of ``greenai kpi``."""
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--period", choices=["month", "quarter", "year"], default="quarter")
+    p.add_argument("--by", default="", help="tags to group by, comma-separated (team,site)")
+    p.add_argument("--since", help="runs started at or after: ISO date or time")
+    p.add_argument("--until", help="runs started at or before: ISO date or time")
+    p.add_argument("--tag", action="append", default=[], metavar="K=V", help="only these runs")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="METRIC:CHANGE%%@YEAR or METRIC:VALUE@YEAR, e.g. kwh_per_tflop_pue:-50%%@2027",
+    )
+    p.add_argument("--baseline", help="the targets' baseline period (default: the first)")
+    p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table")
+    p.add_argument("--output", type=Path, help="file to write (html: reports/kpi.html)")
+    p.add_argument("--sweep", type=Path, help="a compression sweep (--out .csv or .json)")
+    p.add_argument("--sweep-row", help="the sweep row (label) deployed")
+    p.add_argument("--deployment", type=float, help="inferences the deployed model serves")
+    p.add_argument("--carbon-intensity", type=float, help="g CO2e/kWh for CO2e avoided")
+    p.add_argument("--pue", type=float, default=1.0, help="PUE for energy avoided (default 1)")
+
+
+def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
+    """Run ``greenai kpi``; ``open_store(spec)`` opens a store read-only.
+
+    Raises:
+        ConfigError: A bad target, tag, period, time or sweep option (checked before the
+            store is read).
+    """
+    from greenai.report.kpi import (
+        avoided_by_compression,
+        fleet_kpis,
+        kpi_notes,
+        parse_target,
+        progress,
+    )
+    from greenai.tags import parse_tags
+
+    targets = [parse_target(t) for t in args.target]
+    by = [b.strip() for b in args.by.split(",") if b.strip()]
+    tags = parse_tags(args.tag)
+    sweep_options = (args.sweep, args.sweep_row, args.deployment)
+    if any(v is not None for v in sweep_options) and not all(v is not None for v in sweep_options):
+        raise ConfigError("--sweep, --sweep-row and --deployment go together")
+    avoided = []
+    if args.sweep is not None:
+        avoided.append(
+            avoided_by_compression(
+                _read_sweep(args.sweep),
+                args.sweep_row,
+                args.deployment,
+                carbon_intensity_g_per_kwh=args.carbon_intensity,
+                pue=args.pue,
+            )
+        )
+    store = open_store(args.store)
+    try:
+        kw = {"period": args.period, "since": args.since, "until": args.until, "tags": tags}
+        frame = fleet_kpis(store, by=by, **kw)
+        fleet = fleet_kpis(store, **kw) if by else frame
+        location, home = store.location, Path(store.home)
+    finally:
+        store.close()
+    notes = kpi_notes(frame)
+    tracks = [progress(fleet, t, baseline=args.baseline) for t in targets] if len(fleet) else []
+    if args.format == "html":
+        from greenai.report.kpi_html import render_kpi_html
+
+        out = args.output or home / "reports" / "kpi.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        title = f"Fleet KPIs per {args.period}" + (f" and {', '.join(by)}" if by else "")
+        out.write_text(
+            render_kpi_html(
+                frame, by=by, notes=notes, progress=tracks, avoided=avoided, title=title
+            ),
+            encoding="utf-8",
+        )
+        print(f"KPIs of {location}: {out}")
+        return 0
+    if args.format == "json":
+        text = json.dumps(
+            {
+                "kpis": _records(frame),
+                "notes": notes,
+                "progress": [_records(t) for t in tracks],
+                "avoided_by_compression": avoided,
+            },
+            indent=2,
+        )
+    elif args.format == "csv":
+        from greenai.safe_output import csv_safe
+
+        text = csv_safe(frame).to_csv(index=False)
+        for note in notes:
+            print(f"greenai: {note}", file=sys.stderr)
+    else:
+        from greenai.safe_output import terminal_text
+
+        parts = [frame.to_string(index=False) if len(frame) else "no finished runs"]
+        parts += [f"note: {n}" for n in notes if len(frame)]
+        parts += [t.to_string(index=False) for t in tracks]
+        parts += [json.dumps(a) for a in avoided]
+        text = terminal_text("\n\n".join(parts)) + "\n"
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: NaN (no figure) becomes null, never 0."""
+    rows: list[dict[str, Any]] = frame.to_dict(orient="records")
+    return [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        for row in rows
+    ]
+
+
+def _read_sweep(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".json":
+            return pd.read_json(path)
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the sweep {path}: {exc}") from exc

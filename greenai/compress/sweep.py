@@ -564,6 +564,10 @@ def _flops(model: nn.Module, inputs: tuple[Any, ...], notes: list[str]) -> dict[
     except Exception as exc:  # FLOPs are a column, not a reason to drop the row
         notes.append(f"FLOPs not counted: {type(exc).__name__}: {exc}")
         return {}
+    if count.nominal == 0 and count.uncounted:  # an uncounted kernel: a note, never a bare 0
+        ops = ", ".join(sorted(count.uncounted))
+        notes.append(f"FLOPs not counted: {ops} has no FLOP formula")
+        return {}
     return {"flops_nominal": float(count.nominal), "flops_executed": float(count.executed)}
 
 

@@ -158,7 +158,25 @@ def _int_formulas(ledger: Ledger) -> dict[Any, Formula]:
         except (AttributeError, RuntimeError):  # not built into this torch
             continue
         mapping[packet] = raw(_quantized_linear(packet, ledger))
+    mapping.update(_quanto_formulas(ledger))
     return mapping
+
+
+def _quanto_formulas(ledger: Ledger) -> dict[Any, Formula]:
+    """optimum-quanto's int8 weight-only matmul, once quanto has registered its ops."""
+    try:
+        packet = torch.ops.quanto.qbytes_mm
+    except (AttributeError, RuntimeError):  # quanto not imported (or not installed)
+        return {}
+    note = "quanto.qbytes_mm: int8 weight-only matmul, 2·M·N·K (weights dequantized in the kernel)"
+
+    def qbytes_mm(a: Any, b: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+        # a: [..., K] activations; the output [..., N] gives M·N
+        flops = 2 * numel(shape(out_val)) * int(shape(a)[-1])
+        ledger.record(packet, flops, flops, note)
+        return flops
+
+    return {packet: raw(qbytes_mm)}
 
 
 def _quantized_linear(packet: Any, ledger: Ledger) -> Formula:

@@ -73,3 +73,15 @@ def test_bad_bits_no_layers_and_missing_library(monkeypatch: pytest.MonkeyPatch)
         False,
         "optimum-quanto not installed (pip install 'greenai[quanto]')",
     )
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_weight_only_flops_are_the_dense_matmuls_never_zero(bits: int) -> None:
+    from greenai.flops import count_flops
+
+    model, x = _model(), torch.randn(4, 256)
+    dense = count_flops(model, x)
+    got = count_flops(WeightOnly(bits).apply(model), x)
+    # int8 runs quanto.qbytes_mm (counted by its own formula), int4/int2 dequantize then mm
+    assert got.nominal == got.executed == dense.nominal
+    assert not got.uncounted

@@ -83,8 +83,11 @@ class StoreSink:
         """Open the store and record the run as running. Store errors raise (nothing ran yet)."""
         self.store.open()
         self._job = job
+        from greenai.host import host_facts
+
+        meta = {"host": host_facts(), **job.meta}  # where it ran, for reports written later
         self.run_id = self.store.start_run(
-            job.name, meta=job.meta, command=self._command, tags=job.tags
+            job.name, meta=meta, command=self._command, tags=job.tags
         )
 
     def update(self, snapshot: Measurement) -> None:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,20 +80,11 @@ def _model(target: str) -> nn.Module:
 
 def print_sweep(frame: Any, out: Path | None) -> int:
     """Print the sweep as text and write it to ``out`` when given; returns exit code 0."""
-    import pandas as pd
+    from greenai.report.compression import compression_notes, export_compression, terminal_table
 
-    from greenai.report.compression import (
-        TABLE_COLUMNS,
-        compression_notes,
-        compression_table,
-        export_compression,
-    )
-
-    table = pd.DataFrame(compression_table(frame), columns=list(TABLE_COLUMNS))
-    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
-        print(table.to_string(index=False))
+    print(terminal_table(frame, width=100))
     for note in compression_notes(frame):
-        print(f"  note: {note}")
+        print(textwrap.fill(note, 100, initial_indent="  note: ", subsequent_indent="    "))
     if out is not None:
         print(f"wrote {export_compression(frame, out)}")
     return 0

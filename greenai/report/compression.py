@@ -10,6 +10,7 @@ was estimated (``model``) says so in the table and in the notes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "DETAIL_COLUMNS",
+    "MAIN_COLUMNS",
     "SUFFIXES",
     "break_even_figure",
     "check_export_path",
@@ -34,6 +37,7 @@ __all__ = [
     "render_compression_html",
     "render_compression_markdown",
     "size_accuracy_figure",
+    "terminal_table",
 ]
 
 TABLE_COLUMNS = (
@@ -47,6 +51,7 @@ TABLE_COLUMNS = (
     "p50 / p99 ms",
     "J/inference ± 95% CI",
     "× baseline",
+    "verdict",
     "kWh/1k",
     "g CO2e/1k",
     "how",
@@ -54,6 +59,31 @@ TABLE_COLUMNS = (
     "break-even inferences",
     "pareto",
 )
+
+MAIN_COLUMNS = (
+    "method",
+    "size",
+    "ratio",
+    "accuracy (Δ)",
+    "J/inference ± 95% CI",
+    "× baseline",
+    "verdict",
+    "pareto",
+)
+"""The columns of the report's first table (a skipped row shows its reason as verdict)."""
+
+DETAIL_COLUMNS = (
+    "method",
+    "sparsity",
+    "GFLOP nom/exec",
+    "p50 / p99 ms",
+    "kWh/1k",
+    "g CO2e/1k",
+    "how",
+    "compress s (+tune) / J",
+    "break-even inferences",
+)
+"""The columns of the details table, below the first one."""
 
 
 def _num(value: Any) -> float | None:
@@ -105,6 +135,10 @@ def compression_table(frame: pd.DataFrame) -> list[tuple[str, ...]]:
         acc, delta = _num(r["accuracy"]), _num(r["accuracy_delta"])
         energy, ci = _num(r["energy_per_inference_j"]), _num(r["energy_ci_j"])
         vs = _num(r["energy_vs_baseline"])
+        low, high = _num(r.get("energy_vs_baseline_low")), _num(r.get("energy_vs_baseline_high"))
+        times = "—" if vs is None else f"{vs:.2f}×"
+        if vs is not None and low is not None and high is not None and low != high:
+            times += f" ({low:.2f}–{high:.2f})" if math.isfinite(high) else " (±∞)"
         kwh, co2 = _num(r["kwh_per_1k_inferences"]), _num(r["co2e_g_per_1k_inferences"])
         rows.append(
             (
@@ -117,7 +151,8 @@ def compression_table(frame: pd.DataFrame) -> list[tuple[str, ...]]:
                 "—" if acc is None else f"{acc:.4f} ({delta or 0.0:+.4f})",
                 f"{float(r['latency_p50_ms']):.3g} / {float(r['latency_p99_ms']):.3g}",
                 "—" if energy is None else f"{format_number(energy)} ± {format_number(ci or 0)}",
-                "—" if vs is None else f"{vs:.2f}×",
+                times,
+                str(r.get("verdict") or "—") if isinstance(r.get("verdict"), str) else "—",
                 "—" if kwh is None else f"{kwh:.3g}",
                 "—" if co2 is None else f"{co2:.3g}",
                 _how(r["energy_method"]),
@@ -129,6 +164,68 @@ def compression_table(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     return rows
 
 
+def _select(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """``columns`` of :func:`compression_table`; a skipped row's reason goes to ``verdict``."""
+    out = []
+    for row in compression_table(frame):
+        cells = dict(zip(TABLE_COLUMNS, row, strict=True))
+        if cells["status"] != "ok":
+            cells["verdict"] = cells["status"]
+        out.append(tuple(cells.get(c, "—") for c in columns))
+    return out
+
+
+def _short_verdict(text: str) -> str:
+    """``"38% less energy"``, ``"no difference (±6%)"``: a verdict for a narrow terminal."""
+    if text.startswith("no measurable difference"):
+        noise = re.search(r"±[0-9.e+-]+%", text)
+        star = "*" if "implausible" in text else ""
+        return f"no difference{star}" + (f" ({noise.group(0)})" if noise else "")
+    return text.split(" (", 1)[0]
+
+
+def terminal_table(frame: pd.DataFrame, width: int = 100) -> str:
+    """The sweep as a plain-text table no wider than ``width`` columns.
+
+    Columns: method (cut with … to fit), size ratio, accuracy (Δ), p50 ms, energy ×
+    baseline with its 95% interval, and a short verdict (``no difference*``: an
+    implausible saving, see the notes). Everything else is in the notes and the exports.
+    """
+    head = ("method", "size", "accuracy (Δ)", "p50 ms", "energy × base", "verdict")
+    rows = []
+    for r, cells in zip(frame.to_dict("records"), compression_table(frame), strict=True):
+        if r["status"] != "ok":
+            rows.append((str(r["label"]), "—", "—", "—", "—", f"skipped: {r['reason']}"))
+            continue
+        full = dict(zip(TABLE_COLUMNS, cells, strict=True))
+        verdict_text = r.get("verdict")
+        rows.append(
+            (
+                str(r["label"]),
+                full["ratio"],
+                full["accuracy (Δ)"],
+                f"{float(r['latency_p50_ms']):.3g}",
+                full["× baseline"],
+                _short_verdict(verdict_text) if isinstance(verdict_text, str) else "—",
+            )
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    fixed = sum(widths[1:-1]) + 2 * (len(head) - 1) + min(widths[-1], 22)
+    widths[0] = max(12, min(widths[0], width - fixed))
+    room = width - sum(widths[:-1]) - 2 * (len(head) - 1)
+
+    def fit(text: str, n: int) -> str:
+        return text if len(text) <= n else text[: max(n - 1, 0)] + "…"
+
+    def line(cells: tuple[str, ...]) -> str:
+        out = [fit(cells[0], widths[0]).ljust(widths[0])]
+        out += [c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1], strict=True)]
+        out.append(fit(cells[-1], max(room, 8)))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(head), *(line(row) for row in rows)])
+
+
 def compression_notes(frame: pd.DataFrame) -> list[str]:
     """How the sweep was measured, and what its figures can and cannot show."""
     attrs = frame.attrs
@@ -136,9 +233,17 @@ def compression_notes(frame: pd.DataFrame) -> list[str]:
     if attrs:
         notes.append(
             f"device {attrs.get('device')}, batch {attrs.get('batch_size')}, "
-            f"{attrs.get('repeats')} windows per row of >= {format_number(attrs['window_s'])} s "
-            f"each (sampler period {format_number(attrs['period_s'])} s), "
+            f"windows of >= {format_number(attrs['window_s'])} s "
+            f"(sampler period {format_number(attrs['period_s'])} s), "
             f"started {attrs.get('started_at')}"
+        )
+    if attrs.get("protocol"):
+        stopped = attrs.get("rounds_stopped_by")
+        again = attrs.get("rounds_remeasured") or 0
+        notes.append(
+            f"Protocol: {attrs['protocol']}."
+            + (f" Rounds stopped by: {stopped}." if stopped else "")
+            + (f" {again} round(s) re-measured (outlying baseline)." if again else "")
         )
     methods = " ".join(str(m) for m in frame["energy_method"].dropna())
     if "model" in methods:
@@ -149,8 +254,10 @@ def compression_notes(frame: pd.DataFrame) -> list[str]:
         )
     notes.append(
         "± is a 95% interval: the spread of the repeated windows (t-interval) and the "
-        "measurement's own uncertainty, in quadrature. Pareto: no other row has both "
-        "lower-or-equal energy and higher-or-equal accuracy."
+        "measurement's own uncertainty, in quadrature. × baseline: the paired per-round "
+        "ratio and its 95% interval; a verdict claims a change only when that interval "
+        "excludes 1 (no difference*: a saving that dense FLOPs and size cannot explain). "
+        "Pareto: no other row has both lower-or-equal energy and higher-or-equal accuracy."
     )
     if "break_even" in frame and frame["break_even"].astype(str).str.len().gt(0).any():
         notes.append(
@@ -169,7 +276,12 @@ def compression_notes(frame: pd.DataFrame) -> list[str]:
             "(measured from the stored tensors)"
             + ("" if acc is None else f", accuracy {acc:.4f} ({delta or 0.0:+.4f})")
         )
-    worse = frame[(frame["status"] == "ok") & (frame["energy_vs_baseline"] > 1)]
+    vs = frame["energy_vs_baseline"].astype(float)
+    low = frame.get("energy_vs_baseline_low")
+    low = vs * math.nan if low is None else low.astype(float)
+    # beyond the paired interval where there is one (a frame from an older sweep has none)
+    beyond = (low > 1) | (low.isna() & (vs > 1))
+    worse = frame[(frame["status"] == "ok") & beyond]
     if len(worse):
         notes.append(
             "Cost more energy per inference than the baseline: " + ", ".join(worse["label"])
@@ -261,10 +373,16 @@ def break_even_figure(frame: pd.DataFrame) -> Figure:
     top = max([10.0, *(10 * v for v in finite)])
     n = np.logspace(0, math.log10(top), 200)
     ax.plot(n, n * base, color="black", lw=1.5, label=f"{ok.iloc[0]['label']}")
-    for _, r in rows.iterrows():
+    palette = [f"C{i}" for i in range(10)]  # tab10; past ten rows the line style changes
+    for i, (_, r) in enumerate(rows.iterrows()):
         spent = float(r["compress_energy_j"]) + (_num(r.get("finetune_energy_j")) or 0.0)
         (line,) = ax.plot(
-            n, spent + n * float(r["energy_per_inference_j"]), lw=1, label=str(r["label"])
+            n,
+            spent + n * float(r["energy_per_inference_j"]),
+            lw=1.2,
+            color=palette[i % 10],
+            ls=("-", "--", ":")[i // 10 % 3],
+            label=str(r["label"]),
         )
         point = _num(r.get("break_even_inferences"))
         if point is not None and math.isfinite(point) and point > 0:
@@ -274,7 +392,9 @@ def break_even_figure(frame: pd.DataFrame) -> Figure:
     ax.set_xlabel("inferences served")
     ax.set_ylabel("cumulative energy (J), one-off included")
     ax.set_title("dots: break-even (where a row's line crosses the baseline's)", fontsize=9)
-    ax.legend(fontsize=7)
+    # beside the axes, never over the lines
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.subplots_adjust(right=0.68)
     ax.grid(alpha=0.3)
     return fig
 
@@ -285,12 +405,14 @@ def _md_cell(text: str) -> str:
 
 def render_compression_markdown(frame: pd.DataFrame, title: str = "Compression sweep") -> str:
     """The sweep as a markdown section: table and notes (no plots)."""
-    lines = [f"## {title}", "", "| " + " | ".join(TABLE_COLUMNS) + " |"]
-    lines.append("|" + "---|" * len(TABLE_COLUMNS))
-    lines += [
-        "| " + " | ".join(_md_cell(c) for c in row) + " |" for row in compression_table(frame)
-    ]
-    lines.append("")
+    lines = [f"## {title}", ""]
+    for columns in (MAIN_COLUMNS, DETAIL_COLUMNS):
+        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("|" + "---|" * len(columns))
+        lines += [
+            "| " + " | ".join(_md_cell(c) for c in row) + " |" for row in _select(frame, columns)
+        ]
+        lines.append("")
     lines += [f"- {n}" for n in compression_notes(frame)]
     return "\n".join(lines) + "\n"
 
@@ -300,24 +422,55 @@ def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep
     from greenai.report.html_page import _CSS, _img, _table
 
     notes = "".join(f"<li>{escape(n)}</li>" for n in compression_notes(frame))
+    ok = frame[frame["status"] == "ok"]
+    has_accuracy = bool(ok["accuracy"].notna().any())
+    has_energy = bool(ok["energy_per_inference_j"].notna().any())
+    plots: list[str] = []
+    if has_accuracy and has_energy:
+        plots += [
+            "<h2>Energy vs accuracy</h2>",
+            _img(energy_accuracy_figure(frame), "accuracy against energy per inference"),
+        ]
+    if has_accuracy:
+        plots += [
+            "<h2>Size vs accuracy</h2>",
+            _img(size_accuracy_figure(frame), "accuracy against stored size"),
+        ]
+    if has_energy and "compress_energy_j" in frame and ok["compress_energy_j"].notna().any():
+        plots += [
+            "<h2>Energy break-even</h2>",
+            _img(break_even_figure(frame), "cumulative energy against inferences served"),
+        ]
+    if not has_accuracy:
+        plots.append(
+            '<p class="meta">No accuracy plots: pass eval_fn to sweep() (or --eval) to '
+            "see accuracy against energy and size.</p>"
+        )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>greenai: {escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>greenai: {escape(title)}</title><style>{_CSS}{_SWEEP_CSS}</style></head><body>",
         f"<header><h1>{escape(title)}</h1></header>",
         "<h2>Results</h2>",
-        _table(TABLE_COLUMNS, compression_table(frame)),
-        "<h2>Energy vs accuracy</h2>",
-        _img(energy_accuracy_figure(frame), "accuracy against energy per inference"),
-        "<h2>Size vs accuracy</h2>",
-        _img(size_accuracy_figure(frame), "accuracy against stored size"),
-        "<h2>Energy break-even</h2>",
-        _img(break_even_figure(frame), "cumulative energy against inferences served"),
+        _table(MAIN_COLUMNS, _select(frame, MAIN_COLUMNS), label=True),
+        "<h2>Details</h2>",
+        _table(DETAIL_COLUMNS, _select(frame, DETAIL_COLUMNS), label=True),
+        *plots,
         "<h2>Notes</h2>",
         f'<ul class="notes">{notes}</ul>',
         "<footer>Generated by greenai.</footer></body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+_SWEEP_CSS = """
+body { max-width: 1300px; }
+th, td { overflow-wrap: normal; word-break: normal; hyphens: none; }
+td { white-space: nowrap; }
+td:nth-last-child(2) { white-space: normal; min-width: 14rem; }
+td.label { width: auto; }
+"""
+"""Sweep tables: whole words and numbers only (a cell never breaks mid-word)."""
 
 
 SUFFIXES = (".csv", ".json", ".md", ".html", ".htm")

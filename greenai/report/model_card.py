@@ -195,9 +195,22 @@ def codecarbon_csv(
         tracking_mode="machine",
         on_cloud="Y" if c is not None and c.cloud else "N",
         pue=1.0 if c is None else c.pue,
-        os=meta.get("os", ""),
-        python_version=meta.get("python_version", ""),
     )
+    # the machine as CodeCarbon writes it: recorded with the run (greenai.host), or a
+    # bench/demo run's machine; never the devices' names or counts
+    host: dict[str, Any] = meta["host"] if isinstance(meta.get("host"), dict) else {}
+    machine: dict[str, Any] = meta["machine"] if isinstance(meta.get("machine"), dict) else {}
+    for column, keys in (
+        ("os", ("os",)),
+        ("python_version", ("python_version", "python")),
+        ("cpu_count", ("cpu_count",)),
+        ("cpu_model", ("cpu_model",)),
+        ("ram_total_size", ("ram_total_size",)),
+    ):
+        found = [
+            src[k] for src in (meta, host, machine) for k in keys if src.get(k) not in (None, "")
+        ]
+        row[column] = found[0] if found else ""
     if m.co2e_kg is not None:
         row["emissions"] = m.co2e_kg
         row["emissions_rate"] = m.co2e_kg / m.duration_s if m.duration_s > 0 else ""
@@ -219,9 +232,9 @@ def codecarbon_csv(
         row[f"{column}_energy"] = energy_j / J_PER_KWH
         row[f"{column}_power"] = energy_j / m.duration_s if m.duration_s > 0 else ""
         extra[f"{column}_energy_method"] = _methods(devices)
-        if column != "ram":
-            row[f"{column}_count"] = len(devices)
-            row[f"{column}_model"] = ", ".join(d.name for d in devices)
+        if column == "gpu":
+            row["gpu_count"] = len(devices)
+            row["gpu_model"] = machine.get("gpu_model") or ", ".join(d.name for d in devices)
     extra["energy_consumed_method"] = _methods(list(m.devices))
     if m.uncertainty_j is not None:
         extra["energy_consumed_uncertainty"] = m.uncertainty_j / J_PER_KWH

@@ -80,6 +80,17 @@ def test_codecarbon_csv_has_codecarbon_columns_and_says_each_method(
     assert row["gpu_energy_method"] == "counter" and row["energy_consumed_method"] == "counter"
     assert row["cpu_energy"] == "" and row["cpu_energy_method"] == ""
     assert float(row["energy_consumed_uncertainty"]) > 0
+    # the machine columns, read as CodeCarbon reads them (its own functions, where it has them)
+    import platform
+
+    import psutil
+
+    codecarbon_util = pytest.importorskip("codecarbon.core.util")
+    assert row["os"] == platform.platform()
+    assert row["python_version"] == platform.python_version()
+    assert int(row["cpu_count"]) == codecarbon_util.count_cpus()
+    assert float(row["ram_total_size"]) == pytest.approx(psutil.virtual_memory().total / 1024**3)
+    assert row["cpu_model"] not in ("", "cpu-model")
     # pandas (what codecarbon users read it with) sees the same columns
     import pandas as pd
 

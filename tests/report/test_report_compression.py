@@ -115,9 +115,9 @@ def test_table_shows_worse_as_plainly_as_better(frame: pd.DataFrame) -> None:
 
 def test_markdown_and_html(frame: pd.DataFrame) -> None:
     md = render_compression_markdown(frame)
-    assert md.count("\n| ") == 5 and "estimated (model)" in md
+    assert md.count("\n| ") == 10 and "estimated (model)" in md  # results, then details
     html = render_compression_html(frame)
-    assert html.count("data:image/png;base64,") == 3  # two Pareto plots and the break-even
+    assert html.count("data:image/png;base64,") == 2  # two Pareto plots: no break-even data
     assert '<span class="estimated">estimated (model)</span>' in html
     assert "<script" not in html
 
@@ -180,3 +180,32 @@ def test_break_even_plot_says_when_there_is_nothing_to_weigh(frame: pd.DataFrame
 
     fig = break_even_figure(frame)  # no compression energy in this frame
     assert "no energy source" in " ".join(t.get_text() for t in fig.axes[0].texts)
+
+
+def test_the_terminal_table_fits_100_columns_and_says_each_verdict(frame: pd.DataFrame) -> None:
+    from greenai.report.compression import terminal_table
+
+    long = frame.copy()
+    long.loc[2, "label"] = "structured 50% + int4 weight-only + a long name"
+    long["verdict"] = [
+        "baseline",
+        "39% more energy (95% CI 12% to 72% more)",
+        "no measurable difference at this precision (±19%)",
+        NAN,
+    ]
+    text = terminal_table(long, width=100)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[2].endswith("39% more energy")
+    assert lines[3].startswith("structured 50% + int4 weight-only") or "…" in lines[3]
+    assert lines[3].endswith("no difference (±19%)")
+    assert "skipped: needs CUDA" in lines[4]
+
+
+def test_html_shows_plots_only_where_there_is_data(frame: pd.DataFrame) -> None:
+    html = render_compression_html(frame.assign(accuracy=NAN))
+    assert "data:image/png;base64," not in html  # no accuracy, no energy break-even data
+    assert "No accuracy plots" in html
+    main = html.split("<h2>Details</h2>")[0]
+    assert "needs CUDA" in main  # a skipped row's reason stands in its verdict cell
+    assert "overflow-wrap: normal" in html  # words never break mid-word

@@ -396,14 +396,19 @@ def _attribute(device: Device, pid: int) -> Device:
             "NVML has no samples)",
         )
     if device.kind == "cpu":
+        from greenai.devices.namespaces import container_cpu_seconds
+
         busy: Callable[[], float] | None = None
         if isinstance(device, CpuModel):
             busy = device.busy_cpu_s
+        container = container_cpu_seconds(pid)  # the tree is a whole container: its cgroup
         return Attributed(
             device,
-            CpuTimeShare(pid, busy_cpu_s=busy),
+            CpuTimeShare(pid, busy_cpu_s=busy, tree_cpu_s=container),
             pid=pid,
-            how="its share of busy CPU time (psutil)",
+            how="its share of busy CPU time ("
+            + ("the container's cgroup v2 cpu.stat" if container else "psutil")
+            + ")",
         )
     if device.kind == "dram" and isinstance(device, MemoryModel):
         return Attributed(

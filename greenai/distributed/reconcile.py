@@ -358,13 +358,19 @@ def _query_value(body: bytes, url: str) -> float:
 def reconcile(
     run_id: str,
     measurement: Any,
-    meta: Mapping[str, Any],
     *,
-    source: str = "auto",
     cluster: ClusterFigure | None = None,
     notes: Sequence[str] = (),
 ) -> Reconciliation:
-    """Put a stored run's figure beside the cluster's (already read) and compute the gap."""
+    """Put a run's figure beside the cluster's (already read) and compute the gap.
+
+    Args:
+        run_id: The run's id, for the report.
+        measurement: The run's :class:`~greenai.Measurement` (``energy_j``,
+            ``uncertainty_j``, ``methods``, ``devices`` are read; None: no figure).
+        cluster: The cluster's figure; None when there is none.
+        notes: Notes so far (why the cluster has no figure...).
+    """
     energy = getattr(measurement, "energy_j", None)
     uncertainty = getattr(measurement, "uncertainty_j", None)
     methods = getattr(measurement, "methods", ())
@@ -428,7 +434,7 @@ def reconcile_run(
         figure, notes = sacct_energy(
             str(job_id), ident.get("slurm_step_id"), interval_s=interval_s, run=run_command
         )
-        return reconcile(run.id, m, run.meta, cluster=figure, notes=notes)
+        return reconcile(run.id, m, cluster=figure, notes=notes)
     if source not in QUERIES:
         raise ConfigError(f"--source must be auto, slurm, dcgm or kepler; got {source!r}")
     if prometheus is None:
@@ -465,4 +471,4 @@ def reconcile_run(
         )
     if source == "dcgm":
         notes.append("DCGM's figure covers the pod's GPUs only")
-    return reconcile(run.id, m, run.meta, cluster=figure, notes=notes)
+    return reconcile(run.id, m, cluster=figure, notes=notes)

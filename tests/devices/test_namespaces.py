@@ -130,3 +130,81 @@ def test_process_scope_inside_a_real_pid_namespace() -> None:
     assert out["ns"] is True and out["pid"] == 1  # the first process of its own namespace
     assert out["scope"] == "process" and out["name"].endswith("@process")
     assert out["energy_j"] > 0  # its CPU time was found and charged inside the namespace
+
+
+def container_tree(
+    tmp_path: Path, *, pid_ns: int, cgroup_ns: int, cgroup_line: str, v2: bool = True
+) -> tuple[Path, Path]:
+    procfs = tmp_path / "proc"
+    (procfs / "self" / "ns").mkdir(parents=True)
+    os.symlink(f"pid:[{pid_ns}]", procfs / "self" / "ns" / "pid")
+    os.symlink(f"cgroup:[{cgroup_ns}]", procfs / "self" / "ns" / "cgroup")
+    (procfs / "1").mkdir()
+    (procfs / "1" / "cgroup").write_text(cgroup_line + "\n")
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    if v2:
+        (root / "cgroup.controllers").write_text("cpu memory\n")
+    (root / "cpu.stat").write_text("usage_usec 999000000\n")  # the host's, if it is read
+    pod = root / "kubepods" / "pod1"
+    pod.mkdir(parents=True)
+    (pod / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    return procfs, root
+
+
+def test_a_whole_container_is_charged_its_cgroup_cpu_time(tmp_path: Path) -> None:
+    from greenai.devices.namespaces import CGROUP_NS_INIT_INO, container_cpu_seconds
+
+    procfs, root = container_tree(
+        tmp_path, pid_ns=4026532441, cgroup_ns=CGROUP_NS_INIT_INO, cgroup_line="0::/kubepods/pod1"
+    )
+    seconds = container_cpu_seconds(1, procfs_path=str(procfs), cgroup_root=root)
+    assert seconds is not None and seconds() == pytest.approx(2.5)
+    (root / "kubepods" / "pod1" / "cpu.stat").write_text("usage_usec 4000000\n")
+    assert seconds() == pytest.approx(4.0)
+    # not the container's first process: the tree is not the whole container
+    assert container_cpu_seconds(7, procfs_path=str(procfs), cgroup_root=root) is None
+
+
+def test_in_its_own_cgroup_namespace_the_mount_root_is_the_container(tmp_path: Path) -> None:
+    from greenai.devices.namespaces import container_cpu_seconds
+
+    procfs, root = container_tree(
+        tmp_path, pid_ns=4026532441, cgroup_ns=4026532500, cgroup_line="0::/"
+    )
+    (root / "cpu.stat").write_text("usage_usec 1500000\n")
+    seconds = container_cpu_seconds(1, procfs_path=str(procfs), cgroup_root=root)
+    assert seconds is not None and seconds() == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    ("pid_ns", "cgroup_line", "v2"),
+    [
+        (PROC_PID_INIT_INO, "0::/kubepods/pod1", True),  # the host's PID namespace
+        (4026532441, "0::/", True),  # the host's root cgroup: the machine, never
+        (4026532441, "0::/user.slice/session-4.scope", True),  # shared: a login session
+        (4026532441, "0::/kubepods/pod1", False),  # cgroup v1
+    ],
+)
+def test_no_container_cgroup_means_the_process_tree(
+    tmp_path: Path, pid_ns: int, cgroup_line: str, v2: bool
+) -> None:
+    from greenai.devices.namespaces import CGROUP_NS_INIT_INO, container_cpu_seconds
+
+    procfs, root = container_tree(
+        tmp_path, pid_ns=pid_ns, cgroup_ns=CGROUP_NS_INIT_INO, cgroup_line=cgroup_line, v2=v2
+    )
+    assert container_cpu_seconds(1, procfs_path=str(procfs), cgroup_root=root) is None
+
+
+def test_process_scope_of_a_whole_container_uses_its_cgroup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from greenai.devices import namespaces
+    from greenai.devices.attribution import apply_scope
+    from greenai.devices.cpu_model import CpuModel
+
+    counter = iter([10.0, 12.0])
+    monkeypatch.setattr(namespaces, "container_cpu_seconds", lambda pid: lambda: next(counter))
+    (cpu,) = apply_scope([CpuModel()], "process")
+    assert "cgroup v2 cpu.stat" in cpu.detail()

@@ -22,8 +22,11 @@ LB_PER_MWH_TO_G_PER_KWH = 0.45359237
 PER_SOURCE = f"{PRIVATE_INFRA}/carbon_intensity_per_source.json"
 NORDIC = f"{PRIVATE_INFRA}/nordic_emissions.json"
 _NORDIC_PREFIX = {"SWE": "SE", "NOR": "NO", "FIN": "FI"}
-# The Canadian file's source names → carbon_intensity_per_source.json keys (fossil only).
-_CAN_FOSSIL = {"coal": "coal", "petroleum": "petroleum", "naturalGas": "natural_gas"}
+# The Canadian file's fossil sources and the factors (g CO2/kWh) codecarbon's own code applies
+# to them (codecarbon.core.emissions.Emissions._region_energy_mix_to_emissions_rate, from
+# the energy-usage project). Its carbon_intensity_per_source.json rounds these (995, 816,
+# 743): using the JSON read provinces ~0.1% low against codecarbon (issue 23).
+_CAN_FOSSIL_G_PER_KWH = {"coal": 995.725971, "petroleum": 816.6885263, "naturalGas": 743.8415916}
 _CAN_RENEWABLE = ("hydro", "wind", "solar", "biomass", "tidal")
 _CHINA_SUFFIX = re.compile(r"\s+(autonomous region|municipality|province|sheng|shi|zizhiqu)$")
 
@@ -72,18 +75,18 @@ def _usa() -> dict[str, Region]:
 
 def _canada() -> dict[str, Region]:
     path = latest("canada_energy_mix.json")
-    if path is None or not exists(PER_SOURCE):
+    if path is None:
         return {}
-    factors = load_json(PER_SOURCE)
     table: dict[str, Region] = {}
+    factors = ", ".join(f"{k} {v:g}" for k, v in _CAN_FOSSIL_G_PER_KWH.items())
     for name, mix in load_json(path).items():
         total = mix["total"]
-        g_per_kwh = sum(mix.get(k, 0.0) / total * factors[f] for k, f in _CAN_FOSSIL.items())
+        g_per_kwh = sum(mix.get(k, 0.0) / total * f for k, f in _CAN_FOSSIL_G_PER_KWH.items())
         renewable = sum(mix.get(k, 0.0) for k in _CAN_RENEWABLE) / total
         source = (
-            f"codecarbon {codecarbon_version()} {path}[{name!r}] generation shares × "
-            f"coal/petroleum/natural_gas factors (g/kWh) of {PER_SOURCE}; fossil combustion "
-            f"only, other sources at 0 as codecarbon counts them; year {_year(path)}"
+            f"codecarbon {codecarbon_version()} {path}[{name!r}] generation shares × the "
+            f"factors codecarbon's code applies ({factors} g/kWh); fossil combustion only, "
+            f"other sources at 0, as codecarbon counts them; year {_year(path)}"
         )
         table[name] = Region(name, g_per_kwh, source, renewable)
     return table

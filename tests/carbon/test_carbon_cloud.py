@@ -60,8 +60,7 @@ def test_aws_region_falls_back_to_its_locations_grid_as_codecarbon_does() -> Non
             Energy.from_energy(kWh=1.0), GeoMetadata(country_iso_code=country, region=state)
         )
         ours = cloud_intensity(cloud, region)
-        # Canada: codecarbon's code uses unrounded fuel factors, its JSON (ours) rounded ones.
-        assert ours.g_per_kwh == pytest.approx(kg * 1000, rel=2e-3 if country == "CAN" else 1e-9)
+        assert ours.g_per_kwh == pytest.approx(kg * 1000, rel=1e-9)
         assert ours.country == country
         assert f"where {cloud} {region} is" in ours.source
 

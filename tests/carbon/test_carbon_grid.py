@@ -52,13 +52,15 @@ def test_us_state_converts_lbs_per_mwh(cc_json: Loader, region: str) -> None:
 def test_canadian_province_weights_fossil_generation(cc_json: Loader) -> None:
     mix = cc_json("private_infra/2023/canada_energy_mix.json")["ontario"]
     factor = cc_json("private_infra/carbon_intensity_per_source.json")
-    expected = (
+    rounded = (
         mix["coal"] * factor["coal"]
         + mix["petroleum"] * factor["petroleum"]
         + mix["naturalGas"] * factor["natural_gas"]
     ) / mix["total"]
     grid = grid_intensity("CAN", "Ontario")
-    assert grid.g_per_kwh == pytest.approx(expected)
+    # codecarbon's code applies unrounded factors; its JSON's rounded ones differ by <0.2%
+    assert grid.g_per_kwh == pytest.approx(rounded, rel=2e-3)
+    assert "as codecarbon counts them" in grid.source and "995.726" in grid.source
     renewable = mix["hydro"] + mix["wind"] + mix["solar"] + mix["biomass"] + mix["tidal"]
     assert grid.renewable_share_of_grid == pytest.approx(renewable / mix["total"])
 
@@ -67,8 +69,19 @@ def test_canadian_province_agrees_with_codecarbons_own_code(cc_json: Loader) -> 
     emissions = pytest.importorskip("codecarbon.core.emissions")
     mix = cc_json("private_infra/2023/canada_energy_mix.json")["alberta"]
     theirs = emissions.Emissions._region_energy_mix_to_emissions_rate(mix).kgs_per_kWh * 1000
-    # codecarbon's code uses unrounded factors (995.73, 816.69, 743.84 g/kWh); its JSON rounds
-    assert grid_intensity("CAN", "alberta").g_per_kwh == pytest.approx(theirs, rel=2e-3)
+    assert grid_intensity("CAN", "alberta").g_per_kwh == pytest.approx(theirs, rel=1e-12)
+
+
+def test_every_canadian_province_equals_codecarbons_own_figure(cc_json: Loader) -> None:
+    """Issue 23: equal, not 0.1% off (codecarbon's code, not its rounded JSON factors)."""
+    emissions = pytest.importorskip("codecarbon.core.emissions")
+    provinces = cc_json("private_infra/2023/canada_energy_mix.json")
+    assert len(provinces) >= 10
+    for name, mix in provinces.items():
+        rate = emissions.Emissions._region_energy_mix_to_emissions_rate(mix)
+        assert grid_intensity("CAN", name).g_per_kwh == pytest.approx(
+            rate.kgs_per_kWh * 1000, rel=1e-12
+        ), name
 
 
 def test_chinese_province_and_nordic_zone(cc_json: Loader) -> None:

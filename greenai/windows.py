@@ -128,7 +128,8 @@ def device_windows(
         # The counter's refresh lags each read by an unknown but shared amount, uniform in
         # +-half-bracket (95%: 0.95 of it); it cancels on a steady load, not across a change.
         shift = 0.95 * model.half_bracket_s * np.abs(end.seg_power_w - start.seg_power_w)
-        sampled = sampling_j(model, length) if model.part_time else 0.0
+        step_w = end.seg_power_w - start.seg_power_w
+        sampled = sampling_j(model, length, step_w) if model.part_time else 0.0
         independent = np.sqrt(
             start.edge_j**2 + end.edge_j**2 + res**2 + shift**2 + np.square(sampled)
         )
@@ -199,7 +200,9 @@ def edge_j(
     return np.asarray(np.where(hard_only, hard, np.minimum(hard, soft)))
 
 
-def sampling_j(model: CurveModel, length_s: FloatArray) -> FloatArray:
+def sampling_j(
+    model: CurveModel, length_s: FloatArray, step_w: FloatArray | None = None
+) -> FloatArray:
     """How far a part-time sensor can be off over windows (J, ~95%).
 
     Each update's delta is off by about the load's variation inside it
@@ -207,8 +210,13 @@ def sampling_j(model: CurveModel, length_s: FloatArray) -> FloatArray:
     are off by ``sqrt(n)`` times that: relative to the window it shrinks as ``1/sqrt(n)``.
     A window shorter than one update takes its share of one update's error. A load step
     (``model.jump_j``) may sit anywhere in the update that holds it: a window that holds
-    a step with a probability over 5% (from the recent rate of steps) gets the whole jump,
-    times the steps it holds on average. An exact counter needs none of this
+    one gets the whole jump, times the steps it holds on average. Which windows hold one is
+    known from ``step_w``, the change of the counter's segment power between the window's
+    edges (W): over a quarter of the jump, a step lies inside. Without it (or for windows
+    that hold a step on average, where up and down steps may cancel in ``step_w``), any
+    window that holds a step with a probability over 5% (from the recent rate of steps)
+    gets it: that rule alone made 1 s windows on a load stepping every 10 s claim about
+    100× their error (benchmarks/calibration.py). An exact counter needs none of this
     (``model.part_time`` is False when the device declares it integrates every instant);
     where that is unknown it is there (Yang, Adámek and Armour, SC'24, arXiv:2312.02741;
     docs/accuracy.md).
@@ -216,7 +224,11 @@ def sampling_j(model: CurveModel, length_s: FloatArray) -> FloatArray:
     n = np.maximum(np.asarray(length_s, dtype=np.float64), 0.0) / max(model.seg_s, 1e-12)
     spread = SAMPLING_SPREADS * model.seg_scatter_j * np.where(n < 1.0, n, np.sqrt(n))
     held = model.jump_rate * n
-    jumps = np.where(held > 0.05, model.jump_j * np.maximum(held, 1.0), 0.0)
+    likely = held > 0.05
+    if step_w is not None:
+        inside = np.abs(step_w) * model.seg_s > 0.25 * model.jump_j
+        likely = np.where(held >= 1.0, True, likely & inside)
+    jumps = np.where(likely, model.jump_j * np.maximum(held, 1.0), 0.0)
     return np.asarray(np.sqrt(spread**2 + jumps**2))
 
 

@@ -134,7 +134,7 @@ def device_windows(
         # together (one smooth misplaced shape): a window shorter than an update keeps about
         # sqrt(its share) of the two edges' error. A varying load's shape inside an update
         # is its own at each edge (the factor read kernel-like loads' 25 ms windows 70%).
-        together = 1.0
+        together: FloatArray | float = 1.0
         if not model.varying:
             together = np.minimum(1.0, np.sqrt(length / max(model.seg_s, 1e-12)))
         edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -18,7 +19,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from greenai.errors import ConfigError, GreenAIError, MeasurementWarning
 from greenai.flops.formulas import Ledger, custom_mapping
-from greenai.flops.guard import UncountedOps, uncounted_note
+from greenai.flops.guard import (
+    ConventionalZeroOps,
+    UncountedOps,
+    conventional_zero_note,
+    uncounted_note,
+)
 from greenai.flops.result import FlopCount
 
 __all__ = ["FakeModeError", "count_flops"]
@@ -109,6 +115,8 @@ def count_flops(
         guard = UncountedOps(counter.flop_registry)
         stack.enter_context(guard)  # under the counter: sees the ops it lets run
         stack.enter_context(counter)
+        convention = ConventionalZeroOps()
+        stack.enter_context(convention)  # above the counter: before it decomposes upsampling
         try:
             output = model_or_fn(*inputs, **kwargs)
             forward = counter.get_total_flops()
@@ -123,9 +131,11 @@ def count_flops(
                 f"the call could not run on fake tensors ({type(error).__name__}: {error}); "
                 "count it with fake=False"
             ) from error
-    return _result(
+    count = _result(
         counter.get_flop_counts(), forward, ledger, dict(guard.calls), causal=causal, fake=fake
     )
+    zero = conventional_zero_note(dict(convention.calls))
+    return count if zero is None else replace(count, notes=(*count.notes, zero))
 
 
 def _enter_fake_mode(stack: ExitStack, args: Any) -> Any:

@@ -12,6 +12,9 @@
   ``aten._cslt_sparse_mm``);
 * matrix-vector and other products (``aten.mv``, ``aten.dot``, ``aten.addr``, …): see
   :mod:`greenai.flops.products`;
+* grouped GEMMs of Mixture-of-Experts layers (``aten._grouped_mm``,
+  ``aten._scaled_grouped_mm``, transformers' ``grouped_mm_fallback``): see
+  :mod:`greenai.flops.grouped`;
 * fused RNNs (``aten.mkldnn_rnn_layer``, ``aten._cudnn_rnn``) and the transformer inference
   fast paths (``aten._native_multi_head_attention``,
   ``aten._transformer_encoder_layer_fwd``): see :mod:`greenai.flops.fused`.
@@ -40,7 +43,7 @@ from typing import Any
 import torch
 from torch.utils import flop_counter as torch_flops
 
-from greenai.flops import fused, products
+from greenai.flops import fused, grouped, products
 from greenai.flops.ledger import Formula, Ledger, numel, raw, shape
 
 __all__ = ["Ledger", "custom_mapping"]  # Ledger lives in greenai.flops.ledger
@@ -246,4 +249,5 @@ def custom_mapping(*, causal: bool, ledger: Ledger) -> dict[Any, Formula]:
         **_sparse_formulas(ledger),
         **products.product_formulas(ledger),
         **fused.fused_formulas(ledger),
+        **grouped.grouped_formulas(ledger),
     }

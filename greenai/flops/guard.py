@@ -27,10 +27,35 @@ from torch.utils._python_dispatch import TorchDispatchMode
 __all__ = [
     "MATRIX_OPS",
     "NOT_MATRIX_OPS",
+    "ConventionalZeroOps",
     "UncountedOps",
+    "conventional_zero_note",
     "does_matrix_work",
+    "is_zero_by_convention",
     "uncounted_note",
 ]
+
+_ZERO_BY_CONVENTION = ("batch_norm", "group_norm", "upsample", "adaptive_")
+"""Name parts of ops that ``FlopCounterMode`` and fvcore count as 0 FLOPs by convention
+(normalisation, upsampling, adaptive pooling: work linear in the elements, not matrix work).
+They are named in a note whenever they run, so a count is never silently missing them."""
+
+
+def is_zero_by_convention(op: str) -> bool:
+    """Whether ``op`` (``"aten.native_batch_norm"``) counts 0 FLOPs by convention."""
+    return any(part in op for part in _ZERO_BY_CONVENTION)
+
+
+def conventional_zero_note(calls: Mapping[str, int]) -> str | None:
+    """The note naming ops counted as 0 by convention, or None when none ran."""
+    if not calls:
+        return None
+    ops = ", ".join(f"{op} ×{n}" for op, n in sorted(calls.items()))
+    return (
+        f"counted as 0 FLOPs by convention (normalisation, upsampling, adaptive pooling, as "
+        f"torch's FlopCounterMode and fvcore count them): {ops}"
+    )
+
 
 MATRIX_OPS: frozenset[str] = frozenset(
     {
@@ -167,3 +192,36 @@ class UncountedOps(TorchDispatchMode):  # type: ignore[no-untyped-call]
         if uncounted:
             self.calls[name] += 1
         return func(*args, **kwargs)
+
+
+class ConventionalZeroOps(TorchDispatchMode):
+    """Tallies the ops counted as 0 by convention (:func:`is_zero_by_convention`).
+
+    It sits *above* the counter: ``FlopCounterMode`` decomposes upsampling into index ops
+    before anything below it sees the op.
+
+    Attributes:
+        calls: Calls per op name (``"aten.native_batch_norm"``).
+    """
+
+    supports_higher_order_operators = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._verdicts: dict[str, bool] = {}
+        self.calls: Counter[str] = Counter()
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        name = str(getattr(func, "_overloadpacket", func))
+        zero = self._verdicts.get(name)
+        if zero is None:
+            zero = self._verdicts[name] = is_zero_by_convention(name)
+        if zero:
+            self.calls[name] += 1
+        return func(*args, **(kwargs or {}))

@@ -119,3 +119,24 @@ def test_torch_linalg_is_never_silent(call: object) -> None:
 def test_uncounted_note() -> None:
     assert uncounted_note({}) is None
     assert uncounted_note({"b.y": 1, "a.x": 3}) == "uncounted: a.x ×3, b.y ×1"
+
+
+def test_ops_counted_as_zero_by_convention_are_named_in_a_note() -> None:
+    """Issue 23: BatchNorm/GroupNorm/upsample/adaptive pooling count 0, and now say so."""
+    import torch
+
+    from greenai.flops import count_flops
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.GroupNorm(2, 8),
+        torch.nn.Upsample(scale_factor=2),
+        torch.nn.AdaptiveAvgPool2d(2),
+    )
+    notes = count_flops(model, torch.randn(1, 3, 8, 8)).notes
+    (note,) = [n for n in notes if "by convention" in n]
+    for op in ("batch_norm", "group_norm", "upsample_nearest2d", "adaptive_avg_pool2d"):
+        assert op in note
+    linear = count_flops(torch.nn.Linear(3, 3), torch.randn(2, 3))
+    assert not any("by convention" in n for n in linear.notes)

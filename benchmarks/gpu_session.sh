@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_session.sh 1   # sensor, accuracy, bench --check-gpu, native, NCCL (~7.5 min)
 #   bash benchmarks/gpu_session.sh 2   # process attribution, FLOPs on CUDA, compression sweep, bench full suite
+#   bash benchmarks/gpu_session.sh 3   # serving: greenai bench serve on vLLM (GPU) with the tiny model (~6 min)
 #
 # Packages the GPU image lacks travel as wheels in .whl/ (codecarbon for its data files,
 # torchao for the compression rows); see docs/dev-notes.md.
@@ -45,5 +46,19 @@ case "${1:-1}" in
     step compression python3 benchmarks/gpu_compression.py --out "$out/compression.md"  # docs/compression.md
     step bench-full python3 -m greenai bench --suite full --device cuda:0 --no-store --json
     ;;
-  *) echo "usage: gpu_session.sh 1|2" >&2; exit 2 ;;
+  3)
+    # Energy per request and per token on a real vLLM server on the GPU (docs/serving.md).
+    # Needs vllm importable (the GPU image's, or wheels in .whl/); the model is built here.
+    if python3 -c "import vllm, aiohttp" >/dev/null 2>&1; then
+      step tiny-llm python3 tests/serving/make_tiny_llm.py /tmp/tiny-llm
+      step serve python3 -m greenai bench serve --upstream http://127.0.0.1:18765 \
+        --concurrency 1,4,16,64 --warmup 5 --duration 30 --baseline 5 \
+        --json "$out/serve.json" --html "$out/serve.html" -- \
+        python3 -m vllm.entrypoints.openai.api_server --model /tmp/tiny-llm --host 127.0.0.1 \
+        --port 18765 --max-model-len 256 --dtype bfloat16 --gpu-memory-utilization 0.3  # docs/serving.md
+    else
+      echo "=== serve: vllm or aiohttp is not importable here: nothing run"
+    fi
+    ;;
+  *) echo "usage: gpu_session.sh 1|2|3" >&2; exit 2 ;;
 esac

@@ -700,6 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=_bench)
+    from greenai.serving.bench_cli import add_bench_serve
+
+    add_bench_serve(p)
     p = sub.add_parser("demo", help="train a small CNN on scikit-learn's digits, tracked")
     p.add_argument("--epochs", type=int, help="epochs to train (default 24: about 15 s on CPU)")
     p.add_argument("--quick", action="store_true", help="3 epochs: a few seconds")

@@ -18,12 +18,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from greenai.errors import ConfigError, GreenAIError
 
-__all__ = ["add_serve_proxy", "run_serve_proxy", "wait_until_serving"]
+T = TypeVar("T")
+
+__all__ = [
+    "Hosted",
+    "add_serve_proxy",
+    "hosted_proxy",
+    "run_async",
+    "run_serve_proxy",
+    "stop_server",
+    "wait_until_serving",
+]
 
 
 def add_serve_proxy(sub: Any) -> None:
@@ -119,13 +131,24 @@ def run_serve_proxy(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot start {cmd[0]!r}: {exc.strerror or exc}") from None
     try:
         wait_until_serving(opts.upstream, args.startup_timeout if proc else 10.0, proc)
-        return asyncio.run(_serve(opts, args, proc))
+        return run_async(_serve(opts, args, proc))
     finally:
         if proc is not None:
-            _terminate(proc)
+            stop_server(proc)
 
 
-def _terminate(proc: subprocess.Popen[Any]) -> None:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on uvloop where it is installed (a faster event loop), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: T = uvloop.run(coro)
+    return result
+
+
+def stop_server(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM the server we started; kill it after 15 s."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
@@ -158,34 +181,57 @@ def _tracer() -> Any:
     return trace.get_tracer("greenai.serving")
 
 
-async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any] | None) -> int:
+@dataclass
+class Hosted:
+    """A proxy running in this event loop: its URL, the proxy, its meter and job."""
+
+    url: str
+    proxy: Any
+    meter: Any
+    job: Any
+    scope: str
+
+
+@contextlib.asynccontextmanager
+async def hosted_proxy(
+    opts: Any,
+    *,
+    proc: subprocess.Popen[Any] | None = None,
+    pid: int | None = None,
+    baseline_s: float = 0.0,
+    period_s: float | None = None,
+    store: str | None = None,
+    keep: int = 10_000,
+    log: Path | None = None,
+) -> AsyncIterator[Hosted]:
+    """Start the job, meter and proxy; on exit stop them, settle everything, close the log.
+
+    Raises:
+        ConfigError: The port cannot be bound, or bad options.
+    """
     import greenai
     from greenai.serving.meter import ServingMeter
     from greenai.serving.proxy import EnergyProxy, aiohttp
 
     web = aiohttp().web
-    devices, scope = _devices(proc, args.pid)
+    devices, scope = _devices(proc, pid)
     job = greenai.Tracker(
-        "serve-proxy",
-        devices=devices,
-        baseline_s=args.baseline,
-        store=args.store or None,
-        period_s=args.period,
+        "serve-proxy", devices=devices, baseline_s=baseline_s, store=store, period_s=period_s
     )
     await asyncio.to_thread(job.start)
-    log: TextIO | None = args.log.open("a", encoding="utf-8") if args.log else None
+    out: TextIO | None = log.open("a", encoding="utf-8") if log else None
 
     def write(r: Any) -> None:
-        if log is not None:
-            log.write(json.dumps(r.to_dict()) + "\n")
-            log.flush()
+        if out is not None:
+            out.write(json.dumps(r.to_dict()) + "\n")
+            out.flush()
 
     metrics = None
     with contextlib.suppress(ConfigError):
         from greenai.serving.metrics import RequestMetrics
 
         metrics = RequestMetrics()
-    meter = ServingMeter(job, keep=args.keep, on_request=write)
+    meter = ServingMeter(job, keep=keep, on_request=write)
     proxy = EnergyProxy(opts, meter, metrics=metrics, tracer=_tracer())
     runner = web.AppRunner(proxy.app(), handle_signals=False)
     await runner.setup()
@@ -194,20 +240,43 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        job.stop(status="failed")
+        await asyncio.to_thread(job.stop, status="failed")
+        if out is not None:
+            out.close()
         raise ConfigError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from None
     port = runner.addresses[0][1] if runner.addresses else opts.port
-    print(
-        f"greenai serve-proxy: http://{opts.host}:{port} -> {opts.upstream} ({scope})",
-        file=sys.stderr,
-        flush=True,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    code = 0
     try:
+        yield Hosted(f"http://{opts.host}:{port}", proxy, meter, job, scope)
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(job.stop)
+        await asyncio.to_thread(meter.settle, final=True)
+        proxy.take()
+        if out is not None:
+            out.close()
+
+
+async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any] | None) -> int:
+    code = 0
+    async with hosted_proxy(
+        opts,
+        proc=proc,
+        pid=args.pid,
+        baseline_s=args.baseline,
+        period_s=args.period,
+        store=args.store or None,
+        keep=args.keep,
+        log=args.log,
+    ) as host:
+        print(
+            f"greenai serve-proxy: {host.url} -> {opts.upstream} ({host.scope})",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         while not stop.is_set():
             if proc is not None and proc.poll() is not None:
                 print(
@@ -217,19 +286,11 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
                 break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-    finally:
-        await runner.cleanup()
-        result = await asyncio.to_thread(job.stop)
-        await asyncio.to_thread(meter.settle, final=True)
-        proxy.take()
-        if log is not None:
-            log.close()
-        t = meter.totals()
-        print(_summary(t, result), file=sys.stderr)
+    print(_summary(host.meter.totals()), file=sys.stderr)
     return code
 
 
-def _summary(t: Any, result: Any) -> str:
+def _summary(t: Any) -> str:
     per = f"{t.requests_j / t.requests:.4g} J/request" if t.requests else "no requests"
     tok = []
     if t.prompt_tokens:

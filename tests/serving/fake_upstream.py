@@ -73,3 +73,14 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}"
+
+
+if __name__ == "__main__":  # python fake_upstream.py PORT [DELAY_S]: serve until killed
+    import sys
+
+    web.run_app(
+        make_app(float(sys.argv[2]) if len(sys.argv) > 2 else 0.0),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        print=None,
+    )

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp")
+
+from fake_upstream import make_app, start  # noqa: E402
+
+from greenai.bench.compare import compare_files  # noqa: E402
+from greenai.errors import ConfigError  # noqa: E402
+from greenai.serving.attribution import RequestEnergy  # noqa: E402
+from greenai.serving.bench import (  # noqa: E402
+    level_row,
+    pareto,
+    render_html,
+    render_table,
+    serve_document,
+)
+from greenai.serving.loadgen import Sample, generated_prompts, load_prompts, run_level  # noqa: E402
+
+
+def energy(rid: str, j: float, prompt: int = 10, gen: int = 20) -> RequestEnergy:
+    return RequestEnergy(
+        rid, "m", "ok", 0.0, 1.0, prompt, gen, j, j / 4, 3 * j / 4, 0.1 * j, 0.0, "model", "spans"
+    )
+
+
+def test_a_level_counts_only_its_steady_requests() -> None:
+    samples = [
+        Sample("a", 0.0, 1.0, 200, False),  # warm-up
+        Sample("b", 2.0, 3.0, 200, True),
+        Sample("c", 2.0, 4.0, 200, True),
+        Sample("d", 2.5, 3.5, 500, True),
+        Sample("e", 9.0, 12.0, 200, False),  # ended after the window
+    ]
+    settled = {k: energy(k, j) for k, j in (("a", 99.0), ("b", 2.0), ("c", 4.0), ("e", 99.0))}
+    row = level_row("serve/concurrency=2", {"concurrency": 2}, samples, settled, 10.0)
+    assert row["requests"] == 2 and row["errors"] == 1
+    assert row["j_per_request"] == pytest.approx(3.0)
+    assert row["wh_per_1000_queries"] == pytest.approx(3.0 * 1000 / 3600)
+    assert row["prefill_j_per_token"] == pytest.approx(1.5 / 20)
+    assert row["decode_j_per_token"] == pytest.approx(4.5 / 40)
+    assert row["tokens_per_s"] == pytest.approx(4.0)
+    assert row["latency_p50_s"] == pytest.approx(1.5)
+    assert row["j_per_request_uncertainty"] > 0.3  # the requests' own ± and their spread
+    assert row["methods"] == ["model"]
+    empty = level_row("serve/concurrency=9", {}, samples[:1], settled, 10.0)
+    assert empty["status"] == "failed" and "steady window" in empty["reason"]
+
+
+def test_pareto_keeps_what_nothing_beats() -> None:
+    rows = [
+        {"latency_p50_s": 1.0, "j_per_request": 5.0},
+        {"latency_p50_s": 2.0, "j_per_request": 3.0},
+        {"latency_p50_s": 3.0, "j_per_request": 4.0},
+        {"latency_p50_s": None, "j_per_request": 1.0},
+    ]
+    assert pareto(rows, "latency_p50_s", "j_per_request") == [True, True, False, False]
+
+
+def test_prompts_generated_or_from_a_file(tmp_path: Path) -> None:
+    a, b = generated_prompts(8, seed=1), generated_prompts(8, seed=1)
+    assert a == b and len({p.text for p in a}) > 1
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "hi", "max_tokens": 5}\nplain line\n\n')
+    got = load_prompts(f, default_max_tokens=7)
+    assert [(p.text, p.max_tokens) for p in got] == [("hi", 5), ("plain line", 7)]
+    f.write_text('{"prompt": 3}\n')
+    with pytest.raises(ConfigError, match="string 'prompt'"):
+        load_prompts(f)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_prompts(tmp_path / "missing")
+
+
+def test_a_level_against_a_fake_server_and_the_document_compares(tmp_path: Path) -> None:
+    async def go() -> list[Sample]:
+        runner, url = await start(make_app(delay_s=0.002))
+        try:
+            async with aiohttp.ClientSession() as s:
+                samples, lo, hi = await run_level(
+                    s,
+                    url,
+                    "m",
+                    generated_prompts(4, max_tokens=(3, 5)),
+                    concurrency=4,
+                    warmup_s=0.2,
+                    duration_s=0.6,
+                )
+                assert hi - lo == pytest.approx(0.6)
+                rate, _, _ = await run_level(
+                    s,
+                    url,
+                    "m",
+                    generated_prompts(4),
+                    rate_per_s=50.0,
+                    warmup_s=0.0,
+                    duration_s=0.3,
+                    stream=True,
+                )
+                assert rate and all(x.status == 200 for x in rate)
+                return samples
+        finally:
+            await runner.cleanup()
+
+    samples = asyncio.run(go())
+    assert any(s.steady for s in samples) and any(not s.steady for s in samples)
+    assert all(s.status == 200 for s in samples)
+    settled = {f"r{i}": energy(f"r{i}", 1.0 + i) for i in range(4)}
+    fake = [Sample(f"r{i}", 1.0, 1.5 + i / 10, 200, True) for i in range(4)]
+    docs = []
+    for k, scale in enumerate((1.0, 2.0)):
+        rows = [
+            level_row(
+                f"serve/concurrency={c}",
+                {"concurrency": c},
+                fake,
+                {key: energy(key, scale * v.energy_j / c) for key, v in settled.items()},
+                5.0,
+            )
+            for c in (1, 4)
+        ]
+        doc = serve_document(rows, machine={"fingerprint": "x"}, server="s", model="m", notes=["n"])
+        path = tmp_path / f"{k}.json"
+        path.write_text(json.dumps(doc))
+        docs.append(str(path))
+    assert "J/request" in render_table(doc) and "note: n" in render_table(doc)
+    assert "data:image/png;base64," in render_html(doc)
+    text = compare_files(docs, "json")
+    cmp: Any = json.loads(text)
+    assert len(cmp["comparisons"]) == 2
+    first = cmp["comparisons"][0]["changes"][0]
+    assert math.isclose(first["b"] / first["a"], 2.0, rel_tol=1e-9)

@@ -129,8 +129,8 @@ class OTelSink:
         resource: Extra resource attributes (``deployment.environment``...).
 
     Raises:
-        ConfigError: A malformed endpoint or a non-positive time (here); the OpenTelemetry
-            packages missing (from :meth:`start`).
+        ConfigError: A malformed endpoint, a non-positive time, or the OpenTelemetry
+            packages missing.
     """
 
     def __init__(
@@ -143,6 +143,7 @@ class OTelSink:
         resource: dict[str, str] | None = None,
     ) -> None:
         self.url = metrics_url(endpoint)
+        _otel()  # a missing extra fails here, with the install hint, before the job starts
         for name, value in (("timeout_s", timeout_s), ("export_interval_s", export_interval_s)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")

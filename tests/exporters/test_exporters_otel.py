@@ -303,3 +303,13 @@ def test_the_resource_carries_the_runs_cluster_identity(
     assert resource["slurm.job.id"] == "4242" and resource["slurm.step.id"] == "1"
     assert resource["k8s.pod.name"] == "trainer-0" and resource["k8s.namespace.name"] == "ml"
     assert resource["deployment.environment"] == "ci"
+
+
+def test_missing_extra_fails_up_front_with_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.metric_exporter", None)
+    with pytest.raises(ConfigError, match=r"greenai\[otel\]"):
+        OTelSink("http://localhost:4318")

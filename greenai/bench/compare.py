@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,14 @@ from greenai.bench.machine import describe
 from greenai.bench.suite import FORMAT
 from greenai.errors import ConfigError
 from greenai.report.compare import Comparison, Side, Value, change, method_notes
+from greenai.windows import t_quantile_975
 
 __all__ = [
     "bench_comparisons",
     "compare",
     "compare_files",
     "load_results",
+    "round_noise",
     "run_side",
     "stored_run_notes",
 ]
@@ -253,6 +256,9 @@ def _bench_values(row: dict[str, Any] | None) -> dict[str, Value]:
         return dict.fromkeys(("j_per_sample", "j_per_tflop", "time_per_step"), absent)
     energy, u = _number(row, "energy_j"), _number(row, "uncertainty_j")
     rel = u / energy if energy and u is not None else None
+    energy_noise = round_noise(row.get("round_j_per_step"))
+    if rel is not None and energy_noise is not None:
+        rel = max(rel, energy_noise)  # the larger of the sensor's error and the rounds' spread
     why = row.get("reason") or "no energy source measured"
 
     def with_u(key: str) -> Value:
@@ -263,11 +269,28 @@ def _bench_values(row: dict[str, Any] | None) -> dict[str, Value]:
 
     duration, steps = _number(row, "duration_s"), _number(row, "steps")
     per_step = duration / steps if duration is not None and steps else None
+    time_noise = round_noise(row.get("round_s_per_step"))
+    # a file without rounds (written before they existed): a ratio, but no claim on noise
+    time_u = None if per_step is None or time_noise is None else per_step * time_noise
     return {
         "j_per_sample": with_u("j_per_sample"),
         "j_per_tflop": with_u("j_per_tflop"),
-        "time_per_step": (per_step, 0.0, row.get("reason") or "no steps"),
+        "time_per_step": (per_step, time_u, row.get("reason") or "no steps"),
     }
+
+
+def round_noise(values: Any) -> float | None:
+    """The relative 95% half-width of the mean of a row's per-round figures (None: unknown).
+
+    Student's t over the rounds (:mod:`greenai.paired`'s rule); None with fewer than 2.
+    """
+    if not isinstance(values, list) or len(values) < 2:
+        return None
+    xs = [float(x) for x in values if isinstance(x, int | float) and x > 0]
+    if len(xs) < 2:
+        return None
+    mean = statistics.fmean(xs)
+    return t_quantile_975(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs)) / mean
 
 
 def _number(row: dict[str, Any], key: str) -> float | None:
@@ -319,6 +342,13 @@ def bench_comparisons(
         why = "" if row["status"] == "ok" else row["status"]
         changes = tuple(change(k, va[k], vb[k], not_comparable=why) for k in va)
         out.append(Comparison(side_a, side_b, changes, (), subject=name))
+    for label, doc in (("A", a), ("B", b)):
+        ok = [r for r in doc.get("results", []) if r.get("status", "ok") == "ok"]
+        if ok and not any(isinstance(r.get("round_s_per_step"), list) for r in ok):
+            notes.append(
+                f"{label} has no per-round figures (written before greenai measured rounds): "
+                "its time per step carries no noise estimate, so no time change is claimed"
+            )
     same = bool(side_a.machine) and side_a.machine == side_b.machine
     notes = [n for n in notes if not n.startswith(("A: ", "B: ", "'model'"))]
     return out, notes + method_notes(side_a.methods, side_b.methods, same_machine=same)

@@ -22,6 +22,7 @@ from typing import Any
 
 from greenai.bench import workloads as w
 from greenai.errors import ConfigError
+from greenai.paired import Protocol, warm_up
 from greenai.protocol import SHIFTS, needs_shifts, sensor_period_s, shift_s
 from greenai.windows import across_offsets
 
@@ -34,6 +35,11 @@ __all__ = [
     "run_suite",
     "run_workload",
 ]
+
+ROUNDS = 5
+"""Rounds each workload's timed loop is cut into (tracked phases ``round<i>``): their
+spread is the row's noise estimate (``round_s_per_step``, ``round_j_per_step``), which
+``greenai compare`` of two result files turns into the interval of each ratio."""
 
 FORMAT = "greenai-bench/1"
 """The ``format`` of a results document (``greenai bench --json``)."""
@@ -208,6 +214,13 @@ def run_workload(
     prepared = workload.build(device)
     for _ in range(suite.warmup_steps):
         prepared.step()
+
+    def synced() -> None:
+        prepared.step()
+        synchronize(device)
+
+    # then until the step time is stable (greenai.paired's criterion, at most 4 loops' time)
+    warm = warm_up(synced, Protocol(warmup_window=5, warmup_max_s=4 * suite.min_time_s + 0.5))
     steps = plan_steps(prepared.step, device, suite.min_time_s, suite.min_steps)
     meta = {
         "bench": {
@@ -230,22 +243,29 @@ def run_workload(
     # A shared machine can slow steps down 100x after planning: stop at 4x the planned time.
     cap_s = 4 * suite.min_time_s + 0.5
 
-    def loop() -> int:
-        deadline = time.perf_counter() + cap_s
+    def loop(count: int = steps, floor: int = suite.min_steps, cap: float = cap_s) -> int:
+        deadline = time.perf_counter() + cap
         done = 0
-        while done < steps and (done < suite.min_steps or time.perf_counter() < deadline):
+        while done < count and (done < floor or time.perf_counter() < deadline):
             prepared.step()
             done += 1
         synchronize(device)
         return done
 
     trials: list[tuple[int, float]] = []  # (steps, seconds) of each shifted trial
+    rounds: list[tuple[int, float]] = []  # (steps, seconds) of each round
     with tracker:
         period_s = sensor_period_s(tracker.devices)
         if around is not None:
             around("start")
         if not needs_shifts(suite.min_time_s, period_s) or period_s is None:
-            done = loop()
+            per_round = max(1, math.ceil(steps / ROUNDS))
+            for i in range(ROUNDS):
+                t0 = time.perf_counter()
+                with tracker.phase(f"round{i}"):
+                    n = loop(per_round, 1, cap_s / ROUNDS)
+                rounds.append((n, time.perf_counter() - t0))
+            done = sum(n for n, _ in rounds)
         else:
             for i in range(SHIFTS):
                 time.sleep(shift_s(i, period_s))
@@ -261,7 +281,29 @@ def run_workload(
             tracker.step(samples=samples)
         tracker.add_flops(prepared.flops_per_step * done)
     row = result_row(workload, tracker.result, done, samples, tracker.run_id)
-    return trials_row(row, tracker, trials) if trials else row
+    row = trials_row(row, tracker, trials) if trials else row
+    row.update(round_figures(tracker.result, trials or rounds, "trial" if trials else "round"))
+    row["warmup_stable"] = warm.stable
+    return row
+
+
+def round_figures(m: Any, rounds: list[tuple[int, float]], prefix: str) -> dict[str, Any]:
+    """Seconds and joules per step in each round (phases ``<prefix><i>``): the row's noise.
+
+    Returns:
+        ``round_s_per_step`` (a list) and ``round_j_per_step`` (a list, or None without
+        energy).
+    """
+    seconds = [d / n for n, d in rounds if n]
+    energies: list[float] | None = []
+    for i, (n, _) in enumerate(rounds):
+        got = m.phase(f"{prefix}{i}").energy_j if n else None
+        if got is None:
+            energies = None
+            break
+        assert energies is not None
+        energies.append(float(got) / n)
+    return {"round_s_per_step": seconds, "round_j_per_step": energies}
 
 
 def trials_row(
@@ -357,6 +399,9 @@ _FIGURES = (
     "mfu",
     "trials",
     "offset_spread_j",
+    "round_s_per_step",
+    "round_j_per_step",
+    "warmup_stable",
     "run_id",
 )
 

@@ -176,3 +176,27 @@ def test_bench_workloads_that_cannot_be_compared_say_why(tmp_path: Path) -> None
     b["results"][0]["duration_s"] = "fast"
     with pytest.raises(ConfigError, match="duration_s 'fast', not a number"):
         bench_comparisons(["a", "b"], _doc("a"), b)
+
+
+def test_bench_time_changes_are_claimed_only_beyond_the_rounds_noise(tmp_path: Path) -> None:
+    a_doc, b_doc = _doc("a"), _doc("b")
+    noisy = [0.18, 0.22, 0.19, 0.23, 0.18]  # s per step, ±10% round to round
+    tight_a, tight_b = [0.2, 0.201, 0.199, 0.2, 0.2], [0.16, 0.161, 0.159, 0.16, 0.16]
+    for doc, rounds in ((a_doc, noisy), (b_doc, [x * 1.03 for x in noisy])):
+        doc["results"][0].update(steps=5, duration_s=sum(rounds), round_s_per_step=rounds)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(a_doc))
+    b.write_text(json.dumps(b_doc))
+    text = compare_files([str(a), str(b)])
+    assert "within uncertainty: B +3.0% ±" in text  # 3% slower, inside the rounds' noise
+    for doc, rounds in ((a_doc, tight_a), (b_doc, tight_b)):
+        doc["results"][0].update(steps=5, duration_s=sum(rounds), round_s_per_step=rounds)
+    a.write_text(json.dumps(a_doc))
+    b.write_text(json.dumps(b_doc))
+    text = compare_files([str(a), str(b)])
+    assert "B takes 20% ±" in text and "less time per step" in text
+    # a file from before rounds existed: a ratio, no claim, and a note says why
+    del a_doc["results"][0]["round_s_per_step"]
+    a.write_text(json.dumps(a_doc))
+    text = compare_files([str(a), str(b)])
+    assert "uncertainty unknown" in text and "no per-round figures" in text

@@ -30,6 +30,12 @@ def test_smoke_gemm_is_tracked_stored_and_consistent(tmp_path: Path) -> None:
     assert row["j_per_sample"] == pytest.approx(row["energy_j"] / (64 * row["steps"]))
     assert row["gpu_energy_j"] == pytest.approx(row["energy_j"])
     assert row["methods"] in (["counter"], ["power"])
+    # the loop ran in rounds (phases round<i>): their spread is the row's noise estimate
+    from greenai.bench.suite import ROUNDS
+
+    assert len(row["round_s_per_step"]) == ROUNDS and all(x > 0 for x in row["round_s_per_step"])
+    assert len(row["round_j_per_step"]) == ROUNDS and all(x > 0 for x in row["round_j_per_step"])
+    assert isinstance(row["warmup_stable"], bool)
     with RunStore(tmp_path / "runs.db") as store:
         run = store.get(row["run_id"])
     assert run.name == "bench/gemm-fp32-64"

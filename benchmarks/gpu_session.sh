@@ -33,6 +33,7 @@ case "${1:-1}" in
   1)
     # First: does the energy counter integrate every instant? (~75 s; issue 17 part 4)
     step sensor python3 benchmarks/gpu_accuracy.py --sensor-only --out "$out/sensor.md"  # docs/accuracy.md
+    # accuracy.md includes "Calibration against the counter" (issue 23): coverage and width
     step accuracy python3 benchmarks/gpu_accuracy.py --skip-sensor --out "$out/accuracy.md"  # docs/accuracy.md
     step bench-check python3 -m greenai bench --check-gpu --device cuda:0 --no-store   # docs/benchmarks.md
     step native python3 benchmarks/gpu_native_sampler.py --seconds 5 --load --out "$out/native.md"  # docs/sampling.md

@@ -56,7 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
             frame = compress_demo(progress=report)
         return print_sweep(frame, out)
 
-    from greenai.demo import DEMO_EPOCHS, QUICK_EPOCHS, epoch_line, epoch_table
+    from greenai.demo import DEMO_EPOCHS, QUICK_EPOCHS, epoch_line, epoch_table, scope_line
 
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEMO_EPOCHS)
     demo = run_demo(
@@ -70,6 +70,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print()
     print(epoch_table(demo.epochs))
+    print(scope_line(demo.measurement))
     print()
     print(summary(demo.measurement))
     if demo.run_id is not None:

@@ -296,6 +296,17 @@ def _with_energy(
     return out
 
 
+def scope_line(m: Measurement) -> str:
+    """Which scope the demo's energy is in, and what that means on a shared machine."""
+    scopes = sorted({d.scope for d in m.devices}) or ["machine"]
+    if scopes == ["machine"]:
+        return (
+            "scope: machine (everything these devices drew, whoever used them; "
+            "track(scope=\"process\") charges this process tree its share)"
+        )
+    return f"scope: {', '.join(scopes)} (this process tree's share of what the devices drew)"
+
+
 def epoch_line(e: EpochResult, epochs: int) -> str:
     """One line per epoch as it ends: loss, held-out accuracy and time."""
     width = len(str(epochs))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
+from greenai.busy import CpuWatch
 from greenai.carbon.accounting import Accounting, account
 from greenai.checkpoint import StoreSink, resolve_store
 from greenai.clock import SYSTEM_CLOCK, Clock
@@ -306,6 +307,7 @@ class Tracker:
         self._counted = [False, False]  # samples, tokens given at least once
         self._open: list[OpenPhase] = []
         self._t0 = self._t_baseline = 0.0
+        self._cpu_watch: CpuWatch | None = None
         self._started_at = ""
         self._token: contextvars.Token[Tracker | None] | None = None
         self._dist: DistributedSession | None = None
@@ -402,6 +404,7 @@ class Tracker:
             from greenai.devices.attribution import apply_scope
 
             devices = apply_scope(list(devices), self._options["scope"], pid=os.getpid())
+        self._cpu_watch = self._watch_cpu(list(devices))
         self._timeline = Timeline(list(devices))
         self._ledger = Ledger(self._timeline, board_gain=self._options["board_gain"])
         self._sampler = Sampler(
@@ -431,6 +434,19 @@ class Tracker:
             _current.set(None)
             raise
         return self
+
+    def _watch_cpu(self, devices: list[Device]) -> CpuWatch | None:
+        """Other processes' CPU time, for a machine-scope job that measures CPU or memory."""
+        if self._options["scope"] != "machine" or not any(
+            d.kind in ("cpu", "dram") for d in devices
+        ):
+            return None
+        try:
+            watch = CpuWatch.for_process()
+            watch.start()
+        except Exception:  # psutil on an odd platform: no note, never a failed start
+            return None
+        return watch
 
     def stop(self, *, status: str = "completed") -> Measurement:
         """Stop sampling and return the :class:`Measurement` (also kept as :attr:`result`).
@@ -482,6 +498,10 @@ class Tracker:
                 except ValueError:  # stopped from another context
                     _current.set(None)
                 self._token = None
+        busy = self._cpu_watch.note() if self._cpu_watch is not None else None
+        if busy is not None:  # once per job: stop() runs once
+            warnings.warn(busy, MeasurementWarning, stacklevel=3)
+            notes.append(busy)
         try:
             self._result = self._final(t1, status, notes)
         except Exception as exc:  # keep what can be kept: time, and why the rest is missing

@@ -8,6 +8,7 @@ import errno
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -777,7 +778,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt as exc:
         _drop_stdout()
-        print("greenai: interrupted; what was measured so far is stored", file=sys.stderr)
+        name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+        print(
+            f"greenai: interrupted by {name}; tracked runs are kept as interrupted", file=sys.stderr
+        )
         return int(getattr(exc, "exit_code", 130))
     except GreenAIError as exc:
         return _fail(str(exc))

@@ -143,3 +143,32 @@ def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path: Path) -> No
     assert proc.returncode == 130, err
     # stopped cleanly or left at once: either way the run does not read as running
     assert _status(db) in ("interrupted",)
+
+
+def test_ctrl_c_during_compress_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    (tmp_path / "tiny_model.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU())\n"
+    )
+    err_file = tmp_path / "err.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
+    with err_file.open("w") as err_out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenai", "compress", "tiny_model:build",
+             "--input-shape", "64", "--repeats", "50"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err_out, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _poll(lambda: "preparing rows" in err_file.read_text() or proc.poll() is not None)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = err_file.read_text()
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130, err
+    assert err.rstrip().splitlines()[-1].startswith("greenai: interrupted by SIGINT")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
 
@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from greenai.tracker import Tracker
 
 __all__ = [
+    "FLOP_COUNT_PHASE",
     "PREFIX",
     "CurrentPhase",
+    "FlopCounter",
     "figures",
     "method_tags",
     "warn_failure",
@@ -120,6 +122,68 @@ class CurrentPhase:
             cm, self._cm = self._cm, None
             cm.__exit__(None, None, None)
             self.name = ""
+
+
+FLOP_COUNT_PHASE = "flop-count"
+"""The phase a callback counts a new input shape's FLOPs in (nested in the open phase)."""
+
+
+class FlopCounter:
+    """A callback's FLOP counting: once per input shape, the counting apart from the steps.
+
+    Counting a new input shape runs the model on fake tensors (0.2 s to seconds for a small
+    transformer): inside a training step it would be charged to that step as training
+    energy. So each new shape is counted inside its own tracked phase
+    :data:`FLOP_COUNT_PHASE` (``train/flop-count``): its time and energy are measured and
+    shown apart, not hidden in a step. Later calls with a seen shape are a dict lookup.
+
+    Attributes:
+        failed: Counting raised once: the counter stays off (the callback falls back).
+        seconds: Time spent counting, in seconds.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[Any] = set()
+        self._busy = False
+        self.failed = False
+        self.seconds = 0.0
+
+    def __call__(
+        self,
+        job: Tracker | None,
+        model: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        backward: bool,
+    ) -> Exception | None:
+        """Count one call's FLOPs on ``job``; the error when counting failed, else None."""
+        if self._busy or self.failed or job is None or not job.running:
+            return None
+        import time
+
+        from greenai.flops.cache import shape_key
+
+        try:
+            key: Any = (backward, shape_key(*args, **kwargs))
+        except Exception:  # an input the cache cannot key: count apart every time
+            key = None
+        self._busy = True
+        start = time.perf_counter()
+        try:
+            if key is not None and key in self._seen:
+                job.count_flops(model, *args, backward=backward, **kwargs)
+            else:
+                with job.phase(FLOP_COUNT_PHASE):
+                    job.count_flops(model, *args, backward=backward, **kwargs)
+                self._seen.add(key)
+        except Exception as exc:  # a FLOP counter failure must not stop training
+            self.failed = True
+            return exc
+        finally:
+            self._busy = False
+            self.seconds += time.perf_counter() - start
+        return None
 
 
 def warn_failure(what: str, exc: BaseException) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from greenai.integrations import require
 from greenai.integrations.figures import (
     CurrentPhase,
+    FlopCounter,
     figures,
     method_tags,
     warn_failure,
@@ -72,6 +73,9 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._trainer: Any = None
         self._last_batch: tuple[int, int, int] | None = None
         self._live_failed = False
+        self._hooks: list[Any] = []
+        self._depth = 0
+        self._flop_counter = FlopCounter()
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start the tracker (once per fit, however often the callback is registered).
@@ -95,9 +99,39 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._live_failed = False
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Enter the ``train`` phase; steps count from here (a resumed fit's restored step)."""
+        """Enter the ``train`` phase; steps count from here (a resumed fit's restored step).
+
+        Without ``flops_per_step=``, the module's FLOPs are counted as the Trainer
+        callback counts them: at each outermost call of the LightningModule or one of its
+        direct children (``self(x)`` or ``self.model(x)`` in ``training_step``), once per
+        input shape, forward and backward while training, in the phase ``flop-count``
+        (:class:`~greenai.integrations.figures.FlopCounter`). The loss and anything outside
+        those modules is not counted.
+        """
         self._last_step = trainer.global_step
         self._current.enter(self.job, "train")
+        if not self._hooks and self._options.get("flops_per_step") is None:
+            self._flop_counter = FlopCounter()
+            self._depth = 0
+            for module in (pl_module, *pl_module.children()):
+                self._hooks.append(
+                    module.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+                )
+                self._hooks.append(
+                    module.register_forward_hook(self._after_forward, always_call=True)
+                )
+
+    def _before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        outermost = self._depth == 0
+        self._depth += 1
+        if not outermost:  # a child inside the module's own call: counted with it
+            return
+        exc = self._flop_counter(self.job, module, args, kwargs, backward=bool(module.training))
+        if exc is not None:
+            warn_failure("counting the module's FLOPs", exc)
+
+    def _after_forward(self, module: Any, args: Any, output: Any) -> None:
+        self._depth = max(0, self._depth - 1)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Enter the ``validation`` phase (the sanity check's too)."""
@@ -158,6 +192,9 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         Called from ``on_fit_end`` and ``on_exception``: an exception raised here would
         fail a completed fit or replace the user's own exception.
         """
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
         if self.job is None or not self.job.running:
             return
         try:

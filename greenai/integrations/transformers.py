@@ -12,6 +12,7 @@ from greenai.errors import ConfigError, MeasurementWarning
 from greenai.integrations import require
 from greenai.integrations.figures import (
     CurrentPhase,
+    FlopCounter,
     figures,
     method_tags,
     warn_failure,
@@ -97,6 +98,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self.result: Measurement | None = None
         self._current = CurrentPhase()
         self._hook: Any = None
+        self._flop_counter = FlopCounter()
         self._counting = False
         self._samples = 0
         self._tokens = 0
@@ -135,6 +137,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             self._current.exit()
             self.result = self.job.stop(status="failed")
         self._samples = self._tokens = 0
+        self._flop_counter = FlopCounter()
 
         meta = dict(self._options.get("meta") or {})
         meta["flops_source"] = FLOP_SOURCES[self.flops_source]
@@ -237,8 +240,10 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         assert self.job is not None
         self._counting = True
         try:
-            self.job.count_flops(model, *args, backward=backward, **kwargs)
-        except Exception as exc:  # a FLOP counter failure must not stop training
+            exc = self._flop_counter(self.job, model, args, kwargs, backward=backward)
+        finally:
+            self._counting = False
+        if exc is not None:  # a FLOP counter failure must not stop training
             warnings.warn(
                 f"greenai: counting the model's FLOPs failed ({exc!r}); using the Trainer's"
                 " estimate instead",
@@ -246,5 +251,3 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
                 stacklevel=2,
             )
             self.flops_source = "trainer"
-        finally:
-            self._counting = False

@@ -52,6 +52,12 @@ def test_fit_is_tracked_and_figures_reach_the_loggers(tmp_path: Path) -> None:
     phases = {p.name: p for p in m.phases}
     assert {"train", "validation"} <= set(phases)
     assert phases["validation"].count == 3  # the sanity check and once per epoch
+    # FLOPs counted as the Trainer callback counts them (no flops_per_step= given): per
+    # sample, Linear(8, 1) forward 2·8 and the weight's gradient 2·8 (the input needs none),
+    # for 64 training samples; forward only for the 2 × 8 validation samples after training
+    # started (the sanity check runs before)
+    assert m.flops == 64 * (2 * 8 + 2 * 8) + 16 * 2 * 8
+    assert "train/flop-count" in phases or "validation/flop-count" in phases
     rows = list(csv.DictReader((Path(logger.log_dir) / "metrics.csv").open()))
     live = [r for r in rows if r.get("greenai/energy_kwh")]
     assert len(live) >= 4  # every 2nd of 8 optimizer steps, and the final figures

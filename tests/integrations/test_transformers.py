@@ -72,6 +72,8 @@ def test_trainer_run_is_tracked_per_step_phase_and_logged(tmp_path: Path) -> Non
     assert phases["evaluation"].count == 2  # eval at steps 3 and 6
     assert phases["train"].energy_j and phases["evaluation"].energy_j
     assert m.flops and m.flops > 0 and callback.flops_source == "count"
+    # each new input shape was counted apart from the steps, in its own measured phase
+    assert phases["train/flop-count"].count >= 1 and phases["train/flop-count"].duration_s > 0
     # counted per shape: training forwards+backwards and evaluation forwards
     assert m.flops > 6 * 2 * 4 * SEQ * 2 * 3  # > 6 FLOPs per parameter-token, roughly
     logged = [h for h in t.state.log_history if "loss" in h]

@@ -68,39 +68,34 @@ METRICS: dict[str, str] = {
 J_PER_KWH = 3.6e6
 FLOP_PER_TFLOP = 1e12
 
-_PERIOD_SQL: dict[str, str] = {
-    "month": "substr(r.started_at, 1, 7)",
-    "quarter": "substr(r.started_at, 1, 4) || '-Q'"
-    " || CAST((CAST(substr(r.started_at, 6, 2) AS INTEGER) + 2) / 3 AS TEXT)",
-    "year": "substr(r.started_at, 1, 4)",
-}
-
+# Each figure is a sum or a count, so months add up to quarters and years: the database
+# groups by the stored month (read in order from the runs_kpi index, no sort) and pandas adds
+# up the few month rows. ``x * 0 + 1`` is 1 where x is known and NULL where it is not, the
+# cheapest "only where known" both databases share; CASE is kept for FLOPs (> 0).
 _SUMS = """
     count(*) AS jobs,
     count(r.energy_j) AS jobs_with_energy,
     sum(r.energy_j) AS it_j,
     sum(r.uncertainty_j * r.uncertainty_j) AS it_var,
     sum(r.uncertainty_j) AS it_u_sum,
+    count(r.energy_j * r.pue) AS jobs_with_pue,
     sum(r.energy_j * r.pue) AS facility_j,
     sum(r.uncertainty_j * r.pue * r.uncertainty_j * r.pue) AS facility_var,
-    sum(CASE WHEN r.energy_j IS NOT NULL AND r.pue IS NULL THEN 1 ELSE 0 END) AS jobs_without_pue,
+    count(CASE WHEN r.flops > 0 THEN r.energy_j END) AS jobs_with_flops,
     sum(CASE WHEN r.flops > 0 THEN r.energy_j * r.pue END) AS flop_facility_j,
     sum(CASE WHEN r.flops > 0 THEN r.uncertainty_j * r.pue * r.uncertainty_j * r.pue END)
         AS flop_facility_var,
-    sum(CASE WHEN r.flops > 0 AND r.pue IS NOT NULL AND r.energy_j IS NOT NULL THEN r.flops END)
-        AS flops,
-    sum(CASE WHEN r.energy_j IS NOT NULL AND (r.flops IS NULL OR r.flops <= 0) THEN 1 ELSE 0 END)
-        AS jobs_without_flops,
+    sum(CASE WHEN r.flops > 0 THEN r.flops * (r.energy_j * r.pue * 0 + 1) END) AS flops,
     sum(r.co2e_kg) AS co2e_location_kg,
     count(r.co2e_kg) AS jobs_with_co2e_location,
     sum(r.co2e_market_kg) AS co2e_market_kg,
     count(r.co2e_market_kg) AS jobs_with_co2e_market,
     sum(r.energy_j * r.pue * r.renewable_share) AS renewable_j,
-    sum(CASE WHEN r.renewable_share IS NOT NULL THEN r.energy_j * r.pue END) AS renewable_basis_j,
+    sum(r.energy_j * r.pue * (r.renewable_share * 0 + 1)) AS renewable_basis_j,
     sum(r.water_l) AS water_l,
     count(r.water_l) AS jobs_with_water,
     sum(r.measured_energy_j) AS measured_j,
-    sum(CASE WHEN r.measured_energy_j IS NOT NULL THEN r.energy_j END) AS measured_basis_j
+    sum(r.energy_j * (r.measured_energy_j * 0 + 1)) AS measured_basis_j
 """
 
 
@@ -137,7 +132,7 @@ def fleet_kpis(
 
     from greenai.store.runstore import _as_utc, _iso
 
-    if period not in _PERIOD_SQL:
+    if period not in PERIODS:
         raise ConfigError(f"period must be one of {list(PERIODS)}; got {period!r}")
     by = list(by)
     check_tags({k: "x" for k in by})
@@ -158,15 +153,36 @@ def fleet_kpis(
     if until is not None:
         where.append("r.started_at <= ?")
         args.append(_iso(_as_utc(until, "until")))
-    keys = [_PERIOD_SQL[period], *columns]
+    keys = ["r.month", *columns]
     groups = ", ".join(str(i + 1) for i in range(len(keys)))
     sql = (
         f"SELECT {', '.join(keys)}, {_SUMS} FROM runs r {' '.join(joins)}"
-        f" WHERE {' AND '.join(where)} GROUP BY {groups} ORDER BY {groups}"
+        f" WHERE {' AND '.join(where)} GROUP BY {groups}"
     )
-    names = ["period", *by, *_sum_names()]
-    raw = pd.DataFrame(store.rows(sql, args), columns=names)
-    return _finish(raw, by)
+    names = ["month", *by, *_sum_names()]
+    months = pd.DataFrame(store.rows(sql, args), columns=names)
+    return _finish(_fold(months, period, by), by)
+
+
+def _fold(months: pd.DataFrame, period: str, by: list[str]) -> pd.DataFrame:
+    """Month rows added up into ``period`` rows (a sum of NULLs stays NULL, never 0)."""
+    month = months.pop("month").astype(int)
+    year = (month // 100).astype(str)
+    if period == "month":
+        label = year + "-" + (month % 100).astype(str).str.zfill(2)
+    elif period == "quarter":
+        label = year + "-Q" + ((month % 100 + 2) // 3).astype(str)
+    else:
+        label = year
+    months.insert(0, "period", label)
+    for key in by:
+        months[key] = months[key].fillna("(untagged)")
+    sums = [c for c in months.columns if c not in ("period", *by)]
+    months[sums] = months[sums].astype(float)
+    folded: pd.DataFrame = (
+        months.groupby(["period", *by], sort=True)[sums].sum(min_count=1).reset_index()
+    )
+    return folded
 
 
 def _sum_names() -> list[str]:
@@ -180,10 +196,8 @@ def _finish(raw: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     s = raw.copy()
     counts = [c for c in s.columns if c.startswith("jobs")]
     s[counts] = s[counts].fillna(0).astype(int)
-    sums = [c for c in s.columns if c not in ("period", *by, *counts)]
-    s[sums] = s[sums].astype(float)
-    for key in by:
-        s[key] = s[key].fillna("(untagged)")
+    s["jobs_without_pue"] = s["jobs_with_energy"] - s["jobs_with_pue"]
+    s["jobs_without_flops"] = s["jobs_with_energy"] - s["jobs_with_flops"]
 
     def div(a: pd.Series, b: pd.Series) -> pd.Series:
         ratio: pd.Series = a / b.where(b > 0)
@@ -215,8 +229,7 @@ def _finish(raw: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         "jobs_with_water",
     ):
         out[name] = s[name]
-    # One order on both databases (they sort NULL differently): "(untagged)" first.
-    result: pd.DataFrame = out.sort_values(["period", *by], kind="stable").reset_index(drop=True)
+    result: pd.DataFrame = out.reset_index(drop=True)
     return result
 
 

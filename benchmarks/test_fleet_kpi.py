@@ -40,7 +40,8 @@ SELECT printf('r%08d', i), 'train', 'completed',
        0.1 + (i % 11) * 0.01, 0.05 + (i % 11) * 0.005, (i % 10) / 10.0, 1.0 + (i % 3),
        CASE WHEN i % 4 = 0 THEN 0.0 ELSE 1e6 + (i % 1000) * 1e4 END
 FROM n;
-INSERT INTO tags (run_id, key, value) SELECT id, 'team', 'team' || (CAST(substr(id, 2) AS INTEGER) % 20) FROM runs
+INSERT INTO tags (run_id, key, value)
+SELECT id, 'team', 'team' || (CAST(substr(id, 2) AS INTEGER) % 20) FROM runs
 """
 
 _POSTGRES = """

@@ -292,7 +292,8 @@ class SinkSet:
     def finish(self, result: Measurement, timeout_s: float | None = None) -> None:
         """Give every sink the final result; wait at most ``timeout_s`` for all of them.
 
-        A sink that takes longer is left running on its own thread, with a note.
+        A sink still in ``start()`` or ``update()`` keeps that call's deadline; one that
+        takes longer is left running on its own thread, with a note.
         """
         timeout_s = FINISH_TIMEOUT_S if timeout_s is None else timeout_s
         now = time.monotonic()
@@ -304,13 +305,22 @@ class SinkSet:
             else:
                 worker.post_finish(result)
         deadline = now + timeout_s
-        for worker in self._workers:
-            if not worker.done.wait(max(0.0, deadline - time.monotonic())):
-                worker.drop()
-                self.note(
-                    f"{worker.label}.finish() did not return within {timeout_s:g} s; it was"
-                    " left running on its own thread"
-                )
+        pending = [w for w in self._workers if not w.done.is_set()]
+        while pending and time.monotonic() < deadline:
+            pending[0].done.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            now = time.monotonic()
+            for worker in pending:
+                late = worker.overdue(now)  # a start or update still running: its own deadline
+                if late is not None:
+                    worker.drop()
+                    self.note(late)
+            pending = [w for w in pending if not w.done.is_set()]
+        for worker in pending:
+            worker.drop()
+            self.note(
+                f"{worker.label}.finish() did not return within {timeout_s:g} s; it was"
+                " left running on its own thread"
+            )
         for worker in self._workers:
             if not worker.dropped:
                 worker.thread.join(max(0.0, deadline - time.monotonic()))

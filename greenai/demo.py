@@ -82,7 +82,9 @@ def digits_accuracy(model: Any) -> float:
     import torch
 
     _, _, x, y = _digits_split()
-    with torch.inference_mode():
+    # no_grad, not inference_mode: low-bit weights (quanto) later run through autograd
+    # Functions that inference tensors break (a sweep's eval_fn runs before its windows)
+    with torch.no_grad():
         return float((model(x).argmax(dim=1) == y).float().mean())
 
 
@@ -302,7 +304,7 @@ def scope_line(m: Measurement) -> str:
     if scopes == ["machine"]:
         return (
             "scope: machine (everything these devices drew, whoever used them; "
-            "track(scope=\"process\") charges this process tree its share)"
+            'track(scope="process") charges this process tree its share)'
         )
     return f"scope: {', '.join(scopes)} (this process tree's share of what the devices drew)"
 

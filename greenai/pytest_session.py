@@ -150,6 +150,8 @@ class EnergySession:
                 rounds=info["energy_rounds"],
                 iterations=info["energy_iterations"],
                 per_call_j=info["energy_per_call_j"],
+                group=_group(item, bench),
+                round_s=[(b - a) / info["energy_iterations"] for a, b in probe.rounds.windows],
             )
         else:
             per_sample = m.energy_j / probe.samples if m.energy_j and probe.samples else None
@@ -200,12 +202,55 @@ class EnergySession:
         machine_info["greenai"] = self.machine()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """The table of energy per test."""
+        """The table of energy per test, then each benchmark group's comparison."""
         if not self.rows:
             return
         terminalreporter.write_sep("-", "greenai energy")
         for line in summary_lines(self.rows):
             terminalreporter.write_line(line)
+        for line in comparison_lines(self.rows):
+            terminalreporter.write_line(line)
+
+
+def _group(item: pytest.Item, bench: Any) -> str:
+    """The benchmark's group (``@pytest.mark.benchmark(group=...)``), else its function."""
+    group = getattr(bench, "group", None)
+    if isinstance(group, str) and group:
+        return group
+    return item.nodeid.split("[", 1)[0]
+
+
+def comparison_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each benchmark group's tests against the group's first, by :mod:`greenai.paired`'s rules.
+
+    Time per call: the ratio of the rounds' geometric means with a Welch 95% interval
+    (pytest-benchmark runs one test's rounds after another's, so they cannot be paired);
+    energy per call: the ratio with both sides' uncertainties. A change is claimed only when
+    its interval excludes 1; otherwise "no measurable difference at this precision (±X%)".
+    """
+    from greenai.paired import Ratio, unpaired_ratio, verdict
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("round_s"):
+            groups.setdefault(r["group"], []).append(r)
+    lines: list[str] = []
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
+        base = members[0]
+        lines.append(f"greenai: group {group}, against {base['test']}")
+        for r in members[1:]:
+            time_text = verdict(unpaired_ratio(base["round_s"], r["round_s"]), "time per call")
+            lines.append(f"  {r['test']}: {time_text}")
+            ea, eb = base.get("per_call_j"), r.get("per_call_j")
+            ua, ub = base.get("uncertainty_j"), r.get("uncertainty_j")
+            if ea and eb and ua is not None and ub is not None:
+                value = eb / ea
+                rel = math.hypot(ua / base["energy_j"], ub / r["energy_j"])
+                energy = Ratio(value, value * (1 - rel), value * (1 + rel), 2)
+                lines.append(f"  {' ' * len(r['test'])}  {verdict(energy, 'energy per call')}")
+    return lines
 
 
 def _fmt(value: Any, spec: str) -> str:

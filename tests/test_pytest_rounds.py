@@ -85,3 +85,27 @@ def test_rounds_as_long_as_an_update_are_not_delayed() -> None:
     info = recorder.extra_info(None, None)
     assert info["energy_offsets"] == 0 and info["energy_offset_spread_j"] is None
     assert info["energy_per_round_j"] == pytest.approx(400.0 * 0.12, rel=0.1)
+
+
+def test_a_benchmark_group_is_compared_to_its_first_test_beyond_the_noise_only() -> None:
+    import random
+
+    from greenai.pytest_session import comparison_lines
+
+    rng = random.Random(4)
+
+    def row(test: str, seconds: float, noise: float, group: str = "g") -> dict[str, object]:
+        rounds = [seconds * (1 + rng.gauss(0, noise)) for _ in range(40)]
+        return {"test": test, "group": group, "round_s": rounds, "per_call_j": None}
+
+    rows = [
+        row("t::dense", 1e-3, 0.02),
+        row("t::pruned", 1.005e-3, 0.02),  # the same dense work: within the noise
+        row("t::smaller", 0.5e-3, 0.02),
+        row("u::alone", 1e-3, 0.02, group="u"),  # a group of one: nothing to compare
+    ]
+    lines = comparison_lines(rows)
+    assert lines[0] == "greenai: group g, against t::dense"
+    assert lines[1].startswith("  t::pruned: no measurable difference at this precision (±")
+    assert lines[2].startswith("  t::smaller: 50% less time per call (95% CI")
+    assert not any("u::alone" in line for line in lines)

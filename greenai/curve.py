@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from greenai.devices.base import Method
 from greenai.points import CurveModel, DeviceSpec, Points
-from greenai.windows import device_windows, edge_j
+from greenai.windows import EDGE_SPREADS, EDGE_SPREADS_STEADY, device_windows, edge_j
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -526,7 +526,11 @@ class EnergyCurve:
         # A power value averaged over longer than an update (declared 10%) lags the load:
         # its shape misplaces energy inside a segment by up to that share.
         shape_rel = rel_u if rel_u >= 0.1 else 0.0
-        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel)
+        spreads = EDGE_SPREADS
+        if not self._varying:  # see EDGE_SPREADS_STEADY: anchors read every U/2 or finer
+            bracket = min(self._half_bracket / max(self._seg_s, 1e-12), 0.5)
+            spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
+        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads)
         rel = max(rel_u, abs(self._calibration - 1.0))
         if self._few_segments:  # a short stretch with no history: the shape is unproven
             rel = max(rel, FEW_SEGMENTS_REL)

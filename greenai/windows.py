@@ -132,11 +132,11 @@ def device_windows(
         sampled = sampling_j(model, length, step_w) if model.part_time else 0.0
         # On a load that does not vary between updates, two edges inside one update err
         # together (one smooth misplaced shape): a window shorter than an update keeps about
-        # sqrt(its share) of the two edges' error. A varying load's shape inside an update
+        # sqrt(its share, at least half) of the two edges' error. A varying load's shape
         # is its own at each edge (the factor read kernel-like loads' 25 ms windows 70%).
         together: FloatArray | float = 1.0
         if not model.varying:
-            together = np.minimum(1.0, np.sqrt(length / max(model.seg_s, 1e-12)))
+            together = np.sqrt(np.clip(length / max(model.seg_s, 1e-12), 0.5, 1.0))
         edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2
         independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled))
         if model.locked:
@@ -166,6 +166,14 @@ EDGE_SPREADS = 2.8
 """An edge inside a counter segment is off by about the segment residuals' robust spread
 ``σ`` × ``sqrt(f (1 − f))`` (a bridge pinned at both anchors); ~95%: this many times it."""
 
+EDGE_SPREADS_STEADY = 2.0
+""":data:`EDGE_SPREADS` on a load that does not vary between updates (``CurveModel.varying``
+False), when the counter is read once per update: there the spread is mostly sensor noise,
+which misplaces less energy inside an update than a varying load's spread does, and what
+it does misplace follows where the anchors sit. Read faster, the anchors sit closer (half
+the sampling gap): the factor scales by ``0.5 + half-bracket / update`` (1.1 at 10 ms
+reads of 100 ms updates). Calibration: steady loads read 2× too wide without either."""
+
 SAMPLING_SPREADS = 1.5
 """A part-time sensor's error over ``n`` updates: this many × the updates' robust spread ×
 ``sqrt(n)`` (~95% of a normal spread)."""
@@ -181,6 +189,7 @@ def edge_j(
     hard_only: npt.NDArray[np.bool_],
     sigma_j: float,
     shape_rel: float,
+    spreads: float = EDGE_SPREADS,
 ) -> FloatArray:
     """About 95% uncertainty (J) of ``C`` at an edge inside a counter segment.
 
@@ -197,10 +206,12 @@ def edge_j(
         hard_only: Per edge: only the hard bound holds.
         sigma_j: Robust spread of the segments' residuals (J).
         shape_rel: Relative error of the power shape inside a segment.
+        spreads: How many spreads make the ~95% bound (:data:`EDGE_SPREADS`, or
+            :data:`EDGE_SPREADS_STEADY` on a load that does not vary between updates).
     """
     f = np.asarray(fraction)
     hard = delta_j * np.maximum(f, 1.0 - f)
-    soft = EDGE_SPREADS * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(
+    soft = spreads * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(
         f, 1.0 - f
     )
     return np.asarray(np.where(hard_only, hard, np.minimum(hard, soft)))

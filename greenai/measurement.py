@@ -56,6 +56,9 @@ class DeviceEnergy:
             every figure of this device (a model's or a power sensor's), J: it cancels
             when two runs on the same device are compared
             (:func:`greenai.windows.compare_with_uncertainty`).
+        fallback: ``"counter→power"`` when a counter device's figure fell back to its power
+            values (its counter did not change during the job); None otherwise. The
+            result's notes say so too.
     """
 
     name: str
@@ -72,6 +75,7 @@ class DeviceEnergy:
     last_power_w: float | None = None
     scope: str = "machine"
     shared_uncertainty_j: float = 0.0
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)

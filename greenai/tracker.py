@@ -1006,6 +1006,11 @@ class Tracker:
                     name=name,
                     kind=track.spec.kind,
                     method=p.curves[name].method if name in p.curves else track.method,
+                    fallback=(
+                        f"{track.spec.method}→{p.curves[name].method}"
+                        if name in p.curves and p.curves[name].method != track.spec.method
+                        else None
+                    ),
                     energy_j=dev_j,
                     uncertainty_j=float(parts.uncertainty_j[0]),
                     shared_uncertainty_j=float(parts.shared_j[0]),

@@ -180,7 +180,7 @@ def test_a_job_shorter_than_one_update_says_it_fell_back_to_power() -> None:
             clock.advance(0.048)
     r = job.result
     dev = r.devices[0]
-    assert dev.method == "power"
+    assert dev.method == "power" and dev.fallback == "counter→power"
     assert any("fell back from counter to power" in n for n in r.notes)
     assert any("fell back" in str(w.message) for w in caught)
     assert r.uncertainty_j is not None and r.energy_j is not None

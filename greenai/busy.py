@@ -30,7 +30,7 @@ def busy_note(share: float) -> str:
     return (
         f"other processes used {share:.0%} of this machine's CPU time during the job: in "
         "scope='machine' (the default) the CPU and memory figures include their work; "
-        "track(scope=\"process\") (greenai run --scope process) charges this process tree "
+        'track(scope="process") (greenai run --scope process) charges this process tree '
         "its share instead"
     )
 

@@ -211,9 +211,7 @@ def edge_j(
     """
     f = np.asarray(fraction)
     hard = delta_j * np.maximum(f, 1.0 - f)
-    soft = spreads * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(
-        f, 1.0 - f
-    )
+    soft = spreads * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(f, 1.0 - f)
     return np.asarray(np.where(hard_only, hard, np.minimum(hard, soft)))
 
 

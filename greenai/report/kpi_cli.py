@@ -116,7 +116,8 @@ def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
         from greenai.safe_output import terminal_text
 
         parts = [frame.to_string(index=False) if len(frame) else "no finished runs"]
-        parts += [f"note: {n}" for n in notes if len(frame)]
+        if len(frame) and notes:
+            parts.append("\n".join(f"note: {n}" for n in notes))
         parts += [t.to_string(index=False) for t in tracks]
         parts += [json.dumps(a) for a in avoided]
         text = terminal_text("\n\n".join(parts)) + "\n"

@@ -438,7 +438,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise ConfigError("compare needs two runs (or two bench files): greenai compare A B")
     if all(r.endswith(".json") for r in args.runs):  # greenai bench --json results
         text = compare_files(args.runs, args.format)
-        print(text if args.format == "json" else _terminal(text))
+        print(text if args.format in ("json", "html") else _terminal(text))
         return 0
     store = _store(args.store)
     try:
@@ -465,6 +465,10 @@ def _compare(args: argparse.Namespace) -> int:
         print(comparisons_json(comparisons, notes))
     elif args.format == "csv":
         print(_terminal(comparisons_csv(comparisons)), end="")
+    elif args.format == "html":
+        from greenai.report.compare_html import render_comparisons_html
+
+        print(render_comparisons_html(comparisons, notes, title="greenai compare"), end="")
     else:
         print(_terminal(render_comparisons(comparisons, notes)))
     return 0
@@ -694,7 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare stored runs of different benchmark suites anyway (with a warning)",
     )
     p.add_argument(
-        "--format", choices=["text", "json", "csv"], default="text", help="output (default text)"
+        "--format",
+        choices=["text", "json", "csv", "html"],
+        default="text",
+        help="output (default text; html: a page with a plot of every ratio, to redirect)",
     )
     p.set_defaults(func=_compare)
     p = sub.add_parser("bench", help="run the standard workload suite (TFLOP/s, J/TFLOP)")

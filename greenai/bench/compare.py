@@ -169,7 +169,7 @@ def _rows(doc: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:
 
 
 def compare_files(paths: list[str], fmt: str = "text") -> str:
-    """The output of ``greenai compare A.json B.json`` (``fmt``: text, json or csv).
+    """The output of ``greenai compare A.json B.json`` (``fmt``: text, json, csv or html).
 
     Raises:
         ConfigError: Not two files, a file that is not a bench result, or bad input.
@@ -183,6 +183,10 @@ def compare_files(paths: list[str], fmt: str = "text") -> str:
         return comparisons_json(comparisons, notes)
     if fmt == "csv":
         return comparisons_csv(comparisons)
+    if fmt == "html":
+        from greenai.report.compare_html import render_comparisons_html
+
+        return render_comparisons_html(comparisons, notes, title="greenai compare (bench)")
     return render_comparisons(comparisons, notes)
 
 

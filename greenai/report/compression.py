@@ -394,7 +394,6 @@ def break_even_figure(frame: pd.DataFrame) -> Figure:
     ax.set_title("dots: break-even (where a row's line crosses the baseline's)", fontsize=9)
     # beside the axes, never over the lines
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.subplots_adjust(right=0.68)
     ax.grid(alpha=0.3)
     return fig
 

@@ -200,3 +200,35 @@ def test_bench_time_changes_are_claimed_only_beyond_the_rounds_noise(tmp_path: P
     a.write_text(json.dumps(a_doc))
     text = compare_files([str(a), str(b)])
     assert "uncertainty unknown" in text and "no per-round figures" in text
+
+
+def test_bench_files_compare_as_an_html_page_with_a_plot(tmp_path: Path) -> None:
+    a_doc, b_doc = _doc("a"), _doc("b", 1.25)
+    for doc, rounds in ((a_doc, [0.2, 0.201, 0.199]), (b_doc, [0.16, 0.161, 0.159])):
+        doc["results"][0].update(
+            energy_j=10.0, uncertainty_j=0.2, steps=3, duration_s=sum(rounds),
+            round_s_per_step=rounds,
+        )  # fmt: skip
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(a_doc))
+    b.write_text(json.dumps(b_doc))
+    html = compare_files([str(a), str(b)], "html")
+    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") == 1
+    assert "gemm-bf16-512 relative to A" in html and "less time per step" in html
+    assert "<script" not in html
+
+
+def test_the_comparison_plot_colours_only_what_is_beyond_the_noise() -> None:
+    from greenai.report.compare import Change, Comparison, Side
+    from greenai.report.compare_html import comparison_figure
+
+    def change(ratio: float, u: float | None) -> Change:
+        return Change("energy", "J", 1.0, 0.1, ratio, u, ratio, u, ratio - 1, u, "")
+
+    side = Side("A", "a", "run a")
+    c = Comparison(
+        side, Side("B", "b", "run b"), (change(0.5, 0.1), change(1.02, 0.1), change(2.0, None))
+    )
+    fig = comparison_figure([c])
+    colours = [line.get_color() for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert colours == ["0.45", "0.45", "#2e7d32"]  # drawn bottom-up: unknown, within, less

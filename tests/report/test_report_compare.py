@@ -153,6 +153,10 @@ def test_cli_compare_stored_runs_as_text_json_and_csv(
     assert main(["compare", *ids, "--store", str(db), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 5 and rows[0]["a"] == ids[0]
+    assert main(["compare", *ids, "--store", str(db), "--format", "html"]) == 0
+    html = capsys.readouterr().out
+    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") == 1
+    assert "less energy per sample" in html and ids[1] in html
     assert main(["compare", ids[0], "--store", str(db)]) == 2
     assert "two runs" in capsys.readouterr().err
 

@@ -1,0 +1,136 @@
+"""``greenai compare … --format html``: the comparison as a page with one plot.
+
+The plot draws every ratio B/A (one line per run or benchmark workload and figure) with its
+about-95% interval, against a line at 1 (no change): green where the whole interval is
+below 1, red where it is above, grey where it holds 1 (no measurable difference), hollow
+where the uncertainty is unknown. Reads :class:`~greenai.report.compare.Comparison` only.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import TYPE_CHECKING
+
+from greenai.report.frames import format_number
+from greenai.report.plots import _empty, _figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from greenai.report.compare import Comparison
+
+__all__ = ["comparison_figure", "render_comparisons_html"]
+
+_COLUMNS = ("figure", "A", "B", "B / A", "verdict")
+
+
+def _label(c: Comparison) -> str:
+    return c.subject or f"{c.b.label} ({c.b.name or c.b.id})"
+
+
+def comparison_figure(comparisons: list[Comparison]) -> Figure:
+    """Every ratio B/A with its interval, against 1 (log scale when the ratios span > 4×)."""
+    points = [
+        (f"{_label(c)} · {ch.figure}", ch.ratio, ch.ratio_uncertainty)
+        for c in comparisons
+        for ch in c.changes
+        if ch.ratio is not None and math.isfinite(ch.ratio) and ch.ratio > 0
+    ]
+    fig, ax = _figure(9.0, max(2.5, 0.38 * len(points) + 1.2))
+    if not points:
+        _empty(ax, "no figure measured on both sides: nothing to plot")
+        return fig
+    for y, (_, ratio, u) in enumerate(reversed(points)):
+        known = u is not None
+        half = u or 0.0
+        color = "0.45"  # no claim without an uncertainty, nor inside it
+        if known and ratio + half < 1:
+            color = "#2e7d32"
+        elif known and ratio - half > 1:
+            color = "#c62828"
+        ax.errorbar(
+            ratio,
+            y,
+            xerr=half if known else None,
+            fmt="o",
+            color=color,
+            mfc=color if known else "white",
+            ecolor=color,
+            capsize=3,
+        )
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(range(len(points)), [p[0] for p in reversed(points)], fontsize=8)
+    low = min(max(r - (u or 0.0), r / 2) for _, r, u in points)
+    high = max(r + (u or 0.0) for _, r, u in points)
+    if high / max(low, 1e-12) > 4:
+        ax.set_xscale("log")
+    ax.set_xlabel("B / A (below 1: B uses less)")
+    ax.set_title(
+        "green: less, red: more, grey: no measurable difference, hollow: uncertainty unknown",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def _value(value: float | None, u: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    text = format_number(value)
+    if u:
+        text += f" ± {format_number(u)}"
+    return f"{text} {unit}".strip()
+
+
+def render_comparisons_html(
+    comparisons: list[Comparison], notes: list[str] | None = None, title: str = "Comparison"
+) -> str:
+    """One self-contained page: each side, a table per comparison, the plot and the notes."""
+    from greenai.report.html_page import _CSS, _img, _table
+
+    sides = {c.a.label: c.a for c in comparisons}
+    sides.update({c.b.label: c.b for c in comparisons})
+    who = "".join(
+        f"<li><b>{escape(s.label)}</b>: {escape(s.id)} {escape(s.name)}"
+        + (f" · {escape(s.machine)}" if s.machine else "")
+        + (f" · measured by {escape('+'.join(s.methods))}" if s.methods else "")
+        + "</li>"
+        for s in sides.values()
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>greenai: {escape(title)}</title><style>{_CSS}"
+        "th, td { overflow-wrap: normal; }</style></head><body>",
+        f"<header><h1>{escape(title)}</h1></header>",
+        f'<ul class="notes">{who}</ul>',
+        "<h2>B / A</h2>",
+        _img(comparison_figure(comparisons), "each ratio B/A with its interval"),
+    ]
+    for c in comparisons:
+        rows = [
+            (
+                ch.figure,
+                _value(ch.a, ch.a_uncertainty, ch.unit),
+                _value(ch.b, ch.b_uncertainty, ch.unit),
+                "—"
+                if ch.ratio is None
+                else f"{ch.ratio:.3g}"
+                + (f" ± {ch.ratio_uncertainty:.2g}" if ch.ratio_uncertainty else ""),
+                ch.verdict,
+            )
+            for ch in c.changes
+        ]
+        parts += [
+            f"<h2>{escape(_label(c))} relative to {escape(c.a.label)}</h2>",
+            _table(_COLUMNS, rows, label=True),
+        ]
+        parts += [f'<p class="meta">{escape(n)}</p>' for n in c.notes]
+    if notes:
+        parts += [
+            "<h2>Notes</h2>",
+            '<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>",
+        ]
+    parts.append("<footer>Generated by greenai.</footer></body></html>")
+    return "\n".join(parts) + "\n"

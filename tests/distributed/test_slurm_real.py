@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,9 +70,29 @@ def test_two_task_srun_job_records_its_slurm_identity(
     assert idents[0]["slurm_step_id"] == idents[1]["slurm_step_id"] is not None
     assert idents[0]["slurm_job_name"] == "greenai-test"
 
-    # The job's figure beside SLURM's: this SLURM keeps no accounting, which is a note.
+    # The job's figure beside SLURM's. This SLURM keeps accounting (slurmdbd) but has no
+    # energy plugin (no RAPL, IPMI or GPU here): sacct lists the step with 0 J, a note.
+    job, step = idents[0]["slurm_job_id"], idents[0]["slurm_step_id"]
+    deadline = time.monotonic() + 60  # slurmctld hands the step's record to slurmdbd
+    while True:
+        accounting = subprocess.run(
+            ["sacct", "-n", "-P", "-j", f"{job}.{step}", "-o", "JobID,ConsumedEnergyRaw"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if accounting.returncode != 0 or accounting.stdout.strip():
+            break
+        assert time.monotonic() < deadline, "sacct never listed the step"
+        time.sleep(0.5)  # polling SLURM's database, not waiting for a thread
+    if os.environ.get("CI"):  # .ci/slurm-setup.sh sets accounting up
+        assert accounting.returncode == 0, accounting.stderr
     capsys.readouterr()
     assert main(["reconcile", "--store", str(tmp_path / "runs-0.db")]) == 0
     out = capsys.readouterr().out
     assert "greenai:" in out and "J ±" in out
-    assert "note: no SLURM figure" in out
+    if accounting.returncode == 0:
+        assert f"{job}.{step}|0" in accounting.stdout.splitlines()
+        assert f"note: no SLURM figure: sacct records 0 J for {job}.{step}" in out
+    else:
+        assert "note: no SLURM figure: sacct exited" in out

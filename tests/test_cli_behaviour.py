@@ -86,7 +86,10 @@ def test_report_json_carries_the_meta_of_a_tracked_run(
     run_id = track(db, "job")
     assert main(["report", run_id, "--store", str(db), "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["run"]["meta"] == {"lr": 3e-4} and record["run"]["exit_code"] is None
+    meta = record["run"]["meta"]
+    # the user's meta, and the host it ran on (greenai.host, recorded with every stored run)
+    assert {k: v for k, v in meta.items() if k != "host"} == {"lr": 3e-4}
+    assert meta["host"]["python_version"] and record["run"]["exit_code"] is None
 
 
 def test_listings_create_nothing_and_say_whether_filters_excluded_everything(

@@ -336,7 +336,7 @@ def _side_lines(side: Side) -> list[str]:
     lines.append(f"   machine: {where or 'unknown'}")
     if side.command:
         lines.append(f"   command: {side.command}")
-    meta = {k: v for k, v in side.meta.items() if k not in ("machine", "command")}
+    meta = {k: v for k, v in side.meta.items() if k not in ("machine", "command", "host")}
     if meta:
         lines.append("   meta: " + ", ".join(f"{k}={_short(v)}" for k, v in meta.items()))
     return lines

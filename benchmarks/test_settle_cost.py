@@ -9,7 +9,8 @@ and its settling work is what a real job's would be):
   a pass, building the curves, is measured apart by a job with no marks);
 - the background thread ≤ 0.5% of a core at 10 ms steps and ≤ 3% at 1 ms steps, with 8 GPUs
   and 3 phases per step;
-- ≤ 16 bytes of RSS per step.
+- ≤ 16 bytes of RSS per step (under pytest: the bytes allocated and kept, exact; RSS over
+  millions of steps in the script).
 
 Under pytest (CI) each runs briefly and asserts nothing about time (shared machines are
 noisy; the numbers are in ``extra_info`` and printed with ``-s``); memory is asserted, since
@@ -24,6 +25,7 @@ import argparse
 import gc
 import platform
 import time
+import tracemalloc
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,25 +114,61 @@ def figures(seconds: float, step_s: float, gpus: int = GPUS) -> dict[str, float]
     }
 
 
-def rss_per_step(steps: int, *, settle_every: int = 10_000) -> float:
-    """Bytes of RSS a settled step keeps (steps 10 µs apart on one FakeGPU: few readings)."""
+def _steps(job: greenai.Tracker, clock: FakeClock, steps: int, settle_every: int) -> None:
+    """``steps`` steps 10 µs apart, settled every ``settle_every`` (small batches)."""
+    for k in range(steps):
+        clock.advance(1e-5)
+        job.step()
+        if k % settle_every == settle_every - 1:
+            clock.advance(0.5)  # past the counter's updates: the steps settle
+            job.settle()
+
+
+def _flush(job: greenai.Tracker, clock: FakeClock, seconds: float = 5.0) -> None:
+    """Settle every step made so far (the counter updates and is read past the last)."""
+    clock.advance(seconds)
+    job.settle()
+    gc.collect()
+
+
+def _rss_job() -> tuple[greenai.Tracker, FakeClock]:
+    # One FakeGPU read every second, without the wander of its true power (whose simulation
+    # keeps floats per simulated second): what grows is the ledger's.
     clock = FakeClock()
-    gpu = FakeGPU(clock=clock, seed=1)
+    gpu = FakeGPU(clock=clock, seed=1, noise_w=0.0)
+    return greenai.track("rss", devices=[gpu], clock=clock, period_s=1.0), clock
+
+
+def rss_per_step(steps: int, *, settle_every: int = 2_000) -> float:
+    """Bytes of RSS each settled step adds, over the second half of ``steps`` (the first
+    warms the allocator's pools up). Run it in a fresh process, with millions of steps: a
+    few MB of the allocator's own growth are noise on a smaller run."""
+    job, clock = _rss_job()
     proc = psutil.Process()
-    with greenai.track("rss", devices=[gpu], clock=clock, period_s=1.0) as job:
-        marks: list[int] = []
-        for k in range(steps):
-            clock.advance(1e-5)
-            job.step()
-            if k % settle_every == settle_every - 1:
-                clock.advance(2.0)  # past the counter's updates: the steps settle
-                job.settle()
-                if k + 1 == steps // 4:
-                    gc.collect()
-                    marks.append(proc.memory_info().rss)
-        gc.collect()
-        marks.append(proc.memory_info().rss)
-    return (marks[-1] - marks[0]) / (steps - steps // 4)
+    with job:
+        _steps(job, clock, steps // 2, settle_every)
+        _flush(job, clock, 60.0)  # the counter's bounded statistics (512 updates) fill up
+        before = proc.memory_info().rss
+        _steps(job, clock, steps - steps // 2, settle_every)
+        _flush(job, clock)
+        after = proc.memory_info().rss
+    return (after - before) / (steps - steps // 2)
+
+
+def traced_per_step(chunk_steps: int = 65_536) -> float:
+    """Bytes Python and numpy allocate and keep per settled step (tracemalloc), between two
+    points where the ledger's step storage has just filled a chunk (exact, not noisy)."""
+    job, clock = _rss_job()
+    with job:
+        _steps(job, clock, 2 * chunk_steps, 8_192)
+        _flush(job, clock, 60.0)  # the counter's bounded statistics (512 updates) fill up
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        _steps(job, clock, 4 * chunk_steps, 8_192)
+        _flush(job, clock)
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+    return (after - before) / (4 * chunk_steps)
 
 
 @pytest.mark.parametrize("step_s", [0.01, 0.001])
@@ -142,16 +180,19 @@ def test_settle_work_per_mark(benchmark: Any, step_s: float) -> None:
 
 
 def test_memory_per_step(benchmark: Any) -> None:
-    per_step = benchmark.pedantic(rss_per_step, args=(400_000,), rounds=1)
-    benchmark.extra_info["rss_bytes_per_step"] = per_step
-    print(f"RSS per step: {per_step:.1f} bytes")
-    assert per_step <= 16.0
+    per_step = benchmark.pedantic(traced_per_step, rounds=1)
+    benchmark.extra_info["traced_bytes_per_step"] = per_step
+    print(f"allocated and kept per step: {per_step:.2f} bytes")
+    # The ledger keeps 16 bytes a step (greenai.edges.StepSeries); about 35 kB more are
+    # kept over the measured 262,144 steps whatever their number (numpy's small caches, the
+    # last block of the pending steps' deque): 0.13 bytes a step here.
+    assert per_step <= 16.25
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="simulated seconds a job")
-    parser.add_argument("--steps", type=int, default=2_000_000, help="steps for RSS")
+    parser.add_argument("--steps", type=int, default=4_000_000, help="steps for RSS")
     args = parser.parse_args()
     print(f"{platform.node()} ({psutil.cpu_count()} CPUs), Python {platform.python_version()}")
     print(f"{date.today()}, {GPUS} FakeGPUs, {PHASES} phases per step\n")
@@ -163,7 +204,8 @@ def main() -> None:
             f"| {step_s * 1e3:g} ms | {f['marks']:,} | {f['per_mark_per_device_us']:.2f} |"
             f" {f['core_pct']:.2f}% (no marks: {f['no_marks_core_pct']:.2f}%) |"
         )
-    print(f"\nRSS per settled step: {rss_per_step(args.steps):.1f} bytes")
+    print(f"\nRSS per settled step: {rss_per_step(args.steps):.1f} bytes", end="")
+    print(f" (allocated and kept: {traced_per_step():.1f} bytes)")
 
 
 if __name__ == "__main__":

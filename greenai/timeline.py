@@ -130,7 +130,7 @@ class DeviceTrack:
         """The kept power values (W; NaN: not read)."""
         return self.p
 
-    def samples_since(self, t0: float) -> int:
+    def samples_in_job(self) -> int:
         """Readings taken since the job started (the baseline's excluded)."""
         return self.samples - self.samples_at_t0
 
@@ -178,7 +178,7 @@ class Timeline:
             for track in self.tracks.values():
                 track.samples_at_t0 = track.samples
 
-    def peak_total_power_w(self, t0: float) -> float | None:
+    def peak_total_power_w(self) -> float | None:
         """Highest total power (W) across devices at any settled reading inside the job."""
         return self._peak_total_w if math.isfinite(self._peak_total_w) else None
 

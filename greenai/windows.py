@@ -298,11 +298,6 @@ class Spans:
         return math.sqrt(self._independent_sq) + self._shared_j
 
 
-def spans_uncertainty(independent_j: FloatArray, shared_j: FloatArray) -> float:
-    """Uncertainty (J) of the sum of spans with these parts (quadrature + linear)."""
-    return float(np.sqrt(np.sum(np.square(independent_j))) + np.sum(shared_j))
-
-
 def per_unit(
     total_j: float | None, uncertainty_j: float | None, count: float | None
 ) -> tuple[float | None, float | None]:

@@ -251,3 +251,27 @@ def test_three_deep_phases_over_several_settling_passes(period_s: float, counter
         job = Job(period_s, counter, "square", 1.3, 6, 0.2, tree, 0, seed)
         result, _, _, _ = _run(job)
         _check_additivity(result, tree)
+
+
+@pytest.mark.parametrize("period_s", [0.01, 0.1])
+def test_a_settled_phase_is_final_once(period_s: float) -> None:
+    # What a running snapshot shows of a settled phase is what the result reports: the
+    # figure was made once, on the final curve, and never revised. The job's running total
+    # is provisional: its last seconds are the phase "(not yet attributed)".
+    clock = FakeClock()
+    load = SquareWave(0.3, 0.2, high_w=650.0, low_w=120.0)
+    gpu = FakeGPU(power_w=load, clock=clock, seed=3)
+    with greenai.track(devices=[gpu], clock=clock, period_s=period_s) as job:
+        clock.advance(0.2)
+        with job.phase("warmup"):
+            clock.advance(1.3)
+        with job.phase("train"):
+            clock.advance(3.0)
+            live = {p.name: p for p in job.snapshot().phases}
+            clock.advance(4.0)
+    final = job.result
+    assert "(not yet attributed)" in live
+    assert "(not yet attributed)" not in {p.name for p in final.phases}
+    for name in ("warmup", "(other)"):
+        assert live[name].energy_j == final.phase(name).energy_j
+        assert live[name].uncertainty_j == final.phase(name).uncertainty_j

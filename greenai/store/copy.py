@@ -96,7 +96,7 @@ def merge_run(source: RunStore, destination: RunStore, run_id: str) -> None:
     For a run whose first checkpoints reached ``destination`` and whose later ones were
     kept in ``source`` (a spool): timeline rows later than those stored are appended, bucket
     rows replace the rows they cover, phase spans are added, and the record, status, end
-    time, command and meta become ``source``'s. Merging twice adds no timeline rows.
+    time, command and meta become ``source``'s. Merging twice adds nothing twice.
 
     Raises:
         StoreError: Either store cannot be read or written.
@@ -122,6 +122,13 @@ def merge_run(source: RunStore, destination: RunStore, run_id: str) -> None:
     with destination.transaction() as conn:
         tables.compact_timeline(conn, run_id, buckets)
         tables.append_timeline(conn, run_id, single)
+        # A send cut off between this commit and the spool's delete is repeated: drop the
+        # spans it added then, so they are not counted twice.
+        conn.executemany(
+            "DELETE FROM phase_spans WHERE run_id = ? AND phase = ? AND depth = ? AND start_s = ?"
+            " AND end_s = ?",
+            ((run_id, *span) for span in spans),
+        )
         conn.executemany(
             "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
             ((run_id, *span) for span in spans),

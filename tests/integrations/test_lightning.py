@@ -86,3 +86,25 @@ def test_an_exception_in_fit_stops_the_job_as_failed() -> None:
     assert callback.result is not None and callback.result.status == "failed"
     assert callback.result.steps.count == 2
     assert callback.job is not None and not callback.job.running
+
+
+def test_the_callbacks_tags_are_stored_with_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenai.store import RunStore
+
+    monkeypatch.setenv("GREENAI_TAGS", "site=par1,team=infra")
+    callback = GreenAICallback(
+        devices=[FakeGPU(power_w=120.0, seed=3)],
+        store=tmp_path / "runs.db",
+        tags={"team": "vision", "model": "regression"},
+    )
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(Regression(), loader(8))
+    with RunStore(tmp_path / "runs.db") as store:
+        run = store.get("latest")
+    assert run.tags == {"model": "regression", "site": "par1", "team": "vision"}
+    assert run.status == "completed"

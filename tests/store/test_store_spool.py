@@ -121,3 +121,27 @@ def test_greenai_run_with_the_database_down_runs_the_command_and_warns_once(
         runs = db.runs()
     assert list(runs["status"]) == ["completed", "completed"]
     assert list(runs["name"]) == ["python -c", "python -c"]
+
+
+def test_merging_a_spooled_run_twice_adds_nothing_twice(store: RunStore, tmp_path: Path) -> None:
+    from greenai.store.copy import merge_run
+
+    run_id = store.start_run("train")
+    store.checkpoint(run_id, measurement(100.0), rows(0.0, 1.0))
+    with RunStore(tmp_path / "spool.db") as spool:
+        with spool.transaction() as conn:
+            conn.execute(
+                "INSERT INTO runs (id, name, status, started_at, updated_at, host, meta_json)"
+                " VALUES (?, 'train', 'running', '2026-01-01', '2026-01-01', 'h', '{}')",
+                (run_id,),
+            )
+        spans = pd.DataFrame({"phase": ["fwd"], "depth": [0], "start_s": [1.0], "end_s": [1.5]})
+        spool.checkpoint(run_id, measurement(200.0), rows(1.0, 2.0), spans)
+        spool.finish_run(run_id, measurement(300.0, "completed"), rows(2.0, 3.0))
+        merge_run(spool, store, run_id)
+        merge_run(spool, store, run_id)  # as if the first send was cut off before the delete
+    run = store.get(run_id)
+    assert list(run.timeline["t_s"]) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert list(run.phase_spans["phase"]) == ["fwd"]
+    assert run.status == "completed"
+    assert run.measurement is not None and run.measurement.energy_j == 300.0

@@ -148,6 +148,8 @@ TUNING: list[Regime] = [
     R("locked 25/75 ms", "exact", 0.1, "steps", 0.1),
     R("locked 50/50 ms", "exact", 0.01, "steps", 0.1),
     R("steady 700 W", "exact", 0.1, "jobs", *JOBS),
+    R("steady 700 W", "exact", 0.01, "jobs", 1.0, 3.0),
+    R("steady 700 W", "sampled", 0.01, "jobs", 1.0),
     R("kernels 10-40 ms", "exact", 0.01, "jobs", *JOBS),
     R("kernels 10-40 ms", "sampled", 0.1, "jobs", *JOBS),
 ]
@@ -165,6 +167,8 @@ HELD_OUT: list[Regime] = [
     R("locked 100/100 ms", "sampled", 0.1, "windows", 0.05, 0.5, 5.0),
     R("locked 20/30 ms", "exact", 0.1, "steps", 0.05),
     R("kernels 5-20 ms", "exact", 0.1, "jobs", 0.03, 0.3),
+    R("steady 500 W gh200", "exact", 0.01, "jobs", 2.0),
+    R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]
 TUNING_SEEDS = (1, 2, 3, 4)

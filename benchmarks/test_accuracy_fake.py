@@ -383,7 +383,7 @@ def test_short_steady_jobs(request: pytest.FixtureRequest, mode: str, period_s: 
     if (mode, period_s) in KNOWN_BIASED_SHORT_JOBS:
         request.applymarker(pytest.mark.xfail(strict=True, reason="issue 13: biased"))
     assert stats["median_err_pct"] <= 1.0
-    assert stats["coverage"] >= 0.95
+    assert stats["coverage"] >= 0.90  # a calibrated 95% interval (benchmarks/calibration.py)
 
 
 # --- additivity ---------------------------------------------------------------------------

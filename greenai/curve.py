@@ -38,7 +38,13 @@ import numpy.typing as npt
 
 from greenai.devices.base import Method
 from greenai.points import CurveModel, DeviceSpec, Points
-from greenai.windows import EDGE_SPREADS, EDGE_SPREADS_STEADY, device_windows, edge_j
+from greenai.windows import (
+    EDGE_SPREADS,
+    EDGE_SPREADS_STEADY,
+    device_windows,
+    edge_j,
+    outside_edge_j,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -532,10 +538,28 @@ class EnergyCurve:
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads)
         rel = max(rel_u, abs(self._calibration - 1.0))
+        before, after = np.abs(ae[0] - ends), np.abs(ends - ae[-1])
         if self._few_segments:  # a short stretch with no history: the shape is unproven
             rel = max(rel, FEW_SEGMENTS_REL)
-        outside_first = rel * np.abs(ae[0] - ends) + 2.0 * self._sigma
-        outside_last = rel * np.abs(ends - ae[-1]) + 2.0 * self._sigma
+            outside_first = rel * before + 2.0 * self._sigma
+            outside_last = rel * after + 2.0 * self._sigma
+        else:  # as inside, unless the end segment is next to a load change (power lags)
+            typical = float(_median(np.abs(np.diff(ae)))) if len(ae) > 1 else 0.0
+            cal_rel = max(abs(self._calibration - 1.0), shape_rel)
+            out = EDGE_SPREADS if self._varying else EDGE_SPREADS_STEADY  # no bracket
+            hard = self._hard_only
+            first_hard = bool(hard[0]) if len(hard) else True
+            last_hard = bool(hard[-1]) if len(hard) else True
+            outside_first = (
+                rel * before + 2.0 * self._sigma
+                if first_hard
+                else outside_edge_j(before, typical, spread, out, cal_rel)
+            )
+            outside_last = (
+                rel * after + 2.0 * self._sigma
+                if last_hard
+                else outside_edge_j(after, typical, spread, out, cal_rel)
+            )
         return np.asarray(
             np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
         )

@@ -54,6 +54,7 @@ __all__ = [
     "difference_with_uncertainty",
     "edge_j",
     "linear",
+    "outside_edge_j",
     "per_unit",
     "ratio_with_uncertainty",
     "sum_devices",
@@ -213,6 +214,41 @@ def edge_j(
     hard = delta_j * np.maximum(f, 1.0 - f)
     soft = spreads * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(f, 1.0 - f)
     return np.asarray(np.where(hard_only, hard, np.minimum(hard, soft)))
+
+
+OUTSIDE_SPREADS = 1.7
+"""An edge beyond the last anchor has no anchor on its far side: it errs more than one
+bridged between two (calibration: 1 s jobs were covered 81–84% without this factor)."""
+
+
+def outside_edge_j(
+    extrapolated_j: FloatArray,
+    typical_j: float,
+    sigma_j: float,
+    spreads: float,
+    scale_rel: float,
+) -> FloatArray:
+    """About 95% uncertainty (J) of ``C`` beyond the first or last counter anchor.
+
+    There ``C`` extends the calibrated power shape over ``extrapolated_j``: it can misplace
+    energy as it does inside a segment (:func:`edge_j`, with the fraction of a typical
+    segment's energy it spans, growing linearly past one segment) and carries the power
+    shape's calibration error against the counter (``scale_rel``). A job's first and last
+    stretch are such edges: the declared 5% of instant power there made a steady 1 s job's
+    ± about 15 times its error (benchmarks/calibration.py). Next to a load change the caller
+    keeps the declared relative uncertainty instead (power values lag a change).
+
+    Args:
+        extrapolated_j: Energy between the edge and the nearest anchor (J, >= 0).
+        typical_j: A typical segment's counter delta (J).
+        sigma_j: Robust spread of the shape's misplacement (J), as for :func:`edge_j`.
+        spreads: How many spreads make the ~95% bound.
+        scale_rel: Relative calibration error of the power shape.
+    """
+    e = np.abs(np.asarray(extrapolated_j, dtype=np.float64))
+    x = e / max(typical_j, 1e-12)
+    shape = OUTSIDE_SPREADS * spreads * sigma_j * np.sqrt(np.minimum(x, 1.0)) * np.maximum(x, 1.0)
+    return np.asarray(shape + scale_rel * e)
 
 
 def sampling_j(

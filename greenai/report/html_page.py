@@ -135,7 +135,7 @@ def render_html(
         figure = phase_energy_figure(m, max_depth=phase_depth, top=top_phases)
         plots.append(_img(figure, "energy per phase"))
     if m.steps.count and m.steps.energy_j:
-        plots.append(_img(step_energy_figure(m), "energy per step"))
+        plots.append(_img(step_energy_figure(m, phase_spans), "energy per step"))
     if plots:
         parts += ["<h2>Plots</h2>", *plots]
     if m.phases:

@@ -172,36 +172,79 @@ def phase_energy_figure(
     """Energy (J) per phase as horizontal bars with ±uncertainty error bars.
 
     Shows phases at most ``max_depth`` deep (0: top level only), the ``top`` with the most
-    energy (None: no limit); a note under the title counts what is left out. Bars start at
-    zero and the axis never goes below it (an error bar wider than its bar is cut there).
+    energy (None: no limit); a note under the title counts what is left out. Top-level
+    phases (they add up to the job) are drawn in the first panel; nested phases (each a
+    part of its parent's bar, never beside it) in a second one below. Bars start at zero
+    and the axis never goes below it (an error bar wider than its bar is cut there).
     """
     chosen = select_phases(m, max_depth, top)
     phases = [p for p in chosen.shown if p.energy_j is not None]
-    fig, ax = _figure(10.0, max(2.5, 0.4 * len(phases) + 1.5))
-    ax.set_title(f"Energy per phase {methods_tag(m.methods)}")
+    parents = [p for p in phases if "/" not in p.name]
+    children = [p for p in phases if "/" in p.name]
+    groups = [g for g in (parents, children) if g]
+    if len(groups) < 2:
+        fig, ax = _figure(10.0, max(2.5, 0.4 * len(phases) + 1.5))
+        axes = [ax]
+    else:
+        fig = Figure(figsize=(10.0, 0.4 * len(phases) + 2.6), dpi=100, layout="tight")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(2, 1, height_ratios=[len(parents) + 1, len(children) + 1])
+    axes[0].set_title(f"Energy per phase {methods_tag(m.methods)}")
     if not phases:
-        _empty(ax, "no phase energy (no phases, or no energy source)")
+        _empty(axes[0], "no phase energy (no phases, or no energy source)")
         return fig
-    labels = [p.name for p in phases]
-    energy = [p.energy_j or 0.0 for p in phases]
-    errors = [p.uncertainty_j or 0.0 for p in phases]
-    low = [min(u, e) for e, u in zip(energy, errors, strict=True)]  # never below zero
-    colours = [_SHADES[min(p.name.count("/"), len(_SHADES) - 1)] for p in phases]
-    y = list(range(len(phases)))
-    ax.barh(y, energy, xerr=[low, errors], color=colours, capsize=3, alpha=0.85)
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
-    ax.set_xlim(left=0)
-    ax.set_xlabel("energy (J), error bars: ±95% uncertainty")
-    ax.grid(axis="x", alpha=0.3)
+    for ax, group in zip(axes, groups, strict=True):
+        labels = [p.name for p in group]
+        energy = [p.energy_j or 0.0 for p in group]
+        errors = [p.uncertainty_j or 0.0 for p in group]
+        low = [min(u, e) for e, u in zip(energy, errors, strict=True)]  # never below zero
+        colours = [_SHADES[min(p.name.count("/"), len(_SHADES) - 1)] for p in group]
+        y = list(range(len(group)))
+        ax.barh(y, energy, xerr=[low, errors], color=colours, capsize=3, alpha=0.85)
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlim(left=0)
+        ax.grid(axis="x", alpha=0.3)
+        if group is children and len(groups) == 2:
+            ax.set_title("inside them (each a part of its parent's bar above)", fontsize=9)
+    axes[-1].set_xlabel("energy (J), error bars: ±95% uncertainty")
     if chosen.hidden:
-        ax.text(0.99, 0.01, hidden_phases_note(chosen, max_depth, top), transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8, color="0.3")  # fmt: skip
+        axes[0].text(0.99, 0.01, hidden_phases_note(chosen, max_depth, top),
+                     transform=axes[0].transAxes, ha="right", va="bottom", fontsize=8,
+                     color="0.3")  # fmt: skip
     return fig
 
 
-def step_energy_figure(m: Measurement) -> Figure:
-    """Energy (J) of each step, with the ±uncertainty band when there is one."""
+def _between_steps(m: Measurement, phase_spans: pd.DataFrame | None) -> dict[int, str]:
+    """Steps (1-based) whose window holds a top-level phase span with no step mark inside.
+
+    Step ``k`` runs from the previous ``step()`` (or the start) to its own; an ``eval`` pass
+    between two training steps therefore lands in the next step's window.
+    """
+    if phase_spans is None or phase_spans.empty or not m.steps.duration_s:
+        return {}
+    import numpy as np
+
+    ends = np.cumsum(np.asarray(m.steps.duration_s, dtype=float))
+    out: dict[int, str] = {}
+    top = phase_spans[phase_spans["depth"] == 0]
+    for name, a, b in top[["phase", "start_s", "end_s"]].itertuples(index=False):
+        inside = (ends > float(a)) & (ends < float(b))
+        if inside.any():
+            continue  # a phase that holds steps (train): step work
+        k = int(np.searchsorted(ends, float(b), side="left"))
+        if k < len(ends):
+            out.setdefault(k + 1, str(name))
+    return out
+
+
+def step_energy_figure(m: Measurement, phase_spans: pd.DataFrame | None = None) -> Figure:
+    """Energy (J) of each step, with the ±uncertainty band when there is one.
+
+    With ``phase_spans``, a step whose window also holds a phase run between steps (an
+    ``eval`` pass at an epoch's edge) is drawn as a hollow red ring and named in the
+    legend: its energy includes that phase's, which the phase chart charges to the phase.
+    """
     s = m.steps
     fig, ax = _figure(10.0, 3.5)
     ax.set_title(f"Energy per step {methods_tag(m.methods)}")
@@ -210,6 +253,19 @@ def step_energy_figure(m: Measurement) -> Figure:
         return fig
     x = list(range(1, len(s.energy_j) + 1))
     ax.plot(x, s.energy_j, marker="o" if len(x) <= 50 else None, ms=3, lw=1.2, label="energy")
+    holders = {k: n for k, n in _between_steps(m, phase_spans).items() if k <= len(x)}
+    if holders:
+        names = ", ".join(sorted(set(holders.values())))
+        ax.plot(
+            list(holders),
+            [s.energy_j[k - 1] for k in holders],
+            "o",
+            mfc="none",
+            mec="#c62828",
+            ms=8,
+            label=f"step that also holds {names} (its energy is in the phase chart too)",
+        )
+        ax.legend(fontsize=8, loc="lower right")
     if s.uncertainty_j and len(s.uncertainty_j) == len(s.energy_j):
         low = [max(e - u, 0.0) for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
         high = [e + u for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]

@@ -143,3 +143,32 @@ def test_cli_report_chooses_depth_and_top(
     assert len(rows) == 3 and "/" not in "".join(rows)
     assert "4 more phases not shown" not in text and "more phases not shown" in text
     assert main(["report", "--store", str(db), "--top-phases", "-1"]) == 2
+
+
+def test_parents_and_children_are_drawn_apart_and_eval_steps_are_marked() -> None:
+    import greenai
+    from greenai.testing import FakeClock, FakeGPU
+
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=200.0, noise_w=0.0, sensor_noise_w=0.0, clock=clock)
+    with greenai.track("epochs", devices=[gpu], clock=clock) as job:
+        for _ in range(2):
+            with job.phase("train"):
+                for _ in range(3):
+                    with job.phase("forward"):
+                        clock.advance(0.5)
+                    job.step(samples=4)
+            with job.phase("eval"):  # between epochs: inside the next step's window
+                clock.advance(2.0)
+        job.step(samples=4)
+    m = job.result
+    fig = phase_energy_figure(m)
+    top, inner = fig.axes
+    parents = {t.get_text() for t in top.get_yticklabels()}
+    assert {"train", "eval"} <= parents and not any("/" in p for p in parents)
+    assert [t.get_text() for t in inner.get_yticklabels()] == ["train/forward"]
+    ax = step_energy_figure(m, job.phase_spans()).axes[0]
+    rings = [line for line in ax.lines if line.get_markerfacecolor() == "none"]
+    (ring,) = rings
+    assert list(ring.get_xdata()) == [4, 7]  # the steps after each eval
+    assert "eval" in ring.get_label()

@@ -265,12 +265,12 @@ def step_energy_figure(m: Measurement, phase_spans: pd.DataFrame | None = None) 
             ms=8,
             label=f"step that also holds {names} (its energy is in the phase chart too)",
         )
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right")
     if s.uncertainty_j and len(s.uncertainty_j) == len(s.energy_j):
         low = [max(e - u, 0.0) for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
         high = [e + u for e, u in zip(s.energy_j, s.uncertainty_j, strict=True)]
         ax.fill_between(x, low, high, alpha=0.2, lw=0, label="±95% uncertainty")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right")
     spread = s.uncertainty_j if len(s.uncertainty_j) == len(x) else (0.0,) * len(x)
     top = max(e + u for e, u in zip(s.energy_j, spread, strict=True))
     ax.set_ylim(0, top * 1.1 if math.isfinite(top) and top > 0 else None)

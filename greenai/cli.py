@@ -233,6 +233,7 @@ def _runs(args: argparse.Namespace) -> int:
         shown = frame.assign(
             name=frame["name"].map(lambda s: cut(str(s), 40)),
             host=frame["host"].map(lambda s: cut(str(s), 40)),
+            tags=frame["tags"].map(lambda s: cut(str(s), 40)),
         )
         print(terminal_text(shown.to_string(index=False)))
     elif stored:

@@ -70,6 +70,7 @@ def test_a_tracked_job_stores_its_tags_with_the_environments(
         assert store.get("latest").tags == {"site": "par1", "team": "vision"}
         assert len(store.runs(tags={"site": "par1", "team": "vision"})) == 1
         assert store.runs(tags={"team": "infra"}).empty
+        assert list(store.runs()["tags"]) == ["site=par1,team=vision"]
 
 
 def test_a_bad_tag_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:

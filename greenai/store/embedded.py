@@ -25,6 +25,10 @@ class SQLiteBackend:
 
     dialect = "sqlite"
     methods_sql = "group_concat(DISTINCT d.method)"
+    tags_sql = (
+        "(SELECT group_concat(key || '=' || value, ',') FROM"
+        " (SELECT key, value FROM tags t WHERE t.run_id = runs.id ORDER BY key))"
+    )
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path

@@ -131,6 +131,10 @@ class PostgresBackend:
 
     dialect = "postgresql"
     methods_sql = "string_agg(DISTINCT d.method, ',')"
+    tags_sql = (
+        "(SELECT string_agg(t.key || '=' || t.value, ',' ORDER BY t.key) FROM tags t"
+        " WHERE t.run_id = runs.id)"
+    )
 
     def __init__(
         self, url: str, *, schema: str | None, read_only: bool = False, home: Path

@@ -356,7 +356,8 @@ class RunStore:
 
         Columns: ``id``, ``name``, ``status``, ``started_at``, ``duration_s``, ``energy_j``,
         ``uncertainty_j``, ``methods`` (how the energy was obtained: counter, power, model),
-        ``co2e_kg``, ``flops``, ``host`` (figures of the last checkpoint
+        ``co2e_kg``, ``flops``, ``host``, ``tags`` (``team=vision,site=par1``, by name)
+        (figures of the last checkpoint
         for a run still going, NaN before any). ``since``/``until`` bound ``started_at``
         (inclusive; naive times are local time); ``tags`` keeps runs with every tag given.
 
@@ -385,7 +386,7 @@ class RunStore:
             args.extend([key, value])
         # How each run's energy was obtained, next to it (an estimate never reads as measured).
         methods = f"(SELECT {self._backend.methods_sql} FROM devices d WHERE d.run_id = runs.id)"
-        sql = f"SELECT {', '.join(RUN_COLUMNS)}, {methods} FROM runs"
+        sql = f"SELECT {', '.join(RUN_COLUMNS)}, {methods}, {self._backend.tags_sql} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC"
@@ -394,7 +395,8 @@ class RunStore:
                 raise ConfigError(f"limit must be 0 or more; got {limit}")
             sql += f" LIMIT {int(limit)}"
         rows = [self._shown(row) for row in self._read(sql, args)]
-        frame: pd.DataFrame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "methods"])
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "methods", "tags"])
+        frame["tags"] = frame["tags"].fillna("").astype(object)
         at = list(frame.columns).index("uncertainty_j") + 1
         frame.insert(at, "methods", frame.pop("methods"))
         floats = ["duration_s", "energy_j", "uncertainty_j", "co2e_kg", "flops"]

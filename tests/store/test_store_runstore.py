@@ -180,7 +180,9 @@ def test_runs_filters_and_orders_newest_first(store: RunStore) -> None:
         "co2e_kg",
         "flops",
         "host",
+        "tags",
     ]
+    assert set(listed["tags"]) == {""}
     assert list(store.runs(name="a")["id"]) == [ids[5], ids[3], ids[1]]
     assert list(store.runs(status="failed")["id"]) == [ids[1]]
     assert list(store.runs(status="running")["id"]) == [ids[5], ids[4]]

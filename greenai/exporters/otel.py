@@ -15,9 +15,10 @@ What it sends, in OpenTelemetry's hardware semantic conventions (``hw.*``, statu
 
 Each point has ``hw.id`` (the device's name, unique on its host), ``hw.type`` (``gpu``,
 ``cpu``, ``memory``; ``other`` for the rest), ``hw.name``, ``greenai.method`` (``counter``,
-``power`` or ``model``: a model's figure is an estimate), ``greenai.scope`` and the job's
-``greenai.job.name``. The resource says where: ``service.name`` ``greenai``, ``host.name``,
-and the cluster's identity where there is one (SLURM job/step, Kubernetes pod/namespace:
+``power`` or ``model``: a model's figure is an estimate), ``greenai.scope``, the job's
+``greenai.job.name`` and ``greenai.run.id``, and its tags as ``greenai.tag.<name>``. The
+resource says where: ``service.name`` ``greenai``, ``host.name``, and the cluster's identity
+where there is one (SLURM job/step, Kubernetes pod/namespace:
 :mod:`greenai.distributed.cluster`).
 
 Where a tracer is active when the job starts (a recording span is current), the job's
@@ -171,6 +172,8 @@ class OTelSink:
         self._job_attrs = {"greenai.job.name": job.name}
         if job.run_id is not None:
             self._job_attrs["greenai.run.id"] = job.run_id
+        tags = getattr(job, "tags", None) or {}  # team, project, model, site... (fleet roll-ups)
+        self._job_attrs.update({f"greenai.tag.{k}": str(v) for k, v in dict(tags).items()})
         attrs: dict[str, str] = {"service.name": "greenai", "host.name": socket.gethostname()}
         attrs.update(_cluster_resource(job.meta))
         attrs.update(self.resource)

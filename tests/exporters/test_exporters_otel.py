@@ -313,3 +313,14 @@ def test_missing_extra_fails_up_front_with_the_install_hint(
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.metric_exporter", None)
     with pytest.raises(ConfigError, match=r"greenai\[otel\]"):
         OTelSink("http://localhost:4318")
+
+
+def test_the_runs_tags_are_point_attributes(receiver: Receiver) -> None:
+    clock = FakeClock()
+    sink = OTelSink(receiver.url, export_interval_s=600)
+    tags = {"team": "nlp", "project": "llm"}
+    with greenai.track("t", devices=[FakeGPU(clock=clock)], clock=clock, sinks=[sink], tags=tags):
+        clock.advance(1.0)
+    receiver.wait_for(1)
+    [(attrs, _)] = receiver.points("hw.energy")
+    assert attrs["greenai.tag.team"] == "nlp" and attrs["greenai.tag.project"] == "llm"

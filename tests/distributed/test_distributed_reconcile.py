@@ -258,3 +258,16 @@ def test_bad_sources_and_urls_are_config_errors(prometheus: Any) -> None:
         prometheus_energy("ftp://x", "dcgm", pod="p", namespace="n", end_unix_s=0, duration_s=1)
     with pytest.raises(ConfigError):
         prometheus_energy("http://x", "nope", pod="p", namespace="n", end_unix_s=0, duration_s=1)
+
+
+def test_reconcile_json_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prometheus: Any, capsys: Any
+) -> None:
+    store = _stored_run(tmp_path, monkeypatch, POD_NAME="p", POD_NAMESPACE="n")
+    prom = prometheus(vector("900"))
+    argv = ["reconcile", "--store", str(store), "--source", "kepler", "--prometheus", prom.url]
+    assert main([*argv, "--interval", "15", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cluster"]["source"] == "kepler" and data["cluster"]["energy_j"] == 900.0
+    assert data["gap_j"] == pytest.approx(900.0 - data["energy_j"])
+    assert isinstance(data["within_uncertainty"], bool)

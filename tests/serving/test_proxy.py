@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -97,13 +98,15 @@ def test_forwards_unchanged_and_charges_each_request() -> None:
     assert got["sse"][0].count(b"data: ") == 7  # 6 chunks and [DONE], as sent
     assert (sse.prompt_tokens, sse.completion_tokens) == (3, 6)  # 12 chars / 4, 6 chunks
     assert rows[got["sse_usage"][1]].prompt_tokens == 7
-    assert float(got["header"]) > 0 and got["method"].startswith("counter")
+    assert float(got["header"]) > 0
+    assert got["method"].endswith("; rule=spans")
     assert all(r.energy_j > 0 and r.status == "ok" for r in rows.values())
     assert len(rows) == 4
-    assert (
-        'greenai_request_energy_joules_count{method="counter",model="m",status="ok"}'
-        in (got["metrics"])
+    counts = re.findall(
+        r'greenai_request_energy_joules_count\{method="[^"]+",model="m",status="ok"\} (\S+)',
+        got["metrics"],
     )
+    assert sum(float(c) for c in counts) == 4  # the header request settled: all before it too
 
 
 def test_upstream_faults_answer_clearly_and_keep_serving() -> None:
@@ -193,3 +196,27 @@ def test_a_thousand_concurrent_clients() -> None:
     proxy = asyncio.run(with_proxy(test))
     rows = settled(proxy)
     assert len(rows) == 1000 and all(r.completion_tokens == 3 for r in rows.values())
+
+
+def test_each_request_is_a_span_with_its_energy_when_a_tracer_is_set() -> None:
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        proxy.tracer = tracer
+        async with client.post(url + "/v1/completions", json={"model": "m", "max_tokens": 4}):
+            pass
+
+    asyncio.run(with_proxy(test))
+    (span,) = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.request.model"] == "m" and attrs["gen_ai.usage.output_tokens"] == 4
+    assert attrs["greenai.energy_j"] > 0 and attrs["greenai.method"] in ("counter", "power")
+    assert span.end_time is not None and span.start_time is not None
+    assert span.end_time - span.start_time < 5e9  # ended where the response did

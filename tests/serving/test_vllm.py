@@ -57,8 +57,14 @@ class Proxy:
         )
         return urllib.request.urlopen(req, timeout=120)
 
-    def complete(self, max_tokens: int, **extra: Any) -> str:
-        body = {"prompt": "the quick brown fox", "max_tokens": max_tokens, "ignore_eos": True}
+    def complete(self, max_tokens: int, *, stream: bool = False, **extra: Any) -> str:
+        body: dict[str, Any] = {
+            "prompt": "the quick brown fox",
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+        }
+        if stream:  # the first chunk marks the first token: the decode starts there
+            body.update(stream=True, stream_options={"include_usage": True})
         with self.post({**body, **extra}) as r:
             r.read()
             return str(r.headers["x-greenai-request-id"])
@@ -166,8 +172,11 @@ def test_a_request_alone_and_conservation(proxy: Proxy) -> None:
 
 
 def test_four_times_the_tokens_four_times_the_decode_energy(proxy: Proxy) -> None:
-    short = [proxy.settled(proxy.complete(50)) for _ in range(3)]
-    long = [proxy.settled(proxy.complete(200)) for _ in range(3)]
+    # streamed, so that the time before the first token (queueing, the prompt) is not
+    # charged to the decode; each request alone
+    short = [proxy.settled(proxy.complete(50, stream=True)) for _ in range(3)]
+    long = [proxy.settled(proxy.complete(200, stream=True)) for _ in range(3)]
+    assert [x["completion_tokens"] for x in short + long] == [50] * 3 + [200] * 3
     ratio = sum(x["decode_energy_j"] for x in long) / sum(x["decode_energy_j"] for x in short)
     assert 2.5 < ratio < 6.0, ratio
 
@@ -217,3 +226,26 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(proxy: Pr
     assert 0 < row["completion_tokens"] < 230 and row["energy_j"] > 0
     # the server keeps serving
     assert proxy.settled(proxy.complete(8))["status"] == "ok"
+
+
+def test_in_process_llm_is_attributed_iteration_by_iteration(proxy: Proxy) -> None:
+    # the module's fixture made sure vLLM is there; this runs vLLM's LLM in its own process
+    out = subprocess.run(
+        [VLLM_PYTHON, str(HERE / "vllm_inproc.py"), proxy.model],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["tokens"] == [16, 16, 64, 64]
+    rows = {r["request_id"]: r for r in doc["rows"]}
+    assert {r["rule"] for r in rows.values()} == {"iterations"}
+    t = doc["totals"]
+    assert t["requests_j"] + t["baseline_j"] + t["idle_j"] == pytest.approx(t["total_j"])
+    short = [r["decode_energy_j"] for r in rows.values() if r["completion_tokens"] == 16]
+    long = [r["decode_energy_j"] for r in rows.values() if r["completion_tokens"] == 64]
+    # the four run together for 16 steps, then the two long ones for 48 more
+    assert min(long) > 1.5 * max(short)

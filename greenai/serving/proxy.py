@@ -41,6 +41,9 @@ ENERGY_HEADER = "x-greenai-energy"
 headers (``x-greenai-energy-j``, ``-uncertainty-j``, ``-method``); the response then waits
 for its stretch of the curve to settle (at most ``energy_wait_s``, else ``pending``)."""
 
+KEPT_BYTES = 4 * 2**20
+"""Largest non-streamed response body kept to read its ``usage`` (per request)."""
+
 _HOP = {
     "connection",
     "keep-alive",
@@ -268,7 +271,8 @@ class EnergyProxy:
                     status = f"http_{up.status}"
                 sse = up.headers.get("content-type", "").startswith("text/event-stream")
                 wants = request.headers.get(ENERGY_HEADER, "") not in ("", "0")
-                if metered and wants and not sse:
+                small = up.content_length is not None and up.content_length <= KEPT_BYTES
+                if metered and wants and not sse and small:
                     data = await up.read()
                     count = count_body(data, chars)
                     self._end(rid, count, status)
@@ -282,8 +286,8 @@ class EnergyProxy:
                     async for chunk in up.content.iter_any():
                         if counter is not None and counter.feed(chunk) and metered:
                             self.meter.first_token(rid)
-                        elif counter is None and metered and len(kept) < opts.max_body_bytes:
-                            kept += chunk
+                        elif counter is None and metered and len(kept) <= KEPT_BYTES:
+                            kept += chunk  # a longer body is not parsed: tokens estimated
                         if not await _send(resp, chunk):
                             status = "disconnected"
                             return resp
@@ -354,9 +358,12 @@ class EnergyProxy:
         return self._web.json_response({"requests": rows})
 
     async def _one(self, request: Any) -> Any:
-        r = self._settled.get(request.match_info["rid"])
+        rid = request.match_info["rid"]
+        if rid not in self._settled:
+            self.take()  # a pass may have settled it since the last take()
+        r = self._settled.get(rid)
         if r is None:
-            if self.meter.is_known(request.match_info["rid"]):
+            if self.meter.is_known(rid):
                 return self._web.json_response({"status": "pending"}, status=202)
             return _error(self._web, 404, "no such request (or no longer kept)")
         return self._web.json_response(r.to_dict())

@@ -37,7 +37,7 @@ def main(out: str) -> None:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=2048,
         bos_token_id=1,
         eos_token_id=2,
     )

@@ -128,7 +128,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         "--port",
         str(up),
         "--max-model-len",
-        "256",
+        "2048",
         "--dtype",
         "bfloat16",
     ]
@@ -194,9 +194,10 @@ def test_batched_requests_are_cheaper_per_token(proxy: Proxy) -> None:
 
 
 def test_streaming_and_not_agree(proxy: Proxy) -> None:
-    plain = [proxy.settled(proxy.complete(128)) for _ in range(2)]
-    streamed = []
-    for _ in range(2):
+    # interleaved, so that the machine's other load falls on both alike; each alone
+    plain, streamed = [], []
+    for _ in range(4):
+        plain.append(proxy.settled(proxy.complete(128)))
         body = {
             "prompt": "the quick brown fox",
             "max_tokens": 128,
@@ -209,21 +210,25 @@ def test_streaming_and_not_agree(proxy: Proxy) -> None:
             rid = r.headers["x-greenai-request-id"]
         assert data.rstrip().endswith(b"data: [DONE]")
         streamed.append(proxy.settled(rid))
-    assert [x["completion_tokens"] for x in streamed] == [128, 128]
-    e_plain = sum(x["energy_j"] for x in plain)
-    e_stream = sum(x["energy_j"] for x in streamed)
-    assert e_stream == pytest.approx(e_plain, rel=0.5)
+    assert [x["completion_tokens"] for x in streamed] == [128] * 4
+    assert [x["prompt_tokens"] for x in streamed] == [x["prompt_tokens"] for x in plain]
+    e_plain = sorted(x["energy_j"] for x in plain)
+    e_stream = sorted(x["energy_j"] for x in streamed)
+    # medians within a factor 2: the CPU model follows a shared, busy machine's load
+    ratio = (e_stream[1] + e_stream[2]) / (e_plain[1] + e_plain[2])
+    assert 0.5 < ratio < 2.0, (e_plain, e_stream)
 
 
 def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(proxy: Proxy) -> None:
-    body = {"prompt": "the quick brown fox", "max_tokens": 230, "ignore_eos": True, "stream": True}
+    # ~1500 tokens take seconds: the client is gone long before the end, even on a busy host
+    body = {"prompt": "the quick brown fox", "max_tokens": 1500, "ignore_eos": True, "stream": True}
     r = proxy.post(body)
     rid = r.headers["x-greenai-request-id"]
     r.read1(64)  # the first chunk or so
     r.close()
     row = proxy.settled(rid)
     assert row["status"] == "disconnected"
-    assert 0 < row["completion_tokens"] < 230 and row["energy_j"] > 0
+    assert 0 < row["completion_tokens"] < 1500 and row["energy_j"] > 0
     # the server keeps serving
     assert proxy.settled(proxy.complete(8))["status"] == "ok"
 

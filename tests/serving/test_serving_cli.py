@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from greenai.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve-proxy", "--upstream", "ftp://x"], "must be an http(s) URL"),
+        (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--port", "70000"], "port"),
+        (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--period", "0"], "--period"),
+        (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--concurrency", "0"], "levels"),
+        (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--rate", "x"], "levels"),
+        (
+            ["serve-proxy", "--upstream", "http://127.0.0.1:9", "--", "/nonexistent/server"],
+            "cannot start",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_bench_serve_refuses_a_missing_prompt_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "serve", "--upstream", "http://127.0.0.1:9"]
+    assert main([*argv, "--prompt-file", str(tmp_path / "none.jsonl")]) == 2
+    assert "cannot read prompts" in capsys.readouterr().err

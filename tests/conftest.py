@@ -19,7 +19,11 @@ def no_sampler_left_running() -> Iterator[None]:
     """Every test must stop the sampler threads it starts (STYLE.md: never leak a thread)."""
     yield
     names = ("greenai-sampler", "greenai-checkpoint")
-    leaked = [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+    leaked = [
+        t
+        for t in threading.enumerate()
+        if (t.name in names or t.name.startswith("greenai-sink-")) and t.is_alive()
+    ]
     for t in leaked:
         t.join(timeout=2.0)
     assert not [t for t in leaked if t.is_alive()], "a greenai thread was left running"

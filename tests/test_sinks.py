@@ -233,15 +233,20 @@ def test_a_sink_that_hangs_does_not_hold_up_the_end_for_long(
 
     from greenai import sinks
 
+    release = threading.Event()
+
     class Slow(Recorder):
         def finish(self, result: Measurement) -> None:
-            time.sleep(3.0)
+            release.wait(10.0)
 
     monkeypatch.setattr(sinks, "FINISH_TIMEOUT_S", 0.5)
     job = greenai.track(devices=[FakeGPU()], sinks=[Slow()]).start()
     t = time.perf_counter()
-    with pytest.warns(greenai.errors.MeasurementWarning, match="did not return"):
-        result = job.stop()
+    try:
+        with pytest.warns(greenai.errors.MeasurementWarning, match="did not return"):
+            result = job.stop()
+    finally:
+        release.set()  # its thread, left behind, ends now
     assert time.perf_counter() - t < 2.5
     assert any("did not return" in n for n in result.notes)
 

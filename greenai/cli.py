@@ -75,7 +75,12 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(summary(demo.measurement))
     if demo.run_id is not None:
-        path = _write_html(args.store, demo.run_id)
+        learning = [
+            {"epoch": e.epoch, "loss": e.train_loss, "accuracy": e.test_accuracy,
+             "energy_j": e.energy_j, "uncertainty_j": e.uncertainty_j}
+            for e in demo.epochs
+        ]  # fmt: skip
+        path = _write_html(args.store, demo.run_id, learning)
         print(f"  stored as run {demo.run_id}; report: {path}")
     return 0
 
@@ -93,15 +98,24 @@ def _store(spec: str | None) -> Any:
     return RunStore(spec, read_only=True).open()
 
 
-def _write_html(store_spec: str | None, run_id: str) -> Path:
+def _write_html(
+    store_spec: str | None, run_id: str, learning: list[dict[str, Any]] | None = None
+) -> Path:
     from greenai.report import export
+    from greenai.report.html_page import render_html
 
     store = _store(store_spec)
     try:
         run = store.get(run_id)
         path = Path(store.home) / "reports" / f"{run.id}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
-        export(run.measurement, "html", path, timeline=run.timeline, phase_spans=run.phase_spans)
+        if learning and run.measurement is not None:
+            page = render_html(run.measurement, run.timeline, run.phase_spans, learning=learning)
+            path.write_text(page, encoding="utf-8")
+        else:
+            export(
+                run.measurement, "html", path, timeline=run.timeline, phase_spans=run.phase_spans
+            )
         return path
     finally:
         store.close()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greenai.report.frames import (
     PHASE_DEPTH,
@@ -84,6 +84,31 @@ def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], label: boo
     )
 
 
+def _learning(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The table and plot of accuracy and loss beside the energy, per epoch."""
+    from greenai.report.plots import learning_figure
+
+    total = 0.0
+    table = []
+    for r in rows:
+        energy, u = r.get("energy_j"), r.get("uncertainty_j")
+        total += energy or 0.0
+        table.append(
+            (
+                str(r.get("epoch", "")),
+                "—" if r.get("loss") is None else f"{float(r['loss']):.4f}",
+                "—" if r.get("accuracy") is None else f"{float(r['accuracy']):.4f}",
+                "—" if energy is None else f"{format_number(energy)} ± {format_number(u or 0.0)} J",
+                "—" if energy is None else f"{format_number(total)} J",
+            )
+        )
+    columns = ("epoch", "loss", "accuracy", "energy", "energy so far")
+    return [
+        _table(columns, table, label=True),
+        _img(learning_figure(rows), "accuracy and loss against energy"),
+    ]
+
+
 def _img(fig: Figure, alt: str) -> str:
     data = base64.b64encode(figure_to_png(fig)).decode("ascii")
     return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}"></figure>'
@@ -96,6 +121,7 @@ def render_html(
     *,
     phase_depth: int | None = PHASE_DEPTH,
     top_phases: int | None = TOP_PHASES,
+    learning: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """One self-contained HTML page (no external resources, no JavaScript).
 
@@ -107,6 +133,10 @@ def render_html(
             None: all).
         top_phases: Phases shown, the most energy first (None: all); the page says how many
             were left out.
+        learning: Per epoch (or evaluation), what the model learned beside what it drew:
+            ``epoch``, ``loss``, ``accuracy`` (either may be None), ``energy_j`` and
+            ``uncertainty_j`` (J): a table and a plot of accuracy and loss against the
+            energy spent so far.
     """
     parts = [
         "<!DOCTYPE html>",
@@ -138,6 +168,8 @@ def render_html(
         plots.append(_img(step_energy_figure(m, phase_spans), "energy per step"))
     if plots:
         parts += ["<h2>Plots</h2>", *plots]
+    if learning:
+        parts += ["<h2>Learning and energy</h2>", *_learning(learning)]
     if m.phases:
         parts += ["<h2>Phases</h2>", _table(PHASE_COLUMNS, phase_rows(m, phase_depth, top_phases))]
         hidden = hidden_phases_note(

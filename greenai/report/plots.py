@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_SPANS",
     "distinct_colours",
     "figure_to_png",
+    "learning_figure",
     "phase_energy_figure",
     "power_figure",
     "step_energy_figure",
@@ -276,5 +278,41 @@ def step_energy_figure(m: Measurement, phase_spans: pd.DataFrame | None = None) 
     ax.set_ylim(0, top * 1.1 if math.isfinite(top) and top > 0 else None)
     ax.set_xlabel("step")
     ax.set_ylabel("energy (J)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def learning_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Accuracy (left axis) and loss (right axis) against the energy spent so far (J).
+
+    ``rows``: per epoch, ``loss``, ``accuracy`` and ``energy_j`` (J); epochs without
+    energy are left out (the x axis would be a guess).
+    """
+    fig, ax = _figure(8.0, 3.8)
+    x: list[float] = []
+    total = 0.0
+    kept = []
+    for r in rows:
+        if r.get("energy_j") is None:
+            continue
+        total += float(r["energy_j"])
+        x.append(total)
+        kept.append(r)
+    if not kept:
+        _empty(ax, "no energy per epoch: nothing to plot against")
+        return fig
+    ax.set_title("What the model learned for the energy spent")
+    ax.set_xlabel("energy so far (J)")
+    accuracy = [r.get("accuracy") for r in kept]
+    if any(a is not None for a in accuracy):
+        ax.plot(x, [math.nan if a is None else a for a in accuracy], "o-", color="#2e7d32",
+                label="accuracy")  # fmt: skip
+        ax.set_ylabel("accuracy", color="#2e7d32")
+    loss = [r.get("loss") for r in kept]
+    if any(v is not None for v in loss):
+        right = ax.twinx()
+        right.plot(x, [math.nan if v is None else v for v in loss], "s--", color="#c62828",
+                   label="loss")  # fmt: skip
+        right.set_ylabel("loss", color="#c62828")
     ax.grid(alpha=0.3)
     return fig

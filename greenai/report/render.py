@@ -184,7 +184,7 @@ def export(
     elif fmt == "md":
         text = render_markdown(m, timeline, phase_spans, **phases)
     elif fmt == "html":
-        text = render_html(m, timeline, phase_spans, **phases)
+        text = render_html(m, timeline, phase_spans, phase_depth=phase_depth, top_phases=top_phases)
     elif fmt == "json":
         text = m.to_json(indent=2)
     elif fmt == "csv":

@@ -172,3 +172,19 @@ def test_parents_and_children_are_drawn_apart_and_eval_steps_are_marked() -> Non
     (ring,) = rings
     assert list(ring.get_xdata()) == [4, 7]  # the steps after each eval
     assert "eval" in ring.get_label()
+
+
+def test_accuracy_and_loss_stand_beside_the_energy_per_epoch(long_job) -> None:
+    learning = [
+        {"epoch": 1, "loss": 1.2, "accuracy": 0.71, "energy_j": 10.0, "uncertainty_j": 1.0},
+        {"epoch": 2, "loss": 0.6, "accuracy": 0.88, "energy_j": 12.0, "uncertainty_j": 1.0},
+    ]
+    page = render_html(long_job.result, learning=learning)
+    section = page.split("<h2>Learning and energy</h2>", 1)[1]
+    assert "0.8800" in section and "22 J" in section  # accuracy, and the energy so far
+    assert section.count("data:image/png;base64,") >= 1
+    from greenai.report.plots import learning_figure
+
+    fig = learning_figure(learning)
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[10.0, 22.0]]
+    assert "Learning and energy" not in render_html(long_job.result)

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--only", action="append", default=[], help="run the workloads whose name contains this"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--store", help="run store file (default: $GREENAI_HOME or ./.greenai)")
+    parser.add_argument(
+        "--store", help="run store: an SQLite file or a postgresql:// URL (default: $GREENAI_STORE)"
+    )
     parser.add_argument("--no-store", action="store_true", help="do not store the runs")
     parser.add_argument(
         "--check-gpu",

@@ -428,7 +428,16 @@ class Tracker:
             self._sinks.start(self)
             self._live = _LiveThread(self, self._clock, self._options["checkpoint_s"])
             self._live.start()
-        except BaseException:
+        except BaseException as exc:
+            if self._running and self.run_id is not None:
+                # Stored as running (Ctrl-C just after the store opened): end the run there
+                # with what was measured, never leave it ``running``.
+                stopped = isinstance(exc, KeyboardInterrupt | SystemExit)
+                try:
+                    self.stop(status="interrupted" if stopped else "failed")
+                except Exception:  # the original failure is what the caller must see
+                    log.exception("greenai: stopping %r after a failed start failed", self.name)
+                raise
             self._running = False
             self._sampler.stop()
             _current.set(None)

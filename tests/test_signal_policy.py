@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from greenai.store import RunStore
+from greenai.store.runstore import KILLED_NOTE
 
 # The command: quiet on Ctrl-C (its own traceback is not greenai's), default on SIGTERM.
 SLEEPER = (
@@ -43,6 +44,13 @@ def _status(db: Path) -> str | None:
             return store.get("latest").status
     except Exception:  # not written yet
         return None
+
+
+def _recorded(db: Path) -> bool:
+    """Whether greenai wrote the run's final record (not the store marking a dead run)."""
+    with RunStore(db, read_only=True) as store:
+        m = store.get("latest").measurement
+    return m is not None and KILLED_NOTE.format(m.duration_s) not in m.notes
 
 
 def _greenai(*args: str) -> subprocess.Popen[str]:
@@ -90,7 +98,7 @@ def test_greenai_run_survives_signals_in_quick_succession(
             proc.communicate()
     assert "Traceback" not in err, err
     assert proc.returncode == 128 + signums[0], (proc.returncode, err)
-    assert _status(db) == "interrupted"
+    assert _status(db) == "interrupted" and _recorded(db)
 
 
 def _demo(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
@@ -111,7 +119,7 @@ def test_ctrl_c_stops_the_demo_cleanly_and_stores_the_run(tmp_path: Path) -> Non
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert _status(db) == "interrupted"
+    assert _status(db) == "interrupted" and _recorded(db)
 
 
 def test_sigterm_stops_the_demo_the_same_way(tmp_path: Path) -> None:
@@ -126,7 +134,7 @@ def test_sigterm_stops_the_demo_the_same_way(tmp_path: Path) -> None:
             proc.communicate()
     assert "Traceback" not in err, err
     assert proc.returncode == 143, err
-    assert _status(db) == "interrupted"
+    assert _status(db) == "interrupted" and _recorded(db)
 
 
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path: Path) -> None:
@@ -172,3 +180,22 @@ def test_ctrl_c_during_compress_is_one_line_and_exit_130(tmp_path: Path) -> None
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
     assert err.rstrip().splitlines()[-1].startswith("greenai: interrupted by SIGINT")
+
+
+def test_ctrl_c_during_bench_keeps_the_workload_run_as_interrupted(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    proc = _greenai("bench", "--suite", "quick", "--device", "cpu", "--store", str(db))
+    try:
+        _poll(lambda: _status(db) == "running" or proc.poll() is not None)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130, err
+    with RunStore(db, read_only=True) as store:
+        statuses = set(store.runs()["status"])
+    # the workload the signal caught is kept as interrupted (or had just completed)
+    assert statuses <= {"completed", "interrupted"} and statuses, statuses

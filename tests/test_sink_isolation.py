@@ -238,3 +238,30 @@ def test_sink_workers_are_named_and_end_with_the_job() -> None:
     assert any(t.name == "greenai-sink-Quiet" for t in threading.enumerate())
     job.stop()
     assert not any(t.name == "greenai-sink-Quiet" for t in threading.enumerate())
+
+
+def test_ctrl_c_inside_start_after_the_run_is_stored_ends_it_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    class CtrlCInBind:  # Ctrl-C lands in start() once the store holds the run
+        def bind(self, job: Any) -> None:
+            raise KeyboardInterrupt
+
+        def start(self, job: Any) -> None:
+            pass
+
+        def update(self, snapshot: Measurement) -> None:
+            pass
+
+        def finish(self, result: Measurement) -> None:
+            pass
+
+    db = tmp_path / "runs.db"
+    job = greenai.track("j", devices=[FakeGPU()], store=db, sinks=[CtrlCInBind()])
+    with pytest.raises(KeyboardInterrupt):
+        job.start()
+    assert not job.running and job.result.status == "interrupted"
+    with RunStore(db) as store:
+        run = store.get("latest")
+    assert run.status == "interrupted"
+    assert run.measurement is not None and run.measurement.status == "interrupted"

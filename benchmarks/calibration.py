@@ -225,8 +225,7 @@ def tracked_run(load: str, counter: str, period_s: float, seed: int, seconds: fl
                 marks.append(clock.now())
         t1 = clock.now()
         result = job.stop()
-    assert job._timeline is not None
-    curve = job._timeline.curves()[gpu.name]
+    curve = job.curves()[gpu.name]
     return Run(gpu, curve, t0, t1, np.array(marks), result)
 
 

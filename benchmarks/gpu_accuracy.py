@@ -200,8 +200,7 @@ class Rig:
 
 def energy_curve(job: greenai.Tracker, name: str) -> EnergyCurve:
     """The energy curve behind every figure of ``job`` (what ``Tracker._measure`` uses)."""
-    assert job._timeline is not None
-    return job._timeline.curves()[name]
+    return job.curves()[name]
 
 
 def record(rig: Rig, idle_s: float, load_s: float, tail_s: float, settle_s: float) -> Recording:

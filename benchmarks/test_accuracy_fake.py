@@ -164,8 +164,7 @@ class FakeRun:
 
 def energy_curve(job: greenai.Tracker, name: str) -> EnergyCurve:
     """The energy curve behind every figure of ``job`` (what ``Tracker._measure`` uses)."""
-    assert job._timeline is not None
-    return job._timeline.curves()[name]
+    return job.curves()[name]
 
 
 def make_gpu(scenario: str, mode: str, seed: int, clock: FakeClock) -> FakeGPU:

@@ -20,9 +20,9 @@ from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.errors import ConfigError, MeasurementWarning
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
     from greenai.store import RunStore
-    from greenai.tracker import Tracker
 
 __all__ = ["StoreSink", "resolve_store"]
 
@@ -71,7 +71,7 @@ class StoreSink:
         self.store = store
         self.run_id: str | None = None
         self._command = command
-        self._job: Tracker | None = None
+        self._job: JobView | None = None
         self._rows_after_s: dict[str, float] = {}
         self._buckets_after_s = -math.inf
         self._spans_seen = 0
@@ -79,7 +79,7 @@ class StoreSink:
         self.problems: list[str] = []  # after finish(): what the store failed to keep
         self._last_log = -REPEAT_LOG_S
 
-    def start(self, job: Tracker) -> None:
+    def start(self, job: JobView) -> None:
         """Open the store and record the run as running. Store errors raise (nothing ran yet)."""
         self.store.open()
         self._job = job

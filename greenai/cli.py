@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import errno
 import json
-import math
 import os
 import signal
 import sys
@@ -14,8 +13,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from greenai.checks import seconds
 from greenai.errors import ConfigError, GreenAIError
+from greenai.flags import STORE_HELP, add_flags, flag_options
 from greenai.tags import parse_tags
+
+RUN_OPTIONS = (
+    "store",
+    "period_s",
+    "checkpoint_s",
+    "pue",
+    "country",
+    "region",
+    "cloud",
+    "carbon_intensity_g_per_kwh",
+    "renewable_share",
+    "carbon_intensity_series",
+    "scope",
+)
+"""The tracker options ``greenai run`` takes as flags (:func:`greenai.options.add_flags`)."""
+
+DEMO_OPTIONS = ("country", "pue", "store")
+COMPRESS_OPTIONS = ("country", "period_s")
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -63,9 +82,7 @@ def _demo(args: argparse.Namespace) -> int:
     demo = run_demo(
         epochs=epochs,
         seed=args.seed,
-        country=args.country,
-        pue=args.pue,
-        store=args.store,
+        **flag_options(args, DEMO_OPTIONS),
         on_epoch=lambda e: print(epoch_line(e, epochs), flush=True),
         command=f"greenai demo --epochs {epochs} --seed {args.seed}",
     )
@@ -124,11 +141,13 @@ def _write_html(
 def _run(args: argparse.Namespace) -> int:
     from greenai.runner import run_command
 
-    series = None
-    if args.carbon_intensity_series is not None:  # a bad file fails before the command runs
+    options = flag_options(args, RUN_OPTIONS)
+    series = options["carbon_intensity_series"]
+    if series is not None:  # a bad file fails before the command runs
         from greenai.carbon.series import load_intensity_series
 
-        series = load_intensity_series(args.carbon_intensity_series)
+        series = options["carbon_intensity_series"] = load_intensity_series(series)
+    options["store"] = options["store"] or True
     sinks = []
     if args.otlp is not None:  # a malformed endpoint fails before the command runs
         from greenai.exporters.otel import OTelSink
@@ -138,21 +157,11 @@ def _run(args: argparse.Namespace) -> int:
         args.cmd,
         name=args.name,
         on_stored=lambda run_id, path: print(f"greenai: run {run_id} in {path}", file=sys.stderr),
-        store=args.store or True,
-        period_s=args.period,
-        checkpoint_s=args.checkpoint,
-        pue=args.pue,
-        country=args.country,
-        region=args.region,
-        cloud=args.cloud,
-        carbon_intensity_g_per_kwh=args.carbon_intensity,
-        carbon_intensity_series=series,
-        renewable_share=args.renewable_share,
         prometheus_port=args.prometheus_port,
         prometheus_addr=args.prometheus_addr,
-        scope=args.scope,
         tags=parse_tags(args.tag),
         sinks=sinks,
+        **options,
     )
     print(summary(result), file=sys.stderr)
     if series is not None:
@@ -570,12 +579,6 @@ def summary(result: object) -> str:
     return terminal_text("\n".join(lines))  # names and notes may hold control characters
 
 
-STORE_HELP = (
-    "run store: an SQLite file or a postgresql:// URL"
-    " (default: $GREENAI_STORE, else $GREENAI_HOME/runs.db or ./.greenai/runs.db)"
-)
-
-
 def _tag_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--tag", action="append", default=[], metavar="K=V", help=help)
 
@@ -599,41 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_devices)
     p = sub.add_parser("run", help="measure a command: greenai run [options] -- CMD ARGS...")
     p.add_argument("--name", help="run name (default: the command's name)")
-    p.add_argument("--store", help=STORE_HELP)
-    p.add_argument("--period", type=seconds, default=None, help="sampling period in seconds")
-    p.add_argument(
-        "--checkpoint", type=seconds, default=5.0, help="seconds between checkpoints (default 5)"
-    )
-    p.add_argument("--pue", type=float, default=1.0)
-    p.add_argument("--country", help="ISO alpha-3 grid for CO2e (e.g. FRA, or WORLD)")
-    p.add_argument(
-        "--region", help="sub-national grid (US state, ...) or, with --cloud, the cloud region"
-    )
-    p.add_argument(
-        "--cloud",
-        choices=["aws", "gcp", "azure"],
-        help="cloud provider: the grid is --region's (e.g. --cloud gcp --region us-central1)",
-    )
-    p.add_argument("--carbon-intensity", type=float, help="grid g CO2e/kWh (overrides --country)")
-    p.add_argument(
-        "--renewable-share", type=float, help="share in [0, 1] under renewable contracts"
-    )
-    p.add_argument(
-        "--carbon-intensity-series",
-        metavar="FILE",
-        help="CSV of UTC times and g CO2e/kWh: also charge CO2e hour by hour",
-    )
+    add_flags(p, RUN_OPTIONS)
     p.add_argument(
         "--prometheus-port", type=int, help="serve live power/energy for Prometheus (0: any port)"
     )
     p.add_argument(
         "--prometheus-addr", default="127.0.0.1", help="address to serve on (default 127.0.0.1)"
-    )
-    p.add_argument(
-        "--scope",
-        choices=["machine", "process"],
-        default="machine",
-        help="machine: all the hardware drew (default); process: the command's share",
     )
     _tag_option(p, "tag the run (team=, project=, model=, site=, any other); repeatable")
     p.add_argument(
@@ -731,11 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs to train (default 24: about 15 s on CPU)")
     p.add_argument("--quick", action="store_true", help="3 epochs: a few seconds")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--country", default="WORLD", help="ISO alpha-3 grid for CO2e (default: world average)"
-    )
-    p.add_argument("--pue", type=float, default=1.0, help="facility PUE (default 1.0)")
-    p.add_argument("--store", help=STORE_HELP)
+    add_flags(p, DEMO_OPTIONS, country="WORLD")
     p.add_argument(
         "--compress", action="store_true", help="instead, run a compression sweep of the model"
     )
@@ -760,25 +730,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="measured windows per row (>= 2)")
     p.add_argument("--device", help="cpu or cuda (default: where the model is)")
     p.add_argument("--dtype", help="cast model and input, e.g. bfloat16 (default: as built)")
-    p.add_argument("--country", default="WORLD", help="ISO alpha-3 grid for CO2e")
-    p.add_argument("--period", type=seconds, help="sampling period in seconds (windows >= 10)")
+    add_flags(p, COMPRESS_OPTIONS, country="WORLD")
     p.add_argument("--out", type=Path, help="write the table: .csv, .json, .md or .html")
     p.set_defaults(func=_compress)
     from greenai.serving.cli import add_serve_proxy
 
     add_serve_proxy(sub)
     return parser
-
-
-def seconds(text: str) -> float:
-    """An argparse type: a finite, positive number of seconds (``inf`` and ``nan`` refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds: {text!r}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

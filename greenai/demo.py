@@ -160,14 +160,10 @@ def run_demo(
     epochs: int = DEMO_EPOCHS,
     seed: int = 0,
     batch_size: int = 32,
-    country: str | None = "WORLD",
-    pue: float = 1.0,
-    store: str | bool | None = True,
     *,
-    devices: Sequence[Any] | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
-    clock: Clock = SYSTEM_CLOCK,
     command: str = "greenai.demo.run_demo()",
+    **options: Any,
 ) -> DemoResult:
     """Train :func:`build_cnn` on 80% of digits and test it on the rest, tracked.
 
@@ -182,14 +178,13 @@ def run_demo(
         seed: Seed of the weights, the batches' order and the augmentation (the held-out
             20% is the same for every seed).
         batch_size: Training batch size (>= 1).
-        country: ISO alpha-3 grid for CO2e (None: no CO2e).
-        pue: Facility PUE.
-        store: Run store (True: the default store; False: do not store).
-        devices: Energy sources (None: discover them).
         on_epoch: Called after each epoch with its loss and accuracy (its energy is known only
             when the run stops, and is in the returned epochs).
-        clock: The tracker's clock, also used to mark epochs.
         command: What started the demo, kept in the stored run's meta.
+        **options: The tracker's options (:class:`~greenai.options.TrackOptions`:
+            ``devices``, ``clock``, which also marks epochs, ``pue``...); the demo's own
+            defaults are ``country="WORLD"`` (None: no CO2e) and ``store=True`` (False: do
+            not store).
 
     Returns:
         The Measurement, the run id (None when not stored) and one EpochResult per epoch.
@@ -214,18 +209,17 @@ def run_demo(
     model = build_cnn().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    store = True if store is None else store
+    options = {"country": "WORLD", **options}
+    if options.get("store") is None:
+        options["store"] = True
+    clock: Clock = options.get("clock") or SYSTEM_CLOCK
     batches = -(-len(x) // batch_size)
     learned: list[EpochResult] = []
     bounds: list[tuple[float, float]] = []
     with (
         track(
             "demo-digits-cnn",
-            country=country,
-            pue=pue,
-            store=store,
-            devices=devices,
-            clock=clock,
+            **options,
             meta={
                 "command": command,
                 "model": "CNN (greenai.demo.build_cnn)",

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from greenai.errors import ConfigError, TrackerStateError
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
 
 __all__ = ["Sink", "SinkSet", "check_sinks", "refuse_from_background"]
@@ -56,7 +57,7 @@ _background = threading.local()  # .what: set on greenai's own threads (sink wor
 class Sink(Protocol):
     """What the tracker calls on each sink."""
 
-    def start(self, job: Any) -> None:
+    def start(self, job: JobView) -> None:
         """The job is running: open what the sink writes to (on the sink's own thread).
 
         A sink may also have ``bind(job)``, called first on the job's own thread
@@ -146,7 +147,7 @@ class _Worker:
         self.done = threading.Event()  # finish() returned (or will never be called)
         self.thread = threading.Thread(target=self._run, name=thread_name(sink), daemon=True)
 
-    def post_start(self, job: Any) -> None:
+    def post_start(self, job: JobView) -> None:
         with self._cond:
             self._start = job
             self._cond.notify()
@@ -253,7 +254,7 @@ class SinkSet:
             self.problems.append(message)
         log.warning("greenai: %s", message)
 
-    def start(self, job: Any) -> None:
+    def start(self, job: JobView) -> None:
         """Start each sink's worker; returns at once (``start()`` runs on the worker).
 
         A sink's optional ``bind(job)`` runs first, here on the job's thread: for cheap

@@ -5,28 +5,48 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from greenai.devices.base import open_devices
 from greenai.store import RunStore
+
+LEAK_WAIT_S = 5.0
+"""How long a test's greenai threads get to end after it (a sink left hanging is released
+by its test's ``finally``, and ends a moment later)."""
+
+
+def _leaks(wait_s: float) -> tuple[list[str], list[str]]:
+    """greenai threads still alive and devices still open after polling up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("greenai")]
+        devices = [repr(d) for d in open_devices()]
+        if not (threads or devices) or time.monotonic() > deadline:
+            return threads, devices
+        time.sleep(0.01)  # polling with a deadline, not waiting on a guess
 
 
 @pytest.fixture(autouse=True)
-def no_sampler_left_running() -> Iterator[None]:
-    """Every test must stop the sampler threads it starts (STYLE.md: never leak a thread)."""
+def no_greenai_thread_or_device_left() -> Iterator[None]:
+    """Before and after every test: no greenai-* thread running, no device left open.
+
+    The check before catches what an earlier test (or an import) left behind; the check
+    after names the test that leaked (STYLE.md: never leak a thread).
+    """
+    threads, devices = _leaks(LEAK_WAIT_S)
+    assert not threads and not devices, f"left by an earlier test: {threads} {devices}"
     yield
-    names = ("greenai-sampler", "greenai-checkpoint")
-    leaked = [
-        t
-        for t in threading.enumerate()
-        if (t.name in names or t.name.startswith("greenai-sink-")) and t.is_alive()
-    ]
-    for t in leaked:
-        t.join(timeout=2.0)
-    assert not [t for t in leaked if t.is_alive()], "a greenai thread was left running"
+    threads, devices = _leaks(LEAK_WAIT_S)
+    for device in open_devices():  # so that the next test starts clean
+        while device.open_count:
+            device.close()
+    assert not threads, f"greenai thread(s) left running: {threads}"
+    assert not devices, f"device(s) left open: {devices}"
 
 
 # -- run stores on both backends (SQLite, and a real PostgreSQL server) ------------------

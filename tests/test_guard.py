@@ -66,7 +66,7 @@ def test_a_job_stays_right_through_a_counter_fault(kind: str) -> None:
             for _ in range(100):
                 clock.advance(0.1)
                 job.step()
-    truth = gpu.true_energy_j(job._t0, job._t0 + job.result.duration_s)
+    truth = gpu.true_energy_j(job.start_s, job.start_s + job.result.duration_s)
     assert job.result.energy_j == pytest.approx(truth, rel=0.02)
     assert max(job.result.steps.energy_j) < 300.0 * 0.1 * 3
     assert any("counter" in n for n in job.result.notes)

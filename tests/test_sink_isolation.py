@@ -183,12 +183,14 @@ def test_stop_from_inside_a_sink_is_refused_and_the_job_goes_on() -> None:
     errors: list[BaseException] = []
 
     class Stopper:
+        tracker: Any = None
+
         def start(self, job: Any) -> None:
-            self.job = job
+            assert not hasattr(job, "stop")  # a sink gets a read-only view of the job
 
         def update(self, snapshot: Measurement) -> None:
             try:
-                self.job.stop()
+                self.tracker.stop()  # the tracker itself, reached some other way
             except BaseException as exc:
                 errors.append(exc)
                 raise
@@ -196,7 +198,10 @@ def test_stop_from_inside_a_sink_is_refused_and_the_job_goes_on() -> None:
         def finish(self, result: Measurement) -> None:
             pass
 
-    job = greenai.track(devices=[FakeGPU()], sinks=[Stopper()], checkpoint_s=0.05).start()
+    stopper = Stopper()
+    job = greenai.track(devices=[FakeGPU()], sinks=[stopper], checkpoint_s=0.05)
+    stopper.tracker = job
+    job.start()
     _poll(lambda: bool(errors))
     assert job.running
     job.step()

@@ -70,7 +70,7 @@ def test_snapshot_energy_never_decreases_across_a_load_drop() -> None:
             seen.append(job.snapshot().energy_j)
     assert seen == sorted(seen)
     assert job.result.energy_j == pytest.approx(
-        gpu.true_energy_j(job._t0, job._t0 + job.result.duration_s), rel=0.01
+        gpu.true_energy_j(job.start_s, job.start_s + job.result.duration_s), rel=0.01
     )
 
 

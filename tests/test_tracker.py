@@ -60,8 +60,8 @@ def test_steps_tile_the_job_and_count_samples_and_tokens(clock: FakeClock) -> No
     assert s.count == 10
     assert s.samples == 320 and s.tokens == 10_000
     assert s.duration_s == pytest.approx([0.05] * 10)
-    curve = job._timeline.curves()["gpu0"]  # type: ignore[union-attr]
-    to_last, _ = curve.window(np.array([job._t0]), np.array([job._t0 + 0.5]))
+    curve = job.curves()["gpu0"]
+    to_last, _ = curve.window(np.array([job.start_s]), np.array([job.start_s + 0.5]))
     assert s.total_energy_j == pytest.approx(to_last[0], rel=1e-9)
     assert s.energy_per_sample_j == pytest.approx(s.total_energy_j / 320)
     assert s.energy_per_token_j == pytest.approx(s.total_energy_j / 10_000)
@@ -188,7 +188,7 @@ def test_device_failing_mid_run_marks_the_result_partial_not_the_loop(clock: Fak
     assert r.partial
     assert r.device("gpu0").partial and not r.device("gpu1").partial
     assert "simulated read failure" in (r.device("gpu0").error or "")
-    truth = bad.true_energy_j(job._t0, clock.now())
+    truth = bad.true_energy_j(job.start_s, clock.now())
     assert abs(r.device("gpu0").energy_j - truth) <= r.device("gpu0").uncertainty_j
 
 
@@ -291,7 +291,7 @@ def test_facility_and_carbon_accounting_ride_on_the_measurement(clock: FakeClock
     assert r.co2e_kg == pytest.approx(kwh * 1.2 * g / 1000)
     assert r.co2e_market_kg == pytest.approx(r.co2e_kg * 0.44)
     assert r.water_l == pytest.approx(kwh * 1.8)
-    assert r.carbon == account(r.energy_j, job._accounting)
+    assert r.carbon == account(r.energy_j, job.accounting)
     assert "CHN" in r.carbon.carbon_intensity_source
     data = r.to_dict()
     assert data["co2e_kg"] == pytest.approx(r.co2e_kg)

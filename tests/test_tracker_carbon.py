@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -141,13 +142,21 @@ def test_series_from_a_csv(tmp_path: Path) -> None:
     assert m.co2e_series_source is not None and str(path) in m.co2e_series_source
 
 
-def test_a_bad_series_fails_at_construction(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
-        greenai.track("job", carbon_intensity_series=tmp_path / "none.csv")
+def test_a_bad_series_fails_at_construction_or_at_start_before_measuring(
+    tmp_path: Path,
+) -> None:
     with pytest.raises(ConfigError, match="CSV path"):
         greenai.track("job", carbon_intensity_series=[1, 2, 3])
-    with pytest.raises(ConfigError, match="DatetimeIndex"):
-        greenai.track("job", carbon_intensity_series=pd.Series([1.0, 2.0]))
+    # the file is read at start(), not by the constructor, and fails before sampling
+    for series, message in [
+        (tmp_path / "none.csv", "does not exist"),
+        (pd.Series([1.0, 2.0]), "DatetimeIndex"),
+    ]:
+        job = greenai.track("job", devices=[], carbon_intensity_series=series)
+        with pytest.raises(ConfigError, match=message):
+            job.start()
+        assert not job.running and not job.started
+        assert not [t for t in threading.enumerate() if t.name.startswith("greenai-")]
 
 
 def test_a_series_that_misses_the_job_is_a_note_not_an_exception() -> None:

@@ -42,7 +42,7 @@ def test_count_flops_in_the_loop_counts_each_shape_once(clock: FakeClock) -> Non
             count = job.count_flops(model, torch.randn(batch, 64))
             clock.advance(0.1)
             job.step(samples=batch)
-    (cache,) = job._flop_caches.values()
+    (cache,) = job.work.caches.values()
     assert (cache.misses, cache.hits) == (2, 2)
     assert count.nominal == 2 * 4 * 64 * 32
     assert job.result.flops == 2 * 64 * 32 * (8 + 8 + 8 + 4)

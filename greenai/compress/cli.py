@@ -126,7 +126,7 @@ def run_compress(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             device=device,
             country=args.country,
-            period_s=args.period,
+            period_s=args.period_s,
             progress=report,
         )
     return print_sweep(frame, args.out)

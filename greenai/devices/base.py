@@ -12,6 +12,7 @@ import abc
 import functools
 import numbers
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +38,13 @@ attribution, not a reading of what that process alone drew.
 # calls super().open() re-enters it on the same thread): an open() that hangs holds up only
 # its own device, never the others being opened.
 _SHARE_LOCK = threading.Lock()
+_OPEN: weakref.WeakValueDictionary[int, Device] = weakref.WeakValueDictionary()  # by id()
+
+
+def open_devices() -> list[Device]:
+    """Devices opened and not yet closed, in this process (for leak checks in tests)."""
+    with _SHARE_LOCK:
+        return list(_OPEN.values())
 
 
 def _lock_of(device: Device) -> threading.RLock:
@@ -62,6 +70,8 @@ def _shared_open(hook: Callable[[Device], None]) -> Callable[[Device], None]:
                     hook(self)
                 finally:
                     self._in_share_hook = False
+                with _SHARE_LOCK:
+                    _OPEN[id(self)] = self
             self._open_count = self._open_count + 1
 
     open.__greenai_shared__ = True  # type: ignore[attr-defined]
@@ -82,6 +92,8 @@ def _shared_close(hook: Callable[[Device], None]) -> Callable[[Device], None]:
                 return
             self._open_count = count - 1
             if count == 1:
+                with _SHARE_LOCK:
+                    _OPEN.pop(id(self), None)
                 self._in_share_hook = True
                 try:
                     hook(self)

@@ -161,12 +161,6 @@ def read_cpuinfo(procfs_path: str | os.PathLike[str] = "/proc") -> CpuInfo:
     return CpuInfo(name, max(len(sockets), 1), siblings, virtual)
 
 
-def detect_cpu(procfs_path: str | os.PathLike[str] = "/proc") -> tuple[str | None, int]:
-    """Return (brand string or None, number of sockets) from cpuinfo, else platform."""
-    info = read_cpuinfo(procfs_path)
-    return info.name, info.sockets
-
-
 _BUSY_EXCLUDED = ("idle", "iowait", "steal", "guest", "guest_nice")
 """CPU-time fields that are not work done on the CPU by this machine: ``steal`` is time the
 hypervisor gave to other guests, and ``guest``/``guest_nice`` are already inside ``user``/

@@ -36,7 +36,7 @@ from greenai.errors import ConfigError, MeasurementWarning
 from greenai.measurement import Measurement
 
 if TYPE_CHECKING:
-    from greenai.tracker import Tracker
+    from greenai.jobview import JobView
 
 __all__ = ["DistributedSession", "open_session", "rank_payload"]
 
@@ -46,17 +46,21 @@ _warned: set[str] = set()
 """Start-time warnings already given in this process (each is given once)."""
 
 
-def open_session(tracker: Tracker) -> DistributedSession | None:
-    """Join the tracker to the job when ``distributed`` asks for it (None: if one is up).
+def open_session(
+    name: str, distributed: bool | None, *, devices_given: bool
+) -> DistributedSession | None:
+    """Join job ``name`` to the distributed job when ``distributed`` asks for it.
 
-    The tracker then drops its run store on ranks other than 0 (rank 0 records the job), and
-    on rank 0 adds :meth:`DistributedSession.meta` to the run's ``meta``.
+    ``distributed``: None joins when a process group is up, True requires one, False never
+    joins. ``devices_given``: the tracker was given its devices (else each rank should find
+    its own: a warning says how when LOCAL_RANK is missing). The tracker then drops its run
+    store on ranks other than 0 (rank 0 records the job), and on rank 0 adds
+    :meth:`DistributedSession.meta` to the run's ``meta``.
 
     Raises:
         ConfigError: ``distributed=True`` without an initialised process group.
     """
-    options = tracker.options
-    option = options.get("distributed")
+    option = distributed
     if option is False:
         return None
     if not is_initialized():
@@ -70,12 +74,12 @@ def open_session(tracker: Tracker) -> DistributedSession | None:
         return None
     dist = sys.modules["torch.distributed"]
     info = rank_info(dist=dist)
-    if options.get("devices") is None:
+    if not devices_given:
         _warn_once(_no_local_rank_message(os.environ, info))
     try:
         store = dist.distributed_c10d._get_default_store()
         gather = StoreGather(store, info.rank, info.world_size, timeout_s=gather_timeout_s())
-        gather.begin(tracker.name)
+        gather.begin(name)
     except ConfigError:
         raise
     except Exception as exc:  # no store reachable: measure this rank alone
@@ -117,7 +121,7 @@ class DistributedSession:
         """The discovered devices this rank measures (see :mod:`~greenai.distributed.ownership`)."""
         return own_devices(devices, self.info, scope=scope)
 
-    def finish(self, tracker: Tracker, result: Measurement) -> Measurement:
+    def finish(self, tracker: JobView, result: Measurement) -> Measurement:
         """Send this rank's result to rank 0, or (on rank 0) gather and assemble the job.
 
         Never warns: messages go to :attr:`pending` (see :meth:`close`).
@@ -242,7 +246,7 @@ def _no_local_rank_message(env: Mapping[str, str], info: RankInfo) -> str | None
 
 
 def rank_payload(
-    tracker: Tracker, result: Measurement, info: RankInfo, job: str = ""
+    tracker: JobView, result: Measurement, info: RankInfo, job: str = ""
 ) -> RankPayload:
     """The payload of a stopped tracker: its result, device identities, per-device phases.
 

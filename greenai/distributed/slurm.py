@@ -10,48 +10,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from greenai.errors import ConfigError
+from greenai.jobrecord import SlurmInfo
 
 __all__ = ["SlurmInfo", "expand_hostlist", "expand_tasks_per_node", "slurm_info"]
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 _REPEAT = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
-
-
-@dataclass(frozen=True)
-class SlurmInfo:
-    """The SLURM job a task belongs to.
-
-    Attributes:
-        job_id: ``SLURM_JOB_ID`` (``SLURM_ARRAY_JOB_ID_SLURM_ARRAY_TASK_ID`` style ids stay
-            as SLURM gives them).
-        nodes: Host names of the job's nodes, expanded from ``SLURM_JOB_NODELIST``.
-        tasks_per_node: Tasks on each node, in node order, from ``SLURM_TASKS_PER_NODE``.
-        ntasks: ``SLURM_NTASKS``, the job step's task count, when set.
-        procid, localid, nodeid: This task's global rank, rank on its node, and node index.
-    """
-
-    job_id: str
-    job_name: str | None = None
-    cluster: str | None = None
-    step_id: str | None = None
-    nodes: tuple[str, ...] = ()
-    tasks_per_node: tuple[int, ...] = ()
-    ntasks: int | None = None
-    procid: int | None = None
-    localid: int | None = None
-    nodeid: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SlurmInfo:
-        """Rebuild from :func:`dataclasses.asdict` output."""
-        kwargs = dict(data)
-        kwargs["nodes"] = tuple(data.get("nodes") or ())
-        kwargs["tasks_per_node"] = tuple(data.get("tasks_per_node") or ())
-        return cls(**kwargs)
 
 
 def slurm_info(environ: Mapping[str, str] | None = None) -> SlurmInfo | None:

@@ -44,8 +44,8 @@ from greenai.errors import ConfigError, GreenAIError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
-    from greenai.tracker import Tracker
 
 __all__ = ["INSTALL_HINT", "OTelExportError", "OTelSink", "hw_type", "metrics_url"]
 
@@ -162,11 +162,11 @@ class OTelSink:
         self.last_error: str | None = None
 
     # --- the Sink protocol ---------------------------------------------------------------
-    def bind(self, job: Tracker) -> None:
+    def bind(self, job: JobView) -> None:
         """On the job's own thread: take the span current there (the context is per thread)."""
         self._span = _recording_span()
 
-    def start(self, job: Tracker) -> None:
+    def start(self, job: JobView) -> None:
         """Set up the meter provider, its exporter and reader thread (on the sink's thread)."""
         metrics, export, resources, otlp = _otel()
         self._job_attrs = {"greenai.job.name": job.name}

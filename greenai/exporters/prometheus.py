@@ -32,6 +32,7 @@ from greenai.distributed.identity import host_id
 from greenai.errors import ConfigError
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
     from greenai.tracker import Tracker
 
@@ -61,7 +62,7 @@ def _client() -> ModuleType:
         ) from exc
 
 
-def live_readings(tracker: Tracker) -> list[tuple[str, str, str, float, float]]:
+def live_readings(tracker: Tracker | JobView) -> list[tuple[str, str, str, float, float]]:
     """Per device: name, kind, method, latest power (W), energy since the job started (J).
 
     From :meth:`Tracker.snapshot` (its result once stopped): the cost of a scrape is what is
@@ -101,7 +102,7 @@ class PrometheusExporter:
     """
 
     def __init__(
-        self, tracker: Tracker | None = None, *, port: int = 9400, addr: str = "127.0.0.1"
+        self, tracker: Tracker | JobView | None = None, *, port: int = 9400, addr: str = "127.0.0.1"
     ) -> None:
         if not (isinstance(port, int) and 0 <= port <= 65535):
             raise ConfigError(
@@ -121,7 +122,7 @@ class PrometheusExporter:
         host = f"[{self.addr}]" if ":" in self.addr else self.addr  # IPv6 in brackets
         return f"http://{host}:{self.port}/metrics"
 
-    def start(self, job: Tracker | None = None) -> PrometheusExporter:
+    def start(self, job: Tracker | JobView | None = None) -> PrometheusExporter:
         """Bind the port and serve on a daemon thread (``job``: the tracker, as a sink)."""
         if job is not None:
             self.tracker = job
@@ -236,7 +237,7 @@ def _shut_down(server: Any, thread: threading.Thread | None) -> None:
 class _Collector:
     """Builds the metric families at each scrape."""
 
-    def __init__(self, tracker: Tracker, client: ModuleType) -> None:
+    def __init__(self, tracker: Tracker | JobView, client: ModuleType) -> None:
         self._tracker = tracker
         self._client = client
         self._host = host_id()
@@ -245,8 +246,7 @@ class _Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         t = self._tracker
-        dist = t.distributed_session
-        base = {"job": t.name, "host": self._host, "rank": str(dist.info.rank if dist else 0)}
+        base = {"job": t.name, "host": self._host, "rank": str(t.rank)}
         keys = [*base, "device", "kind", "method"]
         power = GaugeMetricFamily(
             "greenai_device_power_watts", "Latest power reading of the device (W).", labels=keys

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
     from greenai.tracker import Tracker
 
@@ -214,7 +215,7 @@ def warn_registered_twice(callback: object) -> None:
     )
 
 
-def write_report_files(folder: Path, job: Tracker | None, result: Measurement) -> None:
+def write_report_files(folder: Path, job: Tracker | JobView | None, result: Measurement) -> None:
     """Write ``measurement.json`` and ``report.html`` (with the job's power plot) to ``folder``.
 
     A timeline that cannot be read leaves the report without its plot, not unwritten.

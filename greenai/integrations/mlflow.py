@@ -21,8 +21,8 @@ from greenai.integrations.figures import figures, method_tags, write_report_file
 from greenai.integrations.names import mlflow_run_name
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
-    from greenai.tracker import Tracker
 
 __all__ = ["MLflowSink"]
 
@@ -67,9 +67,9 @@ class MLflowSink:
         self.report = report
         self._client: Any = None
         self._owned = False
-        self._job: Tracker | None = None
+        self._job: JobView | None = None
 
-    def bind(self, job: Tracker) -> None:
+    def bind(self, job: JobView) -> None:
         """On the job's own thread: take MLflow's active run there (it is per thread)."""
         mlflow = sys.modules.get("mlflow")  # not imported: no run can be active
         if self.run_id is None and mlflow is not None:
@@ -77,7 +77,7 @@ class MLflowSink:
             if active is not None:
                 self.run_id = active.info.run_id
 
-    def start(self, job: Tracker) -> None:
+    def start(self, job: JobView) -> None:
         """Find or open the MLflow run (on the sink's own thread)."""
         mlflow = require("mlflow", "mlflow")
         tracking = require("mlflow.tracking", "mlflow")
@@ -96,7 +96,7 @@ class MLflowSink:
                 " (full mlflow; mlflow-skinny lacks the SQL store)"
             ) from exc
 
-    def _open_run(self, mlflow: Any, job: Tracker) -> None:
+    def _open_run(self, mlflow: Any, job: JobView) -> None:
         if self.run_id is None:
             active = mlflow.active_run()
             if active is not None:

@@ -10,8 +10,8 @@ Usage, in IPython or Jupyter::
         greenai_job.step(samples=len(batch))
 
 The cell runs inside :func:`greenai.track`; the tracker is ``greenai_job`` in the
-notebook while the cell runs, and the cell shows its :class:`~greenai.Measurement`
-(:meth:`~greenai.Measurement._repr_html_`), also kept as ``greenai_result`` (``--as``).
+notebook while the cell runs, and the cell shows its :class:`~greenai.Measurement` (as HTML:
+:func:`greenai.report.notebook.measurement_html`), also kept as ``greenai_result`` (``--as``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,21 @@ import shlex
 from typing import Any
 
 from greenai.errors import ConfigError
+from greenai.flags import add_flags, flag_options
 
 __all__ = ["load_ipython_extension", "parser"]
+
+CELL_OPTIONS = (
+    "store",
+    "country",
+    "region",
+    "cloud",
+    "carbon_intensity_g_per_kwh",
+    "pue",
+    "period_s",
+    "scope",
+)
+"""The tracker options ``%%greenai`` takes as flags (:func:`greenai.options.add_flags`)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,11 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="%%greenai", add_help=False, exit_on_error=False)
     p.add_argument("name", nargs="?", default="cell", help="the job's name (default: cell)")
     p.add_argument("--as", dest="var", default="greenai_result", help="variable for the result")
-    p.add_argument("--store", nargs="?", const=True, default=None, help="record the run")
-    p.add_argument("--country", help="grid for CO2e: ISO alpha-3 (FRA) or WORLD")
-    p.add_argument("--region", help="sub-national grid")
-    p.add_argument("--carbon-intensity", type=float, help="grid intensity, g CO2e/kWh")
-    p.add_argument("--pue", type=float, default=1.0, help="facility PUE")
+    add_flags(p, CELL_OPTIONS, settings={"store": {"nargs": "?", "const": True}})
     p.add_argument("--devices", help="a variable holding the devices to read (default: all)")
     return p
 
@@ -44,13 +53,7 @@ def _options(line: str, user_ns: dict[str, Any]) -> tuple[str, str, dict[str, An
         args = parser().parse_args(shlex.split(line))
     except (argparse.ArgumentError, SystemExit, ValueError) as exc:
         raise ConfigError(f"%%greenai {line}: {exc}; {parser().format_usage()}") from None
-    options: dict[str, Any] = {
-        "store": args.store,
-        "country": args.country,
-        "region": args.region,
-        "carbon_intensity_g_per_kwh": args.carbon_intensity,
-        "pue": args.pue,
-    }
+    options = flag_options(args, CELL_OPTIONS)
     if args.devices is not None:
         if args.devices not in user_ns:
             raise ConfigError(f"%%greenai --devices {args.devices}: no such variable")

@@ -11,8 +11,8 @@ from greenai.integrations import require
 from greenai.integrations.figures import figures, method_tags
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
-    from greenai.tracker import Tracker
 
 __all__ = ["TensorBoardSink"]
 
@@ -39,7 +39,7 @@ class TensorBoardSink:
         self.writer = writer
         self._owned = writer is None
 
-    def start(self, job: Tracker) -> None:
+    def start(self, job: JobView) -> None:
         """Open the writer."""
         if self.writer is None:
             require("tensorboard", "tensorboard")

@@ -14,8 +14,8 @@ from greenai.integrations.figures import PREFIX, figures, method_tags, write_rep
 from greenai.integrations.names import wandb_artifact_name
 
 if TYPE_CHECKING:
+    from greenai.jobview import JobView
     from greenai.measurement import Measurement
-    from greenai.tracker import Tracker
 
 __all__ = ["WandbSink"]
 
@@ -45,9 +45,9 @@ class WandbSink:
         self.report = report
         self.init_kwargs = init_kwargs
         self._owned = False
-        self._job: Tracker | None = None
+        self._job: JobView | None = None
 
-    def start(self, job: Tracker) -> None:
+    def start(self, job: JobView) -> None:
         """Find or open the W&B run and declare the figures' x axis."""
         wandb = require("wandb", "wandb")
         self._job = job

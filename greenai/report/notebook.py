@@ -1,6 +1,6 @@
 """A Measurement in a notebook: a compact HTML table and a small power plot (inline SVG).
 
-:meth:`greenai.Measurement._repr_html_` calls :func:`measurement_html`, so a Measurement at
+``greenai`` registers :func:`measurement_html` with IPython, so a Measurement at
 the end of a Jupyter cell shows itself. No JavaScript, no images to fetch, no matplotlib:
 the plot is a few lines of SVG.
 """

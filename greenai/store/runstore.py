@@ -598,10 +598,6 @@ def _stored(text: str, status: str) -> Measurement:
     return m
 
 
-def _measurement(text: str) -> Measurement:
-    return Measurement.from_dict(json.loads(text))
-
-
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

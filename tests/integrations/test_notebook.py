@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import greenai
+from greenai.report.notebook import measurement_html
 from greenai.testing import FakeGPU
 
 IPython = pytest.importorskip("IPython")
@@ -36,7 +37,9 @@ def test_cell_magic_measures_the_cell_and_shows_the_measurement(shell) -> None: 
     assert out.success, out.error_in_exec
     m = shell.user_ns["r"]
     assert isinstance(m, greenai.Measurement)
-    assert out.result is m  # the cell's value: Jupyter shows its _repr_html_
+    assert out.result is m  # the cell's value: Jupyter shows it as HTML
+    html = shell.display_formatter.format(m)[0]["text/html"]
+    assert html == measurement_html(m) and "Energy (IT)" in html
     assert shell.user_ns["inside"] is True
     assert m.name == "train" and m.steps.count == 3 and m.steps.samples == 6
     assert m.devices[0].name == "gpu0" and m.co2e_kg is not None
@@ -62,7 +65,7 @@ def test_repr_html_shows_headline_figures_methods_and_a_power_plot() -> None:
         for _ in range(4):
             time.sleep(0.025)
             job.step(samples=1)
-    page = job.result._repr_html_()
+    page = measurement_html(job.result)
     assert "Energy (IT)" in page and "[measured: counter]" in page
     assert "measured (counter)" in page and "CO2e (location)" in page
     svg = page[page.index("<svg") : page.index("</svg>") + 6]
@@ -75,7 +78,7 @@ def test_repr_html_shows_headline_figures_methods_and_a_power_plot() -> None:
 def test_repr_html_escapes_names_and_without_devices_says_so() -> None:
     with greenai.track("<script>x</script>", devices=[]) as job:
         pass
-    page = job.result._repr_html_()
+    page = measurement_html(job.result)
     assert "<script>" not in page and "only time is reported" in page
 
 

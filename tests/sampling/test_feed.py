@@ -137,8 +137,9 @@ def test_tracker_reads_a_gpu_through_the_native_loop(
     assert loop_source(gpu) is not None
     gpu.close()
     job = greenai.track("native-gpu", devices=[gpu], period_s=0.005).start()
-    sampler = job._sampler
-    assert sampler is not None and sampler.feed is not None
+    assert job.run is not None
+    sampler, timeline = job.run.sampler, job.run.timeline
+    assert sampler.feed is not None
     deadline = time.monotonic() + 10
     while fake_nvml.reads(0, power=False) < 4:
         assert time.monotonic() < deadline
@@ -146,7 +147,7 @@ def test_tracker_reads_a_gpu_through_the_native_loop(
     result = job.stop()
     (device,) = result.devices
     assert device.method == "counter" and device.energy_j is not None and device.energy_j > 0
-    series = job._timeline.series["gpu0"]  # type: ignore[union-attr]
+    series = timeline.series["gpu0"]
     assert np.nanmax(series.power_w) == pytest.approx(200.0)
 
 
@@ -157,7 +158,8 @@ def test_failing_native_gpu_is_warned_about_and_marked_partial(
     fake_nvml.set(0, energy_mj=10_000, step_mj=20, power_mw=200_000)
     gpu = NvidiaGPU(0, nvml=pynvml_on_fake, uuid="GPU-fake-0")  # type: ignore[arg-type]
     job = greenai.track("lost-gpu", devices=[gpu], period_s=0.005).start()
-    loop = job._sampler.feed.loop  # type: ignore[union-attr]
+    assert job.run is not None
+    loop = job.run.sampler.feed.loop  # type: ignore[union-attr]
     fake_nvml.set(0, fail=15)  # NVML_ERROR_GPU_IS_LOST from now on
     ticks, deadline = loop.stats()["ticks"], time.monotonic() + 10
     while loop.stats()["ticks"] < ticks + 3:

@@ -173,14 +173,19 @@ class Sampler:
                 self.timeline.ensure(device)
                 opened.append(device)
         self.devices = opened
-        self.feed, self._polled = start_feed(
-            opened,
-            self.timeline,
-            period_s=self.native_period_s,
-            clock=self.clock,
-            native=self.native,
-            note=self._note,
-        )
+        try:
+            self.feed, self._polled = start_feed(
+                opened,
+                self.timeline,
+                period_s=self.native_period_s,
+                clock=self.clock,
+                native=self.native,
+                note=self._note,
+            )
+        except BaseException:  # native=True without the extension: nothing is left open
+            for device in opened:
+                device.close()
+            raise
         python_s = self._explicit_period_s or default_period_s(self._polled)
         if self.feed is None:
             self._wait_s = python_s

@@ -378,10 +378,9 @@ def _attribute(device: Device, pid: int) -> Device:
     """Wrap one machine-scope device for a process tree; unattributable ones come back as is."""
     from greenai.devices.cpu_model import CpuModel
     from greenai.devices.memory_model import MemoryModel
-    from greenai.devices.nvidia import NvidiaGPU
 
-    if isinstance(device, NvidiaGPU):
-        gpu = device
+    if device.capabilities().per_process_gpu:  # NVML's process samples (NvidiaGPU)
+        gpu: Any = device
 
         def handle() -> Any:
             if gpu.handle is None:

@@ -105,6 +105,36 @@ def _shared_close(hook: Callable[[Device], None]) -> Callable[[Device], None]:
 
 
 @dataclass(frozen=True)
+class LoopSource:
+    """How the native sampling loop reads one device: a RAPL file, or an NVML GPU by UUID."""
+
+    kind: str  # "rapl" or "nvml"
+    path: str = ""
+    max_energy_range_uj: int = 0
+    uuid: str = ""
+    power: str = "none"
+    energy_period_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a device can do, declared by the device (never told from its class).
+
+    Attributes:
+        counter: It reads a hardware energy counter (``method == "counter"``).
+        native_loop: The native sampling loop can read it (:meth:`Device.loop_source`).
+        process_attribution: Its draw can be charged to a process tree
+            (:func:`greenai.devices.attribution.apply_scope`).
+        per_process_gpu: The driver reports per-process GPU use (NVML's process samples).
+    """
+
+    counter: bool
+    native_loop: bool
+    process_attribution: bool
+    per_process_gpu: bool
+
+
+@dataclass(frozen=True)
 class Reading:
     """One read of one device.
 
@@ -220,6 +250,22 @@ class Device(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Never raises."""
+
+    def loop_source(self) -> LoopSource | None:
+        """How the native sampling loop can read this device (after :meth:`open`).
+
+        None (the default): the Python sampler reads it with :meth:`read`.
+        """
+        return None
+
+    def capabilities(self) -> Capabilities:
+        """What this device can do (after :meth:`open` for what only opening tells)."""
+        return Capabilities(
+            counter=self.method == "counter",
+            native_loop=self.loop_source() is not None,
+            process_attribution=self.kind in ("gpu", "cpu", "dram"),
+            per_process_gpu=False,
+        )
 
     def describe(self) -> dict[str, Any]:
         """Return what this device is and how it is measured, for `greenai devices`."""

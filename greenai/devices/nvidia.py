@@ -11,15 +11,17 @@ selected by ``CUDA_VISIBLE_DEVICES=MIG-…`` is charged an estimated share of it
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Capabilities, Device, LoopSource, Reading
 from greenai.devices.library import LibraryGPU
 from greenai.errors import (
     DeviceError,
@@ -175,6 +177,22 @@ class NvidiaGPU(LibraryGPU):
     def handle(self) -> Any:
         """The NVML handle of the GPU while it is open (or the handle given), else None."""
         return self._handle if self._open else self._given_handle
+
+    def loop_source(self) -> LoopSource | None:
+        """The GPU by UUID for the native loop, with its UUID known.
+
+        Only through the real ``pynvml``: a test stand-in module is read by Python.
+        """
+        if self.nvml is None or self.nvml is not sys.modules.get("pynvml") or not self.uuid:
+            return None
+        energy_ns = int(self.update_period_s * 1e9) if self.has_counter else 0
+        return LoopSource(
+            "nvml", uuid=self.uuid, power=self.power_source or "none", energy_period_ns=energy_ns
+        )
+
+    def capabilities(self) -> Capabilities:
+        """A GPU whose driver reports per-process use (NVML's process samples)."""
+        return dataclasses.replace(super().capabilities(), per_process_gpu=True)
 
     @property
     def power_source(self) -> PowerSource | None:

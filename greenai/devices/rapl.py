@@ -15,7 +15,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from greenai.devices.base import Device, Kind, Reading
+from greenai.devices.base import Device, Kind, LoopSource, Reading
 from greenai.errors import (
     DeviceError,
     DeviceReadError,
@@ -68,6 +68,14 @@ class RaplDomain(Device):
     update_period_s = 0.001  # the hardware refreshes RAPL status registers about every 1 ms
     counter_resolution_j = 1e-6  # energy_uj is in µJ; the hardware unit (~15-61 µJ) is finer
     # than any window we report, so it is not tracked separately.
+
+    def loop_source(self) -> LoopSource | None:
+        """The zone's ``energy_uj`` file for the native loop; None if its range is unreadable."""
+        try:
+            max_range = int((Path(self.zone_dir) / "max_energy_range_uj").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return LoopSource("rapl", str(Path(self.zone_dir) / "energy_uj"), max_range)
 
     def __init__(self, zone_dir: str | os.PathLike[str], name: str, kind: Kind) -> None:
         """Describe a zone; no I/O until :meth:`open`.

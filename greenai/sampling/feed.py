@@ -9,15 +9,12 @@ and then. Every other device is still read by the sampler's Python thread.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from greenai.clock import Clock, SystemClock
-from greenai.devices.base import Device
+from greenai.devices.base import Device, LoopSource
 from greenai.errors import GreenAIError
 from greenai.sampling import native_py
 from greenai.sampling.decimate import STORE_PERIOD_S, decimate
@@ -42,44 +39,12 @@ NATIVE_PERIOD_S = 0.01
 Note = Callable[[str, str], None]
 
 
-@dataclass(frozen=True)
-class LoopSource:
-    """How a loop reads one device: a RAPL file, or an NVML GPU by UUID."""
-
-    kind: str  # "rapl" or "nvml"
-    path: str = ""
-    max_energy_range_uj: int = 0
-    uuid: str = ""
-    power: str = "none"
-    energy_period_ns: int = 0
-
-
 def loop_source(device: Device) -> LoopSource | None:
     """What a loop must read for ``device`` (after its ``open()``), or None if it cannot.
 
-    RAPL zones qualify; NVIDIA GPUs qualify when read through the real ``pynvml`` (a test
-    stand-in module is read by Python) and their UUID is known.
+    The device says so itself (:meth:`greenai.devices.base.Device.loop_source`).
     """
-    from greenai.devices.nvidia import NvidiaGPU
-    from greenai.devices.rapl import RaplDomain
-
-    if isinstance(device, RaplDomain):
-        try:
-            max_range = int((Path(device.zone_dir) / "max_energy_range_uj").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return LoopSource("rapl", str(Path(device.zone_dir) / "energy_uj"), max_range)
-    if isinstance(device, NvidiaGPU):
-        if device.nvml is None or device.nvml is not sys.modules.get("pynvml") or not device.uuid:
-            return None
-        energy_ns = int(device.update_period_s * 1e9) if device.has_counter else 0
-        return LoopSource(
-            "nvml",
-            uuid=device.uuid,
-            power=device.power_source or "none",
-            energy_period_ns=energy_ns,
-        )
-    return None
+    return device.loop_source()
 
 
 class NativeFeed:

@@ -212,6 +212,7 @@ def test_errors_are_mapped_once_with_hints() -> None:
     gpu.power_error = BUSY
     with pytest.raises(DeviceReadError, match="read failed"):
         device.read()
+    device.close()
 
 
 def test_a_power_field_turning_n_a_is_a_read_error_not_a_zero() -> None:

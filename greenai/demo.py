@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
 from greenai.progress import progress
+from greenai.timeline import RETENTION_S
 from greenai.tracker import track
 
 
@@ -129,7 +130,9 @@ class EpochResult:
     """One epoch of the demo: how the model learned, and what the epoch drew.
 
     ``energy_j`` and ``uncertainty_j`` (J, about 95% coverage) cover the epoch's training and
-    evaluation, by ``methods``; None when no energy source was measured.
+    evaluation, by ``methods``; None when no energy source was measured, or when the epoch
+    ended more than the tracker's full-resolution history (10 minutes) before the run did;
+    ``note`` then says which.
     """
 
     epoch: int
@@ -140,6 +143,7 @@ class EpochResult:
     energy_j: float | None = None
     uncertainty_j: float | None = None
     methods: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def j_per_sample(self) -> float | None:
@@ -276,7 +280,11 @@ def _with_energy(
         return learned
     out = []
     for e, (t0, t1) in zip(learned, bounds, strict=True):
-        window = job.energy_between([t0], [t1])
+        try:
+            window = job.energy_between([t0], [t1])
+        except ConfigError:  # older than the curves' full-resolution history: not kept
+            out.append(replace(e, note=f"older than {RETENTION_S / 60:g} min"))
+            continue
         out.append(
             EpochResult(
                 e.epoch,
@@ -322,7 +330,7 @@ def epoch_table(epochs: Sequence[EpochResult]) -> str:
     ]
     for e in epochs:
         if e.energy_j is None:
-            energy, per = "— (not measured)", "—"
+            energy, per = f"— ({e.note or 'not measured'})", "—"
         else:
             energy = f"{format_number(e.energy_j)} ± {format_number(e.uncertainty_j or 0.0, 2)}"
             per = format_number(e.j_per_sample or 0.0, 3)
@@ -333,4 +341,9 @@ def epoch_table(epochs: Sequence[EpochResult]) -> str:
     methods = epochs[0].methods if epochs else ()
     if methods:
         lines.append(f"energy per epoch (train + eval): {methods_label(methods)}, ±95%")
+    if any(e.note.startswith("older") for e in epochs):
+        lines.append(
+            "epochs that ended long before the run did have no energy of their own here (the"
+            " tracker keeps 10 min at full resolution); the run's total and phases include them"
+        )
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import pytest
 from greenai.demo import EpochResult, epoch_line, epoch_table, run_demo
 from greenai.errors import ConfigError
 from greenai.store import RunStore
-from greenai.testing import FakeGPU
+from greenai.testing import FakeClock, FakeGPU
 
 
 def test_demo_learns_digits_and_splits_energy_by_epoch(tmp_path: Path) -> None:
@@ -76,3 +76,25 @@ def test_cli_demo_prints_epochs_stores_the_run_and_writes_the_report(tmp_path: P
     assert report.is_file() and "<img" in report.read_text(encoding="utf-8")
     with RunStore(db) as store:
         assert store.get("latest").meta["epochs"] == 3
+
+
+def test_epochs_older_than_the_kept_history_say_so_instead_of_failing() -> None:
+    clock = FakeClock()
+
+    def long_epoch(e: EpochResult) -> None:
+        if e.epoch == 1:
+            clock.advance(700.0)  # the first epoch ends out of the 600 s kept at the end
+
+    demo = run_demo(
+        epochs=3,
+        store=False,
+        country=None,
+        devices=[FakeGPU(clock=clock, power_w=300.0)],
+        clock=clock,
+        on_epoch=long_epoch,
+    )
+    first, *rest = demo.epochs
+    assert first.energy_j is None and first.note == "older than 10 min"
+    assert all(e.energy_j is not None and e.note == "" for e in rest)
+    table = epoch_table(demo.epochs)
+    assert "— (older than 10 min)" in table and "keeps 10 min" in table

@@ -11,7 +11,6 @@ from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
 from greenai.progress import progress
-from greenai.timeline import RETENTION_S
 from greenai.tracker import track
 
 
@@ -275,6 +274,8 @@ def _with_energy(
     job: Any, learned: list[EpochResult], bounds: list[tuple[float, float]]
 ) -> list[EpochResult]:
     """``learned`` with each epoch's energy, integrated over its bounds after the run."""
+    from greenai.timeline import RETENTION_S
+
     m: Measurement = job.result
     if m.energy_j is None:
         return learned

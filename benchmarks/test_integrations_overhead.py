@@ -107,6 +107,7 @@ def test_callback_work_per_step(benchmark, hooked: bool) -> None:  # type: ignor
 
         def step() -> None:
             model(**batch)
+            state.global_step += 1  # as the Trainer does before on_step_end
             callback.on_step_end(args, state, control)
     else:
 

@@ -127,6 +127,9 @@ class RunStore:
         schema: PostgreSQL only: the schema of greenai's tables (default
             ``GREENAI_STORE_SCHEMA``, else ``greenai``).
 
+    Raises:
+        ConfigError: ``path`` is a URL of another scheme (``mysql://…``, ``sqlite://…``).
+
     Attributes:
         spec: What the store was opened with (a path or a URL): opens it again.
         location: A path or the URL without its password, for messages.
@@ -151,6 +154,12 @@ class RunStore:
                 str(spec), schema=schema, read_only=read_only, home=default_path().parent
             )
         else:
+            scheme = str(spec).partition("://")[0]
+            if "://" in str(spec) and scheme.replace("+", "").isalnum():
+                raise ConfigError(
+                    f"the run store {scheme}://… is a URL greenai cannot open; give an SQLite"
+                    " file or a postgresql:// URL"
+                )
             self.spec = self.path = Path(spec).expanduser()
             self._backend = SQLiteBackend(self.path, read_only=read_only)
         self.location = self._backend.location

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -264,3 +266,23 @@ def test_checkpoints_take_columns_as_well_as_frames(tmp_path: Path) -> None:
         assert stored["energy_j"].tolist() == pytest.approx(frame["energy_j"].tolist())
         with pytest.raises(ConfigError, match="lacks columns"):
             store.checkpoint(run_id, snap, {"t_s": [1.0]}, spans)
+
+
+def test_a_url_of_another_scheme_is_refused_not_made_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in ("mysql://me:secret@db/runs", "sqlite:///runs.db"):
+        with pytest.raises(ConfigError, match=r"postgresql:// URL") as info:
+            RunStore(url)
+        assert "secret" not in str(info.value)
+    with RunStore(tmp_path / "a.db"):
+        pass
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenai", "store", "copy", "a.db", "mysql://db/runs"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "mysql://" in proc.stderr and [p.name for p in tmp_path.iterdir()] == ["a.db"]

@@ -434,7 +434,12 @@ def _export(args: argparse.Namespace) -> int:
         raise _not_a_folder(out)
     try:
         paths = export_tables(
-            run.measurement, out, args.format, timeline=run.timeline, phase_spans=run.phase_spans
+            run.measurement,
+            out,
+            args.format,
+            timeline=run.timeline,
+            phase_spans=run.phase_spans,
+            requests=run.requests,
         )
     except OSError as exc:
         raise _cannot_write(out, exc, "give --dir FOLDER") from exc

@@ -21,13 +21,19 @@ def run_tables(
     m: Measurement,
     timeline: pd.DataFrame | None = None,
     phase_spans: pd.DataFrame | None = None,
+    requests: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of a run, by name; the timeline and spans only when given."""
+    """Every table of a run, by name; the timeline, spans and request rows only when given.
+
+    Request rows (a serving job's, ``RunStore.requests``) only when there are some.
+    """
     tables = {kind: m.to_frame(kind) for kind in ("summary", "devices", "phases", "steps")}
     if timeline is not None:
         tables["timeline"] = timeline
     if phase_spans is not None:
         tables["phase_spans"] = phase_spans
+    if requests is not None and len(requests):
+        tables["requests"] = requests
     return tables
 
 
@@ -38,6 +44,7 @@ def export_tables(
     *,
     timeline: pd.DataFrame | None = None,
     phase_spans: pd.DataFrame | None = None,
+    requests: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write each table of :func:`run_tables` to ``directory/<table>.<fmt>``; return the paths.
 
@@ -56,7 +63,7 @@ def export_tables(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, frame in run_tables(m, timeline, phase_spans).items():
+    for name, frame in run_tables(m, timeline, phase_spans, requests).items():
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
             csv_safe(frame).to_csv(path, index=False)

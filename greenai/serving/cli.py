@@ -69,7 +69,12 @@ def add_serve_proxy(sub: Any) -> None:
         "--period", type=float, help="sampling period in seconds (default: the devices' own)"
     )
     p.add_argument("--pid", type=int, help="attach: measure this process tree (process scope)")
-    p.add_argument("--keep", type=int, default=10_000, help="settled requests kept in memory")
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=10_000,
+        help="settled requests kept in memory (and rows in the store with --store)",
+    )
     p.add_argument("--log", type=Path, help="append each settled request to this JSON-lines file")
     p.add_argument("--store", help="record the job in this run store (default: not stored)")
     p.add_argument(
@@ -206,6 +211,9 @@ async def hosted_proxy(
 ) -> AsyncIterator[Hosted]:
     """Start the job, meter and proxy; on exit stop them, settle everything, close the log.
 
+    With ``store``, each request is written to the run's ``requests`` rows as it settles
+    (the newest ``keep`` are kept; :meth:`greenai.store.RunStore.requests` reads them).
+
     Raises:
         ConfigError: The port cannot be bound, or bad options.
     """
@@ -231,7 +239,14 @@ async def hosted_proxy(
         from greenai.serving.metrics import RequestMetrics
 
         metrics = RequestMetrics()
-    meter = ServingMeter(job, keep=keep, on_request=write)
+    try:
+        rows = await asyncio.to_thread(_request_rows, store, job.run_id, keep)
+    except BaseException:
+        await asyncio.to_thread(job.stop, status="failed")
+        if out is not None:
+            out.close()
+        raise
+    meter = ServingMeter(job, keep=keep, on_request=write, on_settled=rows)
     proxy = EnergyProxy(opts, meter, metrics=metrics, tracer=_tracer())
     runner = web.AppRunner(proxy.app(), handle_signals=False)
     await runner.setup()
@@ -243,6 +258,8 @@ async def hosted_proxy(
         await asyncio.to_thread(job.stop, status="failed")
         if out is not None:
             out.close()
+        if rows is not None:
+            rows.close()
         raise ConfigError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from None
     port = runner.addresses[0][1] if runner.addresses else opts.port
     try:
@@ -254,6 +271,22 @@ async def hosted_proxy(
         proxy.take()
         if out is not None:
             out.close()
+        if rows is not None:
+            await asyncio.to_thread(rows.close)
+
+
+def _request_rows(store: str | None, run_id: str | None, keep: int) -> Any:
+    """A :class:`~greenai.serving.rows.RequestRows` on its own connection, or None unstored.
+
+    Raises:
+        StoreError: The store cannot be opened (the job itself just opened it).
+    """
+    if store is None or run_id is None:
+        return None
+    from greenai.serving.rows import RequestRows
+    from greenai.store import RunStore
+
+    return RequestRows(RunStore(store).open(), run_id, keep=max(keep, 1), own_store=True)
 
 
 async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any] | None) -> int:

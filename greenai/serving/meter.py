@@ -92,6 +92,9 @@ class ServingMeter:
             ``elapsed_s`` and ``snapshot`` API).
         on_request: Called with each finished request's :class:`RequestEnergy` when it
             settles (from the thread that calls :meth:`settle`).
+        on_settled: Called once per settling pass that finished requests, with them in
+            settling order, after ``on_request`` (e.g. to write them to a run store:
+            :class:`greenai.serving.rows.RequestRows`).
         keep: Finished requests kept in :attr:`recent` (older ones only count in totals).
         baseline_power_w: The machine's idle draw (W), kept out of the requests' shares.
             By default the job's own (``track(baseline_s=...)``), else none.
@@ -107,6 +110,7 @@ class ServingMeter:
         job: Any,
         *,
         on_request: Callable[[RequestEnergy], None] | None = None,
+        on_settled: Callable[[list[RequestEnergy]], None] | None = None,
         keep: int = 10_000,
         baseline_power_w: float | None = None,
         token_costs: tuple[float, float] | None = None,
@@ -117,6 +121,7 @@ class ServingMeter:
             raise ConfigError(f"baseline_power_w must be >= 0 W, got {baseline_power_w!r}")
         self._job = job
         self._on_request = on_request
+        self._on_settled = on_settled
         self._baseline_w = baseline_power_w
         self._costs = token_costs
         self._lock = threading.Lock()
@@ -426,6 +431,11 @@ class ServingMeter:
                     self._on_request(out)
                 except Exception as exc:  # a consumer's failure never loses the figures
                     self._notes[f"on_request failed: {exc!r}"] = None
+        if self._on_settled is not None and finished:
+            try:
+                self._on_settled(list(finished))
+            except Exception as exc:
+                self._notes[f"on_settled failed: {exc!r}"] = None
         return finished
 
     def _baseline(self, snap: Any) -> float:

@@ -1,10 +1,11 @@
 """Copy runs from one store to another: SQLite files into a shared PostgreSQL store.
 
-Each run is copied whole (its row, devices, phases, timeline, phase spans and tags) in one
-transaction; runs the destination already holds (by id) are left as they are, so a copy
-that stopped half-way can simply be run again. The source may be opened read-only and be
-of an older schema (from version 2): the summary columns KPIs add up are recomputed from
-each run's record, so a store written before they existed copies whole.
+Each run is copied whole (its row, devices, phases, timeline, phase spans, tags and
+request rows) in one transaction; runs the destination already holds (by id) are left as
+they are, so a copy that stopped half-way can simply be run again. The source may be
+opened read-only and be of an older schema (from version 2): the summary columns KPIs add
+up are recomputed from each run's record, so a store written before they existed copies
+whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from greenai.store import tables
 from greenai.store.errors import StoreError
+from greenai.store.requests import REQUEST_COLUMNS
 from greenai.store.runstore import RunStore
 
 __all__ = ["RUN_TABLE_COLUMNS", "copy_run", "copy_runs", "merge_run"]
@@ -32,11 +34,17 @@ RUN_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "timeline": ("run_id", "device", "t_s", "power_w", "counter_j", "energy_j", "peak_power_w"),
     "phase_spans": ("run_id", "phase", "depth", "start_s", "end_s"),
     "tags": ("run_id", "key", "value"),
+    "requests": ("run_id", *REQUEST_COLUMNS),
 }  # fmt: skip
 """Every column of each table, in the order they are copied (``runs`` first)."""
 
 _BASE_RUN_COLUMNS = RUN_TABLE_COLUMNS["runs"][: -len(tables.SUMMARY_COLUMNS)]
-_ORDER = {"devices": "rowid", "timeline": "device, t_s", "phase_spans": "rowid"}
+_ORDER = {
+    "devices": "rowid",
+    "timeline": "device, t_s",
+    "phase_spans": "rowid",
+    "requests": "seq",
+}
 
 
 def copy_runs(
@@ -152,7 +160,7 @@ def _read(store: RunStore, table: str, columns: tuple[str, ...], run_id: str) ->
         ]
     order = f" ORDER BY {_ORDER[table]}" if table in _ORDER else ""
     sql = f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ?{order}"
-    if table == "tags":  # tags came with schema 3
+    if table in ("tags", "requests"):  # tags came with schema 3, requests with 5
         try:
             return store.rows(sql, [run_id])
         except StoreError:

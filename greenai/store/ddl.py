@@ -121,7 +121,31 @@ CREATE INDEX runs_kpi ON runs (month, status, energy_j, uncertainty_j, pue, flop
 an index that holds every figure a KPI roll-up sums, in month order: a roll-up reads the
 index alone, already grouped, instead of every run's row."""
 
-_SCRIPTS = (_V1, _V2, _V3, _V4)
+_V5 = """
+CREATE TABLE requests (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq {int} NOT NULL,
+    request_id TEXT NOT NULL,
+    model TEXT,
+    status TEXT NOT NULL,
+    start_s {real} NOT NULL,
+    end_s {real} NOT NULL,
+    prompt_tokens {int} NOT NULL,
+    completion_tokens {int} NOT NULL,
+    energy_j {real},
+    uncertainty_j {real},
+    prefill_energy_j {real},
+    decode_energy_j {real},
+    method TEXT,
+    rule TEXT,
+    PRIMARY KEY (run_id, seq)
+)
+"""
+"""Version 5: one row per request a serving job charged (``greenai serve-proxy``), numbered
+in the order they settled; the newest ones are kept (older ones are pruned by ``seq``, the
+primary key's order, so pruning costs the rows dropped)."""
+
+_SCRIPTS = (_V1, _V2, _V3, _V4, _V5)
 
 SCHEMA_VERSION = len(_SCRIPTS)
 

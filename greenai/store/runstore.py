@@ -29,6 +29,12 @@ from greenai.store import tables
 from greenai.store.embedded import SQLiteBackend
 from greenai.store.errors import StoreError
 from greenai.store.postgres import PostgresBackend, is_url
+from greenai.store.requests import (
+    REQUEST_COLUMNS,
+    append_requests,
+    empty_requests,
+    requests_from_rows,
+)
 from greenai.store.tables import Connection
 from greenai.tags import check_tags
 
@@ -84,6 +90,8 @@ class StoredRun:
         exit_code: The exit code of the command ``greenai run`` measured (128 + N when
             signal N ended it); None for runs of other kinds.
         tags: The run's tags (team, project, model, site, ...): strings, indexed for KPIs.
+        requests: A serving job's per-request rows (:meth:`RunStore.requests`); empty for
+            other runs.
     """
 
     id: str
@@ -99,6 +107,7 @@ class StoredRun:
     timeline: pd.DataFrame = field(default_factory=lambda: tables.empty_timeline())
     phase_spans: pd.DataFrame = field(default_factory=lambda: tables.empty_spans())
     tags: dict[str, str] = field(default_factory=dict)
+    requests: pd.DataFrame = field(default_factory=lambda: empty_requests())
 
     @property
     def exit_code(self) -> int | None:
@@ -454,6 +463,40 @@ class RunStore:
             timeline=timeline,
             phase_spans=spans,
             tags=run_tags,
+            requests=self._requests_if_any(rid),
+        )
+
+    def add_requests(self, run_id: str, requests: tables.Table, *, keep: int | None = None) -> None:
+        """Add a serving job's per-request rows, in one transaction; keep the newest ``keep``.
+
+        ``requests`` has the columns :data:`~greenai.store.requests.REQUEST_COLUMNS` (a frame,
+        or a mapping of lists); a ``seq`` already stored is left as it was. Only the new rows
+        are written, and rows older than the newest ``keep`` (by ``seq``) are dropped, so a
+        write costs what is new, not the run's history. The run may be running or finished
+        (a proxy settles its last requests after the job stopped).
+
+        Raises:
+            ConfigError: A column is missing, or ``keep`` is not an int >= 0.
+            StoreError: No such run, or the store cannot be written.
+        """
+        with self._write() as conn:
+            self._status(conn, run_id)
+            append_requests(conn, run_id, requests, keep)
+
+    def requests(self, run_id: str) -> pd.DataFrame:
+        """The run's stored request rows, in settling order.
+
+        Columns :data:`~greenai.store.requests.REQUEST_COLUMNS`; energies in J, times in s.
+
+        Raises:
+            StoreError: The store cannot be read.
+        """
+        return requests_from_rows(
+            self._read(
+                "SELECT " + ", ".join(REQUEST_COLUMNS) + " FROM requests WHERE run_id = ?"
+                " ORDER BY seq",
+                [run_id],
+            )
         )
 
     def rows(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
@@ -478,6 +521,14 @@ class RunStore:
             yield conn
 
     # -- internals -------------------------------------------------------------------------
+
+    def _requests_if_any(self, run_id: str) -> pd.DataFrame:
+        # A store of schema < 5 opened read-only has no requests table: no rows, not an error
+        # (its other tables were just read).
+        try:
+            return self.requests(run_id)
+        except StoreError:
+            return empty_requests()
 
     def _shown(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """A runs row with the status a read-write open would have given it."""

@@ -156,3 +156,22 @@ def test_a_train_that_raised_is_stopped_as_failed_by_the_next(tmp_path: Path) ->
     assert not first.running and first.result.status == "failed"
     assert callback.result is not None and callback.result.status == "completed"
     assert callback.result.steps.count == 2 and callback.result.steps.samples == 2 * 4
+
+
+def test_the_callbacks_tags_are_stored_with_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GREENAI_TAGS", "site=par1,team=infra")
+    store = tmp_path / "runs.db"
+    callback = GreenAICallback(
+        devices=[FakeGPU(power_w=120.0, seed=3)],
+        store=store,
+        flops="none",
+        tags={"team": "nlp", "model": "tiny-bert"},
+    )
+    trainer(tmp_path, callback, max_steps=2, eval_strategy="no").train()
+    with RunStore(store, read_only=True) as runs:
+        run = runs.get("latest")
+    # the callback's tags win over GREENAI_TAGS key by key; the others are kept
+    assert run.tags == {"model": "tiny-bert", "site": "par1", "team": "nlp"}
+    assert run.status == "completed"

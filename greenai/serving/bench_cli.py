@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from greenai.checks import seconds
 from greenai.errors import ConfigError
 
 __all__ = ["add_bench_serve", "run_bench_serve"]
@@ -34,7 +35,7 @@ def add_bench_serve(bench_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=float, default=5.0, help="seconds of idle measurement")
     p.add_argument("--period", type=float, help="sampling period in seconds")
     p.add_argument("--pid", type=int, help="attach: measure this process tree")
-    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds for a command")
+    p.add_argument("--startup-timeout", type=seconds, default=300.0, help="seconds for a command")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts and arrivals")
     p.add_argument("--json", dest="json_out", type=Path, help="write the results document")
     p.add_argument("--html", type=Path, help="write the HTML report (table, Pareto plot)")

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from greenai.checks import seconds
 from greenai.errors import ConfigError, GreenAIError
 
 T = TypeVar("T")
@@ -38,6 +40,17 @@ __all__ = [
 ]
 
 
+def _megabytes(text: str) -> float:
+    """An argparse type: a finite, positive size in MB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of MB: {text!r}")
+    return value
+
+
 def add_serve_proxy(sub: Any) -> None:
     """Register ``serve-proxy`` on the ``greenai`` subparsers."""
     p = sub.add_parser(
@@ -48,14 +61,14 @@ def add_serve_proxy(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8800, help="port to listen on (default 8800)")
     p.add_argument(
-        "--max-body-mb", type=float, default=16.0, help="largest request body (default 16 MB)"
+        "--max-body-mb", type=_megabytes, default=16.0, help="largest request body (default 16 MB)"
     )
     p.add_argument(
-        "--request-timeout", type=float, default=600.0, help="seconds before a request is cut"
+        "--request-timeout", type=seconds, default=600.0, help="seconds before a request is cut"
     )
     p.add_argument(
         "--startup-timeout",
-        type=float,
+        type=seconds,
         default=300.0,
         help="with a command: seconds to wait for the server to answer (default 300)",
     )

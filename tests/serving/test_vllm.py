@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -182,41 +183,63 @@ def test_four_times_the_tokens_four_times_the_decode_energy(proxy: Proxy) -> Non
 
 
 def test_batched_requests_are_cheaper_per_token(proxy: Proxy) -> None:
-    alone = [proxy.settled(proxy.complete(128)) for _ in range(2)]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(lambda _: proxy.complete(128), range(8)))
-    batch = [proxy.settled(rid) for rid in ids]
-
+    # Process scope: each interval's CPU-model energy is charged to vLLM by its share of the
+    # machine's busy CPU time, so what else runs (the suite's other servers, a neighbour)
+    # moves every figure. Paired rounds, alone and batched back to back (the order swapped
+    # each round, so a drift in that load falls on both alike), and the median of the
+    # rounds' ratios: one round disturbed by a burst of other work cannot decide it.
     def per_token(rows: list[dict[str, Any]]) -> float:
         return sum(x["decode_energy_j"] for x in rows) / sum(x["completion_tokens"] for x in rows)
 
-    assert per_token(batch) < 0.8 * per_token(alone)
+    def alone() -> float:
+        return per_token([proxy.settled(proxy.complete(128)) for _ in range(2)])
+
+    def batched() -> float:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(lambda _: proxy.complete(128), range(8)))
+        return per_token([proxy.settled(rid) for rid in ids])
+
+    ratios = []
+    for i in range(5):
+        if i % 2:
+            b, a = batched(), alone()
+        else:
+            a, b = alone(), batched()
+        ratios.append(b / a)
+    assert statistics.median(ratios) < 0.8, ratios
 
 
 def test_streaming_and_not_agree(proxy: Proxy) -> None:
-    # interleaved, so that the machine's other load falls on both alike; each alone
-    plain, streamed = [], []
-    for _ in range(4):
-        plain.append(proxy.settled(proxy.complete(128)))
-        body = {
-            "prompt": "the quick brown fox",
-            "max_tokens": 128,
-            "ignore_eos": True,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+    # Paired rounds (the order swapped each round, so the machine's other load falls on both
+    # alike; each request alone), compared by the median of the rounds' ratios: in process
+    # scope a request's CPU-model figure moves with what else the machine runs at that time.
+    body = {
+        "prompt": "the quick brown fox",
+        "max_tokens": 128,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    def streamed() -> dict[str, Any]:
         with proxy.post(body) as r:
             data = r.read()
             rid = r.headers["x-greenai-request-id"]
         assert data.rstrip().endswith(b"data: [DONE]")
-        streamed.append(proxy.settled(rid))
-    assert [x["completion_tokens"] for x in streamed] == [128] * 4
-    assert [x["prompt_tokens"] for x in streamed] == [x["prompt_tokens"] for x in plain]
-    e_plain = sorted(x["energy_j"] for x in plain)
-    e_stream = sorted(x["energy_j"] for x in streamed)
-    # medians within a factor 2: the CPU model follows a shared, busy machine's load
-    ratio = (e_stream[1] + e_stream[2]) / (e_plain[1] + e_plain[2])
-    assert 0.5 < ratio < 2.0, (e_plain, e_stream)
+        return proxy.settled(rid)
+
+    ratios = []
+    for i in range(5):
+        if i % 2:
+            s, p = streamed(), proxy.settled(proxy.complete(128))
+        else:
+            p, s = proxy.settled(proxy.complete(128)), streamed()
+        assert s["completion_tokens"] == p["completion_tokens"] == 128
+        assert s["prompt_tokens"] == p["prompt_tokens"]
+        ratios.append(s["energy_j"] / p["energy_j"])
+    # the same work either way: the median pair within a factor 1.5 (pairs ranged 0.96-1.31
+    # under two CPU burners; one lone pair can be off by 2x)
+    assert 1 / 1.5 < statistics.median(ratios) < 1.5, ratios
 
 
 def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(proxy: Proxy) -> None:

@@ -40,7 +40,7 @@ def check_tags(tags: Mapping[str, object]) -> dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str) or not _KEY.match(key):
             raise ConfigError(
-                f"tag name {key!r} must start with a letter and hold only letters, digits,"
+                f"tag name {_shown(key)} must start with a letter and hold only letters, digits,"
                 " '_', '.' or '-' (at most 64 characters)"
             )
         if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -49,10 +49,16 @@ def check_tags(tags: Mapping[str, object]) -> dict[str, str]:
         if not text or len(text) > MAX_VALUE_CHARS or not text.isprintable():
             raise ConfigError(
                 f"tag {key!r} needs a printable value of 1 to {MAX_VALUE_CHARS} characters;"
-                f" got {value!r}"
+                f" got {_shown(value)}"
             )
         out[key] = text
     return out
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to a line's worth, for messages (a 5000-character tag stays out)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}… ({len(str(value))} characters)"
 
 
 def parse_tags(items: Iterable[str]) -> dict[str, str]:

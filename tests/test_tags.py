@@ -82,3 +82,10 @@ def test_a_bad_tag_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) ->
     assert proc.returncode == 2
     assert proc.stderr.startswith("greenai: error: tag name '9'") and proc.stderr.count("\n") == 1
     assert not (tmp_path / "r.db").exists()  # refused before anything ran or was stored
+
+
+def test_a_huge_tag_is_not_echoed_whole() -> None:
+    for tags in ({"team": "x" * 5000}, {"k" * 5000: "x"}):
+        with pytest.raises(ConfigError) as info:
+            check_tags(tags)
+        assert len(str(info.value)) < 300 and "5000 characters" in str(info.value)

@@ -27,18 +27,34 @@ __all__ = [
     "check_store",
     "is_number",
     "is_sink_factory",
+    "megabytes",
+    "positive",
     "seconds",
 ]
 
 
 def seconds(text: str) -> float:
     """An argparse type: a finite, positive number of seconds (``inf`` and ``nan`` refused)."""
+    return positive(text, "seconds")
+
+
+def megabytes(text: str) -> float:
+    """An argparse type: a finite, positive size in MB."""
+    return positive(text, "MB")
+
+
+def positive(text: str, unit: str) -> float:
+    """``text`` as a finite number > 0 of ``unit``, for argparse types.
+
+    Raises:
+        argparse.ArgumentTypeError: Not a number, not finite, or not above 0.
+    """
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of {unit}: {text!r}")
     return value
 
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from greenai.checks import seconds
+from greenai.checks import megabytes, seconds
 from greenai.errors import ConfigError, GreenAIError
 
 T = TypeVar("T")
@@ -40,17 +39,6 @@ __all__ = [
 ]
 
 
-def _megabytes(text: str) -> float:
-    """An argparse type: a finite, positive size in MB."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of MB: {text!r}")
-    return value
-
-
 def add_serve_proxy(sub: Any) -> None:
     """Register ``serve-proxy`` on the ``greenai`` subparsers."""
     p = sub.add_parser(
@@ -61,7 +49,7 @@ def add_serve_proxy(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8800, help="port to listen on (default 8800)")
     p.add_argument(
-        "--max-body-mb", type=_megabytes, default=16.0, help="largest request body (default 16 MB)"
+        "--max-body-mb", type=megabytes, default=16.0, help="largest request body (default 16 MB)"
     )
     p.add_argument(
         "--request-timeout", type=seconds, default=600.0, help="seconds before a request is cut"

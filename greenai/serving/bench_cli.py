@@ -70,6 +70,10 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     for name in ("warmup", "duration"):
         if not getattr(args, name) >= 0 or (name == "duration" and not args.duration > 0):
             raise ConfigError(f"--{name} must be a positive number of seconds")
+    from greenai.safe_output import check_output, write_output
+
+    json_out = check_output(args.json_out, "--json") if args.json_out else None
+    html_out = check_output(args.html, "--html") if args.html else None
     prompts = (
         load_prompts(args.prompt_file)
         if args.prompt_file
@@ -95,10 +99,10 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     from greenai.serving.bench import render_html, render_table
 
     print(render_table(doc))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(doc, indent=1))
-    if args.html:
-        args.html.write_text(render_html(doc), encoding="utf-8")
+    if json_out:
+        write_output(json_out, json.dumps(doc, indent=1), "--json")
+    if html_out:
+        write_output(html_out, render_html(doc), "--html")
     return 0 if all(r["status"] == "ok" for r in doc["results"]) else 1
 
 

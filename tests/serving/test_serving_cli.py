@@ -46,3 +46,13 @@ def test_bench_serve_refuses_a_missing_prompt_file(
     argv = ["bench", "serve", "--upstream", "http://127.0.0.1:9"]
     assert main([*argv, "--prompt-file", str(tmp_path / "none.jsonl")]) == 2
     assert "cannot read prompts" in capsys.readouterr().err
+
+
+def test_bench_serve_refuses_an_unwritable_output_before_the_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "serve", "--upstream", "http://127.0.0.1:9"]
+    for flag in ("--json", "--html"):
+        assert main([*argv, flag, str(tmp_path / "no" / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} " in err and "does not exist" in err and err.count("\n") == 1

@@ -122,7 +122,8 @@ def test_a_failing_sink_never_holds_up_the_store_or_the_job(
         stop_s = time.monotonic() - t
     finally:
         bad.release.set()
-    assert start_s < 5.0  # a sink's start() runs on its own thread: never the 60 s hang
+    # a sink's start() runs on its own thread: never the 60 s hang (5.4 s seen on a loaded VM)
+    assert start_s < 10.0
     gaps = [b - a for a, b in zip(store.times, store.times[1:], strict=False)]
     assert max(gaps) < 2 * CHECKPOINT_S, gaps
     assert stop_s < sinks.FINISH_TIMEOUT_S + 1.0

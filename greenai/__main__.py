@@ -1,5 +1,5 @@
 """``python -m greenai``."""
 
-from greenai.cli import main
+from greenai.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

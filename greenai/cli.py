@@ -785,6 +785,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
 
+def entry() -> int:
+    """The ``greenai`` script and ``python -m greenai``: :func:`main` as the whole process.
+
+    Unlike :func:`main` called in-process, a signal that lands after the command is done
+    (while the process exits) ends it at once with 128 + the signal's number.
+    """
+    from greenai.interrupts import SIGNALS, for_the_process
+
+    for_the_process()
+    code = main()
+    # Python resets its signal handlers to the default action while it finalizes, so a
+    # signal then would kill the process (exit -N, the second of two SIGTERMs 10 ms apart
+    # to `greenai run`); the work is done and stored: ignore them while the process ends.
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    return code
+
+
 def _fail(message: str) -> int:
     from greenai.safe_output import terminal_text
 

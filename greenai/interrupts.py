@@ -46,6 +46,7 @@ class _State:
         self.count = 0
         self.shielded = 0
         self.pending: int | None = None
+        self.process = False
 
 
 _state = _State()
@@ -65,8 +66,24 @@ def signal_policy() -> Iterator[None]:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            # The command line owns the process: what follows is only its exit, so a late
+            # signal (the second of a burst sent to `greenai run`) exits with 128 + N at
+            # once instead of the default action (killed, exit -N).
+            signal.signal(s, _exit_late if _state.process else handler)
         _state.active = False
+
+
+def for_the_process() -> None:
+    """Say that the command line owns this process (``greenai`` / ``python -m greenai``).
+
+    Once :func:`signal_policy` ends, Ctrl-C and SIGTERM then exit at once with 128 + the
+    signal's number. Never called in-process (tests, notebooks keep Python's handling).
+    """
+    _state.process = True
+
+
+def _exit_late(signum: int, frame: FrameType | None) -> None:
+    exit_now(signum)
 
 
 def received() -> int:

@@ -25,6 +25,7 @@ from typing import Any, TextIO, TypeVar
 
 from greenai.checks import megabytes, seconds
 from greenai.errors import ConfigError, GreenAIError
+from greenai.interrupts import exit_now
 
 T = TypeVar("T")
 
@@ -292,6 +293,7 @@ def _request_rows(store: str | None, run_id: str | None, keep: int) -> Any:
 
 async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any] | None) -> int:
     code = 0
+    received: list[int] = []  # Ctrl-C/SIGTERM taken while serving
     async with hosted_proxy(
         opts,
         proc=proc,
@@ -309,8 +311,15 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:  # greenai.interrupts' policy, on the event loop
+            received.append(signum)
+            if len(received) > 1:
+                exit_now(signum)  # a second Ctrl-C/SIGTERM: at once, one line
+            stop.set()  # the first: stop serving, settle and store what was measured
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         while not stop.is_set():
             if proc is not None and proc.poll() is not None:
                 print(
@@ -321,7 +330,7 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
     print(_summary(host.meter.totals()), file=sys.stderr)
-    return code
+    return 128 + received[0] if received else code
 
 
 def _summary(t: Any) -> str:

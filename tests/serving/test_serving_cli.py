@@ -1,5 +1,14 @@
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -56,3 +65,66 @@ def test_bench_serve_refuses_an_unwritable_output_before_the_sweep(
         assert main([*argv, flag, str(tmp_path / "no" / "out")]) == 2
         err = capsys.readouterr().err
         assert f"{flag} " in err and "does not exist" in err and err.count("\n") == 1
+
+
+class _Models(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the proxy's readiness probe: /v1/models
+        body = b'{"object": "list", "data": []}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
+    thread = threading.Thread(target=server.serve_forever, name="test-upstream", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _proxy_until_serving(upstream: str) -> subprocess.Popen[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["serve-proxy", "--upstream", upstream, "--port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "greenai", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    line = proc.stderr.readline()
+    while "greenai serve-proxy: http://" not in line:
+        assert proc.poll() is None and time.monotonic() < deadline, line
+        line = proc.stderr.readline()
+    return proc
+
+
+@pytest.mark.parametrize("signums", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT] * 2])
+def test_serve_proxy_follows_the_signal_policy(upstream: str, signums: list[int]) -> None:
+    proc = _proxy_until_serving(upstream)
+    try:
+        for i, signum in enumerate(signums):
+            if i:
+                time.sleep(0.005)  # the gap between two signals is the case under test
+            os.kill(proc.pid, signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    assert proc.returncode == 128 + signums[0], (proc.returncode, err)

@@ -39,6 +39,30 @@ def add_arguments(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument("--pue", type=float, default=1.0, help="PUE for energy avoided (default 1)")
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a PUE below 1, a negative intensity or a reversed range, with or without --sweep.
+
+    Raises:
+        ConfigError: One of them, saying which flag.
+    """
+    from datetime import datetime
+
+    if not (math.isfinite(args.pue) and args.pue >= 1.0):
+        raise ConfigError(
+            f"--pue must be a number >= 1 (facility energy / IT energy), got {args.pue}"
+        )
+    ci = args.carbon_intensity
+    if ci is not None and not (math.isfinite(ci) and ci >= 0):
+        raise ConfigError(f"--carbon-intensity must be >= 0 g CO2e/kWh, got {ci}")
+    if args.since and args.until:
+        try:
+            since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
+        except ValueError:
+            return  # the store's query names the one it cannot read
+        if since.tzinfo is None and until.tzinfo is None and since > until:
+            raise ConfigError(f"--since {args.since} is after --until {args.until}: swap them")
+
+
 def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
     """Run ``greenai kpi``; ``open_store(spec)`` opens a store read-only.
 
@@ -61,6 +85,7 @@ def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
     sweep_options = (args.sweep, args.sweep_row, args.deployment)
     if any(v is not None for v in sweep_options) and not all(v is not None for v in sweep_options):
         raise ConfigError("--sweep, --sweep-row and --deployment go together")
+    _check_numbers(args)
     avoided = []
     if args.sweep is not None:
         avoided.append(

@@ -237,6 +237,10 @@ def test_the_kpi_command_writes_json_csv_and_an_html_page(tmp_path: Path) -> Non
         (["--target", "garbage"], "a target is METRIC"),
         (["--by", "9team"], "tag name"),
         (["--sweep", "x.csv"], "go together"),
+        (["--pue", "-1"], "--pue must be a number >= 1"),
+        (["--pue", "nan"], "--pue must be a number >= 1"),
+        (["--carbon-intensity", "-5"], "--carbon-intensity must be >= 0"),
+        (["--since", "2027-01-01", "--until", "2020-01-01"], "swap them"),
     ],
 )
 def test_bad_kpi_options_are_one_line_and_exit_2(

@@ -65,7 +65,8 @@ def parse_tags(items: Iterable[str]) -> dict[str, str]:
     """``["k=v", ...]`` (each item may also hold several, comma-separated) as a dict.
 
     Raises:
-        ConfigError: An item without ``=``, or a bad name or value (see :func:`check_tags`).
+        ConfigError: An item without ``=``, a name given twice with two values, or a bad
+            name or value (see :func:`check_tags`).
     """
     pairs: dict[str, str] = {}
     for item in items:
@@ -75,7 +76,13 @@ def parse_tags(items: Iterable[str]) -> dict[str, str]:
             key, sep, value = part.partition("=")
             if not sep:
                 raise ConfigError(f"a tag is NAME=VALUE, e.g. team=vision; got {part!r}")
-            pairs[key.strip()] = value.strip()
+            key, value = key.strip(), value.strip()
+            if key in pairs and pairs[key] != value:
+                raise ConfigError(
+                    f"tag {_shown(key)} is given twice ({_shown(pairs[key])} and {_shown(value)}): "
+                    "give it once"
+                )
+            pairs[key] = value
     return check_tags(pairs)
 
 

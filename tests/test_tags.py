@@ -43,6 +43,12 @@ def test_a_pair_without_equals_is_refused() -> None:
         parse_tags(["team"])
 
 
+def test_a_tag_given_twice_with_two_values_is_refused() -> None:
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_tags(["a=1", "a=2"])
+    assert parse_tags(["a=1", "a=1"]) == {"a": "1"}  # the same pair twice is one tag
+
+
 def test_environment_tags_are_overridden_by_given_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENAI_TAGS", "team=infra,site=par1")
     assert environment_tags() == {"team": "infra", "site": "par1"}

@@ -444,8 +444,11 @@ def test_rows_are_measured_in_interleaved_rounds_with_paired_ratios(
     from greenai.paired import round_order
 
     m = frame.attrs["measurement"]
-    assert frame.attrs["round_orders"] == [round_order(r, 3, seed=3) for r in range(4)]
-    for r in range(4):  # each round ran all three rows
+    orders = frame.attrs["round_orders"]
+    # a busy machine may re-measure a round whose baseline was an outlier (on top of the 4)
+    assert 4 <= len(orders) <= 4 + protocol.max_remeasure
+    assert orders == [round_order(r, 3, seed=3) for r in range(len(orders))]
+    for r in range(len(orders)):  # each round ran all three rows
         assert all(m.phase(f"row{i}-r{r}").count == 1 for i in range(3))
     assert [s for s in stages if s[0] == "prepare"][-1] == ("prepare", 3, 3)
     assert ("rounds", 4, 4) in stages

@@ -190,3 +190,20 @@ def test_requests_baseline_and_idle_add_up_to_the_total(
         assert r.uncertainty_j >= 0 and math.isfinite(r.uncertainty_j)
     if att.total_j > 0:
         assert math.fsum(r.curve_uncertainty_j for r in att.requests) <= 5.0 + 1e-6
+
+
+@pytest.mark.parametrize("power_w", [1e-307, 5e-324, 1e-300])
+def test_a_vanishing_total_gives_finite_shares(power_w: float) -> None:
+    """A total near the smallest float (hypothesis once found ≈ 1e-308): part/total would
+    overflow to inf and inf × 0 to NaN; every request's ± stays finite and ≤ the job's."""
+    t = np.array([0.0, 1.0, 2.0])
+    e = np.array([0.0, power_w, 2 * power_w])
+    reqs = [
+        RequestSpan("a", 0.0, 2.0, prompt_tokens=3, completion_tokens=5),
+        RequestSpan("b", 0.5, 1.5, prompt_tokens=0, completion_tokens=0),
+    ]
+    att = attribute(t, e, reqs, uncertainty_j=5.0)
+    for r in att.requests:
+        assert math.isfinite(r.energy_j) and math.isfinite(r.uncertainty_j)
+        assert 0.0 <= r.curve_uncertainty_j <= 5.0
+    assert math.isclose(att.requests_j + att.baseline_j + att.idle_j, att.total_j, abs_tol=1e-300)

@@ -287,7 +287,13 @@ def _request_rows(store: str | None, run_id: str | None, keep: int) -> Any:
         return None
     from greenai.serving.rows import RequestRows
     from greenai.store import RunStore
+    from greenai.store.postgres import is_url
+    from greenai.store.spool import SpooledStore
 
+    if is_url(store):  # PostgreSQL: spooled locally while the database is down, sent later
+        spooled = SpooledStore(store).open()
+        spooled.follow(run_id)
+        return RequestRows(spooled, run_id, keep=max(keep, 1), own_store=True)
     return RequestRows(RunStore(store).open(), run_id, keep=max(keep, 1), own_store=True)
 
 

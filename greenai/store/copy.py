@@ -16,7 +16,7 @@ from typing import Any
 
 from greenai.store import tables
 from greenai.store.errors import StoreError
-from greenai.store.requests import REQUEST_COLUMNS
+from greenai.store.requests import REQUEST_COLUMNS, append_requests
 from greenai.store.runstore import RunStore
 
 __all__ = ["RUN_TABLE_COLUMNS", "copy_run", "copy_runs", "merge_run"]
@@ -103,8 +103,9 @@ def merge_run(source: RunStore, destination: RunStore, run_id: str) -> None:
 
     For a run whose first checkpoints reached ``destination`` and whose later ones were
     kept in ``source`` (a spool): timeline rows later than those stored are appended, bucket
-    rows replace the rows they cover, phase spans are added, and the record, status, end
-    time, command and meta become ``source``'s. Merging twice adds nothing twice.
+    rows replace the rows they cover, phase spans and request rows (by ``seq``: one stored
+    already is left as it is) are added, and the record, status, end time, command and meta
+    become ``source``'s. Merging twice adds nothing twice.
 
     Raises:
         StoreError: Either store cannot be read or written.
@@ -127,6 +128,7 @@ def merge_run(source: RunStore, destination: RunStore, run_id: str) -> None:
         "SELECT phase, depth, start_s, end_s FROM phase_spans WHERE run_id = ? ORDER BY rowid",
         [run_id],
     )
+    requests = _read(source, "requests", RUN_TABLE_COLUMNS["requests"], run_id)
     with destination.transaction() as conn:
         tables.compact_timeline(conn, run_id, buckets)
         tables.append_timeline(conn, run_id, single)
@@ -141,6 +143,9 @@ def merge_run(source: RunStore, destination: RunStore, run_id: str) -> None:
             "INSERT INTO phase_spans (run_id, phase, depth, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
             ((run_id, *span) for span in spans),
         )
+        if requests:  # ON CONFLICT (run_id, seq) DO NOTHING: a repeated send adds none twice
+            columns = list(zip(*(r[1:] for r in requests), strict=True))
+            append_requests(conn, run_id, dict(zip(REQUEST_COLUMNS, columns, strict=True)), None)
         if record is not None:
             from greenai.measurement import Measurement
 

@@ -45,7 +45,7 @@ class SpooledStore(RunStore):
     """A :class:`RunStore` whose writes fall back to a local spool while it is unreachable.
 
     Only writes fall back (:meth:`start_run`, :meth:`checkpoint`, :meth:`finish_run`,
-    :meth:`record_outcome`); reads go to the database. The tracker uses it for
+    :meth:`record_outcome`, :meth:`add_requests`); reads go to the database. The tracker uses it for
     ``postgresql://`` stores; for an SQLite file there is nothing to fall back from.
 
     Args:
@@ -131,6 +131,38 @@ class SpooledStore(RunStore):
     def record_outcome(self, run_id: str, *, command: str, exit_code: int) -> None:
         """As :meth:`RunStore.record_outcome`; into the spool while the database is down."""
         self._route("record_outcome", run_id, (), {"command": command, "exit_code": exit_code})
+
+    def add_requests(self, run_id: str, requests: Any, *, keep: int | None = None) -> None:
+        """As :meth:`RunStore.add_requests`; into the spool while the database is down.
+
+        The spool keeps the newest ``keep`` rows too; :func:`~greenai.store.copy.merge_run`
+        brings them to the database (a ``seq`` it holds already is left as it is).
+        """
+        self._route("add_requests", run_id, (requests,), {"keep": keep})
+
+    def follow(self, run_id: str) -> None:
+        """Be ready to spool writes for a run another connection started.
+
+        A serving job's request rows are written on their own connection (not the tracker's):
+        this reads the run's row and tags from the database while it answers, so that a later
+        write can give the spool the run before its first spooled row. Nothing happens when
+        the database is down now (the tracker's own connection spools the run then).
+
+        Raises:
+            StoreError: The database cannot be read for another reason than being down.
+        """
+        if run_id in self._started or not self._reachable():
+            return
+        try:
+            found = self.rows(
+                f"SELECT {', '.join(_RUN_START_COLUMNS)} FROM runs WHERE id = ?", [run_id]
+            )
+            tags = dict(self.rows("SELECT key, value FROM tags WHERE run_id = ?", [run_id]))
+        except StoreUnavailableError as exc:
+            self._down(exc)
+            return
+        if found:
+            self._started[run_id] = (found[0], tags)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -123,11 +123,26 @@ def test_greenai_run_with_the_database_down_runs_the_command_and_warns_once(
     assert list(runs["name"]) == ["python -c", "python -c"]
 
 
+def requests(seqs: list[int], energy_j: float) -> dict[str, list[Any]]:
+    """Request rows numbered ``seqs``, each charged ``energy_j``."""
+    n = len(seqs)
+    return {
+        "seq": seqs, "request_id": [f"r{k}" for k in seqs], "model": ["tiny"] * n,
+        "status": ["ok"] * n, "start_s": [float(k) for k in seqs],
+        "end_s": [k + 0.5 for k in seqs], "prompt_tokens": [16] * n,
+        "completion_tokens": [10 * k for k in seqs], "energy_j": [energy_j] * n,
+        "uncertainty_j": [0.1 * energy_j] * n, "prefill_energy_j": [0.2 * energy_j] * n,
+        "decode_energy_j": [0.8 * energy_j] * n, "method": ["counter"] * n,
+        "rule": ["spans"] * n,
+    }  # fmt: skip
+
+
 def test_merging_a_spooled_run_twice_adds_nothing_twice(store: RunStore, tmp_path: Path) -> None:
     from greenai.store.copy import merge_run
 
     run_id = store.start_run("train")
     store.checkpoint(run_id, measurement(100.0), rows(0.0, 1.0))
+    store.add_requests(run_id, requests([1, 2], 5.0))  # written before the database went
     with RunStore(tmp_path / "spool.db") as spool:
         with spool.transaction() as conn:
             conn.execute(
@@ -138,10 +153,55 @@ def test_merging_a_spooled_run_twice_adds_nothing_twice(store: RunStore, tmp_pat
         spans = pd.DataFrame({"phase": ["fwd"], "depth": [0], "start_s": [1.0], "end_s": [1.5]})
         spool.checkpoint(run_id, measurement(200.0), rows(1.0, 2.0), spans)
         spool.finish_run(run_id, measurement(300.0, "completed"), rows(2.0, 3.0))
+        # the spool holds 2 again (a write retried after a failure) and 3, 4 (spooled only)
+        spool.add_requests(run_id, requests([2, 3, 4], 7.0))
         merge_run(spool, store, run_id)
         merge_run(spool, store, run_id)  # as if the first send was cut off before the delete
     run = store.get(run_id)
+    frame = store.requests(run_id)
+    assert list(frame["seq"]) == [1, 2, 3, 4]
+    assert list(frame["energy_j"]) == [5.0, 5.0, 7.0, 7.0]  # a stored seq is left as it was
+    assert list(frame["request_id"]) == ["r1", "r2", "r3", "r4"]
+    assert frame["decode_energy_j"].tolist() == pytest.approx([4.0, 4.0, 5.6, 5.6])
     assert list(run.timeline["t_s"]) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     assert list(run.phase_spans["phase"]) == ["fwd"]
     assert run.status == "completed"
     assert run.measurement is not None and run.measurement.energy_j == 300.0
+
+
+def test_request_rows_written_while_the_database_is_down_reach_it(
+    pg_url: str, pg_schema: str, proxy: Any, via_proxy: str, home: Path
+) -> None:
+    """As `greenai serve-proxy --store postgresql://...`: the job's store and the request rows'
+    own connection both spool while the database is down; the rows reach it once it is back."""
+    now = [0.0]
+    job = SpooledStore(via_proxy, schema=pg_schema, monotonic=lambda: now[0]).open()
+    run_id = job.start_run("serve-proxy")
+    job.checkpoint(run_id, measurement(100.0), rows(0.0, 1.0))
+    writer = SpooledStore(via_proxy, schema=pg_schema, monotonic=lambda: now[0]).open()
+    writer.follow(run_id)
+    writer.add_requests(run_id, requests([1], 5.0), keep=100)
+    proxy.down()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job.checkpoint(run_id, measurement(200.0), rows(1.0, 2.0))
+        writer.add_requests(run_id, requests([2, 3], 6.0), keep=100)
+        assert writer.spooling
+        with RunStore(spool_path(writer)) as spool:
+            assert list(spool.requests(run_id)["seq"]) == [2, 3]
+        with RunStore(pg_url, schema=pg_schema) as db:
+            assert list(db.requests(run_id)["seq"]) == [1]
+        proxy.up()
+        now[0] += 60.0  # past the retry: the next write finds the database and sends the spool
+        writer.add_requests(run_id, requests([4], 7.0), keep=100)
+        job.finish_run(run_id, measurement(300.0, "completed"), rows(2.0, 3.0))
+    writer.close()
+    job.close()
+    with RunStore(pg_url, schema=pg_schema) as db:
+        run = db.get(run_id)
+        frame = db.requests(run_id)
+    assert run.status == "completed"
+    assert list(frame["seq"]) == [1, 2, 3, 4]
+    assert list(frame["energy_j"]) == [5.0, 6.0, 6.0, 7.0]
+    with RunStore(spool_path(job)) as spool:
+        assert spool.runs().empty

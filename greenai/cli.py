@@ -148,11 +148,13 @@ def _run(args: argparse.Namespace) -> int:
 
         series = options["carbon_intensity_series"] = load_intensity_series(series)
     options["store"] = options["store"] or True
-    sinks = []
-    if args.otlp is not None:  # a malformed endpoint fails before the command runs
-        from greenai.exporters.otel import OTelSink
+    from greenai.sink_registry import SinkSpec, make_sink
 
-        sinks.append(OTelSink(args.otlp))
+    # Made now: an unknown name, a missing extra, a malformed endpoint fail before the command.
+    specs: list[str | SinkSpec] = list(args.sink or [])
+    if args.otlp is not None:  # --otlp ENDPOINT: --sink otlp:ENDPOINT (a comma kept whole)
+        specs.insert(0, SinkSpec("otlp", (args.otlp,), {}))
+    sinks = [make_sink(spec) for spec in specs]
     code, result = run_command(
         args.cmd,
         name=args.name,
@@ -619,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--otlp",
         metavar="ENDPOINT",
         help="send hw.energy/hw.power to an OpenTelemetry collector (http://host:4318)",
+    )
+    p.add_argument(
+        "--sink",
+        action="append",
+        metavar="NAME[:ARG][,key=value...]",
+        help="send the figures to a registered sink (otlp, prometheus, mlflow, wandb,"
+        " tensorboard, or one a package registers); repeatable",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to measure")
     p.set_defaults(func=_run)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from greenai.errors import ConfigError, GreenAIError
+from greenai.sink_registry import number
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from greenai.jobview import JobView
     from greenai.measurement import Measurement
 
-__all__ = ["INSTALL_HINT", "OTelExportError", "OTelSink", "hw_type", "metrics_url"]
+__all__ = ["INSTALL_HINT", "OTelExportError", "OTelSink", "hw_type", "metrics_url", "otlp_sink"]
 
 INSTALL_HINT = (
     "pip install 'greenai[otel]' (or: pip install opentelemetry-sdk"
@@ -326,3 +327,17 @@ def _cluster_resource(meta: dict[str, Any]) -> dict[str, str]:
         "slurm_cluster": "slurm.cluster.name",
     }
     return {names[k]: str(v) for k, v in cluster.items() if k in names and v is not None}
+
+
+def otlp_sink(endpoint: str, timeout_s: str = "5", export_interval_s: str = "10") -> OTelSink:
+    """``--sink otlp:ENDPOINT[,timeout_s=S][,export_interval_s=S]``: an :class:`OTelSink`.
+
+    Raises:
+        ConfigError: A malformed endpoint, a time that is not a number of seconds > 0, or
+            the OpenTelemetry packages missing.
+    """
+    return OTelSink(
+        endpoint,
+        timeout_s=number(timeout_s, "timeout_s"),
+        export_interval_s=number(export_interval_s, "export_interval_s"),
+    )

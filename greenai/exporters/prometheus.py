@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from greenai.measurement import Measurement
     from greenai.tracker import Tracker
 
-__all__ = ["INSTALL_HINT", "PrometheusExporter", "live_readings"]
+__all__ = ["INSTALL_HINT", "PrometheusExporter", "live_readings", "prometheus_sink"]
 
 INSTALL_HINT = "pip install 'greenai[prometheus]' (or: pip install prometheus-client waitress)"
 
@@ -280,3 +280,18 @@ class _Collector:
         )
         running.add_metric(values, 1.0 if t.running else 0.0)
         yield from (power, energy, total, duration, steps, running)
+
+
+def prometheus_sink(port: str = "9400", addr: str = "127.0.0.1") -> PrometheusExporter:
+    """``--sink prometheus[:PORT][,addr=ADDR]``: a :class:`PrometheusExporter` as a sink.
+
+    Raises:
+        ConfigError: The port is not a number 0..65535.
+    """
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(
+            f"the Prometheus port must be 0..65535 (0: any free one); got {port!r}"
+        ) from None
+    return PrometheusExporter(port=number, addr=addr)

@@ -19,12 +19,13 @@ from greenai.errors import ConfigError
 from greenai.integrations import require
 from greenai.integrations.figures import figures, method_tags, write_report_files
 from greenai.integrations.names import mlflow_run_name
+from greenai.sink_registry import flag
 
 if TYPE_CHECKING:
     from greenai.jobview import JobView
     from greenai.measurement import Measurement
 
-__all__ = ["MLflowSink"]
+__all__ = ["MLflowSink", "mlflow_sink"]
 
 
 class MLflowSink:
@@ -157,4 +158,24 @@ def _is_file_store(uri: str) -> bool:
     return uri.startswith("file:") or (
         "://" not in uri
         and not uri.startswith(("sqlite:", "databricks", "postgresql", "mysql", "mssql", "http"))
+    )
+
+
+def mlflow_sink(
+    experiment: str | None = None,
+    *,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    report: str = "true",
+) -> MLflowSink:
+    """``--sink mlflow[:EXPERIMENT][,tracking_uri=URI][,run_id=ID][,report=false]``.
+
+    Raises:
+        ConfigError: ``report`` is not true or false.
+    """
+    return MLflowSink(
+        run_id,
+        experiment=experiment,
+        tracking_uri=tracking_uri,
+        report=flag(report, "report"),
     )

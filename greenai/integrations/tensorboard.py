@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from greenai.jobview import JobView
     from greenai.measurement import Measurement
 
-__all__ = ["TensorBoardSink"]
+__all__ = ["TensorBoardSink", "tensorboard_sink"]
 
 
 class TensorBoardSink:
@@ -65,3 +65,8 @@ class TensorBoardSink:
         finally:
             if self._owned:
                 self.writer.close()
+
+
+def tensorboard_sink(log_dir: str | None = None) -> TensorBoardSink:
+    """``--sink tensorboard[:LOG_DIR]``: a :class:`TensorBoardSink` writing to ``LOG_DIR``."""
+    return TensorBoardSink(log_dir)

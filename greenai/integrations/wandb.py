@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from greenai.integrations import require
 from greenai.integrations.figures import PREFIX, figures, method_tags, write_report_files
 from greenai.integrations.names import wandb_artifact_name
+from greenai.sink_registry import flag
 
 if TYPE_CHECKING:
     from greenai.jobview import JobView
     from greenai.measurement import Measurement
 
-__all__ = ["WandbSink"]
+__all__ = ["WandbSink", "wandb_sink"]
 
 
 class WandbSink:
@@ -86,3 +87,14 @@ class WandbSink:
             write_report_files(folder, self._job, result)
             artifact.add_dir(str(folder))
             self.run.log_artifact(artifact)
+
+
+def wandb_sink(*, report: str = "true", **init_kwargs: str) -> WandbSink:
+    """``--sink wandb[:project=P][,mode=offline][,report=false]...``: a :class:`WandbSink`.
+
+    Keywords other than ``report`` go to ``wandb.init`` (as strings).
+
+    Raises:
+        ConfigError: ``report`` is not true or false.
+    """
+    return WandbSink(report=flag(report, "report"), **init_kwargs)

@@ -1,0 +1,192 @@
+"""Sinks by name: entry points in ``greenai.sinks`` reached by ``greenai run --sink NAME``.
+
+The test sink is a real installed distribution: a ``.dist-info`` folder with its
+``entry_points.txt`` and a module, on ``sys.path``, found the way a third-party package's
+sink is found.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from greenai.cli import main
+from greenai.errors import ConfigError
+from greenai.sink_registry import GROUP, make_sink, parse_sink_spec, registered_sinks
+from greenai.sinks import Sink
+
+SINK_MODULE = """
+class Recorder:
+    def __init__(self, path, **options):
+        self.path = path
+        self.options = options
+
+    def _log(self, line):
+        with open(self.path, "a") as f:
+            f.write(line + "\\n")
+
+    def start(self, job):
+        self._log(f"start {job.name} {sorted(self.options.items())}")
+
+    def update(self, snapshot):
+        self._log(f"update {snapshot.status}")
+
+    def finish(self, result):
+        self._log(f"finish {result.status} {result.duration_s > 0}")
+
+
+def make(path, **options):
+    return Recorder(path, **options)
+
+
+def not_a_sink():
+    return object()
+"""
+
+ENTRY_POINTS = """\
+[greenai.sinks]
+recorder = greenai_test_recorder:make
+needy = greenai_test_recorder:make [needy]
+broken = greenai_test_recorder_gone:make
+odd = greenai_test_recorder:not_a_sink
+"""
+
+# The command waits (polling, with a deadline) until the sink has seen an update.
+WAIT_FOR_UPDATE = """\
+import pathlib, sys, time
+events = pathlib.Path(sys.argv[1])
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    if events.exists() and "update" in events.read_text():
+        break
+    time.sleep(0.02)
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An installed distribution that registers test sinks; returns its folder."""
+    site = tmp_path / "site"
+    info = site / "greenai_test_recorder-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: greenai-test-recorder\nVersion: 1.0\n"
+        "Provides-Extra: needy\n"
+        'Requires-Dist: greenai-no-such-package-xyz>=1; extra == "needy"\n'
+    )
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    (site / "greenai_test_recorder.py").write_text(textwrap.dedent(SINK_MODULE))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "greenai_test_recorder", raising=False)
+    return site
+
+
+def test_a_registered_sink_is_reached_by_greenai_run(
+    plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.txt"
+    code = main(
+        [
+            "run",
+            "--store",
+            str(tmp_path / "runs.db"),
+            "--checkpoint",
+            "0.1",
+            "--name",
+            "job",
+            "--sink",
+            f"recorder:{events},colour=green",
+            "--",
+            sys.executable,
+            "-c",
+            WAIT_FOR_UPDATE,
+            str(events),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    lines = events.read_text().splitlines()
+    assert lines[0] == "start job [('colour', 'green')]"
+    assert "update running" in lines[1:-1]
+    assert lines[-1] == "finish completed True"
+
+
+def test_an_unknown_sink_is_one_line_listing_the_known_ones(
+    plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--store", str(tmp_path / "r.db"), "--sink", "nope", "--", "true"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "no sink named 'nope'" in err[0]
+    for name in ("recorder", "otlp", "prometheus", "mlflow", "wandb", "tensorboard"):
+        assert name in err[0]
+    assert not (tmp_path / "r.db").exists()  # refused before anything was stored
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("needy:x", "pip install 'greenai-test-recorder[needy]'"),
+        ("broken", "sink 'broken' cannot be loaded"),
+        ("odd", "made object, which lacks start(job)"),
+        ("recorder", "--sink recorder takes recorder:PATH,key=value..."),
+        ("recorder:a,b", "--sink recorder takes"),
+        ("recorder:a,k=1,k=2", "k= is given twice"),
+        (":x", "--sink takes NAME[:ARG]"),
+    ],
+)
+def test_a_sink_that_cannot_be_made_is_one_line_and_exit_2(
+    plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, expected: str
+) -> None:
+    argv = ["run", "--store", str(tmp_path / "r.db"), "--sink", spec, "--", "true"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert expected in err[0]
+
+
+def test_greenais_own_sinks_are_registered_with_their_extras() -> None:
+    sinks = registered_sinks()
+    assert {"mlflow", "otlp", "prometheus", "tensorboard", "wandb"} <= set(sinks)
+    extras = set(md.metadata("greenai").get_all("Provides-Extra") or [])
+    for name in ("mlflow", "otlp", "prometheus", "tensorboard", "wandb"):
+        ep = sinks[name]
+        assert ep.group == GROUP and ep.dist is not None
+        assert ep.dist.metadata["Name"] == "greenai"
+        assert ep.extras and set(ep.extras) <= extras, (name, ep.extras)
+        sink = make_sink("otlp:http://127.0.0.1:4318" if name == "otlp" else name)
+        assert isinstance(sink, Sink)
+
+
+def test_greenais_sinks_take_their_options_as_text() -> None:
+    otlp = make_sink("otlp:http://collector:4318,timeout_s=2,export_interval_s=30")
+    assert (otlp.url, otlp.timeout_s, otlp.export_interval_s) == (  # type: ignore[attr-defined]
+        "http://collector:4318/v1/metrics",
+        2.0,
+        30.0,
+    )
+    prom = make_sink("prometheus:0,addr=::1")
+    assert (prom.port, prom.addr) == (0, "::1")  # type: ignore[attr-defined]
+    mlflow = make_sink("mlflow:energy,tracking_uri=file:./mlruns,report=false")
+    assert (mlflow.experiment, mlflow.tracking_uri, mlflow.report) == (  # type: ignore[attr-defined]
+        "energy",
+        "file:./mlruns",
+        False,
+    )
+    wandb = make_sink("wandb:project=energy,mode=offline")
+    assert wandb.init_kwargs == {"project": "energy", "mode": "offline"}  # type: ignore[attr-defined]
+    for bad in ("otlp:http://h:4318,timeout_s=0", "prometheus:http", "mlflow:report=maybe"):
+        with pytest.raises(ConfigError):
+            make_sink(bad)
+
+
+def test_a_spec_splits_keywords_from_positional_text() -> None:
+    spec = parse_sink_spec("otlp:http://h:4318/v1/metrics?a=b,timeout_s=2")
+    assert spec.name == "otlp"
+    assert spec.args == ("http://h:4318/v1/metrics?a=b",)
+    assert spec.options == {"timeout_s": "2"}
+    assert parse_sink_spec("tensorboard") == ("tensorboard", (), {})

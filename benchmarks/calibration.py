@@ -43,6 +43,8 @@ COVERAGE = (0.90, 0.99)
 RATIO = (0.15, 0.60)
 RUN_S = 20.0
 """Length (s) of the tracked run that random windows are drawn from."""
+POWER_LIMIT_W = 700.0
+"""Every simulated GPU declares an H100 SXM's power limit (what NVML's enforced limit reads)."""
 
 
 # --- loads, by name: each a function of the seed ------------------------------------------
@@ -188,6 +190,7 @@ def make_gpu(load: str, counter: str, seed: int, clock: FakeClock) -> FakeGPU:
         power_w=make(seed),
         counter_mode=mode,  # type: ignore[arg-type]
         counter=counter != "none",
+        power_limit_w=POWER_LIMIT_W,
         **options,
     )
 

@@ -257,10 +257,14 @@ class EnergyCurve:
         values = p[changed]
         if len(values) < 3:
             return
-        diff = np.abs(np.diff(values))
-        self._seg_scatter_j = float(1.4826 * _median(diff) / np.sqrt(2.0)) * s.update_period_s
+        # A load step shows in the values as in a part-time counter's deltas: the sensor may
+        # place it anywhere in its update (power-only jobs of 3 s on a load stepping every
+        # ~3 s were covered 81% without this).
+        scatter_w, jump_w, self._jump_rate = _spread_and_jumps(values)
+        U = s.update_period_s
+        self._seg_scatter_j, self._jump_j = scatter_w * U, jump_w * U
         typical = float(_median(np.abs(values)))
-        self._varying = self._seg_scatter_j > VARYING_REL * typical * s.update_period_s
+        self._varying = self._jump_rate > 0 or self._seg_scatter_j > VARYING_REL * typical * U
 
     def _unsteady(self, scatter_w: float = 0.0) -> npt.NDArray[np.bool_]:
         """Per segment: does the counter's average power change by over 25% next to it?
@@ -332,25 +336,7 @@ class EnergyCurve:
             seg_len = np.concatenate([past[1], seg_len])
         if len(d_e) < 3:
             return 0.0, 0.0, 0.0
-        signed = np.diff(d_e / np.maximum(seg_len, 1e-12))
-        diff = np.abs(signed)
-        spread = float(1.4826 * _median(diff) / np.sqrt(2.0))
-        # over 25% of the typical power too (as in _unsteady): reads that land late on a
-        # busy host misplace anchors by ~10% of an update, which is no load step
-        level = 0.25 * float(_median(np.abs(d_e / np.maximum(seg_len, 1e-12))))
-        threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
-        big = diff > threshold / 2.0  # a step split over two updates: halves
-        if not big.any():
-            return spread, 0.0, 0.0
-        # A step inside an update shows as two jumps in a row: one step, their sum. A late
-        # read shows as two opposite jumps, which cancel.
-        first = big & ~np.concatenate([[False], big[:-1]])
-        run_id = np.cumsum(first) - 1
-        sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=int(first.sum())))
-        steps = sums[sums > threshold]
-        if not len(steps):
-            return spread, 0.0, 0.0
-        return spread, float(steps.max()), len(steps) / len(diff)
+        return _spread_and_jumps(d_e / np.maximum(seg_len, 1e-12))
 
     def settle_into(self, stats: CurveStats, before_s: float, after_s: float) -> None:
         """Add the segments that start in ``[after_s, before_s)`` to the job's ``stats``."""
@@ -515,7 +501,19 @@ class EnergyCurve:
             part_time=self.spec.method != "counter" or self.spec.counter_integrates is not True,
             fallback=self.spec.method == "counter" and self.method != "counter",
             few_updates=self.spec.method == "counter" and self._few_segments,
+            max_power_w=self._max_power_w(),
         )
+
+    def _max_power_w(self) -> float:
+        """The highest power (W) the readings show: power values and counter segments."""
+        highest = float(np.max(self.power)) if self.has_power and len(self.power) else 0.0
+        seg_p = self.segment_power() if len(self.tau) > 1 else np.zeros(0)
+        if len(seg_p):
+            highest = max(highest, float(np.max(seg_p)))
+        if self._stats is not None and self._stats.segments:
+            _, seg_len, _, seg_e = self._stats.history()
+            highest = max(highest, float(np.max(seg_e / np.maximum(seg_len, 1e-12))))
+        return highest
 
     def _edge_uncertainty(
         self,
@@ -618,6 +616,32 @@ def locked_loop(starts_s: FloatArray, update_period_s: float) -> float | None:
     span_s = float(t[-1] - t[0])
     drift = drift_per_long * span_s / long_
     return period if drift < short else None
+
+
+def _spread_and_jumps(power_w: FloatArray) -> tuple[float, float, float]:
+    """Robust spread (W) of consecutive updates' power, the largest jump (W), jumps per update.
+
+    A *jump* is a change over :data:`_JUMP_SPREADS` spreads and over 25% of the typical
+    power (as in :meth:`EnergyCurve._unsteady`: reads that land late on a busy host
+    misplace anchors by ~10% of an update, which is no load step).
+    """
+    signed = np.diff(power_w)
+    diff = np.abs(signed)
+    spread = float(1.4826 * _median(diff) / np.sqrt(2.0))
+    level = 0.25 * float(_median(np.abs(power_w)))
+    threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
+    big = diff > threshold / 2.0  # a step split over two updates: halves
+    if not big.any():
+        return spread, 0.0, 0.0
+    # A step inside an update shows as two jumps in a row: one step, their sum. A late
+    # read shows as two opposite jumps, which cancel.
+    first = big & ~np.concatenate([[False], big[:-1]])
+    run_id = np.cumsum(first) - 1
+    sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=int(first.sum())))
+    steps = sums[sums > threshold]
+    if not len(steps):
+        return spread, 0.0, 0.0
+    return spread, float(steps.max()), len(steps) / len(diff)
 
 
 def _fill_nan(values: FloatArray) -> FloatArray:

@@ -36,6 +36,8 @@ class DeviceSpec:
     counter_integrates: bool | None = None
     """Whether the counter integrates every instant (True), adds up part-time power values
     (False), or nobody knows (None: the uncertainty covers a part-time counter)."""
+    power_limit_w: float | None = None
+    """The power the device cannot exceed (W), or None where not known."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class CurveModel:
         few_updates: Fewer than four counter updates and no job history: the uncertainty
             rests on the sensor model (:data:`greenai.curve.FEW_SEGMENTS_REL`), not on the
             load's own readings.
+        max_power_w: The highest power the readings showed (W): the bound on what a load
+            may draw between updates where the device declares no power limit.
     """
 
     half_bracket_s: float = 0.0
@@ -77,6 +81,7 @@ class CurveModel:
     part_time: bool = True
     fallback: bool = False
     few_updates: bool = False
+    max_power_w: float = 0.0
 
 
 @dataclass(frozen=True)

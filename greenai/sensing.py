@@ -25,6 +25,7 @@ __all__ = [
     "board_gain_note",
     "fallback_note",
     "few_updates_note",
+    "locked_bound_note",
     "locked_note",
     "power_only_note",
     "result_notes",
@@ -42,6 +43,21 @@ def locked_note(device: str, period_s: float, update_period_s: float) -> str:
         "and if the counter samples part of each update (not published for NVIDIA) the "
         "figures can be off by up to the loop's power swing; vary the loop's timing (a "
         "few ms of random delay per step) or measure it against steady loads"
+    )
+
+
+def locked_bound_note(device: str, bound_w: float, declared: bool) -> str:
+    """The note for a part-time counter under a locked loop: its ± spans the power bound."""
+    source = (
+        "its enforced power limit"
+        if declared
+        else "the highest power its readings showed: it declares no power limit, so a load "
+        "drawing more between updates would not be covered"
+    )
+    return (
+        f"{device}'s counter may sample part of each update and a loop is locked to them: "
+        f"its figures' ± spans what the load could draw in the rest of each update, 0 to "
+        f"{bound_w:.4g} W ({source}); a wide bound, not a calibrated interval"
     )
 
 
@@ -100,6 +116,12 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
         groups.setdefault((period, tracks[name].spec.update_period_s), []).append(name)
     for (period, update_s), names in groups.items():
         notes.append(locked_note(", ".join(names), period, update_s))
+    for name in ledger.locked_s:
+        model = ledger.models.get(name)
+        if name in tracks and model is not None and model.part_time:
+            limit = tracks[name].spec.power_limit_w
+            bound = limit or model.max_power_w
+            notes.append(locked_bound_note(name, bound, limit is not None))
     short = [
         tracks[name].spec.update_period_s
         for name, model in ledger.models.items()

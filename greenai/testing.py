@@ -509,6 +509,8 @@ class FakeGPU(Device):
         instant: True for an instant-power field; False for a 1 s moving average
             (``nvmlDeviceGetPowerUsage`` on Hopper).
         counter: Whether the total-energy counter exists (False: method "power").
+        power_limit_w: The declared power limit (W; what NVML's enforced limit reports), or
+            None for none known. Declared only: the load is not clipped to it.
         failures: ``(start_s, end_s)`` spans, in seconds since ``open()``, where read() fails.
         seed: Seed of every random choice.
         clock: The clock reads are timed with; use the tracker's.
@@ -538,6 +540,7 @@ class FakeGPU(Device):
         counter_resolution_j: float = 0.001,
         instant: bool = True,
         counter: bool = True,
+        power_limit_w: float | None = None,
         failures: Sequence[tuple[float, float]] = (),
         seed: int = 0,
         clock: Clock = SYSTEM_CLOCK,
@@ -578,6 +581,9 @@ class FakeGPU(Device):
         self.update_phase_s = phase
         self.counter_resolution_j = counter_resolution_j if counter else 0.0
         self.relative_uncertainty = 0.05 if instant else 0.10
+        if power_limit_w is not None and not power_limit_w > 0:
+            raise ConfigError(f"power_limit_w must be > 0 W or None, got {power_limit_w!r}")
+        self.power_limit_w = None if power_limit_w is None else float(power_limit_w)
         self.load = as_load(power_w)
         self._wander = _Wander(noise_w, seed)
         self._sensor_noise_w = float(sensor_noise_w)

@@ -546,6 +546,7 @@ def _spec(device: Device) -> DeviceSpec:
         counter_resolution_j=device.counter_resolution_j,
         relative_uncertainty=device.relative_uncertainty,
         counter_integrates=device.counter_integrates,
+        power_limit_w=getattr(device, "power_limit_w", None),
     )
 
 

@@ -86,6 +86,35 @@ def test_a_locked_loop_warns_once_and_its_steps_are_covered_on_an_exact_counter(
         assert np.mean(err <= np.array(result.steps.uncertainty_j)) >= 0.95
 
 
+@pytest.mark.parametrize("limit_w", [700.0, None])
+def test_a_locked_loop_on_a_sampled_counter_is_widened_to_the_power_bound(
+    limit_w: float | None,
+) -> None:
+    clock = FakeClock()
+    load = SquareWave(0.05, 0.05, high_w=700.0, low_w=100.0, start_s=0.01)
+    gpu = FakeGPU(clock=clock, seed=3, power_w=load, counter_mode="sampled", power_limit_w=limit_w)
+    result, messages, t0, t1 = _tracked(gpu, clock, 5.0, step_s=0.1, period_s=0.01)
+    bound = [n for n in result.notes if "could draw in the rest of each update" in n]
+    assert len(bound) == 1 and bound[0] in messages
+    if limit_w is None:
+        assert "declares no power limit" in bound[0]
+    else:
+        assert "0 to 700 W (its enforced power limit)" in bound[0]
+        # the whole job and each step: the truth lies inside the widened ±
+        truth = gpu.true_energy_j(t0, t1)
+        assert result.energy_j is not None and result.uncertainty_j is not None
+        assert abs(result.energy_j - truth) <= result.uncertainty_j
+        edges = t0 + 0.1 * np.arange(len(result.steps.energy_j) + 1)
+        steps = np.array([gpu.true_energy_j(a, b) for a, b in itertools.pairwise(edges)])
+        err = np.abs(np.array(result.steps.energy_j) - steps)
+        assert np.mean(err <= np.array(result.steps.uncertainty_j)) >= 0.95
+
+
+def test_a_declared_power_limit_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="power_limit_w"):
+        FakeGPU(power_limit_w=0.0)
+
+
 def test_a_loop_that_sweeps_the_update_does_not_warn() -> None:
     clock = FakeClock()
     load = SquareWave(0.03, 0.03, high_w=700.0, low_w=100.0, start_s=0.01)

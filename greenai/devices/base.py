@@ -211,6 +211,9 @@ class Device(abc.ABC):
         counter_integrates: Whether the energy counter integrates every instant (True),
             adds up part-time power values (False), or that is not known (None, the
             default: the uncertainty then covers a part-time counter).
+        power_limit_w: The power the device cannot exceed (W; NVML's enforced power limit),
+            or None where not known. It bounds what a load may draw where no reading shows
+            it (a loop locked to a part-time sensor's updates).
         may_hang: Whether a read can block (a driver or file read). The sampler reads such
             devices on a worker thread it can abandon; in-memory sources (the fakes) set
             False and are read inline, which keeps simulated days fast.
@@ -223,6 +226,7 @@ class Device(abc.ABC):
     counter_resolution_j: float = 0.0
     relative_uncertainty: float = 0.05
     counter_integrates: bool | None = None
+    power_limit_w: float | None = None
     may_hang: bool = True
     scope: Scope = "machine"
     _open_count: int = 0  # opens not yet matched by a close; set per instance when it changes

@@ -244,6 +244,7 @@ class NvidiaGPU(LibraryGPU):
         # Averaged power lags load changes: integrating it under-read a 6 s burst by 6.9%
         # on an H100, where instant power stayed within 0.3% of the counter.
         self.relative_uncertainty = 0.05 if self._power == "instant" else 0.10
+        self.power_limit_w = _enforced_power_limit_w(nvml, handle)
         self._handle = handle
 
     def _probe_power(self, nvml: ModuleType, handle: Any) -> PowerSource | None:
@@ -476,3 +477,21 @@ def _discover_mig(nvml: ModuleType | None, selectors: list[str]) -> list[Device]
         )
         for position, (index, parent_uuid, uuid, share, profile) in enumerate(instances)
     ]
+
+
+def _enforced_power_limit_w(nvml: ModuleType, handle: Any) -> float | None:
+    """The board's enforced power limit (W, ``nvmlDeviceGetEnforcedPowerLimit``), or None.
+
+    It bounds what a load can draw where the sensor cannot see it (a loop locked to the
+    updates of a part-time counter); a driver without it leaves the bound to the readings.
+    """
+    get = getattr(nvml, "nvmlDeviceGetEnforcedPowerLimit", None)
+    if get is None:
+        return None
+    try:
+        value = get(handle)
+    except nvml.NVMLError:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value) / 1000.0

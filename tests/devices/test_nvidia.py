@@ -46,6 +46,7 @@ class FakeGPU:
     instant_type: int = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
     mig_mode: int | Exception = field(default_factory=not_supported)
     is_mig_handle: int = 0
+    power_limit_mw: int | Exception = 700_000
 
 
 def _answer(value: Any) -> Any:
@@ -99,6 +100,7 @@ def make_nvml(gpus: list[FakeGPU], *, init_error: int | None = None) -> Any:
     fake.nvmlDeviceGetIndex.side_effect = gpus.index
     fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda h: _answer(h.energy_mj)
     fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: _answer(h.power_mw)
+    fake.nvmlDeviceGetEnforcedPowerLimit.side_effect = lambda h: _answer(h.power_limit_mw)
     fake.nvmlDeviceGetFieldValues.side_effect = _field_values
     fake.nvmlDeviceGetMigMode.side_effect = lambda h: [_answer(h.mig_mode), 0]
     fake.nvmlDeviceIsMigDeviceHandle.side_effect = lambda h: pynvml.c_uint(h.is_mig_handle)
@@ -146,6 +148,16 @@ def test_counter_and_instant_power_are_converted_to_joules_and_watts() -> None:
     nvml.nvmlDeviceIsMigDeviceHandle.assert_called_once()
     assert "NVML_FI_DEV_POWER_INSTANT" in device.detail()
     assert "GPU-a" in device.detail()
+    device.close()
+
+
+def test_the_enforced_power_limit_is_read_in_watts_or_left_unknown() -> None:
+    device, _ = opened(FakeGPU(uuid="GPU-a", power_limit_mw=350_000))
+    assert device.power_limit_w == pytest.approx(350.0)
+    device.close()
+    unsupported = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    device, _ = opened(FakeGPU(uuid="GPU-a", power_limit_mw=unsupported))
+    assert device.power_limit_w is None
     device.close()
 
 

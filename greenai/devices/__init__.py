@@ -9,13 +9,22 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from greenai.devices.base import Device, Method, Reading, Scope
+from greenai.devices.base import Capabilities, Device, Method, Reading, Scope, ShareInputs
 
 if TYPE_CHECKING:
     from greenai.devices.attribution import apply_scope
     from greenai.devices.discovery import discover
 
-__all__ = ["Device", "Method", "Reading", "Scope", "apply_scope", "discover"]
+__all__ = [
+    "Capabilities",
+    "Device",
+    "Method",
+    "Reading",
+    "Scope",
+    "ShareInputs",
+    "apply_scope",
+    "discover",
+]
 
 _LAZY = {"apply_scope": "greenai.devices.attribution", "discover": "greenai.devices.discovery"}
 

@@ -375,21 +375,16 @@ class Attributed(Device):
 
 
 def _attribute(device: Device, pid: int) -> Device:
-    """Wrap one machine-scope device for a process tree; unattributable ones come back as is."""
-    from greenai.devices.cpu_model import CpuModel
-    from greenai.devices.memory_model import MemoryModel
+    """Wrap one machine-scope device for a process tree; unattributable ones come back as is.
 
-    if device.capabilities().per_process_gpu:  # NVML's process samples (NvidiaGPU)
-        gpu: Any = device
-
-        def handle() -> Any:
-            if gpu.handle is None:
-                raise DeviceReadError(f"{gpu.name} is not open")
-            return gpu.handle
-
+    What the share is computed from is what the device declares (:meth:`Device.share_inputs`),
+    never its class.
+    """
+    inputs = device.share_inputs()
+    if inputs.nvml is not None:  # the driver keeps per-process samples
         return Attributed(
             device,
-            _LazyGpuShare(pid, gpu, handle),
+            _LazyGpuShare(pid, inputs.nvml),
             pid=pid,
             how="NVML per-process SM utilisation (even split among compute contexts when "
             "NVML has no samples)",
@@ -397,22 +392,19 @@ def _attribute(device: Device, pid: int) -> Device:
     if device.kind == "cpu":
         from greenai.devices.namespaces import container_cpu_seconds
 
-        busy: Callable[[], float] | None = None
-        if isinstance(device, CpuModel):
-            busy = device.busy_cpu_s
         container = container_cpu_seconds(pid)  # the tree is a whole container: its cgroup
         return Attributed(
             device,
-            CpuTimeShare(pid, busy_cpu_s=busy, tree_cpu_s=container),
+            CpuTimeShare(pid, busy_cpu_s=inputs.busy_cpu_s, tree_cpu_s=container),
             pid=pid,
             how="its share of busy CPU time ("
             + ("the container's cgroup v2 cpu.stat" if container else "psutil")
             + ")",
         )
-    if device.kind == "dram" and isinstance(device, MemoryModel):
+    if device.kind == "dram" and inputs.used_bytes is not None:
         return Attributed(
             device,
-            MemoryShare(pid, used_bytes=device.used_bytes),
+            MemoryShare(pid, used_bytes=inputs.used_bytes),
             pid=pid,
             how="its resident memory over the memory in use",
         )
@@ -420,7 +412,10 @@ def _attribute(device: Device, pid: int) -> Device:
         # A DRAM counter (RAPL) is charged like the CPU: memory traffic follows CPU work
         # more closely than resident bytes do.
         return Attributed(
-            device, CpuTimeShare(pid), pid=pid, how="its share of busy CPU time (psutil)"
+            device,
+            CpuTimeShare(pid, busy_cpu_s=inputs.busy_cpu_s),
+            pid=pid,
+            how="its share of busy CPU time (psutil)",
         )
     return device
 
@@ -428,8 +423,8 @@ def _attribute(device: Device, pid: int) -> Device:
 class _LazyGpuShare:
     """A :class:`GpuProcessShare` built at the first call, when the GPU's NVML is loaded."""
 
-    def __init__(self, pid: int, gpu: Any, handle: Callable[[], Any]) -> None:
-        self._pid, self._gpu, self._handle = pid, gpu, handle
+    def __init__(self, pid: int, nvml: Callable[[], tuple[ModuleType, Any]]) -> None:
+        self._pid, self._nvml = pid, nvml
         self._share: GpuProcessShare | None = None
 
     @property
@@ -439,7 +434,8 @@ class _LazyGpuShare:
 
     def __call__(self) -> float:
         if self._share is None:
-            self._share = GpuProcessShare(self._pid, self._gpu.nvml, self._handle)
+            module, _ = self._nvml()
+            self._share = GpuProcessShare(self._pid, module, lambda: self._nvml()[1])
         return self._share()
 
 

@@ -15,6 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 Method = Literal["counter", "power", "model"]
@@ -125,13 +126,38 @@ class Capabilities:
         native_loop: The native sampling loop can read it (:meth:`Device.loop_source`).
         process_attribution: Its draw can be charged to a process tree
             (:func:`greenai.devices.attribution.apply_scope`).
-        per_process_gpu: The driver reports per-process GPU use (NVML's process samples).
+        per_process_gpu: The driver reports per-process GPU use (NVML's process samples:
+            :attr:`ShareInputs.nvml` is given).
     """
 
     counter: bool
     native_loop: bool
     process_attribution: bool
     per_process_gpu: bool
+
+
+@dataclass(frozen=True)
+class ShareInputs:
+    """What a device offers for charging a process tree its share of what it draws.
+
+    Declared by the device (:meth:`Device.share_inputs`) and read by
+    :func:`greenai.devices.attribution.apply_scope`, which never tells devices apart by class:
+    a new device kind is charged the right way by declaring these.
+
+    Attributes:
+        busy_cpu_s: Returns the busy CPU seconds so far (monotonic) of the CPUs the device
+            covers: what a tree's CPU time is a share of. None: the whole machine's busy
+            CPU time (a RAPL package covers every CPU).
+        used_bytes: Returns the memory in use the device charges, in bytes: a memory device
+            given this charges a tree its resident memory over it. None: a memory device is
+            charged by CPU time instead (a DRAM counter: traffic follows CPU work).
+        nvml: Returns the NVML module and the GPU's handle while the device is open, for
+            NVML's per-process samples. None: the driver keeps no per-process use.
+    """
+
+    busy_cpu_s: Callable[[], float] | None = None
+    used_bytes: Callable[[], float] | None = None
+    nvml: Callable[[], tuple[ModuleType, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -268,8 +294,15 @@ class Device(abc.ABC):
             counter=self.method == "counter",
             native_loop=self.loop_source() is not None,
             process_attribution=self.kind in ("gpu", "cpu", "dram"),
-            per_process_gpu=False,
+            per_process_gpu=self.share_inputs().nvml is not None,
         )
+
+    def share_inputs(self) -> ShareInputs:
+        """What this device offers for charging a process tree its share (none by default).
+
+        See :class:`ShareInputs`; override to declare a device's own inputs.
+        """
+        return ShareInputs()
 
     def describe(self) -> dict[str, Any]:
         """Return what this device is and how it is measured, for `greenai devices`."""

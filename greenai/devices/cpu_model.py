@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Device, Reading, ShareInputs
 from greenai.devices.cgroup import (
     DEFAULT_CGROUP_ROOT,
     CpuAllowance,
@@ -327,6 +327,10 @@ class CpuModel(Device):
             else:
                 self.tdp_source = f"CPU not in table: {DEFAULT_W_PER_CPU:g} W per logical CPU"
         self.threads_per_socket = threads
+
+    def share_inputs(self) -> ShareInputs:
+        """A process tree's CPU time is a share of the busy time of the CPUs modelled."""
+        return ShareInputs(busy_cpu_s=self.busy_cpu_s)
 
     def busy_cpu_s(self) -> float:
         """Busy CPU seconds so far of the CPUs the model covers (monotonic; after open).

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import psutil
 
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Device, Reading, ShareInputs
 from greenai.devices.cgroup import (
     DEFAULT_CGROUP_ROOT,
     MemoryAllowance,
@@ -89,6 +89,10 @@ class MemoryModel(Device):
             else:
                 self._used_bytes, self.source = _used_bytes, "machine memory in use"
         return self._used_bytes
+
+    def share_inputs(self) -> ShareInputs:
+        """A process tree is charged its resident memory over the memory in use modelled."""
+        return ShareInputs(used_bytes=self.used_bytes)
 
     def used_bytes(self) -> float:
         """Memory in use that the model charges, in bytes (the cgroup's under a limit)."""

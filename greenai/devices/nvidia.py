@@ -11,7 +11,6 @@ selected by ``CUDA_VISIBLE_DEVICES=MIG-…`` is charged an estimated share of it
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import re
@@ -21,7 +20,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-from greenai.devices.base import Capabilities, Device, LoopSource, Reading
+from greenai.devices.base import Device, LoopSource, Reading, ShareInputs
 from greenai.devices.library import LibraryGPU
 from greenai.errors import (
     DeviceError,
@@ -190,9 +189,15 @@ class NvidiaGPU(LibraryGPU):
             "nvml", uuid=self.uuid, power=self.power_source or "none", energy_period_ns=energy_ns
         )
 
-    def capabilities(self) -> Capabilities:
-        """A GPU whose driver reports per-process use (NVML's process samples)."""
-        return dataclasses.replace(super().capabilities(), per_process_gpu=True)
+    def share_inputs(self) -> ShareInputs:
+        """NVML's per-process samples: the driver reports each process's use of the GPU."""
+        return ShareInputs(nvml=self._nvml_and_handle)
+
+    def _nvml_and_handle(self) -> tuple[ModuleType, Any]:
+        nvml, handle = self.nvml, self.handle
+        if nvml is None or handle is None:
+            raise DeviceReadError(f"{self.name} is not open")
+        return nvml, handle
 
     @property
     def power_source(self) -> PowerSource | None:

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import psutil
 import pynvml
 import pytest
-from test_nvidia import FakeGPU as NvmlGPU  # the fake NVML of test_nvidia.py
-from test_nvidia import make_nvml
-from test_rapl import make_zone, set_energy
 
 from greenai.devices import attribution
 from greenai.devices.attribution import (
@@ -21,12 +19,13 @@ from greenai.devices.attribution import (
     apply_scope,
     tree_cpu_seconds,
 )
-from greenai.devices.base import Device, Reading
+from greenai.devices.base import Device, Reading, ShareInputs
 from greenai.devices.cpu_model import CpuModel
 from greenai.devices.memory_model import MemoryModel
 from greenai.devices.nvidia import NvidiaGPU
 from greenai.devices.rapl import RaplDomain
 from greenai.errors import ConfigError, DeviceReadError, MeasurementWarning
+from tests.devices.fakes import NvmlGPU, make_nvml, make_zone, set_energy
 
 
 def counters(*values: float) -> Any:
@@ -320,6 +319,81 @@ def test_apply_scope_process_wraps_each_kind(tmp_path: Path) -> None:
         assert reading.power_w is not None and reading.power_w >= 0
         device.close()
     assert "share of busy CPU time" in scoped[0].detail()
+
+
+class DeclaredCpu(Device):
+    """A new modelled CPU kind: it declares what its share is of, nothing names its class."""
+
+    name = "cpu-declared"
+    kind = "cpu"
+    method = "model"
+
+    def __init__(self) -> None:
+        self.busy_calls = 0
+
+    def read(self) -> Reading:
+        return Reading(power_w=10.0)
+
+    def share_inputs(self) -> ShareInputs:
+        return ShareInputs(busy_cpu_s=self.busy_cpu_s)
+
+    def busy_cpu_s(self) -> float:
+        self.busy_calls += 1
+        return 1e6 * self.busy_calls  # a million busy CPU seconds per interval
+
+
+class DeclaredMemory(Device):
+    """A new modelled memory kind charging a tree its resident memory over its own use."""
+
+    name = "memory-declared"
+    kind = "dram"
+    method = "model"
+
+    def read(self) -> Reading:
+        return Reading(power_w=10.0)
+
+    def share_inputs(self) -> ShareInputs:
+        rss = psutil.Process().memory_info().rss
+        return ShareInputs(used_bytes=lambda: 4.0 * rss)
+
+
+def test_a_new_device_kind_is_attributed_by_what_it_declares() -> None:
+    cpu, memory = DeclaredCpu(), DeclaredMemory()
+    scoped = apply_scope([cpu, memory, RaplLikeDram()], "process")
+    for device in scoped:
+        device.open()
+    try:
+        readings = [device.read() for device in scoped]
+    finally:
+        for device in scoped:
+            device.close()
+    # The CPU's own busy time was asked for (not the machine's): a tree's CPU seconds over
+    # a million busy seconds per interval is a share of ~0.
+    assert cpu.busy_calls == 2
+    assert readings[0].power_w is not None and readings[0].power_w < 1e-3
+    # The memory's own use: a quarter of it is this process's resident memory.
+    assert readings[1].power_w == pytest.approx(2.5, rel=0.2)
+    assert "resident memory" in scoped[1].detail()
+    # A memory device declaring no use is charged by CPU time, like a RAPL DRAM counter.
+    assert "busy CPU time" in scoped[2].detail()
+
+
+class RaplLikeDram(Device):
+    name = "dram-counter"
+    kind = "dram"
+    method = "counter"
+
+    def read(self) -> Reading:
+        return Reading(energy_j=1.0)
+
+
+def test_only_a_gpu_declaring_nvml_is_per_process() -> None:
+    gpu = NvidiaGPU(0, nvml=make_nvml([NvmlGPU(uuid="GPU-a")]))
+    assert gpu.capabilities().per_process_gpu
+    assert gpu.share_inputs().nvml is not None
+    with pytest.raises(DeviceReadError, match="not open"):
+        gpu.share_inputs().nvml()
+    assert not Steady().capabilities().per_process_gpu
 
 
 def test_apply_scope_refuses_bad_input() -> None:

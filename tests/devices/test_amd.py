@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,131 +17,16 @@ from greenai.errors import (
 )
 from greenai.flops import peak_flops_per_s
 from greenai.testing import FakeClock
+from tests.devices.fakes import (
+    BUSY,
+    DRIVER_NOT_LOADED,
+    NO_PERM,
+    NOT_SUPPORTED,
+    FakeAmdGPU,
+    make_amdsmi,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")
-
-# amdsmi_status_t values (amd_smi.h).
-NOT_SUPPORTED, NO_PERM, DRIVER_NOT_LOADED, BUSY = 2, 10, 34, 30
-
-
-class AmdSmiException(Exception):
-    """Base class, as in amdsmi/amdsmi_exception.py."""
-
-
-class AmdSmiLibraryException(AmdSmiException):
-    """As in amdsmi: carries the amdsmi_status_t code, read with get_error_code()."""
-
-    def __init__(self, err_code: int) -> None:
-        super().__init__(err_code)
-        self.err_code = abs(err_code)
-
-    def get_error_code(self) -> int:
-        return self.err_code
-
-    def __str__(self) -> str:
-        return f"Error code:\n\t{self.err_code} | fake"
-
-
-@dataclass
-class FakeAmdGPU:
-    """What one fake GPU answers; an int in an *_error field makes that call raise it."""
-
-    serial: str = "0x0123456789ABCDEF"
-    market_name: str = "AMD Instinct MI300X"
-    num_compute_units: int = 304
-    uuid: str = "5fff74a1-0000-1000-80e9-d4ff2f3d1b2c"
-    energy_accumulator: int | Callable[[], int] = 1_000_000
-    counter_resolution: float = 15.3
-    current_socket_power: int | str = 750
-    average_socket_power: int | str = "N/A"
-    energy_error: int | None = None
-    power_error: int | None = None
-
-
-class Handle:
-    """Stands in for amdsmi_wrapper.amdsmi_processor_handle."""
-
-    def __init__(self, gpu: FakeAmdGPU) -> None:
-        self.gpu = gpu
-
-
-def make_amdsmi(gpus: list[FakeAmdGPU], *, init_error: int | None = None) -> Any:
-    """A module with amdsmi's function names and return shapes (py-interface/
-    amdsmi_interface.py of ROCm/amdsmi: dicts with the same keys, "N/A" where unsupported).
-    """
-    fake: Any = types.ModuleType("amdsmi")
-    fake.AmdSmiException = AmdSmiException
-    fake.AmdSmiLibraryException = AmdSmiLibraryException
-    fake.calls = []
-
-    def raise_if(code: int | None) -> None:
-        if code is not None:
-            raise AmdSmiLibraryException(code)
-
-    def amdsmi_init(flag: int = 2) -> None:
-        fake.calls.append("init")
-        raise_if(init_error)
-
-    def amdsmi_shut_down() -> None:
-        fake.calls.append("shut_down")
-
-    def amdsmi_get_processor_handles() -> list[Handle]:
-        return [Handle(g) for g in gpus]
-
-    def amdsmi_get_gpu_asic_info(h: Handle) -> dict[str, Any]:
-        return {
-            "market_name": h.gpu.market_name,
-            "vendor_id": "0x1002",
-            "vendor_name": "Advanced Micro Devices Inc. [AMD/ATI]",
-            "subvendor_id": "0x1002",
-            "device_id": "0x74a1",
-            "rev_id": "0x00",
-            "asic_serial": h.gpu.serial,
-            "oam_id": 0,
-            "num_compute_units": h.gpu.num_compute_units,
-            "target_graphics_version": "gfx942",
-        }
-
-    def amdsmi_get_gpu_device_uuid(h: Handle) -> str:
-        return h.gpu.uuid
-
-    def amdsmi_get_energy_count(h: Handle) -> dict[str, Any]:
-        raise_if(h.gpu.energy_error)
-        count = h.gpu.energy_accumulator
-        count = count() if callable(count) else count
-        return {
-            "power": count,
-            "energy_accumulator": count,
-            "counter_resolution": h.gpu.counter_resolution,
-            "timestamp": 1_700_000_000_000,
-        }
-
-    def amdsmi_get_power_info(h: Handle) -> dict[str, Any]:
-        raise_if(h.gpu.power_error)
-        return {
-            "current_socket_power": h.gpu.current_socket_power,
-            "average_socket_power": h.gpu.average_socket_power,
-            "gfx_voltage": 800,
-            "soc_voltage": 900,
-            "mem_voltage": 1100,
-            "power_limit": 750,
-        }
-
-    def amdsmi_get_gpu_driver_info(h: Handle) -> dict[str, str]:
-        return {"driver_name": "amdgpu", "driver_version": "6.8.5", "driver_date": "2015/01/01"}
-
-    for function in (
-        amdsmi_init,
-        amdsmi_shut_down,
-        amdsmi_get_processor_handles,
-        amdsmi_get_gpu_asic_info,
-        amdsmi_get_gpu_device_uuid,
-        amdsmi_get_energy_count,
-        amdsmi_get_power_info,
-        amdsmi_get_gpu_driver_info,
-    ):
-        setattr(fake, function.__name__, function)
-    return fake
 
 
 def four_gpus() -> list[FakeAmdGPU]:

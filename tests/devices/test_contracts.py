@@ -1,33 +1,69 @@
 """The Device contract, checked over every kind of device greenai has (psutil's test_contracts).
 
-Each kind is made here without hardware (a fake sysfs tree, a fake clock). A new device
-class anywhere in greenai fails :func:`test_every_device_kind_is_under_contract` until it
-has a maker below: a new kind is its module, its own tests, and one line here.
+Each kind is made here without hardware: a fake sysfs tree, a fake clock, the fake vendor
+libraries of :mod:`tests.devices.fakes`. A new concrete device class anywhere in greenai
+fails :func:`test_every_device_kind_is_under_contract` until it has a maker below: a new
+kind is its module, its own tests, and one line here.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
-import pkgutil
+import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import greenai.devices
-from greenai.devices.base import Capabilities, Device, Reading
+import greenai
+from greenai.devices.base import Capabilities, Device, Reading, ShareInputs
 from greenai.testing import FakeClock, FakeGPU
+from tests.devices.fakes import (
+    SMS,
+    FakeAmdGPU,
+    NvmlGPU,
+    make_amdsmi,
+    make_nvml,
+    make_zone,
+    mig_nvml,
+)
 
 
 def _rapl(tmp_path: Path) -> Device:
     from greenai.devices.rapl import RaplDomain
 
-    zone = tmp_path / "intel-rapl:0"
-    zone.mkdir()
-    (zone / "name").write_text("package-0\n")
-    (zone / "energy_uj").write_text("1000000\n")
-    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=1_000_000)
     return RaplDomain(zone, "cpu0-package", "cpu")
+
+
+def _nvidia(tmp_path: Path) -> Device:
+    from greenai.devices.nvidia import NvidiaGPU
+
+    return NvidiaGPU(0, nvml=make_nvml([NvmlGPU(uuid="GPU-a")]))
+
+
+def _amd(tmp_path: Path) -> Device:
+    from greenai.devices.amd import AmdGPU
+
+    return AmdGPU(0, amdsmi=make_amdsmi([FakeAmdGPU()]))
+
+
+def _mig(tmp_path: Path) -> Device:
+    from greenai.devices.nvidia import discover_gpus
+
+    nvml, _ = mig_nvml(SMS)
+    (device,) = discover_gpus(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": "MIG-aaaa"})
+    return device
+
+
+def _replay(tmp_path: Path) -> Device:
+    from greenai.testing import ReplayDevice
+
+    path = tmp_path / "timeline.csv"
+    path.write_text("t_s,device,counter_j,power_w\n0.0,gpu0,0.0,100.0\n1.0,gpu0,100.0,100.0\n")
+    return ReplayDevice(path, clock=FakeClock())
 
 
 def _cpu_model(tmp_path: Path) -> Device:
@@ -47,47 +83,60 @@ def _fake_gpu(tmp_path: Path) -> Device:
 
 
 def _attributed(tmp_path: Path) -> Device:
-    import os
-
     from greenai.devices.attribution import apply_scope
 
     (device,) = apply_scope([_cpu_model(tmp_path)], "process", pid=os.getpid())
     return device
 
 
-MAKERS: dict[str, Callable[[Path], Device] | None] = {
+MAKERS: dict[str, Callable[[Path], Device]] = {
     "RaplDomain": _rapl,
     "CpuModel": _cpu_model,
     "MemoryModel": _memory_model,
+    "NvidiaGPU": _nvidia,
+    "AmdGPU": _amd,
+    "MigInstance": _mig,
     "FakeGPU": _fake_gpu,
+    "ReplayDevice": _replay,
     "Attributed": _attributed,
-    # Need a vendor library (tests/devices/test_nvidia.py, test_amd.py, test_mig.py fake it),
-    # or a recorded file (tests/test_testing.py):
-    "NvidiaGPU": None,
-    "AmdGPU": None,
-    "LibraryGPU": None,
-    "MigInstance": None,
-    "ReplayDevice": None,
 }
 
 
-def _device_classes() -> set[str]:
-    for info in pkgutil.iter_modules(greenai.devices.__path__, "greenai.devices."):
-        importlib.import_module(info.name)
-    importlib.import_module("greenai.testing")
-    seen: set[str] = set()
-    todo: list[type[Device]] = [Device]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            if sub.__module__.startswith("greenai.") and sub.__name__ not in seen:
-                seen.add(sub.__name__)
-                todo.append(sub)
-    return seen
+def _device_classes() -> dict[str, type[Device]]:
+    """Every Device subclass defined in greenai's source, by name.
+
+    Found in the source, not among the classes imported so far, so that none hides in a
+    module nothing here imports.
+    """
+    root = Path(greenai.__file__).parent
+    bases: dict[tuple[str, str], set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        module = ".".join(("greenai", *parts[: -1 if parts[-1] == "__init__" else None]))
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                bases[(module, node.name)] = {ast.unparse(b).split(".")[-1] for b in node.bases}
+    found: dict[str, str] = {"Device": "greenai.devices.base"}
+    grown = True
+    while grown:
+        grown = False
+        for (module, name), names in bases.items():
+            if name not in found and names & set(found):
+                found[name], grown = module, True
+    del found["Device"]
+    return {name: getattr(importlib.import_module(module), name) for name, module in found.items()}
 
 
 def test_every_device_kind_is_under_contract() -> None:
-    missing = sorted(_device_classes() - set(MAKERS))
+    classes = _device_classes()
+    for name, cls in classes.items():
+        assert issubclass(cls, Device), name
+    concrete = {name for name, cls in classes.items() if not inspect.isabstract(cls)}
+    assert "LibraryGPU" in classes and "LibraryGPU" not in concrete  # a base: its kinds have makers
+    missing = sorted(concrete - set(MAKERS))
     assert not missing, f"add a maker to MAKERS for {missing}"
+    stale = sorted(set(MAKERS) - concrete)
+    assert not stale, f"MAKERS names classes greenai no longer has: {stale}"
 
 
 @pytest.mark.parametrize("kind", [k for k, make in MAKERS.items() if make is not None])
@@ -104,6 +153,9 @@ def test_a_device_keeps_the_contract(kind: str, tmp_path: Path) -> None:
         assert isinstance(caps, Capabilities)
         assert caps.counter == (device.method == "counter")
         assert caps.native_loop == (device.loop_source() is not None)
+        inputs = device.share_inputs()
+        assert isinstance(inputs, ShareInputs)
+        assert caps.per_process_gpu == (inputs.nvml is not None)
         reading = device.read()
         assert isinstance(reading, Reading)
         assert set(device.describe()) >= {"name", "kind", "method", "scope", "detail"}

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from test_nvidia import FakeGPU as NvmlGPU  # the fake NVML of test_nvidia.py
-from test_nvidia import make_nvml
 
 from greenai.devices.attribution import GpuProcessShare
 from greenai.devices.namespaces import PROC_PID_INIT_INO, gpu_holders, in_pid_namespace
 from greenai.errors import MeasurementWarning
+from tests.devices.fakes import NvmlGPU, make_nvml
 
 
 def fake_procfs(tmp_path: Path, ns_inode: int | None) -> Path:

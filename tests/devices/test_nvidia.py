@@ -1,11 +1,8 @@
 from __future__ import annotations
 
 import sys
-import types
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import pynvml
 import pytest
@@ -20,105 +17,18 @@ from greenai.errors import (
     MeasurementWarning,
     MIGNotSupportedError,
 )
+from tests.devices.fakes import SMS, NvmlGPU, gpus, make_nvml, mig_nvml, not_supported
 
 # Any warning a test does not expect fails it.
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-def not_supported() -> Exception:
-    error: Exception = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-    return error
-
-
-@dataclass
-class FakeGPU:
-    """What one fake GPU answers. An Exception value is raised by the matching NVML call.
-
-    The fake module hands out these objects as NVML handles.
-    """
-
-    uuid: str
-    model: str = "NVIDIA H100 80GB HBM3"
-    energy_mj: int | Exception = 1_000_000
-    power_mw: int | Exception = 500_000
-    instant_mw: float = 450_000
-    instant_return: int = pynvml.NVML_SUCCESS
-    instant_type: int = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
-    mig_mode: int | Exception = field(default_factory=not_supported)
-    is_mig_handle: int = 0
-    power_limit_mw: int | Exception = 700_000
-
-
-def _answer(value: Any) -> Any:
-    if isinstance(value, Exception):
-        raise value
-    return value
-
-
-def _field_values(gpu: FakeGPU, field_ids: list[int]) -> Any:
-    # A real c_nvmlFieldValue_t array, as pynvml returns it.
-    values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
-    for slot, field_id in zip(values, field_ids, strict=True):
-        slot.fieldId = field_id
-        if field_id != pynvml.NVML_FI_DEV_POWER_INSTANT:
-            slot.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
-            continue
-        slot.nvmlReturn = gpu.instant_return
-        slot.valueType = gpu.instant_type
-        if gpu.instant_type == pynvml.NVML_VALUE_TYPE_DOUBLE:
-            slot.value.dVal = gpu.instant_mw
-        else:
-            slot.value.uiVal = int(gpu.instant_mw)
-    return values
-
-
-def make_nvml(gpus: list[FakeGPU], *, init_error: int | None = None) -> Any:
-    """An autospec of pynvml (wrong call signatures fail) with real constants and errors."""
-    fake = mock.create_autospec(pynvml)
-    for attr in dir(pynvml):
-        if attr.startswith(("NVML_", "NVMLError")):
-            setattr(fake, attr, getattr(pynvml, attr))
-    if init_error is not None:
-        fake.nvmlInit.side_effect = pynvml.NVMLError(init_error)
-
-    def handle_by_index(index: int) -> FakeGPU:
-        if not 0 <= index < len(gpus):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        return gpus[index]
-
-    def handle_by_uuid(uuid: str) -> FakeGPU:
-        for gpu in gpus:
-            if gpu.uuid == uuid:
-                return gpu
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
-
-    fake.nvmlDeviceGetCount.side_effect = lambda: len(gpus)
-    fake.nvmlDeviceGetHandleByIndex.side_effect = handle_by_index
-    fake.nvmlDeviceGetHandleByUUID.side_effect = handle_by_uuid
-    fake.nvmlDeviceGetUUID.side_effect = lambda h: h.uuid
-    fake.nvmlDeviceGetName.side_effect = lambda h: h.model
-    fake.nvmlDeviceGetIndex.side_effect = gpus.index
-    fake.nvmlDeviceGetTotalEnergyConsumption.side_effect = lambda h: _answer(h.energy_mj)
-    fake.nvmlDeviceGetPowerUsage.side_effect = lambda h: _answer(h.power_mw)
-    fake.nvmlDeviceGetEnforcedPowerLimit.side_effect = lambda h: _answer(h.power_limit_mw)
-    fake.nvmlDeviceGetFieldValues.side_effect = _field_values
-    fake.nvmlDeviceGetMigMode.side_effect = lambda h: [_answer(h.mig_mode), 0]
-    fake.nvmlDeviceIsMigDeviceHandle.side_effect = lambda h: pynvml.c_uint(h.is_mig_handle)
-    return fake
-
-
-def gpus(n: int) -> list[FakeGPU]:
-    return [
-        FakeGPU(uuid=f"GPU-{i}{i}{i}{i}aaaa-0000", energy_mj=1_000_000 * (i + 1)) for i in range(n)
-    ]
-
-
-def counter_j(gpu: FakeGPU) -> float:
+def counter_j(gpu: NvmlGPU) -> float:
     assert isinstance(gpu.energy_mj, int)
     return gpu.energy_mj / 1000
 
 
-def opened(gpu: FakeGPU, **kwargs: Any) -> tuple[NvidiaGPU, Any]:
+def opened(gpu: NvmlGPU, **kwargs: Any) -> tuple[NvidiaGPU, Any]:
     nvml = make_nvml([gpu])
     device = NvidiaGPU(0, nvml=nvml, **kwargs)
     device.open()
@@ -129,7 +39,7 @@ def opened(gpu: FakeGPU, **kwargs: Any) -> tuple[NvidiaGPU, Any]:
 
 
 def test_counter_and_instant_power_are_converted_to_joules_and_watts() -> None:
-    gpu = FakeGPU(uuid="GPU-a", energy_mj=123_456_789, instant_mw=412_345)
+    gpu = NvmlGPU(uuid="GPU-a", energy_mj=123_456_789, instant_mw=412_345)
     device, nvml = opened(gpu)
     assert (device.name, device.kind, device.method) == ("gpu0", "gpu", "counter")
     assert device.relative_uncertainty == 0.05
@@ -152,17 +62,17 @@ def test_counter_and_instant_power_are_converted_to_joules_and_watts() -> None:
 
 
 def test_the_enforced_power_limit_is_read_in_watts_or_left_unknown() -> None:
-    device, _ = opened(FakeGPU(uuid="GPU-a", power_limit_mw=350_000))
+    device, _ = opened(NvmlGPU(uuid="GPU-a", power_limit_mw=350_000))
     assert device.power_limit_w == pytest.approx(350.0)
     device.close()
     unsupported = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-    device, _ = opened(FakeGPU(uuid="GPU-a", power_limit_mw=unsupported))
+    device, _ = opened(NvmlGPU(uuid="GPU-a", power_limit_mw=unsupported))
     assert device.power_limit_w is None
     device.close()
 
 
 def test_instant_power_honours_the_value_type() -> None:
-    gpu = FakeGPU(uuid="GPU-a", instant_mw=321_654.5, instant_type=pynvml.NVML_VALUE_TYPE_DOUBLE)
+    gpu = NvmlGPU(uuid="GPU-a", instant_mw=321_654.5, instant_type=pynvml.NVML_VALUE_TYPE_DOUBLE)
     device, _ = opened(gpu)
     assert device.read().power_w == pytest.approx(321.6545)
     device.close()
@@ -170,7 +80,7 @@ def test_instant_power_honours_the_value_type() -> None:
 
 @pytest.mark.parametrize("how", ["field-return", "call-raises"])
 def test_unsupported_instant_field_falls_back_to_average_power(how: str) -> None:
-    gpu = FakeGPU(uuid="GPU-a", power_mw=612_345)
+    gpu = NvmlGPU(uuid="GPU-a", power_mw=612_345)
     nvml = make_nvml([gpu])
     if how == "field-return":
         gpu.instant_return = pynvml.NVML_ERROR_NOT_SUPPORTED
@@ -188,7 +98,7 @@ def test_unsupported_instant_field_falls_back_to_average_power(how: str) -> None
 
 
 def test_without_counter_the_method_is_power() -> None:
-    gpu = FakeGPU(uuid="GPU-a", energy_mj=not_supported(), instant_mw=250_500)
+    gpu = NvmlGPU(uuid="GPU-a", energy_mj=not_supported(), instant_mw=250_500)
     device, nvml = opened(gpu)
     assert device.method == "power"
     reading = device.read()
@@ -199,7 +109,7 @@ def test_without_counter_the_method_is_power() -> None:
 
 
 def test_neither_counter_nor_power_is_unavailable_and_releases_nvml() -> None:
-    gpu = FakeGPU(
+    gpu = NvmlGPU(
         uuid="GPU-a",
         energy_mj=not_supported(),
         power_mw=not_supported(),
@@ -221,7 +131,7 @@ def test_neither_counter_nor_power_is_unavailable_and_releases_nvml() -> None:
     ],
 )
 def test_nvml_error_during_read_is_a_read_error(field: str, code: int) -> None:
-    gpu = FakeGPU(uuid="GPU-a")
+    gpu = NvmlGPU(uuid="GPU-a")
     device, _ = opened(gpu, name="node3-gpu0")
     setattr(gpu, field, code if field == "instant_return" else pynvml.NVMLError(code))
     with pytest.raises(DeviceReadError) as caught:
@@ -259,7 +169,7 @@ def test_open_and_close_balance_init_and_shutdown() -> None:
 def test_nested_open_close_leaves_the_outer_reading() -> None:
     # Two trackers given one NvidiaGPU object: the inner close must not shut NVML down
     # under the outer, and the counter stays absolute so each keeps its own origin.
-    fake = FakeGPU(uuid="GPU-a", energy_mj=1_000_000)
+    fake = NvmlGPU(uuid="GPU-a", energy_mj=1_000_000)
     nvml = make_nvml([fake])
     device = NvidiaGPU(0, nvml=nvml)
     device.open()  # outer
@@ -284,7 +194,7 @@ def test_nested_open_close_leaves_the_outer_reading() -> None:
 
 
 def test_close_never_raises() -> None:
-    device, nvml = opened(FakeGPU(uuid="GPU-a"))
+    device, nvml = opened(NvmlGPU(uuid="GPU-a"))
     nvml.nvmlShutdown.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
     device.close()
 
@@ -312,7 +222,7 @@ def test_open_with_a_given_handle_fills_in_identity() -> None:
 
 
 def test_mig_device_handle_is_refused_with_advice() -> None:
-    gpu = FakeGPU(uuid="MIG-abc", is_mig_handle=1)
+    gpu = NvmlGPU(uuid="MIG-abc", is_mig_handle=1)
     nvml = make_nvml([gpu])
     device = NvidiaGPU(0, nvml=nvml, handle=gpu)
     with pytest.raises(MIGNotSupportedError, match="CUDA_VISIBLE_DEVICES"):
@@ -377,40 +287,6 @@ def test_missing_pynvml_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -
 def test_visible_gpu_selectors(value: str | None, expected: list[str | int] | None) -> None:
     environ = {} if value is None else {"CUDA_VISIBLE_DEVICES": value}
     assert visible_gpu_selectors(environ) == expected
-
-
-def mig_nvml(sms: dict[str, int]) -> tuple[Any, list[FakeGPU]]:
-    """Two GPUs; the second in MIG mode with a 3g (60 SMs) and a 1g (16 SMs) instance."""
-    fakes = gpus(2)
-    fakes[1].mig_mode = pynvml.NVML_DEVICE_MIG_ENABLE
-    instances = [
-        FakeGPU(uuid="MIG-aaaa-3g", is_mig_handle=1),
-        FakeGPU(uuid="MIG-bbbb-1g", is_mig_handle=1),
-    ]
-    ids = {"MIG-aaaa-3g": (1, 0), "MIG-bbbb-1g": (2, 0)}
-    nvml = make_nvml(fakes)
-
-    def by_index(parent: FakeGPU, slot: int) -> FakeGPU:
-        if parent is not fakes[1] or slot >= len(instances):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
-        return instances[slot]
-
-    def max_count(parent: FakeGPU) -> int:
-        if parent is not fakes[1]:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return 7
-
-    nvml.nvmlDeviceGetMaxMigDeviceCount.side_effect = max_count
-    nvml.nvmlDeviceGetMigDeviceHandleByIndex.side_effect = by_index
-    nvml.nvmlDeviceGetAttributes.side_effect = lambda h: types.SimpleNamespace(
-        multiprocessorCount=sms[h.uuid]
-    )
-    nvml.nvmlDeviceGetGpuInstanceId.side_effect = lambda h: ids[h.uuid][0]
-    nvml.nvmlDeviceGetComputeInstanceId.side_effect = lambda h: ids[h.uuid][1]
-    return nvml, fakes
-
-
-SMS = {"GPU-0000aaaa-0000": 132, "GPU-1111aaaa-0000": 132, "MIG-aaaa-3g": 60, "MIG-bbbb-1g": 16}
 
 
 @pytest.mark.parametrize("value", ["MIG-aaaa", "MIG-GPU-1111aaaa-0000/1/0"])

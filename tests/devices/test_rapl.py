@@ -13,17 +13,7 @@ from greenai.errors import (
     MeasurementWarning,
     PermissionWarning,
 )
-
-RANGE_UJ = 262143328850
-
-
-def make_zone(root: Path, zone: str, name: str, energy_uj: int = 0) -> Path:
-    path = root / zone
-    path.mkdir(parents=True)
-    (path / "name").write_text(name + "\n")
-    (path / "energy_uj").write_text(f"{energy_uj}\n")
-    (path / "max_energy_range_uj").write_text(f"{RANGE_UJ}\n")
-    return path
+from tests.devices.fakes import RANGE_UJ, make_zone, set_energy
 
 
 def make_socket(root: Path, n: int) -> None:
@@ -32,10 +22,6 @@ def make_socket(root: Path, n: int) -> None:
     make_zone(root, f"intel-rapl:{n}:1", "uncore")
     make_zone(root, f"intel-rapl:{n}:2", "dram")
     make_zone(root, f"intel-rapl-mmio:{n}", f"package-{n}")
-
-
-def set_energy(zone: Path, energy_uj: int) -> None:
-    (zone / "energy_uj").write_text(f"{energy_uj}\n")
 
 
 def test_discovers_only_package_and_dram(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from greenai.sampling import native_py
 from greenai.sampling.native import SamplingLoop, native_disabled
 
 HERE = Path(__file__).parent
-RANGE_UJ = 262143328850
 
 
 def compiler() -> str | None:
@@ -72,21 +71,6 @@ def make_loop(loop_cls: type[SamplingLoop]) -> Iterator[Callable[..., SamplingLo
     for loop in made:
         loop.close()
     assert not any(loop.running for loop in made)
-
-
-def make_zone(root: Path, zone: str, name: str, energy_uj: int = 0) -> Path:
-    """A powercap zone directory with name, energy_uj and max_energy_range_uj."""
-    path = root / zone
-    path.mkdir(parents=True)
-    (path / "name").write_text(name + "\n")
-    (path / "energy_uj").write_text(f"{energy_uj}\n")
-    (path / "max_energy_range_uj").write_text(f"{RANGE_UJ}\n")
-    return path
-
-
-def set_energy(zone: Path, value: int | str) -> None:
-    """Rewrite a zone's counter in place (the loop keeps the file open)."""
-    (zone / "energy_uj").write_text(f"{value}\n")
 
 
 @dataclass

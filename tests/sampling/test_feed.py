@@ -19,7 +19,8 @@ from greenai.sampling.feed import NativeFeed, loop_source
 from greenai.sampling.native import SamplingLoop
 from greenai.testing import FakeClock, FakeGPU
 from greenai.timeline import Timeline
-from tests.sampling.conftest import FakeNvml, make_zone, native_loop_class, set_energy
+from tests.devices.fakes import make_zone, set_energy
+from tests.sampling.conftest import FakeNvml, native_loop_class
 
 
 def rapl_tree(root: Path) -> Path:

@@ -17,7 +17,8 @@ import pytest
 
 from greenai.errors import ConfigError
 from greenai.sampling.native import RECORD_DTYPE, SamplingLoop
-from tests.sampling.conftest import FakeNvml, make_zone
+from tests.devices.fakes import make_zone
+from tests.sampling.conftest import FakeNvml
 
 PRELUDE = """
 import sys, threading

@@ -23,7 +23,8 @@ from greenai.errors import (
     TrackerStateError,
 )
 from greenai.sampling.native import RECORD_DTYPE, SamplingLoop
-from tests.sampling.conftest import RANGE_UJ, FakeNvml, make_zone, set_energy
+from tests.devices.fakes import RANGE_UJ, make_zone, set_energy
+from tests.sampling.conftest import FakeNvml
 
 MakeLoop = Callable[..., SamplingLoop]
 

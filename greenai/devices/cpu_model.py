@@ -35,8 +35,11 @@ __all__ = [
     "DEFAULT_W_PER_CPU",
     "CpuInfo",
     "CpuModel",
+    "CpuUtilisation",
+    "codecarbon_cpu_power_csv",
     "lookup_tdp_w",
     "read_cpuinfo",
+    "tdp_table",
 ]
 
 DEFAULT_TDP_W = 85.0
@@ -63,7 +66,11 @@ def _tokens(cpu_name: str) -> tuple[str, ...]:
     return tuple(text.replace(",", " ").split())
 
 
-def _cpu_power_csv() -> Path | None:
+def codecarbon_cpu_power_csv() -> Path | None:
+    """Where codecarbon's CPU TDP table (``data/hardware/cpu_power.csv``) is, or None.
+
+    Found without importing codecarbon; None when it is not installed.
+    """
     spec = importlib.util.find_spec("codecarbon")  # locates without importing
     for location in (spec and spec.submodule_search_locations) or []:
         path = Path(location, "data", "hardware", "cpu_power.csv")
@@ -73,9 +80,15 @@ def _cpu_power_csv() -> Path | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _tdp_table() -> dict[tuple[str, ...], tuple[float, str]]:
-    """Map normalised table names to (TDP in W, table name); empty without codecarbon."""
-    path = _cpu_power_csv()
+def tdp_table() -> dict[tuple[str, ...], tuple[float, str]]:
+    """The CPU TDP table of codecarbon, as :func:`lookup_tdp_w` reads it.
+
+    Normalised name tokens to (TDP per socket in W, table name); empty without codecarbon.
+    Read once and cached (``tdp_table.cache_clear()`` reads it again). Rows without a
+    numeric TDP, and names with no digit (which would match on vendor words alone), are
+    left out; of duplicate names the first row wins.
+    """
+    path = codecarbon_cpu_power_csv()
     if path is None:
         return {}
     table: dict[tuple[str, ...], tuple[float, str]] = {}
@@ -107,7 +120,7 @@ def lookup_tdp_w(cpu_name: str) -> tuple[float, str] | None:
         (TDP per socket in watts, matched table name), or None when nothing matches or
         codecarbon is not installed.
     """
-    table = _tdp_table()
+    table = tdp_table()
     tokens = _tokens(cpu_name)
     best: tuple[str, ...] | None = None
     for start in range(len(tokens)):
@@ -167,12 +180,20 @@ hypervisor gave to other guests, and ``guest``/``guest_nice`` are already inside
 ``nice`` (proc(5))."""
 
 
-class _Utilisation:
-    """Utilisation of a set of CPUs (0-1) since this object's previous call.
+class CpuUtilisation:
+    """Utilisation of the CPUs a process may use, in percent (0-100), since the previous call.
 
-    Per instance, unlike ``psutil.cpu_percent(interval=None)``, whose baseline is shared by
-    every caller in the process. Where a cgroup CPU quota applies, the cgroup's own CPU time
-    over the quota; otherwise busy time over total time of the CPUs in the affinity set.
+    What :class:`CpuModel` multiplies its per-CPU watts by, and what a process tree's CPU
+    time is a share of under process scope (:meth:`busy_cpu_s`). Per instance, unlike
+    ``psutil.cpu_percent(interval=None)``, whose baseline is shared by every caller in the
+    process. Where a cgroup CPU quota applies, the cgroup's own CPU time over the quota;
+    otherwise busy time over total time of the CPUs in the affinity set (``steal`` and
+    ``iowait`` are not busy; ``guest`` is inside ``user``). The first call returns 0 (it
+    takes the baseline).
+
+    Args:
+        allowance: The CPUs the process may use
+            (:func:`~greenai.devices.cgroup.cpu_allowance`).
     """
 
     def __init__(self, allowance: CpuAllowance) -> None:
@@ -202,6 +223,7 @@ class _Utilisation:
         return busy, total
 
     def __call__(self) -> float:
+        """Percent busy since the previous call (0 on the first)."""
         with self._lock:
             now = self._sample()
             last, self._last = self._last, now
@@ -286,7 +308,7 @@ class CpuModel(Device):
         self.tdp_source = "given" if tdp_w is not None else ""
         self.usable_source = "given" if usable_cpus is not None else ""
         self._cpu_percent = cpu_percent
-        self._busy: _Utilisation | None = None
+        self._busy: CpuUtilisation | None = None
         self._procfs_path = procfs_path
         self._cgroup_root = cgroup_root
 
@@ -294,11 +316,11 @@ class CpuModel(Device):
         if self.watts_per_cpu is None:
             self._resolve_watts()
         allowance = cpu_allowance(cgroup_root=self._cgroup_root, procfs_path=self._procfs_path)
-        self._busy = _Utilisation(allowance)
+        self._busy = CpuUtilisation(allowance)
         if self.usable_cpus is None:
             self.usable_cpus, self.usable_source = allowance.usable_cpus, allowance.source
         if self._cpu_percent is None:
-            self._cpu_percent = _Utilisation(allowance)
+            self._cpu_percent = CpuUtilisation(allowance)
 
     def _resolve_watts(self) -> None:
         info = read_cpuinfo(self._procfs_path)

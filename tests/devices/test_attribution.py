@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,24 +71,30 @@ class Times(NamedTuple):
 
 @dataclass
 class FakeProc:
+    """A psutil.Process stand-in: its CPU times and its live descendants."""
+
     pid: int
     times: Times
+    descendants: list[FakeProc] = field(default_factory=list)
 
     def cpu_times(self) -> Times:
         return self.times
+
+    def children(self, recursive: bool = False) -> list[FakeProc]:
+        return self.descendants
 
 
 def test_tree_cpu_time_is_continuous_when_a_child_is_reaped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root = FakeProc(1, Times(1.0, 0.0, 0.0, 0.0))
     child = FakeProc(2, Times(1.5, 0.5, 0.0, 0.0))
-    monkeypatch.setattr(attribution, "_tree", lambda pid: [root, child])
+    root = FakeProc(1, Times(1.0, 0.0, 0.0, 0.0), [child])
+    monkeypatch.setattr(attribution.psutil, "Process", lambda pid: root)
     before = tree_cpu_seconds(1)
     assert before == pytest.approx(3.0)
     # The child ran 0.5 s more, exited and was reaped: its whole 2.5 s moves to the root.
     root.times = Times(1.2, 0.0, 2.0, 0.5)
-    monkeypatch.setattr(attribution, "_tree", lambda pid: [root])
+    root.descendants = []
     assert tree_cpu_seconds(1) - before == pytest.approx(0.7)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from greenai.devices import cpu_model
 from greenai.devices.cgroup import CpuAllowance
-from greenai.devices.cpu_model import DEFAULT_W_PER_CPU, CpuModel, lookup_tdp_w
+from greenai.devices.cpu_model import DEFAULT_W_PER_CPU, CpuModel, CpuUtilisation, lookup_tdp_w
 from greenai.errors import ConfigError, DeviceReadError
 
 
@@ -33,10 +33,10 @@ def codecarbon_rows() -> dict[str, float]:
 
 @pytest.fixture
 def fresh_cache() -> Iterator[None]:
-    cpu_model._tdp_table.cache_clear()
+    cpu_model.tdp_table.cache_clear()
     cpu_model.lookup_tdp_w.cache_clear()
     yield
-    cpu_model._tdp_table.cache_clear()
+    cpu_model.tdp_table.cache_clear()
     cpu_model.lookup_tdp_w.cache_clear()
 
 
@@ -170,7 +170,7 @@ def test_unknown_cpu_uses_four_watts_per_thread() -> None:
 
 @pytest.mark.usefixtures("fresh_cache")
 def test_without_codecarbon_uses_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_model, "_cpu_power_csv", lambda: None)
+    monkeypatch.setattr(cpu_model, "codecarbon_cpu_power_csv", lambda: None)
     assert lookup_tdp_w("AMD EPYC 7763 64-Core Processor") is None
     model = CpuModel(cpu_name="AMD EPYC 7763 64-Core Processor", cpu_percent=lambda: 0.0, sockets=1)
     model.open()
@@ -213,7 +213,7 @@ def test_measured_utilisation_covers_only_the_affinity_cpus(
         ]
     )
     monkeypatch.setattr(cpu_model.psutil, "cpu_times", lambda percpu: next(calls))
-    measure = cpu_model._Utilisation(CpuAllowance(usable_cpus=1.0, affinity=(0,)))
+    measure = CpuUtilisation(CpuAllowance(usable_cpus=1.0, affinity=(0,)))
     assert measure() == 0.0  # primes
     # busy = user + system (guest is inside user); idle and iowait are not busy.
     assert measure() == pytest.approx(50.0)
@@ -228,7 +228,7 @@ def test_measured_utilisation_under_a_quota_reads_the_cgroup(
     )
     clock = iter([100.0, 110.0])
     monkeypatch.setattr(cpu_model.time, "monotonic", lambda: next(clock))
-    measure = cpu_model._Utilisation(allowance)
+    measure = CpuUtilisation(allowance)
     stat.write_text("usage_usec 1000000\nuser_usec 900000\n")
     assert measure() == 0.0
     stat.write_text("usage_usec 6000000\nuser_usec 5000000\n")

@@ -156,6 +156,16 @@ class Sampler:
         self._reader: ReadWorker | None = None
 
     @property
+    def python_period_s(self) -> float:
+        """How often this thread wakes, in seconds (final after :meth:`start`).
+
+        It reads the devices the native loop does not at this period, and drains the loop's
+        buffer; with only loop-read devices it wakes every
+        :data:`~greenai.sampling.feed.DRAIN_PERIOD_S` or the loop's period, if longer.
+        """
+        return self._wait_s
+
+    @property
     def running(self) -> bool:
         """Whether the sampling thread is alive."""
         return self._thread is not None and self._thread.is_alive()

@@ -38,7 +38,7 @@ from greenai.measurement import Measurement
 if TYPE_CHECKING:
     from greenai.jobview import JobView
 
-__all__ = ["DistributedSession", "open_session", "rank_payload"]
+__all__ = ["DistributedSession", "no_local_rank_message", "open_session", "rank_payload"]
 
 log = logging.getLogger("greenai")
 
@@ -75,7 +75,7 @@ def open_session(
     dist = sys.modules["torch.distributed"]
     info = rank_info(dist=dist)
     if not devices_given:
-        _warn_once(_no_local_rank_message(os.environ, info))
+        _warn_once(no_local_rank_message(os.environ, info))
     try:
         store = dist.distributed_c10d._get_default_store()
         gather = StoreGather(store, info.rank, info.world_size, timeout_s=gather_timeout_s())
@@ -232,8 +232,18 @@ def _no_group_message(env: Mapping[str, str]) -> str | None:
     )
 
 
-def _no_local_rank_message(env: Mapping[str, str], info: RankInfo) -> str | None:
-    """Warn when ranks cannot tell which devices are theirs (mp.spawn sets no LOCAL_RANK)."""
+def no_local_rank_message(env: Mapping[str, str], info: RankInfo) -> str | None:
+    """Why ranks cannot tell which devices are theirs, or None when they can.
+
+    A rank finds its own devices by its local rank: ``LOCAL_RANK`` (torchrun),
+    ``SLURM_LOCALID``, or its rank modulo the ranks per host where ``LOCAL_WORLD_SIZE`` or
+    the process group tells it. ``mp.spawn`` sets none of these; then every rank measures
+    every discovered device, which :func:`open_session` warns about once with this text.
+
+    Args:
+        env: The environment to read (``os.environ``).
+        info: This rank's identity.
+    """
     if info.world_size <= 1 or "LOCAL_RANK" in env or "SLURM_LOCALID" in env:
         return None
     if "LOCAL_WORLD_SIZE" in env or info.local_world_size > 1:  # rank % it stands in

@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 import greenai
 from greenai.distributed import RankInfo, RankPayload, StoreGather
-from greenai.distributed.session import DistributedSession
+from greenai.distributed.session import DistributedSession, no_local_rank_message
 from greenai.errors import ConfigError, MeasurementWarning
 from greenai.store import RunStore
 from greenai.testing import FakeClock, FakeGPU
@@ -84,9 +84,16 @@ class _Time:
         self.t += seconds
 
 
-def _session(store: dist.Store, rank: int, world: int, time: _Time) -> DistributedSession:
+def _session(
+    store: dist.Store,
+    rank: int,
+    world: int,
+    time: _Time,
+    sleep: Callable[[float], None] | None = None,
+) -> DistributedSession:
     info = RankInfo(rank=rank, world_size=world, local_rank=rank, local_world_size=world, host="h")
-    gather = StoreGather(store, rank, world, timeout_s=5.0, now=time.now, sleep=time.sleep)
+    sleep = sleep or time.sleep
+    gather = StoreGather(store, rank, world, timeout_s=5.0, now=time.now, sleep=sleep)
     gather.begin()
     return DistributedSession(info, gather)
 
@@ -174,13 +181,12 @@ def test_phases_add_up_when_one_rank_has_none(run_rank: Rank) -> None:
 
 def test_sigterm_while_waiting_ends_the_wait_and_is_passed_on_after(run_rank: Rank) -> None:
     store, time = dist.HashStore(), _Time()
-    sessions = [_session(store, r, 2, time) for r in range(2)]
 
     def sigterm(seconds: float) -> None:  # torchrun's SIGTERM arrives while rank 0 waits
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(seconds)
 
-    sessions[0].gather._sleep = sigterm
+    sessions = [_session(store, r, 2, time, sleep=sigterm if r == 0 else None) for r in range(2)]
     t0, _ = run_rank(0, "h", [("gpu0", "GPU-0", 100.0)])
     got: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
@@ -219,10 +225,8 @@ def test_a_warning_made_an_error_loses_neither_result_nor_record(
 
 
 def test_world_size_without_a_group_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import greenai.distributed.session as session
-
-    monkeypatch.setattr(session, "_warned", set())
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    # A world size no other test uses: the warning is new to this process.
+    monkeypatch.setenv("WORLD_SIZE", "4091")
     clock = FakeClock()
     with pytest.warns(MeasurementWarning, match="init_process_group"):
         with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock):
@@ -255,11 +259,9 @@ def test_a_broken_gather_keeps_the_ranks_own_result(run_rank: Rank) -> None:
 
 
 def test_ranks_without_local_rank_are_told_every_device_is_read() -> None:
-    from greenai.distributed.session import _no_local_rank_message
-
     spawned = RankInfo(rank=1, world_size=2, local_rank=0, local_world_size=1, host="h")
-    assert "LOCAL_RANK is not set" in (_no_local_rank_message({}, spawned) or "")
-    assert _no_local_rank_message({"LOCAL_RANK": "1"}, spawned) is None
-    assert _no_local_rank_message({"LOCAL_WORLD_SIZE": "1"}, spawned) is None
+    assert "LOCAL_RANK is not set" in (no_local_rank_message({}, spawned) or "")
+    assert no_local_rank_message({"LOCAL_RANK": "1"}, spawned) is None
+    assert no_local_rank_message({"LOCAL_WORLD_SIZE": "1"}, spawned) is None
     known = dataclasses.replace(spawned, local_world_size=2, local_rank=1)
-    assert _no_local_rank_message({}, known) is None
+    assert no_local_rank_message({}, known) is None

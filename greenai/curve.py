@@ -529,7 +529,8 @@ class EnergyCurve:
         spread = min(self._sigma, self._seg_scatter_j) if self._seg_scatter_j else self._sigma
         # A power value averaged over longer than an update (declared 10%) lags the load:
         # its shape misplaces energy inside a segment by up to that share.
-        shape_rel = rel_u if rel_u >= 0.1 else 0.0
+        # On a load that does not vary between updates there is nothing for it to lag.
+        shape_rel = rel_u if rel_u >= 0.1 and self._varying else 0.0
         spreads = EDGE_SPREADS
         if not self._varying:  # see EDGE_SPREADS_STEADY: anchors read every U/2 or finer
             bracket = min(self._half_bracket / max(self._seg_s, 1e-12), 0.5)

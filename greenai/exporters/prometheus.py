@@ -122,6 +122,12 @@ class PrometheusExporter:
         host = f"[{self.addr}]" if ":" in self.addr else self.addr  # IPv6 in brackets
         return f"http://{host}:{self.port}/metrics"
 
+    @property
+    def serving(self) -> bool:
+        """Whether this exporter serves now (between :meth:`start` and the job's end)."""
+        with self._stopping:
+            return self._server is not None
+
     def start(self, job: Tracker | JobView | None = None) -> PrometheusExporter:
         """Bind the port and serve on a daemon thread (``job``: the tracker, as a sink)."""
         if job is not None:

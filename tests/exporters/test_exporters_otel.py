@@ -194,12 +194,24 @@ def test_energy_lands_on_the_active_span(receiver: Receiver) -> None:
     assert span.attributes["greenai.job.name"] == "spanned"
 
 
-def test_no_span_outside_a_tracer(receiver: Receiver) -> None:
+def test_a_job_started_outside_a_span_marks_no_span(receiver: Receiver) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = provider.get_tracer("test")
     clock = FakeClock()
     sink = OTelSink(receiver.url, export_interval_s=600)
     with greenai.track("plain", devices=[FakeGPU(clock=clock)], clock=clock, sinks=[sink]):
-        assert sink._span is None
+        with tracer.start_as_current_span("inside"):  # current only after the job started
+            clock.advance(1.0)
         clock.advance(1.0)
+    [span] = spans.get_finished_spans()
+    assert span.name == "inside"
+    assert not any(key.startswith("greenai.") for key in span.attributes or {})
 
 
 def test_unreachable_collector_is_a_note_and_the_job_runs_on() -> None:

@@ -33,7 +33,7 @@ def test_scrape_shows_live_power_and_energy_per_device() -> None:
     gpu = FakeGPU(power_w=300.0, noise_w=0.0, sensor_noise_w=0.0, clock=clock)
     job = greenai.track("train", devices=[gpu], clock=clock)
     with job, PrometheusExporter(job, port=0) as exporter:
-        assert exporter.addr == "127.0.0.1" and exporter.port > 0
+        assert exporter.addr == "127.0.0.1" and exporter.port > 0 and exporter.serving
         clock.advance(2.0)
         job.step()
         metrics = scrape(exporter.url)
@@ -50,7 +50,7 @@ def test_scrape_shows_live_power_and_energy_per_device() -> None:
         assert metrics["greenai_job_steps_total"][0][1] == 1.0
         assert metrics["greenai_job_running"][0][1] == 1.0
         assert metrics["greenai_job_duration_seconds"][0][1] == pytest.approx(2.0)
-    assert exporter._thread is None
+    assert not exporter.serving
     with pytest.raises(OSError):  # the port was released
         urllib.request.urlopen(exporter.url, timeout=2)
 

@@ -87,7 +87,7 @@ def render_comparisons_html(
     comparisons: list[Comparison], notes: list[str] | None = None, title: str = "Comparison"
 ) -> str:
     """One self-contained page: each side, a table per comparison, the plot and the notes."""
-    from greenai.report.html_page import _CSS, _img, _table
+    from greenai.report.html_page import PAGE_CSS, html_figure, html_table
 
     sides = {c.a.label: c.a for c in comparisons}
     sides.update({c.b.label: c.b for c in comparisons})
@@ -101,12 +101,12 @@ def render_comparisons_html(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>greenai: {escape(title)}</title><style>{_CSS}"
+        f"<title>greenai: {escape(title)}</title><style>{PAGE_CSS}"
         "th, td { overflow-wrap: normal; }</style></head><body>",
         f"<header><h1>{escape(title)}</h1></header>",
         f'<ul class="notes">{who}</ul>',
         "<h2>B / A</h2>",
-        _img(comparison_figure(comparisons), "each ratio B/A with its interval"),
+        html_figure(comparison_figure(comparisons), "each ratio B/A with its interval"),
     ]
     for c in comparisons:
         rows = [
@@ -124,7 +124,7 @@ def render_comparisons_html(
         ]
         parts += [
             f"<h2>{escape(_label(c))} relative to {escape(c.a.label)}</h2>",
-            _table(_COLUMNS, rows, label=True),
+            html_table(_COLUMNS, rows, label=True),
         ]
         parts += [f'<p class="meta">{escape(n)}</p>' for n in c.notes]
     if notes:

@@ -34,6 +34,7 @@ __all__ = [
     "compression_table",
     "energy_accuracy_figure",
     "export_compression",
+    "pareto_rows",
     "render_compression_html",
     "render_compression_markdown",
     "size_accuracy_figure",
@@ -292,8 +293,20 @@ def compression_notes(frame: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _front(ok: pd.DataFrame, x: str) -> list[int]:
-    """Index labels of the rows on the front: lowest ``x`` for their accuracy, best first."""
+def pareto_rows(ok: pd.DataFrame, x: str) -> list[int]:
+    """The rows on the Pareto front of accuracy against ``x``, as each plot draws it.
+
+    A row is on the front when no other row has both a lower ``x`` and a higher accuracy;
+    rows equal in both share the front. Each plot has its own front (energy, size), unlike
+    the sweep's ``pareto`` column (energy only).
+
+    Args:
+        ok: Rows with an ``accuracy`` column and an ``x`` column, none NaN.
+        x: The column to minimise, e.g. ``"energy_per_inference_j"`` or ``"size_bytes"``.
+
+    Returns:
+        Index labels of the rows on the front, lowest ``x`` first.
+    """
     front: list[int] = []
     best, best_x = -math.inf, math.nan
     for idx, row in ok.sort_values([x, "accuracy"], ascending=[True, False]).iterrows():
@@ -313,7 +326,7 @@ def _scatter(
         _empty(ax, "no accuracy: pass eval_fn to sweep() (or --eval) to plot this")
         return fig
     ok = ok[ok["accuracy"].notna()]
-    front = _front(ok, x)
+    front = pareto_rows(ok, x)
     for i, (idx, r) in enumerate(ok.iterrows()):
         color = "#2e7d32" if idx in front else "#4c72b0"
         err = r[xerr] if xerr else None
@@ -418,7 +431,7 @@ def render_compression_markdown(frame: pd.DataFrame, title: str = "Compression s
 
 def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep") -> str:
     """One self-contained HTML page: the table, both Pareto plots and the notes."""
-    from greenai.report.html_page import _CSS, _img, _table
+    from greenai.report.html_page import PAGE_CSS, html_figure, html_table
 
     notes = "".join(f"<li>{escape(n)}</li>" for n in compression_notes(frame))
     ok = frame[frame["status"] == "ok"]
@@ -428,17 +441,17 @@ def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep
     if has_accuracy and has_energy:
         plots += [
             "<h2>Energy vs accuracy</h2>",
-            _img(energy_accuracy_figure(frame), "accuracy against energy per inference"),
+            html_figure(energy_accuracy_figure(frame), "accuracy against energy per inference"),
         ]
     if has_accuracy:
         plots += [
             "<h2>Size vs accuracy</h2>",
-            _img(size_accuracy_figure(frame), "accuracy against stored size"),
+            html_figure(size_accuracy_figure(frame), "accuracy against stored size"),
         ]
     if has_energy and "compress_energy_j" in frame and ok["compress_energy_j"].notna().any():
         plots += [
             "<h2>Energy break-even</h2>",
-            _img(break_even_figure(frame), "cumulative energy against inferences served"),
+            html_figure(break_even_figure(frame), "cumulative energy against inferences served"),
         ]
     if not has_accuracy:
         plots.append(
@@ -448,12 +461,13 @@ def render_compression_html(frame: pd.DataFrame, title: str = "Compression sweep
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>greenai: {escape(title)}</title><style>{_CSS}{_SWEEP_CSS}</style></head><body>",
+        f"<title>greenai: {escape(title)}</title>",
+        f"<style>{PAGE_CSS}{_SWEEP_CSS}</style></head><body>",
         f"<header><h1>{escape(title)}</h1></header>",
         "<h2>Results</h2>",
-        _table(MAIN_COLUMNS, _select(frame, MAIN_COLUMNS), label=True),
+        html_table(MAIN_COLUMNS, _select(frame, MAIN_COLUMNS), label=True),
         "<h2>Details</h2>",
-        _table(DETAIL_COLUMNS, _select(frame, DETAIL_COLUMNS), label=True),
+        html_table(DETAIL_COLUMNS, _select(frame, DETAIL_COLUMNS), label=True),
         *plots,
         "<h2>Notes</h2>",
         f'<ul class="notes">{notes}</ul>',

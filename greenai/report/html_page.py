@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     from greenai.measurement import Measurement
 
-__all__ = ["render_html"]
+__all__ = ["PAGE_CSS", "html_figure", "html_table", "render_html"]
 
-_CSS = """
+PAGE_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2329;
        max-width: 1100px; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.45; }
 header { border-bottom: 3px solid #2e7d32; padding-bottom: .6rem; margin-bottom: 1.2rem; }
@@ -63,9 +63,24 @@ figure img { width: 100%; max-width: 1000px; height: auto; border: 1px solid #e3
 ul.notes li { margin: .2rem 0; }
 footer { margin-top: 2rem; color: #777; font-size: .8rem; }
 """
+"""The style sheet of every greenai HTML page (run, sweep, comparison): tables scroll
+inside the page (``.table-wrap``), wide ones in smaller type."""
 
 
-def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], label: bool = False) -> str:
+def html_table(
+    columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], label: bool = False
+) -> str:
+    """An HTML table of text cells (escaped) in a ``table-wrap`` div that scrolls sideways.
+
+    Shared by every greenai HTML page (run, sweep, comparison). Tables of more than eight
+    columns get ``class="wide"`` (smaller type, in :data:`PAGE_CSS`); "estimated (model)"
+    in a cell is highlighted.
+
+    Args:
+        columns: The header cells.
+        rows: The body rows, one text per column.
+        label: Whether the first cell of each row is a row label (``class="label"``).
+    """
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for row in rows:
@@ -104,12 +119,13 @@ def _learning(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         )
     columns = ("epoch", "loss", "accuracy", "energy", "energy so far")
     return [
-        _table(columns, table, label=True),
-        _img(learning_figure(rows), "accuracy and loss against energy"),
+        html_table(columns, table, label=True),
+        html_figure(learning_figure(rows), "accuracy and loss against energy"),
     ]
 
 
-def _img(fig: Figure, alt: str) -> str:
+def html_figure(fig: Figure, alt: str) -> str:
+    """A matplotlib figure as an HTML ``<figure>`` holding an inline PNG with ``alt`` text."""
     data = base64.b64encode(figure_to_png(fig)).decode("ascii")
     return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}"></figure>'
 
@@ -143,7 +159,7 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>greenai report: {escape(m.name)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{PAGE_CSS}</style></head><body>",
         "<header>",
         f"<h1>{escape(m.name)}</h1>",
         f'<div class="meta"><span class="status {escape(m.status)}">{escape(m.status)}</span> ',
@@ -154,24 +170,25 @@ def render_html(
         "Uncertainties are about 95% coverage.</p>",
     ]
     if m.devices:
-        parts.append(_table(DEVICE_COLUMNS, device_rows(m)))
+        parts.append(html_table(DEVICE_COLUMNS, device_rows(m)))
     else:
         parts.append("<p>No device was measured: only time is reported.</p>")
-    parts += ["<h2>Figures</h2>", _table(("figure", "value"), efficiency_rows(m), label=True)]
+    parts += ["<h2>Figures</h2>", html_table(("figure", "value"), efficiency_rows(m), label=True)]
     plots = []
     if timeline is not None:
-        plots.append(_img(power_figure(timeline, phase_spans), "power over time per device"))
+        plots.append(html_figure(power_figure(timeline, phase_spans), "power over time per device"))
     if any(p.energy_j is not None for p in m.phases):
         figure = phase_energy_figure(m, max_depth=phase_depth, top=top_phases)
-        plots.append(_img(figure, "energy per phase"))
+        plots.append(html_figure(figure, "energy per phase"))
     if m.steps.count and m.steps.energy_j:
-        plots.append(_img(step_energy_figure(m, phase_spans), "energy per step"))
+        plots.append(html_figure(step_energy_figure(m, phase_spans), "energy per step"))
     if plots:
         parts += ["<h2>Plots</h2>", *plots]
     if learning:
         parts += ["<h2>Learning and energy</h2>", *_learning(learning)]
     if m.phases:
-        parts += ["<h2>Phases</h2>", _table(PHASE_COLUMNS, phase_rows(m, phase_depth, top_phases))]
+        phase_table = html_table(PHASE_COLUMNS, phase_rows(m, phase_depth, top_phases))
+        parts += ["<h2>Phases</h2>", phase_table]
         hidden = hidden_phases_note(
             select_phases(m, phase_depth, top_phases), phase_depth, top_phases
         )

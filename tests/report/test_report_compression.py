@@ -143,13 +143,13 @@ def test_export_by_suffix(frame: pd.DataFrame, tmp_path: Path) -> None:
 
 
 def test_each_plot_draws_its_own_front(frame: pd.DataFrame) -> None:
-    from greenai.report.compression import _front
+    from greenai.report.compression import pareto_rows
 
     ok = frame[frame["status"] == "ok"]
-    assert _front(ok, "energy_per_inference_j") == [2, 0]  # structured, then baseline
-    assert _front(ok, "size_bytes") == [2, 0]
+    assert pareto_rows(ok, "energy_per_inference_j") == [2, 0]  # structured, then baseline
+    assert pareto_rows(ok, "size_bytes") == [2, 0]
     tie = pd.concat([ok, ok.iloc[[0]].assign(label="twin")], ignore_index=True)
-    assert sorted(_front(tie, "size_bytes")) == [0, 2, 3]  # an equal row shares the front
+    assert sorted(pareto_rows(tie, "size_bytes")) == [0, 2, 3]  # an equal row shares the front
 
 
 def test_break_even_in_table_notes_and_plot(frame: pd.DataFrame) -> None:

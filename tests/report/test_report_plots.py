@@ -10,7 +10,6 @@ from greenai.report import (
     power_figure,
     step_energy_figure,
 )
-from greenai.report.plots import _top_level_spans
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,16 +43,23 @@ def test_power_figure_labels(run) -> None:
 
 def test_many_spans_are_merged_or_dropped() -> None:
     n = 2000
+    timeline = pd.DataFrame(
+        {"t_s": [0.0, float(n)], "device": "gpu0", "method": "counter", "power_w": 100.0}
+    )
     touching = pd.DataFrame(
         {"phase": ["fwd"] * n, "depth": [0] * n, "start_s": range(n), "end_s": range(1, n + 1)}
     )
-    spans, note = _top_level_spans(touching, float(n), 500)
-    assert len(spans) == 1 and note is not None and "merged" in note
-    alternating = touching.assign(phase=["fwd", "bwd"] * (n // 2))
-    spans, note = _top_level_spans(alternating, float(n), 500)
-    assert spans == [] and note is not None and "too many" in note
-    nested = touching.assign(depth=1)
-    assert _top_level_spans(nested, float(n), 500) == ([], None)
+
+    def drawn(spans: pd.DataFrame) -> tuple[int, list[str]]:
+        ax = power_figure(timeline, spans, max_spans=500).axes[0]
+        return len(ax.patches), [t.get_text() for t in ax.texts]
+
+    shaded, notes = drawn(touching)
+    assert shaded == 1 and len(notes) == 1 and "merged" in notes[0]
+    shaded, notes = drawn(touching.assign(phase=["fwd", "bwd"] * (n // 2)))
+    assert shaded == 0 and len(notes) == 1 and "too many" in notes[0]
+    assert drawn(touching.assign(depth=1)) == (0, [])  # nested spans are not shaded
+    assert drawn(touching.iloc[:400]) == (400, [])  # within the limit: each its own
 
 
 def test_power_figure_with_many_spans(run) -> None:

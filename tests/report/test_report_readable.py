@@ -122,13 +122,13 @@ def test_co2e_row_names_its_source_in_words(long_job) -> None:
 
 
 def test_wide_tables_get_smaller_type_and_scroll_inside_the_page() -> None:
-    from greenai.report.html_page import _CSS, _table
+    from greenai.report.html_page import PAGE_CSS, html_table
 
-    narrow = _table(("a", "b"), [("1", "2")])
-    wide = _table(tuple("abcdefghijklmn"), [tuple("12345678901234")])
+    narrow = html_table(("a", "b"), [("1", "2")])
+    wide = html_table(tuple("abcdefghijklmn"), [tuple("12345678901234")])
     assert 'class="table-wrap"' in narrow and 'class="wide"' not in narrow
     assert '<table class="wide">' in wide
-    assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", _CSS)
+    assert re.search(r"\.table-wrap \{[^}]*overflow-x: auto", PAGE_CSS)
 
 
 def test_cli_report_chooses_depth_and_top(

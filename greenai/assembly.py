@@ -234,15 +234,18 @@ def _step_energy(job: JobState, start: Point, live: bool, measured: bool) -> Ste
     done = ledger.steps_done
     last = ledger.last_step_point()
     if measured and done and last is not None and start:
-        # Steps tile [t0, last step]: their sum is that window, with its own uncertainty.
+        # Steps tile [t0, last step] less the spans of phases kept out of steps: their sum
+        # is that window's energy less those spans', with the window's own uncertainty.
         t_last, point = last
         whole = ledger.parts([start], [point], [job.t0], [t_last])
         totals = dataclasses.replace(
             totals,
             measured_count=done,
-            measured_energy_j=float(whole.energy_j[0]),
+            measured_energy_j=float(whole.energy_j[0]) - ledger.apart_spans.energy_j,
             measured_uncertainty_j=float(whole.uncertainty_j[0]),
         )
+    if ledger.apart_paths:
+        totals = dataclasses.replace(totals, apart_phases=tuple(sorted(ledger.apart_paths)))
     if live:
         return totals
     return dataclasses.replace(

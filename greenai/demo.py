@@ -255,7 +255,7 @@ def run_demo(
                     job.step(samples=len(idx))
                     advance(1)
             model.eval()
-            with job.phase("eval"):
+            with job.phase("eval", in_steps=False):  # charged to eval, not to the next step
                 job.count_flops(model, x_test)
                 with torch.inference_mode():
                     accuracy = float((model(x_test).argmax(dim=1) == y_test).float().mean())

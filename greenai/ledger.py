@@ -36,6 +36,9 @@ FloatArray = npt.NDArray[np.float64]
 OTHER_PHASE = "(other)"
 """The job's time outside every top-level phase."""
 
+_APART = "\0apart"
+"""The key of windows cut out of steps (spans of phases out of steps inside a step)."""
+
 RECENT_SPANS = 5_000
 """Closed phase spans kept for plots (older spans live on only in their phase's figures)."""
 
@@ -53,6 +56,10 @@ class OpenPhase:
     start: float
     point: Point | None = None
     end: float | None = None
+    in_steps: bool = True
+    """False: the phase's span is kept out of step energy (``phase(name, in_steps=False)``)."""
+    end_point: Point | None = None
+    """The curve values at ``end`` (kept for phases out of steps: a later step's edge)."""
 
 
 @dataclass
@@ -63,8 +70,13 @@ class _Closing:
     b: list[float] = field(default_factory=list)
     ia: list[int] = field(default_factory=list)
     ib: list[int] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)  # phase path, or OTHER_PHASE
-    steps: int = 0  # the first ``steps`` windows are steps
+    keys: list[str] = field(default_factory=list)  # phase path, OTHER_PHASE, or _APART
+    steps: int = 0  # steps closed by the pass
+    pieces: int = 0  # the first ``pieces`` windows are (parts of) those steps
+    step_of: list[int] | None = None  # each piece's step; None: piece ``k`` is step ``k``
+    step_s: list[float] = field(default_factory=list)  # each step's duration (s), if cut
+    marks: list[tuple[OpenPhase, int, int]] = field(default_factory=list)
+    """Phases out of steps closed by the pass, with their start and end edges."""
 
     def add(self, a: float, b: float, ia: int, ib: int, key: str) -> None:
         self.a.append(a)
@@ -83,6 +95,12 @@ class Ledger:
     t0: float = 0.0
     baseline: bool = False
     steps: deque[float] = field(default_factory=deque)
+    apart: deque[OpenPhase] = field(default_factory=deque)
+    """Outermost phases out of steps (``in_steps=False``), in order, until steps pass them."""
+    apart_paths: set[str] = field(default_factory=set)
+    """The phases opened with ``in_steps=False`` (their paths)."""
+    apart_spans: Spans = field(default_factory=Spans)
+    """The time cut out of settled steps: Σ steps + this = ``[t0, last step]``, exactly."""
     closed: deque[OpenPhase] = field(default_factory=deque)
     open_phases: list[OpenPhase] = field(default_factory=list)
     step_series: StepSeries = field(default_factory=StepSeries)
@@ -190,6 +208,21 @@ class Ledger:
             ph.point = table.point(i)
         if windows.a:
             self._fold(table, windows)
+        self._keep_points(table, windows, prev_t, prev, c_t, cursor)
+
+    def _keep_points(
+        self,
+        table: Table,
+        windows: _Closing,
+        prev_t: float,
+        prev: int | None,
+        c_t: float,
+        cursor: int | None,
+    ) -> None:
+        """Keep the values at the edges a later pass starts from (last step, cursor, spans)."""
+        for ph, start, end in windows.marks:  # a later step may end or start at their edges
+            ph.point = ph.point or table.point(start)
+            ph.end_point = table.point(end)
         assert self._prev_step is not None and self._cursor is not None
         keep = self._prev_step[1] if prev is not None and prev < 0 else None
         self._prev_step = (prev_t, keep or (table.point(prev) if prev is not None else None))
@@ -211,13 +244,55 @@ class Ledger:
         # They tile [previous step, last one]: each ends where the next starts.
         assert prev is not None
         ends = edges.span(steps)
+        windows.steps = len(steps)
+        if self.apart and self.apart[0].start < steps[-1]:
+            self._cut_steps([(prev_t, prev), *zip(steps, ends, strict=True)], edges, windows)
+            return len(steps), (steps[-1], ends[-1])
         windows.a.extend([prev_t, *steps[:-1]])
         windows.b.extend(steps)
         windows.ia.extend([prev, *ends[:-1]])
         windows.ib.extend(ends)
         windows.keys.extend([""] * len(steps))
-        windows.steps = len(steps)
+        windows.pieces = len(steps)
         return len(steps), (steps[-1], ends[-1])
+
+    def _cut_steps(self, bounds: list[tuple[float, int]], edges: Edges, windows: _Closing) -> None:
+        """Step windows less the spans of phases out of steps: pieces that tile the rest.
+
+        ``bounds`` are the steps' edges (time and edge index), the previous step's first.
+        Each cut-out part becomes an :data:`_APART` window after the pieces, so pieces and
+        parts tile the steps' span exactly.
+        """
+        apart, j, cut, step_of = list(self.apart), 0, _Closing(), []
+        for k in range(len(bounds) - 1):
+            (t, i), (b, ib) = bounds[k], bounds[k + 1]
+            windows.step_s.append(b - t)
+            while j < len(apart) and apart[j].start < b:
+                ph = apart[j]
+                if ph.end is not None and ph.end <= t:
+                    j += 1
+                    continue
+                if ph.start > t:
+                    s = edges.edge(ph.start, ph.point)
+                    windows.add(t, ph.start, i, s, "")
+                    step_of.append(k)
+                    t, i = ph.start, s
+                if ph.end is None or ph.end >= b:  # it runs on into the next step
+                    cut.add(t, b, i, ib, _APART)
+                    t, i = b, ib
+                    break
+                e = edges.edge(ph.end, ph.end_point)
+                cut.add(t, ph.end, i, e, _APART)
+                t, i, j = ph.end, e, j + 1
+            if t < b:
+                windows.add(t, b, i, ib, "")
+                step_of.append(k)
+        windows.pieces, windows.step_of = len(step_of), step_of
+        for t, b, i, ib, key in zip(cut.a, cut.b, cut.ia, cut.ib, cut.keys, strict=True):
+            windows.add(t, b, i, ib, key)
+        last = bounds[-1][0]
+        while self.apart and (self.apart[0].end or math.inf) <= last:
+            self.apart.popleft()
 
     def _close_phases(
         self, H: float, t1: float | None, edges: Edges, windows: _Closing
@@ -237,6 +312,9 @@ class Ledger:
             self.recent_spans.append((ph.path, ph.depth, ph.start - self.t0, ph.end - self.t0))
             start, end = edges.edge(ph.start, ph.point), edges.at(ph.end)
             windows.add(ph.start, ph.end, start, end, ph.path)
+            if not ph.in_steps:
+                windows.marks.append((ph, start, end))
+                self.apart_paths.add(ph.path)
             if ph.depth:
                 continue
             self.loop_starts.setdefault(ph.path, deque(maxlen=LOOP_SPANS)).append(ph.start)
@@ -313,10 +391,9 @@ class Ledger:
     ) -> None:
         """Fold the figures of a pass's windows (per device and summed) into the running ones."""
         duration = b - a
-        n = w.steps
-        if n:
-            self.steps_done += n
-            self.step_series.extend(total.energy_j[:n], total.uncertainty_j[:n], duration[:n])
+        n = w.pieces
+        if w.steps:
+            self._fold_steps(w, total, duration, bool(per_device))
         if len(w.keys) == n:
             return
         # Windows of one phase fold together: one numpy call per phase and device, not a
@@ -327,15 +404,42 @@ class Ledger:
         measured = bool(per_device)
         for name, members in groups.items():
             idx = np.asarray(members, dtype=np.intp)
-            spans = self.other if name == OTHER_PHASE else self.phases.setdefault(name, Spans())
+            if name == _APART:
+                spans = self.apart_spans
+            elif name == OTHER_PHASE:
+                spans = self.other
+            else:
+                spans = self.phases.setdefault(name, Spans())
             if measured:
                 spans.add(total.select(idx), duration[idx])
             else:
                 spans.add(WindowParts.zeros(len(idx)), duration[idx])
+            if name == _APART:
+                continue
             for device, parts in per_device.items():
                 self.device_phases.setdefault(device, {}).setdefault(name, Spans()).add(
                     parts.select(idx), duration[idx]
                 )
+
+    def _fold_steps(
+        self, w: _Closing, total: WindowParts, duration: FloatArray, measured: bool
+    ) -> None:
+        """Append the pass's steps, each the sum of its pieces.
+
+        A step's duration stays its whole span, so the steps still tile the job's time.
+        """
+        n = w.pieces
+        self.steps_done += w.steps
+        if w.step_of is None:
+            self.step_series.extend(total.energy_j[:n], total.uncertainty_j[:n], duration[:n])
+            return
+        of, k = np.asarray(w.step_of, dtype=np.intp), w.steps
+        energy = np.bincount(of, weights=total.energy_j[:n], minlength=k).astype(np.float64)
+        independent = np.sqrt(np.bincount(of, weights=total.independent_j[:n] ** 2, minlength=k))
+        shared = np.bincount(of, weights=total.shared_j[:n], minlength=k)
+        if not measured:  # a step all cut out has no NaN piece to carry it
+            energy = np.full(k, math.nan)
+        self.step_series.extend(energy, independent + shared, np.asarray(w.step_s))
 
     def parts_by_device(
         self, starts: list[Point], ends: list[Point], a: list[float], b: list[float]

@@ -23,9 +23,19 @@ if TYPE_CHECKING:
 
     from greenai.carbon.accounting import CarbonFigures
 
-__all__ = ["J_PER_KWH", "DeviceEnergy", "Measurement", "PhaseEnergy", "StepEnergy"]
+__all__ = [
+    "FLOP_COUNT_PHASE",
+    "J_PER_KWH",
+    "DeviceEnergy",
+    "Measurement",
+    "PhaseEnergy",
+    "StepEnergy",
+]
 
 Status = Literal["running", "completed", "failed", "interrupted"]
+
+FLOP_COUNT_PHASE = "flop-count"
+"""The phase FLOPs are counted in (by the callbacks): its energy is left out of J/TFLOP."""
 
 _DERIVED = (
     "energy_kwh",
@@ -34,6 +44,7 @@ _DERIVED = (
     "co2e_market_kg",
     "water_l",
     "tflop",
+    "flop_count_energy_j",
     "j_per_tflop",
     "kwh_per_tflop",
     "kwh_per_tflop_pue",
@@ -110,11 +121,30 @@ class Measurement:
         return None if self.flops is None else self.flops / FLOP_PER_TFLOP
 
     @property
+    def flop_count_energy_j(self) -> float | None:
+        """Energy (J) spent counting FLOPs: the phases named :data:`FLOP_COUNT_PHASE`.
+
+        It is part of :attr:`energy_j` (the job drew it) and left out of the per-TFLOP
+        figures (counting is not the work counted). None when no such phase was measured.
+        """
+        spent = [
+            p.energy_j
+            for p in self.phases
+            if p.name.rsplit("/", 1)[-1] == FLOP_COUNT_PHASE and p.energy_j is not None
+        ]
+        return math.fsum(spent) if spent else None
+
+    @property
     def j_per_tflop(self) -> float | None:
-        """IT energy per trillion nominal FLOPs (J/TFLOP)."""
+        """IT energy per trillion nominal FLOPs (J/TFLOP), less the FLOP counting's.
+
+        The energy spent counting FLOPs (:attr:`flop_count_energy_j`) is not the work's:
+        it is subtracted here, and stays in :attr:`energy_j` and in its own phase.
+        """
         if self.energy_j is None or not self.flops:
             return None
-        return self.energy_j / (self.flops / FLOP_PER_TFLOP)
+        work_j = self.energy_j - (self.flop_count_energy_j or 0.0)
+        return work_j / (self.flops / FLOP_PER_TFLOP)
 
     @property
     def kwh_per_tflop(self) -> float | None:
@@ -216,7 +246,7 @@ class Measurement:
         kwargs["phases"] = tuple(PhaseEnergy(**p) for p in data.get("phases", ()))
         step_names = {f.name for f in dataclasses.fields(StepEnergy)}
         steps = {k: v for k, v in data.get("steps", {}).items() if k in step_names}
-        for key in ("duration_s", "energy_j", "uncertainty_j"):
+        for key in ("duration_s", "energy_j", "uncertainty_j", "apart_phases"):
             steps[key] = tuple(steps.get(key, ()))
         if "measured_energy_j" not in steps and steps.get("energy_j"):  # older records
             steps["measured_count"] = len(steps["energy_j"])

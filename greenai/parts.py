@@ -86,6 +86,8 @@ class StepEnergy:
             window's own uncertainty: per-step figures derive from it, not from a sum of
             per-step uncertainties (:func:`greenai.windows.per_unit`).
         measured_uncertainty_j: About 95% uncertainty of ``measured_energy_j`` (J).
+        apart_phases: Phases opened with ``in_steps=False`` (an evaluation pass, FLOP
+            counting): their energy is in no step, only in the phase.
     """
 
     count: int = 0
@@ -98,6 +100,7 @@ class StepEnergy:
     measured_count: int = 0
     measured_energy_j: float | None = None
     measured_uncertainty_j: float | None = None
+    apart_phases: tuple[str, ...] = ()
 
     @property
     def total_energy_j(self) -> float:

@@ -82,7 +82,7 @@ class InertTracker:
         """Nothing: energy is measured only with ``--greenai``."""
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str, *, in_steps: bool = True) -> Iterator[None]:
         """Nothing: energy is measured only with ``--greenai``."""
         yield
 

@@ -211,7 +211,7 @@ class ActiveRun:
         return self.now()
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str, in_steps: bool = True) -> Iterator[None]:
         """The block is phase ``name`` (see :meth:`greenai.Tracker.phase`).
 
         Raises:
@@ -222,7 +222,11 @@ class ActiveRun:
             raise ConfigError(f"phase names must be non-empty strings without '/', got {name!r}")
         opened = self.open_phases
         parent = opened[-1].path + "/" if opened else ""
-        entry = OpenPhase(parent + name, len(opened), self.mark_now())
+        if not isinstance(in_steps, bool):
+            raise ConfigError(f"phase(in_steps=...) takes True or False, got {in_steps!r}")
+        entry = OpenPhase(parent + name, len(opened), self.mark_now(), in_steps=in_steps)
+        if not in_steps and all(ph.in_steps for ph in opened):  # the outermost one counts
+            self.ledger.apart.append(entry)
         opened.append(entry)
         self.ledger.open_phases = opened
         try:

@@ -300,18 +300,25 @@ class Tracker(JobReads):
         self.work.add_counts(*counts)
         run.ledger.steps.append(t)
 
-    def phase(self, name: str) -> AbstractContextManager[None]:
+    def phase(self, name: str, *, in_steps: bool = True) -> AbstractContextManager[None]:
         """Attribute the energy inside the block to phase ``name`` (nestable).
+
+        With ``in_steps=False`` the block's energy is kept out of every step's: an
+        evaluation pass at an epoch's edge, or FLOP counting, is charged to its own phase,
+        not to the step whose span holds it. A step's energy is then its span's less the
+        block's (a step's ``duration_s`` stays its whole span), and the steps, these
+        blocks and the time after the last step still add up to the job exactly.
 
         Raises:
             TrackerStateError: The tracker is not running, or phases are exited out of
                 order (an outer phase's block ended while an inner one was still open).
-            ConfigError: ``name`` is empty, not a string, or contains ``/``.
+            ConfigError: ``name`` is empty, not a string, or contains ``/``; ``in_steps``
+                is not a bool.
         """
         run = self._run
         if run is None or not run.running:
             raise TrackerStateError(f"phase() on tracker {self.name!r}, which is not running")
-        return run.phase(name)
+        return run.phase(name, in_steps)
 
     # --- work done -----------------------------------------------------------------------
     def add_flops(self, flops: float, executed: float | None = None) -> None:

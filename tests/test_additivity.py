@@ -45,6 +45,7 @@ class Node:
     name: str
     share: float
     children: list[Node] = field(default_factory=list)
+    apart: bool = False  # entered with ``in_steps=False``: kept out of step energy
 
 
 @dataclass
@@ -60,6 +61,9 @@ class Job:
     tree: list[Node]
     snapshot_every: int  # a snapshot (a settling pass) every this many steps; 0: none
     seed: int
+    eval_every: int = 0  # an "eval" phase out of steps before every this many steps; 0: none
+    eval_share: float = 0.0  # its length, in steps
+    step_in_eval: bool = False  # a step() ends inside the eval phase (steps cut by it)
 
 
 def _tree(r: random.Random, depth: int) -> list[Node]:
@@ -83,12 +87,22 @@ MARK_BUDGET = 2_500
 """Phase entries per drawn job (so each example runs in about a second)."""
 
 
+def _mark_apart(r: random.Random, nodes: list[Node]) -> None:
+    for node in nodes:
+        node.apart = r.random() < 0.2
+        _mark_apart(r, node.children)
+
+
 def draw_job(r: random.Random, counters: tuple[str, ...] = ("exact", "sampled", "none")) -> Job:
-    """A job over the issue's ranges: periods 5–200 ms, nesting 1–4, steps 1 ms–10 s."""
+    """A job over the issue's ranges: periods 5–200 ms, nesting 1–4, steps 1 ms–10 s.
+
+    Phases kept out of steps (``in_steps=False``) are drawn last, so the other draws are
+    those of the jobs before they existed.
+    """
     tree = _tree(r, r.randint(1, 4))
     step_s = 10 ** r.uniform(-3.0, 1.0)
     job_s = r.uniform(1.0, 16.0)
-    return Job(
+    job = Job(
         period_s=10 ** r.uniform(math.log10(0.005), math.log10(0.2)),
         counter=r.choice(counters),
         load=r.choice(["steady", "square", "random"]),
@@ -99,6 +113,11 @@ def draw_job(r: random.Random, counters: tuple[str, ...] = ("exact", "sampled", 
         snapshot_every=r.choice([0, 1, 7, 50]),
         seed=r.randint(0, 2**16),
     )
+    _mark_apart(r, job.tree)
+    job.eval_every = r.choice([0, 1, 3])
+    job.eval_share = r.uniform(0.1, 2.5)
+    job.step_in_eval = r.random() < 0.3
+    return job
 
 
 def _gpu(job: Job, clock: FakeClock) -> FakeGPU:
@@ -130,7 +149,7 @@ def _run(job: Job) -> tuple[greenai.Measurement, FakeGPU, Spans, tuple[float, fl
         for node in nodes:
             path = prefix + node.name
             start = clock.now()
-            with tracker.phase(node.name):
+            with tracker.phase(node.name, in_steps=not node.apart):
                 if node.children:  # the children tile their parent: no time of its own
                     run(tracker, node.children, path + "/", seconds * node.share)
                 else:
@@ -146,6 +165,14 @@ def _run(job: Job) -> tuple[greenai.Measurement, FakeGPU, Spans, tuple[float, fl
                 clock.advance(step_s * job.other_share / 2)
                 run(t, job.tree, "", step_s * (1 - job.other_share))
                 clock.advance(step_s * job.other_share / 2)
+                if job.eval_every and k % job.eval_every == 0:
+                    start = clock.now()
+                    with t.phase("eval", in_steps=False):
+                        clock.advance(step_s * job.eval_share / 2)
+                        if job.step_in_eval:
+                            t.step()
+                        clock.advance(step_s * job.eval_share / 2)
+                    spans.setdefault("eval", []).append((start, clock.now()))
                 t.step()
                 if job.snapshot_every and k % job.snapshot_every == 0:
                     t.snapshot()
@@ -160,7 +187,8 @@ def _close(a: float, b: float) -> bool:
 def _check_additivity(result: greenai.Measurement, tree: list[Node]) -> None:
     phases = {p.name: p for p in result.phases}
     assert result.energy_j is not None
-    top = math.fsum(phases[n.name].energy_j or 0.0 for n in tree)
+    names = [n.name for n in tree] + (["eval"] if "eval" in phases else [])
+    top = math.fsum(phases[name].energy_j or 0.0 for name in names)
     whole = top + (phases["(other)"].energy_j or 0.0)
     assert _close(whole, result.energy_j), (whole, result.energy_j)
 
@@ -177,8 +205,21 @@ def _check_additivity(result: greenai.Measurement, tree: list[Node]) -> None:
     steps = result.steps
     assert steps.total_energy_j is not None
     assert _close(math.fsum(steps.energy_j), steps.total_energy_j)
-    # the last step() ends the job here: the steps sum to it
-    assert _close(steps.total_energy_j, result.energy_j), (steps.total_energy_j, result.energy_j)
+    # the last step() ends the job here: the steps and the phases kept out of them (the
+    # outermost ones) sum to it
+    apart = [p for p in _apart_paths(tree, "") if p in phases]
+    apart += ["eval"] if "eval" in phases else []
+    whole = math.fsum([steps.total_energy_j, *(phases[p].energy_j or 0.0 for p in apart)])
+    assert _close(whole, result.energy_j), (whole, result.energy_j, apart)
+
+
+def _apart_paths(nodes: list[Node], prefix: str) -> list[str]:
+    """The outermost phases kept out of steps."""
+    out = []
+    for node in nodes:
+        path = prefix + node.name
+        out += [path] if node.apart else _apart_paths(node.children, path + "/")
+    return out
 
 
 def _within_uncertainty(
@@ -231,7 +272,7 @@ def test_each_figure_is_within_its_stated_uncertainty(load: str) -> None:
     inside, figures = 0, 0
     for seed in range(20):
         job = draw_job(random.Random(seed), counters=("exact", "sampled"))
-        job = dataclasses.replace(job, load=load)
+        job = dataclasses.replace(job, load=load, eval_every=0)  # the jobs it was tuned on
         result, gpu, spans, t = _run(job)
         _check_additivity(result, job.tree)
         for ok in _within_uncertainty(result, gpu, spans, t):

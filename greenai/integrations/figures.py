@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from greenai.measurement import FLOP_COUNT_PHASE
 from greenai.units import FLOP_PER_TFLOP, J_PER_KWH
 
 if TYPE_CHECKING:
@@ -49,7 +50,9 @@ def figures(m: Measurement, *, flops: float | None = None) -> dict[str, float]:
         ``greenai/elapsed_s``, ``greenai/steps`` always; with energy: ``energy_kwh``,
         ``energy_uncertainty_kwh``, ``avg_power_w``, ``energy_j_per_step`` (and its
         uncertainty), ``energy_j_per_sample``, ``energy_j_per_token``, ``kwh_per_tflop``,
-        ``co2e_kg``, ``co2e_market_kg``, ``facility_energy_kwh``; ``power_w`` (the latest
+        ``co2e_kg``, ``co2e_market_kg``, ``facility_energy_kwh``; ``flop_count_energy_j``
+        when FLOPs were counted in their own phase (``kwh_per_tflop`` leaves it out, the
+        total keeps it); ``power_w`` (the latest
         reading, summed over devices) while the job runs.
     """
     out: dict[str, float] = {"elapsed_s": m.duration_s, "steps": float(m.steps.count)}
@@ -76,9 +79,13 @@ def figures(m: Measurement, *, flops: float | None = None) -> dict[str, float]:
             if value is not None:
                 out[name] = value
         work = m.flops if m.flops else flops
+        counting_j = m.flop_count_energy_j
+        if counting_j is not None:  # in the job's energy, not in the work's
+            out["flop_count_energy_j"] = counting_j
         if work:
             out["tflop"] = work / FLOP_PER_TFLOP
-            out["kwh_per_tflop"] = m.energy_j / J_PER_KWH / (work / FLOP_PER_TFLOP)
+            work_j = m.energy_j - (counting_j or 0.0)
+            out["kwh_per_tflop"] = work_j / J_PER_KWH / (work / FLOP_PER_TFLOP)
     return {PREFIX + k: float(v) for k, v in out.items()}
 
 
@@ -103,17 +110,19 @@ class CurrentPhase:
         self._cm: AbstractContextManager[None] | None = None
         self.name = ""
 
-    def enter(self, job: Tracker | None, name: str) -> None:
+    def enter(self, job: Tracker | None, name: str, *, in_steps: bool = True) -> None:
         """Close the open phase, then open ``name`` on ``job`` (nothing if it is not running).
 
         ``name`` already open stays open (a callback registered twice enters it twice).
+        ``in_steps=False`` keeps the phase's energy out of every step (an evaluation pass:
+        see :meth:`greenai.Tracker.phase`).
         """
         if self._cm is not None and self.name == name:
             return
         self.exit()
         if job is None or not job.running:
             return
-        self._cm = job.phase(name)
+        self._cm = job.phase(name, in_steps=in_steps)
         self._cm.__enter__()
         self.name = name
 
@@ -125,18 +134,17 @@ class CurrentPhase:
             self.name = ""
 
 
-FLOP_COUNT_PHASE = "flop-count"
-"""The phase a callback counts a new input shape's FLOPs in (nested in the open phase)."""
-
-
 class FlopCounter:
     """A callback's FLOP counting: once per input shape, the counting apart from the steps.
 
     Counting a new input shape runs the model on fake tensors (0.2 s to seconds for a small
     transformer): inside a training step it would be charged to that step as training
     energy. So each new shape is counted inside its own tracked phase
-    :data:`FLOP_COUNT_PHASE` (``train/flop-count``): its time and energy are measured and
-    shown apart, not hidden in a step. Later calls with a seen shape are a dict lookup.
+    :data:`FLOP_COUNT_PHASE` (``train/flop-count``), kept out of every step
+    (``in_steps=False``): its time and energy are measured and shown apart, in no step's
+    energy and not in the job's energy per TFLOP
+    (:attr:`greenai.Measurement.j_per_tflop`). Later calls with a seen shape are a dict
+    lookup.
 
     Attributes:
         failed: Counting raised once: the counter stays off (the callback falls back).
@@ -175,7 +183,7 @@ class FlopCounter:
             if key is not None and key in self._seen:
                 job.count_flops(model, *args, backward=backward, **kwargs)
             else:
-                with job.phase(FLOP_COUNT_PHASE):
+                with job.phase(FLOP_COUNT_PHASE, in_steps=False):
                     job.count_flops(model, *args, backward=backward, **kwargs)
                 self._seen.add(key)
         except Exception as exc:  # a FLOP counter failure must not stop training

@@ -135,7 +135,7 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Enter the ``validation`` phase (the sanity check's too)."""
-        self._current.enter(self.job, "validation")
+        self._current.enter(self.job, "validation", in_steps=False)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Back to ``train`` while training, else out of every phase."""

@@ -221,7 +221,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         if self._counting or self.job is None or not self.job.running:
             return
         if not model.training and self._current.name == "train":
-            self._current.enter(self.job, "evaluation")
+            self._current.enter(self.job, "evaluation", in_steps=False)
         ids = kwargs.get("input_ids", args[0] if args else None)
         shape = getattr(ids, "shape", None)
         if model.training and shape:

@@ -254,6 +254,14 @@ def efficiency_rows(m: Measurement) -> list[tuple[str, str]]:
     rows.append(("kWh/TFLOP (IT)", energy(m.kwh_per_tflop, "kWh/TFLOP", no_flops)))
     rows.append((f"kWh/TFLOP (PUE {pue:g})", energy(m.kwh_per_tflop_pue, "kWh/TFLOP", no_flops)))
     rows.append(("J/TFLOP", energy(m.j_per_tflop, "J/TFLOP", no_flops)))
+    if m.flop_count_energy_j is not None:
+        rows.append(
+            (
+                "FLOP counting",
+                f"{format_number(m.flop_count_energy_j)} J: in the total, not in the per-TFLOP"
+                " figures",
+            )
+        )
     tps = m.tflops_per_s
     rows.append(("TFLOP/s", _missing(no_flops) if tps is None else f"{format_number(tps)} TFLOP/s"))
     why_mfu = _note(m, "MFU not computed") or (no_flops if m.flops is None else None)

@@ -221,7 +221,8 @@ def _between_steps(m: Measurement, phase_spans: pd.DataFrame | None) -> dict[int
     """Steps (1-based) whose window holds a top-level phase span with no step mark inside.
 
     Step ``k`` runs from the previous ``step()`` (or the start) to its own; an ``eval`` pass
-    between two training steps therefore lands in the next step's window.
+    between two training steps therefore lands in the next step's window, unless it was
+    opened with ``in_steps=False`` (then its energy is in no step).
     """
     if phase_spans is None or phase_spans.empty or not m.steps.duration_s:
         return {}
@@ -230,6 +231,7 @@ def _between_steps(m: Measurement, phase_spans: pd.DataFrame | None) -> dict[int
     ends = np.cumsum(np.asarray(m.steps.duration_s, dtype=float))
     out: dict[int, str] = {}
     top = phase_spans[phase_spans["depth"] == 0]
+    top = top[~top["phase"].isin(m.steps.apart_phases)]  # kept out of steps: not in one
     for name, a, b in top[["phase", "start_s", "end_s"]].itertuples(index=False):
         inside = (ends > float(a)) & (ends < float(b))
         if inside.any():

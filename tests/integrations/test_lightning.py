@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,13 @@ def test_fit_is_tracked_and_figures_reach_the_loggers(tmp_path: Path) -> None:
     # started (the sanity check runs before)
     assert m.flops == 64 * (2 * 8 + 2 * 8) + 16 * 2 * 8
     assert "train/flop-count" in phases or "validation/flop-count" in phases
+    # validation (the sanity check's too) and FLOP counting are kept out of the steps
+    assert "validation" in m.steps.apart_phases
+    assert {p for p in phases if p.endswith("flop-count")} <= set(m.steps.apart_phases)
+    apart = m.steps.apart_phases
+    outermost = [p for p in apart if not any(p.startswith(q + "/") for q in apart)]
+    apart_j = math.fsum(phases[p].energy_j or 0.0 for p in outermost)
+    assert m.energy_j is not None and m.steps.total_energy_j + apart_j <= m.energy_j * (1 + 1e-9)
     rows = list(csv.DictReader((Path(logger.log_dir) / "metrics.csv").open()))
     live = [r for r in rows if r.get("greenai/energy_kwh")]
     assert len(live) >= 4  # every 2nd of 8 optimizer steps, and the final figures

@@ -74,6 +74,16 @@ def test_trainer_run_is_tracked_per_step_phase_and_logged(tmp_path: Path) -> Non
     assert m.flops and m.flops > 0 and callback.flops_source == "count"
     # each new input shape was counted apart from the steps, in its own measured phase
     assert phases["train/flop-count"].count >= 1 and phases["train/flop-count"].duration_s > 0
+    # evaluation and FLOP counting are kept out of the steps: steps + both = the job, up to
+    # the time after the last step (the end of training)
+    assert {"evaluation", "train/flop-count"} <= set(m.steps.apart_phases)
+    apart_j = (phases["evaluation"].energy_j or 0.0) + (phases["train/flop-count"].energy_j or 0.0)
+    assert m.energy_j is not None and m.steps.total_energy_j + apart_j <= m.energy_j * (1 + 1e-9)
+    # the counting's energy is in the total and said, not in the energy per TFLOP
+    counted = [p.energy_j or 0.0 for p in m.phases if p.name.endswith("/flop-count")]
+    counting_j = sum(counted)
+    assert counting_j and m.flop_count_energy_j == pytest.approx(counting_j)
+    assert m.j_per_tflop == pytest.approx((m.energy_j - counting_j) / (m.flops / 1e12))
     # counted per shape: training forwards+backwards and evaluation forwards
     assert m.flops > 6 * 2 * 4 * SEQ * 2 * 3  # > 6 FLOPs per parameter-token, roughly
     logged = [h for h in t.state.log_history if "loss" in h]

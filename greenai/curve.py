@@ -238,7 +238,10 @@ class EnergyCurve:
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
         unsteady = self._unsteady(scatter_w)
         self._hard_only = long_seg | unsteady
-        self._varying = self._jump_rate > 0 or self._seg_scatter_j > VARYING_REL * typical_e
+        # Steps alone do not make a load varying: segments next to one keep only the hard
+        # bound (_unsteady), and the rules size the steady stretches between them (steps
+        # every ~3 s read 2.5x too wide counted as varying).
+        self._varying = self._seg_scatter_j > VARYING_REL * typical_e
         # The job's first value may be up to a whole update old, like every value read once
         # per update: its anchor's lag is the shared lag that the window rule's shift term
         # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
@@ -264,7 +267,7 @@ class EnergyCurve:
         U = s.update_period_s
         self._seg_scatter_j, self._jump_j = scatter_w * U, jump_w * U
         typical = float(_median(np.abs(values)))
-        self._varying = self._jump_rate > 0 or self._seg_scatter_j > VARYING_REL * typical * U
+        self._varying = self._seg_scatter_j > VARYING_REL * typical * U
 
     def _unsteady(self, scatter_w: float = 0.0) -> npt.NDArray[np.bool_]:
         """Per segment: does the counter's average power change by over 25% next to it?
@@ -530,7 +533,7 @@ class EnergyCurve:
         # A power value averaged over longer than an update (declared 10%) lags the load:
         # its shape misplaces energy inside a segment by up to that share.
         # On a load that does not vary between updates there is nothing for it to lag.
-        shape_rel = rel_u if rel_u >= 0.1 and self._varying else 0.0
+        shape_rel = rel_u if rel_u >= 0.1 and (self._varying or self._jump_rate > 0) else 0.0
         spreads = EDGE_SPREADS
         if not self._varying:  # see EDGE_SPREADS_STEADY: anchors read every U/2 or finer
             bracket = min(self._half_bracket / max(self._seg_s, 1e-12), 0.5)

@@ -53,7 +53,8 @@ class CurveModel:
         jump_rate: Such changes per update, recently.
         seg_s: Typical time between counter updates (s).
         varying: The load varies between updates by over
-            :data:`greenai.curve.VARYING_REL` of an update's energy (robust spread), or jumps.
+            :data:`greenai.curve.VARYING_REL` of an update's energy (robust spread); load
+            steps alone (``jump_rate``) do not make it varying.
         locked: A loop whose period divides the update period was detected: the power
             shape cannot place energy inside an update (see :func:`locked_loop`).
         board_gain: Add the board's gain error (:data:`greenai.windows.BOARD_GAIN_REL`) as

@@ -126,7 +126,7 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
         tracks[name].spec.update_period_s
         for name, model in ledger.models.items()
         if name in tracks
-        and model.varying
+        and (model.varying or model.jump_rate > 0)
         and tracks[name].spec.method == "counter"
         and duration_s < SHORT_REGION_UPDATES * tracks[name].spec.update_period_s
     ]

@@ -14,7 +14,16 @@ from typing import Any
 
 from greenai.errors import ConfigError
 
-__all__ = ["DTYPES", "Prepared", "Workload", "convnet_train", "gemm", "inference", "transformer"]
+__all__ = [
+    "DTYPES",
+    "Prepared",
+    "Workload",
+    "convnet_train",
+    "gemm",
+    "inference",
+    "transformer",
+    "transformer_model",
+]
 
 DTYPES = ("fp32", "fp16", "bf16")
 """Compute dtypes a workload may ask for."""
@@ -121,7 +130,13 @@ def convnet_train(batch: int, image: int = 32, width: int = 32, dtype: str = "fp
     return Workload(f"convnet-train-{dtype}-b{batch}", "convnet-train", dtype, build, params)
 
 
-def _transformer_model(vocab: int, d_model: int, layers: int, heads: int) -> Any:
+def transformer_model(vocab: int, d_model: int, layers: int, heads: int) -> Any:
+    """The small encoder language model the transformer and inference workloads run.
+
+    An embedding, ``layers`` post-norm encoder layers of ``heads`` heads (feed-forward
+    4 × ``d_model``, no dropout) and a linear head back to ``vocab``; unseeded (the
+    workloads seed torch before making it).
+    """
     from torch import nn
 
     class TinyLM(nn.Module):
@@ -204,7 +219,7 @@ def _lm_and_tokens(
     import torch
 
     torch.manual_seed(0)
-    model = _transformer_model(vocab, d_model, layers, heads).to(device)
+    model = transformer_model(vocab, d_model, layers, heads).to(device)
     return model, torch.randint(0, vocab, (batch, seq), device=device)
 
 

@@ -29,7 +29,7 @@ def test_model_flops_come_from_count_flops_forward_and_backward() -> None:
     # backward is about twice the forward: a training step is about 3x the inference pass
     assert 2.5 < train.flops_per_step / inference.flops_per_step < 3.5
     tokens = torch.zeros(3, 8, dtype=torch.long)
-    model = w._transformer_model(50, 16, 1, 2)
+    model = w.transformer_model(50, 16, 1, 2)
     assert inference.flops_per_step == count_flops(model, tokens).nominal
 
 

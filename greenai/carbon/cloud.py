@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 
-from greenai.carbon._data import codecarbon_version, exists, load_csv
+from greenai.carbon.codecarbon_data import codecarbon_version, exists, load_csv
 from greenai.carbon.grid import GridIntensity, grid_intensity
 from greenai.errors import ConfigError
 

@@ -4,7 +4,7 @@ Countries come from ``data/private_infra/global_energy_mix.json`` (field
 ``carbon_intensity``, gCO2e/kWh of generation, per-country ``year``), keyed by ISO 3166
 alpha-3 code; country names as written there ("France") are accepted too. Alpha-2 codes
 are not: codecarbon ships no alpha-2 table and greenai does not guess one. Regions are
-read by :mod:`greenai.carbon._regions` (USA states, Canadian provinces, Chinese provinces,
+read by :mod:`greenai.carbon.regions` (USA states, Canadian provinces, Chinese provinces,
 Nordic bidding zones, where the installed codecarbon ships them).
 
 Unlike codecarbon, nothing falls back silently: an unknown country or region is an error,
@@ -17,8 +17,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from greenai.carbon._data import PRIVATE_INFRA, codecarbon_version, load_json
-from greenai.carbon._regions import PER_SOURCE, countries_with_regions, normalise, regions
+from greenai.carbon.codecarbon_data import PRIVATE_INFRA, codecarbon_version, load_json
+from greenai.carbon.regions import PER_SOURCE, countries_with_regions, normalise, regions
 from greenai.errors import ConfigError
 
 __all__ = ["WORLD", "GridIntensity", "default_country", "grid_intensity"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from greenai.carbon import _data, _regions
+from greenai.carbon import codecarbon_data, regions
 
 
 def _codecarbon_dir() -> Path:
@@ -31,7 +31,12 @@ def cc_json() -> Callable[[str], Any]:
 @pytest.fixture
 def fresh_caches() -> Iterator[None]:
     """Clear greenai.carbon's file caches before and after a test that fakes the files."""
-    caches = (_data.data_root, _data.load_json, _data.load_csv, _regions.regions)
+    caches = (
+        codecarbon_data.data_root,
+        codecarbon_data.load_json,
+        codecarbon_data.load_csv,
+        regions.regions,
+    )
     for cache in caches:
         cache.cache_clear()
     yield

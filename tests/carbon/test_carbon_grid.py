@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from greenai.carbon import WORLD, _data, default_country, grid_intensity
+from greenai.carbon import WORLD, codecarbon_data, default_country, grid_intensity
 from greenai.errors import ConfigError
 
 Loader = Callable[[str], Any]
@@ -128,7 +128,7 @@ def test_default_country_never_guesses() -> None:
 def test_missing_codecarbon_says_how_to_fix(
     monkeypatch: pytest.MonkeyPatch, fresh_caches: None
 ) -> None:
-    monkeypatch.setattr(_data, "data_root", lambda: None)
+    monkeypatch.setattr(codecarbon_data, "data_root", lambda: None)
     with pytest.raises(ConfigError, match="install codecarbon"):
         grid_intensity("FRA")
 

@@ -16,6 +16,16 @@ from typing import Any
 
 from greenai.errors import ConfigError
 
+__all__ = [
+    "PRIVATE_INFRA",
+    "codecarbon_version",
+    "data_root",
+    "exists",
+    "latest",
+    "load_csv",
+    "load_json",
+]
+
 PRIVATE_INFRA = "data/private_infra"
 
 

@@ -14,7 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from greenai.carbon._data import PRIVATE_INFRA, codecarbon_version, exists, latest, load_json
+from greenai.carbon.codecarbon_data import (
+    PRIVATE_INFRA,
+    codecarbon_version,
+    exists,
+    latest,
+    load_json,
+)
+
+__all__ = [
+    "LB_PER_MWH_TO_G_PER_KWH",
+    "NORDIC",
+    "PER_SOURCE",
+    "Region",
+    "countries_with_regions",
+    "normalise",
+    "regions",
+]
 
 LB_PER_MWH_TO_G_PER_KWH = 0.45359237
 """1 lb = 453.59237 g and 1 MWh = 1000 kWh."""

@@ -1,5 +1,5 @@
 """A quarterly roll-up of many runs, on SQLite and on PostgreSQL: the target is 1,000,000
-runs in at most 5 s on each (the fleet's roll-up; the per-team one is recorded).
+runs in at most 5 s on each, for the whole fleet and per team (a tag).
 
 The runs are generated in the database in bulk (a recursive CTE on SQLite,
 ``generate_series`` on PostgreSQL): a spread of energies, PUEs, FLOPs and grids over two
@@ -112,5 +112,4 @@ def test_quarterly_roll_up_of_many_runs(benchmark, filled: RunStore, by: tuple[s
     worst = max(benchmark.stats.stats.data)
     benchmark.extra_info.update({"runs": RUNS, "backend": filled.backend, "worst_s": worst})
     print(f"{filled.backend} {RUNS} runs, by={list(by)}: worst of 3 {worst:.2f} s")
-    if not by:  # the target is the fleet's roll-up; per-tag ones join the tags (docs/fleet.md)
-        assert worst <= BUDGET_S * max(1.0, RUNS / 1_000_000)
+    assert worst <= BUDGET_S * max(1.0, RUNS / 1_000_000)

@@ -815,7 +815,8 @@ def entry() -> int:
 def _fail(message: str) -> int:
     from greenai.safe_output import terminal_text
 
-    print(terminal_text(f"greenai: error: {message}"), file=sys.stderr)
+    # One line, whatever the message holds (a parser's error text can end with a newline).
+    print(terminal_text(f"greenai: error: {' '.join(message.split())}"), file=sys.stderr)
     return 2
 
 

@@ -138,14 +138,9 @@ def fleet_kpis(
     check_tags({k: "x" for k in by})
     if len(set(by)) != len(by):
         raise ConfigError(f"each tag may appear once in by=; got {by}")
-    joins, columns, args = [], [], []
-    for i, key in enumerate(by):
-        joins.append(f"LEFT JOIN tags g{i} ON g{i}.run_id = r.id AND g{i}.key = ?")
-        columns.append(f"g{i}.value")
-        args.append(key)
-    where = ["r.status <> 'running'"]
+    where, args = ["r.status <> 'running'"], []
     for key, value in check_tags(tags or {}).items():
-        where.append("r.id IN (SELECT run_id FROM tags WHERE key = ? AND value = ?)")
+        where.append("r.{id} IN (SELECT run_id FROM tags WHERE key = ? AND value = ?)")
         args.extend([key, value])
     if since is not None:
         where.append("r.started_at >= ?")
@@ -153,15 +148,62 @@ def fleet_kpis(
     if until is not None:
         where.append("r.started_at <= ?")
         args.append(_iso(_as_utc(until, "until")))
-    keys = ["r.month", *columns]
-    groups = ", ".join(str(i + 1) for i in range(len(keys)))
-    sql = (
-        f"SELECT {', '.join(keys)}, {_SUMS} FROM runs r {' '.join(joins)}"
-        f" WHERE {' AND '.join(where)} GROUP BY {groups}"
-    )
     names = ["month", *by, *_sum_names()]
-    months = pd.DataFrame(store.rows(sql, args), columns=names)
+    if len(by) == 1 and _tags_carry_figures(store):
+        rows = _by_one_tag(store, by[0], " AND ".join(where), args)
+    else:
+        joins, columns, join_args = [], [], []
+        for i, key in enumerate(by):
+            joins.append(f"LEFT JOIN tags g{i} ON g{i}.run_id = r.id AND g{i}.key = ?")
+            columns.append(f"g{i}.value")
+            join_args.append(key)
+        keys = ["r.month", *columns]
+        groups = ", ".join(str(i + 1) for i in range(len(keys)))
+        rows = store.rows(
+            f"SELECT {', '.join(keys)}, {_SUMS} FROM runs r {' '.join(joins)}"
+            f" WHERE {' AND '.join(where).format(id='id')} GROUP BY {groups}",
+            join_args + args,
+        )
+    months = pd.DataFrame(rows, columns=names)
     return _finish(_fold(months, period, by), by)
+
+
+def _tags_carry_figures(store: RunStore) -> bool:
+    """Whether the store's tag rows carry their runs' figures (schema 6).
+
+    An older store opened read-only is not migrated: it is rolled up by joining the tags.
+    """
+    from greenai.store.errors import StoreError
+
+    try:
+        store.rows("SELECT month FROM tags WHERE 1 = 0", [])
+    except StoreError:
+        return False
+    return True
+
+
+def _by_one_tag(store: RunStore, key: str, where: str, args: list[Any]) -> list[tuple[Any, ...]]:
+    """The month rows per value of one tag, then those of the runs without it.
+
+    The tagged runs are read from the tag rows' copies of their figures (index ``tags_kpi``,
+    in (tag, month, value) order: no join, no sort); the untagged ones only when the counts
+    say there are some.
+    """
+    tagged = store.rows(
+        f"SELECT r.month, r.value, {_SUMS} FROM tags r"
+        f" WHERE r.key = ? AND {where.format(id='run_id')} GROUP BY 1, 2",
+        [key, *args],
+    )
+    (total,) = store.rows(f"SELECT count(*) FROM runs r WHERE {where.format(id='id')}", args)[0]
+    if sum(int(row[2]) for row in tagged) == int(total):
+        return tagged
+    untagged = store.rows(
+        f"SELECT r.month, NULL, {_SUMS} FROM runs r WHERE {where.format(id='id')}"
+        " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.run_id = r.id AND t.key = ?)"
+        " GROUP BY 1",
+        [*args, key],
+    )
+    return [*tagged, *untagged]
 
 
 def _fold(months: pd.DataFrame, period: str, by: list[str]) -> pd.DataFrame:
@@ -421,13 +463,17 @@ def avoided_by_compression(
         ``mwh_avoided_u``, ``co2e_avoided_kg``, ``co2e_avoided_kg_u``.
 
     Raises:
-        ConfigError: No such label, a row without a saving (no energy or compression
-            figures), a negative volume or a PUE below 1.
+        ConfigError: Not a sweep's table (no ``label``), no such label, a row without a
+            saving (no energy or compression figures), a negative volume or a PUE below 1.
     """
     if not (inferences >= 0 and math.isfinite(inferences)):
         raise ConfigError(f"the deployment volume must be a finite count >= 0; got {inferences}")
     if not (pue >= 1.0 and math.isfinite(pue)):
         raise ConfigError(f"pue must be >= 1; got {pue}")
+    if "label" not in getattr(sweep, "columns", ()):
+        raise ConfigError(
+            "the sweep has no 'label' column: give the table `greenai compress --out` wrote"
+        )
     rows = sweep[sweep["label"].astype(str) == label]
     if rows.empty:
         labels = ", ".join(map(str, sweep["label"].tolist()[1:])) or "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
     from greenai.tags import parse_tags
 
     targets = [parse_target(t) for t in args.target]
+    _check_baseline(args.baseline, args.period, bool(targets))
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     tags = parse_tags(args.tag)
     sweep_options = (args.sweep, args.sweep_row, args.deployment)
@@ -151,6 +153,28 @@ def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
     else:
         print(text, end="" if text.endswith("\n") else "\n")
     return 0
+
+
+_PERIOD_FORMS = {
+    "year": (r"\d{4}", "a year such as 2025"),
+    "quarter": (r"\d{4}-Q[1-4]", "a quarter such as 2025-Q4"),
+    "month": (r"\d{4}-(0[1-9]|1[0-2])", "a month such as 2025-10"),
+}
+
+
+def _check_baseline(baseline: str | None, period: str, has_targets: bool) -> None:
+    """Refuse a baseline without a target, or not written as a period of ``--period``.
+
+    A well-formed period without runs (``--baseline 1999``) is refused once the store is read
+    (:func:`greenai.report.kpi.progress` names the periods that have a figure).
+    """
+    if baseline is None:
+        return
+    if not has_targets:
+        raise ConfigError("--baseline is the targets' starting period: add a --target")
+    pattern, example = _PERIOD_FORMS[period]
+    if re.fullmatch(pattern, baseline) is None:
+        raise ConfigError(f"--baseline must be {example} (--period {period}); got {baseline!r}")
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:

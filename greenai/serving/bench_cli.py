@@ -70,6 +70,8 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     for name in ("warmup", "duration"):
         if not getattr(args, name) >= 0 or (name == "duration" and not args.duration > 0):
             raise ConfigError(f"--{name} must be a positive number of seconds")
+    if args.prompts < 1:
+        raise ConfigError(f"--prompts must be at least 1 (generated prompts); got {args.prompts}")
     from greenai.safe_output import check_output, write_output
 
     json_out = check_output(args.json_out, "--json") if args.json_out else None
@@ -77,7 +79,7 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     prompts = (
         load_prompts(args.prompt_file)
         if args.prompt_file
-        else generated_prompts(max(args.prompts, 1), seed=args.seed)
+        else generated_prompts(args.prompts, seed=args.seed)
     )
     opts = ProxyOptions(upstream=args.upstream, port=0)
     cmd = list(args.cmd or [])

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from greenai.errors import ConfigError
+from greenai.report import kpi
 from greenai.report.kpi import (
     avoided_by_compression,
     fleet_kpis,
@@ -106,6 +107,43 @@ def test_quarters_and_teams_split_the_runs_and_running_ones_are_left_out(
     assert q1_nlp["kwh_per_tflop_pue"] == pytest.approx(expected(RUNS[:2])["kwh_per_tflop_pue"])
     months = fleet_kpis(store, period="month", tags={"team": "nlp"})
     assert list(months["period"]) == ["2026-01", "2026-02"]  # f is running: left out
+
+
+def _joined(store: RunStore, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> pd.DataFrame:
+    """The roll-up by joining the tags to the runs (what a store before schema 6 gets)."""
+    with monkeypatch.context() as m:
+        m.setattr(kpi, "_tags_carry_figures", lambda store: False)
+        return fleet_kpis(store, **kw)
+
+
+def test_tag_rows_follow_their_runs_figures_through_every_change(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(store)
+    with store.transaction() as conn:  # figures, status and start change after the tags
+        conn.execute("UPDATE runs SET status = 'completed', energy_j = 5e6 WHERE id = 'f'")
+        conn.execute("UPDATE runs SET pue = 1.4, flops = 5e12, water_l = 7.0 WHERE id = 'd'")
+        conn.execute("UPDATE runs SET started_at = '2026-07-01T00:00' WHERE id = 'c'")
+        conn.execute("UPDATE tags SET value = 'speech' WHERE run_id = 'b' AND key = 'team'")
+        conn.execute("INSERT INTO tags (run_id, key, value) VALUES ('e', 'team', 'vision')")
+        conn.execute("INSERT INTO tags (run_id, key, value) VALUES ('e', 'site', 'ber')")
+    for kw in (
+        {"by": ["team"]},
+        {"by": ["site"]},  # most runs lack it: the untagged ones are read apart
+        {"by": ["team"], "period": "month", "since": "2026-02-01", "until": "2026-06-30"},
+        {"by": ["team"], "tags": {"site": "par"}},
+    ):
+        fast = fleet_kpis(store, **kw)  # type: ignore[arg-type]
+        assert fast["jobs"].sum() > 0
+        pd.testing.assert_frame_equal(fast, _joined(store, monkeypatch, **kw), check_dtype=False)
+    frame = fleet_kpis(store, by=["team"])
+    assert list(zip(frame["period"], frame["team"], frame["jobs"], strict=True)) == [
+        ("2026-Q1", "nlp", 1),
+        ("2026-Q1", "speech", 1),
+        ("2026-Q2", "nlp", 1),
+        ("2026-Q2", "vision", 2),
+        ("2026-Q3", "vision", 1),
+    ]
 
 
 def test_runs_without_flops_or_pue_are_counted_apart_never_as_zero(store: RunStore) -> None:
@@ -215,6 +253,10 @@ def test_the_kpi_command_writes_json_csv_and_an_html_page(tmp_path: Path) -> Non
     assert data["progress"][0][0]["status"] == "baseline"
     assert data["avoided_by_compression"][0]["mwh_avoided"] > 0
     assert any("no FLOPs" in n for n in data["notes"])
+    early = _cli("--store", str(path), "--period", "year", "--target", "kwh_per_job:-50%@2027",
+                 "--baseline", "1999")  # fmt: skip
+    assert early.returncode == 2 and early.stderr.count("\n") == 1
+    assert "baseline '1999' has no kwh_per_job figure; periods with one: 2026" in early.stderr
 
     csv = _cli("--store", str(path), "--by", "team", "--format", "csv")
     assert csv.returncode == 0, csv.stderr
@@ -229,6 +271,19 @@ def test_the_kpi_command_writes_json_csv_and_an_html_page(tmp_path: Path) -> Non
     assert page.count("data:image/png;base64,") == 2 and "renewable share" in page
 
 
+def test_a_file_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "notes.csv").write_text("name,value\nx,1\n")
+    (tmp_path / "ragged.csv").write_text("a,b\nx,1\ny,1,2,3\n")  # pandas' message ends in \n
+    for name, message in [
+        ("notes.csv", "the sweep has no 'label' column"),
+        ("ragged.csv", "cannot read the sweep"),
+    ]:
+        proc = _cli("--store", str(tmp_path / "none.db"), "--sweep", str(tmp_path / name),
+                    "--sweep-row", "int8", "--deployment", "1")  # fmt: skip
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert message in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -241,6 +296,13 @@ def test_the_kpi_command_writes_json_csv_and_an_html_page(tmp_path: Path) -> Non
         (["--pue", "nan"], "--pue must be a number >= 1"),
         (["--carbon-intensity", "-5"], "--carbon-intensity must be >= 0"),
         (["--since", "2027-01-01", "--until", "2020-01-01"], "swap them"),
+        (["--baseline", "2025"], "add a --target"),
+        (["--target", "kwh_per_job:-10%@2027", "--baseline", "2025"], "a quarter such as"),
+        (["--target", "kwh_per_job:-10%@2027", "--baseline", "2025-Q5"], "a quarter such as"),
+        (
+            ["--period", "month", "--target", "kwh_per_job:-1%@2027", "--baseline", "2025-13"],
+            "month",
+        ),
     ],
 )
 def test_bad_kpi_options_are_one_line_and_exit_2(

@@ -24,6 +24,8 @@ from greenai.cli import main
         (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--period", "0"], "--period"),
         (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--concurrency", "0"], "levels"),
         (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--rate", "x"], "levels"),
+        (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--prompts", "0"], "--prompts"),
+        (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--prompts", "-3"], "--prompts"),
         (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--max-body-mb", "-1"], "of MB: '-1'"),
         (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--request-timeout", "0"], "seconds"),
         (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--startup-timeout", "-1"], "seconds"),

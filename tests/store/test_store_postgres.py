@@ -84,7 +84,7 @@ def test_a_new_store_creates_its_schema_and_records_its_version(
     tables = _tables(pg_url, pg_schema)
     assert {"runs", "devices", "phases", "timeline", "phase_spans", "tags"} <= set(tables)
     assert tables["greenai_schema"] == [("greenai run store", SCHEMA_VERSION)]
-    assert tables["tags"] == [(run_id, "team", "vision")]
+    assert [row[:3] for row in tables["tags"]] == [(run_id, "team", "vision")]
 
 
 def test_a_store_from_a_newer_greenai_is_refused_untouched(pg_url: str, pg_schema: str) -> None:
@@ -366,3 +366,45 @@ def test_every_listing_command_reads_a_postgresql_store(
     html = _run_cli("report", "latest", "--format", "html", env=env)
     assert html.returncode == 0, html.stderr
     assert list((tmp_path / "home" / "reports").glob("*.html"))
+
+
+def test_a_version_5_schema_copies_its_runs_figures_into_the_tag_rows(
+    pg_url: str, pg_schema: str
+) -> None:
+    from greenai.report.kpi import fleet_kpis
+    from greenai.store.ddl import migrations
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        for script in migrations("postgresql")[:5]:
+            for statement in script:
+                conn.execute(statement.encode())
+        conn.execute("CREATE TABLE greenai_schema (application TEXT NOT NULL, version INTEGER)")
+        conn.execute("INSERT INTO greenai_schema VALUES ('greenai run store', 5)")
+        conn.execute(
+            "INSERT INTO runs (id, name, status, started_at, updated_at, host, energy_j)"
+            " VALUES ('r1', 'old', 'completed', '2025-02-01T00:00', '2025-02-01', 'h', 7.2e6),"
+            " ('r2', 'old', 'running', '2025-03-01T00:00', '2025-03-01', 'h', 3.6e6)"
+        )
+        conn.execute(
+            "INSERT INTO tags (run_id, key, value)"
+            " VALUES ('r1', 'team', 'nlp'), ('r2', 'team', 'cv')"
+        )
+    with RunStore(pg_url, schema=pg_schema) as store:
+        with store.transaction() as tx:
+            tx.execute("UPDATE runs SET status = 'failed' WHERE id = 'r2'")
+        frame = fleet_kpis(store, by=["team"])
+    assert list(zip(frame["team"], frame["jobs"], frame["it_kwh"], strict=True)) == [
+        ("cv", 1, 1.0),
+        ("nlp", 1, 2.0),
+    ]
+    tables = _tables(pg_url, pg_schema)
+    assert tables["greenai_schema"] == [("greenai run store", SCHEMA_VERSION)]
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT run_id, month, status, energy_j FROM {}.tags ORDER BY run_id").format(
+                sql.Identifier(pg_schema)
+            )
+        ).fetchall()
+    assert rows == [("r1", 202502, "completed", 7.2e6), ("r2", 202503, "failed", 3.6e6)]

@@ -115,3 +115,44 @@ def test_a_version_2_store_gains_tags_and_kpi_columns_from_its_records(tmp_path:
             " FROM runs"
         ).fetchone()
     assert row == (1.2, 0.5, 0.4, 3.0, 6e6, None)
+
+
+OLD_RUNS = (
+    "INSERT INTO runs (id, name, status, started_at, updated_at, host, energy_j, pue)"
+    " VALUES ('r1', 'old', 'completed', '2025-02-01T00:00', '2025-02-01', 'h', 7.2e6, 1.5),"
+    " ('r2', 'old', 'running', '2025-03-01T00:00', '2025-03-01', 'h', 3.6e6, NULL)"
+)
+OLD_TAGS = (
+    "INSERT INTO tags (run_id, key, value) VALUES ('r1', 'team', 'nlp'), ('r2', 'team', 'cv')"
+)
+
+
+def test_a_version_5_store_copies_its_runs_figures_into_the_tag_rows(tmp_path: Path) -> None:
+    from greenai.report.kpi import fleet_kpis
+    from greenai.store.ddl import migrations
+
+    path = tmp_path / "runs.db"
+    with closing(sqlite3.connect(path)) as conn:
+        for script in migrations("sqlite")[:5]:
+            for statement in script:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 5")
+        conn.execute(OLD_RUNS)
+        conn.execute(OLD_TAGS)
+        conn.commit()
+    with RunStore(path, read_only=True) as store:  # not migrated: rolled up by the join
+        assert list(fleet_kpis(store, by=["team"])["team"]) == ["nlp"]
+    with RunStore(path) as store:
+        with store.transaction() as conn:
+            conn.execute("UPDATE runs SET status = 'failed' WHERE id = 'r2'")
+        frame = fleet_kpis(store, by=["team"])
+    assert list(zip(frame["team"], frame["jobs"], frame["it_kwh"], strict=True)) == [
+        ("cv", 1, 1.0),
+        ("nlp", 1, 2.0),
+    ]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        rows = conn.execute(
+            "SELECT run_id, month, status, energy_j, pue FROM tags ORDER BY run_id"
+        ).fetchall()
+    assert rows == [("r1", 202502, "completed", 7.2e6, 1.5), ("r2", 202503, "failed", 3.6e6, None)]

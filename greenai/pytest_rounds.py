@@ -75,7 +75,12 @@ class RoundRecorder:
 
     @classmethod
     def install(
-        cls, fixture: Any, tracker: Tracker, now: Callable[[], float]
+        cls,
+        fixture: Any,
+        tracker: Tracker,
+        now: Callable[[], float],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> RoundRecorder | None:
         """Wrap ``fixture`` (a pytest-benchmark ``BenchmarkFixture``); None if it cannot be.
 
@@ -83,12 +88,14 @@ class RoundRecorder:
             fixture: The test's ``benchmark`` fixture, before it runs.
             tracker: The test's tracker, whose windows these are.
             now: The tracker's clock (seconds).
+            sleep: Waits a number of seconds: how a short round is delayed to its offset
+                (a simulated clock's advance in tests).
         """
         make_runner = getattr(fixture, "_make_runner", None)
         add_stats = getattr(fixture, "_add_stats", None)
         if not callable(make_runner) or not callable(add_stats):
             return None
-        recorder = cls(tracker)
+        recorder = cls(tracker, sleep)
 
         def _make_runner(function: Any, args: Any, kwargs: Any) -> Any:
             inner = make_runner(function, args, kwargs)

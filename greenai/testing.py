@@ -608,6 +608,11 @@ class FakeGPU(Device):
         if self._origin is None:
             self._origin = self._clock.now()
 
+    @property
+    def opened_at_s(self) -> float | None:
+        """The clock time the simulated trace starts at (the first open), or None before."""
+        return self._origin
+
     def detail(self) -> str:
         """One line on the simulation."""
         kind = "instant" if self._instant else "1 s averaged"

@@ -153,7 +153,9 @@ def test_a_stalled_read_leaves_a_gap_not_a_lost_energy() -> None:
             time.sleep(3.5)
     result = job.result
     start = job.snapshot().duration_s  # the result, once stopped
-    truth = gpu.true_energy_j(gpu._origin or 0.0, (gpu._origin or 0.0) + start)
+    opened_at_s = gpu.opened_at_s
+    assert opened_at_s is not None
+    truth = gpu.true_energy_j(opened_at_s, opened_at_s + start)
     assert result.partial
     # the counter carried the energy across the stall: not 1/3 of it as before
     assert result.energy_j == pytest.approx(100.0 * result.duration_s, rel=0.05)

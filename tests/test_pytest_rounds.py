@@ -46,10 +46,10 @@ def _run_rounds(round_s: float, rounds: int, mode: str = "sampled") -> tuple[Any
         clock.advance(s)
 
     fixture = _Fixture()
-    recorder = RoundRecorder.install(fixture, job, clock.now)
+    recorder = RoundRecorder.install(fixture, job, clock.now, sleep=sleep)
     assert recorder is not None
-    recorder._sleep = sleep
     stats = _Stats()
+    # pytest-benchmark calls these two internals of its fixture; RoundRecorder wraps them.
     fixture._add_stats(stats)
     runner = fixture._make_runner(lambda: clock.advance(round_s), (), {})
     for _ in range(rounds):

@@ -89,7 +89,8 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]
         store = RunStore(tmp_path / "fleet.db")
         script = _SQLITE
     else:
-        store = RunStore(_postgres_url(), schema=f"bench_{secrets.token_hex(4)}")
+        schema = f"bench_{secrets.token_hex(4)}"
+        store = RunStore(_postgres_url(), schema=schema)
         script = _POSTGRES
     t0 = time.perf_counter()
     with store:
@@ -98,7 +99,7 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]
         yield store
         if request.param == "postgresql":
             with store.transaction() as conn:
-                conn.execute(f"DROP SCHEMA {store._backend.schema} CASCADE")  # type: ignore[union-attr]
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.mark.parametrize("by", [(), ("team",)], ids=["fleet", "per-team"])

@@ -80,15 +80,24 @@ def test_the_phases_kept_out_of_steps_survive_a_stored_record() -> None:
 def test_the_step_plot_rings_no_step_for_a_phase_out_of_steps() -> None:
     import pandas as pd
 
-    from greenai.report.plots import _between_steps
+    from greenai.report.plots import step_energy_figure
 
     # the eval spans of _epochs: 1.6 s after five 0.4 s steps
     rows = [("eval", 0, e * 3.6 + 2.001, e * 3.6 + 3.599) for e in range(3)]
     spans = pd.DataFrame(rows, columns=["phase", "depth", "start_s", "end_s"])
-    plain = _epochs(in_steps=True)
-    apart = _epochs(in_steps=False)
-    assert _between_steps(plain, spans) == {6: "eval", 11: "eval", 16: "eval"}
-    assert _between_steps(apart, spans) == {}
+
+    def ringed(m: Measurement) -> dict[str, list[int]]:
+        lines = step_energy_figure(m, spans).axes[0].get_lines()
+        return {
+            str(line.get_label()): [int(x) for x in line.get_xdata()]
+            for line in lines
+            if str(line.get_label()).startswith("step that also holds")
+        }
+
+    assert ringed(_epochs(in_steps=True)) == {
+        "step that also holds eval (its energy is in the phase chart too)": [6, 11, 16]
+    }
+    assert ringed(_epochs(in_steps=False)) == {}
 
 
 def test_in_steps_must_be_a_bool() -> None:

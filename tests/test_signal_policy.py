@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 
 from greenai.store import RunStore
 from greenai.store.runstore import KILLED_NOTE
+from tests.signals import signal_when
 
 # The command: quiet on Ctrl-C (its own traceback is not greenai's), default on SIGTERM.
 SLEEPER = (
@@ -27,13 +26,6 @@ SLEEPER = (
     "open(sys.argv[1], 'w').close()\n"
     "time.sleep(30)\n"
 )
-
-
-def _poll(condition: Callable[[], bool], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        threading.Event().wait(0.01)
 
 
 def _status(db: Path) -> str | None:
@@ -65,13 +57,6 @@ def _greenai(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _signal_burst(pid: int, signums: list[int], gap_s: float) -> None:
-    for i, signum in enumerate(signums):
-        if i:
-            time.sleep(gap_s)  # the gap between two signals is the case under test
-        os.kill(pid, signum)
-
-
 @pytest.mark.parametrize(
     ("signums", "gap_s"),
     [
@@ -88,17 +73,15 @@ def test_greenai_run_survives_signals_in_quick_succession(
 ) -> None:
     db, ready = tmp_path / "runs.db", tmp_path / "ready"
     proc = _greenai("run", "--store", str(db), "--", sys.executable, "-c", SLEEPER, str(ready))
-    try:
-        _poll(ready.exists)
-        _signal_burst(proc.pid, signums, gap_s)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, ready.exists, signums, gap_s=gap_s)
     assert "Traceback" not in err, err
     assert proc.returncode == 128 + signums[0], (proc.returncode, err)
     assert _status(db) == "interrupted" and _recorded(db)
+
+
+def _running(db: Path, proc: subprocess.Popen[str]) -> Callable[[], bool]:
+    """Whether the command's run is stored as running (or the command ended already)."""
+    return lambda: _status(db) == "running" or proc.poll() is not None
 
 
 def _demo(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
@@ -108,14 +91,7 @@ def _demo(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
 
 def test_ctrl_c_stops_the_demo_cleanly_and_stores_the_run(tmp_path: Path) -> None:
     proc, db = _demo(tmp_path)
-    try:
-        _poll(lambda: _status(db) == "running" or proc.poll() is not None)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, _running(db, proc), [signal.SIGINT])
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
     assert "interrupted" in err
@@ -124,14 +100,7 @@ def test_ctrl_c_stops_the_demo_cleanly_and_stores_the_run(tmp_path: Path) -> Non
 
 def test_sigterm_stops_the_demo_the_same_way(tmp_path: Path) -> None:
     proc, db = _demo(tmp_path)
-    try:
-        _poll(lambda: _status(db) == "running" or proc.poll() is not None)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, _running(db, proc), [signal.SIGTERM])
     assert "Traceback" not in err, err
     assert proc.returncode == 143, err
     assert _status(db) == "interrupted" and _recorded(db)
@@ -139,14 +108,7 @@ def test_sigterm_stops_the_demo_the_same_way(tmp_path: Path) -> None:
 
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path: Path) -> None:
     proc, db = _demo(tmp_path)
-    try:
-        _poll(lambda: _status(db) == "running" or proc.poll() is not None)
-        _signal_burst(proc.pid, [signal.SIGINT, signal.SIGINT], 0.0)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, _running(db, proc), [signal.SIGINT, signal.SIGINT])
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
     # stopped cleanly or left at once: either way the run does not read as running
@@ -168,14 +130,11 @@ def test_ctrl_c_during_compress_is_one_line_and_exit_130(tmp_path: Path) -> None
             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err_out, env=env,
             start_new_session=True,
         )  # fmt: skip
-        try:
-            _poll(lambda: "preparing rows" in err_file.read_text() or proc.poll() is not None)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        signal_when(
+            proc,
+            lambda: "preparing rows" in err_file.read_text() or proc.poll() is not None,
+            [signal.SIGINT],
+        )
     err = err_file.read_text()
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
@@ -185,14 +144,7 @@ def test_ctrl_c_during_compress_is_one_line_and_exit_130(tmp_path: Path) -> None
 def test_ctrl_c_during_bench_keeps_the_workload_run_as_interrupted(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     proc = _greenai("bench", "--suite", "quick", "--device", "cpu", "--store", str(db))
-    try:
-        _poll(lambda: _status(db) == "running" or proc.poll() is not None)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, _running(db, proc), [signal.SIGINT])
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
     with RunStore(db, read_only=True) as store:

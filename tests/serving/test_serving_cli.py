@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from greenai.cli import main
+from tests.signals import signal_when
 
 
 @pytest.mark.parametrize(
@@ -118,15 +118,6 @@ def _proxy_until_serving(upstream: str) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("signums", [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT] * 2])
 def test_serve_proxy_follows_the_signal_policy(upstream: str, signums: list[int]) -> None:
     proc = _proxy_until_serving(upstream)
-    try:
-        for i, signum in enumerate(signums):
-            if i:
-                time.sleep(0.005)  # the gap between two signals is the case under test
-            os.kill(proc.pid, signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when(proc, None, signums, gap_s=0.005, timeout_s=60)
     assert "Traceback" not in err, err
     assert proc.returncode == 128 + signums[0], (proc.returncode, err)

@@ -12,35 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import greenai
-from greenai.measurement import Measurement
 from greenai.store import SCHEMA_VERSION, RunStore, StoreError
 from greenai.store.copy import copy_runs
 from greenai.store.errors import StoreAccessError, StoreUnavailableError
-from greenai.testing import FakeClock, FakeGPU
-
-
-def small_measurement(name: str = "m", status: str = "completed") -> Measurement:
-    return Measurement(
-        name=name,
-        status=status,  # type: ignore[arg-type]
-        started_at="2025-01-01T00:00:00.000+00:00",
-        duration_s=2.0,
-        energy_j=100.0,
-        uncertainty_j=1.0,
-        avg_power_w=50.0,
-        peak_power_w=60.0,
-    )
-
-
-def tracked_job() -> greenai.Tracker:
-    clock = FakeClock()
-    gpus = [FakeGPU("gpu0", clock=clock, power_w=300.0, seed=1)]
-    with greenai.track("train", devices=gpus, clock=clock, carbon_intensity_g_per_kwh=400.0) as job:
-        with job.phase("fwd"):
-            clock.advance(1.0)
-        job.step(samples=8)
-    return job
+from tests.store.runs import small_measurement, tracked_job
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

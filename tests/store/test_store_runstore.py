@@ -13,37 +13,9 @@ import pytest
 
 import greenai
 from greenai.errors import ConfigError, GreenAIError
-from greenai.measurement import Measurement
 from greenai.store import RunStore, StoreError
 from greenai.testing import FakeClock, FakeGPU
-
-
-def tracked_job() -> greenai.Tracker:
-    clock = FakeClock()
-    gpus = [FakeGPU("gpu0", clock=clock, power_w=300.0, seed=1)]
-    gpus.append(FakeGPU("gpu1", clock=clock, power_w=500.0, seed=2, counter=False))
-    with greenai.track("train", devices=gpus, clock=clock, carbon_intensity_g_per_kwh=400.0) as job:
-        with job.phase("fwd"):
-            clock.advance(1.0)
-            with job.phase("attn"):
-                clock.advance(0.5)
-        job.step(samples=8)
-        clock.advance(1.0)
-        job.step(samples=8)
-    return job
-
-
-def small_measurement(name: str = "m", status: str = "completed") -> Measurement:
-    return Measurement(
-        name=name,
-        status=status,  # type: ignore[arg-type]
-        started_at="2025-01-01T00:00:00.000+00:00",
-        duration_s=2.0,
-        energy_j=100.0,
-        uncertainty_j=1.0,
-        avg_power_w=50.0,
-        peak_power_w=60.0,
-    )
+from tests.store.runs import small_measurement, tracked_job
 
 
 def test_a_tracked_run_round_trips_with_timeline_and_phase_spans(store: RunStore) -> None:

@@ -25,8 +25,10 @@ __all__ = [
     "board_gain_note",
     "fallback_note",
     "few_updates_note",
+    "load_steps_note",
     "locked_bound_note",
     "locked_note",
+    "part_time_varying_note",
     "power_only_note",
     "result_notes",
     "sensor_notes",
@@ -100,6 +102,27 @@ def short_region_note(what: str, duration_s: float, update_period_s: float) -> s
     )
 
 
+def part_time_varying_note(device: str, update_period_s: float) -> str:
+    """The note for a counter that may see part of each update, on a load varying faster."""
+    return (
+        f"{device}'s counter may add up power values that see part of each update (every "
+        f"{update_period_s * 1e3:.4g} ms; not published for NVIDIA), and the load varies from "
+        "one update to the next: the ± covers what the unseen part may hold from how much "
+        "the updates differ, a bound that loads varying evenly (periodic kernels, square "
+        "waves) stay well inside, up to ~5x wider than a 95% interval there"
+    )
+
+
+def load_steps_note(device: str, update_period_s: float) -> str:
+    """The note for a load that steps (a change well beyond its update-to-update spread)."""
+    return (
+        f"{device}'s load steps: where inside its update (every {update_period_s * 1e3:.4g} ms)"
+        " each step fell is unknown, so figures of windows holding one, or beyond one, carry"
+        " a bound on the step's misplacement (up to ~3x wider than a 95% interval where"
+        " steps cancel or the shape holds)"
+    )
+
+
 def board_gain_note() -> str:
     """The note on a result whose uncertainty includes the boards' gain error."""
     return (
@@ -149,6 +172,14 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
         for name, t in tracks.items()
         if t.spec.method == "power" and t.spec.kind == "gpu" and name in ledger.models
     ]
+    for name, model in ledger.models.items():
+        spec = tracks[name].spec if name in tracks else None
+        if spec is None or spec.method != "counter" or model.fallback:
+            continue
+        if model.part_time and model.varying:
+            notes.append(part_time_varying_note(name, spec.update_period_s))
+        if model.jump_rate > 0:
+            notes.append(load_steps_note(name, spec.update_period_s))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())
     return notes

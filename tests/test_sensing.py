@@ -12,7 +12,7 @@ import pytest
 import greenai
 from greenai.curve import locked_loop
 from greenai.errors import ConfigError, MeasurementWarning
-from greenai.testing import FakeClock, FakeGPU, RandomKernels, SquareWave
+from greenai.testing import FakeClock, FakeGPU, RandomKernels, SquareWave, Steps
 
 
 def _tracked(gpu: FakeGPU, clock: FakeClock, seconds: float, step_s: float | None = None,
@@ -108,6 +108,26 @@ def test_a_locked_loop_on_a_sampled_counter_is_widened_to_the_power_bound(
         steps = np.array([gpu.true_energy_j(a, b) for a, b in itertools.pairwise(edges)])
         err = np.abs(np.array(result.steps.energy_j) - steps)
         assert np.mean(err <= np.array(result.steps.uncertainty_j)) >= 0.95
+
+
+@pytest.mark.parametrize("mode", ["exact", "sampled"])
+def test_a_part_time_counter_on_a_varying_load_says_its_bound_is_wide(mode: str) -> None:
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, seed=2, power_w=RandomKernels(seed=2), counter_mode=mode)
+    result, _, _, _ = _tracked(gpu, clock, 3.0, period_s=0.01)
+    said = [n for n in result.notes if "see part of each update" in n]
+    assert len(said) == (1 if mode == "sampled" else 0)
+    assert not any("load steps" in n for n in result.notes)
+
+
+def test_a_stepping_load_says_its_step_term_is_a_bound() -> None:
+    clock = FakeClock()
+    load = Steps([(1.0, 150.0), (1.0, 650.0), (1.0, 150.0), (1.0, 650.0), (1.0, 150.0)])
+    gpu = FakeGPU(clock=clock, seed=2, power_w=load)
+    result, _, _, _ = _tracked(gpu, clock, 5.0, period_s=0.01)
+    assert sum("gpu0's load steps" in n for n in result.notes) == 1
+    steady, _, _, _ = _tracked(FakeGPU(clock=clock, seed=2, power_w=400.0), clock, 5.0)
+    assert not any("load steps" in n for n in steady.notes)
 
 
 def test_a_declared_power_limit_must_be_positive() -> None:

@@ -32,7 +32,6 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from torch import nn
 
 from greenai.compress.base import Baseline, Method, device_of
 from greenai.compress.breakeven import break_even_columns
+from greenai.compress.rows import SweepRow, call_latencies, row_energy, row_ratios
 from greenai.compress.spec import parse_methods
 from greenai.compress.stats import (
     model_size_bytes,
@@ -52,17 +52,12 @@ from greenai.compress.stats import (
 from greenai.errors import ConfigError
 from greenai.paired import (
     Protocol,
-    Ratio,
     Rounds,
-    implausible_saving,
-    paired_ratio,
     run_rounds,
-    verdict,
 )
 from greenai.paired import warm_up as stable_warm_up
 from greenai.protocol import SHIFTS, needs_shifts, sensor_period_s, shift_s
 from greenai.tracker import Tracker
-from greenai.windows import across_offsets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,38 +122,8 @@ COLUMNS: tuple[str, ...] = (
 )
 """Columns of the sweep table, in order (see docs/compression.md for each one)."""
 
-_MAX_LATENCY_CALLS = 1000
 _MAX_WINDOW_FACTOR = 5.0
 """A window whose calls slow down (a busy host) stops at this many times its planned length."""
-_MIN_LATENCY_CALLS = 20
-_JOULES_PER_KWH = 3.6e6
-
-
-@dataclass
-class _Row:
-    method: Method
-    index: int
-    values: dict[str, Any] = field(default_factory=dict)
-    phases: list[str] = field(default_factory=list)
-    durations_s: list[float] = field(default_factory=list)
-    calls: list[int] = field(default_factory=list)
-    model: nn.Module | None = None
-    """The compressed model, held from preparation until the rounds are done."""
-    call_count: int = 0
-    """Calls per window, from the calibration."""
-    shifted: bool = False
-    one_off: dict[str, str] = field(default_factory=dict)
-    """``{"compress": phase name, "finetune": phase name}`` of the row's one-off phases."""
-    notes: list[str] = field(default_factory=list)
-
-    def reset(self) -> None:
-        self.values.clear()
-        self.phases.clear()
-        self.durations_s.clear()
-        self.calls.clear()
-        self.one_off.clear()
-        self.notes.clear()
-        self.model = None
 
 
 def sweep(
@@ -232,7 +197,7 @@ def sweep(
             raise ConfigError(f"{arg} must be >= 0 seconds, got {value!r}")
     if not (isinstance(min_window_s, int | float) and min_window_s > 0):
         raise ConfigError(f"min_window_s must be > 0 seconds, got {min_window_s!r}")
-    rows = [_Row(m, i) for i, m in enumerate([Baseline(), *_methods(methods)])]
+    rows = [SweepRow(m, i) for i, m in enumerate([Baseline(), *_methods(methods)])]
     try:
         target = torch.device(device) if device is not None else device_of(model)
     except (RuntimeError, TypeError):
@@ -348,7 +313,7 @@ class _Runner:
             (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
         )
 
-    def row(self, job: Tracker, row: _Row) -> None:
+    def row(self, job: Tracker, row: SweepRow) -> None:
         method, values = row.method, row.values
         try:
             ok, why = method.available(self.device)
@@ -372,7 +337,7 @@ class _Runner:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def _compress(self, job: Tracker, row: _Row) -> nn.Module:
+    def _compress(self, job: Tracker, row: SweepRow) -> nn.Module:
         """Apply the method (and the fine-tuning), each in a tracked, timed phase."""
         method = row.method
         if row.index == 0:
@@ -409,7 +374,7 @@ class _Runner:
             )
         return out
 
-    def _measure(self, job: Tracker, row: _Row, model: nn.Module) -> None:
+    def _measure(self, job: Tracker, row: SweepRow, model: nn.Module) -> None:
         notes = [*row.method.notes, *row.notes]
         values = row.values
         values["status"] = "ok"
@@ -444,7 +409,7 @@ class _Runner:
         with torch.no_grad():
             _warm_up(call, self.sync, self.warmup_s)
             warm = stable_warm_up(synced, self.protocol)
-            latencies = _latencies(call, self.sync, self.latency_s)
+            latencies = call_latencies(call, self.sync, self.latency_s)
         if not warm.stable:
             notes.append(
                 f"latency not stable after {warm.duration_s:.3g} s of warm-up "
@@ -471,7 +436,7 @@ class _Runner:
         )
 
     def rounds(
-        self, job: Tracker, rows: list[_Row], report: Callable[[str, int, int], None]
+        self, job: Tracker, rows: list[SweepRow], report: Callable[[str, int, int], None]
     ) -> Rounds:
         """Measure every prepared row in interleaved rounds (:func:`greenai.paired.run_rounds`)."""
         live = [row for row in rows if row.model is not None]
@@ -579,156 +544,8 @@ def _warm_up(call: Callable[[], None], sync: Callable[[], None], seconds: float)
     sync()
 
 
-def _latencies(call: Callable[[], None], sync: Callable[[], None], seconds: float) -> list[float]:
-    out: list[float] = []
-    start = time.perf_counter()
-    while len(out) < _MAX_LATENCY_CALLS and (
-        len(out) < _MIN_LATENCY_CALLS or time.perf_counter() - start < seconds
-    ):
-        t0 = time.perf_counter()
-        call()
-        sync()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def _per_round_j(row: _Row, m: Measurement) -> list[float] | None:
-    """Energy per inference in each round (NaN where the row did not run); None without energy."""
-    if m.energy_j is None:
-        return None
-    out = []
-    for phase, n in zip(row.phases, row.calls, strict=True):
-        if not phase or not n:
-            out.append(math.nan)
-            continue
-        got = m.phase(phase).energy_j
-        if got is None:
-            return None
-        out.append(float(got) / n)
-    return out
-
-
-def _energy(
-    row: _Row, m: Measurement, batch: int, kept: list[bool] | None = None
-) -> dict[str, Any]:
-    """Per-inference energy and its intervals from the row's kept windows (all: None)."""
-    if kept is None:
-        kept = [True] * len(row.phases)
-    use = [k and bool(p) and n > 0 for k, p, n in zip(kept, row.phases, row.calls, strict=True)]
-    phases = [m.phase(p) for p, u in zip(row.phases, use, strict=True) if u]
-    calls = [n for n, u in zip(row.calls, use, strict=True) if u]
-    if m.energy_j is None or not phases or any(p.energy_j is None for p in phases):
-        return {"energy_method": "none (no energy source)"}
-    window_j = [float(p.energy_j or 0.0) for p in phases]
-    per = [e / n for e, n in zip(window_j, calls, strict=True)]
-    sensor = statistics.fmean(
-        float(p.uncertainty_j or 0.0) / n for p, n in zip(phases, calls, strict=True)
-    )
-    figure = across_offsets(per, sensor)
-    mean = figure.value
-    out: dict[str, Any] = {
-        "energy_per_inference_j": mean,
-        "energy_ci_j": figure.uncertainty,
-        "energy_repeat_ci_j": figure.spread,
-        "energy_uncertainty_j": sensor,
-        "energy_per_window_j": window_j,
-        "energy_per_sample_j": mean / batch,
-        "kwh_per_1k_inferences": mean * 1000 / _JOULES_PER_KWH,
-        "energy_method": ",".join(sorted(set(m.methods))),
-    }
-    for kind, phase in row.one_off.items():
-        spent = m.phase(phase)
-        if spent.energy_j is not None:
-            out[f"{kind}_energy_j"] = float(spent.energy_j)
-            out[f"{kind}_energy_uncertainty_j"] = float(spent.uncertainty_j or 0.0)
-    flops = row.values.get("flops_nominal")
-    if flops:
-        out["j_per_tflop"] = mean / (flops / 1e12)
-    if m.co2e_kg is not None and m.energy_j:
-        out["co2e_g_per_1k_inferences"] = m.co2e_kg / m.energy_j * mean * 1000 * 1000
-    return out
-
-
-def _ratios(
-    rows: list[_Row], m: Measurement, rounds: Rounds, protocol: Protocol
-) -> dict[int, dict[str, Any]]:
-    """Paired per-round ratios to the baseline (time and energy), verdicts, plausibility."""
-    live = [r for r in rows if r.values.get("status") == "ok" and r.phases]
-    if not live or live[0].index != 0:
-        return {}
-    kept = rounds.kept
-
-    def seconds(row: _Row) -> list[float]:
-        return [
-            d / n if n and k else math.nan
-            for d, n, k in zip(row.durations_s, row.calls, kept, strict=True)
-        ]
-
-    def energies(row: _Row) -> list[float] | None:
-        got = _per_round_j(row, m)
-        return (
-            None if got is None else [x if k else math.nan for x, k in zip(got, kept, strict=True)]
-        )
-
-    base = live[0]
-    base_s, base_j = seconds(base), energies(base)
-    out: dict[int, dict[str, Any]] = {}
-    for row in live:
-        if len(row.durations_s) != len(kept):
-            continue
-        t = paired_ratio(base_s, seconds(row), protocol.outlier_mads)
-        row_j = energies(row)
-        e = (
-            paired_ratio(base_j, row_j, protocol.outlier_mads)
-            if base_j is not None and row_j is not None
-            else None
-        )
-        if row is base:
-            t = e = Ratio(1.0, 1.0, 1.0, t.rounds)
-        values: dict[str, Any] = {
-            "time_vs_baseline": t.value,
-            "time_vs_baseline_low": t.low,
-            "time_vs_baseline_high": t.high,
-        }
-        shown = e if e is not None else t
-        noun = "energy" if e is not None else "time"
-        sentence = "baseline" if row is base else verdict(shown, noun)
-        notes: list[str] = []
-        if row is not base:
-            flops, base_flops = row.values.get("flops_nominal"), base.values.get("flops_nominal")
-            size, base_size = row.values.get("size_bytes"), base.values.get("size_bytes")
-            flops_lower = flops is None or base_flops is None or flops < 0.999 * base_flops
-            size_lower = size is None or base_size is None or size < 0.99 * base_size
-            note = implausible_saving(
-                shown,
-                dense_flops_lower=flops_lower,
-                size_lower=size_lower,
-                kernel=row.method.kernel,
-                noun=noun,
-            )
-            if note is not None:
-                noise = f"±{shown.halfwidth * 100:.2g}%"
-                sentence = f"no measurable difference (implausible saving; noise {noise})"
-                notes.append(note)
-            dropped = max(t.dropped, e.dropped if e is not None else 0)
-            if dropped:
-                notes.append(
-                    f"{dropped} round(s) left out as outliers (over {protocol.outlier_mads:g} MADs)"
-                )
-        if e is not None:
-            values.update(
-                energy_vs_baseline=e.value,
-                energy_vs_baseline_low=e.low,
-                energy_vs_baseline_high=e.high,
-            )
-        values["verdict"] = sentence
-        values["extra_notes"] = notes
-        out[row.index] = values
-    return out
-
-
 def _frame(
-    rows: list[_Row],
+    rows: list[SweepRow],
     m: Measurement,
     batch: int,
     device: str,
@@ -738,7 +555,7 @@ def _frame(
 ) -> pd.DataFrame:
     import pandas as pd
 
-    ratios = _ratios(rows, m, rounds, protocol)
+    ratios = row_ratios(rows, m, rounds, protocol)
     records = []
     for row in rows:
         record: dict[str, Any] = {
@@ -753,7 +570,7 @@ def _frame(
             **row.values,
         }
         if row.values.get("status") == "ok":
-            record.update(_energy(row, m, batch, rounds.kept))
+            record.update(row_energy(row, m, batch, rounds.kept))
             extra = dict(ratios.get(row.index, {}))
             more = extra.pop("extra_notes", [])
             record.update(extra)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from greenai.compress import COLUMNS, Method, StructuredL1, break_even, pareto_front, sweep
+from greenai.compress.rows import SweepRow, row_energy, row_ratios
 from greenai.errors import ConfigError
 from greenai.measurement import Measurement
 
@@ -140,7 +141,7 @@ def test_a_window_stops_when_calls_slow_down_after_calibration(
 
     sweep_module = sys.modules["greenai.compress.sweep"]  # the module, not the function
     # calibration believes a call takes 1 µs: 100,000 calls planned for a 0.1 s window
-    monkeypatch.setattr(sweep_module, "_latencies", lambda call, sync, seconds: [1e-6] * 20)
+    monkeypatch.setattr(sweep_module, "call_latencies", lambda call, sync, seconds: [1e-6] * 20)
     frame = sweep(mlp, [], torch.randn(4, 16), **fast_options)
     row = frame.iloc[0]
     assert row["inferences_per_window"] >= 100_000
@@ -185,13 +186,11 @@ def test_an_unreadable_weight_leaves_a_gap_and_a_note(
 
 
 def test_the_interval_is_student_t_over_the_windows_plus_the_sensor_in_quadrature() -> None:
-    import sys
     from types import SimpleNamespace
 
     from greenai.compress import Baseline
     from greenai.measurement import PhaseEnergy
 
-    sweep_module = sys.modules["greenai.compress.sweep"]
     # three windows; the second was cut short (8 of 10 calls): per call 1.0, 1.2, 1.4 J
     energies, uncertainties, calls = [10.0, 9.6, 14.0], [0.5, 0.4, 0.5], [10, 8, 10]
     phases = {
@@ -199,8 +198,8 @@ def test_the_interval_is_student_t_over_the_windows_plus_the_sensor_in_quadratur
         for i, (e, u) in enumerate(zip(energies, uncertainties, strict=True))
     }
     m = SimpleNamespace(energy_j=40.0, co2e_kg=None, methods=("counter",), phase=phases.get)
-    row = sweep_module._Row(Baseline(), 0, phases=list(phases), calls=calls)
-    out = sweep_module._energy(row, m, batch=4)
+    row = SweepRow(Baseline(), 0, phases=list(phases), calls=calls)
+    out = row_energy(row, m, batch=4)
     assert out["energy_per_window_j"] == energies
     assert out["energy_per_inference_j"] == pytest.approx(1.2)
     # t for n - 1 = 2 degrees of freedom, the sample standard deviation (0.2), / sqrt(n)
@@ -383,16 +382,14 @@ def test_windows_as_long_as_an_update_are_not_shifted(
 
 def _fake_rows(per_round_j: dict[str, list[float]], methods: dict[str, Method]) -> Any:
     """Rows and a measurement whose windows spent ``per_round_j`` (J per call) each round."""
-    import sys
     from types import SimpleNamespace
 
     from greenai.measurement import PhaseEnergy
 
-    sweep_module = sys.modules["greenai.compress.sweep"]
     phases: dict[str, PhaseEnergy] = {}
     rows = []
     for index, (label, energies) in enumerate(per_round_j.items()):
-        row = sweep_module._Row(methods[label], index)
+        row = SweepRow(methods[label], index)
         for r, e in enumerate(energies):
             name = f"row{index}-r{r}"
             phases[name] = PhaseEnergy(name, 1, 1.0, e * 10, 0.0)
@@ -402,7 +399,7 @@ def _fake_rows(per_round_j: dict[str, list[float]], methods: dict[str, Method]) 
         row.values.update(status="ok", flops_nominal=1e6, size_bytes=1000)
         rows.append(row)
     m = SimpleNamespace(energy_j=1.0, co2e_kg=None, methods=("counter",), phase=phases.get)
-    return sweep_module, rows, m
+    return rows, m
 
 
 def test_a_saving_with_the_same_dense_work_and_no_kernel_is_a_note_not_a_gain() -> None:
@@ -412,18 +409,18 @@ def test_a_saving_with_the_same_dense_work_and_no_kernel_is_a_note_not_a_gain() 
     # the issue's case: a cold baseline made masked L1 pruning look 9x cheaper
     base = [1.0, 1.02, 0.98, 1.01, 0.99]
     pruned = [0.11, 0.112, 0.108, 0.111, 0.109]
-    sweep_module, rows, m = _fake_rows(
+    rows, m = _fake_rows(
         {"baseline": base, "l1": pruned}, {"baseline": Baseline(), "l1": L1Unstructured(0.3)}
     )
     rounds = Rounds([base, pruned], kept=[True] * 5)
-    out = sweep_module._ratios(rows, m, rounds, Protocol())
+    out = row_ratios(rows, m, rounds, Protocol())
     assert out[1]["energy_vs_baseline"] == pytest.approx(0.11, rel=0.01)
     assert out[1]["verdict"].startswith("no measurable difference (implausible saving")
     assert any("not a real saving" in n for n in out[1]["extra_notes"])
     # the same figures from a method that runs a low-bit kernel are a real saving
     rows[1].method = Method.__new__(type("Q", (Baseline,), {"kernel": "int8 (test)"}))
     rows[1].method.params, rows[1].method.notes = {}, []
-    out = sweep_module._ratios(rows, m, rounds, Protocol())
+    out = row_ratios(rows, m, rounds, Protocol())
     assert out[1]["verdict"].startswith("89% less energy")
     assert out[0]["verdict"] == "baseline" and out[0]["energy_vs_baseline"] == 1.0
 

@@ -425,3 +425,34 @@ def test_a_tracker_integrates_the_attributed_power() -> None:
     result = job.result.device("cpu-steady@process")
     assert result.method == "model"
     assert result.energy_j == pytest.approx(100.0)  # 40 W * 0.25 * 10 s
+
+
+def test_a_tree_that_is_part_of_a_container_is_charged_its_cpu_time_over_the_containers(
+    tmp_path: Path,
+) -> None:
+    # A container with a 2-CPU quota (cgroup v2); the tracked tree is one of its processes:
+    # its CPU time is a share of the container's (the cgroup's usage_usec), not the machine's.
+    proc, cg = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text("0::/pod/app\n")
+    (cg / "pod" / "app").mkdir(parents=True)
+    (cg / "cgroup.controllers").write_text("cpu memory\n")
+    (cg / "pod" / "app" / "cpu.max").write_text("200000 100000\n")
+    stat = cg / "pod" / "app" / "cpu.stat"
+    stat.write_text("usage_usec 1000000\nuser_usec 900000\n")
+    model = CpuModel(
+        tdp_w=100.0, cpu_name="x", sockets=1, threads_per_socket=8,
+        procfs_path=proc, cgroup_root=cg,
+    )  # fmt: skip
+    model.open()
+    try:
+        assert model.usable_cpus == 2.0
+        tree = iter([10.0, 11.0])  # the tree used 1 CPU-s while the container used 4
+        share = CpuTimeShare(
+            os.getpid(), tree_cpu_s=lambda: next(tree), busy_cpu_s=model.share_inputs().busy_cpu_s
+        )
+        assert share() == 0.0
+        stat.write_text("usage_usec 5000000\nuser_usec 4000000\n")
+        assert share() == pytest.approx(0.25)
+    finally:
+        model.close()

@@ -28,6 +28,8 @@ __all__ = ["StoreSink", "resolve_store"]
 
 log = logging.getLogger("greenai")
 
+_NONE = object()
+
 REPEAT_LOG_S = 60.0
 """A checkpoint failure that keeps happening (a full disk) is logged once per minute."""
 
@@ -78,6 +80,7 @@ class StoreSink:
         self._pending: list[str] = []
         self.problems: list[str] = []  # after finish(): what the store failed to keep
         self._last_log = -REPEAT_LOG_S
+        self._meta: dict[str, Any] = {}  # the job's meta as start() recorded it
 
     def start(self, job: JobView) -> None:
         """Open the store and record the run as running. Store errors raise (nothing ran yet)."""
@@ -86,6 +89,7 @@ class StoreSink:
         from greenai.host import host_facts
 
         meta = {"host": host_facts(), **job.meta}  # where it ran, for reports written later
+        self._meta = job.meta
         self.run_id = self.store.start_run(
             job.name, meta=meta, command=self._command, tags=job.tags
         )
@@ -129,8 +133,15 @@ class StoreSink:
         spans, seen = job.phase_spans_since(self._spans_seen, as_frame=False)
         keep_spans_after_s = m.duration_s - job.retention_s
         if final:
+            learned = {k: v for k, v in job.meta.items() if self._meta.get(k, _NONE) != v}
             self.store.finish_run(
-                self.run_id, m, rows, spans, buckets=buckets, keep_spans_after_s=keep_spans_after_s
+                self.run_id,
+                m,
+                rows,
+                spans,
+                buckets=buckets,
+                keep_spans_after_s=keep_spans_after_s,
+                meta=learned or None,
             )
         else:
             self.store.checkpoint(

@@ -338,6 +338,8 @@ def _report(args: argparse.Namespace) -> int:
 
         print(render_text(run.measurement, color=True, **phases))
         return 0
+    from greenai.report.learning import learning_rows
+
     text = export(
         run.measurement,
         args.format,
@@ -345,6 +347,7 @@ def _report(args: argparse.Namespace) -> int:
         timeline=run.timeline,
         phase_spans=run.phase_spans,
         **phases,
+        learning=learning_rows(run.meta, run.measurement),
     )
     print(f"wrote {output}" if output is not None else text)
     return 0

@@ -87,6 +87,29 @@ class Tracker(JobReads):
         """Facts recorded with the run (``meta=``, plus a distributed job's size on rank 0)."""
         return dict(self._run.meta if self._run is not None else self._meta)
 
+    def update_meta(self, facts: dict[str, Any]) -> None:
+        """Add facts to the run's meta while it runs (a store records them at stop).
+
+        What the run learned (a callback's epoch figures) is known only as it goes: facts
+        given here replace those of the same name. Keep them small (the whole meta is one
+        JSON record).
+
+        Raises:
+            ConfigError: ``facts`` is not a dict of JSON-serialisable values.
+        """
+        import json
+
+        if not isinstance(facts, dict):
+            raise ConfigError(f"update_meta() takes a dict, got {type(facts).__name__}")
+        try:
+            json.dumps(facts, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"update_meta(): facts must be JSON values ({exc})") from None
+        if self._run is not None:
+            self._run.meta = {**self._run.meta, **facts}
+        else:
+            self._meta = {**self._meta, **facts}
+
     @property
     def tags(self) -> dict[str, str]:
         """The run's tags: ``GREENAI_TAGS`` overridden by ``tags=`` (strings)."""

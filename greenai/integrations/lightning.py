@@ -20,6 +20,7 @@ from greenai.integrations.figures import (
     warn_failure,
     warn_registered_twice,
 )
+from greenai.integrations.learning import LearningLog
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -76,6 +77,7 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._hooks: list[Any] = []
         self._depth = 0
         self._flop_counter = FlopCounter()
+        self._learning = LearningLog()
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start the tracker (once per fit, however often the callback is registered).
@@ -97,6 +99,7 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._last_step = trainer.global_step
         self._last_batch = None
         self._live_failed = False
+        self._learning = LearningLog()
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Enter the ``train`` phase; steps count from here (a resumed fit's restored step).
@@ -177,6 +180,28 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
                 self._live_failed = True
                 warn_failure("logging the live energy figures", exc)
 
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Note the epoch's logged loss, validation loss and accuracy (for the run's report).
+
+        Read from ``trainer.callback_metrics``: the loss under ``train_loss``, ``loss``
+        or ``train/loss``; the validation loss under ``val_loss`` or ``val/loss``; the
+        accuracy under the first name holding ``acc`` (a validation one first).
+        """
+        if self.job is None or not self.job.running:
+            return
+        try:
+            metrics = dict(trainer.callback_metrics or {})
+            accuracy = sorted((k for k in metrics if "acc" in k), key=lambda k: "val" not in k)
+            self._learning.note(
+                self.job.steps,
+                trainer.current_epoch,
+                loss=_first(metrics, ("train_loss", "loss", "train/loss")),
+                eval_loss=_first(metrics, ("val_loss", "val/loss")),
+                accuracy=metrics[accuracy[0]] if accuracy else None,
+            )
+        except Exception as exc:  # greenai's notes must never stop training
+            warn_failure("noting the loss and accuracy", exc)
+
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """Stop the tracker; the final figures and methods go to every logger."""
         self._finish(trainer)
@@ -199,6 +224,7 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
             return
         try:
             self._current.exit()
+            self._learning.publish(self.job)  # into the stored run's meta
         except Exception as exc:
             warn_failure("closing the open phase", exc)
         self.result = self.job.stop(status=status)
@@ -215,3 +241,8 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
                 logger.save()
             except Exception as exc:
                 warn_failure(f"logging the final figures to {type(logger).__name__}", exc)
+
+
+def _first(metrics: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The first of ``names`` in ``metrics`` (None if none is)."""
+    return next((metrics[n] for n in names if n in metrics), None)

@@ -18,6 +18,7 @@ from greenai.integrations.figures import (
     warn_failure,
     warn_registered_twice,
 )
+from greenai.integrations.learning import LearningLog
 
 if TYPE_CHECKING:
     from greenai.measurement import Measurement
@@ -107,6 +108,8 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self._state: Any = None  # the TrainerState of the train() being measured
         self._last_global_step: int | None = None
         self._last_logs: Any = None
+        self._learning = LearningLog()
+        self._last_loss: Any = None
 
     @classmethod
     def add_to(cls, trainer: Any, **kwargs: Any) -> GreenAICallback:
@@ -138,6 +141,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             self.result = self.job.stop(status="failed")
         self._samples = self._tokens = 0
         self._flop_counter = FlopCounter()
+        self._learning, self._last_loss = LearningLog(), None
 
         meta = dict(self._options.get("meta") or {})
         meta["flops_source"] = FLOP_SOURCES[self.flops_source]
@@ -169,9 +173,24 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self._samples = self._tokens = 0
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Evaluation ended: back to the ``train`` phase."""
+        """Evaluation ended: note its loss and accuracy; back to the ``train`` phase."""
+        metrics = kwargs.get("metrics") or {}
+        self._note(state, eval_loss=metrics.get("eval_loss"), accuracy=metrics.get("eval_accuracy"))
         if self.job is not None and self.job.running and self._current.name == "evaluation":
             self._current.enter(self.job, "train")
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Note the epoch's last logged training loss (for the run's report)."""
+        self._note(state)
+
+    def _note(self, state: Any, **figures: Any) -> None:
+        """A learning row at this step: the last training loss and ``figures``."""
+        if self.job is None or not self.job.running:
+            return
+        try:
+            self._learning.note(self.job.steps, state.epoch, loss=self._last_loss, **figures)
+        except Exception as exc:  # greenai's notes must never stop training
+            warn_failure("noting the loss and accuracy", exc)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
@@ -180,6 +199,8 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         if self.job is None or not self.job.running or logs is None or logs is self._last_logs:
             return
         self._last_logs = logs
+        if "loss" in logs:  # the training loss, noted with the epoch's learning row
+            self._last_loss = logs["loss"]
         try:
             extra = figures(self.job.snapshot(), flops=self._trainer_flops(state))
         except Exception as exc:  # greenai's figures must never stop training
@@ -200,6 +221,7 @@ class GreenAICallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
             self._current.exit()
             if self.flops_source == "trainer" and state.total_flos:
                 self.job.add_flops(float(state.total_flos))
+            self._learning.publish(self.job)  # into the stored run's meta
         except Exception as exc:
             warn_failure("closing the job's phases and FLOPs", exc)
         self.result = self.job.stop()

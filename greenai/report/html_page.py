@@ -105,19 +105,25 @@ def _learning(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
     total = 0.0
     table = []
+    evals = any(r.get("eval_loss") is not None for r in rows)  # the callbacks' evaluations
+
+    def figure(value: Any) -> str:
+        return "—" if value is None else f"{float(value):.4f}"
+
     for r in rows:
         energy, u = r.get("energy_j"), r.get("uncertainty_j")
         total += energy or 0.0
-        table.append(
-            (
-                str(r.get("epoch", "")),
-                "—" if r.get("loss") is None else f"{float(r['loss']):.4f}",
-                "—" if r.get("accuracy") is None else f"{float(r['accuracy']):.4f}",
-                "—" if energy is None else f"{format_number(energy)} ± {format_number(u or 0.0)} J",
-                "—" if energy is None else f"{format_number(total)} J",
-            )
+        row = (
+            str(r.get("epoch", "")),
+            figure(r.get("loss")),
+            *((figure(r.get("eval_loss")),) if evals else ()),
+            figure(r.get("accuracy")),
+            "—" if energy is None else f"{format_number(energy)} ± {format_number(u or 0.0)} J",
+            "—" if energy is None else f"{format_number(total)} J",
         )
-    columns = ("epoch", "loss", "accuracy", "energy", "energy so far")
+        table.append(row)
+    columns = ("epoch", "loss", *(("eval loss",) if evals else ()), "accuracy", "energy",
+               "energy so far")  # fmt: skip
     return [
         html_table(columns, table, label=True),
         html_figure(learning_figure(rows), "accuracy and loss against energy"),

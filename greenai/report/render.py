@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -167,13 +167,15 @@ def export(
     *,
     phase_depth: int | None = PHASE_DEPTH,
     top_phases: int | None = TOP_PHASES,
+    learning: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """Render ``m`` as ``fmt`` (text, md, html, json or csv); write it to ``path`` if given.
 
     ``csv`` is the one-row summary frame; ``json`` is ``m.to_json(indent=2)``, which
     :meth:`Measurement.from_dict` reads back (every phase). ``phase_depth`` and
     ``top_phases`` choose the phases the text, md and html reports show (see
-    :func:`render_html`). Returns the rendered text.
+    :func:`render_html`); ``learning`` (html) the loss and accuracy drawn beside the
+    energy. Returns the rendered text.
 
     Raises:
         ConfigError: ``fmt`` is not one of :data:`FORMATS`.
@@ -184,7 +186,7 @@ def export(
     elif fmt == "md":
         text = render_markdown(m, timeline, phase_spans, **phases)
     elif fmt == "html":
-        text = render_html(m, timeline, phase_spans, phase_depth=phase_depth, top_phases=top_phases)
+        text = render_html(m, timeline, phase_spans, **phases, learning=learning)
     elif fmt == "json":
         text = m.to_json(indent=2)
     elif fmt == "csv":

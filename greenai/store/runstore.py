@@ -309,6 +309,7 @@ class RunStore:
         *,
         buckets: tables.Table | None = None,
         keep_spans_after_s: float | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         """Save the final Measurement and end the run.
 
@@ -321,10 +322,13 @@ class RunStore:
                 ``measurement.status``.
             buckets: See :meth:`checkpoint`.
             keep_spans_after_s: See :meth:`checkpoint`.
+            meta: Facts learned while the run went (``Tracker.update_meta``), added to
+                those :meth:`start_run` recorded (same names replaced).
 
         Raises:
             StoreError: No such run.
-            ConfigError: ``status`` is not one a finished run can have.
+            ConfigError: ``status`` is not one a finished run can have; ``meta`` is not
+                JSON-serialisable.
         """
         final = measurement.status if status is None else status
         if final not in STATUSES[1:]:
@@ -339,6 +343,14 @@ class RunStore:
                 "UPDATE runs SET status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
                 (final, now, now, run_id),
             )
+            if meta:
+                (meta_json,) = conn.execute(
+                    "SELECT meta_json FROM runs WHERE id = ?", (run_id,)
+                ).fetchone()
+                merged = {**json.loads(meta_json), **meta}
+                conn.execute(
+                    "UPDATE runs SET meta_json = ? WHERE id = ?", (_dumps(merged, "meta"), run_id)
+                )
 
     def record_outcome(self, run_id: str, *, command: str, exit_code: int) -> None:
         """Record the command a run measured and its exit code (``greenai run`` does this).

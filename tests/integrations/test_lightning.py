@@ -116,3 +116,45 @@ def test_the_callbacks_tags_are_stored_with_the_run(
         run = store.get("latest")
     assert run.tags == {"model": "regression", "site": "par1", "team": "vision"}
     assert run.status == "completed"
+
+
+def test_the_epochs_loss_and_accuracy_reach_the_stored_run_and_its_report(tmp_path: Path) -> None:
+    import greenai.cli
+    from greenai.report.learning import learning_rows
+    from greenai.store import RunStore
+
+    class Logged(Regression):
+        def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            loss = super().training_step(batch, batch_idx)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            super().validation_step(batch, batch_idx)
+            x, y = batch
+            self.log("val_acc", ((self.layer(x) - y).abs() < 1.0).float().mean())
+
+    store = tmp_path / "runs.db"
+    callback = GreenAICallback(devices=[FakeGPU(power_w=120.0, seed=3)], store=store)
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(Logged(), loader(16), loader(8))
+    with RunStore(store, read_only=True) as runs:
+        run = runs.get("latest")
+    learned = run.meta["learning"]
+    # one row per epoch, at its last optimizer step (16 samples in batches of 4)
+    assert [(r["epoch"], r["step"]) for r in learned] == [(0, 4), (1, 8), (2, 12)]
+    assert all(r["loss"] > 0 and r["eval_loss"] > 0 and 0 <= r["accuracy"] <= 1 for r in learned)
+    # the training loss falls epoch to epoch on this regression
+    assert learned[-1]["loss"] < learned[0]["loss"]
+    rows = learning_rows(run.meta, run.measurement)
+    m = run.measurement
+    assert sum(r["energy_j"] for r in rows) == pytest.approx(m.steps.total_energy_j, rel=1e-9)
+    out = tmp_path / "r.html"
+    args = ["report", "latest", "--store", str(store), "--format", "html", "--output", str(out)]
+    assert greenai.cli.main(args) == 0
+    page = out.read_text()
+    assert "Learning and energy" in page and "eval loss" in page

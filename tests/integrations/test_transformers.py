@@ -8,6 +8,7 @@ transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 import greenai  # noqa: E402
+import greenai.cli  # noqa: E402
 from greenai.integrations.transformers import FLOP_SOURCES, GreenAICallback  # noqa: E402
 from greenai.store import RunStore  # noqa: E402
 from greenai.testing import FakeGPU  # noqa: E402
@@ -102,6 +103,23 @@ def test_trainer_run_is_tracked_per_step_phase_and_logged(tmp_path: Path) -> Non
     assert run.measurement.steps.count == 6
     assert run.meta["flops_source"] == FLOP_SOURCES["count"]
     assert run.meta["training_type"] == "fine-tuning"
+    # what it learned reaches the stored run: the evaluations at steps 3 and 6, the first
+    # epoch's end at 4 (32 samples, 8 a step), each with the last logged training loss
+    learned = run.meta["learning"]
+    assert [r["step"] for r in learned] == [3, 4, 6]
+    assert learned[0]["eval_loss"] > 0 and learned[2]["eval_loss"] > 0
+    assert "eval_loss" not in learned[1] and learned[1]["epoch"] == 1.0
+    assert learned[-1]["loss"] == pytest.approx(logged[-1]["loss"])
+    from greenai.report.learning import learning_rows
+
+    rows = learning_rows(run.meta, run.measurement)
+    assert [r["eval_loss"] for r in rows] == [r.get("eval_loss") for r in learned]
+    # each row's energy is its steps': together, the steps' (eval is in none of them)
+    assert sum(r["energy_j"] for r in rows) == pytest.approx(m.steps.total_energy_j, rel=1e-9)
+    assert greenai.cli.main(["report", "latest", "--store", str(store), "--format", "html",
+                             "--output", str(tmp_path / "r.html")]) == 0  # fmt: skip
+    page = (tmp_path / "r.html").read_text()
+    assert "Learning and energy" in page and "accuracy and loss against energy" in page
 
 
 def test_add_to_puts_the_figures_in_front_of_report_to_integrations(tmp_path: Path) -> None:

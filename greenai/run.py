@@ -372,3 +372,4 @@ def _made_sinks(given: tuple[Any, ...]) -> list[Sink]:
             )
         sinks.append(made)
     return sinks
+

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenai.errors import ConfigError, TrackerStateError
+from greenai.facts import RunFacts
 from greenai.interrupts import shield
 from greenai.jobview import JobReads, JobView
 from greenai.options import OPTIONS as OPTIONS
@@ -46,7 +47,7 @@ def current() -> Tracker | None:
     return _current.get()
 
 
-class Tracker(JobReads):
+class Tracker(JobReads, RunFacts):
     """Measure the energy of everything between :meth:`start` and :meth:`stop`.
 
     Args:
@@ -82,34 +83,6 @@ class Tracker(JobReads):
         self._token: contextvars.Token[Tracker | None] | None = None
 
     # --- what it is ----------------------------------------------------------------------
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Facts recorded with the run (``meta=``, plus a distributed job's size on rank 0)."""
-        return dict(self._run.meta if self._run is not None else self._meta)
-
-    def update_meta(self, facts: dict[str, Any]) -> None:
-        """Add facts to the run's meta while it runs (a store records them at stop).
-
-        What the run learned (a callback's epoch figures) is known only as it goes: facts
-        given here replace those of the same name. Keep them small (the whole meta is one
-        JSON record).
-
-        Raises:
-            ConfigError: ``facts`` is not a dict of JSON-serialisable values.
-        """
-        import json
-
-        if not isinstance(facts, dict):
-            raise ConfigError(f"update_meta() takes a dict, got {type(facts).__name__}")
-        try:
-            json.dumps(facts, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"update_meta(): facts must be JSON values ({exc})") from None
-        if self._run is not None:
-            self._run.meta = {**self._run.meta, **facts}
-        else:
-            self._meta = {**self._meta, **facts}
-
     @property
     def tags(self) -> dict[str, str]:
         """The run's tags: ``GREENAI_TAGS`` overridden by ``tags=`` (strings)."""
@@ -326,11 +299,9 @@ class Tracker(JobReads):
     def phase(self, name: str, *, in_steps: bool = True) -> AbstractContextManager[None]:
         """Attribute the energy inside the block to phase ``name`` (nestable).
 
-        With ``in_steps=False`` the block's energy is kept out of every step's: an
-        evaluation pass at an epoch's edge, or FLOP counting, is charged to its own phase,
-        not to the step whose span holds it. A step's energy is then its span's less the
-        block's (a step's ``duration_s`` stays its whole span), and the steps, these
-        blocks and the time after the last step still add up to the job exactly.
+        ``in_steps=False`` keeps the block's energy out of the step whose span holds it
+        (an eval pass at an epoch's edge, FLOP counting): steps, such blocks and the time
+        after the last step still add up to the job exactly.
 
         Raises:
             TrackerStateError: The tracker is not running, or phases are exited out of

@@ -372,4 +372,3 @@ def _made_sinks(given: tuple[Any, ...]) -> list[Sink]:
             )
         sinks.append(made)
     return sinks
-

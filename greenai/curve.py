@@ -189,6 +189,15 @@ class EnergyCurve:
             self._power_scatter(s)
         if s.method != "counter" or ok.sum() < 1:
             return
+        self._place_anchors(s, prev, ok)
+        if len(self.tau) == 0:
+            return
+        self._judge_segments(s)
+
+    def _place_anchors(
+        self, s: DeviceSpec, prev: tuple[float, float] | None, ok: npt.NDArray[np.bool_]
+    ) -> None:
+        """Anchors: each read where the counter changed, half its bracket back (s, J)."""
         t, e = self.t[ok], self.counter[ok]
         gaps_t = np.diff(t)
         U = s.update_period_s
@@ -209,8 +218,9 @@ class EnergyCurve:
         self.tau = (t - lag)[changed]
         self.anchor_e = e[changed]
         self.anchor_lag = lag[changed]
-        if len(self.tau) == 0:
-            return
+
+    def _judge_segments(self, s: DeviceSpec) -> None:
+        """Calibration, spreads, jumps and trust of the anchors' segments (see the class)."""
         stats = self._stats
         lags = np.concatenate([stats.history()[2], self.anchor_lag]) if stats else self.anchor_lag
         self._half_bracket = float(_median(lags))

@@ -128,34 +128,59 @@ def device_windows(
     energy = np.maximum(end.c_j - start.c_j, 0.0)
     length = np.maximum(b - a, 1e-12)
     if start.counter and end.counter:
-        res = 2.0 * spec.counter_resolution_j
-        # The counter's refresh lags each read by an unknown but shared amount, uniform in
-        # +-half-bracket (95%: 0.95 of it); it cancels on a steady load, not across a change.
-        shift = 0.95 * model.half_bracket_s * np.abs(end.seg_power_w - start.seg_power_w)
-        step_w = end.seg_power_w - start.seg_power_w
-        sampled = sampling_j(model, length, step_w) if model.part_time else 0.0
-        if model.part_time and not model.varying:
-            sampled = np.sqrt(np.square(sampled) + np.square(part_time_edges_j(model, length)))
-        # On a load that does not vary between updates, two edges inside one update err
-        # together (one smooth misplaced shape): a window shorter than an update keeps about
-        # sqrt(its share, at least half) of the two edges' error. A varying load's shape
-        # is its own at each edge (the factor read kernel-like loads' 25 ms windows 70%).
-        together: FloatArray | float = 1.0
-        if not model.varying:
-            together = np.sqrt(np.clip(length / max(model.seg_s, 1e-12), 0.5, 1.0))
-        edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2
-        independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled))
-        if model.locked:
-            # A loop locked to the updates: the power shape, seen at the same part of every
-            # update, cannot place energy inside one. Only the bracket holds at each edge;
-            # it matters to windows of a few updates (longer ones average the edges out).
-            bracket = (start.seg_power_w + end.seg_power_w) * model.seg_s
-            near = np.minimum(1.0, model.seg_s / length)
-            independent = independent + bracket * near
-            if model.part_time:
-                independent = independent + locked_swing_j(spec, model, energy, length)
+        independent = _counter_independent_j(spec, start, end, energy, length, model)
         shared = energy * BOARD_GAIN_REL if model.board_gain and spec.kind == "gpu" else 0.0
-        return energy, np.asarray(independent), np.asarray(np.zeros_like(energy) + shared)
+        return energy, independent, np.asarray(np.zeros_like(energy) + shared)
+    return _power_windows(spec, start, end, energy, length, model)
+
+
+def _counter_independent_j(
+    spec: DeviceSpec,
+    start: Points,
+    end: Points,
+    energy: FloatArray,
+    length: FloatArray,
+    model: CurveModel,
+) -> FloatArray:
+    """The independent uncertainty (J) of counter windows (see :func:`device_windows`)."""
+    res = 2.0 * spec.counter_resolution_j
+    # The counter's refresh lags each read by an unknown but shared amount, uniform in
+    # +-half-bracket (95%: 0.95 of it); it cancels on a steady load, not across a change.
+    step_w = end.seg_power_w - start.seg_power_w
+    shift = 0.95 * model.half_bracket_s * np.abs(step_w)
+    sampled = sampling_j(model, length, step_w) if model.part_time else 0.0
+    if model.part_time and not model.varying:
+        sampled = np.sqrt(np.square(sampled) + np.square(part_time_edges_j(model, length)))
+    # On a load that does not vary between updates, two edges inside one update err
+    # together (one smooth misplaced shape): a window shorter than an update keeps about
+    # sqrt(its share, at least half) of the two edges' error. A varying load's shape
+    # is its own at each edge (the factor read kernel-like loads' 25 ms windows 70%).
+    together: FloatArray | float = 1.0
+    if not model.varying:
+        together = np.sqrt(np.clip(length / max(model.seg_s, 1e-12), 0.5, 1.0))
+    edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2
+    independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled))
+    if model.locked:
+        # A loop locked to the updates: the power shape, seen at the same part of every
+        # update, cannot place energy inside one. Only the bracket holds at each edge;
+        # it matters to windows of a few updates (longer ones average the edges out).
+        bracket = (start.seg_power_w + end.seg_power_w) * model.seg_s
+        near = np.minimum(1.0, model.seg_s / length)
+        independent = independent + bracket * near
+        if model.part_time:
+            independent = independent + locked_swing_j(spec, model, energy, length)
+    return np.asarray(independent)
+
+
+def _power_windows(
+    spec: DeviceSpec,
+    start: Points,
+    end: Points,
+    energy: FloatArray,
+    length: FloatArray,
+    model: CurveModel,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Energy, independent and shared uncertainty (J) of power and model windows."""
     gap = np.maximum(end.gap_j - start.gap_j, 0.0)
     rel = spec.relative_uncertainty
     if model.board_gain and spec.kind == "gpu" and spec.method == "power":
@@ -164,12 +189,10 @@ def device_windows(
         # A counter device whose counter did not change in the stretch: its figure comes
         # from a few part-time power values that cannot show the load inside an update.
         sampled = np.maximum(FALLBACK_REL * energy, sampling_j(model, length))
+    elif spec.method == "power":
+        sampled = sampling_j(model, power_only_span_s(length, model.seg_s))
     else:
-        sampled = (
-            sampling_j(model, power_only_span_s(length, model.seg_s))
-            if spec.method == "power"
-            else 0.0
-        )
+        sampled = np.zeros_like(energy)
     independent = np.asarray(sampled + gap * 0.5)
     return energy, np.asarray(independent + np.zeros_like(energy)), energy * rel
 

@@ -214,3 +214,19 @@ def test_the_tracker_core_reads_in_one_sitting(name: str) -> None:
     ]
     assert not long, f"{name}: functions over 60 lines: {long}"
     assert source.count("\n") <= 400, f"{name} has {source.count(chr(10))} lines"
+
+
+UNCERTAINTY_CORE = ("windows.py", "curve.py")
+"""The uncertainty rules: each function reads in one sitting (modules may run longer)."""
+
+
+@pytest.mark.parametrize("name", UNCERTAINTY_CORE)
+def test_the_uncertainty_rules_read_in_one_sitting(name: str) -> None:
+    source = (PACKAGE / name).read_text()
+    long = [
+        f"{node.name}: {node.end_lineno - node.lineno + 1} lines"  # type: ignore[operator]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > 60  # type: ignore[operator]
+    ]
+    assert not long, f"{name}: functions over 60 lines: {long}"

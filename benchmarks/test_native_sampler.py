@@ -36,8 +36,8 @@ import torch
 
 from greenai.sampling import native_py
 from greenai.sampling.native import RECORD_DTYPE, SamplingLoop
+from tests.devices.fakes import RANGE_UJ, make_zone
 
-RANGE_UJ = 262143328850
 IMPLS = ["c", "python"]
 
 
@@ -55,9 +55,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
     root = tmp_path_factory.mktemp("powercap")
     zones = []
     for i in range(2):
-        (root / f"zone{i}").mkdir()
-        (root / f"zone{i}" / "energy_uj").write_text(f"{1000 * i}\n")
-        zones.append(str(root / f"zone{i}" / "energy_uj"))
+        zone = make_zone(root, f"zone{i}", f"package-{i}", energy_uj=1000 * i)
+        zones.append(str(zone / "energy_uj"))
     lib = None
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is not None:

@@ -1,6 +1,9 @@
 """Write a running job to the run store: at start, at every snapshot, and at the end.
 
-:class:`StoreSink` is the store's :class:`~greenai.sinks.Sink`. Each checkpoint writes what
+:class:`StoreSink` is the store's :class:`~greenai.sinks.Sink`, a required one: it runs on its
+own worker like every sink, but its ``start()`` must succeed (a store that cannot be opened
+fails the tracker's ``start()``), it is never dropped for being slow, and ``stop()`` waits for
+its ``finish()`` (see :mod:`greenai.sinks`). Each checkpoint writes what
 is new since the last one: the settled timeline rows, the buckets older rows were thinned
 to, the phase spans closed since, and the latest Measurement. Store failures are logged and
 warned about (a failure that repeats is logged at most once a minute), never raised into
@@ -13,11 +16,10 @@ import logging
 import math
 import os
 import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from greenai.clock import SYSTEM_CLOCK, Clock
-from greenai.errors import ConfigError, MeasurementWarning
+from greenai.errors import ConfigError
 
 if TYPE_CHECKING:
     from greenai.jobview import JobView
@@ -59,7 +61,7 @@ def resolve_store(spec: Any) -> RunStore | None:
 
 
 class StoreSink:
-    """Records one run in a :class:`~greenai.store.RunStore` as the job goes.
+    """Records one run in a :class:`~greenai.store.RunStore` as the job goes (a required sink).
 
     Args:
         store: Where to record.
@@ -81,6 +83,9 @@ class StoreSink:
         self.problems: list[str] = []  # after finish(): what the store failed to keep
         self._last_log = -REPEAT_LOG_S
         self._meta: dict[str, Any] = {}  # the job's meta as start() recorded it
+
+    required = True
+    """The job does not start without its store (see :mod:`greenai.sinks`)."""
 
     def start(self, job: JobView) -> None:
         """Open the store and record the run as running. Store errors raise (nothing ran yet)."""
@@ -107,10 +112,10 @@ class StoreSink:
         self.update(self._job.snapshot())
 
     def finish(self, result: Measurement) -> None:
-        """Write the final result and close the store; problems become warnings.
+        """Write the final result and close the store (never raises).
 
-        What failed (a full disk) is also left in :attr:`problems`, for the tracker to note
-        on the Measurement it returns.
+        What failed (a full disk) is left in :attr:`problems`, for the tracker to warn about
+        on its own thread and note on the Measurement it returns.
         """
         try:
             self._write(result, final=True)
@@ -118,9 +123,7 @@ class StoreSink:
             self._problem(f"run {self.run_id} could not be stored: {exc}")
         finally:
             self.store.close()
-        self.problems = list(self._pending)  # the tracker notes them on the kept result
-        for message in self._pending:  # warned on the caller's thread, once each kind
-            warnings.warn(message, MeasurementWarning, stacklevel=3)
+        self.problems = list(self._pending)  # the tracker warns and notes them at stop
         self._pending.clear()
 
     def _write(self, m: Measurement, *, final: bool) -> None:

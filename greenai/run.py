@@ -127,7 +127,7 @@ class ActiveRun:
         self.accounting.grid()  # an unknown country/region fails now, not after the job
         self.series = load_series(self.config.carbon_intensity_series)
         store = resolve_store(self.config.store)
-        self.sinks = SinkSet(_made_sinks(self.config.sinks))
+        made = _made_sinks(self.config.sinks)
         self.dist = open_session(  # None unless distributed
             self.name, self.config.distributed, devices_given=self.config.devices is not None
         )
@@ -139,9 +139,10 @@ class ActiveRun:
         cluster = cluster_identity()  # SLURM job/step, Kubernetes pod: for `greenai reconcile`
         if cluster:
             self.meta = {"cluster": cluster.to_dict(), **self.meta}
-        if store is not None:
+        if store is not None:  # a required sink: its start() must succeed (greenai.sinks)
             self.store_sink = StoreSink(store, clock=self.clock)
-        if store is not None or self.sinks.sinks:
+        self.sinks = SinkSet([*([] if self.store_sink is None else [self.store_sink]), *made])
+        if self.sinks.sinks:
             # Snapshots build frames on the live thread: import pandas here, on the caller's
             # thread, so no background thread ever holds an import lock (a fork() at that
             # moment deadlocks the child) and the first checkpoint is not late.
@@ -191,10 +192,8 @@ class ActiveRun:
 
     def _start_sinks(self) -> None:
         assert self.view is not None
-        if self.store_sink is not None:
-            self.store_sink.start(self.view)  # store errors raise: nothing ran yet
-        self.sinks.start(self.view)
-        readers = self.store_sink is not None or bool(self.sinks.sinks)
+        self.sinks.start(self.view)  # the store first: its errors raise, nothing ran yet
+        readers = bool(self.sinks.sinks)
         self._live = LiveThread(
             self.clock,
             self.config.checkpoint_s,
@@ -268,10 +267,7 @@ class ActiveRun:
             return measure(self, p, now, "running", [], live=True)
 
     def _publish(self) -> None:
-        snap = self.snapshot()
-        if self.store_sink is not None:
-            self.store_sink.update(snap)
-        self.sinks.update(snap)
+        self.sinks.update(self.snapshot())
 
     # --- stop ----------------------------------------------------------------------------
     def halt(self, notes: list[str]) -> float:
@@ -320,11 +316,12 @@ class ActiveRun:
             if result.job is not None and result.job.scope == "job":
                 result = with_job_embodied(own, result)
         self.result = result
+        self.sinks.finish(result)  # waits for the store's (a required sink)
         store_problems: list[str] = []
         if self.store_sink is not None:
-            self.store_sink.finish(result)
+            for message in self.store_sink.problems:  # on the caller's thread, once each kind
+                warnings.warn(message, MeasurementWarning, stacklevel=4)
             store_problems = [f"run store: {p}" for p in self.store_sink.problems]
-        self.sinks.finish(result)
         for message in self.sinks.problems:
             warnings.warn(message, MeasurementWarning, stacklevel=4)
         if self.sinks.problems or store_problems:

@@ -5,8 +5,8 @@ A sink is any object with three methods (:class:`Sink`); give it to
 running, :meth:`Sink.update` with a :meth:`~greenai.Tracker.snapshot` every
 ``checkpoint_s`` seconds, and :meth:`Sink.finish` with the final
 :class:`~greenai.Measurement` at stop. The Prometheus exporter and the MLflow, W&B and
-TensorBoard loggers are sinks; the run store's checkpointing
-(:class:`greenai.checkpoint.StoreSink`) is written by the tracker's own live thread.
+TensorBoard loggers are sinks, and so is the run store
+(:class:`greenai.checkpoint.StoreSink`), a *required* one (below).
 
 Isolation is the design, not a list of cases: every sink runs on its own worker thread
 (``greenai-sink-<name>``) behind a mailbox that holds at most one start, one snapshot and
@@ -20,6 +20,15 @@ dropped with one note on the result and one warning at stop; the job, the store 
 other sinks go on. A sink that raised in ``update()`` still gets ``finish()``, to release
 what it holds; one that failed to start or hung gets nothing more (a hung one's thread is
 left behind, a daemon).
+
+A sink whose class sets ``required = True`` (the run store) must start: :meth:`SinkSet.start`
+starts the required sinks first, on their own workers, and waits for each ``start()`` (at
+most :data:`START_TIMEOUT_S`); one that raises raises that error to the caller, before the
+job's code runs and before any other sink starts. A required sink is never dropped for being
+slow: the live thread waits up to :data:`UPDATE_TIMEOUT_S` for its update (so a checkpoint
+is written at its time, and one that takes longer is coalesced, not queued), and ``stop()``
+waits for its ``finish()`` without a deadline (the result must be kept). The other sinks
+never wait for it, nor it for them.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ if TYPE_CHECKING:
     from greenai.jobview import JobView
     from greenai.measurement import Measurement
 
-__all__ = ["Sink", "SinkSet", "check_sinks", "refuse_from_background"]
+__all__ = ["Sink", "SinkSet", "check_sinks", "is_required", "refuse_from_background"]
 
 log = logging.getLogger("greenai")
 
@@ -98,6 +107,11 @@ def check_sinks(sinks: object) -> list[Sink]:
     return out
 
 
+def is_required(sink: object) -> bool:
+    """Whether ``sink`` must start (its class sets ``required = True``; see the module)."""
+    return getattr(type(sink), "required", False) is True
+
+
 def refuse_from_background(what: str) -> None:
     """Raise when called on one of greenai's own threads (a sink's update calling stop()).
 
@@ -136,6 +150,9 @@ class _Worker:
     def __init__(self, sink: Sink, owner: SinkSet) -> None:
         self.sink = sink
         self.label = type(sink).__name__
+        self.required = is_required(sink)
+        self.error: BaseException | None = None  # a required sink's start() raised it
+        self.started = threading.Event()  # start() returned or raised
         self._owner = owner
         self._cond = threading.Condition()
         self._start: Any = None
@@ -150,7 +167,7 @@ class _Worker:
     def post_start(self, job: JobView) -> None:
         with self._cond:
             self._start = job
-            self._cond.notify()
+            self._cond.notify_all()
         self.thread.start()
 
     def offer(self, snapshot: Measurement) -> None:
@@ -158,7 +175,24 @@ class _Worker:
             if self.failed or self.dropped or self._result is not None:
                 return
             self._snapshot = snapshot  # the latest wins: a slow sink never lags
-            self._cond.notify()
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        """Nothing to deliver and no call running."""
+        with self._cond:
+            return self._busy is None and self._snapshot is None and self._start is None
+
+    def wait_idle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until the snapshot offered has been delivered."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not (self.failed or self.dropped or self.done.is_set()) and (
+                self._busy is not None or self._snapshot is not None
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def post_finish(self, result: Measurement) -> None:
         with self._cond:
@@ -166,12 +200,12 @@ class _Worker:
                 self.done.set()
                 return
             self._result = result
-            self._cond.notify()
+            self._cond.notify_all()
 
     def overdue(self, now: float, finishing: bool = False) -> str | None:
         """The call that is past its deadline, as a note; None while on time."""
         busy = self._busy
-        if busy is None or self.dropped:
+        if busy is None or self.dropped or self.required:  # a required sink is waited for
             return None
         method, since = busy
         limit = {"start": START_TIMEOUT_S, "update": UPDATE_TIMEOUT_S}.get(method)
@@ -186,8 +220,9 @@ class _Worker:
         with self._cond:
             self.dropped = True
             self._snapshot = None
-            self._cond.notify()
+            self._cond.notify_all()
         self.done.set()
+        self.started.set()
 
     def _run(self) -> None:
         mark_background(f"{self.label}'s sink thread")
@@ -215,6 +250,9 @@ class _Worker:
                 if not ok and method != "finish":
                     self.failed = True
                     self._snapshot = None
+                self._cond.notify_all()
+            if method == "start":
+                self.started.set()
             if method == "finish" or self.dropped or (method == "start" and not ok):
                 self.done.set()
                 return
@@ -223,7 +261,9 @@ class _Worker:
         try:
             getattr(self.sink, method)(arg)
         except BaseException as exc:
-            if not self.dropped:
+            if self.required and method == "start":
+                self.error = exc  # raised to the caller by SinkSet.start
+            elif not self.dropped:
                 what = "dropped" if method != "finish" else "not finished"
                 self._owner.note(
                     f"{self.label}.{method}() failed ({type(exc).__name__}: {exc}); the sink"
@@ -255,17 +295,29 @@ class SinkSet:
         log.warning("greenai: %s", message)
 
     def start(self, job: JobView) -> None:
-        """Start each sink's worker; returns at once (``start()`` runs on the worker).
+        """Start each sink's worker (``start()`` runs on the worker).
 
-        A sink's optional ``bind(job)`` runs first, here on the job's thread: for cheap
-        lookups of state that belongs to that thread (MLflow's active run), never I/O.
+        The required sinks come first, one at a time, each waited for; then the others,
+        not waited for. A sink's optional ``bind(job)`` runs first, here on the job's
+        thread: for cheap lookups of state that belongs to that thread (MLflow's active
+        run), never I/O.
+
+        Raises:
+            Exception: What a required sink's ``bind()`` or ``start()`` raised (a store
+                that cannot be opened: ``ConfigError``); no other sink was started.
+            ConfigError: A required sink's ``start()`` did not return within
+                :data:`START_TIMEOUT_S`.
         """
-        for sink in self.sinks:
+        ordered = sorted(self.sinks, key=lambda sink: not is_required(sink))
+        for sink in ordered:
+            required = is_required(sink)
             bind = getattr(sink, "bind", None)
             if callable(bind):
                 try:
                     bind(job)
                 except Exception as exc:  # the job goes on without this sink
+                    if required:
+                        raise
                     self.note(
                         f"{type(sink).__name__}.bind() failed ({type(exc).__name__}: {exc});"
                         " the sink was dropped"
@@ -275,26 +327,40 @@ class SinkSet:
             try:
                 worker.post_start(job)
             except RuntimeError as exc:  # no thread can be started: the job goes on
+                if required:
+                    raise
                 self.note(f"{worker.label} was not started ({exc}); its figures are missing")
                 continue
             self._workers.append(worker)
+            if required:
+                _await_start(worker)
 
     def update(self, snapshot: Measurement) -> None:
-        """Offer every live sink the snapshot (never waits); drop sinks past a deadline."""
+        """Offer every live sink the snapshot; drop sinks past a deadline.
+
+        Waits only for the required sinks that were idle (at most :data:`UPDATE_TIMEOUT_S`):
+        their checkpoint is written at its time; one still busy gets the latest snapshot.
+        """
         now = time.monotonic()
+        waits = []
         for worker in self._workers:
             late = worker.overdue(now)
             if late is not None:
                 worker.drop()
                 self.note(late)
-            else:
-                worker.offer(snapshot)
+                continue
+            if worker.required and worker.idle():
+                waits.append(worker)
+            worker.offer(snapshot)
+        for worker in waits:
+            worker.wait_idle(UPDATE_TIMEOUT_S)
 
     def finish(self, result: Measurement, timeout_s: float | None = None) -> None:
         """Give every sink the final result; wait at most ``timeout_s`` for all of them.
 
         A sink still in ``start()`` or ``update()`` keeps that call's deadline; one that
-        takes longer is left running on its own thread, with a note.
+        takes longer is left running on its own thread, with a note. A required sink's
+        ``finish()`` is waited for without a deadline.
         """
         timeout_s = FINISH_TIMEOUT_S if timeout_s is None else timeout_s
         now = time.monotonic()
@@ -306,7 +372,7 @@ class SinkSet:
             else:
                 worker.post_finish(result)
         deadline = now + timeout_s
-        pending = [w for w in self._workers if not w.done.is_set()]
+        pending = [w for w in self._workers if not w.done.is_set() and not w.required]
         while pending and time.monotonic() < deadline:
             pending[0].done.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             now = time.monotonic()
@@ -323,5 +389,34 @@ class SinkSet:
                 " left running on its own thread"
             )
         for worker in self._workers:
-            if not worker.dropped:
+            if worker.required and not worker.dropped:
+                worker.done.wait()  # the result must be kept (the store's own timeouts bound it)
+                worker.thread.join()
+            elif not worker.dropped:
                 worker.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _await_start(worker: _Worker) -> None:
+    """Wait for a required sink's ``start()``; raise what it raised.
+
+    Interrupted (Ctrl-C), it still lets the start end (bounded), so that what the sink made
+    (a stored run) is known to the caller, who ends it.
+
+    Raises:
+        BaseException: What ``start()`` raised, or the interruption.
+        ConfigError: ``start()`` did not return within :data:`START_TIMEOUT_S`.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while not worker.started.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                worker.drop()
+                raise ConfigError(
+                    f"{worker.label}.start() did not return within {START_TIMEOUT_S:g} s;"
+                    " check that what it opens (a database, a server) answers"
+                )
+    except BaseException:
+        worker.started.wait(max(0.0, deadline - time.monotonic()))
+        raise
+    if worker.error is not None:
+        raise worker.error

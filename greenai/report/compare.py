@@ -19,6 +19,8 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from greenai.paired import Ratio, paired_ratio, unpaired_ratio
+from greenai.paired import verdict as paired_verdict
 from greenai.report.frames import format_number, methods_label
 from greenai.windows import (
     compare_with_uncertainty,
@@ -39,10 +41,12 @@ __all__ = [
     "comparisons_csv",
     "comparisons_json",
     "difference_with_uncertainty",
+    "interval_verdict",
     "measurement_figures",
     "ratio_with_uncertainty",
     "render_comparisons",
     "shared_scale_rel",
+    "step_noise",
     "verdict",
 ]
 
@@ -120,14 +124,61 @@ Value = tuple[float | None, float | None, str]
 """A figure of one side: value, uncertainty (same unit), and why it is missing ("" if not)."""
 
 
+def interval_verdict(spec: FigureSpec, ratio: float, ratio_uncertainty: float,
+                     noise: Ratio | None = None) -> str:  # fmt: skip
+    """The :func:`greenai.paired.verdict` sentence for B/A, the one rule of every A/B.
+
+    The interval is ``ratio ± ratio_uncertainty`` (the measurements' ±), widened to the
+    run-to-run noise ``noise`` (from the runs' own steps, :func:`step_noise`) when given:
+    a change is claimed only when the interval excludes no change.
+    """
+    low, high = ratio - ratio_uncertainty, ratio + ratio_uncertainty
+    rounds = 0
+    if noise is not None and noise.value > 0 and math.isfinite(noise.high):
+        low = min(low, ratio * noise.low / noise.value)
+        high = max(high, ratio * noise.high / noise.value)
+        rounds = noise.rounds
+    return paired_verdict(Ratio(ratio, max(low, 0.0), high, rounds), spec.noun)
+
+
+def step_noise(
+    ma: Measurement | None, mb: Measurement | None, what: str = "energy"
+) -> tuple[Ratio, str] | None:
+    """B/A of the runs' own steps (energies, or ``what="time"`` durations), and how.
+
+    Paired by step index when both ran the same steps (as many, with the same samples
+    counted); otherwise a Welch interval on the two sets. None unless both sides have at
+    least 2 steps with that figure.
+    """
+    if ma is None or mb is None:
+        return None
+    field = "duration_s" if what == "time" else "energy_j"
+    a = [x for x in getattr(ma.steps, field) if math.isfinite(x) and x > 0]
+    b = [x for x in getattr(mb.steps, field) if math.isfinite(x) and x > 0]
+    if len(a) < 2 or len(b) < 2:
+        return None
+    same = len(a) == len(b) == ma.steps.count == mb.steps.count
+    if same and ma.steps.samples == mb.steps.samples:
+        return paired_ratio(a, b), f"{what} paired by step index over {len(a)} steps"
+    return unpaired_ratio(a, b), f"{what}: Welch interval on {len(a)} and {len(b)} steps"
+
+
 def change(
-    key: str, a: Value, b: Value, *, not_comparable: str = "", shared_rel: float = 0.0
+    key: str,
+    a: Value,
+    b: Value,
+    *,
+    not_comparable: str = "",
+    shared_rel: float = 0.0,
+    noise: Ratio | None = None,
 ) -> Change:
     """Compare figure ``key`` (one of :data:`FIGURES`) of A and B.
 
     ``not_comparable`` gives a reason to show both values but no ratio (sizes differ).
     ``shared_rel``: the relative scale error both sides share (same devices, same machine:
     :func:`shared_scale_rel`); it cancels in the ratio (:func:`compare_with_uncertainty`).
+    ``noise``: the run-to-run noise of B/A (:func:`step_noise`); with it, the verdict is
+    :func:`interval_verdict`'s, else :func:`verdict`'s.
 
     Raises:
         KeyError: ``key`` is not a known figure.
@@ -155,7 +206,8 @@ def change(
         return Change(spec.label, spec.unit, va, ua, vb, ub, r, None, d, None, sentence)
     rel = shared_rel if key != "time" else 0.0
     r, ur, d, ud = compare_with_uncertainty(va, ua, vb, ub, shared_rel=rel)
-    return Change(spec.label, spec.unit, va, ua, vb, ub, r, ur, d, ud, verdict(spec, r, ur))
+    sentence = verdict(spec, r, ur) if noise is None else interval_verdict(spec, r, ur, noise)
+    return Change(spec.label, spec.unit, va, ua, vb, ub, r, ur, d, ud, sentence)
 
 
 # --- the two sides -------------------------------------------------------------------------
@@ -224,8 +276,13 @@ def compare_measurements(
     fa, fb = measurement_figures(ma), measurement_figures(mb)
     same = _same_machine(a, b)
     rel = shared_scale_rel(ma, mb, same_machine=same)
-    changes = tuple(change(key, fa[key], fb[key], shared_rel=rel) for key in fa)
+    energy, time = step_noise(ma, mb), step_noise(ma, mb, "time")
+    noise = {k: (time if k == "time" else energy) for k in fa}
+    changes = tuple(
+        change(key, fa[key], fb[key], shared_rel=rel, noise=_ratio_of(noise[key])) for key in fa
+    )
     notes = method_notes(a.methods, b.methods, same_machine=same, shared_rel=rel)
+    notes += _noise_notes(energy, time)
     if ma is not None and mb is not None and ma.carbon is not None and mb.carbon is not None:
         ia, ib = ma.carbon.carbon_intensity_g_per_kwh, mb.carbon.carbon_intensity_g_per_kwh
         if ia is not None and ib is not None and ia != ib:
@@ -237,6 +294,21 @@ def compare_measurements(
         if side.status and side.status != "completed":
             notes.append(f"{side.label} ({side.id}) is {side.status}: its figures are partial")
     return Comparison(a, b, changes, tuple(notes))
+
+
+def _ratio_of(noise: tuple[Ratio, str] | None) -> Ratio | None:
+    return None if noise is None else noise[0]
+
+
+def _noise_notes(energy: tuple[Ratio, str] | None, time: tuple[Ratio, str] | None) -> list[str]:
+    """How the verdicts' intervals were sized."""
+    if energy is None and time is None:
+        return []
+    how = "; ".join(n[1] for n in (energy, time) if n is not None)
+    return [
+        f"verdicts: a change only when the 95% interval of B/A excludes no change; its width "
+        f"is the wider of the measurements' ± and the runs' own step-to-step noise ({how})"
+    ]
 
 
 def shared_scale_rel(

@@ -83,11 +83,13 @@ def test_compare_two_runs_gives_ratio_difference_and_verdict_per_figure() -> Non
         0.6 * math.hypot(a.uncertainty_j / a.energy_j, b.uncertainty_j / b.energy_j),  # type: ignore[operator]
         rel=0.05,
     )
-    assert energy.verdict.startswith("B uses 40%") and "less energy" in energy.verdict
+    # both runs have steps: the verdict is paired.verdict's, its interval the wider of the
+    # measurements' ± and the steps' own noise (here none: every step draws the same)
+    assert energy.verdict.startswith("40% less energy (95% CI")
     assert by["J/sample"].ratio == pytest.approx(0.6, rel=0.02)
     assert "less energy per sample" in by["J/sample"].verdict
     assert "less energy per TFLOP" in by["J/TFLOP"].verdict
-    assert by["time"].verdict == "B takes 20% more time"
+    assert by["time"].verdict == "20% more time (95% CI 20% to 20% more)"
     assert "less CO2e" in by["CO2e"].verdict
 
     text = render_comparisons([c])
@@ -106,7 +108,7 @@ def test_same_energy_is_within_uncertainty_and_model_runs_are_flagged() -> None:
     a, b = _job(300.0, 5, 8), _job(300.0, 5, 8)
     c = compare_measurements(Side("A", "1", "x"), a, Side("B", "2", "x"), b)
     assert next(ch for ch in c.changes if ch.figure == "energy").verdict.startswith(
-        "within uncertainty"
+        "no measurable difference at this precision"
     )
     model = Side("B", "2", "x", methods=("model",))
     notes = compare_measurements(Side("A", "1", "x", methods=("counter",)), a, model, b).notes
@@ -145,7 +147,8 @@ def test_cli_compare_stored_runs_as_text_json_and_csv(
     assert main(["compare", *ids, "--store", str(db)]) == 0
     text = capsys.readouterr().out
     assert "command: python train.py --power 200" in text and "lr=0.1" in text
-    assert "B uses 33%" in text and "less energy per sample" in text
+    assert "33% less energy per sample (95% CI" in text
+    assert "energy paired by step index over 4 steps" in " ".join(text.split())
     assert main(["compare", *ids, "--store", str(db), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     energy = doc["comparisons"][0]["changes"][0]
@@ -233,3 +236,47 @@ def test_compare_with_uncertainty_cancels_only_the_shared_part() -> None:
     assert compare_with_uncertainty(100.0, 5.0, 110.0, 5.0)[1] == pytest.approx(
         1.1 * math.hypot(0.05, 5.0 / 110.0)
     )
+
+
+def _noisy_steps(power_w: list[float], seed: int) -> Measurement:
+    """A run whose steps draw the given powers (1 s each): its own step-to-step noise."""
+    from greenai.testing import FakeClock, FakeGPU
+
+    clock = FakeClock()
+    gpu = FakeGPU(power_w=lambda t: power_w[min(int(t), len(power_w) - 1)], clock=clock,
+                  noise_w=0.0, sensor_noise_w=0.0, seed=seed)  # fmt: skip
+    with greenai.track("noisy", devices=[gpu], clock=clock) as job:
+        for _ in power_w:
+            clock.advance(1.0)
+            job.step()
+    return job.result
+
+
+def test_run_verdicts_take_their_noise_from_the_runs_own_steps() -> None:
+    import random
+
+    from greenai.report.compare import step_noise
+
+    r = random.Random(5)
+    a_w = [300.0 * r.uniform(0.7, 1.3) for _ in range(12)]
+    b_w = [w * 1.03 for w in a_w[::-1]]  # 3% more, the steps in another order
+    a, b = _noisy_steps(a_w, 1), _noisy_steps(b_w, 2)
+    c = compare_measurements(Side("A", "1", "x", host="h"), a, Side("B", "2", "x", host="h"), b)
+    energy = next(ch for ch in c.changes if ch.figure == "energy")
+    assert energy.ratio == pytest.approx(1.03, rel=0.01)
+    # the totals' ± alone (a counter, a fraction of 1%) would call 3% more; the steps
+    # scatter by ±30% and 12 steps a side cannot size a 3% change
+    assert energy.ratio_uncertainty is not None and energy.ratio_uncertainty < 0.02
+    assert energy.verdict.startswith("no measurable difference at this precision")
+    noise = step_noise(a, b)
+    assert noise is not None and "paired by step index over 12 steps" in noise[1]
+    # fewer steps on one side: not paired, a Welch interval on both sets
+    short = _noisy_steps(b_w[:7], 3)
+    noise = step_noise(a, short)
+    assert noise is not None and "Welch interval on 12 and 7 steps" in noise[1]
+    assert any("step-to-step noise" in n for n in c.notes)
+    # steps that repeat exactly: the same 3% is called
+    steady_a, steady_b = _noisy_steps([300.0] * 8, 1), _noisy_steps([309.0] * 8, 2)
+    c = compare_measurements(Side("A", "1", "x"), steady_a, Side("B", "2", "x"), steady_b)
+    energy = next(ch for ch in c.changes if ch.figure == "energy")
+    assert energy.verdict.startswith("3% more energy (95% CI"), energy.verdict

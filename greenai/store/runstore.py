@@ -137,7 +137,8 @@ class RunStore:
             ``GREENAI_STORE_SCHEMA``, else ``greenai``).
 
     Raises:
-        ConfigError: ``path`` is a URL of another scheme (``mysql://…``, ``sqlite://…``).
+        ConfigError: ``path`` is a URL of another scheme (``mysql://…``, ``sqlite://…``) or
+            empty.
 
     Attributes:
         spec: What the store was opened with (a path or a URL): opens it again.
@@ -163,6 +164,11 @@ class RunStore:
                 str(spec), schema=schema, read_only=read_only, home=default_path().parent
             )
         else:
+            if not str(spec).strip():
+                raise ConfigError(
+                    "the run store is an empty path; give an SQLite file or a postgresql:// URL"
+                    " (or leave it out for the default)"
+                )
             scheme = str(spec).partition("://")[0]
             if "://" in str(spec) and scheme.replace("+", "").isalnum():
                 raise ConfigError(

@@ -258,3 +258,20 @@ def test_a_url_of_another_scheme_is_refused_not_made_a_file(
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "mysql://" in proc.stderr and [p.name for p in tmp_path.iterdir()] == ["a.db"]
+
+
+def test_an_empty_store_path_is_refused_not_read_as_this_folder(tmp_path: Path) -> None:
+    for spec in ("", " "):
+        with pytest.raises(ConfigError, match="empty path"):
+            RunStore(spec)
+    for argv in (["store", "copy", "", "b.db"], ["kpi", "--store", ""], ["runs", "--store", ""]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "greenai", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "empty path" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -39,6 +39,7 @@ import numpy.typing as npt
 from greenai.devices.base import Method
 from greenai.points import CurveModel, DeviceSpec, Points
 from greenai.windows import (
+    EDGE_READ_FASTER,
     EDGE_SPREADS,
     EDGE_SPREADS_STEADY,
     device_windows,
@@ -544,9 +545,9 @@ class EnergyCurve:
         # its shape misplaces energy inside a segment by up to that share.
         # On a load that does not vary between updates there is nothing for it to lag.
         shape_rel = rel_u if rel_u >= 0.1 and (self._varying or self._jump_rate > 0) else 0.0
-        spreads = EDGE_SPREADS
+        bracket = min(self._half_bracket / max(self._seg_s, 1e-12), 0.5)
+        spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
         if not self._varying:  # see EDGE_SPREADS_STEADY: anchors read every U/2 or finer
-            bracket = min(self._half_bracket / max(self._seg_s, 1e-12), 0.5)
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads)
         rel = max(rel_u, abs(self._calibration - 1.0))

@@ -126,8 +126,15 @@ def _write_html(
         run = store.get(run_id)
         path = Path(store.home) / "reports" / f"{run.id}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if learning and run.measurement is not None:
-            page = render_html(run.measurement, run.timeline, run.phase_spans, learning=learning)
+        served = run.requests if len(run.requests) else None
+        if (learning or served is not None) and run.measurement is not None:
+            page = render_html(
+                run.measurement,
+                run.timeline,
+                run.phase_spans,
+                learning=learning or None,
+                requests=served,
+            )
             path.write_text(page, encoding="utf-8")
         else:
             export(
@@ -346,6 +353,7 @@ def _report(args: argparse.Namespace) -> int:
         output,
         timeline=run.timeline,
         phase_spans=run.phase_spans,
+        requests=run.requests if len(run.requests) else None,
         **phases,
         learning=learning_rows(run.meta, run.measurement),
     )

@@ -130,6 +130,16 @@ def _learning(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def _requests(requests: pd.DataFrame) -> list[str]:
+    """A serving job's summary table and J/request histogram."""
+    from greenai.report.requests_html import request_summary_rows, requests_figure
+
+    return [
+        html_table(("figure", "value"), request_summary_rows(requests), label=True),
+        html_figure(requests_figure(requests), "energy per request histogram"),
+    ]
+
+
 def html_figure(fig: Figure, alt: str) -> str:
     """A matplotlib figure as an HTML ``<figure>`` holding an inline PNG with ``alt`` text."""
     data = base64.b64encode(figure_to_png(fig)).decode("ascii")
@@ -144,6 +154,7 @@ def render_html(
     phase_depth: int | None = PHASE_DEPTH,
     top_phases: int | None = TOP_PHASES,
     learning: Sequence[Mapping[str, Any]] | None = None,
+    requests: pd.DataFrame | None = None,
 ) -> str:
     """One self-contained HTML page (no external resources, no JavaScript).
 
@@ -159,6 +170,10 @@ def render_html(
             ``epoch``, ``loss``, ``accuracy`` (either may be None), ``energy_j`` and
             ``uncertainty_j`` (J): a table and a plot of accuracy and loss against the
             energy spent so far.
+        requests: A serving job's request rows (``StoredRun.requests``; columns of
+            :data:`~greenai.store.requests.REQUEST_COLUMNS`): a J/request histogram and a
+            J/request and J/token (prefill, decode) summary with ± and the attribution rule
+            (omitted when None or empty).
     """
     parts = [
         "<!DOCTYPE html>",
@@ -192,6 +207,8 @@ def render_html(
         parts += ["<h2>Plots</h2>", *plots]
     if learning:
         parts += ["<h2>Learning and energy</h2>", *_learning(learning)]
+    if requests is not None and len(requests):
+        parts += ["<h2>Requests</h2>", *_requests(requests)]
     if m.phases:
         phase_table = html_table(PHASE_COLUMNS, phase_rows(m, phase_depth, top_phases))
         parts += ["<h2>Phases</h2>", phase_table]

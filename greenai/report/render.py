@@ -168,6 +168,7 @@ def export(
     phase_depth: int | None = PHASE_DEPTH,
     top_phases: int | None = TOP_PHASES,
     learning: Sequence[Mapping[str, Any]] | None = None,
+    requests: pd.DataFrame | None = None,
 ) -> str:
     """Render ``m`` as ``fmt`` (text, md, html, json or csv); write it to ``path`` if given.
 
@@ -175,7 +176,8 @@ def export(
     :meth:`Measurement.from_dict` reads back (every phase). ``phase_depth`` and
     ``top_phases`` choose the phases the text, md and html reports show (see
     :func:`render_html`); ``learning`` (html) the loss and accuracy drawn beside the
-    energy. Returns the rendered text.
+    energy; ``requests`` (html, a serving job's request rows) its Requests section. Returns
+    the rendered text.
 
     Raises:
         ConfigError: ``fmt`` is not one of :data:`FORMATS`.
@@ -186,7 +188,7 @@ def export(
     elif fmt == "md":
         text = render_markdown(m, timeline, phase_spans, **phases)
     elif fmt == "html":
-        text = render_html(m, timeline, phase_spans, **phases, learning=learning)
+        text = render_html(m, timeline, phase_spans, **phases, learning=learning, requests=requests)
     elif fmt == "json":
         text = m.to_json(indent=2)
     elif fmt == "csv":

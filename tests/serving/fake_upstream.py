@@ -78,9 +78,16 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
 if __name__ == "__main__":  # python fake_upstream.py PORT [DELAY_S]: serve until killed
     import sys
 
+    try:  # uvloop where installed: the benchmark's upstream must not be the slow part
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
     web.run_app(
         make_app(float(sys.argv[2]) if len(sys.argv) > 2 else 0.0),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         print=None,
+        loop=loop,
     )

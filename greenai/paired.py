@@ -50,6 +50,7 @@ __all__ = [
     "Protocol",
     "Ratio",
     "Rounds",
+    "RoundsInterrupted",
     "WarmUp",
     "implausible_saving",
     "outliers",
@@ -384,6 +385,25 @@ class Rounds:
         return self.kept.count(False)
 
 
+class RoundsInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during :func:`run_rounds`: the rounds completed before it.
+
+    Attributes:
+        rounds: The complete rounds (a round cut short is left out), ``stopped_by``
+            ``"interrupted"``.
+        signum: The signal's number (SIGINT for a plain ``KeyboardInterrupt``).
+        exit_code: 128 + ``signum``, what a command line exits with.
+    """
+
+    def __init__(self, rounds: Rounds, cause: KeyboardInterrupt) -> None:
+        import signal
+
+        super().__init__(*cause.args)
+        self.rounds = rounds
+        self.signum = int(getattr(cause, "signum", signal.SIGINT))
+        self.exit_code = int(getattr(cause, "exit_code", 128 + self.signum))
+
+
 def run_rounds(
     measure: Callable[[int, int], float],
     variants: int,
@@ -406,10 +426,32 @@ def run_rounds(
 
     Raises:
         ConfigError: ``variants < 1``.
+        RoundsInterrupted: A ``KeyboardInterrupt`` (Ctrl-C) while the rounds ran; it
+            holds the rounds done before the one it cut short.
     """
     if variants < 1:
         raise ConfigError(f"rounds need at least one variant, got {variants}")
     rounds = Rounds([[] for _ in range(variants)])
+    try:
+        _rounds(measure, variants, protocol, clock, on_round, rounds)
+    except KeyboardInterrupt as exc:
+        done = len(rounds.orders)  # rounds complete: a round cut short is left out
+        rounds.values = [v[:done] for v in rounds.values]
+        rounds.kept = rounds.kept[:done]
+        rounds.stopped_by = "interrupted"
+        raise RoundsInterrupted(rounds, exc) from exc
+    return rounds
+
+
+def _rounds(
+    measure: Callable[[int, int], float],
+    variants: int,
+    protocol: Protocol,
+    clock: Callable[[], float],
+    on_round: Callable[[int], None] | None,
+    rounds: Rounds,
+) -> None:
+    """The loop of :func:`run_rounds`, filling ``rounds`` (``orders`` last in a round)."""
     start = clock()
     r = 0
     while True:
@@ -419,8 +461,8 @@ def run_rounds(
             got[v] = measure(v, r)
         for v in range(variants):
             rounds.values[v].append(got[v])
-        rounds.orders.append(order)
         rounds.kept.append(True)
+        rounds.orders.append(order)
         # judged against all rounds so far: a cold first round is caught at the fourth
         for i, out in enumerate(outliers(rounds.values[0], protocol.outlier_mads)):
             if out and rounds.kept[i] and rounds.remeasured < protocol.max_remeasure:
@@ -430,13 +472,13 @@ def run_rounds(
             on_round(r)
         if rounds.kept.count(True) >= protocol.max_rounds:
             rounds.stopped_by = "max_rounds"
-            return rounds
+            return
         if rounds.kept.count(True) < protocol.min_rounds:
             continue
         known = [x for x in rounds.ratios(protocol) if not math.isnan(x.value)]
         if all(x.halfwidth <= protocol.precision for x in known):
             rounds.stopped_by = "precision"
-            return rounds
+            return
         if protocol.budget_s is not None and clock() - start >= protocol.budget_s:
             rounds.stopped_by = "budget"
-            return rounds
+            return

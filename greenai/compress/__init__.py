@@ -18,7 +18,7 @@ from greenai.compress.sparse24 import Sparse24
 from greenai.compress.spec import CPU_METHODS, DEFAULT_METHODS, parse_method, parse_methods
 from greenai.compress.stats import model_size_bytes, parameter_count, pareto_front, sparsity
 from greenai.compress.structured import StructuredL1
-from greenai.compress.sweep import COLUMNS, sweep
+from greenai.compress.sweep import COLUMNS, SweepInterrupted, sweep
 
 __all__ = [
     "COLUMNS",
@@ -32,6 +32,7 @@ __all__ = [
     "Pipeline",
     "Sparse24",
     "StructuredL1",
+    "SweepInterrupted",
     "TorchaoFloat8Dynamic",
     "TorchaoInt8WeightOnly",
     "WeightOnly",

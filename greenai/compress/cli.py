@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from greenai.compress.spec import DEFAULT_METHODS
-from greenai.compress.sweep import sweep
+from greenai.compress.sweep import SweepInterrupted, sweep
 from greenai.errors import ConfigError
 
 __all__ = ["load_object", "parse_shape", "print_sweep", "run_compress", "sweep_progress"]
@@ -117,18 +118,28 @@ def run_compress(args: argparse.Namespace) -> int:
     from greenai.compress.spec import parse_methods
 
     rows = 1 + len(parse_methods(args.methods or DEFAULT_METHODS))
-    with sweep_progress(rows) as report:
-        frame = sweep(
-            model,
-            args.methods or DEFAULT_METHODS,
-            x,
-            eval_fn=eval_fn,
-            repeats=args.repeats,
-            device=device,
-            country=args.country,
-            period_s=args.period_s,
-            progress=report,
+    try:
+        with sweep_progress(rows) as report:
+            frame = sweep(
+                model,
+                args.methods or DEFAULT_METHODS,
+                x,
+                eval_fn=eval_fn,
+                repeats=args.repeats,
+                device=device,
+                country=args.country,
+                period_s=args.period_s,
+                progress=report,
+            )
+    except SweepInterrupted as exc:  # the rounds done are worth showing; then exit 130
+        print_sweep(exc.frame, None)
+        n = exc.rounds.kept.count(True)
+        print(
+            f"greenai: interrupted by {signal.Signals(exc.signum).name} after {n} rounds: the"
+            " table holds those rounds only (wider intervals); nothing was written to --out",
+            file=sys.stderr,
         )
+        return exc.exit_code
     return print_sweep(frame, args.out)
 
 

@@ -53,6 +53,7 @@ from greenai.errors import ConfigError
 from greenai.paired import (
     Protocol,
     Rounds,
+    RoundsInterrupted,
     run_rounds,
 )
 from greenai.paired import warm_up as stable_warm_up
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 
     from greenai.measurement import Measurement
 
-__all__ = ["COLUMNS", "sweep"]
+__all__ = ["COLUMNS", "SweepInterrupted", "sweep"]
 
 COLUMNS: tuple[str, ...] = (
     "label",
@@ -185,6 +186,8 @@ def sweep(
 
     Raises:
         ConfigError: Bad arguments, or the uncompressed model does not run on the inputs.
+        SweepInterrupted: Ctrl-C during the rounds, after 2 or more: it holds the table
+            of the rounds done (earlier, the ``KeyboardInterrupt`` itself).
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"sweep needs a torch.nn.Module, got {type(model).__name__}")
@@ -243,17 +246,45 @@ def sweep(
     run = _Runner(base, inputs, target, eval_fn, protocol, warmup_s, latency_s, window_s)
     run.finetune_fn = finetune_fn
     report = progress or (lambda stage, done, total: None)
-    with Tracker(name, devices=devices, **track_options) as job:
-        for i, row in enumerate(rows):
-            run.row(job, row)
-            report("prepare", i + 1, len(rows))
-        rounds = run.rounds(job, rows, report)
+    job = Tracker(name, devices=devices, **track_options)
+    interrupted = None
+    try:
+        with job:
+            for i, row in enumerate(rows):
+                run.row(job, row)
+                report("prepare", i + 1, len(rows))
+            rounds = run.rounds(job, rows, report)
+    except RoundsInterrupted as exc:
+        if exc.rounds.kept.count(True) < 2:  # no interval from fewer: nothing to show
+            raise
+        rounds, interrupted = exc.rounds, exc
     settings.update(
         rounds_stopped_by=rounds.stopped_by,
         rounds_remeasured=rounds.remeasured,
         round_orders=rounds.orders,
     )
-    return _frame(rows, job.result, batch, str(target), settings, rounds, protocol)
+    frame = _frame(rows, job.result, batch, str(target), settings, rounds, protocol)
+    if interrupted is not None:
+        raise SweepInterrupted(frame, interrupted) from None
+    return frame
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a sweep's rounds, after at least 2 complete rounds.
+
+    Attributes:
+        frame: The sweep's table from the rounds done (its
+            ``attrs["rounds_stopped_by"]`` is ``"interrupted"``).
+        rounds: The rounds done.
+        exit_code: 128 + the signal's number (130 for Ctrl-C).
+    """
+
+    def __init__(self, frame: pd.DataFrame, cause: RoundsInterrupted) -> None:
+        super().__init__(*cause.args)
+        self.frame = frame
+        self.rounds = cause.rounds
+        self.signum = cause.signum
+        self.exit_code = cause.exit_code
 
 
 def _methods(methods: Sequence[Method | str] | str) -> list[Method]:
@@ -482,12 +513,24 @@ class _Runner:
             row.calls.append(done)
             return duration / done if done else math.nan
 
-        result = run_rounds(
-            measure,
-            len(live),
-            protocol,
-            on_round=lambda n: report("rounds", n, protocol.max_rounds),
-        )
+        try:
+            result = run_rounds(
+                measure,
+                len(live),
+                protocol,
+                on_round=lambda n: report("rounds", n, protocol.max_rounds),
+            )
+        except RoundsInterrupted as exc:  # keep the rounds done: the table shows them
+            for row in live:  # a window of the round cut short is left out
+                done = len(exc.rounds.kept)
+                del row.phases[done:], row.durations_s[done:], row.calls[done:]
+            self._finish_rows(live, exc.rounds, failed)
+            raise
+        self._finish_rows(live, result, failed)
+        return result
+
+    def _finish_rows(self, live: list[SweepRow], result: Rounds, failed: dict[int, str]) -> None:
+        """Each row's figures from the rounds (a row that failed in one is skipped)."""
         for v, row in enumerate(live):
             row.model = None
             if v in failed:
@@ -511,7 +554,6 @@ class _Runner:
             )
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        return result
 
 
 def _sparsity_or_nan(model: nn.Module) -> float:

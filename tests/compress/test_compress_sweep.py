@@ -456,3 +456,81 @@ def test_rows_are_measured_in_interleaved_rounds_with_paired_ratios(
     assert pruned["time_vs_baseline_low"] <= pruned["time_vs_baseline_high"]
     # masked L1 pruning runs the dense kernels: never reported as a gain
     assert "less" not in pruned["verdict"].split("(")[0]
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, round_index: int, window: int) -> None:
+    """Ctrl-C as the ``window``-th window (1-based) of round ``round_index`` starts."""
+    import greenai.tracker
+
+    phase = greenai.tracker.Tracker.phase
+    seen = []
+
+    def tripped(self: Any, name: str, **kwargs: Any) -> Any:
+        if name.endswith(f"-r{round_index}"):
+            seen.append(name)
+            if len(seen) == window:
+                raise KeyboardInterrupt
+        return phase(self, name, **kwargs)
+
+    monkeypatch.setattr(greenai.tracker.Tracker, "phase", tripped)
+
+
+def test_ctrl_c_during_the_rounds_keeps_the_rounds_done(
+    mlp: nn.Module, fast_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenai.compress import SweepInterrupted
+    from greenai.paired import Protocol
+
+    options = {**fast_options, "protocol": Protocol(min_rounds=6, max_rounds=6, warmup_window=3,
+                                                    warmup_max_s=0.05)}  # fmt: skip
+    _interrupt_at(monkeypatch, round_index=3, window=2)  # the 4th round, its 2nd window
+    x = torch.randn(32, 16)
+    with pytest.raises(SweepInterrupted) as caught:
+        sweep(mlp, ["l1:0.5", "structured:0.5"], x, **options)
+    exc = caught.value
+    assert exc.exit_code == 130 and exc.rounds.kept.count(True) == 3
+    frame = exc.frame
+    assert frame.attrs["rounds_stopped_by"] == "interrupted"
+    assert list(frame["status"]) == ["ok", "ok", "ok"]
+    assert list(frame["repeats"]) == [3, 3, 3]  # the window of the round cut short is out
+    assert frame["energy_per_inference_j"].notna().all()
+
+
+def test_ctrl_c_before_two_rounds_is_a_plain_interrupt(
+    mlp: nn.Module, fast_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenai.compress import SweepInterrupted
+
+    _interrupt_at(monkeypatch, round_index=1, window=1)  # one round done
+    with pytest.raises(KeyboardInterrupt) as caught:
+        sweep(mlp, ["l1:0.5"], torch.randn(32, 16), **fast_options)
+    assert not isinstance(caught.value, SweepInterrupted)
+
+
+def test_greenai_compress_prints_the_partial_table_and_exits_130(
+    mlp: nn.Module,
+    fast_options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import greenai.cli
+    import greenai.compress.cli
+    from greenai.compress import SweepInterrupted
+    from greenai.paired import Protocol
+
+    options = {**fast_options, "protocol": Protocol(min_rounds=4, max_rounds=4, warmup_window=3,
+                                                    warmup_max_s=0.05)}  # fmt: skip
+    with monkeypatch.context() as m:
+        _interrupt_at(m, round_index=2, window=1)
+        with pytest.raises(SweepInterrupted) as caught:
+            sweep(mlp, ["l1:0.5"], torch.randn(32, 16), **options)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise caught.value
+
+    monkeypatch.setattr(greenai.compress.cli, "sweep", interrupted)
+    code = greenai.cli.main(["compress", "greenai.demo:build_mlp", "--input-shape", "4,64"])
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert "baseline" in out and "l1" in out  # the table of the 2 rounds done
+    assert "interrupted by SIGINT after 2 rounds" in err and "Traceback" not in err

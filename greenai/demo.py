@@ -234,6 +234,10 @@ def run_demo(
         ) as job,
         progress(epochs * batches, "training a CNN on digits") as advance,
     ):
+        from greenai.integrations.figures import FlopCounter
+        from greenai.integrations.learning import LearningLog
+
+        count, learning = FlopCounter(), LearningLog()  # as the Trainer callback does
         for epoch in range(1, epochs + 1):
             t0 = clock.now()
             losses = []
@@ -243,7 +247,9 @@ def run_demo(
                 for i in range(0, len(x), batch_size):
                     idx = perm[i : i + batch_size]
                     xb = _shift(x[idx], generator)
-                    job.count_flops(model, xb, backward=True)
+                    failed = count(job, model, (xb,), {}, backward=True)  # new shapes apart
+                    if failed is not None:
+                        raise failed
                     with job.phase("forward"):
                         loss = loss_fn(model(xb), y[idx])
                     with job.phase("backward"):
@@ -265,6 +271,8 @@ def run_demo(
             bounds.append((t0, t1))
             result = EpochResult(epoch, sum(losses) / len(losses), accuracy, t1 - t0, len(x))
             learned.append(result)
+            learning.note(job.steps, epoch, loss=result.train_loss, accuracy=accuracy)
+            learning.publish(job)  # the stored run's report draws them too
             if on_epoch is not None:
                 on_epoch(result)
     return DemoResult(job.result, job.run_id, tuple(_with_energy(job, learned, bounds)))

@@ -26,13 +26,26 @@ def test_demo_learns_digits_and_splits_energy_by_epoch(tmp_path: Path) -> None:
     assert {p.name: p.count for p in m.phases}["eval"] == 3
     assert m.steps.count == 3 * 45 and m.steps.samples == 3 * 1437
     assert m.flops and m.flops > 0
+    # eval and FLOP counting are kept out of the steps: no step holds an eval pass
+    assert {"eval", "train/flop-count"} <= set(m.steps.apart_phases)
+    # the first step of epochs 2 and 3 spans the eval before it; at a steady 300 W its
+    # energy is 300 W x its span less that eval's (charged to it: 300 W x its whole span)
+    eval_s = m.phase("eval").duration_s / 3
+    for k in (45, 90):
+        d, e = m.steps.duration_s[k], m.steps.energy_j[k]
+        assert 0 < e < 300.0 * (d - 0.5 * eval_s)
     for e in demo.epochs:  # a steady 300 W device: each epoch drew 300 W x its duration
         assert e.energy_j is not None and e.uncertainty_j is not None
         assert e.energy_j == pytest.approx(300.0 * e.duration_s, rel=0.05, abs=5.0)
         assert e.methods == ("counter",) and e.j_per_sample == e.energy_j / 1437
     assert sum(e.energy_j or 0.0 for e in demo.epochs) <= (m.energy_j or 0.0) + 1e-6
     with RunStore(tmp_path / "r.db") as store:
-        assert store.get(demo.run_id or "").status == "completed"
+        run = store.get(demo.run_id or "")
+    assert run.status == "completed"
+    # what it learned is stored with the run, for `greenai report`
+    learned = run.meta["learning"]
+    assert [(r["epoch"], r["step"]) for r in learned] == [(1, 45), (2, 90), (3, 135)]
+    assert [r["accuracy"] for r in learned] == pytest.approx([e.test_accuracy for e in seen])
 
 
 def test_demo_without_an_energy_source_says_so() -> None:

@@ -98,14 +98,18 @@ def make_sink(text: str | SinkSpec) -> Sink:
     Raises:
         ConfigError: A malformed spec, an unknown name (the message lists the known ones),
             a sink whose extra is not installed (the message names it), arguments its
-            factory does not take, or a factory that makes no sink.
+            factory does not take or refuses (a ``ValueError`` or ``TypeError`` it raises),
+            or a factory that makes no sink.
     """
     spec = parse_sink_spec(text) if isinstance(text, str) else text
     sinks = registered_sinks()
     ep = sinks.get(spec.name)
     if ep is None:
         known = ", ".join(sorted(sinks)) or "none"
-        raise ConfigError(f"no sink named {spec.name!r}; known sinks: {known}")
+        hint = ""
+        if "otlp" not in sinks:  # greenai's own are missing: metadata of an older install
+            hint = " (greenai's own sinks are not registered: reinstall it, pip install -e .)"
+        raise ConfigError(f"no sink named {spec.name!r}; known sinks: {known}{hint}")
     _check_extras(spec.name, ep)
     try:
         factory = ep.load()
@@ -115,7 +119,10 @@ def make_sink(text: str | SinkSpec) -> Sink:
             f" for it, e.g. pip install {_dist_name(ep)!r}"
         ) from exc
     _check_arguments(spec, factory)
-    made = factory(*spec.args, **spec.options)
+    try:
+        made = factory(*spec.args, **spec.options)
+    except (ValueError, TypeError) as exc:  # a factory's own check of its arguments
+        raise ConfigError(f"--sink {spec.name}: {exc}") from exc
     if not isinstance(made, Sink):
         raise ConfigError(
             f"sink {spec.name!r} ({ep.value}) made {type(made).__name__}, which lacks"

@@ -45,6 +45,10 @@ def make(path, **options):
 
 def not_a_sink():
     return object()
+
+
+def refuse(level):
+    raise ValueError(f"level must be low or high, got {level!r}")
 """
 
 ENTRY_POINTS = """\
@@ -53,6 +57,7 @@ recorder = greenai_test_recorder:make
 needy = greenai_test_recorder:make [needy]
 broken = greenai_test_recorder_gone:make
 odd = greenai_test_recorder:not_a_sink
+refusing = greenai_test_recorder:refuse
 """
 
 # The command waits (polling, with a deadline) until the sink has seen an update.
@@ -127,6 +132,14 @@ def test_an_unknown_sink_is_one_line_listing_the_known_ones(
     assert not (tmp_path / "r.db").exists()  # refused before anything was stored
 
 
+def test_a_stale_install_without_greenais_own_sinks_says_to_reinstall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("greenai.sink_registry.registered_sinks", dict)
+    with pytest.raises(ConfigError, match=r"known sinks: none .*reinstall"):
+        make_sink("otlp:http://localhost:4318")
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
@@ -137,6 +150,7 @@ def test_an_unknown_sink_is_one_line_listing_the_known_ones(
         ("recorder:a,b", "--sink recorder takes"),
         ("recorder:a,k=1,k=2", "k= is given twice"),
         (":x", "--sink takes NAME[:ARG]"),
+        ("refusing:mid", "--sink refusing: level must be low or high, got 'mid'"),
     ],
 )
 def test_a_sink_that_cannot_be_made_is_one_line_and_exit_2(

@@ -84,12 +84,12 @@ def metrics_url(endpoint: str) -> str:
             f"the OTLP endpoint must be a URL such as http://localhost:4318; got {endpoint!r}"
         )
     text = endpoint.strip()
-    parts = urlsplit(text)
-    try:
-        port = parts.port
+    try:  # urlsplit itself refuses some garbage ("http://[::1": an unclosed IPv6 host)
+        parts = urlsplit(text)
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
     except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        scheme, host, port = "", None, -1
+    if scheme not in ("http", "https") or not host or port == -1:
         raise ConfigError(
             f"cannot use {endpoint!r} as an OTLP/HTTP endpoint: give http(s)://HOST[:PORT]"
             " (an OpenTelemetry collector's OTLP/HTTP receiver listens on port 4318)"

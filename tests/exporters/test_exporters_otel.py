@@ -265,7 +265,8 @@ def test_a_collector_that_refuses_is_noted() -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["", "localhost:4318", "ftp://host:4318", "http://", "http://host:99999"]
+    "endpoint",
+    ["", "localhost:4318", "ftp://host:4318", "http://", "http://host:99999", "http://[::1"],
 )
 def test_malformed_endpoint_is_refused_up_front(endpoint: str) -> None:
     with pytest.raises(ConfigError, match="OTLP"):

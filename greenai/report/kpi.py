@@ -194,8 +194,9 @@ def _by_one_tag(store: RunStore, key: str, where: str, args: list[Any]) -> list[
         f" WHERE r.key = ? AND {where.format(id='run_id')} GROUP BY 1, 2",
         [key, *args],
     )
-    (total,) = store.rows(f"SELECT count(*) FROM runs r WHERE {where.format(id='id')}", args)[0]
-    if sum(int(row[2]) for row in tagged) == int(total):
+    counted = store.rows(f"SELECT count(*) FROM runs r WHERE {where.format(id='id')}", args)
+    total = int(counted[0][0]) if counted else 0  # a store not made yet reads no rows
+    if sum(int(row[2]) for row in tagged) == total:
         return tagged
     untagged = store.rows(
         f"SELECT r.month, NULL, {_SUMS} FROM runs r WHERE {where.format(id='id')}"

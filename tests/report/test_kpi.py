@@ -271,6 +271,17 @@ def test_the_kpi_command_writes_json_csv_and_an_html_page(tmp_path: Path) -> Non
     assert page.count("data:image/png;base64,") == 2 and "renewable share" in page
 
 
+def test_kpis_of_a_store_not_made_yet_by_a_tag_are_empty_and_make_no_file(
+    tmp_path: Path,
+) -> None:
+    for args in (["--by", "team"], ["--by", "team,site", "--format", "json"]):
+        proc = _cli("--store", str(tmp_path / "none.db"), *args)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["kpis"] == []
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_a_file_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "notes.csv").write_text("name,value\nx,1\n")
     (tmp_path / "ragged.csv").write_text("a,b\nx,1\ny,1,2,3\n")  # pandas' message ends in \n

@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/gpu_session.sh 1   # sensor, accuracy, bench --check-gpu, native, NCCL (~7.5 min)
 #   bash benchmarks/gpu_session.sh 2   # process attribution, FLOPs on CUDA, compression sweep, bench full suite
-#   bash benchmarks/gpu_session.sh 3   # serving: greenai bench serve on vLLM (GPU) with the tiny model (~6 min)
+#   bash benchmarks/gpu_session.sh 3   # serving: greenai bench serve on vLLM (GPU) with the tiny model, proxy overhead (~8 min)
 #
 # Packages the GPU image lacks travel as wheels in .whl/ (codecarbon for its data files,
 # torchao for the compression rows); see docs/dev-notes.md.
@@ -59,6 +59,14 @@ case "${1:-1}" in
         --port 18765 --max-model-len 256 --dtype bfloat16 --gpu-memory-utilization 0.3  # docs/serving.md
     else
       echo "=== serve: vllm or aiohttp is not importable here: nothing run"
+    fi
+    # The proxy's added latency and throughput at 64 streams on a machine with cores to spare
+    # (its targets are asserted there; a shared 2-core VM cannot tell): docs/serving.md.
+    if python3 -c "import aiohttp, pytest_benchmark" >/dev/null 2>&1; then
+      step proxy-overhead python3 -m pytest benchmarks/test_serving_proxy.py -s -q \
+        -p no:cacheprovider -p no:randomly  # docs/serving.md "What the proxy adds"
+    else
+      echo "=== proxy-overhead: aiohttp or pytest-benchmark is not importable here: nothing run"
     fi
     ;;
   *) echo "usage: gpu_session.sh 1|2|3" >&2; exit 2 ;;

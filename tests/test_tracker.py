@@ -446,3 +446,20 @@ def test_steps_settled_before_any_reading_are_nan_and_stay_aligned(clock: FakeCl
     assert len(steps.energy_j) == len(steps.duration_s) == steps.count == 8
     assert math.isnan(steps.energy_j[0]) and math.isnan(steps.uncertainty_j[0])
     assert all(e > 0 for e in steps.energy_j[-4:])
+
+
+def test_a_phase_block_can_be_entered_again_and_says_so_after_the_job(clock: FakeClock) -> None:
+    with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock) as job:
+        evaluating = job.phase("eval", in_steps=False)
+        for _ in range(2):  # reused, like a lock
+            with evaluating:
+                clock.advance(0.5)
+            clock.advance(0.25)
+        with evaluating, evaluating:  # nested: a span of eval/eval inside one of eval
+            clock.advance(0.5)
+    eval_ = job.result.phase("eval")
+    assert (eval_.count, eval_.duration_s) == (3, pytest.approx(1.5))
+    assert job.result.phase("eval/eval").duration_s == pytest.approx(0.5)
+    with pytest.raises(TrackerStateError, match="not running"), evaluating:
+        pass
+    assert job.result.phase("eval").count == 3

@@ -156,10 +156,12 @@ class ServingMeter:
         """A request arrives (now, or at ``start_s``); returns its id.
 
         Raises:
-            ConfigError: The id is in flight already.
+            ConfigError: The id is in flight already, or ``start_s`` is not finite.
         """
         rid = request_id if request_id is not None else f"r{next(self._ids)}"
         t = self.now_s() if start_s is None else float(start_s)
+        if not math.isfinite(t):  # refused now: at settle() it would stop every request's rows
+            raise ConfigError(f"request {rid!r}: start_s must be finite, got {start_s!r}")
         with self._lock:
             if rid in self._open:
                 raise ConfigError(f"request {rid!r} is in flight already; ids must be unique")
@@ -167,8 +169,14 @@ class ServingMeter:
         return rid
 
     def first_token(self, request_id: str, t_s: float | None = None) -> None:
-        """The first generated token of ``request_id`` left the engine (now, or at ``t_s``)."""
+        """The first generated token of ``request_id`` left the engine (now, or at ``t_s``).
+
+        Raises:
+            ConfigError: ``t_s`` is not finite.
+        """
         t = self.now_s() if t_s is None else float(t_s)
+        if not math.isfinite(t):
+            raise ConfigError(f"request {request_id!r}: t_s must be finite, got {t_s!r}")
         with self._lock:
             req = self._open.get(request_id)
             if req is not None and req["first_token_s"] is None:
@@ -186,15 +194,16 @@ class ServingMeter:
         """``request_id`` is finished (now, or at ``end_s``) with the tokens it processed.
 
         Raises:
-            ConfigError: The id is not in flight, or bad counts.
+            ConfigError: The id is not in flight, or bad counts (the request stays in
+                flight: end it again with good ones).
         """
         t = self.now_s() if end_s is None else float(end_s)
         with self._lock:
-            req = self._open.pop(request_id, None)
+            req = self._open.get(request_id)
             if req is None:
                 raise ConfigError(f"request {request_id!r} is not in flight; begin() it first")
             first = req["first_token_s"]
-            span = RequestSpan(
+            span = RequestSpan(  # checked before the request leaves _open: bad counts keep it
                 request_id=request_id,
                 start_s=req["start_s"],
                 end_s=max(t, req["start_s"]),
@@ -204,6 +213,7 @@ class ServingMeter:
                 model=req["model"],
                 status=status,
             )
+            del self._open[request_id]
             self._done[request_id] = span
 
     def add(self, span: RequestSpan) -> None:

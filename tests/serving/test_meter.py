@@ -113,3 +113,26 @@ def test_iterations_on_a_live_job() -> None:
     assert {r.rule for r in by_id.values()} == {"iterations"}
     assert by_id["q0"].energy_j > by_id["q1"].energy_j > by_id["q2"].energy_j
     assert np.isfinite([r.uncertainty_j for r in by_id.values()]).all()
+
+
+def test_bad_marks_are_refused_at_the_call_and_lose_no_request() -> None:
+    clock = FakeClock()
+    seen = []
+    with greenai.track("serve", devices=[FakeGPU(clock=clock)], clock=clock) as job:
+        meter = ServingMeter(job, on_request=seen.append)
+        clock.advance(0.5)
+        for bad in (math.nan, math.inf):
+            with pytest.raises(ConfigError, match="start_s must be finite"):
+                meter.begin("never", start_s=bad)
+        rid = meter.begin("kept")
+        with pytest.raises(ConfigError, match="t_s must be finite"):
+            meter.first_token(rid, t_s=math.nan)
+        clock.advance(0.5)
+        with pytest.raises(ConfigError, match="token counts"):
+            meter.end(rid, prompt_tokens=-1)
+        assert meter.in_flight == 1  # still in flight: ended again with good counts
+        meter.end(rid, prompt_tokens=4, completion_tokens=8)
+        clock.advance(0.5)
+    meter.settle(final=True)  # nothing refused earlier can break the final pass
+    assert [(s.request_id, s.status, s.prompt_tokens) for s in seen] == [("kept", "ok", 4)]
+    assert seen[0].energy_j > 0

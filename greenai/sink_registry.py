@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from greenai.errors import ConfigError
+from greenai.errors import ConfigError, GreenAIError
 from greenai.sinks import Sink
 
 __all__ = [
@@ -121,6 +121,8 @@ def make_sink(text: str | SinkSpec) -> Sink:
     _check_arguments(spec, factory)
     try:
         made = factory(*spec.args, **spec.options)
+    except GreenAIError:
+        raise
     except (ValueError, TypeError) as exc:  # a factory's own check of its arguments
         raise ConfigError(f"--sink {spec.name}: {exc}") from exc
     if not isinstance(made, Sink):

@@ -47,7 +47,10 @@ def not_a_sink():
     return object()
 
 
-def refuse(level):
+def refuse(level, ours=None):
+    if ours:
+        from greenai.errors import ConfigError
+        raise ConfigError("our own ConfigError, as raised")
     raise ValueError(f"level must be low or high, got {level!r}")
 """
 
@@ -151,6 +154,7 @@ def test_a_stale_install_without_greenais_own_sinks_says_to_reinstall(
         ("recorder:a,k=1,k=2", "k= is given twice"),
         (":x", "--sink takes NAME[:ARG]"),
         ("refusing:mid", "--sink refusing: level must be low or high, got 'mid'"),
+        ("refusing:x,ours=1", "error: our own ConfigError, as raised"),
     ],
 )
 def test_a_sink_that_cannot_be_made_is_one_line_and_exit_2(

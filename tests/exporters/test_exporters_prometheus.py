@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
@@ -16,6 +17,15 @@ from greenai.errors import ConfigError
 from greenai.exporters import PrometheusExporter
 from greenai.runner import run_command
 from greenai.testing import FakeClock, FakeGPU
+
+
+def wait_serving(exporter: PrometheusExporter, timeout_s: float = 10.0) -> None:
+    """A sink starts on its own worker: poll, with a deadline, until the exporter serves."""
+    deadline = time.monotonic() + timeout_s
+    while not exporter.serving:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the exporter did not start serving within {timeout_s:g} s")
+        time.sleep(0.01)
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -133,6 +143,7 @@ def test_as_a_sink_it_serves_while_the_job_runs_and_releases_the_port_after() ->
     exporter = PrometheusExporter(port=0)
     with greenai.track("sink", devices=[FakeGPU(clock=clock)], clock=clock, sinks=[exporter]):
         clock.advance(1.0)
+        wait_serving(exporter)
         assert scrape(exporter.url)["greenai_job_running"][0][1] == 1.0
     # stop() does not wait for the server's next poll; the port is released soon after
     for _ in range(100):
@@ -152,7 +163,12 @@ def test_one_exporter_serves_two_jobs_one_after_the_other() -> None:
     for name in ("first", "second"):  # the first job's deferred shutdown spares the second
         with greenai.track(name, devices=[FakeGPU(clock=clock)], clock=clock, sinks=[exporter]):
             clock.advance(1.0)
-            time.sleep(0.1)
-            [(labels, _)] = scrape(exporter.url)["greenai_job_running"]
-            assert labels["job"] == name
+            # each job's sink starts and finishes on a worker: poll until this job is served
+            deadline, job = time.monotonic() + 10.0, ""
+            while job != name and time.monotonic() < deadline:
+                wait_serving(exporter)
+                with contextlib.suppress(OSError):  # the previous job's server going away
+                    [(labels, _)] = scrape(exporter.url)["greenai_job_running"]
+                    job = labels["job"]
+            assert job == name
     exporter.stop()

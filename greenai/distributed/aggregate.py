@@ -293,6 +293,7 @@ def _steps(ranks: list[RankPayload], dropped: set[int], notes: list[str]) -> Ste
         samples=_count_or_none([s.samples for s in steps]),
         tokens=_count_or_none([s.tokens for s in steps]),
         flops=_sum_or_none([s.flops for s in steps]),
+        apart_phases=tuple(sorted({name for s in steps for name in s.apart_phases})),
     )
     count = total.count
     aligned = all(s.count == count and len(s.energy_j) == count for s in steps)
@@ -317,6 +318,7 @@ def _steps(ranks: list[RankPayload], dropped: set[int], notes: list[str]) -> Ste
         samples=total.samples,
         tokens=total.tokens,
         flops=total.flops,
+        apart_phases=total.apart_phases,
     )
 
 

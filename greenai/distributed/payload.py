@@ -74,7 +74,13 @@ class RankPayload:
             s = measurement.steps
             measurement = dataclasses.replace(
                 measurement,
-                steps=StepEnergy(count=s.count, samples=s.samples, tokens=s.tokens, flops=s.flops),
+                steps=StepEnergy(
+                    count=s.count,
+                    samples=s.samples,
+                    tokens=s.tokens,
+                    flops=s.flops,
+                    apart_phases=s.apart_phases,
+                ),
             )
         return cls(
             rank=info.rank,

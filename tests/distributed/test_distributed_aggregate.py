@@ -125,6 +125,20 @@ def _with(m: Measurement, **changes: object) -> Measurement:
     return dataclasses.replace(m, **changes)  # type: ignore[arg-type]
 
 
+def test_phases_kept_out_of_steps_are_named_for_the_whole_job(run_rank: Rank) -> None:
+    import dataclasses
+
+    a, b = (run_rank(r, f"n{r}", [("gpu0", f"GPU-{r}", 100.0)])[1] for r in (0, 1))
+    apart = {0: ("eval",), 1: ("eval", "train/flop-count")}
+    payloads = []
+    for p in (a, b):
+        steps = dataclasses.replace(p.measurement.steps, apart_phases=apart[p.rank])
+        m = _with(p.measurement, steps=steps)
+        payloads.append(RankPayload.from_bytes(dataclasses.replace(p, measurement=m).to_bytes()))
+    job = aggregate(payloads, world_size=2)
+    assert job.steps.apart_phases == ("eval", "train/flop-count")
+
+
 def test_summary_shows_ranks_and_nodes(run_rank: Rank) -> None:
     from greenai.cli import summary
 

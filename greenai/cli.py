@@ -9,12 +9,13 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from greenai.checks import seconds
-from greenai.errors import ConfigError, GreenAIError
+from greenai.errors import ConfigError, GreenAIError, GreenAIWarning
 from greenai.flags import STORE_HELP, add_flags, flag_options
 from greenai.tags import parse_tags
 
@@ -35,6 +36,7 @@ RUN_OPTIONS = (
 
 DEMO_OPTIONS = ("country", "pue", "store")
 COMPRESS_OPTIONS = ("country", "period_s")
+_PYTHON_FORMATWARNING = warnings.formatwarning
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -155,12 +157,22 @@ def _run(args: argparse.Namespace) -> int:
 
         series = options["carbon_intensity_series"] = load_intensity_series(series)
     options["store"] = options["store"] or True
-    from greenai.sink_registry import SinkSpec, make_sink
+    from greenai.sink_registry import SinkSpec, make_sink, parse_sink_spec
 
     # Made now: an unknown name, a missing extra, a malformed endpoint fail before the command.
-    specs: list[str | SinkSpec] = list(args.sink or [])
+    specs = [parse_sink_spec(text) for text in args.sink or []]
     if args.otlp is not None:  # --otlp ENDPOINT: --sink otlp:ENDPOINT (a comma kept whole)
         specs.insert(0, SinkSpec("otlp", (args.otlp,), {}))
+    seen: set[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]] = set()
+    for spec in specs:  # the same sink twice would send every figure twice to one place
+        key = (spec.name, spec.args, tuple(sorted(spec.options.items())))
+        if key in seen:
+            also = " (--otlp ENDPOINT is --sink otlp:ENDPOINT)" if args.otlp is not None else ""
+            raise ConfigError(
+                f"--sink {spec.name}{':' + ','.join(spec.args) if spec.args else ''} is given"
+                f" twice{also}: give each sink once"
+            )
+        seen.add(key)
     sinks = [make_sink(spec) for spec in specs]
     code, result = run_command(
         args.cmd,
@@ -814,6 +826,7 @@ def entry() -> int:
     from greenai.interrupts import SIGNALS, for_the_process
 
     for_the_process()
+    warnings.formatwarning = _warning_line  # greenai's warnings: one line, no source line
     code = main()
     # Python resets its signal handlers to the default action while it finalizes, so a
     # signal then would kill the process (exit -N, the second of two SIGTERMs 10 ms apart
@@ -821,6 +834,23 @@ def entry() -> int:
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
     return code
+
+
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """A warning as the command line shows it (others' as Python shows them).
+
+    greenai's own take one line, without the library's file and source line, which read
+    like a traceback to someone who ran a command.
+    """
+    if issubclass(category, GreenAIWarning):
+        return f"greenai: warning: {' '.join(str(message).split())}\n"
+    return _PYTHON_FORMATWARNING(message, category, filename, lineno, line)
 
 
 def _fail(message: str) -> int:

@@ -8,6 +8,8 @@ sink is found.
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -47,6 +49,15 @@ def not_a_sink():
     return object()
 
 
+class Failing(Recorder):
+    def start(self, job):
+        raise RuntimeError("cannot reach the dashboard")
+
+
+def failing():
+    return Failing("unused")
+
+
 def refuse(level, ours=None):
     if ours:
         from greenai.errors import ConfigError
@@ -61,6 +72,7 @@ needy = greenai_test_recorder:make [needy]
 broken = greenai_test_recorder_gone:make
 odd = greenai_test_recorder:not_a_sink
 refusing = greenai_test_recorder:refuse
+failing = greenai_test_recorder:failing
 """
 
 # The command waits (polling, with a deadline) until the sink has seen an update.
@@ -208,3 +220,32 @@ def test_a_spec_splits_keywords_from_positional_text() -> None:
     assert spec.args == ("http://h:4318/v1/metrics?a=b",)
     assert spec.options == {"timeout_s": "2"}
     assert parse_sink_spec("tensorboard") == ("tensorboard", (), {})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--sink", "recorder:x,b=1,a=2", "--sink", "recorder:x,a=2,b=1"],
+        ["--otlp", "http://127.0.0.1:9", "--sink", "otlp:http://127.0.0.1:9"],
+    ],
+)
+def test_the_same_sink_twice_is_one_line_and_exit_2(
+    plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert main(["run", "--store", str(tmp_path / "r.db"), *argv, "--", "true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is given twice" in err[0], err
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_a_sink_failing_in_the_command_line_warns_in_one_line(plugin: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), *sys.path])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenai", "run", "--store", str(tmp_path / "r.db"),
+         "--sink", "failing", "--", sys.executable, "-c", "pass"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "cannot reach the dashboard" in line]
+    assert any(line.startswith("greenai: warning: Failing.start() failed") for line in warned)
+    assert ".py:" not in proc.stderr  # no library file and line, no source line

@@ -225,17 +225,18 @@ def test_a_spec_splits_keywords_from_positional_text() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--sink", "recorder:x,b=1,a=2", "--sink", "recorder:x,a=2,b=1"],
+        ["--sink", "recorder:{events},b=1,a=2", "--sink", "recorder:{events},a=2,b=1"],
         ["--otlp", "http://127.0.0.1:9", "--sink", "otlp:http://127.0.0.1:9"],
     ],
 )
 def test_the_same_sink_twice_is_one_line_and_exit_2(
     plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
+    argv = [arg.format(events=tmp_path / "events.txt") for arg in argv]
     assert main(["run", "--store", str(tmp_path / "r.db"), *argv, "--", "true"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is given twice" in err[0], err
-    assert not (tmp_path / "r.db").exists()
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / "events.txt").exists()
 
 
 def test_a_sink_failing_in_the_command_line_warns_in_one_line(plugin: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ started), ``greenai_job_energy_joules_total``, ``greenai_job_duration_seconds``,
 
 from __future__ import annotations
 
+import errno
 import importlib
 import threading
 from collections.abc import Iterator
@@ -139,10 +140,16 @@ class PrometheusExporter:
         registry.register(_Collector(self.tracker, client))
         try:
             server, thread = _serve(client.make_wsgi_app(registry), self.addr, self._requested_port)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: waitress cannot resolve the address
+            address = isinstance(exc, ValueError) or exc.errno == errno.EADDRNOTAVAIL
+            hint = (
+                "give an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for all"
+                if address
+                else "pick another port; 0 picks a free one"
+            )
+            reason = getattr(exc, "strerror", None) or exc
             raise ConfigError(
-                f"cannot serve Prometheus metrics on {self.addr}:{self.port}: {exc.strerror or exc}"
-                " (pick another port; 0 picks a free one)"
+                f"cannot serve Prometheus metrics on {self.addr!r}:{self.port}: {reason} ({hint})"
             ) from exc
         with self._stopping:
             self._server, self._thread = server, thread

@@ -107,6 +107,13 @@ def test_missing_client_and_busy_port_fail_with_what_to_do(
         PrometheusExporter(job, port=0).start()
 
 
+@pytest.mark.parametrize("addr", ["not.a.host.invalid", "", "192.0.2.1"])
+def test_an_address_this_machine_cannot_serve_on_says_so(addr: str) -> None:
+    job = greenai.track(devices=[])
+    with pytest.raises(ConfigError, match="give an address of this machine"):
+        PrometheusExporter(job, port=0, addr=addr).start()
+
+
 def test_greenai_run_serves_metrics_while_the_command_runs(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

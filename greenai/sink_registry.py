@@ -61,7 +61,8 @@ def parse_sink_spec(text: str) -> SinkSpec:
     """``NAME[:ARG][,key=value...]`` as a :class:`SinkSpec`.
 
     Raises:
-        ConfigError: No name, a name that is not a sink name, or a keyword given twice.
+        ConfigError: No name, a name that is not a sink name, an empty argument, or a
+            keyword given twice.
     """
     name, _, rest = text.partition(":")
     name = name.strip()
@@ -77,6 +78,11 @@ def parse_sink_spec(text: str) -> SinkSpec:
             if key.strip() in options:
                 raise ConfigError(f"--sink {name}: {key.strip()}= is given twice")
             options[key.strip()] = value
+        elif not item.strip():  # "mlflow:,x=1", "a,,b": a sink would get "" and fail later
+            raise ConfigError(
+                f"--sink {name}: an empty argument in {text!r} (a comma right after ':' or"
+                " two commas in a row); leave out what you do not give"
+            )
         else:
             args.append(item)
     return SinkSpec(name, tuple(args), options)

@@ -165,6 +165,8 @@ def test_a_stale_install_without_greenais_own_sinks_says_to_reinstall(
         ("recorder:a,b", "--sink recorder takes"),
         ("recorder:a,k=1,k=2", "k= is given twice"),
         (":x", "--sink takes NAME[:ARG]"),
+        ("recorder:,k=1", "--sink recorder: an empty argument"),
+        ("recorder:a,,k=1", "--sink recorder: an empty argument"),
         ("refusing:mid", "--sink refusing: level must be low or high, got 'mid'"),
         ("refusing:x,ours=1", "error: our own ConfigError, as raised"),
     ],

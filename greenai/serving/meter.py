@@ -77,11 +77,30 @@ class OpenRequest:
         self._meter.first_token(self.request_id)
 
     def tokens(self, prompt: int | None = None, completion: int | None = None) -> None:
-        """Set the request's token counts (prompt = prefill, completion = decode)."""
+        """Set the request's token counts (prompt = prefill, completion = decode).
+
+        Raises:
+            ConfigError: A count that is not a whole number >= 0.
+        """
         if prompt is not None:
-            self.prompt_tokens = int(prompt)
+            self.prompt_tokens = _token_count(prompt, self.request_id)
         if completion is not None:
-            self.completion_tokens = int(completion)
+            self.completion_tokens = _token_count(completion, self.request_id)
+
+
+def _token_count(value: object, request_id: str) -> int:
+    """``value`` as a token count: a whole number >= 0 (``3.0`` will do, ``1.5`` not).
+
+    Raises:
+        ConfigError: Anything else (a fraction, a negative or non-finite number, text).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"request {request_id!r}: token counts are whole numbers, got {value!r}")
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise ConfigError(
+            f"request {request_id!r}: token counts must be whole numbers >= 0, got {value!r}"
+        )
+    return int(value)
 
 
 class ServingMeter:
@@ -207,8 +226,8 @@ class ServingMeter:
                 request_id=request_id,
                 start_s=req["start_s"],
                 end_s=max(t, req["start_s"]),
-                prompt_tokens=int(prompt_tokens),
-                completion_tokens=int(completion_tokens),
+                prompt_tokens=_token_count(prompt_tokens, request_id),
+                completion_tokens=_token_count(completion_tokens, request_id),
                 first_token_s=None if first is None else min(max(first, req["start_s"]), t),
                 model=req["model"],
                 status=status,

@@ -128,11 +128,25 @@ def test_bad_marks_are_refused_at_the_call_and_lose_no_request() -> None:
         with pytest.raises(ConfigError, match="t_s must be finite"):
             meter.first_token(rid, t_s=math.nan)
         clock.advance(0.5)
-        with pytest.raises(ConfigError, match="token counts"):
-            meter.end(rid, prompt_tokens=-1)
+        for bad in (-1, 1.5, "12", math.nan, True):
+            with pytest.raises(ConfigError, match="token counts"):
+                meter.end(rid, prompt_tokens=bad)  # type: ignore[arg-type]
         assert meter.in_flight == 1  # still in flight: ended again with good counts
         meter.end(rid, prompt_tokens=4, completion_tokens=8)
         clock.advance(0.5)
     meter.settle(final=True)  # nothing refused earlier can break the final pass
     assert [(s.request_id, s.status, s.prompt_tokens) for s in seen] == [("kept", "ok", 4)]
     assert seen[0].energy_j > 0
+
+
+def test_a_request_handle_takes_whole_token_counts_only() -> None:
+    clock = FakeClock()
+    with greenai.track("serve", devices=[FakeGPU(clock=clock)], clock=clock) as job:
+        meter = ServingMeter(job)
+        with meter.request() as req:
+            clock.advance(0.5)
+            with pytest.raises(ConfigError, match="whole numbers"):
+                req.tokens(prompt=2.5)
+            req.tokens(prompt=np.int64(3), completion=4.0)
+    meter.settle(final=True)
+    assert [(r.prompt_tokens, r.completion_tokens) for r in meter.recent] == [(3, 4)]

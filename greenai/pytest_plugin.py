@@ -27,8 +27,7 @@ rest of greenai are imported when ``--greenai`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -81,10 +80,9 @@ class InertTracker:
     def step(self, samples: int | None = None, tokens: int | None = None) -> None:
         """Nothing: energy is measured only with ``--greenai``."""
 
-    @contextmanager
-    def phase(self, name: str, *, in_steps: bool = True) -> Iterator[None]:
-        """Nothing: energy is measured only with ``--greenai``."""
-        yield
+    def phase(self, name: str, *, in_steps: bool = True) -> AbstractContextManager[None]:
+        """Nothing: energy is measured only with ``--greenai`` (reusable, like the real one)."""
+        return nullcontext()
 
     def add_flops(self, flops: float, executed: float | None = None) -> None:
         """Nothing: energy is measured only with ``--greenai``."""

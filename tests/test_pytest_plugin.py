@@ -68,6 +68,11 @@ def test_inert_without_the_flag(pytester: pytest.Pytester, run) -> None:
             energy.step()
             with energy.phase("x"):
                 energy.add_flops(1e9)
+            block = energy.phase("eval", in_steps=False)
+            with block, block:  # reusable and re-entrant, like the measuring one
+                pass
+            with block:
+                pass
             benchmark(lambda: None)
             names = [t.name for t in threading.enumerate()]
             assert "greenai-sampler" not in names

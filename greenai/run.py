@@ -13,7 +13,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from greenai.ledger import Ledger, OpenPhase
 from greenai.live import LiveThread
 from greenai.measurement import Measurement
 from greenai.options import TrackOptions
+from greenai.phase_block import PhaseBlock
 from greenai.sampling.sampler import Sampler
 from greenai.sinks import Sink, SinkSet
 from greenai.timeline import Timeline
@@ -42,38 +43,7 @@ if TYPE_CHECKING:
     from greenai.carbon.series import IntensitySeries
     from greenai.work import WorkTally
 
-__all__ = ["ActiveRun", "PhaseBlock"]
-
-
-class PhaseBlock(AbstractContextManager[None]):
-    """What :meth:`greenai.Tracker.phase` returns: each entry opens a span of the phase.
-
-    Like a lock, the same object may be entered again, after its block ended or inside it
-    (a nested span of the same name); entered after the job stopped, it says so.
-
-    Raises:
-        TrackerStateError: Entered when the job is no longer running; exited out of order.
-        ConfigError: A bad name or ``in_steps`` (see :meth:`greenai.Tracker.phase`).
-    """
-
-    def __init__(self, run: ActiveRun, name: str, in_steps: bool) -> None:
-        self._run = run
-        self._name = name
-        self._in_steps = in_steps
-        self._entered: list[AbstractContextManager[None]] = []
-
-    def __enter__(self) -> None:
-        if not self._run.running:
-            raise TrackerStateError(
-                f"phase({self._name!r}) entered on tracker {self._run.name!r}, which is not"
-                " running; a phase block can only be used inside its job"
-            )
-        span = self._run.phase_span(self._name, self._in_steps)
-        span.__enter__()
-        self._entered.append(span)
-
-    def __exit__(self, *exc: Any) -> bool | None:
-        return self._entered.pop().__exit__(*exc)
+__all__ = ["ActiveRun"]
 
 
 class ActiveRun:

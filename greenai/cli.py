@@ -624,7 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``greenai``."""
     from greenai import __version__
 
-    parser = _Parser(prog="greenai", description=__doc__)
+    parser = _Parser(
+        prog="greenai",
+        description="Measure the energy AI workloads draw (GPU, CPU, memory) and relate it to"
+        " the work done. `greenai COMMAND --help` for each command.",
+    )
     parser.add_argument("--version", action="version", version=f"greenai {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("devices", help="list the energy sources found and how each is measured")

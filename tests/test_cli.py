@@ -146,3 +146,14 @@ def test_cli_and_exporter_accept_the_same_suffixes(
         check_export_path("r.xls", "--out")
     with pytest.raises(ConfigError, match="the report file must end in"):
         export_compression(frame, tmp_path / "r.xls")
+
+
+def test_help_texts_read_as_plain_text_not_docstring_markup() -> None:
+    from greenai.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in [("greenai", parser), *commands.items()]:
+        text = sub.format_help()
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, name
+    assert "Measure the energy" in parser.format_help()

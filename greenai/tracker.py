@@ -63,8 +63,8 @@ class Tracker(JobReads, RunFacts):
     """
 
     def __init__(self, name: str = "job", options: TrackOptions | None = None, **kwargs: Any):
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"the job name must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"the job name must be a non-blank string, got {name!r}")
         if options is None:
             options = TrackOptions.from_kwargs(kwargs)
         elif kwargs:

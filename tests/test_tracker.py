@@ -4,6 +4,7 @@ import json
 import math
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -463,3 +464,20 @@ def test_a_phase_block_can_be_entered_again_and_says_so_after_the_job(clock: Fak
     with pytest.raises(TrackerStateError, match="not running"), evaluating:
         pass
     assert job.result.phase("eval").count == 3
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t", 3, None])
+def test_a_blank_or_non_text_job_name_is_refused(name: object) -> None:
+    with pytest.raises(ConfigError, match="job name must be a non-blank string"):
+        greenai.track(name, devices=[])  # type: ignore[arg-type]
+
+
+def test_greenai_run_with_a_blank_name_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenai.cli import main
+
+    assert main(["run", "--store", str(tmp_path / "r.db"), "--name", "  ", "--", "true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-blank" in err[0]
+    assert not (tmp_path / "r.db").exists()

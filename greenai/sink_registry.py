@@ -210,9 +210,10 @@ def _check_arguments(spec: SinkSpec, factory: Callable[..., object]) -> None:
 def _usage(signature: inspect.Signature) -> str:
     positional, keywords = [], []
     for p in signature.parameters.values():
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
-            positional.append(p.name.upper())
-        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            optional = p.default is not p.empty  # prometheus[:PORT]: given by position
+            positional.append(f"[{p.name.upper()}]" if optional else p.name.upper())
+        elif p.kind is p.KEYWORD_ONLY:
             keywords.append(f"{p.name}=")
         elif p.kind is p.VAR_KEYWORD:
             keywords.append("key=value...")

@@ -216,6 +216,21 @@ def test_greenais_sinks_take_their_options_as_text() -> None:
             make_sink(bad)
 
 
+@pytest.mark.parametrize(
+    ("spec", "usage"),
+    [
+        ("otlp:http://h:4318,2", "otlp:ENDPOINT,timeout_s=,export_interval_s="),
+        ("prometheus:9400,127.0.0.1", "prometheus:[PORT],addr="),
+        ("mlflow:a,b", "mlflow:[EXPERIMENT],run_id=,tracking_uri=,report="),
+    ],
+)
+def test_a_second_positional_argument_is_refused_with_the_usage(spec: str, usage: str) -> None:
+    # not taken for a timeout or an address: only the first argument goes by position
+    with pytest.raises(ConfigError, match="too many positional") as caught:
+        make_sink(spec)
+    assert f"takes {usage}:" in str(caught.value)
+
+
 def test_a_spec_splits_keywords_from_positional_text() -> None:
     spec = parse_sink_spec("otlp:http://h:4318/v1/metrics?a=b,timeout_s=2")
     assert spec.name == "otlp"

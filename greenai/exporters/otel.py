@@ -329,7 +329,7 @@ def _cluster_resource(meta: dict[str, Any]) -> dict[str, str]:
     return {names[k]: str(v) for k, v in cluster.items() if k in names and v is not None}
 
 
-def otlp_sink(endpoint: str, timeout_s: str = "5", export_interval_s: str = "10") -> OTelSink:
+def otlp_sink(endpoint: str, *, timeout_s: str = "5", export_interval_s: str = "10") -> OTelSink:
     """``--sink otlp:ENDPOINT[,timeout_s=S][,export_interval_s=S]``: an :class:`OTelSink`.
 
     Raises:

@@ -295,7 +295,7 @@ class _Collector:
         yield from (power, energy, total, duration, steps, running)
 
 
-def prometheus_sink(port: str = "9400", addr: str = "127.0.0.1") -> PrometheusExporter:
+def prometheus_sink(port: str = "9400", *, addr: str = "127.0.0.1") -> PrometheusExporter:
     """``--sink prometheus[:PORT][,addr=ADDR]``: a :class:`PrometheusExporter` as a sink.
 
     Raises:

@@ -238,13 +238,22 @@ def _serve(app: Any, addr: str, port: int) -> tuple[Any, threading.Thread]:
 
 
 def _shut_down(server: Any, thread: threading.Thread | None) -> None:
-    """Close every connection and the listening socket on the server's loop, then join it."""
+    """Stop the workers, then close the connections and the listening socket, and join.
+
+    The workers go first: a worker still answering a scrape pulls the loop's trigger when it
+    is done, and once the trigger's pipe is closed its descriptor number may already belong
+    to another file (the next server's trigger, or the user's), which that late pull would
+    write into (and, as the next server's trigger, wake its loop to close it early).
+    """
     from waitress import wasyncore
 
-    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    server.task_dispatcher.shutdown(timeout=5)
+    try:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+    except OSError:  # the loop is gone (its trigger closed): nothing runs there any more
+        wasyncore.close_all(server._map, ignore_all=True)
     if thread is not None:
         thread.join(5.0)
-    server.task_dispatcher.shutdown(timeout=5)
 
 
 class _Collector:

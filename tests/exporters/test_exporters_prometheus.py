@@ -179,3 +179,27 @@ def test_one_exporter_serves_two_jobs_one_after_the_other() -> None:
                     job = labels["job"]
             assert job == name
     exporter.stop()
+
+
+def test_workers_end_before_the_servers_descriptors_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker alive when the trigger's pipe closes may later write into (or, through the
+    # next server's loop, close) a file that reused the descriptor number.
+    import threading
+
+    from waitress import wasyncore
+
+    alive_at_close: list[list[str]] = []
+    close_all = wasyncore.close_all
+
+    def recording_close_all(*args: object, **kwargs: object) -> None:
+        names = [t.name for t in threading.enumerate()]
+        alive_at_close.append([n for n in names if n.startswith("greenai-prometheus-")])
+        close_all(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wasyncore, "close_all", recording_close_all)
+    clock = FakeClock()
+    job = greenai.track("w", devices=[FakeGPU(power_w=100.0, clock=clock)], clock=clock)
+    with job, PrometheusExporter(job, port=0) as exporter:
+        clock.advance(1.0)
+        scrape(exporter.url)
+    assert alive_at_close == [[]]

@@ -382,6 +382,9 @@ def progress(frame: pd.DataFrame, target: Target, *, baseline: str | None = None
     the end of the target year. ``status`` is ``on track`` or ``off track`` when the figure
     and its ``±`` lie on one side of the path, ``undecided`` when the path is within ``±``,
     ``no figure`` when the period has none, and ``baseline`` for the baseline itself.
+    ``value_u`` is NaN where the figure has no ``±`` (an input figure such as the renewable
+    share, or an uncertainty that could not be computed); the status then compares the
+    value alone.
 
     Args:
         frame: :func:`fleet_kpis` without ``by``.
@@ -396,7 +399,9 @@ def progress(frame: pd.DataFrame, target: Target, *, baseline: str | None = None
     metric = target.metric
     value = frame[metric].astype(float)
     u_column = f"{metric}_u"
-    u = frame[u_column].astype(float).fillna(0.0) if u_column in frame else value * 0.0
+    # NaN where the figure carries no ± (renewable share is an input) or it is unknown:
+    # shown as unknown, never as an exact 0; the status then compares the value alone
+    u = frame[u_column].astype(float) if u_column in frame else value * math.nan
     periods = frame["period"].astype(str)
     known = periods[value.notna()]
     if baseline is None:
@@ -418,7 +423,9 @@ def progress(frame: pd.DataFrame, target: Target, *, baseline: str | None = None
     status = np.where(
         value.isna(),
         "no figure",
-        np.where(gap.abs() <= u, "undecided", np.where(gap > 0, "on track", "off track")),
+        np.where(
+            gap.abs() <= u.fillna(0.0), "undecided", np.where(gap > 0, "on track", "off track")
+        ),
     )
     status = np.where(periods == baseline, "baseline", status)
     out: pd.DataFrame = frame[["period"]].copy()

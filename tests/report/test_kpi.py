@@ -195,6 +195,18 @@ def test_progress_follows_a_straight_path_from_baseline_to_target() -> None:
         progress(frame, parse_target("kwh_per_job:-50%@2027"), baseline="2020")
 
 
+def test_a_figure_without_its_uncertainty_shows_it_unknown_not_zero() -> None:
+    frame = pd.DataFrame({"period": ["2026", "2027"], "renewable_share": [0.2, 0.5]})
+    track = progress(frame, parse_target("renewable_share:60%@2030"))
+    assert track["value_u"].isna().all()  # an input figure: no ±, not an exact one
+    unknown = pd.DataFrame(
+        {"period": ["2026", "2027"], "kwh_per_job": [100.0, 40.0], "kwh_per_job_u": [1.0, None]}
+    )
+    track = progress(unknown, parse_target("kwh_per_job:-50%@2027"))
+    assert track["value_u"].iloc[0] == 1.0 and math.isnan(track["value_u"].iloc[1])
+    assert track["status"].tolist() == ["baseline", "on track"]  # the value alone decides
+
+
 def sweep_frame() -> pd.DataFrame:
     return pd.DataFrame(
         {

@@ -51,4 +51,14 @@ class PhaseBlock(AbstractContextManager[None]):
         self._entered.append(span)
 
     def __exit__(self, *exc: Any) -> bool | None:
-        return self._entered.pop().__exit__(*exc)
+        if not self._entered:
+            raise TrackerStateError(f"phase({self._name!r}) exited more often than entered")
+        try:
+            result = self._entered[-1].__exit__(*exc)
+        except TrackerStateError:  # out of order: the span stays this block's (still open)
+            raise
+        except BaseException:
+            self._entered.pop()
+            raise
+        self._entered.pop()
+        return result

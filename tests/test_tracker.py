@@ -481,3 +481,13 @@ def test_greenai_run_with_a_blank_name_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "non-blank" in err[0]
     assert not (tmp_path / "r.db").exists()
+
+
+def test_a_phase_block_exited_more_often_than_entered_says_so(clock: FakeClock) -> None:
+    with greenai.track(devices=[FakeGPU(clock=clock)], clock=clock) as job:
+        block = job.phase("p")
+        with block:
+            clock.advance(0.5)
+        with pytest.raises(TrackerStateError, match="more often than entered"):
+            block.__exit__(None, None, None)
+    assert job.result.phase("p").count == 1

@@ -35,10 +35,19 @@ __all__ = [
     "uncounted_note",
 ]
 
-_ZERO_BY_CONVENTION = ("batch_norm", "group_norm", "upsample", "adaptive_")
-"""Name parts of ops that ``FlopCounterMode`` and fvcore count as 0 FLOPs by convention
-(normalisation, upsampling, adaptive pooling: work linear in the elements, not matrix work).
-They are named in a note whenever they run, so a count is never silently missing them."""
+_ZERO_BY_CONVENTION = (
+    "batch_norm",
+    "group_norm",
+    "layer_norm",
+    "upsample",
+    "adaptive_",
+    "avg_pool",
+    "max_pool",
+)
+"""Name parts of ops that ``FlopCounterMode`` counts as 0 FLOPs by convention (normalisation
+-- batch, instance, group, layer --, upsampling, pooling: work linear in the elements, not
+matrix work). fvcore instead estimates some of them (1 to 8 FLOPs per element). They are
+named in a note whenever they run, so a count is never silently missing them."""
 
 
 def is_zero_by_convention(op: str) -> bool:
@@ -52,8 +61,9 @@ def conventional_zero_note(calls: Mapping[str, int]) -> str | None:
         return None
     ops = ", ".join(f"{op} ×{n}" for op, n in sorted(calls.items()))
     return (
-        f"counted as 0 FLOPs by convention (normalisation, upsampling, adaptive pooling, as "
-        f"torch's FlopCounterMode and fvcore count them): {ops}"
+        f"counted as 0 FLOPs by convention (normalisation, upsampling, pooling: work linear "
+        f"in the elements, as torch's FlopCounterMode counts it; fvcore estimates some of "
+        f"these at 1-8 FLOPs per element): {ops}"
     )
 
 

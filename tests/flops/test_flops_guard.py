@@ -132,11 +132,17 @@ def test_ops_counted_as_zero_by_convention_are_named_in_a_note() -> None:
         torch.nn.BatchNorm2d(8),
         torch.nn.GroupNorm(2, 8),
         torch.nn.Upsample(scale_factor=2),
-        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.LayerNorm(4),  # every transformer's norm: 0 in FlopCounterMode too
+        torch.nn.MaxPool2d(2),
+        torch.nn.AvgPool2d(2),
     )
     notes = count_flops(model, torch.randn(1, 3, 8, 8)).notes
     (note,) = [n for n in notes if "by convention" in n]
     for op in ("batch_norm", "group_norm", "upsample_nearest2d", "adaptive_avg_pool2d"):
         assert op in note
+    for op in ("native_layer_norm", "max_pool2d", "aten.avg_pool2d"):
+        assert op in note
+    assert "fvcore estimates" in note  # fvcore does not count them as 0
     linear = count_flops(torch.nn.Linear(3, 3), torch.randn(2, 3))
     assert not any("by convention" in n for n in linear.notes)

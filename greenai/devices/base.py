@@ -243,6 +243,10 @@ class Device(abc.ABC):
         may_hang: Whether a read can block (a driver or file read). The sampler reads such
             devices on a worker thread it can abandon; in-memory sources (the fakes) set
             False and are read inline, which keeps simulated days fast.
+        uuid: The hardware's stable identity where its library gives one (a GPU's UUID
+            from NVML or AMD SMI, ``GPU-...``), else None. Two processes that read the same
+            device see the same UUID: a distributed job counts such a device once
+            (:func:`greenai.distributed.device_id`).
     """
 
     name: str = "device"
@@ -254,6 +258,7 @@ class Device(abc.ABC):
     counter_integrates: bool | None = None
     power_limit_w: float | None = None
     may_hang: bool = True
+    uuid: str | None = None
     scope: Scope = "machine"
     _open_count: int = 0  # opens not yet matched by a close; set per instance when it changes
     _in_share_hook: bool = False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from greenai.devices.attribution import Attributed
 from greenai.devices.base import Device
 from greenai.distributed.identity import RankInfo
 
@@ -29,13 +30,10 @@ def device_id(device: Device) -> str:
     so kind and name identify them on one host. A process-scope (attributed) device is one
     process's share: its identity is the wrapped device's plus ``@pid<N>``.
     """
-    if device.scope != "machine":  # one process's share: each rank's is its own device
-        wrapped = getattr(device, "device", None)
-        base = device_id(wrapped) if isinstance(wrapped, Device) else f"{device.kind}:{device.name}"
-        return f"{base}@pid{getattr(device, 'pid', '?')}"
-    uuid = getattr(device, "uuid", None)
-    if isinstance(uuid, str) and uuid:
-        return uuid
+    if isinstance(device, Attributed):  # one process's share: each rank's is its own
+        return f"{device_id(device.device)}@pid{device.pid}"
+    if device.uuid:
+        return device.uuid
     return f"{device.kind}:{device.name}"
 
 

@@ -1,13 +1,24 @@
 from __future__ import annotations
 
+import inspect
 import socket
 from pathlib import Path
 
 import pytest
 
+from greenai.devices.attribution import Attributed
+from greenai.devices.base import Device
 from greenai.devices.cpu_model import CpuModel
 from greenai.devices.memory_model import MemoryModel
-from greenai.distributed import RankInfo, device_id, host_id, own_devices, rank_info, slurm_info
+from greenai.distributed import (
+    RankInfo,
+    device_id,
+    host_id,
+    own_devices,
+    ownership,
+    rank_info,
+    slurm_info,
+)
 from greenai.distributed.slurm import expand_hostlist, expand_tasks_per_node
 from greenai.errors import ConfigError
 from greenai.testing import FakeGPU
@@ -110,3 +121,20 @@ def test_device_identity_is_the_uuid_or_kind_and_name() -> None:
     assert device_id(FakeGPU("gpu0", uuid="GPU-abc")) == "GPU-abc"
     assert device_id(FakeGPU("gpu0")) == "gpu:gpu0"
     assert device_id(MemoryModel()) == "dram:memory-model"
+
+
+def test_device_identity_reads_the_declared_uuid() -> None:
+    """``uuid`` is part of the Device interface (None unless the library gives one), and
+    identity reads it there: a device need not carry an undeclared attribute to be told apart.
+    """
+    assert Device.uuid is None and CpuModel().uuid is None
+    assert "uuid" in Device.__doc__  # documented with the other attributes
+    source = inspect.getsource(ownership)
+    assert "getattr(" not in source  # no guessing at attributes the interface does not declare
+    gpu = FakeGPU("gpu0", uuid="GPU-abc")
+    shared = Attributed(gpu, lambda: 0.5, pid=42, how="test")
+    assert shared.uuid is None  # the share is not the GPU: its identity names the process
+    assert device_id(shared) == "GPU-abc@pid42"
+    assert device_id(Attributed(CpuModel(), lambda: 1.0, pid=7, how="t")).endswith(
+        ":cpu-model@pid7"
+    )

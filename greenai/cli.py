@@ -44,21 +44,27 @@ def _devices(args: argparse.Namespace) -> int:
     from greenai.sampling.native import sampler_kind
 
     devices = discover(models=not args.no_models)
-    print(f"sampler: {sampler_kind()}")
-    if not devices:
-        print("no energy source found: greenai will measure time only")
-        return 0
-    width = max(len(d.name) for d in devices)
+    lines, readable = [], []
+    width = max((len(d.name) for d in devices), default=0)
     for device in devices:
         try:  # opening settles what the device can report (counter or power)
             device.open()
         except GreenAIError as exc:
-            print(f"{device.name:<{width}}  {device.kind:<5} {'-':<8} unusable: {exc}")
+            lines.append(f"{device.name:<{width}}  {device.kind:<5} {'-':<8} unusable: {exc}")
             continue
         try:
-            print(f"{device.name:<{width}}  {device.kind:<5} {device.method:<8} {device.detail()}")
+            lines.append(
+                f"{device.name:<{width}}  {device.kind:<5} {device.method:<8} {device.detail()}"
+            )
+            if device.capabilities().native_loop:
+                readable.append(device.name)
         finally:
             device.close()
+    print(f"sampler: {sampler_kind(readable)}")  # what runs for these devices, first
+    if not devices:
+        print("no energy source found: greenai will measure time only")
+    for line in lines:
+        print(line)
     return 0
 
 

@@ -5,6 +5,13 @@ from pathlib import Path
 import pytest
 
 from greenai.cli import main
+from greenai.devices import discovery
+from greenai.devices.base import Device
+from greenai.devices.cpu_model import CpuModel
+from greenai.devices.memory_model import MemoryModel
+from greenai.devices.rapl import RaplDomain
+from greenai.sampling import native
+from tests.devices.fakes import make_zone
 
 
 def test_devices_lists_each_source_and_its_method(capsys: pytest.CaptureFixture[str]) -> None:
@@ -13,6 +20,25 @@ def test_devices_lists_each_source_and_its_method(capsys: pytest.CaptureFixture[
     assert "cpu-model" in out and "model" in out
     assert "memory-model" in out
     assert "sampler: " in out  # which sampling loop reads RAPL/NVML here
+
+
+@pytest.mark.skipif(not native.HAS_NATIVE, reason="the C loop is not built in this install")
+def test_devices_says_what_the_sampler_reads_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sampler line says what is true for the devices found, not what the loop could do."""
+    monkeypatch.delenv("GREENAI_NO_NATIVE", raising=False)
+    found: list[Device] = [CpuModel(), MemoryModel()]
+    monkeypatch.setattr(discovery, "discover", lambda models=True: list(found))
+    assert main(["devices"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "GIL-free" not in first and "RAPL/NVML reads" not in first  # neither is here
+    assert first.startswith("sampler: python") and "no RAPL zone or NVIDIA GPU" in first
+    zone = make_zone(tmp_path, "intel-rapl:0", "package-0", energy_uj=5_000_000)
+    found.insert(0, RaplDomain(zone, "cpu0-package", "cpu"))
+    assert main(["devices"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("sampler: native") and "reads cpu0-package without the GIL" in first
 
 
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Protocol
 
@@ -142,13 +142,26 @@ def loop_class(native: bool | None = None) -> type[SamplingLoop]:
     return loop
 
 
-def sampler_kind() -> str:
-    """One line for ``greenai devices``: which sampler runs here, and why."""
+def sampler_kind(readable: Sequence[str] | None = None) -> str:
+    """One line for ``greenai devices``: which sampler runs here, and why.
+
+    Args:
+        readable: The names of the opened devices the native loop can read itself
+            (``device.capabilities().native_loop``: RAPL zones, NVIDIA GPUs); None when not
+            known (the line then says only which loop is built).
+    """
     if _native is None:
         return "python (greenai._native is not built: no C compiler at install time)"
     if native_disabled():
         return "python (GREENAI_NO_NATIVE is set)"
-    return "native (C thread, greenai._native; GIL-free RAPL/NVML reads)"
+    if readable is None:
+        return "native (C thread, greenai._native) for RAPL zones and NVIDIA GPUs"
+    if not readable:
+        return (
+            "python (greenai._native is built, but no RAPL zone or NVIDIA GPU is readable"
+            " here: every device is read by the Python sampler thread)"
+        )
+    return f"native (C thread, greenai._native; reads {', '.join(readable)} without the GIL)"
 
 
 def describe_status(status: int) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from greenai.errors import ConfigError, MeasurementWarning
 from greenai.integrations import require
 from greenai.integrations.figures import (
     CurrentPhase,
@@ -48,6 +51,14 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
 
     Args:
         name: The job's name.
+        learning_metrics: Which of ``trainer.callback_metrics`` to note at each training
+            epoch's end for the run's learning curve, by role: ``{"loss": ...,
+            "eval_loss": ..., "accuracy": ...}`` (any of the three; e.g. ``{"accuracy":
+            "val/top1"}``). A role not named is found as before: the loss under
+            ``train_loss``, ``loss`` or ``train/loss``, the validation loss under
+            ``val_loss`` or ``val/loss``, the accuracy under the first name holding ``acc``
+            (a validation one first). A named metric that is not logged is warned about
+            once and left out.
         **options: :class:`greenai.Tracker` options (``devices``, ``store``, ``country``,
             ``flops_per_step``, ``sinks``...).
 
@@ -56,14 +67,24 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
         result: The final Measurement after ``on_fit_end``.
 
     Raises:
-        ConfigError: An unknown tracker option.
+        ConfigError: An unknown tracker option; a role of ``learning_metrics`` other than
+            ``loss``, ``eval_loss`` and ``accuracy``, or a name that is not a non-empty
+            string.
     """
 
-    def __init__(self, name: str = "fit", **options: Any) -> None:
+    def __init__(
+        self,
+        name: str = "fit",
+        *,
+        learning_metrics: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
         from greenai.tracker import Tracker
 
         super().__init__()
         self.name = name
+        self.learning_metrics = _check_learning_metrics(learning_metrics)
+        self._missing_warned: set[str] = set()
         self._options = options
         Tracker(name, **options)  # bad options fail here, not when fit starts
         self.job: Tracker | None = None
@@ -183,22 +204,31 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Note the epoch's logged loss, validation loss and accuracy (for the run's report).
 
-        Read from ``trainer.callback_metrics``: the loss under ``train_loss``, ``loss``
-        or ``train/loss``; the validation loss under ``val_loss`` or ``val/loss``; the
-        accuracy under the first name holding ``acc`` (a validation one first).
+        Read from ``trainer.callback_metrics``, under the names given as
+        ``learning_metrics``, else the usual ones (see the class).
         """
         if self.job is None or not self.job.running:
             return
         try:
             metrics = dict(trainer.callback_metrics or {})
             accuracy = sorted((k for k in metrics if "acc" in k), key=lambda k: "val" not in k)
-            self._learning.note(
-                self.job.steps,
-                trainer.current_epoch,
-                loss=_first(metrics, ("train_loss", "loss", "train/loss")),
-                eval_loss=_first(metrics, ("val_loss", "val/loss")),
-                accuracy=metrics[accuracy[0]] if accuracy else None,
-            )
+            found = {
+                "loss": _first(metrics, ("train_loss", "loss", "train/loss")),
+                "eval_loss": _first(metrics, ("val_loss", "val/loss")),
+                "accuracy": metrics[accuracy[0]] if accuracy else None,
+            }
+            for role, metric in self.learning_metrics.items():
+                found[role] = metrics.get(metric)
+                if metric not in metrics and metric not in self._missing_warned:
+                    self._missing_warned.add(metric)
+                    logged = ", ".join(sorted(metrics)) or "none"
+                    warnings.warn(
+                        f"GreenAICallback: {metric!r} (learning_metrics[{role!r}]) was not"
+                        f" logged by epoch {trainer.current_epoch}'s end; logged: {logged}",
+                        MeasurementWarning,
+                        stacklevel=2,
+                    )
+            self._learning.note(self.job.steps, trainer.current_epoch, **found)
         except Exception as exc:  # greenai's notes must never stop training
             warn_failure("noting the loss and accuracy", exc)
 
@@ -241,6 +271,37 @@ class GreenAICallback(_pl.Callback):  # type: ignore[misc,name-defined]
                 logger.save()
             except Exception as exc:
                 warn_failure(f"logging the final figures to {type(logger).__name__}", exc)
+
+
+LEARNING_ROLES = ("loss", "eval_loss", "accuracy")
+"""The roles of ``GreenAICallback(learning_metrics=...)``: the learning curve's columns."""
+
+
+def _check_learning_metrics(given: Mapping[str, str] | None) -> dict[str, str]:
+    """``learning_metrics`` checked once, at construction.
+
+    Raises:
+        ConfigError: An unknown role, or a name that is not a non-empty string.
+    """
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(
+            f"learning_metrics must map roles to metric names, e.g. {{'accuracy': 'val/top1'}};"
+            f" got {type(given).__name__}"
+        )
+    for role, metric in given.items():
+        if role not in LEARNING_ROLES:
+            raise ConfigError(
+                f"learning_metrics: unknown role {role!r};"
+                f" the roles are {', '.join(LEARNING_ROLES)}"
+            )
+        if not isinstance(metric, str) or not metric.strip():
+            raise ConfigError(
+                f"learning_metrics[{role!r}] must be the name a metric is logged under"
+                f" (self.log(NAME, ...)); got {metric!r}"
+            )
+    return dict(given)
 
 
 def _first(metrics: dict[str, Any], names: tuple[str, ...]) -> Any:

@@ -158,3 +158,56 @@ def test_the_epochs_loss_and_accuracy_reach_the_stored_run_and_its_report(tmp_pa
     assert greenai.cli.main(args) == 0
     page = out.read_text()
     assert "Learning and energy" in page and "eval loss" in page
+
+
+def test_the_learning_curve_reads_the_metric_names_the_user_gives(tmp_path: Path) -> None:
+    from greenai.errors import ConfigError, MeasurementWarning
+    from greenai.store import RunStore
+
+    class Named(Regression):
+        def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            loss = super().training_step(batch, batch_idx)
+            self.log("objective", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+            super().validation_step(batch, batch_idx)  # logs val_loss: found as before
+            x, y = batch
+            self.log("top1", ((self.layer(x) - y).abs() < 1.0).float().mean())
+            self.log("val_acc", torch.tensor(-1.0))  # the default pick, not the one named
+
+    store = tmp_path / "runs.db"
+    callback = GreenAICallback(
+        devices=[FakeGPU(power_w=120.0, seed=3)],
+        store=store,
+        learning_metrics={"loss": "objective", "accuracy": "top1"},
+    )
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(Named(), loader(16), loader(8))
+    with RunStore(store, read_only=True) as runs:
+        learned = runs.get("latest").meta["learning"]
+    assert [r["epoch"] for r in learned] == [0, 1]
+    assert all(r["loss"] > 0 and r["eval_loss"] > 0 and 0 <= r["accuracy"] <= 1 for r in learned)
+
+    # a name that is never logged: said once (not every epoch), the role left out
+    callback = GreenAICallback(
+        devices=[FakeGPU(power_w=120.0, seed=3)], learning_metrics={"eval_loss": "val/mse"}
+    )
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )  # fmt: skip
+    with pytest.warns(MeasurementWarning, match=r"'val/mse'.*logged: val_loss") as seen:
+        trainer.fit(Regression(), loader(8), loader(8))
+    assert sum("val/mse" in str(w.message) for w in seen) == 1
+    assert callback.result is not None and callback.result.status == "completed"
+
+    with pytest.raises(ConfigError, match=r"unknown role 'acc'.*loss, eval_loss, accuracy"):
+        GreenAICallback(learning_metrics={"acc": "top1"})
+    with pytest.raises(ConfigError, match=r"learning_metrics\['loss'\]"):
+        GreenAICallback(learning_metrics={"loss": ""})

@@ -4,10 +4,16 @@ The schema version lives in ``PRAGMA user_version``. Migration ``k`` (1-based, t
 :mod:`greenai.store.ddl`) takes a file from version ``k - 1`` to ``k``; a file at a version
 newer than :data:`SCHEMA_VERSION` was written by a newer greenai and is refused, never
 rewritten.
+
+A read-only open (listings, reports, KPIs) of an older file brings it up to date first: in
+place where this process may write the file and its folder (once, as the next write would),
+else in a copy held in memory for that open (a read-only file system, another user's store),
+so every reading command sees the current tables whichever greenai wrote the file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import time
@@ -37,8 +43,9 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 
     With ``read_only``, the file must exist; it is opened with SQLite's ``mode=ro`` (and
     ``immutable`` when no writer has a write-ahead log open), so no folder, journal or other
-    file is created and nothing is migrated: it works on a read-only file system and on a
-    store that belongs to another user.
+    file is created: it works on a read-only file system and on a store that belongs to
+    another user. A file at an older schema is migrated first, in place where it and its
+    folder are writable, else into a copy in memory (the file is left as it is).
 
     Raises:
         StoreError: The directory cannot be created, the file is not SQLite, is another
@@ -101,6 +108,17 @@ def _check_regular(path: Path) -> None:
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
+    conn, version = _open_read_only(path)
+    if version >= SCHEMA_VERSION:
+        return conn
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK):
+        conn.close()
+        connect(path).close()  # migrated in place, once, as the next write would
+        return _open_read_only(path)[0]
+    return _migrated_copy(conn, path)
+
+
+def _open_read_only(path: Path) -> tuple[sqlite3.Connection, int]:
     # Without a write-ahead log, every committed row is in the main file: "immutable" reads
     # it without creating the -wal and -shm files that mode=ro would (on a read-only file
     # system they cannot be created at all). A writer's live log is read through mode=ro.
@@ -121,7 +139,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         raise StoreError(f"cannot open the run store {path}: {exc}") from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if _check_store(conn, path) == 0:
+        version = _check_store(conn, path)
+        if version == 0:
             raise StoreError(f"{path} is an empty database, not a greenai run store yet")
     except BaseException as exc:
         conn.close()
@@ -129,7 +148,28 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         if error is exc:
             raise
         raise error from exc
-    return conn
+    return conn, version
+
+
+def _migrated_copy(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """An older store this process cannot write, copied into memory and migrated there.
+
+    Raises:
+        StoreError: The file cannot be read whole, or its migration fails.
+    """
+    copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        conn.backup(copy)
+        _migrate(copy, path)
+    except BaseException as exc:
+        copy.close()
+        error = _store_error(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        conn.close()
+    return copy
 
 
 def _store_error(exc: BaseException, path: Path) -> BaseException:

@@ -140,7 +140,7 @@ def test_a_version_5_store_copies_its_runs_figures_into_the_tag_rows(tmp_path: P
         conn.execute(OLD_RUNS)
         conn.execute(OLD_TAGS)
         conn.commit()
-    with RunStore(path, read_only=True) as store:  # not migrated: rolled up by the join
+    with RunStore(path, read_only=True) as store:  # migrated on open (the file is writable)
         assert list(fleet_kpis(store, by=["team"])["team"]) == ["nlp"]
     with RunStore(path) as store:
         with store.transaction() as conn:
@@ -156,3 +156,61 @@ def test_a_version_5_store_copies_its_runs_figures_into_the_tag_rows(tmp_path: P
             "SELECT run_id, month, status, energy_j, pue FROM tags ORDER BY run_id"
         ).fetchall()
     assert rows == [("r1", 202502, "completed", 7.2e6, 1.5), ("r2", 202503, "failed", 3.6e6, None)]
+
+
+def _old_store(path: Path, version: int) -> None:
+    """A store as greenai left it at ``version``: its migrations, one run (and a tag)."""
+    from greenai.store.ddl import migrations
+
+    with closing(sqlite3.connect(path)) as conn:
+        for script in migrations("sqlite")[:version]:
+            for statement in script:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute(
+            "INSERT INTO runs (id, name, status, started_at, updated_at, host, energy_j)"
+            " VALUES ('r1', 'old', 'completed', '2025-02-01T00:00', '2025-02-01', 'h', 7.2e6)"
+        )
+        if version >= 3:  # the tags table came with schema 3
+            conn.execute("INSERT INTO tags (run_id, key, value) VALUES ('r1', 'team', 'nlp')")
+        conn.commit()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_reading_commands_work_on_an_older_store_and_bring_it_up_to_date(
+    tmp_path: Path, version: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from greenai.cli import main
+
+    path = tmp_path / "runs.db"
+    _old_store(path, version)
+    store = ["--store", str(path)]
+    assert main(["runs", *store, "--format", "json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ["r1"]
+    with closing(sqlite3.connect(path)) as conn:  # migrated in place, as a write would
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert main(["kpi", *store, "--by", "team", "--format", "json"]) == 0
+    assert main(["report", "r1", *store]) == 0
+    assert "run r1" in capsys.readouterr().out
+
+
+def test_an_older_store_this_process_cannot_write_is_read_through_a_migrated_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from greenai.cli import main
+    from greenai.store import schema
+
+    path = tmp_path / "runs.db"
+    _old_store(path, 2)
+    before = path.read_bytes()
+    # Root (which runs the tests) may write anything: say what another user's store says.
+    monkeypatch.setattr(schema.os, "access", lambda p, mode: not mode & os.W_OK)
+    assert main(["runs", "--store", str(path), "--format", "csv"]) == 0
+    assert "r1" in capsys.readouterr().out
+    assert main(["kpi", "--store", str(path), "--by", "team"]) == 0
+    assert path.read_bytes() == before  # the file is left as it is
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]

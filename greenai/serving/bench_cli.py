@@ -135,8 +135,19 @@ async def _sweep(
     http = aiohttp()
     rows: list[dict[str, Any]] = []
     pending: list[tuple[str, dict[str, Any], list[Any], float]] = []
+    # every settled request, not the meter's newest `keep`: a long sweep has more
+    settled: dict[str, Any] = {}
+
+    def collect(r: Any) -> None:
+        settled[r.request_id] = r
+
     async with hosted_proxy(
-        opts, proc=proc, pid=args.pid, baseline_s=args.baseline, period_s=args.period
+        opts,
+        proc=proc,
+        pid=args.pid,
+        baseline_s=args.baseline,
+        period_s=args.period,
+        on_request=collect,
     ) as host:
         conn = http.TCPConnector(limit=0)
         timeout = http.ClientTimeout(total=opts.request_timeout_s)
@@ -160,7 +171,6 @@ async def _sweep(
                     bar.note(f"{name}: {len(samples)} requests, {steady} in the steady window")
                 bar.finish()
         scope, meter = host.scope, host.meter
-    settled = {r.request_id: r for r in meter.recent}
     for name, level, samples, window in pending:
         rows.append(level_row(name, level, samples, settled, window))
     t = meter.totals()

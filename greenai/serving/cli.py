@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -210,11 +210,14 @@ async def hosted_proxy(
     store: str | None = None,
     keep: int = 10_000,
     log: Path | None = None,
+    on_request: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Hosted]:
     """Start the job, meter and proxy; on exit stop them, settle everything, close the log.
 
     With ``store``, each request is written to the run's ``requests`` rows as it settles
     (the newest ``keep`` are kept; :meth:`greenai.store.RunStore.requests` reads them).
+    ``on_request`` receives each settled request
+    (:class:`~greenai.serving.attribution.RequestEnergy`), however many the meter keeps.
 
     Raises:
         ConfigError: The port cannot be bound, or bad options.
@@ -232,6 +235,8 @@ async def hosted_proxy(
     out: TextIO | None = log.open("a", encoding="utf-8") if log else None
 
     def write(r: Any) -> None:
+        if on_request is not None:
+            on_request(r)
         if out is not None:
             out.write(json.dumps(r.to_dict()) + "\n")
             out.flush()

@@ -3,6 +3,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +142,60 @@ def test_a_level_against_a_fake_server_and_the_document_compares(tmp_path: Path)
     assert len(cmp["comparisons"]) == 2
     first = cmp["comparisons"][0]["changes"][0]
     assert math.isclose(first["b"] / first["a"], 2.0, rel_tol=1e-9)
+
+
+def _fake_server(delay_s: float) -> tuple[subprocess.Popen[bytes], str]:
+    """tests/serving/fake_upstream.py in its own process (the bench runs its own loop)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    here = Path(__file__).with_name("fake_upstream.py")
+    proc = subprocess.Popen([sys.executable, str(here), str(port), str(delay_s)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/v1/models", timeout=2):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+
+
+def test_the_command_counts_every_steady_request_however_few_the_meter_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`greenai bench serve` end to end. The proxy's meter keeps only its newest `keep`
+    settled requests (10,000 by default): a sweep with more (a fast server, long levels)
+    once lost the earlier levels' requests, and their J/request and tokens/s silently
+    came from what was left. Here the meter keeps 3."""
+    import greenai.serving.cli as serving_cli
+    from greenai.cli import main
+
+    real = serving_cli.hosted_proxy
+    monkeypatch.setattr(serving_cli, "hosted_proxy", lambda *a, **k: real(*a, **{**k, "keep": 3}))
+    monkeypatch.setenv("GREENAI_NO_PROGRESS", "1")  # the progress lines, plain
+    proc, url = _fake_server(0.0005)
+    out, html = tmp_path / "serve.json", tmp_path / "serve.html"
+    try:
+        code = main(
+            ["bench", "serve", "--upstream", url, "--concurrency", "2,4", "--warmup", "0.3",
+             "--duration", "1.5", "--baseline", "0", "--prompts", "8",
+             "--json", str(out), "--html", str(html)]
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 0
+    err = capsys.readouterr().err
+    steady = [int(n) for n in re.findall(r"(\d+) in the steady window", err)]
+    doc = json.loads(out.read_text())
+    assert len(steady) == len(doc["results"]) == 2
+    for row, n in zip(doc["results"], steady, strict=True):
+        assert n > 3 and row["requests"] == n and row["errors"] == 0
+        assert row["tokens_per_s"] == pytest.approx(row["completion_tokens"] / row["duration_s"])
+        for key in ("j_per_request", "prefill_j_per_token", "decode_j_per_token"):
+            assert row[key] > 0 and row[f"{key}_uncertainty"] > 0
+    assert "data:image/png;base64," in html.read_text()

@@ -12,12 +12,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from greenai.checks import seconds
 from greenai.errors import ConfigError, GreenAIError, GreenAIWarning
 from greenai.flags import STORE_HELP, add_flags, flag_options
 from greenai.tags import parse_tags
+
+if TYPE_CHECKING:
+    from greenai.sink_registry import SinkSpec
 
 RUN_OPTIONS = (
     "store",
@@ -169,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     specs = [parse_sink_spec(text) for text in args.sink or []]
     if args.otlp is not None:  # --otlp ENDPOINT: --sink otlp:ENDPOINT (a comma kept whole)
         specs.insert(0, SinkSpec("otlp", (args.otlp,), {}))
+    specs = _prometheus_alias(specs, args.prometheus_port, args.prometheus_addr)
     seen: set[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]] = set()
     for spec in specs:  # the same sink twice would send every figure twice to one place
         key = (spec.name, spec.args, tuple(sorted(spec.options.items())))
@@ -184,8 +188,6 @@ def _run(args: argparse.Namespace) -> int:
         args.cmd,
         name=args.name,
         on_stored=lambda run_id, path: print(f"greenai: run {run_id} in {path}", file=sys.stderr),
-        prometheus_port=args.prometheus_port,
-        prometheus_addr=args.prometheus_addr,
         tags=parse_tags(args.tag),
         sinks=sinks,
         **options,
@@ -194,6 +196,41 @@ def _run(args: argparse.Namespace) -> int:
     if series is not None:
         _print_hourly_co2e(series, result, args.store)
     return code
+
+
+def _prometheus_alias(specs: list[SinkSpec], port: int | None, addr: str | None) -> list[SinkSpec]:
+    """``--prometheus-port P [--prometheus-addr A]`` as ``--sink prometheus:P,addr=A``.
+
+    Given with a ``--sink prometheus`` of the same port and address, the two are one
+    exporter; of another, a conflict.
+
+    Raises:
+        ConfigError: ``--prometheus-addr`` without ``--prometheus-port``, or both flags and
+            a ``--sink prometheus`` that serves elsewhere.
+    """
+    from greenai.sink_registry import SinkSpec
+
+    if port is None:
+        if addr is not None:
+            raise ConfigError(
+                "--prometheus-addr needs --prometheus-port"
+                " (or give --sink prometheus:PORT,addr=ADDR)"
+            )
+        return specs
+    given = SinkSpec("prometheus", (str(port),), {"addr": addr or "127.0.0.1"})
+    others = [s for s in specs if s.name == "prometheus"]
+    for other in others:
+        there = (
+            other.args[0] if other.args else "9400",
+            other.options.get("addr", "127.0.0.1"),
+        )
+        if there != (str(port), given.options["addr"]):
+            raise ConfigError(
+                f"--prometheus-port {port} (on {given.options['addr']}) and --sink prometheus"
+                f" (port {there[0]} on {there[1]}) would start two exporters; --prometheus-port"
+                " is --sink prometheus:PORT: give one of them"
+            )
+    return specs if others else [*specs, given]
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -644,10 +681,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (default: the command's name)")
     add_flags(p, RUN_OPTIONS)
     p.add_argument(
-        "--prometheus-port", type=int, help="serve live power/energy for Prometheus (0: any port)"
+        "--prometheus-port",
+        type=int,
+        help="serve live power/energy for Prometheus (0: any port); the same as --sink"
+        " prometheus:PORT",
     )
     p.add_argument(
-        "--prometheus-addr", default="127.0.0.1", help="address to serve on (default 127.0.0.1)"
+        "--prometheus-addr",
+        help="address --prometheus-port serves on (default 127.0.0.1)",
     )
     _tag_option(p, "tag the run (team=, project=, model=, site=, any other); repeatable")
     p.add_argument(

@@ -50,7 +50,9 @@ def run_command(
     Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
     non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
     ``prometheus_port`` (0: any free port), live power and energy are served for
-    Prometheus on ``prometheus_addr`` while the command runs. With ``scope="process"``
+    Prometheus on ``prometheus_addr`` while the command runs: a
+    :class:`~greenai.exporters.prometheus.PrometheusExporter` added to the sinks. Every
+    such exporter among the sinks binds its port before the command starts. With ``scope="process"``
     the tracker attributes the devices to this process's tree, which holds the command and
     every process it starts (and greenai's own sampler, well under 1% of a CPU); see
     :func:`greenai.devices.attribution.apply_scope`.
@@ -72,17 +74,22 @@ def run_command(
     meta = {"command": shlex.join(argv), **(options.pop("meta", None) or {})}
     if scope != "machine":
         meta["scope"] = scope
-    tracker = Tracker(name or Path(argv[0]).name, meta=meta, scope=scope, **options)
-    exporter = None
-    if prometheus_port is not None:  # started first: a busy port fails before the command
-        from greenai.exporters.prometheus import PrometheusExporter
+    from greenai.exporters.prometheus import PrometheusExporter
 
-        exporter = PrometheusExporter(tracker, port=prometheus_port, addr=prometheus_addr).start()
-        print(f"greenai: Prometheus metrics at {exporter.url}", file=sys.stderr)
+    sinks = list(options.pop("sinks", None) or ())
+    if prometheus_port is not None:  # the prometheus sink, as --sink prometheus:PORT
+        sinks.append(PrometheusExporter(port=prometheus_port, addr=prometheus_addr))
+    tracker = Tracker(
+        name or Path(argv[0]).name, meta=meta, scope=scope, sinks=tuple(sinks), **options
+    )
+    exporters = [s for s in sinks if isinstance(s, PrometheusExporter)]
     try:
+        for exporter in exporters:  # bound first: a busy port fails before the command runs
+            exporter.start(tracker)
+            print(f"greenai: Prometheus metrics at {exporter.url}", file=sys.stderr)
         code, result = _run(argv, tracker)
     finally:
-        if exporter is not None:
+        for exporter in exporters:  # the job's end stopped them; a failed start did not
             exporter.stop()
     if store is not None and tracker.run_id is not None:
         _record_outcome(store, tracker.run_id, shlex.join(argv), code)

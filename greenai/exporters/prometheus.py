@@ -130,14 +130,21 @@ class PrometheusExporter:
             return self._server is not None
 
     def start(self, job: Tracker | JobView | None = None) -> PrometheusExporter:
-        """Bind the port and serve on a daemon thread (``job``: the tracker, as a sink)."""
+        """Bind the port and serve on a daemon thread (``job``: the tracker, as a sink).
+
+        Already serving (``greenai run`` binds the port before the job starts, so that a
+        busy port stops it before the command runs), it goes on serving on the same port,
+        now from ``job``.
+        """
         if job is not None:
             self.tracker = job
         if self.tracker is None:
             raise ConfigError("PrometheusExporter needs a tracker: pass it, or use it as a sink")
+        if self.serving:
+            return self
         client = _client()
         registry = client.CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self.tracker, client))
+        registry.register(_Collector(self, client))
         try:
             server, thread = _serve(client.make_wsgi_app(registry), self.addr, self._requested_port)
         except (OSError, ValueError) as exc:  # ValueError: waitress cannot resolve the address
@@ -259,15 +266,17 @@ def _shut_down(server: Any, thread: threading.Thread | None) -> None:
 class _Collector:
     """Builds the metric families at each scrape."""
 
-    def __init__(self, tracker: Tracker | JobView, client: ModuleType) -> None:
-        self._tracker = tracker
+    def __init__(self, exporter: PrometheusExporter, client: ModuleType) -> None:
+        self._exporter = exporter  # its tracker, or the job's view once started as a sink
         self._client = client
         self._host = host_id()
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        t = self._tracker
+        t = self._exporter.tracker
+        if t is None:
+            return
         base = {"job": t.name, "host": self._host, "rank": str(t.rank)}
         keys = [*base, "device", "kind", "method"]
         power = GaugeMetricFamily(

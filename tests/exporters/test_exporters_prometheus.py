@@ -145,6 +145,64 @@ def test_cli_refuses_a_bad_port_with_exit_2(
     assert "0..65535" in capsys.readouterr().err
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_prometheus_port_is_the_prometheus_sink_one_exporter_when_both_name_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    port = _free_port()
+    child = (
+        "import urllib.request; "
+        f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    )
+    store = ["--store", str(tmp_path / "r.db")]
+    flags = ["--prometheus-port", str(port), "--sink", f"prometheus:{port}"]
+    assert main(["run", *store, *flags, "--", sys.executable, "-c", child]) == 0
+    out, err = capfd.readouterr()
+    assert "greenai_job_running{host=" in out and 'rank="0"} 1.0' in out  # scraped, running
+    assert err.count("Prometheus metrics at") == 1
+    assert "PrometheusExporter" not in err  # no second exporter failing on the same port
+
+
+def test_prometheus_port_and_a_prometheus_sink_elsewhere_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "r.db"
+    for flags in (
+        ["--prometheus-port", "9411", "--sink", "prometheus:9412"],
+        ["--prometheus-port", "9411", "--sink", "prometheus:9411,addr=0.0.0.0"],
+        ["--prometheus-addr", "0.0.0.0"],  # an address for no port
+    ):
+        assert main(["run", "--store", str(db), *flags, "--", sys.executable, "-c", "pass"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--prometheus-" in err, err
+    assert not db.exists()  # refused before anything ran or was stored
+
+
+@pytest.mark.parametrize("flag", ["--prometheus-port", "--sink"])
+def test_a_busy_prometheus_port_stops_the_run_before_the_command(
+    tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, marker = tmp_path / "r.db", tmp_path / "ran"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        value = str(port) if flag == "--prometheus-port" else f"prometheus:{port}"
+        child = f"open({str(marker)!r}, 'w').close()"
+        code = main(["run", "--store", str(db), flag, value, "--", sys.executable, "-c", child])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Address already in use" in err and "pick another port" in err
+    assert not marker.exists()  # the command never started
+    assert main(["runs", "--store", str(db), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.count("\n") <= 1  # no run left behind (a header at most)
+
+
 def test_as_a_sink_it_serves_while_the_job_runs_and_releases_the_port_after() -> None:
     clock = FakeClock()
     exporter = PrometheusExporter(port=0)

@@ -170,7 +170,7 @@ async def _sweep(
                     steady = sum(s.steady for s in samples)
                     bar.note(f"{name}: {len(samples)} requests, {steady} in the steady window")
                 bar.finish()
-        scope, meter = host.scope, host.meter
+        scope, meter, job = host.scope, host.meter, host.job
     for name, level, samples, window in pending:
         rows.append(level_row(name, level, samples, settled, window))
     t = meter.totals()
@@ -180,6 +180,12 @@ async def _sweep(
         f"baseline {args.baseline:g} s: idle power kept apart; requests carry the rest",
         *t.notes,
     ]
+    result = job.result
+    if result is not None and result.partial:  # a device failed mid-run...
+        gaps = ", ".join(d.name for d in result.devices if d.partial) or "a device"
+        notes.append(f"partial: {gaps} failed mid-run; the gaps were interpolated")
+    if result is not None:  # ... and why; a busy machine; what the sensors assume
+        notes.extend(n for n in result.notes if n not in notes)
     return serve_document(
         rows, machine=machine_info(), server=opts.upstream, model=model, notes=notes
     )

@@ -199,3 +199,33 @@ def test_the_command_counts_every_steady_request_however_few_the_meter_keeps(
         for key in ("j_per_request", "prefill_j_per_token", "decode_j_per_token"):
             assert row[key] > 0 and row[f"{key}_uncertainty"] > 0
     assert "data:image/png;base64," in html.read_text()
+
+
+def test_the_document_says_when_a_device_failed_mid_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device that fails mid-sweep (a process-scope model read timing out on a loaded
+    machine did, against vLLM) leaves the figures interpolated: the document says so."""
+    import greenai.serving.cli as serving_cli
+    from greenai.cli import main
+    from greenai.testing import FakeGPU
+
+    def devices(proc: Any, pid: Any) -> tuple[list[Any], str]:
+        return [FakeGPU(power_w=200.0, failures=[(0.6, 1.2)], seed=1)], "machine scope"
+
+    monkeypatch.setattr(serving_cli, "_devices", devices)
+    proc, url = _fake_server(0.0005)
+    out = tmp_path / "serve.json"
+    try:
+        code = main(
+            ["bench", "serve", "--upstream", url, "--concurrency", "2", "--warmup", "0.3",
+             "--duration", "1.5", "--baseline", "0", "--prompts", "8", "--period", "0.05",
+             "--json", str(out)]
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 0
+    notes = json.loads(out.read_text())["notes"]
+    assert any(n.startswith("partial: gpu0 failed mid-run") for n in notes), notes
+    assert any("gpu0 failed during the job (" in n for n in notes), notes  # the job's own

@@ -47,9 +47,10 @@ def _free_port() -> int:
 
 
 class Proxy:
-    def __init__(self, url: str, model: str) -> None:
+    def __init__(self, url: str, model: str, upstream: str) -> None:
         self.url = url
         self.model = model
+        self.upstream = upstream  # the vLLM server itself
 
     def post(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         req = urllib.request.Request(
@@ -147,7 +148,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             pytest.fail(f"the proxy or vLLM did not start:\n{text[-3000:]}")
         time.sleep(0.5)
     try:
-        yield Proxy(url, str(model))
+        yield Proxy(url, str(model), f"http://127.0.0.1:{up}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -300,3 +301,35 @@ def test_in_process_llm_is_attributed_iteration_by_iteration(proxy: Proxy) -> No
     long = [r["decode_energy_j"] for r in rows.values() if r["completion_tokens"] == 64]
     # the four run together for 16 steps, then the two long ones for 48 more
     assert min(long) > 1.5 * max(short)
+
+
+def test_bench_serve_sweeps_the_real_server(proxy: Proxy, tmp_path: Path) -> None:
+    # `greenai bench serve` attached to the running vLLM (machine scope: no command, no pid)
+    out, html = tmp_path / "serve.json", tmp_path / "serve.html"
+    run = subprocess.run(
+        [sys.executable, "-m", "greenai", "bench", "serve", "--upstream", proxy.upstream,
+         "--concurrency", "1,4", "--warmup", "1", "--duration", "6", "--baseline", "1",
+         "--prompts", "16", "--json", str(out), "--html", str(html)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "GREENAI_NO_PROGRESS": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    progress = r"concurrency=\d+: \d+ requests, \d+ in the steady window"
+    assert len(re.findall(progress, run.stderr)) == 2, run.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["suite"] == "serve" and doc["model"] == proxy.model
+    assert [r["params"] for r in doc["results"]] == [{"concurrency": 1}, {"concurrency": 4}]
+    for row in doc["results"]:
+        assert row["status"] == "ok" and row["requests"] > 0 and row["errors"] == 0, row
+        for key in ("j_per_request", "wh_per_1000_queries", "prefill_j_per_token",
+                    "decode_j_per_token"):  # fmt: skip
+            assert row[key] > 0 and row[f"{key}_uncertainty"] > 0, (key, row)
+        assert row["tokens_per_s"] > 0 and 0 < row["latency_p50_s"] <= row["latency_p99_s"]
+        assert row["latency_p50_uncertainty_s"] >= 0 and row["latency_p99_uncertainty_s"] >= 0
+    assert "data:image/png;base64," in html.read_text()  # the Pareto plot
+    compared = subprocess.run(
+        [sys.executable, "-m", "greenai", "compare", str(out), str(out), "--format", "json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert len(json.loads(compared.stdout)["comparisons"]) == 2

@@ -90,18 +90,21 @@ def _demo(args: argparse.Namespace) -> int:
     from greenai.demo import DEMO_EPOCHS, QUICK_EPOCHS, epoch_line, epoch_table, scope_line
 
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEMO_EPOCHS)
-    demo = run_demo(
-        epochs=epochs,
-        seed=args.seed,
-        **flag_options(args, DEMO_OPTIONS),
-        on_epoch=lambda e: print(epoch_line(e, epochs), flush=True),
-        command=f"greenai demo --epochs {epochs} --seed {args.seed}",
-    )
+    from greenai.notices import said_once
+
+    with said_once() as said:  # a warning said while it ran is not repeated in the notes
+        demo = run_demo(
+            epochs=epochs,
+            seed=args.seed,
+            **flag_options(args, DEMO_OPTIONS),
+            on_epoch=lambda e: print(epoch_line(e, epochs), flush=True),
+            command=f"greenai demo --epochs {epochs} --seed {args.seed}",
+        )
     print()
     print(epoch_table(demo.epochs))
     print(scope_line(demo.measurement))
     print()
-    print(summary(demo.measurement))
+    print(summary(demo.measurement, said=said))
     if demo.run_id is not None:
         learning = [
             {"epoch": e.epoch, "loss": e.train_loss, "accuracy": e.test_accuracy,
@@ -184,15 +187,20 @@ def _run(args: argparse.Namespace) -> int:
             )
         seen.add(key)
     sinks = [make_sink(spec) for spec in specs]
-    code, result = run_command(
-        args.cmd,
-        name=args.name,
-        on_stored=lambda run_id, path: print(f"greenai: run {run_id} in {path}", file=sys.stderr),
-        tags=parse_tags(args.tag),
-        sinks=sinks,
-        **options,
-    )
-    print(summary(result), file=sys.stderr)
+    from greenai.notices import said_once
+
+    with said_once() as said:  # a sink's failure: one line, when it happens
+        code, result = run_command(
+            args.cmd,
+            name=args.name,
+            on_stored=lambda run_id, path: print(
+                f"greenai: run {run_id} in {path}", file=sys.stderr
+            ),
+            tags=parse_tags(args.tag),
+            sinks=sinks,
+            **options,
+        )
+    print(summary(result, said=said), file=sys.stderr)
     if series is not None:
         _print_hourly_co2e(series, result, args.store)
     return code
@@ -583,9 +591,14 @@ def color_enabled(stream: TextIO) -> bool:
     return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")
 
 
-def summary(result: object) -> str:
-    """A short plain-text summary of a Measurement, without control characters."""
+def summary(result: object, said: set[str] | None = None) -> str:
+    """A short plain-text summary of a Measurement, without control characters.
+
+    Notes already said on stderr while the job ran (``said``, from
+    :func:`greenai.notices.said_once`) are not repeated.
+    """
     from greenai.measurement import Measurement
+    from greenai.notices import unsaid
     from greenai.safe_output import terminal_text
 
     assert isinstance(result, Measurement)
@@ -648,7 +661,7 @@ def summary(result: object) -> str:
         lines.extend(
             f"  node {n.host:<14} {n.energy_j:10.1f} J  ranks {list(n.ranks)}" for n in job.nodes
         )
-    lines.extend(f"  note: {n}" for n in result.notes)
+    lines.extend(f"  note: {n}" for n in unsaid(result.notes, said or set()))
     return terminal_text("\n".join(lines))  # names and notes may hold control characters
 
 

@@ -320,6 +320,9 @@ class ActiveRun:
             result = self.dist.finish(self.view, result)
             if result.job is not None and result.job.scope == "job":
                 result = with_job_embodied(own, result)
+        known = list(self.sinks.problems)  # a sink that failed so far: noted in the record too
+        if known:
+            result = dataclasses.replace(result, notes=(*result.notes, *known))
         self.result = result
         self.sinks.finish(result)  # waits for the store's (a required sink)
         store_problems: list[str] = []
@@ -329,10 +332,9 @@ class ActiveRun:
             store_problems = [f"run store: {p}" for p in self.store_sink.problems]
         for message in self.sinks.problems:
             warnings.warn(message, MeasurementWarning, stacklevel=4)
-        if self.sinks.problems or store_problems:
-            self.result = dataclasses.replace(
-                result, notes=(*result.notes, *store_problems, *self.sinks.problems)
-            )
+        late = [p for p in self.sinks.problems if p not in known]  # in finish(): not stored
+        if late or store_problems:
+            self.result = dataclasses.replace(result, notes=(*result.notes, *store_problems, *late))
         if self.dist is not None:  # its warnings (and a held SIGTERM) once the record is kept
             self.dist.close()
         return self.result

@@ -265,5 +265,13 @@ def test_a_sink_failing_in_the_command_line_warns_in_one_line(plugin: Path, tmp_
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "cannot reach the dashboard" in line]
-    assert any(line.startswith("greenai: warning: Failing.start() failed") for line in warned)
+    # said once, when it happened: not again as the warning at stop, nor as a summary note
+    assert len(warned) == 1, proc.stderr
+    assert warned[0].startswith("greenai: warning: Failing.start() failed")
     assert ".py:" not in proc.stderr  # no library file and line, no source line
+    assert proc.stderr.index(warned[0]) < proc.stderr.index("completed in")
+    from greenai.store import RunStore
+
+    with RunStore(tmp_path / "r.db", read_only=True) as store:  # the record keeps it
+        notes = store.get("latest").measurement.notes
+    assert any("cannot reach the dashboard" in n for n in notes)

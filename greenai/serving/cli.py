@@ -80,6 +80,12 @@ def add_serve_proxy(sub: Any) -> None:
     p.add_argument("--log", type=Path, help="append each settled request to this JSON-lines file")
     p.add_argument("--store", help="record the job in this run store (default: not stored)")
     p.add_argument(
+        "--otlp",
+        metavar="ENDPOINT",
+        help="send a span per request, with its energy, to this OTLP/HTTP collector "
+        "(http://HOST:4318)",
+    )
+    p.add_argument(
         "cmd", nargs=argparse.REMAINDER, help="-- then the command that starts the server"
     )
     p.set_defaults(func=run_serve_proxy)
@@ -130,6 +136,9 @@ def run_serve_proxy(args: argparse.Namespace) -> int:
         raise ConfigError(f"--period must be a positive number of seconds, got {args.period}")
     if args.baseline < 0:
         raise ConfigError(f"--baseline must be >= 0 seconds, got {args.baseline}")
+    if args.otlp is not None:
+        traces_url(args.otlp)  # a malformed endpoint fails before the server starts
+        _otel_trace()
     proc: subprocess.Popen[Any] | None = None
     if cmd:
         try:
@@ -177,15 +186,64 @@ def _devices(proc: subprocess.Popen[Any] | None, pid: int | None) -> tuple[list[
     return apply_scope(found, "process", pid=root), f"process scope, tree of pid {root}"
 
 
-def _tracer() -> Any:
+def traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP traces URL for ``endpoint`` (``/v1/traces`` added when it has no path).
+
+    Raises:
+        ConfigError: Not an ``http``/``https`` URL with a host, or a bad port.
+    """
+    from urllib.parse import urlsplit
+
+    from greenai.exporters.otel import metrics_url
+
+    metrics_url(endpoint)  # the same checks as `greenai run --otlp`
+    text = endpoint.strip()
+    return text.rstrip("/") + "/v1/traces" if urlsplit(text).path in ("", "/") else text
+
+
+def _otel_trace() -> tuple[Any, Any, Any, Any]:
+    """The SDK's trace, trace.export and resources modules and the OTLP/HTTP span exporter.
+
+    Raises:
+        ConfigError: They are not installed.
+    """
+    import importlib
+
+    from greenai.exporters.otel import INSTALL_HINT
+
+    try:
+        return (
+            importlib.import_module("opentelemetry.sdk.trace"),
+            importlib.import_module("opentelemetry.sdk.trace.export"),
+            importlib.import_module("opentelemetry.sdk.resources"),
+            importlib.import_module("opentelemetry.exporter.otlp.proto.http.trace_exporter"),
+        )
+    except ImportError as exc:
+        raise ConfigError(f"--otlp needs the OTLP exporter: {INSTALL_HINT}") from exc
+
+
+def _tracer(otlp: str | None = None) -> tuple[Any, Any]:
+    """A tracer for the requests' spans and the provider to shut down (None: not ours).
+
+    With ``otlp``, spans go to that collector through a batching processor (a bounded
+    queue: a slow or absent collector drops spans, never holds requests); else the tracer
+    of a provider configured elsewhere (``opentelemetry-instrument``), if any.
+    """
+    if otlp is not None:
+        sdk, export, resources, exporter = _otel_trace()
+        resource = resources.Resource.create({"service.name": "greenai-serve-proxy"})
+        provider = sdk.TracerProvider(resource=resource)
+        spans = exporter.OTLPSpanExporter(endpoint=traces_url(otlp), timeout=5)
+        provider.add_span_processor(export.BatchSpanProcessor(spans))
+        return provider.get_tracer("greenai.serving"), provider
     try:
         from opentelemetry import trace
     except ImportError:
-        return None
-    provider = trace.get_tracer_provider()
-    if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
-        return None  # no tracer configured
-    return trace.get_tracer("greenai.serving")
+        return None, None
+    configured = trace.get_tracer_provider()
+    if type(configured).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        return None, None  # no tracer configured
+    return trace.get_tracer("greenai.serving"), None
 
 
 @dataclass
@@ -211,6 +269,7 @@ async def hosted_proxy(
     keep: int = 10_000,
     log: Path | None = None,
     on_request: Callable[[Any], None] | None = None,
+    otlp: str | None = None,
 ) -> AsyncIterator[Hosted]:
     """Start the job, meter and proxy; on exit stop them, settle everything, close the log.
 
@@ -218,6 +277,7 @@ async def hosted_proxy(
     (the newest ``keep`` are kept; :meth:`greenai.store.RunStore.requests` reads them).
     ``on_request`` receives each settled request
     (:class:`~greenai.serving.attribution.RequestEnergy`), however many the meter keeps.
+    With ``otlp``, each request is a span sent to that OTLP/HTTP collector.
 
     Raises:
         ConfigError: The port cannot be bound, or bad options.
@@ -254,7 +314,8 @@ async def hosted_proxy(
             out.close()
         raise
     meter = ServingMeter(job, keep=keep, on_request=write, on_settled=rows)
-    proxy = EnergyProxy(opts, meter, metrics=metrics, tracer=_tracer())
+    tracer, provider = _tracer(otlp)
+    proxy = EnergyProxy(opts, meter, metrics=metrics, tracer=tracer)
     runner = web.AppRunner(proxy.app(), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, opts.host, opts.port)
@@ -267,6 +328,8 @@ async def hosted_proxy(
             out.close()
         if rows is not None:
             rows.close()
+        if provider is not None:
+            provider.shutdown()
         raise ConfigError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror}") from None
     port = runner.addresses[0][1] if runner.addresses else opts.port
     try:
@@ -276,6 +339,8 @@ async def hosted_proxy(
         await asyncio.to_thread(job.stop)
         await asyncio.to_thread(meter.settle, final=True)
         proxy.take()
+        if provider is not None:  # the last spans, bounded by the exporter's timeout
+            await asyncio.to_thread(provider.shutdown)
         if out is not None:
             out.close()
         if rows is not None:
@@ -314,6 +379,7 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
         store=args.store or None,
         keep=args.keep,
         log=args.log,
+        otlp=args.otlp,
     ) as host:
         print(
             f"greenai serve-proxy: {host.url} -> {opts.upstream} ({host.scope})",

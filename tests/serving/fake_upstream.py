@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from typing import Any
 
 from aiohttp import web
@@ -66,6 +71,25 @@ def make_app(delay_s: float = 0.0) -> web.Application:
     return app
 
 
+def spawn(delay_s: float = 0.0) -> tuple[subprocess.Popen[bytes], str]:
+    """This upstream in its own process (for a command that runs its own event loop)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, str(port), str(delay_s)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/v1/models", timeout=2):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+
+
 async def start(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app)
     await runner.setup()
@@ -76,8 +100,6 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 if __name__ == "__main__":  # python fake_upstream.py PORT [DELAY_S]: serve until killed
-    import sys
-
     try:  # uvloop where installed: the benchmark's upstream must not be the slow part
         import uvloop
 

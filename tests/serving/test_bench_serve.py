@@ -4,11 +4,6 @@ import asyncio
 import json
 import math
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +11,7 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 
-from fake_upstream import make_app, start  # noqa: E402
+from fake_upstream import make_app, spawn, start  # noqa: E402
 
 from greenai.bench.compare import compare_files  # noqa: E402
 from greenai.errors import ConfigError  # noqa: E402
@@ -144,26 +139,6 @@ def test_a_level_against_a_fake_server_and_the_document_compares(tmp_path: Path)
     assert math.isclose(first["b"] / first["a"], 2.0, rel_tol=1e-9)
 
 
-def _fake_server(delay_s: float) -> tuple[subprocess.Popen[bytes], str]:
-    """tests/serving/fake_upstream.py in its own process (the bench runs its own loop)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    here = Path(__file__).with_name("fake_upstream.py")
-    proc = subprocess.Popen([sys.executable, str(here), str(port), str(delay_s)])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/v1/models", timeout=2):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-
-
 def test_the_command_counts_every_steady_request_however_few_the_meter_keeps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,7 +152,7 @@ def test_the_command_counts_every_steady_request_however_few_the_meter_keeps(
     real = serving_cli.hosted_proxy
     monkeypatch.setattr(serving_cli, "hosted_proxy", lambda *a, **k: real(*a, **{**k, "keep": 3}))
     monkeypatch.setenv("GREENAI_NO_PROGRESS", "1")  # the progress lines, plain
-    proc, url = _fake_server(0.0005)
+    proc, url = spawn(0.0005)
     out, html = tmp_path / "serve.json", tmp_path / "serve.html"
     try:
         code = main(
@@ -214,7 +189,7 @@ def test_the_document_says_when_a_device_failed_mid_sweep(
         return [FakeGPU(power_w=200.0, failures=[(0.6, 1.2)], seed=1)], "machine scope"
 
     monkeypatch.setattr(serving_cli, "_devices", devices)
-    proc, url = _fake_server(0.0005)
+    proc, url = spawn(0.0005)
     out = tmp_path / "serve.json"
     try:
         code = main(

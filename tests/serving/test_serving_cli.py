@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +24,7 @@ from tests.signals import signal_when
         (["serve-proxy", "--upstream", "ftp://x"], "must be an http(s) URL"),
         (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--port", "70000"], "port"),
         (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--period", "0"], "--period"),
+        (["serve-proxy", "--upstream", "http://127.0.0.1:9", "--otlp", "localhost:4318"], "OTLP"),
         (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--concurrency", "0"], "levels"),
         (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--rate", "x"], "levels"),
         (["bench", "serve", "--upstream", "http://127.0.0.1:9", "--prompts", "0"], "--prompts"),
@@ -95,17 +98,22 @@ def upstream() -> Iterator[str]:
         thread.join()
 
 
-def _proxy_until_serving(upstream: str) -> subprocess.Popen[str]:
+class _Proxy(subprocess.Popen[str]):
+    url = ""
+
+
+def _proxy_until_serving(upstream: str, *options: str) -> _Proxy:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = ["serve-proxy", "--upstream", upstream, "--port", str(port)]
-    proc = subprocess.Popen(
+    argv = ["serve-proxy", "--upstream", upstream, "--port", str(port), *options]
+    proc = _Proxy(
         [sys.executable, "-m", "greenai", *argv],
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+    proc.url = f"http://127.0.0.1:{port}"
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     line = proc.stderr.readline()
@@ -121,3 +129,66 @@ def test_serve_proxy_follows_the_signal_policy(upstream: str, signums: list[int]
     err = signal_when(proc, None, signums, gap_s=0.005, timeout_s=60)
     assert "Traceback" not in err, err
     assert proc.returncode == 128 + signums[0], (proc.returncode, err)
+
+
+def test_serve_proxy_sends_a_span_per_request_to_an_otlp_collector() -> None:
+    """`--otlp`: each request a span with its energy, the last ones sent at shutdown."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    pytest.importorskip("aiohttp")
+    from fake_upstream import spawn
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    got: list[tuple[str, ExportTraceServiceRequest]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+            got.append((self.path, request))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=collector.serve_forever, daemon=True)
+    thread.start()
+    up, url = spawn()
+    try:
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+        proc = _proxy_until_serving(url, "--otlp", endpoint)
+        body = json.dumps({"model": "m", "prompt": "hello", "max_tokens": 4}).encode()
+        req = urllib.request.Request(
+            proc.url + "/v1/completions", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            rid = r.headers["x-greenai-request-id"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        up.kill()
+        up.wait()
+        collector.shutdown()
+        collector.server_close()
+    assert got and {path for path, _ in got} == {"/v1/traces"}
+    spans = [
+        (rs.resource, span)
+        for _, request in got
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+    (resource, span), *_ = spans
+    assert len(spans) == 1 and span.name == "greenai.request"
+    attrs = {a.key: a.value for a in span.attributes}
+    assert attrs["gen_ai.request.model"].string_value == "m"
+    assert attrs["gen_ai.usage.output_tokens"].int_value == 4
+    assert attrs["greenai.energy_j"].double_value > 0
+    assert attrs["greenai.uncertainty_j"].double_value > 0
+    assert attrs["greenai.method"].string_value and rid
+    service = {a.key: a.value.string_value for a in resource.attributes}["service.name"]
+    assert service == "greenai-serve-proxy"

@@ -355,4 +355,6 @@ def bench_comparisons(
             )
     same = bool(side_a.machine) and side_a.machine == side_b.machine
     notes = [n for n in notes if not n.startswith(("A: ", "B: ", "'model'"))]
-    return out, notes + method_notes(side_a.methods, side_b.methods, same_machine=same)
+    return out, notes + method_notes(
+        side_a.methods, side_b.methods, same_machine=same, devices_known=False
+    )

@@ -342,8 +342,13 @@ def method_notes(
     *,
     same_machine: bool,
     shared_rel: float = 0.0,
+    devices_known: bool = True,
 ) -> list[str]:
-    """What the methods behind A and B mean for their comparison."""
+    """What the methods behind A and B mean for their comparison.
+
+    ``devices_known``: False where the sides do not list their devices (``greenai bench``
+    documents), so a shared scale error cannot be told apart.
+    """
     notes = []
     if set(a_methods) != set(b_methods):
         notes.append(
@@ -360,6 +365,9 @@ def method_notes(
                     " in the difference"
                     if shared_rel > 0
                     else ", but their devices differ, so it is taken as independent"
+                    if devices_known
+                    else ", but these results do not record their devices, so it is taken as"
+                    " independent (a cautious ±)"
                 )
                 if same_machine and "model" in a_methods and "model" in b_methods
                 else ""

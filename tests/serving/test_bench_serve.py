@@ -130,6 +130,8 @@ def test_a_level_against_a_fake_server_and_the_document_compares(tmp_path: Path)
         path = tmp_path / f"{k}.json"
         path.write_text(json.dumps(doc))
         docs.append(str(path))
+    text_cmp = compare_files(docs, "text")  # one machine, both 'model': no device list
+    assert "do not record their devices" in text_cmp and "devices differ" not in text_cmp
     assert "J/request" in render_table(doc) and "note: n" in render_table(doc)
     assert "data:image/png;base64," in render_html(doc)
     text = compare_files(docs, "json")

@@ -349,8 +349,13 @@ class ActiveRun:
 
 
 def _watch_cpu(devices: list[Device], scope: str) -> CpuWatch | None:
-    """Other processes' CPU time, for a machine-scope job that measures CPU or memory."""
-    if scope != "machine" or not any(d.kind in ("cpu", "dram") for d in devices):
+    """Other processes' CPU time, for a machine-scope job that measures CPU or memory.
+
+    Devices attributed to a process tree already (``Device.scope``, as ``serve-proxy``
+    passes them) are process scope whatever the job's own ``scope`` says: not watched.
+    """
+    watched = [d for d in devices if d.kind in ("cpu", "dram") and d.scope == "machine"]
+    if scope != "machine" or not watched:
         return None
     try:
         watch = CpuWatch.for_process()

@@ -90,3 +90,28 @@ def test_the_demo_says_which_scope_it_used() -> None:
         clock.advance(1.0)
     line = scope_line(job.result)
     assert line.startswith("scope: machine") and 'scope="process"' in line
+
+
+def test_devices_attributed_to_a_process_tree_are_not_watched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`greenai serve-proxy` (a command, or --pid) hands the tracker devices attributed to
+    the server's tree already: those figures are process scope, so no busy note telling
+    the user to switch to process scope (it once came, wrongly, on every busy machine)."""
+    import os
+
+    from greenai.devices.attribution import apply_scope
+    from greenai.devices.cpu_model import CpuModel
+
+    c = Counters()  # a busy machine, as in the machine-scope test above
+    monkeypatch.setattr(CpuWatch, "for_process", classmethod(lambda cls, pid=None: c.watch()))
+    clock = FakeClock()
+    results = []
+    for attributed in (False, True):
+        cpu = CpuModel(tdp_w=100.0, cpu_percent=lambda: 50.0, sockets=1, threads_per_socket=2)
+        devices = apply_scope([cpu], "process", pid=os.getpid()) if attributed else [cpu]
+        with greenai.track("served", devices=devices, clock=clock) as job:
+            clock.advance(10.0)
+            c.run(wall_s=10.0, own_s=2.0, other_s=15.0)
+        results.append(any("other processes used" in n for n in job.result.notes))
+    assert results == [True, False]  # the machine-scope one noted, the attributed one not

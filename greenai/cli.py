@@ -676,6 +676,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"greenai: error: {message} (see: {self.prog} --help)\n")
 
 
+class _Once(argparse.Action):
+    """A flag given at most once: argparse would keep the last value and drop the first."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None:
+            also = (
+                " (for two collectors: --sink otlp:A --sink otlp:B)" if self.dest == "otlp" else ""
+            )
+            parser.error(
+                f"{option_string} is given twice ({before} and {values}): give it once{also}"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``greenai``."""
     from greenai import __version__
@@ -696,16 +717,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prometheus-port",
         type=int,
+        action=_Once,
         help="serve live power/energy for Prometheus (0: any port); the same as --sink"
         " prometheus:PORT",
     )
     p.add_argument(
         "--prometheus-addr",
+        action=_Once,
         help="address --prometheus-port serves on (default 127.0.0.1)",
     )
     _tag_option(p, "tag the run (team=, project=, model=, site=, any other); repeatable")
     p.add_argument(
         "--otlp",
+        action=_Once,
         metavar="ENDPOINT",
         help="send hw.energy/hw.power to an OpenTelemetry collector (http://host:4318)",
     )

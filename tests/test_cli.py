@@ -41,6 +41,25 @@ def test_devices_says_what_the_sampler_reads_on_this_machine(
     assert first.startswith("sampler: native") and "reads cpu0-package without the GIL" in first
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--otlp", "http://a:4318", "--otlp", "http://b:4318"], "--sink otlp:A --sink otlp:B"),
+        (["--prometheus-port", "9401", "--prometheus-port", "9402"], "(9401 and 9402)"),
+        (["--prometheus-port", "0", "--prometheus-addr", "::1", "--prometheus-addr", "::"], "::1"),
+    ],
+)
+def test_a_flag_that_names_one_place_given_twice_is_refused_not_overridden(
+    flags: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:  # argparse would keep the last and drop the first
+        main(["run", "--store", str(tmp_path / "r.db"), *flags, "--", "true"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is given twice" in err and said in err
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["nosuchcommand"])

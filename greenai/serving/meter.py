@@ -414,31 +414,37 @@ class ServingMeter:
             self._unc += att.total_uncertainty_j
             self._notes.update(dict.fromkeys(att.notes))
             for r in att.requests:
-                acc = self._partial.setdefault(r.request_id, [0.0, 0.0, 0.0, 0.0])
-                acc[0] += r.energy_j
-                acc[1] += r.prefill_energy_j
-                acc[2] += r.curve_uncertainty_j
-                acc[3] += r.rule_uncertainty_j
-                if r.end_s > hi:
-                    continue
+                acc = self._partial.get(r.request_id)
+                if acc is None and r.end_s <= hi:
+                    out = r  # wholly in this pass (the usual case): its figures as they are
+                else:
+                    if acc is None:
+                        acc = self._partial[r.request_id] = [0.0, 0.0, 0.0, 0.0]
+                    acc[0] += r.energy_j
+                    acc[1] += r.prefill_energy_j
+                    acc[2] += r.curve_uncertainty_j
+                    acc[3] += r.rule_uncertainty_j
+                    if r.end_s > hi:
+                        continue
+                    energy, prefill, c_unc, r_unc = self._partial.pop(r.request_id)
+                    out = RequestEnergy(
+                        request_id=r.request_id,
+                        model=r.model,
+                        status=r.status,
+                        start_s=r.start_s,
+                        end_s=r.end_s,
+                        prompt_tokens=r.prompt_tokens,
+                        completion_tokens=r.completion_tokens,
+                        energy_j=energy,
+                        prefill_energy_j=prefill,
+                        decode_energy_j=energy - prefill,
+                        curve_uncertainty_j=c_unc,
+                        rule_uncertainty_j=r_unc,
+                        method=r.method,
+                        rule=r.rule,
+                    )
                 self._done.pop(r.request_id, None)
-                energy, prefill, c_unc, r_unc = self._partial.pop(r.request_id)
-                out = RequestEnergy(
-                    request_id=r.request_id,
-                    model=r.model,
-                    status=r.status,
-                    start_s=r.start_s,
-                    end_s=r.end_s,
-                    prompt_tokens=r.prompt_tokens,
-                    completion_tokens=r.completion_tokens,
-                    energy_j=energy,
-                    prefill_energy_j=prefill,
-                    decode_energy_j=energy - prefill,
-                    curve_uncertainty_j=c_unc,
-                    rule_uncertainty_j=r_unc,
-                    method=r.method,
-                    rule=r.rule,
-                )
+                energy, prefill = out.energy_j, out.prefill_energy_j
                 self._rules.add(r.rule)
                 self._sum["requests_j"] += energy
                 self._sum["prefill_j"] += prefill

@@ -16,6 +16,8 @@ __all__ = ["RequestMetrics"]
 
 _J_PER_REQUEST = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
 _J_PER_TOKEN = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
+_MAX_CHILDREN = 4096
+"""Labelled series cached per metric pair (models x statuses x methods seen)."""
 
 
 class RequestMetrics:
@@ -69,19 +71,41 @@ class RequestMetrics:
             ["part", "method"],
             registry=self.registry,
         )
+        self._children: dict[str, dict[tuple[str, str, str], tuple[Any, Any]]] = {}
 
     def observe(self, r: RequestEnergy) -> None:
         """Count one settled request."""
         model = r.model or "unknown"
-        self.request_j.labels(model, r.status, r.method).observe(max(r.energy_j, 0.0))
-        self.requests.labels(model, r.status).inc()
+        request_j, requests = self._child((model, r.status, r.method), self._request_children)
+        request_j.observe(max(r.energy_j, 0.0))
+        requests.inc()
         for phase, n, j in (
             ("prefill", r.prompt_tokens, r.prefill_energy_j),
             ("decode", r.completion_tokens, r.decode_energy_j),
         ):
             if n:
-                self.tokens.labels(model, phase).inc(n)
-                self.token_j.labels(model, phase, r.method).observe(max(j, 0.0) / n)
+                tokens, token_j = self._child((model, phase, r.method), self._token_children)
+                tokens.inc(n)
+                token_j.observe(max(j, 0.0) / n)
+
+    def _request_children(self, model: str, status: str, method: str) -> tuple[Any, Any]:
+        return self.request_j.labels(model, status, method), self.requests.labels(model, status)
+
+    def _token_children(self, model: str, phase: str, method: str) -> tuple[Any, Any]:
+        return self.tokens.labels(model, phase), self.token_j.labels(model, phase, method)
+
+    def _child(self, key: tuple[str, str, str], make: Any) -> tuple[Any, Any]:
+        """The labelled series for ``key``, looked up once (``labels()`` costs microseconds).
+
+        The cache is bounded: cleared past ``_MAX_CHILDREN`` (then looked up again).
+        """
+        cache = self._children.setdefault(make.__name__, {})
+        got = cache.get(key)
+        if got is None:
+            if len(cache) >= _MAX_CHILDREN:
+                cache.clear()
+            got = cache[key] = make(*key)
+        return got
 
     def add_energy(self, part: str, energy_j: float, method: str) -> None:
         """Add settled energy of one part (``requests``, ``baseline``, ``idle``)."""

@@ -134,7 +134,8 @@ class EnergyProxy:
         self.meter = meter
         self.metrics = metrics
         self.tracer = tracer
-        self._web = aiohttp().web
+        self._http = aiohttp()
+        self._web = self._http.web
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}-{int(time.time()):x}"
         self._settled: OrderedDict[str, RequestEnergy] = OrderedDict()
@@ -232,7 +233,7 @@ class EnergyProxy:
 
     # --- forwarding ----------------------------------------------------------------------
     async def _forward(self, request: Any) -> Any:
-        web, http = self._web, aiohttp()
+        web, http = self._web, self._http
         opts = self.options
         if request.content_length is not None and request.content_length > opts.max_body_bytes:
             return _error(web, 413, f"request body over {opts.max_body_bytes} bytes")
@@ -282,13 +283,17 @@ class EnergyProxy:
                 await resp.prepare(request)
                 counter = SseCounter(chars) if sse else None
                 kept = bytearray()
+                write = resp.write
                 try:
                     async for chunk in up.content.iter_any():
-                        if counter is not None and counter.feed(chunk) and metered:
-                            self.meter.first_token(rid)
-                        elif counter is None and metered and len(kept) <= KEPT_BYTES:
+                        if counter is not None:
+                            if counter.feed(chunk) and metered:
+                                self.meter.first_token(rid)
+                        elif metered and len(kept) <= KEPT_BYTES:
                             kept += chunk  # a longer body is not parsed: tokens estimated
-                        if not await _send(resp, chunk):
+                        try:  # inline, not a coroutine per chunk: this loop is the hot path
+                            await write(chunk)
+                        except ConnectionError:  # the client has gone (aiohttp's reset too)
                             status = "disconnected"
                             return resp
                     if not await _send(resp, None):

@@ -83,6 +83,20 @@ class SseCounter:
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes; returns True when they held the first generated token."""
+        if not self._buf and not self._skip and data.endswith(b"\n") and b'"usage"' not in data:
+            # The usual chunk: whole lines, no usage: its text lines counted in one C-level
+            # pass (~0.5 us a chunk, not ~2 us).
+            n = len(_TEXT_LINES.findall(data))
+            if not n:
+                return False
+            self.chunks += n
+            first = not self.saw_token
+            self.saw_token = True
+            return first
+        return self._feed_lines(data)
+
+    def _feed_lines(self, data: bytes) -> bool:
+        """:meth:`feed` line by line, a partial line kept for the next bytes."""
         first = False
         start = 0
         while True:
@@ -134,6 +148,12 @@ class SseCounter:
 
 _TEXT = re.compile(rb'"(?:text|content|reasoning_content)"\s*:\s*"(?!")')
 """A non-empty ``text`` (completions) or ``delta.content`` (chat) value in a chunk."""
+
+_TEXT_LINES = re.compile(
+    rb'^data:.*"(?:text|content|reasoning_content)"[^\S\n]*:[^\S\n]*"(?!")', re.M
+)
+"""A ``data:`` line that :data:`_TEXT` finds text in: one match per line (``^`` anchors each
+at a line's start, ``.`` stops at its end), so the matches count the lines."""
 
 
 def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:

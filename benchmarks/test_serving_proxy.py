@@ -1,28 +1,47 @@
-"""What `greenai serve-proxy` adds: latency per request and throughput at 64 streams.
+"""What `greenai serve-proxy` adds: latency per request and throughput at 64 concurrent streams.
 
 A fake OpenAI-compatible upstream (``tests/serving/fake_upstream.py``, aiohttp on uvloop, in
 its own process) streams each completion as 32 chunks, 10 ms apart (a 100 tokens/s decode,
-as a GPU server gives each of 64 streams); the proxy runs as ``greenai serve-proxy`` in its
-own process; the clients (this process, one aiohttp session per target, kept alive across
-rounds, on their own event loop) send 64 streamed requests at once, directly and through
-the proxy, in interleaved paired rounds (:mod:`greenai.paired`: the order drawn per round,
-outlying rounds re-measured). Per round: each target's median request latency (request
-sent to last byte) and time to first chunk, and its throughput (chunks received / the
-round's wall time). Reported (printed and in ``extra_info``): the median over rounds of
-the per-round added p50 latency (proxy − direct) and the paired throughput ratio
-(proxy / direct, geometric mean with its 95% interval).
+as a GPU server gives each of 64 streams). Three targets are measured: direct (the
+upstream), a plain aiohttp relay (``tests/serving/plain_relay.py``: no metering, nothing
+parsed; the floor any Python relay costs here) and ``greenai serve-proxy``, each in its own
+process. The clients run in this process (aiohttp on their own event loop, one session per
+target, connections kept alive across rounds).
 
-A plain aiohttp relay (``tests/serving/plain_relay.py``: no metering, nothing parsed) runs
-in the same rounds: the floor any Python relay costs on this machine. CPU time per chunk of
-the relay and of the proxy (from /proc, summed over the rounds) isolates the proxy's own work.
+**Primary: closed loop, 64 streams in flight.** What "concurrency 64" means in serving
+benchmarks (vLLM's, ML.ENERGY's): 64 clients, each sending its next request as soon as its
+previous one ends, so 64 requests are in flight at any time and their arrivals spread over
+a request's duration. Per target and round: the 64 client loops start staggered over one
+request's duration, run ``WARMUP_S`` (excluded), then a steady window of ``WINDOW_S``:
+the p50 latency (request sent to last byte) and time to first chunk of the requests that
+start in the window, and the chunks received per second in the window; CPU time of the
+relay/proxy process per chunk it relayed (from /proc). Targets in interleaved paired rounds
+(:mod:`greenai.paired`, order drawn per round). Reported: the median over rounds of the
+per-round added p50 (target − direct) and the paired throughput ratio (target / direct,
+geometric mean with its 95% interval).
 
-Targets (issue 25): added p50 ≤ 1 ms, throughput loss ≤ 2%. Asserted, with a noise allowance
-(added p50 ≤ 1 ms + ``NOISE_MS``, ratio ≥ 0.98 − ``NOISE_RATIO``), where the machine has
-cores to spare (``QUIET_CPUS`` CPUs, load under a quarter of them): the clients, the relay
-and the upstream each need about a fifth of a core at 6,400 chunks/s, and on a shared
-2-core machine they queue behind each other and behind other jobs, so that even the plain
-relay adds ~10 ms there. Always asserted: the proxy's CPU per chunk ≤ ``CPU_OVER_RELAY`` ×
-the plain relay's. Measured figures with machine and date: docs/serving.md.
+**Second line: a burst of 64.** All 64 requests sent in the same instant (a thundering
+herd). A single-threaded relay handles the 64 arrivals one after another (~0.3 ms each), so
+the median request waits behind ~32 others: +10-15 ms on a 2-core VM for the plain relay
+and the proxy alike. Printed for what a herd costs; not the target.
+
+Asserted:
+
+* always: the proxy's CPU per chunk ≤ ``CPU_OVER_RELAY`` × the plain relay's (its own
+  work: metering, token counting, headers, its job's sampling and settling), in CPU time,
+  which a loaded machine's latency swings do not blur;
+* the targets of issue 25, closed loop, where the machine is quiet (others used under
+  ``QUIET_OTHERS_CPUS`` cores during the rounds, from /proc/stat less our four processes,
+  and our processes had ≥ 2 CPUs): added p50 ≤ 1 ms + ``NOISE_MS`` and throughput ratio ≥
+  0.98 − ``NOISE_RATIO``. Allowances: the added p50 is the median over the rounds of
+  per-round differences of two medians; each run prints its standard error (1.2533 × the
+  scaled MAD / √rounds). ``NOISE_MS`` is about twice what a quiet run shows, and
+  ``NOISE_RATIO`` about the half-width of the throughput ratio's 95% interval there (the
+  figures: docs/serving.md). On a busy machine the targets are printed, not asserted:
+  others' CPU bursts then add milliseconds to any relay (the plain one too), and a 2-core
+  machine running other jobs cannot tell a relay's cost from the queue.
+
+Measured figures with machine, date and load: docs/serving.md.
 """
 
 from __future__ import annotations
@@ -37,6 +56,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,17 +68,21 @@ aiohttp = pytest.importorskip("aiohttp")
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMS, CHUNKS, PAUSE_S = 64, 32, 0.01
+REQUEST_S = CHUNKS * PAUSE_S
+"""A request's duration, about (the clients' starts are staggered over it)."""
+WARMUP_S, WINDOW_S = 0.5, 2.0
+"""Per target and round: closed-loop warm-up after the staggered start (excluded), then the
+steady window measured."""
 TARGET_ADDED_MS, TARGET_RATIO = 1.0, 0.98
-NOISE_MS, NOISE_RATIO = 1.0, 0.01
-"""Allowance for a shared machine's noise on top of the targets (see the docstring)."""
-CPU_OVER_RELAY = 1.6
-"""The proxy's CPU time per chunk may be at most this many times a plain relay's: besides
-relaying, its job samples the machine (a fixed cost), and each request is begun, ended and
-settled (a cost per request, large per chunk at 32-token requests); measured ~1.4x."""
-QUIET_CPUS = 8
-"""With this many CPUs the clients, the upstream and the proxy each have cores to spare, and
-the targets are asserted against direct requests too (not only against a plain relay)."""
-PROTOCOL = Protocol(min_rounds=12, max_rounds=40, precision=0.005, budget_s=90.0, seed=25)
+NOISE_MS, NOISE_RATIO = 0.25, 0.005
+"""Allowance for noise on top of the targets (see the module's docstring)."""
+CPU_OVER_RELAY = 1.45
+"""The proxy's CPU time per chunk may be at most this many times a plain relay's: measured
+1.22-1.29x on a shared 2-core VM (2026-12-06), 1.34x before its hot path was trimmed."""
+QUIET_OTHERS_CPUS = 0.3
+"""Cores other processes may have used during the rounds for the targets to be asserted."""
+PROTOCOL = Protocol(min_rounds=8, max_rounds=20, precision=0.003, budget_s=100.0, seed=25)
+BURST = Protocol(min_rounds=6, max_rounds=12, precision=0.01, budget_s=15.0, seed=26)
 T = TypeVar("T")
 
 
@@ -80,8 +104,20 @@ def _wait(url: str, proc: subprocess.Popen[Any]) -> None:
             time.sleep(0.1)
 
 
+@dataclass
+class Window:
+    """One target's figures in one round."""
+
+    latency_s: list[float]
+    first_s: list[float]
+    rate: float
+    """Chunks received per second (closed loop: in the steady window; burst: the round's)."""
+    chunks: int
+    """Chunks received in the whole phase (for CPU per chunk)."""
+
+
 class Clients:
-    """64 streaming clients per round, on an event loop of their own (a thread)."""
+    """Streaming clients on an event loop of their own (a thread), one session per target."""
 
     def __init__(self, urls: list[str]) -> None:
         try:
@@ -94,6 +130,13 @@ class Clients:
         self.thread.start()
         self.urls = urls
         self.sessions: list[Any] = self.call(self._open())
+        self.body = {
+            "model": "m",
+            "prompt": "p",
+            "max_tokens": CHUNKS,
+            "stream": True,
+            "pause_s": PAUSE_S,
+        }
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=300)
@@ -114,36 +157,63 @@ class Clients:
         self.thread.join(timeout=30)
         self.loop.close()
 
-    def round(self, target: int) -> tuple[list[float], list[float], float]:
-        """(latencies, times to first chunk, chunks/s) of 64 streams at once to ``target``."""
-        return self.call(self._round(target))
-
-    async def _round(self, target: int) -> tuple[list[float], list[float], float]:
+    async def _one(self, target: int, count: list[int]) -> tuple[float, float]:
+        """One streamed request: (latency, time to first chunk); chunks added to ``count``."""
         url, s = self.urls[target], self.sessions[target]
-        body = {
-            "model": "m",
-            "prompt": "p",
-            "max_tokens": CHUNKS,
-            "stream": True,
-            "pause_s": PAUSE_S,
-        }
+        t = time.perf_counter()
+        first = 0.0
+        n = 0
+        async with s.post(url + "/v1/completions", json=self.body) as r:
+            async for chunk in r.content.iter_any():
+                if not first:
+                    first = time.perf_counter() - t
+                k = chunk.count(b"data: ")
+                n += k
+                count[0] += k
+        assert r.status == 200 and n == CHUNKS + 1, (r.status, n)  # all, and [DONE]
+        return time.perf_counter() - t, first
 
-        async def one() -> tuple[float, float]:
-            t = time.perf_counter()
-            first = 0.0
-            n = 0
-            async with s.post(url + "/v1/completions", json=body) as r:
-                async for chunk in r.content.iter_any():
-                    if not first:
-                        first = time.perf_counter() - t
-                    n += chunk.count(b"data: ")
-            assert r.status == 200 and n == CHUNKS + 1, (r.status, n)  # all, and [DONE]
-            return time.perf_counter() - t, first
+    def closed(self, target: int) -> Window:
+        """64 closed-loop streams to ``target``: the steady window's figures."""
+        return self.call(self._closed(target))
 
+    async def _closed(self, target: int) -> Window:
+        count = [0]
+        start = time.perf_counter()
+        w0 = start + REQUEST_S + WARMUP_S
+        w1 = w0 + WINDOW_S
+        lat: list[float] = []
+        first: list[float] = []
+
+        async def client(i: int) -> None:
+            await asyncio.sleep(i * REQUEST_S / STREAMS)
+            while (t := time.perf_counter()) < w1:
+                got = await self._one(target, count)
+                if t >= w0:
+                    lat.append(got[0])
+                    first.append(got[1])
+
+        async def window() -> tuple[int, float]:
+            await asyncio.sleep(w0 - time.perf_counter())
+            c0, t0 = count[0], time.perf_counter()
+            await asyncio.sleep(w1 - time.perf_counter())
+            return count[0] - c0, time.perf_counter() - t0
+
+        got = await asyncio.gather(window(), *(client(i) for i in range(STREAMS)))
+        n, dt = got[0]
+        assert isinstance(n, int) and isinstance(dt, float)
+        return Window(lat, first, n / dt, count[0])
+
+    def burst(self, target: int) -> Window:
+        """64 streams sent to ``target`` in the same instant."""
+        return self.call(self._burst(target))
+
+    async def _burst(self, target: int) -> Window:
+        count = [0]
         t0 = time.perf_counter()
-        got = await asyncio.gather(*(one() for _ in range(STREAMS)))
+        got = await asyncio.gather(*(self._one(target, count) for _ in range(STREAMS)))
         rate = STREAMS * CHUNKS / (time.perf_counter() - t0)
-        return [g[0] for g in got], [g[1] for g in got], rate
+        return Window([g[0] for g in got], [g[1] for g in got], rate, count[0])
 
 
 @pytest.fixture(scope="module")
@@ -186,91 +256,166 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat)."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0)  # idle + iowait
+    return (sum(cpu[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figures:
+    """The summary of one kind of round (closed loop or burst) over its kept rounds."""
+
+    p50_ms: list[float]
+    added_ms: dict[str, tuple[float, float]]
+    """Added p50 (ms) and its standard error, by target ("relay", "proxy")."""
+    over_relay_ms: tuple[float, float]
+    first_ms: dict[str, tuple[float, float]]
+    rates: list[list[float]]
+    vs_direct: Ratio
+    relay_vs_direct: Ratio
+    vs_relay: Ratio
+    us_per_chunk: list[float]
+    rounds: int
+    remeasured: int
+    stopped_by: str
+
+
+def _run(protocol: Protocol, take: Any, pids: list[int]) -> Figures:
+    p50: dict[tuple[int, int], float] = {}
+    ttfb: dict[tuple[int, int], float] = {}
+    cpu: dict[tuple[int, int], float] = {}
+    chunks: dict[tuple[int, int], int] = {}
+
+    def measure(target: int, r: int) -> float:
+        c0 = _cpu_s(pids[target])
+        w: Window = take(target)
+        cpu[target, r] = _cpu_s(pids[target]) - c0  # direct: the upstream's own
+        chunks[target, r] = w.chunks
+        p50[target, r] = statistics.median(w.latency_s)
+        ttfb[target, r] = statistics.median(w.first_s)
+        return w.rate
+
+    rounds = run_rounds(measure, 3, protocol)
+    kept = [r for r, k in enumerate(rounds.kept) if k]
+
+    def added(a: int, b: int, of: dict[tuple[int, int], float]) -> tuple[float, float]:
+        """Median over rounds of the per-round difference b − a, and its standard error (ms).
+
+        The error: 1.2533 × the scaled MAD / √rounds (the median's, for normal scatter).
+        """
+        d = [(of[b, r] - of[a, r]) * 1000 for r in kept]
+        mid = statistics.median(d)
+        mad = statistics.median(abs(x - mid) for x in d) * 1.4826
+        return mid, 1.2533 * mad / len(d) ** 0.5
+
+    rates = [rounds.kept_values(v) for v in range(3)]
+    return Figures(
+        p50_ms=[statistics.median(p50[v, r] for r in kept) * 1000 for v in range(3)],
+        added_ms={"relay": added(0, 1, p50), "proxy": added(0, 2, p50)},
+        over_relay_ms=added(1, 2, p50),
+        first_ms={"relay": added(0, 1, ttfb), "proxy": added(0, 2, ttfb)},
+        rates=rates,
+        vs_direct=paired_ratio(rates[0], rates[2], protocol.outlier_mads),
+        relay_vs_direct=paired_ratio(rates[0], rates[1], protocol.outlier_mads),
+        vs_relay=paired_ratio(rates[1], rates[2], protocol.outlier_mads),
+        us_per_chunk=[
+            sum(cpu[v, r] for r in kept) / sum(chunks[v, r] for r in kept) * 1e6 for v in (1, 2)
+        ],
+        rounds=len(kept),
+        remeasured=rounds.remeasured,
+        stopped_by=rounds.stopped_by,
+    )
+
+
+def _table(title: str, f: Figures, targets: bool) -> None:
+    goal = ("<= 1", ">= 0.98") if targets else ("", "")
+    rows = [
+        ("p50 latency, ms", *(f"{x:.1f}" for x in f.p50_ms), ""),
+        ("  added to direct, ms", "", _pm(f.added_ms["relay"]), _pm(f.added_ms["proxy"]),
+         goal[0]),
+        ("  added to relay, ms", "", "", _pm(f.over_relay_ms), ""),
+        ("p50 first chunk added, ms", "", _pm(f.first_ms["relay"]), _pm(f.first_ms["proxy"]), ""),
+        ("chunks/s (median)", *(f"{statistics.median(r):.0f}" for r in f.rates), ""),
+        ("  / direct (95% CI)", "", _ci(f.relay_vs_direct), _ci(f.vs_direct), goal[1]),
+        ("  / relay (95% CI)", "", "", _ci(f.vs_relay), ""),
+        ("CPU per chunk, us", "", f"{f.us_per_chunk[0]:.1f}", f"{f.us_per_chunk[1]:.1f}", ""),
+    ]  # fmt: skip
+    print(f"\n{title}; {f.rounds} paired rounds ({f.remeasured} re-measured, {f.stopped_by})")
+    for row in [("", "direct", "plain relay", "serve-proxy", "target"), *rows]:
+        print(f"{row[0]:28}{row[1]:>12}{row[2]:>20}{row[3]:>20}{row[4]:>10}")
+
+
 def test_proxy_overhead_at_64_streams(benchmark: Any, servers: tuple[tuple[str, int], ...]) -> None:
     if not Path("/proc/self/stat").exists():
         pytest.skip("CPU time per process is read from /proc (Linux)")
     clients = Clients([url for url, _ in servers])
     pids = [pid for _, pid in servers]
+    ours = [*pids, os.getpid()]
     try:
-        for target in (0, 1, 2, 0, 1, 2):  # warm-up: connections opened, code paths hot
-            clients.round(target)
-        p50: dict[tuple[int, int], float] = {}
-        ttfb: dict[tuple[int, int], float] = {}
-
-        cpu: dict[tuple[int, int], float] = {}
-
-        def measure(target: int, r: int) -> float:
-            c0 = _cpu_s(pids[target])
-            lat, first, rate = clients.round(target)
-            cpu[target, r] = _cpu_s(pids[target]) - c0  # direct: the upstream's own
-            p50[target, r] = statistics.median(lat)
-            ttfb[target, r] = statistics.median(first)
-            return rate
-
-        rounds = benchmark.pedantic(
-            lambda: run_rounds(measure, 3, PROTOCOL), rounds=1, iterations=1
+        for target in (0, 1, 2):  # warm-up: connections opened, code paths hot
+            clients.burst(target)
+            clients.closed(target)
+        b0, o0, t0 = _busy_s(), sum(map(_cpu_s, ours)), time.perf_counter()
+        closed = benchmark.pedantic(
+            lambda: _run(PROTOCOL, clients.closed, pids), rounds=1, iterations=1
         )
+        wall = time.perf_counter() - t0
+        others = max(_busy_s() - b0 - (sum(map(_cpu_s, ours)) - o0), 0.0) / wall
+        burst = _run(BURST, clients.burst, pids)
     finally:
         clients.close()
-    kept = [r for r, k in enumerate(rounds.kept) if k]
-
-    def added_ms(a: int, b: int, of: dict[tuple[int, int], float]) -> float:
-        """Median over rounds of the per-round p50 difference b − a, in ms."""
-        return statistics.median((of[b, r] - of[a, r]) * 1000 for r in kept)
-
-    rates = [rounds.kept_values(v) for v in range(3)]
-    vs_direct = paired_ratio(rates[0], rates[2], PROTOCOL.outlier_mads)
-    relay_vs_direct = paired_ratio(rates[0], rates[1], PROTOCOL.outlier_mads)
-    vs_relay = paired_ratio(rates[1], rates[2], PROTOCOL.outlier_mads)
-    p50_ms = [statistics.median(p50[v, r] for r in kept) * 1000 for v in range(3)]
-    added = {"relay": added_ms(0, 1, p50), "proxy": added_ms(0, 2, p50)}
-    over_relay = added_ms(1, 2, p50)
-    first = {"relay": added_ms(0, 1, ttfb), "proxy": added_ms(0, 2, ttfb)}
-    chunks = len(kept) * STREAMS * CHUNKS
-    us_per_chunk = [sum(cpu[v, r] for r in kept) / chunks * 1e6 for v in (1, 2)]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quiet = (cpus or 1) >= 2 and others < QUIET_OTHERS_CPUS
     benchmark.extra_info.update(
-        cpu_relay_us_per_chunk=us_per_chunk[0],
-        cpu_proxy_us_per_chunk=us_per_chunk[1],
         streams=STREAMS,
-        rounds=len(kept),
-        remeasured=rounds.remeasured,
-        stopped_by=rounds.stopped_by,
-        cpus=os.cpu_count(),
+        cpus=cpus,
         load_1min=os.getloadavg()[0],
-        p50_direct_ms=p50_ms[0],
-        p50_relay_ms=p50_ms[1],
-        p50_proxy_ms=p50_ms[2],
-        added_p50_ms=added["proxy"],
-        added_p50_over_relay_ms=over_relay,
-        added_first_chunk_ms=first["proxy"],
-        throughput_ratio=vs_direct.value,
-        throughput_ratio_vs_relay=vs_relay.value,
+        others_cpus=others,
+        rounds=closed.rounds,
+        remeasured=closed.remeasured,
+        stopped_by=closed.stopped_by,
+        p50_direct_ms=closed.p50_ms[0],
+        p50_relay_ms=closed.p50_ms[1],
+        p50_proxy_ms=closed.p50_ms[2],
+        added_p50_ms=closed.added_ms["proxy"][0],
+        added_p50_se_ms=closed.added_ms["proxy"][1],
+        added_p50_relay_ms=closed.added_ms["relay"][0],
+        added_p50_over_relay_ms=closed.over_relay_ms[0],
+        added_first_chunk_ms=closed.first_ms["proxy"][0],
+        throughput_ratio=closed.vs_direct.value,
+        throughput_ratio_relay=closed.relay_vs_direct.value,
+        cpu_relay_us_per_chunk=closed.us_per_chunk[0],
+        cpu_proxy_us_per_chunk=closed.us_per_chunk[1],
+        burst_added_p50_ms=burst.added_ms["proxy"][0],
+        burst_added_p50_relay_ms=burst.added_ms["relay"][0],
+        burst_throughput_ratio=burst.vs_direct.value,
     )
-    rows = [
-        ("p50 latency, ms", *(f"{x:.1f}" for x in p50_ms), ""),
-        ("  added to direct, ms", "", f"{added['relay']:+.2f}", f"{added['proxy']:+.2f}", "<= 1"),
-        ("  added to relay, ms", "", "", f"{over_relay:+.2f}", "<= 1"),
-        ("p50 first chunk added, ms", "", f"{first['relay']:+.2f}", f"{first['proxy']:+.2f}", ""),
-        ("chunks/s (median)", *(f"{statistics.median(r):.0f}" for r in rates), ""),
-        ("  / direct (95% CI)", "", _ci(relay_vs_direct), _ci(vs_direct), ">= 0.98"),
-        ("  / relay (95% CI)", "", "", _ci(vs_relay), ">= 0.98"),
-        ("CPU per chunk, us", "", f"{us_per_chunk[0]:.1f}", f"{us_per_chunk[1]:.1f}", ""),
-    ]
     print(
-        f"\n{STREAMS} streams x {CHUNKS} chunks every {PAUSE_S * 1000:g} ms; {len(kept)} paired"
-        f" rounds ({rounds.remeasured} re-measured, stopped by {rounds.stopped_by});"
-        f" {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        f"\n{STREAMS} streams x {CHUNKS} chunks every {PAUSE_S * 1000:g} ms; {cpus} CPUs, load"
+        f" {os.getloadavg()[0]:.1f}, others used {others:.2f} cores during the closed-loop"
+        f" rounds ({'quiet: targets asserted' if quiet else 'busy: targets not asserted'})"
     )
-    for row in [("", "direct", "plain relay", "serve-proxy", "target"), *rows]:
-        print(f"{row[0]:28}{row[1]:>12}{row[2]:>20}{row[3]:>20}{row[4]:>10}")
-    # The proxy's own work (metering, token counting, headers, its job's sampling and
-    # settling) on top of the plainest aiohttp relay, in CPU time (what a loaded machine's
-    # latency swings do not blur): at most CPU_OVER_RELAY more per chunk.
-    assert us_per_chunk[1] <= us_per_chunk[0] * CPU_OVER_RELAY, us_per_chunk
-    if (os.cpu_count() or 1) >= QUIET_CPUS and os.getloadavg()[0] < QUIET_CPUS / 4:
-        # cores to spare for the clients, the upstream and the proxy: the targets themselves
-        assert added["proxy"] <= TARGET_ADDED_MS + NOISE_MS, f"added p50 {added['proxy']:.2f} ms"
-        assert vs_direct.value >= TARGET_RATIO - NOISE_RATIO, f"throughput {vs_direct.value:.4f}"
+    _table(
+        f"closed loop, {STREAMS} in flight, steady {WINDOW_S:g} s window per target and round",
+        closed,
+        True,
+    )
+    _table(f"burst: {STREAMS} requests sent at once (a thundering herd, not the target)", burst,
+           False)  # fmt: skip
+    cpu = closed.us_per_chunk
+    assert cpu[1] <= cpu[0] * CPU_OVER_RELAY, f"CPU per chunk {cpu[1]:.1f} us vs relay {cpu[0]:.1f}"
+    if quiet:
+        added = closed.added_ms["proxy"][0]
+        assert added <= TARGET_ADDED_MS + NOISE_MS, f"added p50 {added:.2f} ms"
+        ratio = closed.vs_direct.value
+        assert ratio >= TARGET_RATIO - NOISE_RATIO, f"throughput ratio {ratio:.4f}"
+
+
+def _pm(x: tuple[float, float]) -> str:
+    return f"{x[0]:+.2f} ± {x[1]:.2f}"
 
 
 def _ci(r: Ratio) -> str:

@@ -545,6 +545,13 @@ def _compare(args: argparse.Namespace) -> int:
         text = compare_files(args.runs, args.format)
         print(text if args.format in ("json", "html") else _terminal(text))
         return 0
+    files = [r for r in args.runs if r.endswith(".json")]
+    if files:
+        raise ConfigError(
+            f"{files[0]} is a bench result (a .json file) and the others are stored runs:"
+            " compare two bench files (greenai compare a.json b.json) or two runs"
+            " (greenai compare RUN_A RUN_B)"
+        )
     store = _store(args.store)
     try:
         runs = [store.get(r) for r in args.runs]

@@ -166,6 +166,10 @@ def test_bench_files_compare_per_workload_with_uncertainty_and_verdict(
     assert lines[0].startswith("subject,a,b,figure") and len(lines) == 4
     assert main(["compare", str(a), str(b), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["comparisons"][0]["subject"] == "gemm-bf16-512"
+    # a bench file beside a stored run: said so, not "no run 'a.json'"
+    assert main(["compare", str(a), "latest", "--store", str(tmp_path / "r.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a bench result" in err and "no run" not in err
 
 
 def test_bench_workloads_that_cannot_be_compared_say_why(tmp_path: Path) -> None:

@@ -138,6 +138,12 @@ def fleet_kpis(
     check_tags({k: "x" for k in by})
     if len(set(by)) != len(by):
         raise ConfigError(f"each tag may appear once in by=; got {by}")
+    taken = [k for k in by if k in _columns() or k.startswith("jobs")]
+    if taken:
+        raise ConfigError(
+            f"cannot group by the tag {taken[0]!r}: the KPI table has a column of that name"
+            " (period, month, jobs*, the figures and their _u); group by another tag"
+        )
     where, args = ["r.status <> 'running'"], []
     for key, value in check_tags(tags or {}).items():
         where.append("r.{id} IN (SELECT run_id FROM tags WHERE key = ? AND value = ?)")
@@ -226,6 +232,12 @@ def _fold(months: pd.DataFrame, period: str, by: list[str]) -> pd.DataFrame:
         months.groupby(["period", *by], sort=True)[sums].sum(min_count=1).reset_index()
     )
     return folded
+
+
+def _columns() -> set[str]:
+    """The names the KPI tables use for themselves: a tag grouped by must differ."""
+    figures = {*METRICS, "tflops", "it_kwh_u_bound"}
+    return {"period", "month", *figures, *(f"{f}_u" for f in figures), *_sum_names()}
 
 
 def _sum_names() -> list[str]:

@@ -109,6 +109,24 @@ def test_quarters_and_teams_split_the_runs_and_running_ones_are_left_out(
     assert list(months["period"]) == ["2026-01", "2026-02"]  # f is running: left out
 
 
+@pytest.mark.parametrize("tag", ["period", "month", "jobs", "jobs_with_pue", "it_kwh", "tflops_u"])
+def test_a_tag_named_like_a_kpi_column_is_refused_not_a_traceback(
+    store: RunStore, tag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenai.cli import main
+
+    fill(store)
+    with pytest.raises(ConfigError, match=f"cannot group by the tag '{tag}'"):
+        fleet_kpis(store, by=["team", tag])
+    assert set(fleet_kpis(store, by=["status"])["status"]) == {"(untagged)"}  # not taken
+    db = tmp_path / "one.db"
+    with RunStore(db) as one:
+        fill(one)
+    assert main(["kpi", "--store", str(db), "--by", tag]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "KPI table has a column of that name" in err
+
+
 def _joined(store: RunStore, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> pd.DataFrame:
     """The roll-up by joining the tags to the runs (what a store before schema 6 gets)."""
     with monkeypatch.context() as m:

@@ -406,7 +406,8 @@ def _report(args: argparse.Namespace) -> int:
     if args.format == "text" and output is None and color_enabled(sys.stdout):
         from greenai.report import render_text
 
-        print(render_text(run.measurement, color=True, **phases))
+        served = run.requests if len(run.requests) else None
+        print(render_text(run.measurement, color=True, **phases, requests=served))
         return 0
     from greenai.report.learning import learning_rows
 

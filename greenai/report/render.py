@@ -55,10 +55,14 @@ def render_text(
     color: bool = False,
     phase_depth: int | None = PHASE_DEPTH,
     top_phases: int | None = TOP_PHASES,
+    requests: pd.DataFrame | None = None,
 ) -> str:
     """A text report (rich tables); ANSI colour codes only when ``color`` is true.
 
-    ``phase_depth`` and ``top_phases`` choose the phases shown, as in :func:`render_html`.
+    ``phase_depth`` and ``top_phases`` choose the phases shown, as in :func:`render_html`;
+    ``requests`` (a serving job's request rows, ``StoredRun.requests``) adds a Requests
+    table: J/request median and mean, J/token of prefill and decode, each with its ± (J),
+    how measured and the attribution rule.
     """
     console = Console(
         record=True,
@@ -73,6 +77,8 @@ def render_text(
     console.print(_rich_table("Figures", ("figure", "value"), efficiency_rows(m), ""))
     rows = phase_rows(m, phase_depth, top_phases)
     console.print(_rich_table("Phases", PHASE_COLUMNS, rows, "no phases"))
+    if requests is not None and len(requests):
+        console.print(_rich_table("Requests", ("figure", "value"), _request_rows(requests), ""))
     notes = all_notes(m)
     hidden = _hidden(m, phase_depth, top_phases)
     if hidden:
@@ -95,6 +101,12 @@ def _rich_table(
     if not rows and empty:
         table.add_row(empty, *[""] * (len(columns) - 1))
     return table
+
+
+def _request_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
+    from greenai.report.requests_html import request_summary_rows
+
+    return request_summary_rows(requests)
 
 
 def _md_cell(text: str) -> str:
@@ -120,12 +132,14 @@ def render_markdown(
     *,
     phase_depth: int | None = PHASE_DEPTH,
     top_phases: int | None = TOP_PHASES,
+    requests: pd.DataFrame | None = None,
 ) -> str:
-    """A markdown report: header, how measured, figures, phases, power summary, notes.
+    """A markdown report: header, how measured, figures, phases, requests, power, notes.
 
     ``timeline`` adds a per-device power summary (markdown carries no images);
     ``phase_spans`` is accepted for symmetry with :func:`render_html`; ``phase_depth`` and
-    ``top_phases`` choose the phases shown, as there.
+    ``top_phases`` choose the phases shown, as there; ``requests`` (a serving job's request
+    rows) adds a Requests table, as :func:`render_text` does.
     """
     del phase_spans  # the spans only matter to the power plot
     lines = [f"# {_md_cell(m.name)}", "", f"*{_md_cell(header_line(m))}*", ""]
@@ -139,6 +153,9 @@ def render_markdown(
         hidden = _hidden(m, phase_depth, top_phases)
         if hidden:
             lines += ["", f"*{_md_cell(hidden)}*"]
+    if requests is not None and len(requests):
+        lines += ["", "## Requests", ""]
+        lines += _md_table(("figure", "value"), _request_rows(requests))
     if timeline is not None and not timeline.empty:
         lines += ["", "## Power", ""]
         rows = [
@@ -176,17 +193,17 @@ def export(
     :meth:`Measurement.from_dict` reads back (every phase). ``phase_depth`` and
     ``top_phases`` choose the phases the text, md and html reports show (see
     :func:`render_html`); ``learning`` (html) the loss and accuracy drawn beside the
-    energy; ``requests`` (html, a serving job's request rows) its Requests section. Returns
-    the rendered text.
+    energy; ``requests`` (text, md, html: a serving job's request rows) its Requests
+    section. Returns the rendered text.
 
     Raises:
         ConfigError: ``fmt`` is not one of :data:`FORMATS`.
     """
     phases = {"phase_depth": phase_depth, "top_phases": top_phases}
     if fmt == "text":
-        text = render_text(m, phase_depth=phase_depth, top_phases=top_phases)
+        text = render_text(m, phase_depth=phase_depth, top_phases=top_phases, requests=requests)
     elif fmt == "md":
-        text = render_markdown(m, timeline, phase_spans, **phases)
+        text = render_markdown(m, timeline, phase_spans, **phases, requests=requests)
     elif fmt == "html":
         text = render_html(m, timeline, phase_spans, **phases, learning=learning, requests=requests)
     elif fmt == "json":

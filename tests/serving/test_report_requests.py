@@ -76,6 +76,34 @@ def test_the_report_shows_j_per_request_and_j_per_token_with_the_rule(tmp_path: 
     assert 'alt="energy per request histogram"' in section
 
 
+@pytest.mark.parametrize("fmt", ["text", "md"])
+def test_text_and_markdown_show_the_requests_too(
+    tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    run_id = served_run(db)
+    with RunStore(db, read_only=True) as store:
+        frame = store.requests(run_id)
+    assert main(["report", run_id, "--store", str(db), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    heading = "## Requests" if fmt == "md" else "Requests"
+    assert heading in [line.strip() for line in out.splitlines()]
+    section = out.split(heading, 1)[1]
+    text = " ".join(section.replace("|", " ").replace("│", " ").split())
+    # figures recomputed here from the stored rows, not read back from the report's code
+    prefill = frame["prefill_energy_j"].sum() / frame["prompt_tokens"].sum()
+    decode = frame["decode_energy_j"].sum() / frame["completion_tokens"].sum()
+    median = frame["energy_j"].median()
+    mean = frame["energy_j"].mean()
+    assert f"J/token, prefill (prompt) {format_number(prefill)} ± " in text
+    assert f"J/token, decode (generated) {format_number(decode)} ± " in text
+    assert f"J/request, median {format_number(median)} ± " in text
+    assert f"J/request, mean {format_number(mean)} ± " in text
+    assert f"{len(frame)} charged (of {len(frame)} stored)" in text
+    assert f"how measured {frame['method'].iloc[0]}" in text
+    assert "attribution rule: spans by tokens in flight" in text
+
+
 def test_a_run_without_requests_has_no_requests_section(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     clock = FakeClock()
@@ -88,6 +116,11 @@ def test_a_run_without_requests_has_no_requests_section(tmp_path: Path) -> None:
         == 0
     )
     assert "<h2>Requests</h2>" not in out.read_text("utf-8")
+    for fmt in ("text", "md"):
+        out = tmp_path / f"report.{fmt}"
+        argv = ["report", "latest", "--store", str(db), "--format", fmt, "--output", str(out)]
+        assert main(argv) == 0
+        assert "Requests" not in out.read_text("utf-8")
 
 
 def test_the_requests_section_renders_in_headless_chromium_at_1400_px(tmp_path: Path) -> None:

@@ -71,8 +71,8 @@ def default_path() -> Path:
 def default_store() -> str | Path:
     """``$GREENAI_STORE`` (a file or a ``postgresql://`` URL) if set, else :func:`default_path`."""
     spec = os.environ.get("GREENAI_STORE")
-    if spec:
-        return spec if is_url(spec) else Path(spec).expanduser()
+    if spec:  # kept as text when it reads as a URL: Path() would fold "x://" into a folder
+        return spec if is_url(spec) or "://" in spec else Path(spec).expanduser()
     return default_path()
 
 
@@ -171,9 +171,10 @@ class RunStore:
                 )
             scheme = str(spec).partition("://")[0]
             if "://" in str(spec) and scheme.replace("+", "").isalnum():
+                origin = " (from $GREENAI_STORE)" if path is None else ""
                 raise ConfigError(
-                    f"the run store {scheme}://… is a URL greenai cannot open; give an SQLite"
-                    " file or a postgresql:// URL"
+                    f"the run store {scheme}://…{origin} is a URL greenai cannot open; give an"
+                    " SQLite file or a postgresql:// URL"
                 )
             self.spec = self.path = Path(spec).expanduser()
             self._backend = SQLiteBackend(self.path, read_only=read_only)

@@ -260,6 +260,22 @@ def test_a_url_of_another_scheme_is_refused_not_made_a_file(
     assert "mysql://" in proc.stderr and [p.name for p in tmp_path.iterdir()] == ["a.db"]
 
 
+def test_a_url_of_another_scheme_in_greenai_store_is_refused_not_made_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from greenai.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GREENAI_STORE", "mysql://me:secret@db/runs")
+    with pytest.raises(ConfigError, match=r"mysql://… \(from \$GREENAI_STORE\)"):
+        RunStore()
+    assert main(["runs"]) == 2  # was "no runs stored yet in mysql:/me:secret@db/runs"
+    assert main(["run", "--", sys.executable, "-c", "pass"]) == 2  # was a file in ./mysql:
+    err = capsys.readouterr().err
+    assert err.count("greenai: error: the run store mysql://…") == 2 and "secret" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_empty_store_path_is_refused_not_read_as_this_folder(tmp_path: Path) -> None:
     for spec in ("", " "):
         with pytest.raises(ConfigError, match="empty path"):

@@ -55,22 +55,33 @@ class _Say(logging.Handler):
             self.handleError(record)
 
 
+MUTED = ("opentelemetry",)
+"""Loggers of libraries whose failures greenai's own sinks report (the OTLP exporter's
+retries and its final error, in its words, beside the sink's one line)."""
+
+
 @contextlib.contextmanager
-def said_once(stream: TextIO | None = None) -> Iterator[set[str]]:
+def said_once(stream: TextIO | None = None, mute: Iterable[str] = MUTED) -> Iterator[set[str]]:
     """While the block runs, say each of greenai's problems once; yield what was said.
 
     greenai's log warnings (logger ``greenai``, from any thread) become one
     ``greenai: warning: ...`` line each, at once; a greenai warning whose text was already
     said is not shown again. The yielded set holds every text said (for :func:`unsaid`).
-    Other warnings show as usual. Meant for the command line's main thread.
+    Other warnings show as usual; the loggers in ``mute`` say nothing. Meant for the
+    command line's main thread (it sets process-wide logging and warning hooks).
 
     Args:
         stream: Where to say them (stderr, looked up at each line, by default).
+        mute: Loggers silenced while the block runs (their levels are restored after).
     """
     said: set[str] = set()
     logger = logging.getLogger("greenai")
     handler = _Say(said, stream)
     logger.addHandler(handler)
+    muted = [logging.getLogger(name) for name in mute]
+    levels = [m.level for m in muted]
+    for m in muted:
+        m.setLevel(logging.CRITICAL + 1)
     shown = warnings.showwarning
 
     def show(
@@ -94,6 +105,8 @@ def said_once(stream: TextIO | None = None) -> Iterator[set[str]]:
     finally:
         warnings.showwarning = shown
         logger.removeHandler(handler)
+        for m, level in zip(muted, levels, strict=True):
+            m.setLevel(level)
 
 
 def unsaid(notes: Iterable[str], said: set[str]) -> list[str]:

@@ -29,3 +29,23 @@ def test_each_problem_is_said_once_whichever_channel_says_it_first() -> None:
     notes = ["sink X failed", "run store: store full", "model figures are estimates"]
     assert unsaid(notes, said) == ["model figures are estimates"]
     assert unsaid(notes, set()) == notes
+
+
+def test_the_otlp_exporters_own_log_lines_are_muted_while_greenai_says_its_own() -> None:
+    otel = logging.getLogger("opentelemetry.exporter.otlp.proto.http.metric_exporter")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    otel.addHandler(keep)
+    try:
+        with said_once(io.StringIO()):
+            otel.error("Failed to export metrics batch due to timeout")
+        otel.error("after the block")
+    finally:
+        otel.removeHandler(keep)
+    assert seen == ["after the block"]
+    assert logging.getLogger("opentelemetry").level == logging.NOTSET  # restored

@@ -250,3 +250,24 @@ def test_a_declared_integrating_counter_drops_the_part_time_term() -> None:
         widths[mode] = job.result.uncertainty_j / job.result.energy_j
     # the exact counter's job is bounded by its edges; the sampled one's by sqrt(n) updates
     assert widths["exact"] < widths["sampled"] / 3
+
+
+def test_short_windows_on_a_steady_load_state_less_the_shorter_they_are() -> None:
+    # Read once per 100 ms update: two edges inside one update err together, so a window's
+    # error grows with its length (windows.together_share) and its ± follows it.
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, power_w=700.0, seed=3)
+    job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.1).start()
+    t0 = clock.now()
+    clock.advance(20.0)
+    job.stop()
+    curve = job.curves()[gpu.name]
+    a = np.random.default_rng(1).uniform(t0 + 1.0, t0 + 18.0, 200)
+    stated, covered = {}, {}
+    for length in (0.01, 0.05):
+        energy, u = curve.window(a, a + length)
+        truth = np.array([gpu.true_energy_j(x, x + length) for x in a])
+        stated[length] = float(np.median(u))
+        covered[length] = float(np.mean(np.abs(energy - truth) <= u))
+    assert stated[0.01] < 0.8 * stated[0.05]
+    assert covered[0.01] >= 0.9 and covered[0.05] >= 0.9

@@ -129,9 +129,10 @@ def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
                 "kpis": _records(frame),
                 "notes": notes,
                 "progress": [_records(t) for t in tracks],
-                "avoided_by_compression": avoided,
+                "avoided_by_compression": [_finite(a) for a in avoided],
             },
             indent=2,
+            allow_nan=False,  # standard JSON: jq and other readers refuse NaN and Infinity
         )
     elif args.format == "csv":
         from greenai.safe_output import csv_safe
@@ -180,10 +181,12 @@ def _check_baseline(baseline: str | None, period: str, has_targets: bool) -> Non
 def _records(frame: Any) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts: NaN (no figure) becomes null, never 0."""
     rows: list[dict[str, Any]] = frame.to_dict(orient="records")
-    return [
-        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-        for row in rows
-    ]
+    return [_finite(row) for row in rows]
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for standard JSON: NaN (no figure) and infinity (never breaks even) are null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _read_sweep(path: Path) -> Any:

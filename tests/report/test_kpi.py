@@ -288,6 +288,19 @@ def test_the_kpi_command_writes_json_csv_and_an_html_page(tmp_path: Path) -> Non
     assert early.returncode == 2 and early.stderr.count("\n") == 1
     assert "baseline '1999' has no kwh_per_job figure; periods with one: 2026" in early.stderr
 
+    never = sweep_frame()
+    never.loc[1, "break_even_inferences"] = math.inf  # a row that never breaks even
+    never.to_csv(sweep, index=False)
+    strict = _cli("--store", str(path), "--format", "json", "--sweep", str(sweep),
+                  "--sweep-row", "int8", "--deployment", "1e9")  # fmt: skip
+    assert strict.returncode == 0, strict.stderr
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not standard JSON: {constant}")
+
+    data = json.loads(strict.stdout, parse_constant=refuse)  # as jq reads it
+    assert data["avoided_by_compression"][0]["break_even_inferences"] is None
+
     csv = _cli("--store", str(path), "--by", "team", "--format", "csv")
     assert csv.returncode == 0, csv.stderr
     table = pd.read_csv(__import__("io").StringIO(csv.stdout))

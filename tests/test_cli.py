@@ -60,6 +60,13 @@ def test_a_flag_that_names_one_place_given_twice_is_refused_not_overridden(
     assert not (tmp_path / "r.db").exists()
 
 
+def test_an_option_before_the_command_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--bogus"], ["--store", "x.db", "runs"]):
+        assert main(argv) == 2  # argparse said only "required: command"
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{argv[0]} comes before the command" in err
+
+
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["nosuchcommand"])

@@ -57,6 +57,9 @@ _HOP = {
     "content-length",
 }
 
+_NOT_FORWARDED = _HOP | {ENERGY_HEADER}
+"""Request headers kept from the upstream (compared lower-cased): hop-by-hop ones and ours."""
+
 
 def aiohttp() -> Any:
     """The aiohttp module, or a ConfigError with the install hint."""
@@ -256,8 +259,7 @@ class EnergyProxy:
             self.meter.begin(rid, model=model)
             if self.tracer is not None:
                 self._spans[rid] = (_start_span(self.tracer, request, model), None)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        headers.pop(ENERGY_HEADER, None)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         url = opts.upstream.rstrip("/") + str(request.rel_url)
         count = TokenCount(0, 0, "none")
         status = "ok"

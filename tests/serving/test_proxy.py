@@ -220,3 +220,33 @@ def test_each_request_is_a_span_with_its_energy_when_a_tracer_is_set() -> None:
     assert attrs["greenai.energy_j"] > 0 and attrs["greenai.method"] in ("counter", "power")
     assert span.end_time is not None and span.start_time is not None
     assert span.end_time - span.start_time < 5e9  # ended where the response did
+
+
+def test_our_header_is_not_forwarded_whatever_its_case() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: Any) -> Any:
+        seen.append(dict(request.headers))
+        return aiohttp.web.json_response({"usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+    async def run() -> None:
+        app = aiohttp.web.Application()
+        app.router.add_post("/v1/completions", echo)
+        up_runner, upstream = await start(app)
+
+        async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+            for name in ("x-greenai-energy", "X-Greenai-Energy", "X-GREENAI-ENERGY"):
+                headers = {name: "0", "X-Custom": "kept"}
+                async with client.post(url + "/v1/completions", json={}, headers=headers) as r:
+                    assert r.status == 200
+
+        try:
+            await with_proxy(test, upstream=upstream)
+        finally:
+            await up_runner.cleanup()
+
+    asyncio.run(run())
+    assert len(seen) == 3
+    for headers in seen:
+        assert headers.get("X-Custom") == "kept"
+        assert not [k for k in headers if k.lower() == "x-greenai-energy"], headers

@@ -883,7 +883,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from greenai.interrupts import signal_policy
 
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0].startswith("-") and given[0] not in ("-h", "--help", "--version"):
+        # argparse would say only that a command is missing, not what was wrong
+        return _fail(
+            f"{given[0]} comes before the command: options follow it (greenai runs --store"
+            " FILE); greenai --help lists the commands"
+        )
+    args = build_parser().parse_args(given)
     try:
         with signal_policy():  # Ctrl-C/SIGTERM: stop cleanly, store, one line; twice: exit
             code = int(args.func(args))

@@ -82,7 +82,12 @@ def run_kpi(args: argparse.Namespace, open_store: Any) -> int:
 
     targets = [parse_target(t) for t in args.target]
     _check_baseline(args.baseline, args.period, bool(targets))
-    by = [b.strip() for b in args.by.split(",") if b.strip()]
+    by = [b.strip() for b in args.by.split(",")] if args.by else []
+    if "" in by:
+        raise ConfigError(
+            f"--by {args.by!r} holds an empty tag name (a comma at an end or two in a row);"
+            " give tag names separated by commas, e.g. team,site"
+        )
     tags = parse_tags(args.tag)
     sweep_options = (args.sweep, args.sweep_row, args.deployment)
     if any(v is not None for v in sweep_options) and not all(v is not None for v in sweep_options):

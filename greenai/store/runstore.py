@@ -430,7 +430,7 @@ class RunStore:
         if limit is not None:
             if limit < 0:
                 raise ConfigError(f"limit must be 0 or more; got {limit}")
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {min(int(limit), 2**63 - 1)}"  # more than SQL's largest: all
         rows = [self._shown(row) for row in self._read(sql, args)]
         frame: pd.DataFrame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "methods", "tags"])
         frame["tags"] = frame["tags"].fillna("").astype(object)

@@ -345,6 +345,8 @@ def test_a_file_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path: Path) -> No
         (["--target", "joules:-50%@2027"], "unknown target metric"),
         (["--target", "garbage"], "a target is METRIC"),
         (["--by", "9team"], "tag name"),
+        (["--by", "team,,site"], "holds an empty tag name"),
+        (["--by", "team,"], "holds an empty tag name"),
         (["--sweep", "x.csv"], "go together"),
         (["--pue", "-1"], "--pue must be a number >= 1"),
         (["--pue", "nan"], "--pue must be a number >= 1"),

@@ -161,6 +161,7 @@ def test_runs_filters_and_orders_newest_first(store: RunStore) -> None:
     assert list(store.runs(status="failed")["id"]) == [ids[1]]
     assert list(store.runs(status="running")["id"]) == [ids[5], ids[4]]
     assert list(store.runs(limit=2)["id"]) == [ids[5], ids[4]]
+    assert len(store.runs(limit=10**20)) == len(store.runs())  # past SQL's largest: all
     assert store.runs(name="nobody").empty
 
     started = store.get(ids[2]).started_at

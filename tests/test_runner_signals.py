@@ -140,7 +140,8 @@ def test_one_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> No
 def test_a_second_ctrl_c_stops_the_command_and_keeps_the_run(tmp_path: Path) -> None:
     proc, master = in_a_terminal(greenai_run(tmp_path, "stubborn"))
     try:
-        wait_for(lambda: (tmp_path / "ready").exists())
+        # the file exists before the child's pid is written into it: wait for the pid
+        wait_for(lambda: (tmp_path / "ready").exists() and (tmp_path / "ready").read_text() != "")
         child = int((tmp_path / "ready").read_text())
         os.write(master, b"\x03")
         wait_for(lambda: signals_logged(tmp_path))

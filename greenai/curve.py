@@ -348,9 +348,15 @@ class EnergyCurve:
             past = stats.history()
             d_e = np.concatenate([past[3], d_e])
             seg_len = np.concatenate([past[1], seg_len])
-        if len(d_e) < 3:
+        # A segment whose anchors were placed with different lags (a read off the sampling
+        # grid: the stop read, a late one) has a length off by up to an update's bracket, and
+        # its average power off with it: a steady 300 W load read 486 W over the 62 ms from
+        # its last regular read to the stop read, a false load step. Such a segment shows
+        # nothing reliable of how the load varies between updates.
+        regular = _regular_segments(seg_len)
+        if int(regular.sum()) < 3:
             return 0.0, 0.0, 0.0
-        return _spread_and_jumps(d_e / np.maximum(seg_len, 1e-12))
+        return _spread_and_jumps(d_e[regular] / np.maximum(seg_len[regular], 1e-12))
 
     def settle_into(self, stats: CurveStats, before_s: float, after_s: float) -> None:
         """Add the segments that start in ``[after_s, before_s)`` to the job's ``stats``."""
@@ -631,6 +637,18 @@ def locked_loop(starts_s: FloatArray, update_period_s: float) -> float | None:
     span_s = float(t[-1] - t[0])
     drift = drift_per_long * span_s / long_
     return period if drift < short else None
+
+
+REGULAR_SEGMENT = (0.75, 1.5)
+"""Segments from this share of the typical segment's length to this share count when
+judging how the load varies between updates (:meth:`EnergyCurve._update_scatter`)."""
+
+
+def _regular_segments(seg_len_s: FloatArray) -> npt.NDArray[np.bool_]:
+    """Per segment: is its length within :data:`REGULAR_SEGMENT` of the typical one?"""
+    typical = _median(seg_len_s) if len(seg_len_s) else 0.0
+    lo, hi = REGULAR_SEGMENT
+    return np.asarray((seg_len_s >= lo * typical) & (seg_len_s <= hi * typical))
 
 
 def _spread_and_jumps(power_w: FloatArray) -> tuple[float, float, float]:

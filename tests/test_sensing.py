@@ -271,3 +271,24 @@ def test_short_windows_on_a_steady_load_state_less_the_shorter_they_are() -> Non
         covered[length] = float(np.mean(np.abs(energy - truth) <= u))
     assert stated[0.01] < 0.8 * stated[0.05]
     assert covered[0.01] >= 0.9 and covered[0.05] >= 0.9
+
+
+def test_a_stop_read_off_the_sampling_grid_is_no_load_step() -> None:
+    # The stop read came 24 ms after the last regular one: its segment, anchored with
+    # another lag than its neighbour, read 486 W on a steady 300 W load, and the job got
+    # the "load steps" note (seed 3 of an outside audit, session 7).
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, power_w=300.0, noise_w=5.0, seed=3)
+    rng = np.random.default_rng(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job = greenai.track("job", devices=[gpu], clock=clock).start()
+        elapsed = 0.0
+        while elapsed < 60.0:
+            d = float(rng.uniform(0.100, 0.137))
+            clock.advance(d)
+            elapsed += d
+            job.step()
+        result = job.stop()
+    assert not any("load steps" in n for n in result.notes), result.notes
+    assert job.curves()[gpu.name].model.jump_rate == 0.0

@@ -254,15 +254,22 @@ def stored_run_notes(
 
 
 def _bench_values(row: dict[str, Any] | None) -> dict[str, Value]:
-    """A bench row's J/sample, J/TFLOP (with the row's relative uncertainty), time per step."""
+    """A bench row's J/sample, J/TFLOP (with the row's relative uncertainty), time per step.
+
+    The energy figures' ± is the larger of the sensor's and the rounds' spread, plus the
+    part of the sensor's that is a shared scale error (:func:`_shared_share`: a model's, a
+    power sensor's), kept apart so that it can cancel against a run on the same devices.
+    """
     if row is None:
         absent: Value = (None, None, "workload not run")
         return dict.fromkeys(("j_per_sample", "j_per_tflop", "time_per_step"), absent)
     energy, u = _number(row, "energy_j"), _number(row, "uncertainty_j")
     rel = u / energy if energy and u is not None else None
     energy_noise = round_noise(row.get("round_j_per_step"))
-    if rel is not None and energy_noise is not None:
-        rel = max(rel, energy_noise)  # the larger of the sensor's error and the rounds' spread
+    if rel is not None:
+        shared = _shared_share(row) or 0.0
+        # the larger of the sensor's independent error and the rounds' spread, + the shared
+        rel = shared + max(rel - shared, energy_noise or 0.0)
     why = row.get("reason") or "no energy source measured"
 
     def with_u(key: str) -> Value:
@@ -281,6 +288,21 @@ def _bench_values(row: dict[str, Any] | None) -> dict[str, Value]:
         "j_per_tflop": with_u("j_per_tflop"),
         "time_per_step": (per_step, time_u, row.get("reason") or "no steps"),
     }
+
+
+def _shared_share(row: dict[str, Any] | None) -> float | None:
+    """The share of a row's energy that is its devices' shared scale error (0..its ±).
+
+    None where the row does not say (``energy_shared_uncertainty_j``: documents written
+    before greenai recorded it). J/sample and J/TFLOP scale with the energy: the same share.
+    """
+    if row is None:
+        return None
+    energy, u = _number(row, "energy_j"), _number(row, "uncertainty_j")
+    shared = _number(row, "energy_shared_uncertainty_j")
+    if shared is None or not energy or u is None:
+        return None
+    return min(max(shared, 0.0), u) / energy
 
 
 def round_noise(values: Any) -> float | None:
@@ -339,12 +361,24 @@ def bench_comparisons(
     rows, notes = compare(a, b)
     side_a, side_b = _bench_side("A", paths[0], a), _bench_side("B", paths[1], b)
     by_a, by_b = _rows(a, "A"), _rows(b, "B")
-    out = []
+    fingerprints = [(d.get("machine") or {}).get("fingerprint") for d in (a, b)]
+    same = bool(fingerprints[0]) and fingerprints[0] == fingerprints[1]
+    devices_a, devices_b = _devices(a, "A"), _devices(b, "B")
+    out, cancelled = [], []
     for row in rows:
         name = row["workload"]
-        va, vb = _bench_values(by_a.get(name)), _bench_values(by_b.get(name))
+        ra, rb = by_a.get(name), by_b.get(name)
+        va, vb = _bench_values(ra), _bench_values(rb)
         why = "" if row["status"] == "ok" else row["status"]
-        changes = tuple(change(k, va[k], vb[k], not_comparable=why) for k in va)
+        shared = 0.0
+        if same and not why:
+            shared = _shared_rel(ra, rb, devices_a, devices_b)
+            cancelled += [shared] if shared > 0 else []
+        changes = tuple(
+            change(k, va[k], vb[k], not_comparable=why,
+                   shared_rel=0.0 if k == "time_per_step" else shared)
+            for k in va
+        )  # fmt: skip
         out.append(Comparison(side_a, side_b, changes, (), subject=name))
     for label, doc in (("A", a), ("B", b)):
         ok = [r for r in doc.get("results", []) if r.get("status", "ok") == "ok"]
@@ -353,8 +387,54 @@ def bench_comparisons(
                 f"{label} has no per-round figures (written before greenai measured rounds): "
                 "its time per step carries no noise estimate, so no time change is claimed"
             )
-    same = bool(side_a.machine) and side_a.machine == side_b.machine
     notes = [n for n in notes if not n.startswith(("A: ", "B: ", "'model'"))]
     return out, notes + method_notes(
-        side_a.methods, side_b.methods, same_machine=same, devices_known=False
+        side_a.methods,
+        side_b.methods,
+        same_machine=same,
+        shared_rel=min(cancelled, default=0.0),
+        devices_known=devices_a is not None and devices_b is not None,
     )
+
+
+Devices = frozenset[tuple[str, str, str]]
+
+
+def _devices(doc: dict[str, Any], side: str) -> Devices | None:
+    """The (name, kind, method) of each device a document (or a row) measured; None: unsaid.
+
+    Raises:
+        ConfigError: ``devices`` is not a list of objects with those three names.
+    """
+    devices = doc.get("devices")
+    if devices is None:
+        return None
+    keys = ("name", "kind", "method")
+    if not isinstance(devices, list) or not all(
+        isinstance(d, dict) and all(isinstance(d.get(k), str) for k in keys) for d in devices
+    ):
+        raise ConfigError(
+            f"{side}'s 'devices' must be a list of objects with name, kind and method, got "
+            f"{devices!r}; write results with `greenai bench --json > FILE` and do not edit them"
+        )
+    return frozenset(tuple(d[k] for k in keys) for d in devices)
+
+
+def _shared_rel(
+    ra: dict[str, Any] | None,
+    rb: dict[str, Any] | None,
+    devices_a: Devices | None,
+    devices_b: Devices | None,
+) -> float:
+    """The relative scale error two rows of one machine share (0 when not certainly shared).
+
+    :func:`greenai.report.compare.shared_scale_rel`'s rule: the same devices measured the
+    same way (each row's own list where both have one, else the documents'), and the smaller
+    of the two sides' shares.
+    """
+    if ra is not None and rb is not None and "devices" in ra and "devices" in rb:
+        devices_a, devices_b = _devices(ra, "A"), _devices(rb, "B")
+    share_a, share_b = _shared_share(ra), _shared_share(rb)
+    if not devices_a or devices_a != devices_b or share_a is None or share_b is None:
+        return 0.0
+    return max(0.0, min(share_a, share_b))

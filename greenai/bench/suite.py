@@ -13,6 +13,7 @@ step in its uncertainty (:func:`greenai.windows.across_offsets`).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -203,7 +204,8 @@ def run_workload(
         ``workload``, ``kind``, ``dtype``, ``params``, ``steps``, ``duration_s``, ``flops``,
         ``samples``, ``tflops_per_s``, ``energy_j``, ``uncertainty_j``, ``methods``,
         ``avg_power_w``, ``j_per_tflop``, ``j_per_sample``, ``gpu_energy_j``,
-        ``gpu_j_per_tflop``, ``mfu``, ``trials`` (1, or :data:`~greenai.protocol.SHIFTS`
+        ``gpu_j_per_tflop``, ``mfu``, ``energy_shared_uncertainty_j`` and ``devices``
+        (:func:`device_figures`), ``trials`` (1, or :data:`~greenai.protocol.SHIFTS`
         for a loop shorter than the sensor's update period: see :func:`trials_row`),
         ``offset_spread_j`` (the spread across the trials' offsets, in the uncertainty;
         None with one trial), ``run_id`` (None when not stored), ``status`` (``ok``) and
@@ -340,6 +342,7 @@ def trials_row(
         updates.update(
             energy_j=energy,
             uncertainty_j=figure.uncertainty * steps,
+            energy_shared_uncertainty_j=energy * shared_rel(m),
             offset_spread_j=figure.spread * steps,
             avg_power_w=energy / duration_s if duration_s > 0 else None,
             j_per_tflop=energy / (flops / 1e12) if flops else None,
@@ -348,6 +351,31 @@ def trials_row(
             gpu_j_per_tflop=gpu_j / (flops / 1e12) if gpus and flops else None,
         )
     return {**row, **updates}
+
+
+def shared_rel(m: Any) -> float:
+    """The share of ``m``'s energy that its devices' shared scale error makes up (0..1).
+
+    A model's or a power sensor's (``DeviceEnergy.shared_uncertainty_j``): the same error
+    in every run on those devices, so it cancels between two of them.
+    """
+    if not m.energy_j:
+        return 0.0
+    return float(math.fsum(d.shared_uncertainty_j for d in m.devices) / m.energy_j)
+
+
+def device_figures(m: Any) -> dict[str, Any]:
+    """What ``greenai compare`` needs to cancel a scale error two rows share.
+
+    Returns:
+        ``energy_shared_uncertainty_j``: the part of ``uncertainty_j`` that is the devices'
+        shared scale error (J; None without energy); ``devices``: each measured device's
+        ``name``, ``kind`` and ``method``.
+    """
+    return {
+        "energy_shared_uncertainty_j": None if m.energy_j is None else shared_rel(m) * m.energy_j,
+        "devices": [{"name": d.name, "kind": d.kind, "method": d.method} for d in m.devices],
+    }
 
 
 def result_row(
@@ -375,6 +403,7 @@ def result_row(
         "gpu_energy_j": gpu_j,
         "gpu_j_per_tflop": gpu_j / m.tflop if gpu_j is not None and m.flops else None,
         "mfu": m.mfu,
+        **device_figures(m),
         "trials": 1,
         "offset_spread_j": None,
         "run_id": run_id,
@@ -397,6 +426,7 @@ _FIGURES = (
     "gpu_energy_j",
     "gpu_j_per_tflop",
     "mfu",
+    "energy_shared_uncertainty_j",
     "trials",
     "offset_spread_j",
     "round_s_per_step",
@@ -415,10 +445,17 @@ def failed_row(workload: w.Workload, reason: str) -> dict[str, Any]:
         dtype=workload.dtype,
         params=workload.params,
         methods=[],
+        devices=[],
         status="failed",
         reason=reason,
     )
     return row
+
+
+def _all_devices(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each device the rows measured, once, in the order first seen."""
+    seen = {json.dumps(d, sort_keys=True): d for r in rows for d in r.get("devices") or []}
+    return list(seen.values())
 
 
 def _release(device: str) -> None:
@@ -442,7 +479,8 @@ def run_suite(
 
     Returns:
         The results document: ``format``, ``suite``, ``device``, ``created_at`` (UTC),
-        ``machine`` (:func:`~greenai.bench.machine.machine_info`) and ``results`` (rows of
+        ``machine`` (:func:`~greenai.bench.machine.machine_info`), ``devices`` (each device
+        the rows measured: ``name``, ``kind``, ``method``) and ``results`` (rows of
         :func:`run_workload`; a workload that raised is a row of :func:`failed_row`, with
         ``status`` ``failed`` and the error as ``reason``, and the suite goes on).
     """
@@ -478,5 +516,6 @@ def run_suite(
         "device": device,
         "created_at": created,
         "machine": machine,
+        "devices": _all_devices(rows),
         "results": rows,
     }

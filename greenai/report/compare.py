@@ -177,6 +177,9 @@ def change(
     ``not_comparable`` gives a reason to show both values but no ratio (sizes differ).
     ``shared_rel``: the relative scale error both sides share (same devices, same machine:
     :func:`shared_scale_rel`); it cancels in the ratio (:func:`compare_with_uncertainty`).
+    Where nothing of either side's ± is left once it cancels (a model's runs: its whole
+    ± is the shared scale error), the verdict says that the ratio's ± 0 is only what does
+    not cancel, not a claim of exactness.
     ``noise``: the run-to-run noise of B/A (:func:`step_noise`); with it, the verdict is
     :func:`interval_verdict`'s, else :func:`verdict`'s.
 
@@ -207,6 +210,8 @@ def change(
     rel = shared_rel if key != "time" else 0.0
     r, ur, d, ud = compare_with_uncertainty(va, ua, vb, ub, shared_rel=rel)
     sentence = verdict(spec, r, ur) if noise is None else interval_verdict(spec, r, ur, noise)
+    if noise is None and ur == 0 and rel > 0:
+        sentence += f" (± 0 once the shared ±{rel:.0%} cancels: no independent error is known)"
     return Change(spec.label, spec.unit, va, ua, vb, ub, r, ur, d, ud, sentence)
 
 
@@ -405,7 +410,9 @@ def _figure(
 def _ratio(ratio: float | None, uncertainty: float | None) -> str:
     if ratio is None:
         return "—"
-    return f"{ratio:.3g}" + (f" ± {uncertainty:.2g}" if uncertainty else "")
+    if uncertainty is None:
+        return f"{ratio:.3g}"
+    return f"{ratio:.3g} ± {uncertainty:.2g}" if uncertainty else f"{ratio:.3g} ± 0"
 
 
 def _side_lines(side: Side) -> list[str]:

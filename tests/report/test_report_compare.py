@@ -13,6 +13,7 @@ from greenai.cli import main
 from greenai.measurement import Measurement
 from greenai.report.compare import (
     FIGURES,
+    Comparison,
     Side,
     change,
     compare_measurements,
@@ -214,6 +215,13 @@ def test_two_cpu_model_runs_on_one_machine_share_their_scale_error() -> None:
         0.5 * abs(energy.difference or 0.0), rel=0.05
     )
     assert any("cancels in the ratio" in n for n in same.notes)
+    # nothing independent of the model's error is known: the ± 0 says what it is, never bare
+    assert energy.ratio_uncertainty == 0.0
+    assert energy.verdict.endswith(
+        "(± 0 once the shared ±50% cancels: no independent error is known)"
+    )
+    text = render_comparisons([same])
+    assert "  1.1 ± 0  " in text and "B uses 10% more energy (± 0 once" in text
     # on two machines the models' errors are independent: no verdict
     apart = compare_measurements(
         Side("A", "1", "x", methods=("model",), host="h1"),
@@ -223,6 +231,16 @@ def test_two_cpu_model_runs_on_one_machine_share_their_scale_error() -> None:
     )
     energy = next(ch for ch in apart.changes if ch.figure == "energy")
     assert energy.verdict.startswith("within uncertainty")
+
+
+def test_an_independent_part_left_shows_as_the_ratios_plus_minus() -> None:
+    """A model's run with 2% of its ± independent of the shared 50% (a gap interpolated)."""
+    energy = change("energy", (100.0, 52.0, ""), (110.0, 57.2, ""), shared_rel=0.5)
+    assert energy.ratio_uncertainty == pytest.approx(1.1 * math.hypot(0.02, 0.02))
+    assert energy.verdict == "B uses 10% ± 3.1% more energy"
+    assert "1.1 ± 0.031" in render_comparisons(
+        [Comparison(Side("A", "1", "x"), Side("B", "2", "x"), (energy,))]
+    )
 
 
 def test_compare_with_uncertainty_cancels_only_the_shared_part() -> None:

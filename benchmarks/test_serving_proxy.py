@@ -32,14 +32,17 @@ Asserted:
   which a loaded machine's latency swings do not blur;
 * the targets of issue 25, closed loop, where the machine is quiet (others used under
   ``QUIET_OTHERS_CPUS`` cores during the rounds, from /proc/stat less our four processes,
-  and our processes had ≥ 2 CPUs): added p50 ≤ 1 ms + ``NOISE_MS`` and throughput ratio ≥
-  0.98 − ``NOISE_RATIO``. Allowances: the added p50 is the median over the rounds of
-  per-round differences of two medians; each run prints its standard error (1.2533 × the
-  scaled MAD / √rounds). ``NOISE_MS`` is about twice what a quiet run shows, and
-  ``NOISE_RATIO`` about the half-width of the throughput ratio's 95% interval there (the
-  figures: docs/serving.md). On a busy machine the targets are printed, not asserted:
-  others' CPU bursts then add milliseconds to any relay (the plain one too), and a 2-core
-  machine running other jobs cannot tell a relay's cost from the queue.
+  and our processes had ≥ 2 CPUs): added p50 ≤ 1 ms + an allowance, and throughput ratio
+  ≥ 0.98 − an allowance. The allowances are the run's own noise, bounded: the added p50 is
+  the median over the rounds of per-round differences of two medians, and its standard
+  error is measured from their scatter (1.2533 × the scaled MAD / √rounds, printed as ±):
+  twice it (about a 95% one-sided bound), at least ``MIN_NOISE_MS`` and at most
+  ``MAX_NOISE_MS``; the throughput ratio's allowance is the half-width of its paired 95%
+  interval, at most ``MAX_NOISE_RATIO``. So a run fails when its own data show the target
+  missed, and the caps keep a noisy run able to fail (an added 2 ms, a 3% loss). On a busy
+  machine the targets are printed, not asserted: others' CPU bursts then add milliseconds
+  to any relay (the plain one as much as the proxy: docs/serving.md), and a 2-core machine
+  running other jobs cannot tell a relay's cost from the queue.
 
 Measured figures with machine, date and load: docs/serving.md.
 """
@@ -74,11 +77,12 @@ WARMUP_S, WINDOW_S = 0.5, 2.0
 """Per target and round: closed-loop warm-up after the staggered start (excluded), then the
 steady window measured."""
 TARGET_ADDED_MS, TARGET_RATIO = 1.0, 0.98
-NOISE_MS, NOISE_RATIO = 0.25, 0.005
-"""Allowance for noise on top of the targets (see the module's docstring)."""
-CPU_OVER_RELAY = 1.45
+MIN_NOISE_MS, MAX_NOISE_MS, MAX_NOISE_RATIO = 0.1, 1.0, 0.01
+"""Bounds of the allowances for noise on top of the targets (see the module's docstring)."""
+CPU_OVER_RELAY = 1.4
 """The proxy's CPU time per chunk may be at most this many times a plain relay's: measured
-1.22-1.29x on a shared 2-core VM (2026-12-06), 1.34x before its hot path was trimmed."""
+1.21-1.29x on a shared 2-core VM (2026-12-06, three runs), 1.34x before its hot path was
+trimmed; the margin is for a loaded machine's scatter."""
 QUIET_OTHERS_CPUS = 0.3
 """Cores other processes may have used during the rounds for the targets to be asserted."""
 PROTOCOL = Protocol(min_rounds=8, max_rounds=20, precision=0.003, budget_s=100.0, seed=25)
@@ -408,10 +412,12 @@ def test_proxy_overhead_at_64_streams(benchmark: Any, servers: tuple[tuple[str, 
     cpu = closed.us_per_chunk
     assert cpu[1] <= cpu[0] * CPU_OVER_RELAY, f"CPU per chunk {cpu[1]:.1f} us vs relay {cpu[0]:.1f}"
     if quiet:
-        added = closed.added_ms["proxy"][0]
-        assert added <= TARGET_ADDED_MS + NOISE_MS, f"added p50 {added:.2f} ms"
-        ratio = closed.vs_direct.value
-        assert ratio >= TARGET_RATIO - NOISE_RATIO, f"throughput ratio {ratio:.4f}"
+        added, se = closed.added_ms["proxy"]
+        allow = min(max(2 * se, MIN_NOISE_MS), MAX_NOISE_MS)
+        assert added <= TARGET_ADDED_MS + allow, f"added p50 {added:.2f} ± {se:.2f} ms"
+        r = closed.vs_direct
+        allow_ratio = min(r.halfwidth, MAX_NOISE_RATIO)
+        assert r.value >= TARGET_RATIO - allow_ratio, f"throughput ratio {_ci(r)}"
 
 
 def _pm(x: tuple[float, float]) -> str:

@@ -16,6 +16,7 @@ from greenai.serving.attribution import (
     RequestEnergy,
     RequestSpan,
     attribute,
+    estimate_first_token,
     fit_token_costs,
 )
 from greenai.serving.meter import OpenRequest, ServingMeter, ServingTotals
@@ -29,5 +30,6 @@ __all__ = [
     "ServingMeter",
     "ServingTotals",
     "attribute",
+    "estimate_first_token",
     "fit_token_costs",
 ]

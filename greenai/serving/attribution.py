@@ -30,7 +30,10 @@ Each request's ± has two parts. The **curve** part is the measured total's ± c
 proportion to the request's energy (the curve's error is shared by all stretches, so it is
 added linearly). The **rule** part is the distance to an alternative rule: with iteration
 data and measured cost weights, the same split with plain token counts; otherwise the split
-by time in flight. They combine in quadrature.
+by time in flight. They combine in quadrature. A request whose first token time is an
+estimate below a seen bound (``first_token_bound_s``, :func:`estimate_first_token`) has its
+rule part widened to cover the split with the first token at the bound: how far its energy
+or its decode part moves there, whichever is more.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "RequestSpan",
     "Rule",
     "attribute",
+    "estimate_first_token",
     "fit_token_costs",
 ]
 
@@ -70,8 +74,14 @@ class RequestSpan:
         prompt_tokens: Tokens of the prompt (prefill).
         completion_tokens: Tokens generated (decode).
         first_token_s: When the first generated token left the engine (streaming), if known.
+        first_token_bound_s: Set when ``first_token_s`` is an estimate (see
+            :func:`estimate_first_token`): the time the first token was seen, which is only
+            the latest it can have left the engine. The request's rule ± then covers the
+            split with the first token there.
         model: The model that served it, for per-model figures.
         status: ``"ok"``, or what went wrong (``"disconnected"``, ``"error"``...).
+        notes: What its figures could not do (say how its first token was placed); passed
+            on to its :class:`RequestEnergy`.
 
     Raises:
         ConfigError: Times out of order, or negative token counts.
@@ -85,6 +95,8 @@ class RequestSpan:
     first_token_s: float | None = None
     model: str | None = None
     status: str = "ok"
+    first_token_bound_s: float | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start_s) and math.isfinite(self.end_s)):
@@ -100,6 +112,12 @@ class RequestSpan:
         if f is not None and not (self.start_s <= f <= self.end_s):
             raise ConfigError(
                 f"request {self.request_id!r}: first_token_s must lie between start and end"
+            )
+        b = self.first_token_bound_s
+        if b is not None and (f is None or not (f <= b <= self.end_s)):
+            raise ConfigError(
+                f"request {self.request_id!r}: first_token_bound_s needs a first_token_s at or"
+                " before it, and must not lie after end_s"
             )
 
 
@@ -135,7 +153,8 @@ class RequestEnergy:
 
     ``energy_j = prefill_energy_j + decode_energy_j`` (above baseline); ``uncertainty_j`` is
     about 95%, ``curve_uncertainty_j`` and ``rule_uncertainty_j`` combined in quadrature.
-    ``method`` is the curve's (``counter``, ``power``, ``model``); ``rule`` the split's.
+    ``method`` is the curve's (``counter``, ``power``, ``model``); ``rule`` the split's;
+    ``notes`` what its figures could not do (its :class:`RequestSpan`'s).
     """
 
     request_id: str
@@ -152,6 +171,7 @@ class RequestEnergy:
     rule_uncertainty_j: float
     method: str
     rule: str
+    notes: tuple[str, ...] = ()
 
     @property
     def uncertainty_j(self) -> float:
@@ -187,6 +207,7 @@ class RequestEnergy:
             "rule_uncertainty_j": self.rule_uncertainty_j,
             "method": self.method,
             "rule": self.rule,
+            "notes": list(self.notes),
         }
 
 
@@ -227,6 +248,47 @@ class Attribution:
         return math.fsum(r.energy_j for r in self.requests)
 
 
+def _unseen_first_token(start_s: FloatArray, end_s: FloatArray, tokens: FloatArray) -> FloatArray:
+    """Where the spans rule puts a first token it was not told: one step of ``1 + tokens``."""
+    return start_s + (end_s - start_s) / (1.0 + tokens)
+
+
+def estimate_first_token(
+    start_s: float, seen_s: float, end_s: float, tokens_seen: int, completion_tokens: int
+) -> float:
+    """When a request's first token likely left the engine, from a late, merged first read.
+
+    A stream whose first text came with ``tokens_seen`` of its ``completion_tokens``
+    generated tokens at once (at ``seen_s``) shows only the latest its first token can have
+    left: the other ``tokens_seen - 1`` were decoded before ``seen_s`` too. With the tokens
+    after that read timing the decode (at least as many as are placed before it:
+    ``completion_tokens - tokens_seen >= tokens_seen - 1``), the first token is put
+    ``tokens_seen - 1`` of their mean gaps before ``seen_s``; else (most tokens came in that
+    read: nothing left to time them) where the spans rule puts a first token it was not
+    told, one step of ``1 + completion_tokens`` after the start. Always within
+    ``[start_s, seen_s]``.
+
+    Args:
+        start_s: When the request arrived (s).
+        seen_s: When its first text was seen (s).
+        end_s: When it ended (s).
+        tokens_seen: Generated tokens that had come by ``seen_s`` (1: the token came alone,
+            and ``seen_s`` is returned).
+        completion_tokens: Tokens it generated in all.
+
+    Returns:
+        The estimated first token time (s, on the same clock).
+    """
+    if tokens_seen <= 1 or completion_tokens <= 1:
+        return seen_s
+    after = completion_tokens - tokens_seen
+    if after >= tokens_seen - 1 and end_s > seen_s:
+        f = seen_s - (tokens_seen - 1) * (end_s - seen_s) / after
+    else:
+        f = start_s + (end_s - start_s) / (1.0 + completion_tokens)
+    return min(max(f, start_s), seen_s)
+
+
 def fit_token_costs(
     energy_j: Sequence[float], prefill: Sequence[float], decode: Sequence[float]
 ) -> tuple[float, float] | None:
@@ -261,15 +323,28 @@ class _Pieces:
     d: FloatArray
 
 
-def _span_pieces(spans: Sequence[RequestSpan], idx: npt.NDArray[np.intp]) -> _Pieces:
+def _span_pieces(
+    spans: Sequence[RequestSpan], idx: npt.NDArray[np.intp], *, at_bound: bool = False
+) -> _Pieces:
+    """Prompt tokens from start to first token, generated ones from there to the end.
+
+    ``at_bound``: a first token given with a bound is put at the bound.
+    """
     n = len(spans)
     s = np.array([r.start_s for r in spans], dtype=float)
     e = np.array([r.end_s for r in spans], dtype=float)
     p = np.array([r.prompt_tokens for r in spans], dtype=float)
     d = np.array([r.completion_tokens for r in spans], dtype=float)
-    f = np.array([math.nan if r.first_token_s is None else r.first_token_s for r in spans])
-    guess = s + (e - s) / (1.0 + d)
-    f = np.where(np.isnan(f), guess, f)
+    f = np.array(
+        [
+            r.first_token_bound_s
+            if at_bound and r.first_token_bound_s is not None
+            else (math.nan if r.first_token_s is None else r.first_token_s)
+            for r in spans
+        ],
+        dtype=float,
+    )
+    f = np.where(np.isnan(f), _unseen_first_token(s, e, d), f)
     return _Pieces(
         req=np.concatenate([idx, idx]),
         a=np.concatenate([s, f]),
@@ -432,7 +507,10 @@ def attribute(
         )
     spans_s = np.maximum(np.array([r.start_s for r in spans], dtype=float), lo)
     spans_e = np.minimum(np.array([r.end_s for r in spans], dtype=float), hi)
-    inner = np.concatenate([pieces.a, pieces.b, spans_s, spans_e])
+    bounds = np.array(
+        [r.first_token_bound_s for r in spans if r.first_token_bound_s is not None], dtype=float
+    )
+    inner = np.concatenate([pieces.a, pieces.b, spans_s, spans_e, bounds])
     edges = np.unique(np.concatenate([[lo, hi], inner[(inner > lo) & (inner < hi)]]))
     if len(edges) < 2:
         edges = np.array([lo, hi])
@@ -470,6 +548,19 @@ def attribute(
         alt, _, _ = _split(n, pieces, 1.0, 1.0, spans_s, spans_e, edges, dyn)
     else:
         alt = time_share
+    rule_unc = np.abs(total - alt)
+    if len(bounds):  # first tokens placed by estimate: the ± covers them at their bound
+        at_b = _span_pieces([spans[i] for i in alone], np.array(alone, np.intp), at_bound=True)
+        b_pieces = _Pieces(
+            pieces.req,
+            np.concatenate([at_b.a, it_p.a]),
+            np.concatenate([at_b.b, it_p.b]),
+            pieces.p,
+            pieces.d,
+        )
+        tot_b, pre_b, _ = _split(n, b_pieces, wp, wd, spans_s, spans_e, edges, dyn)
+        moved = np.maximum(np.abs(total - tot_b), np.abs((total - prefill) - (tot_b - pre_b)))
+        rule_unc = np.maximum(rule_unc, moved)
     unc = float(uncertainty_j)
     # Python floats (tolist) per request, not numpy scalars: a proxy settles ~200 a second
     out = tuple(
@@ -485,12 +576,13 @@ def attribute(
             prefill_energy_j=pre,
             decode_energy_j=tot - pre,
             curve_uncertainty_j=_share(unc, tot, total_j),
-            rule_uncertainty_j=abs(tot - other),
+            rule_uncertainty_j=other,
             method=method,
             rule="iterations" if r.request_id in covered else "spans",
+            notes=r.notes,
         )
         for r, tot, pre, other in zip(
-            spans, total.tolist(), prefill.tolist(), alt.tolist(), strict=True
+            spans, total.tolist(), prefill.tolist(), rule_unc.tolist(), strict=True
         )
     )
     return Attribution(

@@ -32,6 +32,7 @@ from greenai.serving.attribution import (
     RequestEnergy,
     RequestSpan,
     attribute,
+    estimate_first_token,
 )
 
 __all__ = ["OpenRequest", "ServingMeter", "ServingTotals"]
@@ -209,8 +210,15 @@ class ServingMeter:
         completion_tokens: int = 0,
         status: str = "ok",
         end_s: float | None = None,
+        first_tokens: int = 1,
     ) -> None:
         """``request_id`` is finished (now, or at ``end_s``) with the tokens it processed.
+
+        ``first_tokens``: generated tokens that had come by the :meth:`first_token` mark
+        (a stream whose first read held several). Above 1, the mark is only the latest the
+        first token can have left: it is kept as the span's ``first_token_bound_s``, the
+        first token is placed by :func:`~greenai.serving.attribution.estimate_first_token`,
+        and the request carries a note saying so.
 
         Raises:
             ConfigError: The id is not in flight, or bad counts (the request stays in
@@ -221,16 +229,27 @@ class ServingMeter:
             req = self._open.get(request_id)
             if req is None:
                 raise ConfigError(f"request {request_id!r} is not in flight; begin() it first")
-            first = req["first_token_s"]
+            start, first = req["start_s"], req["first_token_s"]
+            end = max(t, start)
+            tokens = _token_count(completion_tokens, request_id)
+            seen = _token_count(first_tokens, request_id)
+            first = None if first is None else min(max(first, start), end)
+            bound: float | None = None
+            notes: tuple[str, ...] = ()
+            if first is not None and seen > 1 and tokens > 1:
+                bound, first = first, estimate_first_token(start, first, end, seen, tokens)
+                notes = (_merged_note(start, first, bound, seen, tokens),)
             span = RequestSpan(  # checked before the request leaves _open: bad counts keep it
                 request_id=request_id,
-                start_s=req["start_s"],
-                end_s=max(t, req["start_s"]),
+                start_s=start,
+                end_s=end,
                 prompt_tokens=_token_count(prompt_tokens, request_id),
-                completion_tokens=_token_count(completion_tokens, request_id),
-                first_token_s=None if first is None else min(max(first, req["start_s"]), t),
+                completion_tokens=tokens,
+                first_token_s=first,
                 model=req["model"],
                 status=status,
+                first_token_bound_s=bound,
+                notes=notes,
             )
             del self._open[request_id]
             self._done[request_id] = span
@@ -442,6 +461,7 @@ class ServingMeter:
                         rule_uncertainty_j=r_unc,
                         method=r.method,
                         rule=r.rule,
+                        notes=r.notes,
                     )
                 self._done.pop(r.request_id, None)
                 energy, prefill = out.energy_j, out.prefill_energy_j
@@ -500,6 +520,14 @@ class ServingMeter:
                 rules=tuple(sorted(self._rules)),
                 notes=tuple(self._notes),
             )
+
+
+def _merged_note(start: float, first: float, bound: float, seen: int, tokens: int) -> str:
+    return (
+        f"first token not seen alone: the first text came {bound - start:.3f} s after arrival"
+        f" with {seen} of the {tokens} generated tokens (merged); placed at"
+        f" {first - start:.3f} s (estimate), the rule ± covers it at {bound - start:.3f} s"
+    )
 
 
 def _share_of_uncertainty(snap: Any, window_j: float) -> float:

@@ -262,6 +262,7 @@ class EnergyProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         url = opts.upstream.rstrip("/") + str(request.rel_url)
         count = TokenCount(0, 0, "none")
+        first_tokens = 1  # generated tokens that had come by the first text (merged: more)
         status = "ok"
         try:
             async with self._session.request(
@@ -310,6 +311,7 @@ class EnergyProxy:
                 finally:
                     if counter is not None:
                         count = counter.count()
+                        first_tokens = counter.tokens_by_first(count.completion_tokens)
                     elif metered:
                         count = count_body(bytes(kept), chars)
                 return resp
@@ -328,12 +330,12 @@ class EnergyProxy:
             return _error(web, 502, f"upstream {opts.upstream} sent a broken response: {exc}")
         finally:
             if metered and rid not in self._settled and self._is_open(rid):
-                self._end(rid, count, status)
+                self._end(rid, count, status, first_tokens)
 
     def _is_open(self, rid: str) -> bool:
         return self.meter.is_open(rid)
 
-    def _end(self, rid: str, count: TokenCount, status: str) -> None:
+    def _end(self, rid: str, count: TokenCount, status: str, first_tokens: int = 1) -> None:
         if rid in self._spans:  # the span ends when the response did, once its energy is known
             self._spans[rid] = (self._spans[rid][0], time.time_ns())
         if self._is_open(rid):
@@ -342,6 +344,7 @@ class EnergyProxy:
                 prompt_tokens=count.prompt_tokens,
                 completion_tokens=count.completion_tokens,
                 status=status,
+                first_tokens=max(first_tokens, 1),
             )
 
     async def _energy_headers(self, rid: str) -> dict[str, str]:
@@ -425,6 +428,8 @@ def _end_span(span: Any, r: RequestEnergy, end_ns: int | None) -> None:
         span.set_attribute("greenai.method", r.method)
         span.set_attribute("greenai.rule", r.rule)
         span.set_attribute("greenai.status", r.status)
+        if r.notes:
+            span.set_attribute("greenai.notes", list(r.notes))
         span.end(end_time=end_ns)
     except Exception:  # a tracer's failure never costs the figures
         pass

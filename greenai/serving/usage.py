@@ -80,20 +80,27 @@ class SseCounter:
         self.chunks = 0
         self.usage: tuple[int, int] | None = None
         self.saw_token = False
+        self.events = 0
+        """Choices seen (each carries a ``finish_reason``, null until its last chunk)."""
+        self._first_at: tuple[int, int] | None = None  # (events, chunks) by the first text
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes; returns True when they held the first generated token."""
         if not self._buf and not self._skip and data.endswith(b"\n") and b'"usage"' not in data:
             # The usual chunk: whole lines, no usage: its text lines counted in one C-level
             # pass (~0.5 us a chunk, not ~2 us).
+            self.events += data.count(_EVENT)
             n = len(_TEXT_LINES.findall(data))
             if not n:
                 return False
             self.chunks += n
             first = not self.saw_token
+        else:
+            first = self._feed_lines(data)
+        if first:
             self.saw_token = True
-            return first
-        return self._feed_lines(data)
+            self._first_at = (self.events, self.chunks)
+        return first
 
     def _feed_lines(self, data: bytes) -> bool:
         """:meth:`feed` line by line, a partial line kept for the next bytes."""
@@ -122,6 +129,7 @@ class SseCounter:
         # so a proxy relaying thousands of chunks a second spends microseconds on each.
         if not line.startswith(b"data:"):
             return False
+        self.events += line.count(_EVENT)
         if b'"usage"' in line and b"_tokens" in line:
             try:
                 usage = usage_of(json.loads(line[5:].strip()))
@@ -132,9 +140,24 @@ class SseCounter:
         if _TEXT.search(line) is None:
             return False
         self.chunks += 1
-        first = not self.saw_token
-        self.saw_token = True
-        return first
+        return not self.saw_token
+
+    def tokens_by_first(self, completion_tokens: int) -> int:
+        """Generated tokens that had come by the end of the read that held the first text.
+
+        1 when the tokens came one by one; more when several came at once (the server
+        merged its chunks, or the proxy read several chunks late in one go): the stream's
+        ``completion_tokens`` less the choices that came after that read: their
+        ``finish_reason`` keys (a choice carries one, null until its last chunk, so chunks
+        with empty text count too), or their text chunks where those are more (a server
+        that leaves the key out). An upper bound where later chunks were merged as well.
+        0 when no text came.
+        """
+        if self._first_at is None:
+            return 0
+        events, chunks = self._first_at
+        after = max(self.events - events, self.chunks - chunks)
+        return max(completion_tokens - after, 1)
 
     def count(self) -> TokenCount:
         """The tokens so far: the server's ``usage`` if it sent one, else counted chunks."""
@@ -145,6 +168,9 @@ class SseCounter:
             return TokenCount(prompt, self.chunks, "chunks")
         return TokenCount(0, 0, "none")
 
+
+_EVENT = b'"finish_reason"'
+"""The key each choice of a chunk carries (OpenAI, vLLM, SGLang): one per choice event."""
 
 _TEXT = re.compile(rb'"(?:text|content|reasoning_content)"\s*:\s*"(?!")')
 """A non-empty ``text`` (completions) or ``delta.content`` (chat) value in a chunk."""

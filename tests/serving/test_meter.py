@@ -150,3 +150,40 @@ def test_a_request_handle_takes_whole_token_counts_only() -> None:
             req.tokens(prompt=np.int64(3), completion=4.0)
     meter.settle(final=True)
     assert [(r.prompt_tokens, r.completion_tokens) for r in meter.recent] == [(3, 4)]
+
+
+def test_a_first_read_that_held_many_tokens_is_a_bound_not_the_first_token() -> None:
+    # Three lone requests of 50 tokens on a steady draw, each 1 s long, its first text seen
+    # at 0.98 s: seen alone (the decode did take those 20 ms), seen with 49 of the 50 tokens
+    # (the server's chunks merged: the decode took the whole second), and seen with 10 of
+    # 50 whose 40 others came over the last 20 ms.
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, power_w=200.0, noise_w=0.0, seed=4)
+    with greenai.track("serve", devices=[gpu], clock=clock) as job:
+        meter = ServingMeter(job)
+        for rid, seen in (("alone", 1), ("merged", 49), ("partly", 10)):
+            clock.advance(0.5)
+            meter.begin(rid)
+            clock.advance(0.98)
+            meter.first_token(rid)
+            clock.advance(0.02)
+            meter.end(rid, prompt_tokens=4, completion_tokens=50, first_tokens=seen)
+        clock.advance(0.5)
+    meter.settle(final=True)
+    by = {r.request_id: r for r in meter.recent}
+    tot = meter.totals()
+    assert math.isclose(tot.requests_j + tot.baseline_j + tot.idle_j, tot.total_j, rel_tol=1e-9)
+    alone, merged, partly = by["alone"], by["merged"], by["partly"]
+    assert not alone.notes and alone.decode_energy_j == pytest.approx(0.02 * 200, rel=0.05)
+    # merged: nothing timed the decode after the read: placed one step of 51 after the start
+    assert merged.decode_energy_j == pytest.approx(merged.energy_j * 50 / 51, rel=0.02)
+    (note,) = merged.notes
+    assert "49 of the 50" in note and "0.980 s" in note and "0.020 s (estimate)" in note
+    # its ± covers the split with the first token where it was seen (decode 4 J)
+    assert merged.decode_energy_j - merged.uncertainty_j <= 0.02 * 200 * 1.05
+    assert merged.rule_uncertainty_j == pytest.approx(merged.decode_energy_j - 4.0, rel=0.05)
+    # partly: 40 tokens over 20 ms time the 9 before the read: 4.5 ms earlier
+    assert partly.decode_energy_j == pytest.approx(0.0245 * 200, rel=0.05)
+    assert "10 of the 50" in partly.notes[0]
+    assert partly.decode_energy_j - partly.uncertainty_j <= 0.02 * 200 * 1.05
+    assert partly.to_dict()["notes"] == list(partly.notes) and alone.to_dict()["notes"] == []

@@ -250,3 +250,70 @@ def test_our_header_is_not_forwarded_whatever_its_case() -> None:
     for headers in seen:
         assert headers.get("X-Custom") == "kept"
         assert not [k for k in headers if k.lower() == "x-greenai-energy"], headers
+
+
+def _choice(text: str, finish: str | None = None) -> bytes:
+    """One chunk of a vLLM-style stream: a choice with its ``finish_reason``."""
+    chunk = {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+async def _merged_then_lone(request: Any) -> Any:
+    """50 tokens: a first write 0.4 s late holding 45 of them (chunks a server merged, or a
+    proxy read late), then 5 one by one; a token-by-token stream with ``"alone": true``."""
+    body = await request.json()
+    resp = aiohttp.web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await resp.prepare(request)
+    if body.get("alone"):
+        for i in range(20):
+            await asyncio.sleep(0.03)
+            await resp.write(_choice(f"t{i}", "length" if i == 19 else None))
+        n = 20
+    else:
+        await asyncio.sleep(0.4)
+        await resp.write(b"".join(_choice(f"t{i}") for i in range(45)))
+        for i in range(45, 50):
+            await asyncio.sleep(0.005)
+            await resp.write(_choice(f"t{i}", "length" if i == 49 else None))
+        n = 50
+    usage = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": n}}
+    await resp.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+    await resp.write_eof()
+    return resp
+
+
+def test_a_late_first_read_holding_most_tokens_gets_an_estimated_first_token_and_a_note() -> None:
+    ids: dict[str, str] = {}
+
+    async def run() -> EnergyProxy:
+        app = aiohttp.web.Application()
+        app.router.add_post("/v1/completions", _merged_then_lone)
+        up_runner, upstream = await start(app)
+
+        async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+            for name, alone in (("merged", False), ("alone", True)):
+                async with client.post(url + "/v1/completions", json={"alone": alone}) as r:
+                    assert (await r.read()).count(b"finish_reason") == (20 if alone else 50)
+                    ids[name] = r.headers[REQUEST_ID_HEADER]
+
+        try:
+            return await with_proxy(test, upstream=upstream)
+        finally:
+            await up_runner.cleanup()
+
+    rows = settled(asyncio.run(run()))
+    merged, alone = rows[ids["merged"]], rows[ids["alone"]]
+    assert merged.completion_tokens == 50 and alone.completion_tokens == 20
+    # seen at ~0.4 s of ~0.43 s, the decode would get ~6% of the request: placed one step
+    # of 51 after the start instead (nothing after the read can time 44 tokens)
+    assert merged.decode_energy_j > 0.8 * merged.energy_j
+    (note,) = merged.notes
+    assert "first token not seen alone" in note and "45 of the 50" in note
+    # the ± covers the split with the first token where it was seen
+    seen_s = float(re.search(r"came ([0-9.]+) s after arrival", note).group(1))  # type: ignore[union-attr]
+    at_seen = merged.energy_j * (merged.duration_s - seen_s) / merged.duration_s
+    assert merged.decode_energy_j - merged.uncertainty_j <= at_seen * 1.5 + 0.5
+    assert seen_s > 0.3 and merged.rule_uncertainty_j > 0.5 * merged.energy_j
+    # token by token: the first token as seen, no note, no widened ±
+    assert alone.notes == () and alone.rule_uncertainty_j < 0.01 * alone.energy_j
+    assert alone.decode_energy_j > 0.8 * alone.energy_j

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenai.errors import ConfigError
-from greenai.serving import Iteration, RequestSpan, attribute, fit_token_costs
+from greenai.serving import (
+    Iteration,
+    RequestSpan,
+    attribute,
+    estimate_first_token,
+    fit_token_costs,
+)
 
 
 def steady(power_w: float, t1: float, n: int = 201) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +169,10 @@ def test_requests_baseline_and_idle_add_up_to_the_total(
             prompt_tokens=p,
             completion_tokens=d,
             first_token_s=None if f is None else s + f * dur,
+            # every other first token an estimate below a bound halfway to the end
+            first_token_bound_s=None
+            if f is None or i % 2
+            else min(max(s + (f + (1 - f) / 2) * dur, s + f * dur), s + dur),
         )
         for i, (s, dur, p, d, f) in enumerate(spans)
     ]
@@ -207,3 +217,38 @@ def test_a_vanishing_total_gives_finite_shares(power_w: float) -> None:
         assert math.isfinite(r.energy_j) and math.isfinite(r.uncertainty_j)
         assert 0.0 <= r.curve_uncertainty_j <= 5.0
     assert math.isclose(att.requests_j + att.baseline_j + att.idle_j, att.total_j, abs_tol=1e-300)
+
+
+def test_a_first_token_below_a_bound_moves_by_its_estimate_and_the_rule_covers_the_bound() -> None:
+    # a and b run together at a steady 100 W; b's first text came late, with 30 of its 40
+    # tokens: its first token is an estimate, the seen time a bound
+    t, e = steady(100.0, 10.0)
+    f_b = estimate_first_token(2.0, 5.0, 6.0, 30, 40)
+    assert f_b == pytest.approx(2.0 + 4.0 / 41)  # 10 tokens after cannot time 29 before
+    assert estimate_first_token(2.0, 5.0, 6.0, 5, 40) == pytest.approx(5.0 - 4 / 35)
+    assert estimate_first_token(2.0, 5.0, 6.0, 1, 40) == 5.0  # seen alone: as seen
+    assert estimate_first_token(2.0, 5.0, 5.0, 5, 40) >= 2.0  # never before the start
+    a = RequestSpan("a", 1.0, 6.0, prompt_tokens=20, completion_tokens=40, first_token_s=1.5)
+    b = RequestSpan(
+        "b", 2.0, 6.0, 20, 40, first_token_s=f_b, first_token_bound_s=5.0, notes=("late",)
+    )
+    att = attribute(t, e, [a, b], uncertainty_j=0.0)
+    at_bound = attribute(t, e, [a, RequestSpan("b", 2.0, 6.0, 20, 40, first_token_s=5.0)])
+    plain = attribute(t, e, [a, RequestSpan("b", 2.0, 6.0, 20, 40, first_token_s=f_b)])
+    for got, bound, est in zip(att.requests, at_bound.requests, plain.requests, strict=True):
+        # the estimate decides the figures; the bound only widens the ±
+        assert got.energy_j == pytest.approx(est.energy_j, rel=1e-12)
+        assert got.decode_energy_j == pytest.approx(est.decode_energy_j, rel=1e-12)
+        for part in ("energy_j", "decode_energy_j"):  # a's figures move with b's too
+            move = abs(getattr(got, part) - getattr(bound, part))
+            assert got.rule_uncertainty_j >= move - 1e-9 and move > 1.0
+        if got.request_id == "b":
+            assert got.notes == ("late",) and got.rule_uncertainty_j > est.rule_uncertainty_j
+        else:
+            assert got.notes == ()
+            assert got.rule_uncertainty_j >= est.rule_uncertainty_j * (1 - 1e-12)
+    assert math.isclose(att.requests_j + att.idle_j, att.total_j, rel_tol=1e-12)
+    with pytest.raises(ConfigError, match="first_token_bound_s"):
+        RequestSpan("c", 0.0, 1.0, first_token_s=0.5, first_token_bound_s=0.4)
+    with pytest.raises(ConfigError, match="first_token_bound_s"):
+        RequestSpan("c", 0.0, 1.0, first_token_bound_s=0.4)

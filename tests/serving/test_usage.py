@@ -52,3 +52,37 @@ def test_bodies_prompts_and_usage() -> None:
     assert prompt_chars({"messages": [{"content": "abc"}, {"content": [{"text": "de"}]}]}) == 5
     assert prompt_chars("nope") == 0
     assert usage_of({"usage": {"prompt_tokens": True, "completion_tokens": 1}}) is None
+
+
+def vllm_chunk(text: str, finish: str | None = None) -> dict[str, object]:
+    """A chunk as vLLM streams it: one choice with its ``finish_reason`` (null until last)."""
+    return {"choices": [{"index": 0, "text": text, "finish_reason": finish}], "usage": None}
+
+
+def test_tokens_by_the_first_read_one_by_one_and_merged() -> None:
+    done = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 12}}
+    # one token a chunk, one chunk a read (an empty-text chunk among them still a token)
+    c = SseCounter()
+    for i in range(12):
+        c.feed(sse(vllm_chunk("" if i == 5 else f"t{i}", "length" if i == 11 else None))[:-14])
+    c.feed(sse(done))
+    assert c.tokens_by_first(c.count().completion_tokens) == 1
+    # the first read held 7 chunks (the proxy read late), then 5 one by one
+    c = SseCounter()
+    assert c.feed(b"".join(sse(vllm_chunk(f"t{i}"))[:-14] for i in range(7)))
+    for i in range(7, 12):
+        assert not c.feed(sse(vllm_chunk(f"t{i}"))[:-14])
+    c.feed(sse(done))
+    assert c.tokens_by_first(12) == 7
+    # the server merged 9 tokens into its first chunk, then 3 one by one (usage says 12)
+    c = SseCounter()
+    for chunk in [vllm_chunk("t0 t1 t2 t3 t4 t5 t6 t7 t8")] + [vllm_chunk("t") for _ in range(3)]:
+        c.feed(sse(chunk)[:-14])
+    c.feed(sse(done))
+    assert c.count().completion_tokens == 12 and c.tokens_by_first(12) == 9
+    # no finish_reason keys (a server that leaves them out): the text chunks after count
+    c = SseCounter()
+    for i in range(12):
+        c.feed(sse({"choices": [{"text": f"t{i}"}]})[:-14])
+    assert c.tokens_by_first(12) == 1
+    assert SseCounter().tokens_by_first(12) == 0  # no text came

@@ -82,7 +82,9 @@ class SseCounter:
         self.saw_token = False
         self.events = 0
         """Choices seen (each carries a ``finish_reason``, null until its last chunk)."""
-        self._first_at: tuple[int, int] | None = None  # (events, chunks) by the first text
+        self.text_bytes = 0
+        """Bytes of generated text seen (as sent: JSON-escaped)."""
+        self._first_at: tuple[int, int, int] | None = None  # events, chunks, text by 1st read
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes; returns True when they held the first generated token."""
@@ -90,16 +92,17 @@ class SseCounter:
             # The usual chunk: whole lines, no usage: its text lines counted in one C-level
             # pass (~0.5 us a chunk, not ~2 us).
             self.events += data.count(_EVENT)
-            n = len(_TEXT_LINES.findall(data))
-            if not n:
+            texts = _TEXT_LINES.findall(data)
+            if not texts:
                 return False
-            self.chunks += n
+            self.chunks += len(texts)
+            self.text_bytes += sum(map(len, texts))
             first = not self.saw_token
         else:
             first = self._feed_lines(data)
         if first:
             self.saw_token = True
-            self._first_at = (self.events, self.chunks)
+            self._first_at = (self.events, self.chunks, self.text_bytes)
         return first
 
     def _feed_lines(self, data: bytes) -> bool:
@@ -137,27 +140,31 @@ class SseCounter:
                 usage = None
             if usage is not None:
                 self.usage = usage
-        if _TEXT.search(line) is None:
+        text = _TEXT.search(line)
+        if text is None:
             return False
         self.chunks += 1
+        self.text_bytes += len(text[1])
         return not self.saw_token
 
     def tokens_by_first(self, completion_tokens: int) -> int:
         """Generated tokens that had come by the end of the read that held the first text.
 
         1 when the tokens came one by one; more when several came at once (the server
-        merged its chunks, or the proxy read several chunks late in one go): the stream's
-        ``completion_tokens`` less the choices that came after that read: their
-        ``finish_reason`` keys (a choice carries one, null until its last chunk, so chunks
-        with empty text count too), or their text chunks where those are more (a server
-        that leaves the key out). An upper bound where later chunks were merged as well.
-        0 when no text came.
+        merged its chunks, or the proxy read several chunks late in one go). Bounded below
+        by the text chunks of that read, above by ``completion_tokens`` less the choices
+        after it (their ``finish_reason`` keys: a choice carries one, null until its last
+        chunk, so chunks with empty text count too; or their text chunks where those are
+        more, a server that leaves the key out). The bounds meet where no chunk after the
+        read was merged; else the tokens are shared in proportion to the text (bytes as
+        sent), within them. 0 when no text came.
         """
         if self._first_at is None:
             return 0
-        events, chunks = self._first_at
-        after = max(self.events - events, self.chunks - chunks)
-        return max(completion_tokens - after, 1)
+        events, chunks, text = self._first_at
+        high = completion_tokens - max(self.events - events, self.chunks - chunks)
+        by_text = completion_tokens * text // self.text_bytes if self.text_bytes else 0
+        return max(min(high, max(chunks, by_text)), 1)
 
     def count(self) -> TokenCount:
         """The tokens so far: the server's ``usage`` if it sent one, else counted chunks."""
@@ -172,14 +179,17 @@ class SseCounter:
 _EVENT = b'"finish_reason"'
 """The key each choice of a chunk carries (OpenAI, vLLM, SGLang): one per choice event."""
 
-_TEXT = re.compile(rb'"(?:text|content|reasoning_content)"\s*:\s*"(?!")')
-"""A non-empty ``text`` (completions) or ``delta.content`` (chat) value in a chunk."""
+_TEXT = re.compile(rb'"(?:text|content|reasoning_content)"\s*:\s*"((?:[^"\\]|\\.)+)"')
+"""A non-empty ``text`` (completions) or ``delta.content`` (chat) value in a chunk (the
+value, as sent, captured)."""
 
 _TEXT_LINES = re.compile(
-    rb'^data:.*"(?:text|content|reasoning_content)"[^\S\n]*:[^\S\n]*"(?!")', re.M
+    rb'^data:.*"(?:text|content|reasoning_content)"[^\S\n]*:[^\S\n]*"((?:[^"\\\n]|\\.)+)"',
+    re.M,
 )
 """A ``data:`` line that :data:`_TEXT` finds text in: one match per line (``^`` anchors each
-at a line's start, ``.`` stops at its end), so the matches count the lines."""
+at a line's start, ``.`` stops at its end), so the matches count the lines; each captures
+the text value."""
 
 
 def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:

@@ -56,7 +56,7 @@ def test_bodies_prompts_and_usage() -> None:
 
 def vllm_chunk(text: str, finish: str | None = None) -> dict[str, object]:
     """A chunk as vLLM streams it: one choice with its ``finish_reason`` (null until last)."""
-    return {"choices": [{"index": 0, "text": text, "finish_reason": finish}], "usage": None}
+    return {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
 
 
 def test_tokens_by_the_first_read_one_by_one_and_merged() -> None:
@@ -86,3 +86,24 @@ def test_tokens_by_the_first_read_one_by_one_and_merged() -> None:
         c.feed(sse({"choices": [{"text": f"t{i}"}]})[:-14])
     assert c.tokens_by_first(12) == 1
     assert SseCounter().tokens_by_first(12) == 0  # no text came
+
+
+def test_merged_chunks_after_the_first_read_do_not_make_it_merged() -> None:
+    # vLLM merges tokens into one chunk when its API process falls behind: here after a
+    # first token that came alone. The choices after it undercount the tokens after it, so
+    # completion_tokens less them (10 - 4) is only an upper bound; the text shares them.
+    chunks = [sse(vllm_chunk(t))[:-14] for t in ("ab", "cd ef gh ij", "kl mn", "op", "qr st")]
+    chunks.append(sse({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 10}}))
+    whole = b"".join(chunks)
+    for reads in (chunks, [whole[: len(chunks[0])], whole[len(chunks[0]) :]]):
+        c = SseCounter()
+        for data in reads:  # chunk by chunk; or the first, then the rest at once
+            for j in range(0, len(data), 5):  # in 5-byte pieces: the line-by-line path
+                c.feed(data[j : j + 5])
+        assert c.events == 5 and c.tokens_by_first(10) == 1
+    # the same stream with its first two chunks in one read: 1 + 4 tokens by the text
+    c = SseCounter()
+    c.feed(chunks[0] + chunks[1])
+    for data in chunks[2:]:
+        c.feed(data)
+    assert c.tokens_by_first(10) == 5

@@ -3,8 +3,9 @@
 A non-streamed response carries ``usage.prompt_tokens`` and ``usage.completion_tokens``.
 A streamed one (Server-Sent Events, ``data: {...}`` lines) carries them in its last chunk
 only when the client asked (``stream_options.include_usage``); otherwise each chunk with
-generated text counts as one token (vLLM, SGLang and TGI send one token per chunk), and the
-prompt's tokens are estimated from its characters (about 4 per token) and marked so.
+generated text counts as one token (vLLM, SGLang and TGI send one token per chunk, unless
+the server's API process falls behind: vLLM's then merges several), and the prompt's tokens
+are estimated from its characters (about 4 per token) and marked so.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from greenai.windows import (
     EDGE_SPREADS_STEADY,
     device_windows,
     edge_j,
+    one_change_j,
     outside_edge_j,
 )
 
@@ -90,6 +91,10 @@ class CurveStats:
     seg_counter_j: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
     locked_period_s: float | None = None
     """Period (s) of a loop found locked to the update period (:func:`locked_loop`)."""
+    power_lo_w: float = math.inf
+    power_hi_w: float = -math.inf
+    """The lowest and highest power (W) the settled readings showed: power values and the
+    counter's segment averages (:meth:`EnergyCurve.power_range_w`)."""
 
     _arrays: tuple[FloatArray, ...] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -186,6 +191,7 @@ class EnergyCurve:
         self._half_bracket = s.update_period_s / 2.0
         self._hard_only = np.zeros(0, dtype=bool)
         self._few_segments = True
+        self._range_w = math.inf
         if s.method != "counter" or ok.sum() < 2 or not (np.diff(self.counter[ok]) > 0).any():
             self._power_scatter(s)
         if s.method != "counter" or ok.sum() < 1:
@@ -253,6 +259,7 @@ class EnergyCurve:
         # bound (_unsteady), and the rules size the steady stretches between them (steps
         # every ~3 s read 2.5x too wide counted as varying).
         self._varying = self._seg_scatter_j > VARYING_REL * typical_e
+        self._range_w = self.power_range_w()
         # The job's first value may be up to a whole update old, like every value read once
         # per update: its anchor's lag is the shared lag that the window rule's shift term
         # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
@@ -367,6 +374,9 @@ class EnergyCurve:
         if not len(new):
             return
         d_e = np.diff(self.anchor_e)[new]
+        seen = np.concatenate([self.segment_power()[new], self._power_between(after_s, before_s)])
+        stats.power_lo_w = min(stats.power_lo_w, float(seen.min()))
+        stats.power_hi_w = max(stats.power_hi_w, float(seen.max()))
         stats.sum_counter_j += float(d_e.sum())
         stats.sum_shape_j += float(np.diff(self._i_tau)[new].sum())
         stats.extend(
@@ -375,6 +385,27 @@ class EnergyCurve:
             self.anchor_lag[new].tolist(),
             d_e.tolist(),
         )
+
+    def _power_between(self, after_s: float, before_s: float) -> FloatArray:
+        """The power values (W) read in ``[after_s, before_s)``; none without power."""
+        if not self.has_power:
+            return np.zeros(0)
+        return self.power[(self.t >= after_s) & (self.t < before_s)]
+
+    def power_range_w(self) -> float:
+        """How far apart the highest and lowest power the readings showed are (W).
+
+        Power values (each a part-time average of its update) and the counter's segment
+        averages, over this stretch and the job's settled history. Without power values
+        ``inf``: segment averages alone do not show how far the load swings inside one.
+        """
+        if not self.has_power:
+            return math.inf
+        seen = np.concatenate([self.power, self.segment_power()])
+        stats = self._stats
+        lo = min(float(seen.min()), stats.power_lo_w if stats else math.inf)
+        hi = max(float(seen.max()), stats.power_hi_w if stats else -math.inf)
+        return hi - lo
 
     def _effective_method(self, declared: Method) -> Method:
         if declared == "counter" and len(self.tau) < 2:
@@ -555,7 +586,8 @@ class EnergyCurve:
         spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
         if not self._varying:  # see EDGE_SPREADS_STEADY: anchors read every U/2 or finer
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
-        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads)
+        cap = self._one_change(x, kk, frac, d_e)
+        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads, cap)
         rel = max(rel_u, abs(self._calibration - 1.0))
         before, after = np.abs(ae[0] - ends), np.abs(ends - ae[-1])
         if self._few_segments:  # a short stretch with no history: the shape is unproven
@@ -582,6 +614,14 @@ class EnergyCurve:
         return np.asarray(
             np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
         )
+
+    def _one_change(
+        self, x: FloatArray, k: npt.NDArray[np.intp], frac: FloatArray, d_e: FloatArray
+    ) -> FloatArray:
+        """The most an edge at ``x`` in segment ``k`` can be off (:func:`one_change_j`, J)."""
+        seg_len = self.tau[k + 1] - self.tau[k]
+        f_time = (x - self.tau[k]) / np.maximum(seg_len, 1e-12)
+        return one_change_j(seg_len, self._range_w, f_time, frac, d_e)
 
     def _gap_energy_to(self, x: FloatArray) -> FloatArray:
         """Energy interpolated across read failures from the stretch's start to each ``x``."""

@@ -55,6 +55,7 @@ __all__ = [
     "edge_j",
     "linear",
     "locked_swing_j",
+    "one_change_j",
     "outside_edge_j",
     "part_time_edges_j",
     "per_unit",
@@ -302,15 +303,17 @@ def edge_j(
     sigma_j: float,
     shape_rel: float,
     spreads: float = EDGE_SPREADS,
+    one_change_j: FloatArray | float = math.inf,
 ) -> FloatArray:
     """About 95% uncertainty (J) of ``C`` at an edge inside a counter segment.
 
     Two bounds compete and the smaller holds: the *hard* one (the true value lies between
     the bracketing counter values: ``delta × max(f, 1 − f)``) and the *data-driven* one
     (``EDGE_SPREADS × σ × sqrt(f (1 − f))`` from how well the power shape predicted whole
-    segments, plus ``shape_rel × delta × min(f, 1 − f)`` for a power shape that lags).
-    Only the hard bound holds where the shape cannot be trusted (``hard_only``: a segment
-    next to a load change, or spanning read failures).
+    segments, plus ``shape_rel × delta × min(f, 1 − f)`` for a power shape that lags), which
+    is at most ``one_change_j`` (:func:`one_change_j`: what one level change across the
+    load's range can misplace). Only the hard bound holds where the shape cannot be trusted
+    (``hard_only``: a segment next to a load change, or spanning read failures).
 
     Args:
         delta_j: The segment's counter delta (J).
@@ -320,11 +323,53 @@ def edge_j(
         shape_rel: Relative error of the power shape inside a segment.
         spreads: How many spreads make the ~95% bound (:data:`EDGE_SPREADS`, or
             :data:`EDGE_SPREADS_STEADY` on a load that does not vary between updates).
+        one_change_j: Per edge, the most the data-driven term may be (J; no limit by
+            default).
     """
     f = np.asarray(fraction)
     hard = delta_j * np.maximum(f, 1.0 - f)
     soft = spreads * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(f, 1.0 - f)
+    soft = np.minimum(soft, one_change_j)
     return np.asarray(np.where(hard_only, hard, np.minimum(hard, soft)))
+
+
+def one_change_j(
+    seg_len_s: FloatArray,
+    range_w: float,
+    f_time: FloatArray,
+    f_energy: FloatArray,
+    delta_j: FloatArray,
+) -> FloatArray:
+    """The most an edge inside a counter segment can be off on a load within a power range (J).
+
+    ``C`` between two anchors follows the power shape, scaled to the counter. Where that
+    shape is flat (the counter read faster than the power value refreshes: one value per
+    segment), an edge at time fraction ``f`` is off by ``f (1 − f) × L × (m₁ − m₂)``, with
+    ``m₁`` and ``m₂`` the true mean power before and after it in the segment of length
+    ``L``: at most ``f (1 − f) × L × range``, whatever the load does (one level change
+    across the whole range at the edge). A shape that is not flat adds ``|f − f_energy| ×
+    delta`` (where it puts the edge by energy rather than time). Given in the data-driven
+    term's form, ``0.5 × sqrt(f (1 − f)) × L × range``, at least that bound. It is what
+    sizes an edge on a load that changes level about once per update: there the
+    update-to-update spread, sized for a bridge of many changes, read 40–120 ms kernels'
+    windows (10 ms reads) 99.5–100% covered at a median |error|/± of 0.17–0.30; with this,
+    their 0.5 and 5 s windows read 97.7–98.5% at 0.24–0.33, their 50 ms ones 99.6% at 0.43
+    (benchmarks/calibration.py ``--full``).
+
+    Args:
+        seg_len_s: The segment's length (s).
+        range_w: How far apart the highest and lowest power the load reaches are (W); the
+            readings show a lower figure, so a load that spikes where no reading sees it
+            is not bounded by it.
+        f_time: Where the edge lies in its segment, by time (0..1).
+        f_energy: Where ``C`` puts it, by the power shape's energy (0..1).
+        delta_j: The segment's counter delta (J).
+    """
+    f = np.clip(np.asarray(f_time, dtype=np.float64), 0.0, 1.0)
+    if not math.isfinite(range_w):
+        return np.full_like(f, math.inf)
+    flat = 0.5 * np.sqrt(f * (1.0 - f)) * np.asarray(seg_len_s) * range_w
+    return np.asarray(flat + np.abs(f - f_energy) * np.asarray(delta_j))
 
 
 OUTSIDE_SPREADS = 1.7

@@ -292,3 +292,51 @@ def test_a_stop_read_off_the_sampling_grid_is_no_load_step() -> None:
         result = job.stop()
     assert not any("load steps" in n for n in result.notes), result.notes
     assert job.curves()[gpu.name].model.jump_rate == 0.0
+
+
+def test_one_level_change_bounds_what_a_flat_shape_misplaces() -> None:
+    # Inside a segment read with one power value, C is linear in time; a load anywhere in
+    # [lo, hi] puts an edge at most f (1 - f) x L x (hi - lo) off, which one_change_j holds.
+    from greenai.windows import one_change_j
+
+    rng = np.random.default_rng(5)
+    lo, hi, length = 150.0, 650.0, 0.1
+    worst = 0.0
+    for _ in range(200):
+        cuts = np.sort(rng.uniform(0.0, length, int(rng.integers(1, 6))))
+        edges = np.concatenate([[0.0], cuts, [length]])
+        levels = rng.choice([lo, hi], len(edges) - 1)
+        cum = np.concatenate([[0.0], np.cumsum(np.diff(edges) * levels)])
+        f = rng.uniform(0.0, 1.0, 50)
+        true = np.interp(f * length, edges, cum)
+        error = np.abs(true - f * cum[-1])
+        bound = one_change_j(np.full(50, length), hi - lo, f, f, np.full(50, cum[-1]))
+        assert (error <= bound + 1e-9).all()
+        worst = max(worst, float(np.max(error / bound)))
+    assert worst > 0.6  # the bound is met closely, not by a wide margin
+    # a shape that puts the edge elsewhere by energy than by time adds that share of delta
+    f = np.array([0.5])
+    off = one_change_j(np.array([length]), hi - lo, f, np.array([0.6]), np.array([40.0]))
+    assert off[0] == pytest.approx(0.25 * length * (hi - lo) + 0.1 * 40.0)
+
+
+def test_a_load_changing_level_once_per_update_is_sized_by_its_range() -> None:
+    # 40-120 ms kernels read every 10 ms: each 100 ms update holds about one level change,
+    # and the update-to-update spread, sized for a bridge of many, read their windows 100%
+    # covered at a median |error|/± of 0.17-0.30. The load's range bounds the edges.
+    clock = FakeClock()
+    load = RandomKernels(seed=7, min_s=0.04, max_s=0.12, high_w=650.0, low_w=200.0)
+    gpu = FakeGPU(clock=clock, power_w=load, seed=7)
+    job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+    t0 = clock.now()
+    clock.advance(20.0)
+    job.stop()
+    curve = job.curves()[gpu.name]
+    assert 440.0 <= curve.power_range_w() <= 520.0
+    a = t0 + 1.0 + 0.75 * np.arange(24)
+    energy, u = curve.window(a, a + 0.5)
+    truth = np.array([gpu.true_energy_j(x, x + 0.5) for x in a])
+    curve._range_w = np.inf  # what the update-to-update spread alone states
+    _, u_spread = curve.window(a, a + 0.5)
+    assert float(np.median(u / u_spread)) < 0.8
+    assert float(np.mean(np.abs(energy - truth) <= u)) >= 0.9

@@ -32,16 +32,20 @@ Asserted:
   which a loaded machine's latency swings do not blur;
 * the targets of issue 25, closed loop, where the machine is quiet (others used under
   ``QUIET_OTHERS_CPUS`` cores during the rounds, from /proc/stat less our four processes,
-  and our processes had ≥ 2 CPUs): added p50 ≤ 1 ms + an allowance, and throughput ratio
-  ≥ 0.98 − an allowance. The allowances are the run's own noise, bounded: the added p50 is
-  the median over the rounds of per-round differences of two medians, and its standard
-  error is measured from their scatter (1.2533 × the scaled MAD / √rounds, printed as ±):
-  twice it (about a 95% one-sided bound), at least ``MIN_NOISE_MS`` and at most
-  ``MAX_NOISE_MS``; the throughput ratio's allowance is the half-width of its paired 95%
-  interval, at most ``MAX_NOISE_RATIO``. So a run fails when its own data show the target
-  missed, and the caps keep a noisy run able to fail (an added 2 ms, a 3% loss). On a busy
-  machine the targets are printed, not asserted: others' CPU bursts then add milliseconds
-  to any relay (the plain one as much as the proxy: docs/serving.md), and a 2-core machine
+  and our processes had ≥ 2 CPUs): throughput ratio to direct ≥ 0.98 − an allowance, and
+  added p50 ≤ 1 ms + an allowance: over the plain relay always (what metering adds to a
+  relay), over direct where the machine has at least ``OWN_CORES_FOR_HOP`` CPUs. On fewer,
+  the clients, the upstream and the relay share the cores, and the hop itself (any Python
+  relay's, the plain one's too) costs 1-2 ms of p50 there (docs/serving.md): printed, not
+  asserted. The allowances are the run's own noise, bounded: an added p50 is the median
+  over the rounds of per-round differences of two medians, and its standard error is
+  measured from their scatter (1.2533 × the scaled MAD / √rounds, printed as ±): twice it
+  (about a 95% one-sided bound), at least ``MIN_NOISE_MS`` and at most ``MAX_NOISE_MS``;
+  the throughput ratio's allowance is the half-width of its paired 95% interval, at most
+  ``MAX_NOISE_RATIO``. So a run fails when its own data show the target missed, and the
+  caps keep a noisy run able to fail (an added 2 ms, a 3% loss). On a busy machine the
+  targets are printed, not asserted: others' CPU bursts then add milliseconds to any
+  relay (the plain one as much as the proxy: docs/serving.md), and a 2-core machine
   running other jobs cannot tell a relay's cost from the queue.
 
 Measured figures with machine, date and load: docs/serving.md.
@@ -85,6 +89,10 @@ CPU_OVER_RELAY = 1.4
 trimmed; the margin is for a loaded machine's scatter."""
 QUIET_OTHERS_CPUS = 0.3
 """Cores other processes may have used during the rounds for the targets to be asserted."""
+OWN_CORES_FOR_HOP = 4
+"""CPUs from which the added p50 over direct is asserted: the clients, the upstream and the
+relay each get a core (on a quiet 2-vCPU VM the plain relay's hop alone added +1.70 ± 0.82
+ms, the proxy +2.27 ± 1.48 ms, the proxy over the relay −0.27 ± 0.78 ms; 2026-12-06)."""
 PROTOCOL = Protocol(min_rounds=8, max_rounds=20, precision=0.003, budget_s=100.0, seed=25)
 BURST = Protocol(min_rounds=6, max_rounds=12, precision=0.01, budget_s=15.0, seed=26)
 T = TypeVar("T")
@@ -400,7 +408,7 @@ def test_proxy_overhead_at_64_streams(benchmark: Any, servers: tuple[tuple[str, 
     print(
         f"\n{STREAMS} streams x {CHUNKS} chunks every {PAUSE_S * 1000:g} ms; {cpus} CPUs, load"
         f" {os.getloadavg()[0]:.1f}, others used {others:.2f} cores during the closed-loop"
-        f" rounds ({'quiet: targets asserted' if quiet else 'busy: targets not asserted'})"
+        f" rounds ({_asserted(quiet, cpus or 1)})"
     )
     _table(
         f"closed loop, {STREAMS} in flight, steady {WINDOW_S:g} s window per target and round",
@@ -412,12 +420,26 @@ def test_proxy_overhead_at_64_streams(benchmark: Any, servers: tuple[tuple[str, 
     cpu = closed.us_per_chunk
     assert cpu[1] <= cpu[0] * CPU_OVER_RELAY, f"CPU per chunk {cpu[1]:.1f} us vs relay {cpu[0]:.1f}"
     if quiet:
-        added, se = closed.added_ms["proxy"]
-        allow = min(max(2 * se, MIN_NOISE_MS), MAX_NOISE_MS)
-        assert added <= TARGET_ADDED_MS + allow, f"added p50 {added:.2f} ± {se:.2f} ms"
+        targets = {"over the plain relay": closed.over_relay_ms}
+        if (cpus or 1) >= OWN_CORES_FOR_HOP:
+            targets["over direct"] = closed.added_ms["proxy"]
+        for what, (added, se) in targets.items():
+            allow = min(max(2 * se, MIN_NOISE_MS), MAX_NOISE_MS)
+            assert added <= TARGET_ADDED_MS + allow, f"added p50 {what} {added:.2f} ± {se:.2f} ms"
         r = closed.vs_direct
         allow_ratio = min(r.halfwidth, MAX_NOISE_RATIO)
         assert r.value >= TARGET_RATIO - allow_ratio, f"throughput ratio {_ci(r)}"
+
+
+def _asserted(quiet: bool, cpus: int) -> str:
+    if not quiet:
+        return "busy: targets not asserted"
+    if cpus >= OWN_CORES_FOR_HOP:
+        return "quiet: targets asserted"
+    return (
+        f"quiet: targets asserted over the plain relay; over direct printed (under"
+        f" {OWN_CORES_FOR_HOP} CPUs the hop shares the cores with the clients and the upstream)"
+    )
 
 
 def _pm(x: tuple[float, float]) -> str:

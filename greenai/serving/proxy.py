@@ -409,7 +409,13 @@ def _error(web: Any, status: int, message: str) -> Any:
 
 
 def _start_span(tracer: Any, request: Any, model: str | None) -> Any:
-    span = tracer.start_span("greenai.request")
+    """The request's span: a child of the client's trace where it sent one (``traceparent``,
+    read by OpenTelemetry's configured propagator: W3C trace context by default)."""
+    try:
+        parent = importlib.import_module("opentelemetry.propagate").extract(request.headers)
+    except ImportError:  # a tracer of another kind: no context to join
+        parent = None
+    span = tracer.start_span("greenai.request", context=parent)
     span.set_attribute("http.request.method", request.method)
     span.set_attribute("url.path", request.path)
     if model:

@@ -222,6 +222,37 @@ def test_each_request_is_a_span_with_its_energy_when_a_tracer_is_set() -> None:
     assert span.end_time - span.start_time < 5e9  # ended where the response did
 
 
+def test_a_request_with_a_traceparent_is_a_span_of_the_client_trace() -> None:
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        proxy.tracer = provider.get_tracer("test")
+        headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+        body = {"model": "m", "max_tokens": 2}
+        async with client.post(url + "/v1/completions", json=body, headers=headers) as r:
+            assert r.status == 200
+        async with client.post(url + "/v1/completions", json={**body, "max_tokens": 3}) as r:
+            assert r.status == 200
+
+    asyncio.run(with_proxy(test))
+    spans = sorted(
+        exporter.get_finished_spans(),
+        key=lambda s: dict(s.attributes or {})["gen_ai.usage.output_tokens"],
+    )
+    joined, alone = spans
+    assert f"{joined.context.trace_id:032x}" == trace_id
+    assert joined.parent is not None and f"{joined.parent.span_id:016x}" == parent_id
+    assert joined.parent.is_remote
+    assert alone.parent is None and f"{alone.context.trace_id:032x}" != trace_id
+
+
 def test_our_header_is_not_forwarded_whatever_its_case() -> None:
     seen: list[dict[str, str]] = []
 

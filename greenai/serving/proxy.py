@@ -306,8 +306,15 @@ class EnergyProxy:
                     raise
                 except asyncio.TimeoutError:
                     status = "timeout"  # headers are sent: the stream ends where it was cut
-                except (http.ClientError, OSError):
+                    if sse:  # with an error event, so that the client can tell
+                        cut = f"cut at --request-timeout ({opts.request_timeout_s:g} s)"
+                        await _send(resp, _sse_error(cut, 504))
+                except (http.ClientError, OSError) as exc:
                     status = "upstream_error"
+                    if sse:
+                        await _send(
+                            resp, _sse_error(f"upstream {opts.upstream} broke off: {exc}", 502)
+                        )
                 finally:
                     if counter is not None:
                         count = counter.count()
@@ -400,6 +407,17 @@ async def _send(resp: Any, chunk: bytes | None) -> bool:
     except (ConnectionResetError, ConnectionError):  # aiohttp's ClientConnectionResetError too
         return False
     return True
+
+
+def _sse_error(message: str, code: int) -> bytes:
+    """An SSE event with an OpenAI-style error, after whatever the stream held (the blank
+    lines end a line or an event the cut left open)."""
+    error = {
+        "message": f"greenai proxy: {message}; the response is incomplete",
+        "type": "greenai_proxy",
+        "code": code,
+    }
+    return b"\n\ndata: " + json.dumps({"error": error}).encode() + b"\n\n"
 
 
 def _error(web: Any, status: int, message: str) -> Any:

@@ -179,6 +179,76 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated() -> None
     assert 5 <= r.completion_tokens < 200 and r.energy_j > 0
 
 
+def sse_events(raw: bytes) -> list[Any]:
+    """The ``data:`` events of an SSE body, JSON decoded (``[DONE]`` as it is)."""
+    out: list[Any] = []
+    for event in raw.decode().split("\n\n"):
+        data = [line[5:].strip() for line in event.splitlines() if line.startswith("data:")]
+        if data:
+            text = "\n".join(data)
+            out.append(text if text == "[DONE]" else json.loads(text))
+    return out
+
+
+def test_a_stream_cut_at_the_timeout_ends_with_an_error_event() -> None:
+    got: dict[str, Any] = {}
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        body = {"model": "m", "prompt": "p", "max_tokens": 50, "stream": True, "pause_s": 0.05}
+        async with client.post(url + "/v1/completions", json=body) as r:
+            assert r.status == 200  # sent before the cut
+            got["id"], got["body"] = r.headers[REQUEST_ID_HEADER], await r.read()
+        body = {"model": "m", "prompt": "p", "max_tokens": 3, "stream": True}
+        async with client.post(url + "/v1/completions", json=body) as r:
+            got["whole"] = await r.read()
+
+    proxy = asyncio.run(with_proxy(test, request_timeout_s=1.0))
+    events = sse_events(got["body"])
+    *chunks, last = events
+    assert chunks and all("choices" in c for c in chunks)
+    assert set(last) == {"error"} and set(last["error"]) == {"message", "type", "code"}
+    assert last["error"]["code"] == 504 and last["error"]["type"] == "greenai_proxy"
+    assert "--request-timeout (1 s)" in last["error"]["message"]
+    r = settled(proxy)[got["id"]]
+    assert r.status == "timeout"  # kept, with what was measured until the cut
+    assert r.completion_tokens == len(chunks) and 0 < len(chunks) < 50 and r.energy_j > 0
+    assert sse_events(got["whole"])[-1] == "[DONE]"  # a whole stream: no error event
+
+
+def test_a_stream_the_upstream_breaks_off_ends_with_an_error_event() -> None:
+    got: dict[str, Any] = {}
+
+    async def broken(request: Any) -> Any:
+        resp = aiohttp.web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(3):
+            await resp.write(f'data: {{"choices": [{{"text": "t{i}"}}]}}\n\n'.encode())
+        await asyncio.sleep(0.05)
+        request.transport.close()  # the chunked body never ends
+        return resp
+
+    async def run() -> None:
+        app = aiohttp.web.Application()
+        app.router.add_post("/v1/completions", broken)
+        up_runner, upstream = await start(app)
+
+        async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+            async with client.post(url + "/v1/completions", json={"stream": True}) as r:
+                got["id"], got["body"] = r.headers[REQUEST_ID_HEADER], await r.read()
+
+        try:
+            got["proxy"] = await with_proxy(test, upstream=upstream)
+        finally:
+            await up_runner.cleanup()
+
+    asyncio.run(run())
+    *chunks, last = sse_events(got["body"])
+    assert len(chunks) == 3 and last["error"]["code"] == 502
+    assert "broke off" in last["error"]["message"]
+    r = settled(got["proxy"])[got["id"]]
+    assert r.status == "upstream_error" and r.completion_tokens == 3
+
+
 def test_a_thousand_concurrent_clients() -> None:
     async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
         conn = aiohttp.TCPConnector(limit=0)

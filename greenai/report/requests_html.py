@@ -39,7 +39,9 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
 
     A request's ± is shared between its prefill and decode parts in proportion to their
     energies; the ± of a sum adds the requests' ± (they share the curve's error, so they are
-    not independent): an upper bound, said so.
+    not independent): an upper bound, said so. J/token takes only the requests whose count
+    of that part is a count (``tokens``: a proxy's estimates stay out, and a row says how
+    many requests had them; rows stored without ``tokens`` count as counted).
     """
     r = requests[requests["energy_j"].notna()]
     n = len(r)
@@ -48,9 +50,16 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
     total, total_u = float(energy.sum()), float(unc.sum())
     with_energy = energy.abs() > 0
     share = (r["prefill_energy_j"].astype(float) / energy.where(with_energy)).fillna(0.0)
-    prefill_u = float((unc * share).sum())
-    prompt, generated = int(r["prompt_tokens"].sum()), int(r["completion_tokens"].sum())
-    prefill_j, decode_j = float(r["prefill_energy_j"].sum()), float(r["decode_energy_j"].sum())
+    tokens = r["tokens"].fillna("counted") if "tokens" in r else None
+    p_in = tokens.eq("counted") if tokens is not None else energy.notna()
+    d_in = tokens.isin(("counted", "prompt_estimated")) if tokens is not None else p_in
+    prefill_u = float((unc * share)[p_in].sum())
+    decode_u = float((unc * (1 - share))[d_in].sum())
+    prompt = int(r["prompt_tokens"][p_in].sum())
+    generated = int(r["completion_tokens"][d_in].sum())
+    prefill_j = float(r["prefill_energy_j"][p_in].sum())
+    decode_j = float(r["decode_energy_j"][d_in].sum())
+    not_counted = int((~p_in).sum())
     rules = sorted(str(x) for x in r["rule"].dropna().unique())
     methods = sorted(str(x) for x in r["method"].dropna().unique())
     statuses = r["status"].value_counts()
@@ -65,11 +74,20 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
          _pm(prefill_j / prompt, prefill_u / prompt, "J") + f" over {prompt} tokens"
          if prompt else "no prompt tokens counted"),
         ("J/token, decode (generated)",
-         _pm(decode_j / generated, (total_u - prefill_u) / generated, "J")
+         _pm(decode_j / generated, decode_u / generated, "J")
          + f" over {generated} tokens"
          if generated else "no generated tokens counted"),
         ("how measured", ", ".join(methods) or "—"),
     ]  # fmt: skip
+    if not_counted:
+        rows.insert(
+            -1,
+            (
+                "token counts",
+                f"{not_counted} request(s) estimated or unknown (no"
+                " usage from the server): left out of J/token where so",
+            ),
+        )
     for rule in rules:
         rows.append((f"attribution rule: {rule}", RULES.get(rule, "as the serving meter named it")))
     return rows

@@ -49,6 +49,7 @@ import numpy.typing as npt
 from greenai.errors import ConfigError
 
 __all__ = [
+    "TOKEN_COUNTS",
     "Attribution",
     "Iteration",
     "RequestEnergy",
@@ -61,6 +62,20 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 Rule = Literal["spans", "iterations"]
+
+TOKEN_COUNTS = {
+    "counted": "",
+    "prompt_estimated": "prompt tokens estimated from its characters (4 a token), not"
+    " counted: left out of J/token of prefill",
+    "estimated": "no usage in the response: prompt and generated tokens estimated from"
+    " their characters (4 a token), not counted: left out of J/token",
+    "unknown": "generated tokens unknown (no usage, and no choices' text to estimate from):"
+    " 0 stands in; prompt tokens estimated from characters; left out of J/token",
+}
+"""What a request's token counts are (``tokens``), and the note each kind puts on it:
+``counted`` (the server's ``usage``, the caller's counts, an engine's steps), or the
+estimates of a proxy that saw no ``usage``. The split uses whatever counts there are (its
+rule ± is the distance to the split by time); per-token figures use counts only."""
 
 
 @dataclass(frozen=True)
@@ -82,9 +97,10 @@ class RequestSpan:
         status: ``"ok"``, or what went wrong (``"disconnected"``, ``"error"``...).
         notes: What its figures could not do (say how its first token was placed); passed
             on to its :class:`RequestEnergy`.
+        tokens: What the token counts are: a key of :data:`TOKEN_COUNTS`.
 
     Raises:
-        ConfigError: Times out of order, or negative token counts.
+        ConfigError: Times out of order, negative token counts, an unknown ``tokens``.
     """
 
     request_id: str
@@ -97,6 +113,7 @@ class RequestSpan:
     status: str = "ok"
     first_token_bound_s: float | None = None
     notes: tuple[str, ...] = ()
+    tokens: str = "counted"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.start_s) and math.isfinite(self.end_s)):
@@ -108,6 +125,11 @@ class RequestSpan:
             )
         if self.prompt_tokens < 0 or self.completion_tokens < 0:
             raise ConfigError(f"request {self.request_id!r}: token counts must be >= 0")
+        if self.tokens not in TOKEN_COUNTS:
+            raise ConfigError(
+                f"request {self.request_id!r}: tokens must be one of {sorted(TOKEN_COUNTS)},"
+                f" got {self.tokens!r}"
+            )
         f = self.first_token_s
         if f is not None and not (self.start_s <= f <= self.end_s):
             raise ConfigError(
@@ -154,7 +176,9 @@ class RequestEnergy:
     ``energy_j = prefill_energy_j + decode_energy_j`` (above baseline); ``uncertainty_j`` is
     about 95%, ``curve_uncertainty_j`` and ``rule_uncertainty_j`` combined in quadrature.
     ``method`` is the curve's (``counter``, ``power``, ``model``); ``rule`` the split's;
-    ``notes`` what its figures could not do (its :class:`RequestSpan`'s).
+    ``notes`` what its figures could not do (its :class:`RequestSpan`'s); ``tokens`` what
+    the token counts are (:data:`TOKEN_COUNTS`: estimates are no counts, and per-token
+    figures leave them out; :meth:`to_dict` adds its note to ``notes``).
     """
 
     request_id: str
@@ -172,6 +196,7 @@ class RequestEnergy:
     method: str
     rule: str
     notes: tuple[str, ...] = ()
+    tokens: str = "counted"
 
     @property
     def uncertainty_j(self) -> float:
@@ -184,10 +209,20 @@ class RequestEnergy:
         return self.end_s - self.start_s
 
     @property
+    def prompt_counted(self) -> bool:
+        """Whether ``prompt_tokens`` is a count (not an estimate)."""
+        return self.tokens == "counted"
+
+    @property
+    def completion_counted(self) -> bool:
+        """Whether ``completion_tokens`` is a count (not an estimate, not unknown)."""
+        return self.tokens in ("counted", "prompt_estimated")
+
+    @property
     def j_per_token(self) -> float | None:
-        """Energy per processed token (prompt + completion), or None without tokens."""
+        """Energy per processed token (prompt + completion); None without tokens or counts."""
         n = self.prompt_tokens + self.completion_tokens
-        return self.energy_j / n if n else None
+        return self.energy_j / n if n and self.tokens == "counted" else None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON values."""
@@ -207,7 +242,8 @@ class RequestEnergy:
             "rule_uncertainty_j": self.rule_uncertainty_j,
             "method": self.method,
             "rule": self.rule,
-            "notes": list(self.notes),
+            "tokens": self.tokens,
+            "notes": [*self.notes, *filter(None, [TOKEN_COUNTS[self.tokens]])],
         }
 
 
@@ -580,6 +616,7 @@ def attribute(
             method=method,
             rule="iterations" if r.request_id in covered else "spans",
             notes=r.notes,
+            tokens=r.tokens,
         )
         for r, tot, pre, other in zip(
             spans, total.tolist(), prefill.tolist(), rule_unc.tolist(), strict=True

@@ -5,9 +5,11 @@ For each level (a concurrency, or a request rate) the load runs through a measur
 that start after the warm-up and end inside the window count. Per level: J/request (and Wh
 per 1,000 queries), J/token for prefill and decode, tokens/s, latency p50/p99, each with a
 ± (energy: the requests' own ± from the curve and the rule, plus twice the standard error
-of the mean; latency: a bootstrap 95% interval). The JSON document is a ``greenai bench``
-document (suite ``serve``), so ``greenai compare a.json b.json`` compares two of them
-level by level (J/request as J/sample).
+of the mean; latency: a bootstrap 95% interval). J/token takes only the requests whose
+token counts of that part are counts: one whose server sent no ``usage`` (estimated
+counts) stays out of it, and the level's ``tokens_not_counted`` says how many. The JSON
+document is a ``greenai bench`` document (suite ``serve``), so ``greenai compare a.json
+b.json`` compares two of them level by level (J/request as J/sample).
 """
 
 from __future__ import annotations
@@ -78,15 +80,21 @@ def level_row(
     prompt = sum(r.prompt_tokens for r in rows)
     gen = sum(r.completion_tokens for r in rows)
 
-    def per_token(part: str, tokens: int) -> tuple[float | None, float | None]:
+    def per_token(part: str, count: str, counted: str) -> tuple[float | None, float | None]:
+        """J/token of one part over the requests whose count of it is a count."""
+        these = [r for r in rows if getattr(r, counted)]
+        tokens = sum(getattr(r, count) for r in these)
         if not tokens:
             return None, None
-        energy = sum(getattr(r, part) for r in rows)
-        unc = sum(r.uncertainty_j * abs(getattr(r, part)) / r.energy_j for r in rows if r.energy_j)
+        energy = sum(getattr(r, part) for r in these)
+        unc = sum(r.uncertainty_j * abs(getattr(r, part)) / r.energy_j for r in these if r.energy_j)
         return energy / tokens, unc / tokens
 
-    pre, pre_u = per_token("prefill_energy_j", prompt)
-    dec, dec_u = per_token("decode_energy_j", gen)
+    pre, pre_u = per_token("prefill_energy_j", "prompt_tokens", "prompt_counted")
+    dec, dec_u = per_token("decode_energy_j", "completion_tokens", "completion_counted")
+    not_counted = sum(1 for r in rows if r.tokens != "counted")
+    if not_counted:
+        out["tokens_not_counted"] = not_counted  # estimates: out of J/token, in the sums
     out.update(
         energy_j=float(e.sum()),
         uncertainty_j=float(u.sum()),

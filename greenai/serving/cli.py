@@ -413,10 +413,13 @@ async def _serve(opts: Any, args: argparse.Namespace, proc: subprocess.Popen[Any
 def _summary(t: Any) -> str:
     per = f"{t.requests_j / t.requests:.4g} J/request" if t.requests else "no requests"
     tok = []
-    if t.prompt_tokens:
-        tok.append(f"prefill {t.prefill_j / t.prompt_tokens:.3g} J/token")
-    if t.completion_tokens:
-        tok.append(f"decode {t.decode_j / t.completion_tokens:.3g} J/token")
+    if t.prefill_j_per_token is not None:
+        tok.append(f"prefill {t.prefill_j_per_token:.3g} J/token")
+    if t.decode_j_per_token is not None:
+        tok.append(f"decode {t.decode_j_per_token:.3g} J/token")
+    if t.tokens_not_counted:
+        n = t.tokens_not_counted
+        tok.append(f"{n} with token counts estimated or unknown: out of J/token where so")
     return (
         f"greenai serve-proxy: {t.requests} requests, {per}"
         f"{'; ' + ', '.join(tok) if tok else ''}; total {t.total_j:.4g} ± {t.uncertainty_j:.2g} J"

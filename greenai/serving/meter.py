@@ -40,7 +40,14 @@ __all__ = ["OpenRequest", "ServingMeter", "ServingTotals"]
 
 @dataclass(frozen=True)
 class ServingTotals:
-    """What a meter has charged so far (J): ``requests_j + baseline_j + idle_j = total_j``."""
+    """What a meter has charged so far (J): ``requests_j + baseline_j + idle_j = total_j``.
+
+    ``prompt_tokens`` and ``completion_tokens`` add every request's figures, estimates
+    included; ``prefill_j_per_token`` and ``decode_j_per_token`` (J/token, None without
+    counted tokens) only the requests whose counts of that part are counts, and
+    ``tokens_not_counted`` says how many requests had estimates or unknowns instead
+    (:data:`~greenai.serving.attribution.TOKEN_COUNTS`).
+    """
 
     start_s: float
     settled_s: float
@@ -57,6 +64,9 @@ class ServingTotals:
     method: str
     rules: tuple[str, ...]
     notes: tuple[str, ...]
+    prefill_j_per_token: float | None = None
+    decode_j_per_token: float | None = None
+    tokens_not_counted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
@@ -211,6 +221,7 @@ class ServingMeter:
         status: str = "ok",
         end_s: float | None = None,
         first_tokens: int = 1,
+        tokens: str = "counted",
     ) -> None:
         """``request_id`` is finished (now, or at ``end_s``) with the tokens it processed.
 
@@ -219,6 +230,9 @@ class ServingMeter:
         first token can have left: it is kept as the span's ``first_token_bound_s``, the
         first token is placed by :func:`~greenai.serving.attribution.estimate_first_token`,
         and the request carries a note saying so.
+
+        ``tokens``: what the counts are, where they are not counts (a key of
+        :data:`~greenai.serving.attribution.TOKEN_COUNTS`, e.g. ``"estimated"``).
 
         Raises:
             ConfigError: The id is not in flight, or bad counts (the request stays in
@@ -231,25 +245,26 @@ class ServingMeter:
                 raise ConfigError(f"request {request_id!r} is not in flight; begin() it first")
             start, first = req["start_s"], req["first_token_s"]
             end = max(t, start)
-            tokens = _token_count(completion_tokens, request_id)
+            generated = _token_count(completion_tokens, request_id)
             seen = _token_count(first_tokens, request_id)
             first = None if first is None else min(max(first, start), end)
             bound: float | None = None
             notes: tuple[str, ...] = ()
-            if first is not None and seen > 1 and tokens > 1:
-                bound, first = first, estimate_first_token(start, first, end, seen, tokens)
-                notes = (_merged_note(start, first, bound, seen, tokens),)
+            if first is not None and seen > 1 and generated > 1:
+                bound, first = first, estimate_first_token(start, first, end, seen, generated)
+                notes = (_merged_note(start, first, bound, seen, generated),)
             span = RequestSpan(  # checked before the request leaves _open: bad counts keep it
                 request_id=request_id,
                 start_s=start,
                 end_s=end,
                 prompt_tokens=_token_count(prompt_tokens, request_id),
-                completion_tokens=tokens,
+                completion_tokens=generated,
                 first_token_s=first,
                 model=req["model"],
                 status=status,
                 first_token_bound_s=bound,
                 notes=notes,
+                tokens=tokens,
             )
             del self._open[request_id]
             self._done[request_id] = span
@@ -462,6 +477,7 @@ class ServingMeter:
                         method=r.method,
                         rule=r.rule,
                         notes=r.notes,
+                        tokens=r.tokens,
                     )
                 self._done.pop(r.request_id, None)
                 energy, prefill = out.energy_j, out.prefill_energy_j
@@ -471,6 +487,7 @@ class ServingMeter:
                 self._sum["requests"] += 1
                 self._sum["prompt_tokens"] += r.prompt_tokens
                 self._sum["completion_tokens"] += r.completion_tokens
+                self._count_tokens(out)
                 self.recent.append(out)
                 self._settled_count += 1
                 finished.append(out)
@@ -492,6 +509,18 @@ class ServingMeter:
             except Exception as exc:
                 self._notes[f"on_settled failed: {exc!r}"] = None
         return finished
+
+    def _count_tokens(self, r: RequestEnergy) -> None:
+        """Add a settled request to the per-token sums where its counts are counts."""
+        s = self._sum
+        if r.prompt_counted:
+            s["counted_prompt"] += r.prompt_tokens
+            s["counted_prefill_j"] += r.prefill_energy_j
+        if r.completion_counted:
+            s["counted_completion"] += r.completion_tokens
+            s["counted_decode_j"] += r.decode_energy_j
+        if r.tokens != "counted":
+            s["tokens_not_counted"] += 1
 
     def _baseline(self, snap: Any) -> float:
         if self._baseline_w is None:
@@ -519,6 +548,9 @@ class ServingMeter:
                 method=",".join(sorted(self._methods)) or "none",
                 rules=tuple(sorted(self._rules)),
                 notes=tuple(self._notes),
+                prefill_j_per_token=_ratio(s["counted_prefill_j"], s["counted_prompt"]),
+                decode_j_per_token=_ratio(s["counted_decode_j"], s["counted_completion"]),
+                tokens_not_counted=int(s["tokens_not_counted"]),
             )
 
 
@@ -528,6 +560,10 @@ def _merged_note(start: float, first: float, bound: float, seen: int, tokens: in
         f" with {seen} of the {tokens} generated tokens (merged); placed at"
         f" {first - start:.3f} s (estimate), the rule ± covers it at {bound - start:.3f} s"
     )
+
+
+def _ratio(energy_j: float, tokens: float) -> float | None:
+    return float(energy_j / tokens) if tokens else None
 
 
 def _share_of_uncertainty(snap: Any, window_j: float) -> float:

@@ -27,7 +27,10 @@ class RequestMetrics:
     ``greenai_token_energy_joules`` (histogram of J per token, labels ``model``, ``phase`` =
     ``prefill`` | ``decode``), ``greenai_requests_total`` and ``greenai_tokens_total``
     (counters), ``greenai_serving_energy_joules_total`` (counter, ``part`` = ``requests`` |
-    ``baseline`` | ``idle``) with the method in a label.
+    ``baseline`` | ``idle``) with the method in a label. A phase whose token count is an
+    estimate or unknown (a response without ``usage``) stays out of the token histogram and
+    counter; ``greenai_requests_tokens_not_counted_total`` (labels ``model``, ``tokens``:
+    what the counts were) counts those requests.
 
     Raises:
         ConfigError: prometheus-client is not installed.
@@ -65,6 +68,13 @@ class RequestMetrics:
             ["model", "phase"],
             registry=self.registry,
         )
+        self.not_counted = prom.Counter(
+            "greenai_requests_tokens_not_counted",
+            "Settled requests whose token counts were estimated or unknown (left out of the"
+            " per-token figures where so)",
+            ["model", "tokens"],
+            registry=self.registry,
+        )
         self.energy = prom.Counter(
             "greenai_serving_energy_joules",
             "Energy settled (J): charged to requests, baseline under them, idle",
@@ -79,11 +89,13 @@ class RequestMetrics:
         request_j, requests = self._child((model, r.status, r.method), self._request_children)
         request_j.observe(max(r.energy_j, 0.0))
         requests.inc()
-        for phase, n, j in (
-            ("prefill", r.prompt_tokens, r.prefill_energy_j),
-            ("decode", r.completion_tokens, r.decode_energy_j),
+        if r.tokens != "counted":
+            self.not_counted.labels(model, r.tokens).inc()
+        for phase, n, j, counted in (
+            ("prefill", r.prompt_tokens, r.prefill_energy_j, r.prompt_counted),
+            ("decode", r.completion_tokens, r.decode_energy_j, r.completion_counted),
         ):
-            if n:
+            if n and counted:
                 tokens, token_j = self._child((model, phase, r.method), self._token_children)
                 tokens.inc(n)
                 token_j.observe(max(j, 0.0) / n)

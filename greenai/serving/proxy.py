@@ -3,7 +3,8 @@
 Needs ``aiohttp`` (``pip install 'greenai[serve]'``). Every request is forwarded unchanged,
 streamed responses (Server-Sent Events) chunk by chunk as they come; each POST under
 ``/v1/`` is a span on the job's timeline (:class:`~greenai.serving.meter.ServingMeter`) with
-the tokens the response reports in ``usage`` (or counted from streamed chunks). A
+the tokens the response reports in ``usage`` (else counted from streamed chunks, or
+estimated from characters, and said so: ``tokens``). A
 background pass settles the job's curve every ``settle_s`` and charges each finished
 request its energy.
 
@@ -352,6 +353,7 @@ class EnergyProxy:
                 completion_tokens=count.completion_tokens,
                 status=status,
                 first_tokens=max(first_tokens, 1),
+                tokens=count.tokens,
             )
 
     async def _energy_headers(self, rid: str) -> dict[str, str]:
@@ -410,8 +412,7 @@ async def _send(resp: Any, chunk: bytes | None) -> bool:
 
 
 def _sse_error(message: str, code: int) -> bytes:
-    """An SSE event with an OpenAI-style error, after whatever the stream held (the blank
-    lines end a line or an event the cut left open)."""
+    """An SSE event with an OpenAI-style error (its blank lines first end what a cut left open)."""
     error = {
         "message": f"greenai proxy: {message}; the response is incomplete",
         "type": "greenai_proxy",
@@ -427,8 +428,10 @@ def _error(web: Any, status: int, message: str) -> Any:
 
 
 def _start_span(tracer: Any, request: Any, model: str | None) -> Any:
-    """The request's span: a child of the client's trace where it sent one (``traceparent``,
-    read by OpenTelemetry's configured propagator: W3C trace context by default)."""
+    """The request's span, in the client's trace where it sent one (``traceparent``).
+
+    Read by OpenTelemetry's configured propagator (W3C trace context by default).
+    """
     try:
         parent = importlib.import_module("opentelemetry.propagate").extract(request.headers)
     except ImportError:  # a tracer of another kind: no context to join
@@ -443,8 +446,11 @@ def _start_span(tracer: Any, request: Any, model: str | None) -> Any:
 
 def _end_span(span: Any, r: RequestEnergy, end_ns: int | None) -> None:
     try:
-        span.set_attribute("gen_ai.usage.input_tokens", r.prompt_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", r.completion_tokens)
+        if r.prompt_counted:  # estimates are no usage: greenai.tokens says what there is
+            span.set_attribute("gen_ai.usage.input_tokens", r.prompt_tokens)
+        if r.completion_counted:
+            span.set_attribute("gen_ai.usage.output_tokens", r.completion_tokens)
+        span.set_attribute("greenai.tokens", r.tokens)
         span.set_attribute("greenai.energy_j", r.energy_j)
         span.set_attribute("greenai.prefill_energy_j", r.prefill_energy_j)
         span.set_attribute("greenai.decode_energy_j", r.decode_energy_j)

@@ -39,6 +39,7 @@ def request_row(seq: int, r: RequestEnergy) -> dict[str, Any]:
         "decode_energy_j": r.decode_energy_j,
         "method": r.method,
         "rule": r.rule,
+        "tokens": r.tokens,
     }
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SseCounter", "TokenCount", "count_body", "prompt_chars", "usage_of"]
+__all__ = ["SseCounter", "TokenCount", "choices_chars", "count_body", "prompt_chars", "usage_of"]
 
 CHARS_PER_TOKEN = 4.0
 """Characters per token assumed when a prompt's tokens must be estimated (English BPE)."""
@@ -26,12 +26,27 @@ class TokenCount:
     """Tokens of one request and where the counts came from.
 
     ``source``: ``"usage"`` (the server said), ``"chunks"`` (generated tokens counted from
-    streamed chunks; prompt estimated from characters), ``"none"`` (nothing to count).
+    streamed chunks; prompt estimated from characters), ``"none"`` (nothing to count),
+    and for a whole body without ``usage`` (:func:`count_body`): ``"estimated"`` (both
+    estimated from characters), ``"error"`` (an error answer: nothing generated; prompt
+    estimated), ``"unknown"`` (generated tokens unknown, 0 stands in; prompt estimated).
+    :attr:`tokens` says what the counts are in :class:`~greenai.serving.RequestSpan`'s
+    terms.
     """
 
     prompt_tokens: int
     completion_tokens: int
     source: str
+
+    @property
+    def tokens(self) -> str:
+        """What the counts are (:data:`~greenai.serving.attribution.TOKEN_COUNTS`)."""
+        return _TOKENS.get(self.source, "prompt_estimated")
+
+
+_TOKENS = {"usage": "counted", "estimated": "estimated", "unknown": "unknown"}
+"""Each source's kind of counts; the others (streamed chunks, an error answer, nothing to
+count) counted the generated tokens and estimated the prompt's."""
 
 
 def prompt_chars(body: Any) -> int:
@@ -194,7 +209,16 @@ the text value."""
 
 
 def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:
-    """Token counts of a whole (non-streamed) response body."""
+    """Token counts of a whole (non-streamed) response body.
+
+    The server's ``usage`` where it sent one (``"usage"``). Without it, the counts are
+    estimates from characters, :data:`CHARS_PER_TOKEN` a token: the prompt's from the
+    request's, the generated tokens' from the text of the response's ``choices``
+    (:func:`choices_chars`; ``"estimated"``). An error answer (an ``error`` and no
+    ``choices``) generated nothing (``"error"``); any other body (not JSON, no
+    ``choices``, or too long to keep) leaves the generated tokens unknown: 0 stands in
+    (``"unknown"``).
+    """
     try:
         obj = json.loads(body)
     except ValueError:
@@ -203,4 +227,36 @@ def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:
     if usage is not None:
         return TokenCount(usage[0], usage[1], "usage")
     prompt = round(prompt_chars / CHARS_PER_TOKEN)
-    return TokenCount(prompt, 0, "chunks" if prompt else "none")
+    chars = choices_chars(obj)
+    if chars is not None:
+        return TokenCount(prompt, round(chars / CHARS_PER_TOKEN), "estimated")
+    if isinstance(obj, dict) and "error" in obj:
+        return TokenCount(prompt, 0, "error")
+    return TokenCount(prompt, 0, "unknown")
+
+
+def choices_chars(payload: Any) -> int | None:
+    """Characters of the text a response generated; None when it has no ``choices`` list.
+
+    Counted: each choice's ``text`` (completions), its ``message``'s ``content`` (a string,
+    or parts with ``text``) and ``reasoning_content``, and its tool calls' ``arguments``.
+    """
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list):
+        return None
+    texts: list[Any] = []
+    for c in choices:
+        if not isinstance(c, dict):
+            continue
+        texts.append(c.get("text"))
+        m = c.get("message")
+        if isinstance(m, dict):
+            content = m.get("content")
+            texts += content if isinstance(content, list) else [content]
+            texts.append(m.get("reasoning_content"))
+            calls = m.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
+                f = call.get("function") if isinstance(call, dict) else None
+                texts.append(f.get("arguments") if isinstance(f, dict) else None)
+    texts = [t.get("text") if isinstance(t, dict) else t for t in texts]
+    return sum(len(t) for t in texts if isinstance(t, str))

@@ -197,7 +197,13 @@ CREATE TRIGGER tags_kpi_of_tag BEFORE INSERT ON tags
 FOR EACH ROW EXECUTE FUNCTION tags_kpi_of_tag()
 """
 
-_SCRIPTS = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7 = """
+ALTER TABLE requests ADD COLUMN tokens TEXT;
+"""
+"""Version 7: what each request's token counts are (``counted``, or a proxy's estimates
+where the server sent no ``usage``); empty for rows stored before."""
+
+_SCRIPTS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 SCHEMA_VERSION = len(_SCRIPTS)
 

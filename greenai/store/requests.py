@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from greenai.errors import ConfigError
-from greenai.store.tables import Connection, Table, _column, _length, _require
+from greenai.store.tables import Connection, Table, _column, _has, _length, _require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,13 +35,18 @@ REQUEST_COLUMNS = [
     "decode_energy_j",
     "method",
     "rule",
+    "tokens",
 ]
 """Columns of a request frame (the ``requests`` table less ``run_id``); energies in J
-(above the baseline, ``uncertainty_j`` about 95%), times in s on the job's timeline."""
+(above the baseline, ``uncertainty_j`` about 95%), times in s on the job's timeline;
+``tokens`` says what the token counts are (``counted``, or the estimates of
+:data:`greenai.serving.attribution.TOKEN_COUNTS`; empty in rows stored before it was)."""
 
 _INTS = ["seq", "prompt_tokens", "completion_tokens"]
 _FLOATS = ["start_s", "end_s", "energy_j", "uncertainty_j", "prefill_energy_j", "decode_energy_j"]
-_TEXTS = ["request_id", "model", "status", "method", "rule"]
+_TEXTS = ["request_id", "model", "status", "method", "rule", "tokens"]
+_OPTIONAL = {"tokens"}
+"""Columns a writer may leave out (one from before they were): stored empty."""
 
 
 def empty_requests() -> pd.DataFrame:
@@ -66,12 +71,16 @@ def append_requests(conn: Connection, run_id: str, requests: Table, keep: int | 
     Raises:
         ConfigError: A column of :data:`REQUEST_COLUMNS` is missing, or ``keep`` < 0.
     """
-    _require(requests, REQUEST_COLUMNS, "requests")
+    _require(requests, [c for c in REQUEST_COLUMNS if c not in _OPTIONAL], "requests")
     if keep is not None and (not isinstance(keep, int) or keep < 0):
         raise ConfigError(f"keep must be an int >= 0 (rows kept per run), got {keep!r}")
     if not _length(requests):
         return
-    columns = [_column(requests, c) for c in REQUEST_COLUMNS]
+    n = _length(requests)
+    columns = [
+        _column(requests, c) if c not in _OPTIONAL or _has(requests, c) else [None] * n
+        for c in REQUEST_COLUMNS
+    ]
     rows = [
         (run_id, *(_cell(c, v) for c, v in zip(REQUEST_COLUMNS, row, strict=True)))
         for row in zip(*columns, strict=True)

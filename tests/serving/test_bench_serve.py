@@ -26,10 +26,13 @@ from greenai.serving.bench import (  # noqa: E402
 from greenai.serving.loadgen import Sample, generated_prompts, load_prompts, run_level  # noqa: E402
 
 
-def energy(rid: str, j: float, prompt: int = 10, gen: int = 20) -> RequestEnergy:
+def energy(
+    rid: str, j: float, prompt: int = 10, gen: int = 20, tokens: str = "counted"
+) -> RequestEnergy:
     return RequestEnergy(
-        rid, "m", "ok", 0.0, 1.0, prompt, gen, j, j / 4, 3 * j / 4, 0.1 * j, 0.0, "model", "spans"
-    )
+        rid, "m", "ok", 0.0, 1.0, prompt, gen, j, j / 4, 3 * j / 4, 0.1 * j, 0.0, "model",
+        "spans", tokens,
+    )  # fmt: skip
 
 
 def test_a_level_counts_only_its_steady_requests() -> None:
@@ -53,6 +56,20 @@ def test_a_level_counts_only_its_steady_requests() -> None:
     assert row["methods"] == ["model"]
     empty = level_row("serve/concurrency=9", {}, samples[:1], settled, 10.0)
     assert empty["status"] == "failed" and "steady window" in empty["reason"]
+
+
+def test_j_per_token_leaves_out_estimated_counts() -> None:
+    samples = [Sample(k, 2.0, 3.0, 200, True) for k in "abc"]
+    settled = {
+        "a": energy("a", 4.0),
+        "b": energy("b", 8.0, tokens="estimated"),  # no usage: out of both parts
+        "c": energy("c", 12.0, tokens="prompt_estimated"),  # streamed: out of prefill
+    }
+    row = level_row("serve/concurrency=3", {}, samples, settled, 10.0)
+    assert row["prefill_j_per_token"] == pytest.approx(1.0 / 10)
+    assert row["decode_j_per_token"] == pytest.approx((3.0 + 9.0) / 40)
+    assert row["tokens_not_counted"] == 2 and row["j_per_request"] == pytest.approx(8.0)
+    assert "tokens_not_counted" not in level_row("x", {}, samples[:1], settled, 10.0)
 
 
 def test_pareto_keeps_what_nothing_beats() -> None:

@@ -109,6 +109,45 @@ def test_forwards_unchanged_and_charges_each_request() -> None:
     assert sum(float(c) for c in counts) == 4  # the header request settled: all before it too
 
 
+def test_a_response_without_usage_has_its_tokens_estimated_and_said_so() -> None:
+    got: dict[str, Any] = {}
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        for model, extra in (("bare", {"no_usage": True}), ("full", {})):
+            body = {"model": model, "prompt": "hello world!", "max_tokens": 40, **extra}
+            async with client.post(url + "/v1/completions", json=body) as r:
+                assert ("usage" in await r.json()) == (not extra)
+                got[model] = r.headers[REQUEST_ID_HEADER]
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            async with client.get(url + f"/greenai/requests/{got['bare']}") as r:
+                if r.status == 200:
+                    got["json"] = await r.json()
+                    break
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+
+    proxy = asyncio.run(with_proxy(test))
+    bare, full = (settled(proxy)[got[m]] for m in ("bare", "full"))
+    # 12 prompt characters and 40 generated, 4 a token: estimates, labelled as such
+    assert (bare.prompt_tokens, bare.completion_tokens, bare.tokens) == (3, 10, "estimated")
+    assert bare.j_per_token is None and not bare.prompt_counted and not bare.completion_counted
+    assert bare.energy_j > 0 and bare.status == "ok"
+    assert got["json"]["tokens"] == "estimated"
+    assert any("estimated" in n for n in got["json"]["notes"])
+    assert (full.tokens, full.completion_tokens, full.to_dict()["notes"]) == ("counted", 40, [])
+    text = proxy.metrics.exposition()[0].decode()
+    assert re.search(r'greenai_token_energy_joules_count\{[^}]*model="full"', text)
+    assert not re.search(r'greenai_token_energy_joules_count\{[^}]*model="bare"', text)
+    assert not re.search(r'greenai_tokens_total\{[^}]*model="bare"', text)
+    assert re.search(
+        r'greenai_requests_tokens_not_counted_total\{model="bare",tokens="estimated"\} 1', text
+    )
+    t = proxy.meter.totals()
+    assert t.tokens_not_counted == 1 and t.completion_tokens == 50  # the sums say all
+    assert t.decode_j_per_token == pytest.approx(full.decode_energy_j / 40)  # counts only
+
+
 def test_upstream_faults_answer_clearly_and_keep_serving() -> None:
     async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
         async with client.post(url + "/v1/fail", json={}) as r:
@@ -282,11 +321,21 @@ def test_each_request_is_a_span_with_its_energy_when_a_tracer_is_set() -> None:
         proxy.tracer = tracer
         async with client.post(url + "/v1/completions", json={"model": "m", "max_tokens": 4}):
             pass
+        bare = {"model": "bare", "max_tokens": 4, "no_usage": True}
+        async with client.post(url + "/v1/completions", json=bare):
+            pass
 
     asyncio.run(with_proxy(test))
-    (span,) = exporter.get_finished_spans()
+    span, bare = sorted(
+        exporter.get_finished_spans(),
+        key=lambda s: dict(s.attributes or {})["gen_ai.request.model"],
+    )[::-1]
     attrs = dict(span.attributes or {})
     assert attrs["gen_ai.request.model"] == "m" and attrs["gen_ai.usage.output_tokens"] == 4
+    assert attrs["greenai.tokens"] == "counted"
+    estimated = dict(bare.attributes or {})  # estimates are not usage: not given as such
+    assert estimated["greenai.tokens"] == "estimated" and estimated["greenai.energy_j"] > 0
+    assert not [k for k in estimated if k.startswith("gen_ai.usage.")]
     assert attrs["greenai.energy_j"] > 0 and attrs["greenai.method"] in ("counter", "power")
     assert span.end_time is not None and span.start_time is not None
     assert span.end_time - span.start_time < 5e9  # ended where the response did

@@ -184,3 +184,47 @@ def test_the_hosted_proxy_stores_a_row_per_request(tmp_path: Path) -> None:
         frame = store.requests(run_id)
     assert list(frame["seq"]) == [1, 2, 3]
     assert (frame["completion_tokens"] > 0).all() and (frame["energy_j"] >= 0).all()
+
+
+def test_a_row_says_what_its_token_counts_are(tmp_path: Path) -> None:
+    from greenai.report.requests_html import request_summary_rows
+
+    clock = FakeClock()
+    path = tmp_path / "runs.db"
+    with RunStore(path) as store:
+        with greenai.track("serve", devices=[FakeGPU(clock=clock)], clock=clock, store=path) as job:
+            assert job.run_id is not None
+            meter = ServingMeter(job, on_settled=RequestRows(store, job.run_id))
+            for k, tokens in enumerate(("counted", "estimated", "unknown", "prompt_estimated")):
+                rid = meter.begin(model="tiny")
+                clock.advance(0.5)
+                meter.end(rid, prompt_tokens=10, completion_tokens=10 * k, tokens=tokens)
+                clock.advance(0.1)
+            with pytest.raises(ConfigError, match="tokens must be one of"):
+                meter.end(meter.begin(), tokens="guessed")
+        meter.settle(final=True)
+        frame = store.requests(job.run_id)
+        # a writer from before the column: its rows are stored with the column empty
+        old = frame.drop(columns=["tokens"]).assign(seq=frame["seq"] + 10)
+        store.add_requests(job.run_id, old)
+        both = store.requests(job.run_id)
+    assert list(frame["tokens"]) == [
+        "counted",
+        "estimated",
+        "unknown",
+        "prompt_estimated",
+        "counted",
+    ]
+    assert both["tokens"].isna().sum() == len(frame)
+    summary = dict(request_summary_rows(frame))
+    # J/token over counts only (the refused end left its request open: unfinished, counted)
+    counted = frame[frame["tokens"] == "counted"]
+    decoded = frame[frame["tokens"].isin(["counted", "prompt_estimated"])]
+    assert (
+        f"over {int(counted['prompt_tokens'].sum())} tokens" in summary["J/token, prefill (prompt)"]
+    )
+    assert (
+        f"over {int(decoded['completion_tokens'].sum())} tokens"
+        in summary["J/token, decode (generated)"]
+    )
+    assert summary["token counts"].startswith("3 request(s) estimated or unknown")

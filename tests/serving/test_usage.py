@@ -46,8 +46,7 @@ def test_bodies_prompts_and_usage() -> None:
     body = json.dumps({"usage": {"prompt_tokens": 3, "completion_tokens": 4}}).encode()
     got = count_body(body)
     assert (got.prompt_tokens, got.completion_tokens, got.source) == (3, 4, "usage")
-    assert count_body(b"not json", prompt_chars=8).source == "chunks"
-    assert count_body(b"{}").source == "none"
+    assert got.tokens == "counted"
     assert prompt_chars({"prompt": ["ab", "cd"]}) == 4
     assert prompt_chars({"messages": [{"content": "abc"}, {"content": [{"text": "de"}]}]}) == 5
     assert prompt_chars("nope") == 0
@@ -107,3 +106,26 @@ def test_merged_chunks_after_the_first_read_do_not_make_it_merged() -> None:
     for data in chunks[2:]:
         c.feed(data)
     assert c.tokens_by_first(10) == 5
+
+
+def test_a_body_without_usage_is_estimated_from_its_text_and_says_so() -> None:
+    def count(obj: object, chars: int = 8) -> tuple[int, int, str, str]:
+        got = count_body(json.dumps(obj).encode(), prompt_chars=chars)
+        return got.prompt_tokens, got.completion_tokens, got.source, got.tokens
+
+    assert count({"choices": [{"text": "x" * 40}, {"text": "y" * 4}]}) == (
+        2, 11, "estimated", "estimated",
+    )  # fmt: skip
+    call = {"function": {"name": "f", "arguments": '{"a": 1}'}}
+    chat = {"message": {"content": "abcd" * 3, "tool_calls": [call]}}
+    assert count({"choices": [chat]})[:2] == (2, 5)  # 12 + 8 characters
+    parts = {"message": {"content": [{"type": "text", "text": "abcdefgh"}]}}
+    assert count({"choices": [parts, {"message": {"reasoning_content": "abcd"}}]})[1] == 3
+    assert count({"choices": []}) == (2, 0, "estimated", "estimated")
+    assert count({"error": {"message": "bad"}}) == (2, 0, "error", "prompt_estimated")
+    for body in (b"not json", b"{}", b'{"data": [1]}'):
+        got = count_body(body, prompt_chars=8)
+        assert (got.completion_tokens, got.source, got.tokens) == (0, "unknown", "unknown")
+    streamed = SseCounter(prompt_chars=8)
+    streamed.feed(sse({"choices": [{"text": "a"}]}))
+    assert streamed.count().tokens == "prompt_estimated"

@@ -510,13 +510,13 @@ class RunStore:
         Raises:
             StoreError: The store cannot be read.
         """
-        return requests_from_rows(
-            self._read(
-                "SELECT " + ", ".join(REQUEST_COLUMNS) + " FROM requests WHERE run_id = ?"
-                " ORDER BY seq",
-                [run_id],
-            )
-        )
+        query = "SELECT {} FROM requests WHERE run_id = ? ORDER BY seq"
+        try:
+            rows = self._read(query.format(", ".join(REQUEST_COLUMNS)), [run_id])
+        except StoreError:  # a PostgreSQL store older than schema 7 read without migrating
+            older = (c if c != "tokens" else "NULL" for c in REQUEST_COLUMNS)
+            rows = self._read(query.format(", ".join(older)), [run_id])
+        return requests_from_rows(rows)
 
     def rows(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
         """The rows of one read-only query in the store's shared SQL (``?`` placeholders).

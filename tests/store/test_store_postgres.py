@@ -383,3 +383,33 @@ def test_a_version_5_schema_copies_its_runs_figures_into_the_tag_rows(
             )
         ).fetchall()
     assert rows == [("r1", 202502, "completed", 7.2e6), ("r2", 202503, "failed", 3.6e6)]
+
+
+def test_a_version_6_schema_read_without_migrating_shows_its_request_rows(
+    pg_url: str, pg_schema: str
+) -> None:
+    from greenai.store.ddl import migrations
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        for script in migrations("postgresql")[:6]:
+            for statement in script:
+                conn.execute(statement.encode())
+        conn.execute("CREATE TABLE greenai_schema (application TEXT NOT NULL, version INTEGER)")
+        conn.execute("INSERT INTO greenai_schema VALUES ('greenai run store', 6)")
+        conn.execute(
+            "INSERT INTO runs (id, name, status, started_at, updated_at, host)"
+            " VALUES ('r1', 'old', 'completed', '2025-02-01T00:00', '2025-02-01', 'h')"
+        )
+        conn.execute(
+            "INSERT INTO requests (run_id, seq, request_id, status, start_s, end_s,"
+            " prompt_tokens, completion_tokens, energy_j) VALUES"
+            " ('r1', 1, 'a', 'ok', 0.0, 1.0, 3, 4, 2.5)"
+        )
+    with RunStore(pg_url, schema=pg_schema, read_only=True) as store:
+        frame = store.requests("r1")  # no tokens column there: read as empty
+    assert list(frame["completion_tokens"]) == [4] and frame["tokens"].isna().all()
+    with RunStore(pg_url, schema=pg_schema) as store:  # opened to write: migrated
+        assert list(store.requests("r1")["tokens"].isna()) == [True]
+    assert _tables(pg_url, pg_schema)["greenai_schema"] == [("greenai run store", SCHEMA_VERSION)]

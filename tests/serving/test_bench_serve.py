@@ -31,7 +31,7 @@ def energy(
 ) -> RequestEnergy:
     return RequestEnergy(
         rid, "m", "ok", 0.0, 1.0, prompt, gen, j, j / 4, 3 * j / 4, 0.1 * j, 0.0, "model",
-        "spans", tokens,
+        "spans", tokens=tokens,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ It reads the job only through its public API: ``timeline(after_s=..., as_frame=F
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import math
 import threading
@@ -461,23 +462,13 @@ class ServingMeter:
                     if r.end_s > hi:
                         continue
                     energy, prefill, c_unc, r_unc = self._partial.pop(r.request_id)
-                    out = RequestEnergy(
-                        request_id=r.request_id,
-                        model=r.model,
-                        status=r.status,
-                        start_s=r.start_s,
-                        end_s=r.end_s,
-                        prompt_tokens=r.prompt_tokens,
-                        completion_tokens=r.completion_tokens,
+                    out = dataclasses.replace(
+                        r,
                         energy_j=energy,
                         prefill_energy_j=prefill,
                         decode_energy_j=energy - prefill,
                         curve_uncertainty_j=c_unc,
                         rule_uncertainty_j=r_unc,
-                        method=r.method,
-                        rule=r.rule,
-                        notes=r.notes,
-                        tokens=r.tokens,
                     )
                 self._done.pop(r.request_id, None)
                 energy, prefill = out.energy_j, out.prefill_energy_j

@@ -88,9 +88,39 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
                 " usage from the server): left out of J/token where so",
             ),
         )
+    noted = _notes_row(requests)
+    if noted is not None:
+        rows.insert(-1, noted)
     for rule in rules:
         rows.append((f"attribution rule: {rule}", RULES.get(rule, "as the serving meter named it")))
     return rows
+
+
+def _notes_row(requests: pd.DataFrame) -> tuple[str, str] | None:
+    """How many requests have notes, by kind (a note's text before its first ``:``).
+
+    None where no stored row has a note and every row's notes are known. Rows stored before
+    the store kept notes (``notes`` empty) are counted as not known, never as "no notes".
+    """
+    if "notes" not in requests:
+        return None
+    stored = requests["notes"]
+    unknown = int(stored.isna().sum())
+    kinds: dict[str, int] = {}
+    noted = 0
+    for text in stored.dropna():
+        lines = [line for line in str(text).split("\n") if line]
+        noted += bool(lines)
+        for kind in dict.fromkeys(line.split(":", 1)[0] for line in lines):
+            kinds[kind] = kinds.get(kind, 0) + 1
+    if not noted and not unknown:
+        return None
+    parts = [f"{noted} request(s) with notes"]
+    parts += [f"{kind}: {n}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    if unknown:
+        parts.append(f"{unknown} stored before notes were kept (not known)")
+    where = " (each request's own: `greenai export RUN`, its requests table)"
+    return ("request notes", "; ".join(parts) + where)
 
 
 def requests_figure(requests: pd.DataFrame) -> Figure:

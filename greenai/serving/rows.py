@@ -40,6 +40,7 @@ def request_row(seq: int, r: RequestEnergy) -> dict[str, Any]:
         "method": r.method,
         "rule": r.rule,
         "tokens": r.tokens,
+        "notes": "\n".join(r.notes),
     }
 
 

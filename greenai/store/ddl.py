@@ -203,7 +203,13 @@ ALTER TABLE requests ADD COLUMN tokens TEXT;
 """Version 7: what each request's token counts are (``counted``, or a proxy's estimates
 where the server sent no ``usage``); empty for rows stored before."""
 
-_SCRIPTS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+_V8 = """
+ALTER TABLE requests ADD COLUMN notes TEXT;
+"""
+"""Version 8: what each request's figures could not do (its notes, one a line; empty: none);
+NULL for rows stored before (unknown)."""
+
+_SCRIPTS = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
 SCHEMA_VERSION = len(_SCRIPTS)
 

@@ -87,6 +87,14 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the run store {self.location}: {exc}") from exc
 
+    def columns(self, table: str) -> list[str]:
+        """The columns ``table`` has in this store, in order (none: no such table).
+
+        Raises:
+            StoreError: The store cannot be read.
+        """
+        return [str(r[0]) for r in self.read("SELECT name FROM pragma_table_info(?)", [table])]
+
     @staticmethod
     def is_duplicate(exc: BaseException) -> bool:
         """Whether ``exc`` is a unique-key violation."""

@@ -217,6 +217,19 @@ class PostgresBackend:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise self._error(exc, "read") from exc
 
+    def columns(self, table: str) -> list[str]:
+        """The columns ``table`` has in this store's schema, in order (none: no such table).
+
+        Raises:
+            StoreError: The database cannot be read.
+        """
+        rows = self.read(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ?"
+            " AND table_name = ? ORDER BY ordinal_position",
+            [self.schema, table],
+        )
+        return [str(r[0]) for r in rows]
+
     @staticmethod
     def is_duplicate(exc: BaseException) -> bool:
         """Whether ``exc`` is a unique-key violation."""

@@ -36,16 +36,20 @@ REQUEST_COLUMNS = [
     "method",
     "rule",
     "tokens",
+    "notes",
 ]
 """Columns of a request frame (the ``requests`` table less ``run_id``); energies in J
 (above the baseline, ``uncertainty_j`` about 95%), times in s on the job's timeline;
 ``tokens`` says what the token counts are (``counted``, or the estimates of
-:data:`greenai.serving.attribution.TOKEN_COUNTS`; empty in rows stored before it was)."""
+:data:`greenai.serving.attribution.TOKEN_COUNTS`; empty in rows stored before it was);
+``notes`` what the request's figures could not do (``RequestEnergy.notes`` of
+:mod:`greenai.serving.attribution`), one a line, ``""`` for none, empty (NULL: not
+known) in rows stored before it was."""
 
 _INTS = ["seq", "prompt_tokens", "completion_tokens"]
 _FLOATS = ["start_s", "end_s", "energy_j", "uncertainty_j", "prefill_energy_j", "decode_energy_j"]
-_TEXTS = ["request_id", "model", "status", "method", "rule", "tokens"]
-_OPTIONAL = {"tokens"}
+_TEXTS = ["request_id", "model", "status", "method", "rule", "tokens", "notes"]
+_OPTIONAL = {"tokens", "notes"}
 """Columns a writer may leave out (one from before they were): stored empty."""
 
 

@@ -510,13 +510,27 @@ class RunStore:
         Raises:
             StoreError: The store cannot be read.
         """
-        query = "SELECT {} FROM requests WHERE run_id = ? ORDER BY seq"
-        try:
-            rows = self._read(query.format(", ".join(REQUEST_COLUMNS)), [run_id])
-        except StoreError:  # a PostgreSQL store older than schema 7 read without migrating
-            older = (c if c != "tokens" else "NULL" for c in REQUEST_COLUMNS)
-            rows = self._read(query.format(", ".join(older)), [run_id])
+        # A PostgreSQL store of an older schema read without migrating lacks the later
+        # columns (``tokens``, ``notes``): read as NULL, not known. No table: no rows.
+        have = set(self.columns("requests"))
+        if not have:
+            return empty_requests()
+        chosen = ", ".join(c if c in have else "NULL" for c in REQUEST_COLUMNS)
+        rows = self._read(f"SELECT {chosen} FROM requests WHERE run_id = ? ORDER BY seq", [run_id])
         return requests_from_rows(rows)
+
+    def columns(self, table: str) -> list[str]:
+        """The columns ``table`` has in this store, in order; none where it has no such table.
+
+        A store opened read-only may be of an older schema (PostgreSQL is read as it is):
+        readers such as :func:`greenai.store.copy.copy_runs` select what is there.
+
+        Raises:
+            StoreError: The store cannot be read or is not open.
+        """
+        if self._absent:
+            return []
+        return self._backend.columns(table)
 
     def rows(self, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
         """The rows of one read-only query in the store's shared SQL (``?`` placeholders).

@@ -228,3 +228,39 @@ def test_a_row_says_what_its_token_counts_are(tmp_path: Path) -> None:
         in summary["J/token, decode (generated)"]
     )
     assert summary["token counts"].startswith("3 request(s) estimated or unknown")
+
+
+def test_a_row_keeps_its_requests_notes(tmp_path: Path) -> None:
+    from greenai.report.requests_html import request_summary_rows
+
+    clock = FakeClock()
+    path = tmp_path / "runs.db"
+    seen: list[object] = []
+    with RunStore(path) as store:
+        with greenai.track("serve", devices=[FakeGPU(clock=clock)], clock=clock, store=path) as job:
+            assert job.run_id is not None
+            meter = ServingMeter(
+                job, on_request=seen.append, on_settled=RequestRows(store, job.run_id)
+            )
+            for merged in (1, 5, 1):  # the middle one's first read held 5 tokens: a note
+                rid = meter.begin(model="tiny")
+                clock.advance(0.4)
+                meter.first_token(rid)
+                clock.advance(0.6)
+                meter.end(rid, prompt_tokens=8, completion_tokens=20, first_tokens=merged)
+                clock.advance(0.1)
+        meter.settle(final=True)
+        frame = store.requests(job.run_id)
+        # a writer from before the column: its rows are stored with it empty (not known)
+        store.add_requests(job.run_id, frame.drop(columns=["notes"]).assign(seq=frame["seq"] + 10))
+        both = store.requests(job.run_id)
+    noted = [r.notes for r in seen]  # type: ignore[attr-defined]
+    assert [len(n) for n in noted] == [0, 1, 0]
+    assert list(frame["notes"]) == ["", noted[1][0], ""]
+    assert noted[1][0].startswith("first token not seen alone")
+    assert both["notes"].isna().sum() == 3 and list(both["notes"][:3]) == list(frame["notes"])
+    summary = dict(request_summary_rows(both))
+    assert summary["request notes"].startswith(
+        "1 request(s) with notes; first token not seen alone: 1; 3 stored before notes"
+    )
+    assert "request notes" not in dict(request_summary_rows(frame[frame["notes"] == ""]))

@@ -5,7 +5,8 @@ request rows) in one transaction; runs the destination already holds (by id) are
 they are, so a copy that stopped half-way can simply be run again. The source may be
 opened read-only and be of an older schema (from version 2): the summary columns KPIs add
 up are recomputed from each run's record, so a store written before they existed copies
-whole.
+whole, and request rows are read with the columns the source has (a later one, such as
+``tokens`` or ``notes``, is copied as NULL: not known).
 """
 
 from __future__ import annotations
@@ -164,8 +165,14 @@ def _read(store: RunStore, table: str, columns: tuple[str, ...], run_id: str) ->
             (*row, *tables.summary({} if row[10] is None else json.loads(row[10]))) for row in rows
         ]
     order = f" ORDER BY {_ORDER[table]}" if table in _ORDER else ""
-    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ?{order}"
-    if table in ("tags", "requests"):  # tags came with schema 3, requests with 5
+    chosen = ", ".join(columns)
+    if table == "requests":  # came with schema 5, tokens with 7, notes with 8: NULL, unknown
+        have = set(store.columns(table))
+        if not have:
+            return []
+        chosen = ", ".join(c if c in have else "NULL" for c in columns)
+    sql = f"SELECT {chosen} FROM {table} WHERE run_id = ?{order}"
+    if table == "tags":  # came with schema 3
         try:
             return store.rows(sql, [run_id])
         except StoreError:

@@ -413,3 +413,54 @@ def test_a_version_6_schema_read_without_migrating_shows_its_request_rows(
     with RunStore(pg_url, schema=pg_schema) as store:  # opened to write: migrated
         assert list(store.requests("r1")["tokens"].isna()) == [True]
     assert _tables(pg_url, pg_schema)["greenai_schema"] == [("greenai run store", SCHEMA_VERSION)]
+
+
+def _old_schema(pg_url: str, pg_schema: str, version: int) -> None:
+    """A PostgreSQL store as greenai left it at ``version`` (>= 5), never migrated since:
+    one run with two request rows (their ``tokens`` from version 7)."""
+    from greenai.store.ddl import migrations
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(pg_schema)))
+        for script in migrations("postgresql")[:version]:
+            for statement in script:
+                conn.execute(statement.encode())
+        conn.execute("CREATE TABLE greenai_schema (application TEXT NOT NULL, version INTEGER)")
+        conn.execute("INSERT INTO greenai_schema VALUES ('greenai run store', %s)", (version,))
+        conn.execute(
+            "INSERT INTO runs (id, name, status, started_at, updated_at, host)"
+            " VALUES ('r1', 'old', 'completed', '2025-02-01T00:00', '2025-02-01', 'h')"
+        )
+        conn.execute(
+            "INSERT INTO requests (run_id, seq, request_id, model, status, start_s, end_s,"
+            " prompt_tokens, completion_tokens, energy_j, uncertainty_j, prefill_energy_j,"
+            " decode_energy_j, method, rule) VALUES"
+            " ('r1', 1, 'a', 'tiny', 'ok', 0.0, 1.0, 3, 4, 2.5, 0.5, 1.0, 1.5, 'power', 'spans'),"
+            " ('r1', 2, 'b', NULL, 'timeout', 0.5, 2.0, 5, 0, NULL, NULL, NULL, NULL, NULL, NULL)"
+        )
+        if version >= 7:
+            conn.execute("UPDATE requests SET tokens = 'estimated' WHERE seq = 2")
+
+
+@pytest.mark.parametrize("version", [5, 6, 7])
+def test_store_copy_reads_a_never_migrated_schemas_request_rows(
+    tmp_path: Path, pg_url: str, pg_schema: str, version: int
+) -> None:
+    _old_schema(pg_url, pg_schema, version)
+    with (
+        RunStore(pg_url, schema=pg_schema, read_only=True) as src,
+        RunStore(tmp_path / "copy.db") as dst,
+    ):
+        assert copy_runs(src, dst) == (1, 0)
+        got = dst.requests("r1")
+    # the source was read as it is (a read-only open does not migrate PostgreSQL)
+    assert _tables(pg_url, pg_schema)["greenai_schema"] == [("greenai run store", version)]
+    assert list(got["request_id"]) == ["a", "b"] and list(got["status"]) == ["ok", "timeout"]
+    assert list(got["prompt_tokens"]) == [3, 5] and list(got["completion_tokens"]) == [4, 0]
+    assert got["energy_j"][0] == 2.5 and got["energy_j"].isna()[1]
+    texts = {c: [x if isinstance(x, str) else None for x in got[c]] for c in got}
+    assert texts["method"] == ["power", None] and texts["model"] == ["tiny", None]
+    # columns the source did not have are NULL (not known), never a made-up value
+    assert texts["notes"] == [None, None]
+    assert texts["tokens"] == ([None, "estimated"] if version >= 7 else [None, None])

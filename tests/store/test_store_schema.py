@@ -214,3 +214,31 @@ def test_an_older_store_this_process_cannot_write_is_read_through_a_migrated_cop
     assert main(["kpi", "--store", str(path), "--by", "team"]) == 0
     assert path.read_bytes() == before  # the file is left as it is
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]
+
+
+@pytest.mark.parametrize("version", [5, 6])
+def test_store_copy_reads_an_older_stores_request_rows_it_cannot_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int
+) -> None:
+    import os
+
+    from greenai.store import schema
+    from greenai.store.copy import copy_runs
+
+    path = tmp_path / "runs.db"
+    _old_store(path, version)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "INSERT INTO requests (run_id, seq, request_id, status, start_s, end_s,"
+            " prompt_tokens, completion_tokens, energy_j) VALUES"
+            " ('r1', 1, 'a', 'ok', 0.0, 1.0, 3, 4, 2.5), ('r1', 2, 'b', 'ok', 0.5, 2.0, 5, 6, 1.5)"
+        )
+        conn.commit()
+    before = path.read_bytes()
+    monkeypatch.setattr(schema.os, "access", lambda p, mode: not mode & os.W_OK)
+    with RunStore(path, read_only=True) as src, RunStore(tmp_path / "copy.db") as dst:
+        assert copy_runs(src, dst) == (1, 0)
+        got = dst.requests("r1")
+    assert path.read_bytes() == before  # read through a migrated copy, the file as it was
+    assert list(got["request_id"]) == ["a", "b"] and list(got["energy_j"]) == [2.5, 1.5]
+    assert got["tokens"].isna().all() and got["notes"].isna().all()  # not known: NULL

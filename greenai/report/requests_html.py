@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from greenai.report.frames import format_number
+from greenai.serving.attribution import PROMPT_COUNTED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +52,7 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
     with_energy = energy.abs() > 0
     share = (r["prefill_energy_j"].astype(float) / energy.where(with_energy)).fillna(0.0)
     tokens = r["tokens"].fillna("counted") if "tokens" in r else None
-    p_in = tokens.eq("counted") if tokens is not None else energy.notna()
+    p_in = tokens.isin(PROMPT_COUNTED) if tokens is not None else energy.notna()
     d_in = tokens.isin(("counted", "prompt_estimated")) if tokens is not None else p_in
     prefill_u = float((unc * share)[p_in].sum())
     decode_u = float((unc * (1 - share))[d_in].sum())
@@ -59,7 +60,7 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
     generated = int(r["completion_tokens"][d_in].sum())
     prefill_j = float(r["prefill_energy_j"][p_in].sum())
     decode_j = float(r["decode_energy_j"][d_in].sum())
-    not_counted = int((~p_in).sum())
+    not_counted = int((~(p_in & d_in)).sum())
     rules = sorted(str(x) for x in r["rule"].dropna().unique())
     methods = sorted(str(x) for x in r["method"].dropna().unique())
     statuses = r["status"].value_counts()

@@ -49,6 +49,7 @@ import numpy.typing as npt
 from greenai.errors import ConfigError
 
 __all__ = [
+    "PROMPT_COUNTED",
     "TOKEN_COUNTS",
     "Attribution",
     "Iteration",
@@ -71,11 +72,20 @@ TOKEN_COUNTS = {
     " their characters (4 a token), not counted: left out of J/token",
     "unknown": "generated tokens unknown (no usage, and no choices' text to estimate from):"
     " 0 stands in; prompt tokens estimated from characters; left out of J/token",
+    "completion_estimated": "no usage in the response: generated tokens estimated from"
+    " their characters (4 a token), not counted: left out of J/token of decode (prompt"
+    " tokens counted: given as token ids)",
+    "completion_unknown": "generated tokens unknown (no usage, and no choices' text to"
+    " estimate from): 0 stands in; left out of J/token of decode (prompt tokens counted:"
+    " given as token ids)",
 }
 """What a request's token counts are (``tokens``), and the note each kind puts on it:
 ``counted`` (the server's ``usage``, the caller's counts, an engine's steps), or the
 estimates of a proxy that saw no ``usage``. The split uses whatever counts there are (its
 rule ± is the distance to the split by time); per-token figures use counts only."""
+
+PROMPT_COUNTED = ("counted", "completion_estimated", "completion_unknown")
+"""The kinds whose prompt tokens are a count."""
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,7 @@ class RequestEnergy:
     @property
     def prompt_counted(self) -> bool:
         """Whether ``prompt_tokens`` is a count (not an estimate)."""
-        return self.tokens == "counted"
+        return self.tokens in PROMPT_COUNTED
 
     @property
     def completion_counted(self) -> bool:

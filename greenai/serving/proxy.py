@@ -32,7 +32,13 @@ from typing import Any
 from greenai.errors import ConfigError
 from greenai.serving.attribution import RequestEnergy
 from greenai.serving.meter import ServingMeter
-from greenai.serving.usage import SseCounter, TokenCount, count_body, prompt_chars
+from greenai.serving.usage import (
+    SseCounter,
+    TokenCount,
+    count_body,
+    prompt_chars,
+    prompt_token_ids,
+)
 
 __all__ = ["ENERGY_HEADER", "REQUEST_ID_HEADER", "EnergyProxy", "ProxyOptions", "aiohttp"]
 
@@ -255,7 +261,7 @@ class EnergyProxy:
         rid = f"{self._prefix}-{next(self._ids)}"
         model = parsed.get("model") if isinstance(parsed, dict) else None
         model = model if isinstance(model, str) else None
-        chars = prompt_chars(parsed)
+        chars, ids = prompt_chars(parsed), prompt_token_ids(parsed)
         if metered:
             self.meter.begin(rid, model=model)
             if self.tracer is not None:
@@ -279,13 +285,13 @@ class EnergyProxy:
                 small = up.content_length is not None and up.content_length <= KEPT_BYTES
                 if metered and wants and not sse and small:
                     data = await up.read()
-                    count = count_body(data, chars)
+                    count = count_body(data, chars, prompt_ids=ids)
                     self._end(rid, count, status)
                     out_headers.update(await self._energy_headers(rid))
                     return web.Response(status=up.status, headers=out_headers, body=data)
                 resp = web.StreamResponse(status=up.status, headers=out_headers)
                 await resp.prepare(request)
-                counter = SseCounter(chars) if sse else None
+                counter = SseCounter(chars, prompt_ids=ids) if sse else None
                 kept = bytearray()
                 write = resp.write
                 try:
@@ -321,7 +327,7 @@ class EnergyProxy:
                         count = counter.count()
                         first_tokens = counter.tokens_by_first(count.completion_tokens)
                     elif metered:
-                        count = count_body(bytes(kept), chars)
+                        count = count_body(bytes(kept), chars, prompt_ids=ids)
                 return resp
         except asyncio.TimeoutError:
             status = "timeout"

@@ -5,7 +5,8 @@ A streamed one (Server-Sent Events, ``data: {...}`` lines) carries them in its l
 only when the client asked (``stream_options.include_usage``); otherwise each chunk with
 generated text counts as one token (vLLM, SGLang and TGI send one token per chunk, unless
 the server's API process falls behind: vLLM's then merges several), and the prompt's tokens
-are estimated from its characters (about 4 per token) and marked so.
+are estimated from its characters (about 4 per token) and marked so, unless it was given
+as token ids: then its tokens are counted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SseCounter", "TokenCount", "choices_chars", "count_body", "prompt_chars", "usage_of"]
+__all__ = [
+    "SseCounter",
+    "TokenCount",
+    "choices_chars",
+    "count_body",
+    "prompt_chars",
+    "prompt_token_ids",
+    "usage_of",
+]
 
 CHARS_PER_TOKEN = 4.0
 """Characters per token assumed when a prompt's tokens must be estimated (English BPE)."""
@@ -37,16 +46,24 @@ class TokenCount:
     prompt_tokens: int
     completion_tokens: int
     source: str
+    prompt_counted: bool = False
+    """Without ``usage``: the prompt was given as token ids, so ``prompt_tokens`` counts them."""
 
     @property
     def tokens(self) -> str:
         """What the counts are (:data:`~greenai.serving.attribution.TOKEN_COUNTS`)."""
+        if self.prompt_counted and self.source != "usage":
+            return _COMPLETION_ONLY.get(self.source, "counted")
         return _TOKENS.get(self.source, "prompt_estimated")
 
 
 _TOKENS = {"usage": "counted", "estimated": "estimated", "unknown": "unknown"}
 """Each source's kind of counts; the others (streamed chunks, an error answer, nothing to
 count) counted the generated tokens and estimated the prompt's."""
+
+_COMPLETION_ONLY = {"estimated": "completion_estimated", "unknown": "completion_unknown"}
+"""The kinds of counts where the prompt's were counted (token ids) and the source's
+generated tokens were not; other sources counted them (chunks, an error answer: none)."""
 
 
 def prompt_chars(body: Any) -> int:
@@ -69,6 +86,35 @@ def prompt_chars(body: Any) -> int:
     return n
 
 
+def prompt_token_ids(body: Any) -> int | None:
+    """Tokens of a completions request's prompt given as token ids; None if not so given.
+
+    OpenAI's completions API takes ``prompt`` as a list of token ids (``list[int]``) or a
+    batch of them (``list[list[int]]``): their lengths are the prompt's tokens, a count.
+    None for any other prompt (text, a mix of text and ids, none) or where the body has
+    chat ``messages`` too.
+    """
+    if not isinstance(body, dict) or body.get("messages"):
+        return None
+    prompt = body.get("prompt")
+    if not isinstance(prompt, list) or not prompt:
+        return None
+    if all(_is_id(x) for x in prompt):
+        return len(prompt)
+    if all(isinstance(p, list) and all(_is_id(x) for x in p) for p in prompt):
+        return sum(len(p) for p in prompt)
+    return None
+
+
+def _is_id(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _prompt_tokens(chars: int, ids: int | None) -> tuple[int, bool]:
+    """The prompt's tokens: its token ids' count where given, else estimated from chars."""
+    return (ids, True) if ids is not None else (round(chars / CHARS_PER_TOKEN), False)
+
+
 def usage_of(payload: Any) -> tuple[int, int] | None:
     """``(prompt_tokens, completion_tokens)`` from a response's ``usage``, if it has one."""
     if not isinstance(payload, dict):
@@ -88,8 +134,11 @@ class SseCounter:
     Memory is bounded by ``max_line`` (a longer line is skipped, not kept).
     """
 
-    def __init__(self, prompt_chars: int = 0, max_line: int = 1 << 20) -> None:
+    def __init__(
+        self, prompt_chars: int = 0, max_line: int = 1 << 20, *, prompt_ids: int | None = None
+    ) -> None:
         self._buf = bytearray()
+        self._prompt_ids = prompt_ids
         self._skip = False
         self._max = max_line
         self._prompt_chars = prompt_chars
@@ -186,9 +235,9 @@ class SseCounter:
         """The tokens so far: the server's ``usage`` if it sent one, else counted chunks."""
         if self.usage is not None:
             return TokenCount(self.usage[0], self.usage[1], "usage")
-        if self.chunks or self._prompt_chars:
-            prompt = round(self._prompt_chars / CHARS_PER_TOKEN)
-            return TokenCount(prompt, self.chunks, "chunks")
+        if self.chunks or self._prompt_chars or self._prompt_ids is not None:
+            prompt, counted = _prompt_tokens(self._prompt_chars, self._prompt_ids)
+            return TokenCount(prompt, self.chunks, "chunks", counted)
         return TokenCount(0, 0, "none")
 
 
@@ -208,7 +257,7 @@ at a line's start, ``.`` stops at its end), so the matches count the lines; each
 the text value."""
 
 
-def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:
+def count_body(body: bytes, prompt_chars: int = 0, *, prompt_ids: int | None = None) -> TokenCount:
     """Token counts of a whole (non-streamed) response body.
 
     The server's ``usage`` where it sent one (``"usage"``). Without it, the counts are
@@ -217,7 +266,8 @@ def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:
     (:func:`choices_chars`; ``"estimated"``). An error answer (an ``error`` and no
     ``choices``) generated nothing (``"error"``); any other body (not JSON, no
     ``choices``, or too long to keep) leaves the generated tokens unknown: 0 stands in
-    (``"unknown"``).
+    (``"unknown"``). A prompt given as token ids (``prompt_ids``, from
+    :func:`prompt_token_ids`) is counted, not estimated (``prompt_counted``).
     """
     try:
         obj = json.loads(body)
@@ -226,13 +276,13 @@ def count_body(body: bytes, prompt_chars: int = 0) -> TokenCount:
     usage = usage_of(obj)
     if usage is not None:
         return TokenCount(usage[0], usage[1], "usage")
-    prompt = round(prompt_chars / CHARS_PER_TOKEN)
+    prompt, counted = _prompt_tokens(prompt_chars, prompt_ids)
     chars = choices_chars(obj)
     if chars is not None:
-        return TokenCount(prompt, round(chars / CHARS_PER_TOKEN), "estimated")
+        return TokenCount(prompt, round(chars / CHARS_PER_TOKEN), "estimated", counted)
     if isinstance(obj, dict) and "error" in obj:
-        return TokenCount(prompt, 0, "error")
-    return TokenCount(prompt, 0, "unknown")
+        return TokenCount(prompt, 0, "error", counted)
+    return TokenCount(prompt, 0, "unknown", counted)
 
 
 def choices_chars(payload: Any) -> int | None:

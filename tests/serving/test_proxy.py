@@ -148,6 +148,32 @@ def test_a_response_without_usage_has_its_tokens_estimated_and_said_so() -> None
     assert t.decode_j_per_token == pytest.approx(full.decode_energy_j / 40)  # counts only
 
 
+def test_a_prompt_of_token_ids_counts_its_tokens() -> None:
+    got: dict[str, Any] = {}
+
+    async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+        for name, prompt, extra in (
+            ("ids", list(range(100, 111)), {"no_usage": True}),  # 11 tokens
+            ("batch", [[1, 2, 3], [4, 5, 6, 7]], {"stream": True}),  # 7 tokens
+        ):
+            body = {"model": "m", "prompt": prompt, "max_tokens": 8, **extra}
+            async with client.post(url + "/v1/completions", json=body) as r:
+                assert r.status == 200
+                await r.read()
+                got[name] = r.headers[REQUEST_ID_HEADER]
+
+    proxy = asyncio.run(with_proxy(test))
+    ids, batch = (settled(proxy)[got[k]] for k in ("ids", "batch"))
+    # no usage from the server: the prompt's ids are a count; the whole body's text is not
+    assert (ids.prompt_tokens, ids.tokens, ids.prompt_counted) == (11, "completion_estimated", True)
+    assert not ids.completion_counted and ids.completion_tokens == 2  # 8 characters / 4
+    assert (batch.prompt_tokens, batch.completion_tokens, batch.tokens) == (7, 8, "counted")
+    assert batch.j_per_token is not None
+    assert proxy.meter.totals().prefill_j_per_token == pytest.approx(
+        (ids.prefill_energy_j + batch.prefill_energy_j) / 18
+    )
+
+
 def test_upstream_faults_answer_clearly_and_keep_serving() -> None:
     async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
         async with client.post(url + "/v1/fail", json={}) as r:

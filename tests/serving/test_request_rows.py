@@ -264,3 +264,28 @@ def test_a_row_keeps_its_requests_notes(tmp_path: Path) -> None:
         "1 request(s) with notes; first token not seen alone: 1; 3 stored before notes"
     )
     assert "request notes" not in dict(request_summary_rows(frame[frame["notes"] == ""]))
+
+
+def test_a_prompt_counted_from_token_ids_enters_prefill_j_per_token_only(tmp_path: Path) -> None:
+    from greenai.report.requests_html import request_summary_rows
+
+    clock = FakeClock()
+    path = tmp_path / "runs.db"
+    with RunStore(path) as store:
+        with greenai.track("serve", devices=[FakeGPU(clock=clock)], clock=clock, store=path) as job:
+            assert job.run_id is not None
+            meter = ServingMeter(job, on_settled=RequestRows(store, job.run_id))
+            for tokens in ("counted", "completion_estimated", "completion_unknown"):
+                rid = meter.begin(model="tiny")
+                clock.advance(0.5)
+                meter.end(rid, prompt_tokens=10, completion_tokens=20, tokens=tokens)
+                clock.advance(0.1)
+        meter.settle(final=True)
+        frame = store.requests(job.run_id)
+    summary = dict(request_summary_rows(frame))
+    assert "over 30 tokens" in summary["J/token, prefill (prompt)"]  # all three prompts
+    assert "over 20 tokens" in summary["J/token, decode (generated)"]  # the counted one
+    assert summary["token counts"].startswith("2 request(s) estimated or unknown")
+    t = meter.totals()
+    assert t.prefill_j_per_token == pytest.approx(frame["prefill_energy_j"].sum() / 30)
+    assert t.tokens_not_counted == 2

@@ -129,3 +129,34 @@ def test_a_body_without_usage_is_estimated_from_its_text_and_says_so() -> None:
     streamed = SseCounter(prompt_chars=8)
     streamed.feed(sse({"choices": [{"text": "a"}]}))
     assert streamed.count().tokens == "prompt_estimated"
+
+
+def test_a_prompt_given_as_token_ids_is_counted_not_estimated() -> None:
+    from greenai.serving.usage import prompt_token_ids
+
+    assert prompt_token_ids({"prompt": [101, 7, 9, 4]}) == 4
+    assert prompt_token_ids({"prompt": [[1, 2, 3], [4, 5], []]}) == 5
+    for body in (
+        {"prompt": "text"},
+        {"prompt": ["a", [1, 2]]},  # a mix: the text part is estimated
+        {"prompt": [True, 2]},
+        {"prompt": []},
+        {"messages": [{"content": "x"}], "prompt": [1, 2]},
+        None,
+    ):
+        assert prompt_token_ids(body) is None, body
+    body = json.dumps({"choices": [{"text": "x" * 40}]}).encode()  # no usage
+    got = count_body(body, prompt_ids=6)
+    assert (got.prompt_tokens, got.completion_tokens) == (6, 10)
+    assert got.tokens == "completion_estimated"
+    assert count_body(b"not json", prompt_ids=6).tokens == "completion_unknown"
+    assert count_body(b'{"error": "bad"}', prompt_ids=6).tokens == "counted"
+    with_usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}
+    assert count_body(json.dumps(with_usage).encode(), prompt_ids=6).prompt_tokens == 9
+    c = SseCounter(prompt_ids=6)
+    c.feed(b'data: {"choices": [{"text": "a"}]}\n\ndata: {"choices": [{"text": "b"}]}\n\n')
+    assert (c.count().prompt_tokens, c.count().completion_tokens, c.count().tokens) == (
+        6,
+        2,
+        "counted",
+    )

@@ -126,9 +126,32 @@ def serve_document(
     server: str,
     model: str,
     notes: list[str],
+    devices: list[dict[str, str]] | None = None,
+    shared_rel: float | None = None,
 ) -> dict[str, Any]:
-    """The JSON document (a ``greenai bench`` document with suite ``serve``)."""
-    return {
+    """The JSON document (a ``greenai bench`` document with suite ``serve``).
+
+    Args:
+        rows: The levels' rows (:func:`level_row`); those with an energy gain the shared
+            part of their ± where ``devices`` and ``shared_rel`` are given.
+        machine: :func:`greenai.bench.machine.machine_info`.
+        server: The upstream's URL.
+        model: The model served.
+        notes: What the figures could not do, and how they were measured.
+        devices: Each device the sweep's job measured (``name``, ``kind``, ``method``), as
+            ``greenai bench`` documents record them; None: not known (not written).
+        shared_rel: The share of the job's energy that its devices' shared scale error
+            makes up (:func:`greenai.bench.suite.shared_rel`): each level's
+            ``energy_shared_uncertainty_j`` is that share of its energy (the requests'
+            energies scale with the devices' readings), so that ``greenai compare`` cancels
+            it between two documents of one machine and the same devices.
+    """
+    if devices is not None:
+        for row in rows:
+            row["devices"] = devices
+            if shared_rel is not None and row.get("energy_j") is not None:
+                row["energy_shared_uncertainty_j"] = shared_rel * abs(row["energy_j"])
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "suite": "serve",
         "device": server,
@@ -138,6 +161,9 @@ def serve_document(
         "results": rows,
         "notes": notes,
     }
+    if devices is not None:
+        doc["devices"] = devices
+    return doc
 
 
 def pareto(rows: Sequence[dict[str, Any]], x: str, y: str) -> list[bool]:

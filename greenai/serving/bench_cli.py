@@ -184,8 +184,19 @@ async def _sweep(
     if result is not None and result.partial:  # a device failed mid-run...
         gaps = ", ".join(d.name for d in result.devices if d.partial) or "a device"
         notes.append(f"partial: {gaps} failed mid-run; the gaps were interpolated")
+    devices, share = None, None
     if result is not None:  # ... and why; a busy machine; what the sensors assume
+        from greenai.bench.suite import shared_rel
+
         notes.extend(n for n in result.notes if n not in notes)
+        devices = [{"name": d.name, "kind": d.kind, "method": d.method} for d in result.devices]
+        share = shared_rel(result)
     return serve_document(
-        rows, machine=machine_info(), server=opts.upstream, model=model, notes=notes
+        rows,
+        machine=machine_info(),
+        server=opts.upstream,
+        model=model,
+        notes=notes,
+        devices=devices,
+        shared_rel=share,
     )

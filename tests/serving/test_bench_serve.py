@@ -223,3 +223,60 @@ def test_the_document_says_when_a_device_failed_mid_sweep(
     notes = json.loads(out.read_text())["notes"]
     assert any(n.startswith("partial: gpu0 failed mid-run") for n in notes), notes
     assert any("gpu0 failed during the job (" in n for n in notes), notes  # the job's own
+
+
+def test_the_document_records_its_devices_and_compare_cancels_their_shared_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `greenai bench` documents: `devices`, and each level's shared scale error."""
+    import copy
+
+    import greenai.serving.cli as serving_cli
+    from greenai.cli import main
+    from greenai.devices.cpu_model import CpuModel
+
+    def devices(proc: Any, pid: Any) -> tuple[list[Any], str]:
+        # a model's ±50% is a scale error, the same in every run on this machine
+        cpu = CpuModel(tdp_w=100.0, cpu_percent=lambda: 50.0, sockets=1, threads_per_socket=8)
+        return [cpu], "machine scope"
+
+    monkeypatch.setattr(serving_cli, "_devices", devices)
+    proc, url = spawn(0.0005)
+    out = tmp_path / "serve.json"
+    try:
+        code = main(
+            ["bench", "serve", "--upstream", url, "--concurrency", "2", "--warmup", "0.3",
+             "--duration", "1.0", "--baseline", "0", "--prompts", "8", "--period", "0.05",
+             "--json", str(out)]
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 0
+    doc = json.loads(out.read_text())
+    (row,) = doc["results"]
+    assert doc["devices"] == row["devices"] and len(doc["devices"]) == 1
+    (device,) = doc["devices"]
+    assert (device["kind"], device["method"]) == ("cpu", "model")
+    shared = row["energy_shared_uncertainty_j"]
+    assert shared == pytest.approx(0.5 * row["energy_j"], rel=0.02)
+    assert shared <= row["uncertainty_j"]
+    old = copy.deepcopy(doc)  # as written before: no devices, no shared part
+    del old["devices"], old["results"][0]["devices"]
+    del old["results"][0]["energy_shared_uncertainty_j"]
+    paths = []
+    for name, d in (("new", doc), ("old", old)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(d))
+        paths.append(str(path))
+    ratio_u = {}
+    for path in paths:
+        cmp = json.loads(compare_files([path, path], "json"))
+        (ch,) = [c for c in cmp["comparisons"][0]["changes"] if c["figure"] == "J/sample"]
+        assert ch["ratio"] == pytest.approx(1.0)
+        ratio_u[path] = ch["ratio_uncertainty"]
+        recorded = not any("do not record their devices" in n for n in cmp["notes"])
+        assert recorded == (path == paths[0])
+    independent = (row["uncertainty_j"] - shared) / row["energy_j"]
+    assert ratio_u[paths[0]] == pytest.approx(math.hypot(independent, independent))
+    assert ratio_u[paths[0]] < ratio_u[paths[1]]

@@ -223,6 +223,7 @@ class ServingMeter:
         end_s: float | None = None,
         first_tokens: int = 1,
         tokens: str = "counted",
+        notes: tuple[str, ...] = (),
     ) -> None:
         """``request_id`` is finished (now, or at ``end_s``) with the tokens it processed.
 
@@ -234,6 +235,8 @@ class ServingMeter:
 
         ``tokens``: what the counts are, where they are not counts (a key of
         :data:`~greenai.serving.attribution.TOKEN_COUNTS`, e.g. ``"estimated"``).
+        ``notes``: what else its figures or its response could not do (a proxy's "cut at
+        the timeout"), kept on the request.
 
         Raises:
             ConfigError: The id is not in flight, or bad counts (the request stays in
@@ -250,10 +253,9 @@ class ServingMeter:
             seen = _token_count(first_tokens, request_id)
             first = None if first is None else min(max(first, start), end)
             bound: float | None = None
-            notes: tuple[str, ...] = ()
             if first is not None and seen > 1 and generated > 1:
                 bound, first = first, estimate_first_token(start, first, end, seen, generated)
-                notes = (_merged_note(start, first, bound, seen, generated),)
+                notes = (_merged_note(start, first, bound, seen, generated), *notes)
             span = RequestSpan(  # checked before the request leaves _open: bad counts keep it
                 request_id=request_id,
                 start_s=start,

@@ -12,7 +12,9 @@ Faults: an upstream that is down answers 502, one that is too slow 504 (with a J
 saying which), its own errors pass through as they are; a body over ``max_body_bytes`` gets
 413 before it is read; a client that leaves mid-stream is charged for what was generated
 until then (status ``disconnected``); a request still open after ``request_timeout_s`` is
-cut (``timeout``). The proxy's own pages live under ``/greenai/``: ``requests`` (recent
+cut (``timeout``): 504 where nothing was sent yet, an SSE error event ending a stream, a
+whole body left incomplete (the connection closed before its terminating chunk). The
+proxy's own pages live under ``/greenai/``: ``requests`` (recent
 settled requests, JSON), ``requests/{id}``, ``totals`` and ``metrics`` (Prometheus).
 """
 
@@ -271,6 +273,7 @@ class EnergyProxy:
         count = TokenCount(0, 0, "none")
         first_tokens = 1  # generated tokens that had come by the first text (merged: more)
         status = "ok"
+        notes: list[str] = []  # what the response could not do (cut), for the request's row
         try:
             async with self._session.request(
                 request.method, url, data=body, headers=headers, allow_redirects=False
@@ -290,7 +293,8 @@ class EnergyProxy:
                     out_headers.update(await self._energy_headers(rid))
                     return web.Response(status=up.status, headers=out_headers, body=data)
                 resp = web.StreamResponse(status=up.status, headers=out_headers)
-                await resp.prepare(request)
+                if sse:  # a stream opens at once; a whole body's headers wait for its first
+                    await resp.prepare(request)  # byte, so a cut before it is a clear error
                 counter = SseCounter(chars, prompt_ids=ids) if sse else None
                 kept = bytearray()
                 write = resp.write
@@ -302,26 +306,25 @@ class EnergyProxy:
                         elif metered and len(kept) <= KEPT_BYTES:
                             kept += chunk  # a longer body is not parsed: tokens estimated
                         try:  # inline, not a coroutine per chunk: this loop is the hot path
+                            if not resp.prepared:
+                                await resp.prepare(request)
                             await write(chunk)
                         except ConnectionError:  # the client has gone (aiohttp's reset too)
                             status = "disconnected"
                             return resp
-                    if not await _send(resp, None):
+                    if resp.prepared and not await _send(resp, None):
                         status = "disconnected"
                 except asyncio.CancelledError:
                     status = "disconnected"
                     raise
                 except asyncio.TimeoutError:
-                    status = "timeout"  # headers are sent: the stream ends where it was cut
-                    if sse:  # with an error event, so that the client can tell
-                        cut = f"cut at --request-timeout ({opts.request_timeout_s:g} s)"
-                        await _send(resp, _sse_error(cut, 504))
+                    status = "timeout"
+                    cut = f"cut at --request-timeout ({opts.request_timeout_s:g} s)"
+                    return await _cut(request, resp, sse, cut, 504, notes)
                 except (http.ClientError, OSError) as exc:
                     status = "upstream_error"
-                    if sse:
-                        await _send(
-                            resp, _sse_error(f"upstream {opts.upstream} broke off: {exc}", 502)
-                        )
+                    cut = f"upstream {opts.upstream} broke off: {exc}"
+                    return await _cut(request, resp, sse, cut, 502, notes)
                 finally:
                     if counter is not None:
                         count = counter.count()
@@ -344,12 +347,19 @@ class EnergyProxy:
             return _error(web, 502, f"upstream {opts.upstream} sent a broken response: {exc}")
         finally:
             if metered and rid not in self._settled and self._is_open(rid):
-                self._end(rid, count, status, first_tokens)
+                self._end(rid, count, status, first_tokens, tuple(notes))
 
     def _is_open(self, rid: str) -> bool:
         return self.meter.is_open(rid)
 
-    def _end(self, rid: str, count: TokenCount, status: str, first_tokens: int = 1) -> None:
+    def _end(
+        self,
+        rid: str,
+        count: TokenCount,
+        status: str,
+        first_tokens: int = 1,
+        notes: tuple[str, ...] = (),
+    ) -> None:
         if rid in self._spans:  # the span ends when the response did, once its energy is known
             self._spans[rid] = (self._spans[rid][0], time.time_ns())
         if self._is_open(rid):
@@ -360,6 +370,7 @@ class EnergyProxy:
                 status=status,
                 first_tokens=max(first_tokens, 1),
                 tokens=count.tokens,
+                notes=notes,
             )
 
     async def _energy_headers(self, rid: str) -> dict[str, str]:
@@ -415,6 +426,28 @@ async def _send(resp: Any, chunk: bytes | None) -> bool:
     except (ConnectionResetError, ConnectionError):  # aiohttp's ClientConnectionResetError too
         return False
     return True
+
+
+async def _cut(request: Any, resp: Any, sse: bool, why: str, code: int, notes: list[str]) -> Any:
+    """End a response the upstream did not finish (``why``) so that it cannot look whole.
+
+    Nothing sent yet: a JSON error with ``code`` (504 timeout, 502 upstream broke off). A
+    stream: an SSE error event. A body already started: the connection is closed without
+    the terminating chunk, so that the client reads an incomplete body. ``notes`` (the
+    request's) gets a note saying which.
+    """
+    if not resp.prepared:
+        notes.append(f"{why}; before any byte was sent: answered {code}")
+        return _error(aiohttp().web, code, why)
+    if sse:
+        notes.append(f"{why}; the stream ended with an error event")
+        await _send(resp, _sse_error(why, code))
+        return resp
+    notes.append(f"{why}; the body had started: the connection was closed, incomplete")
+    transport = request.transport
+    if transport is not None:
+        transport.close()  # what was written goes out; the terminating chunk never does
+    return resp
 
 
 def _sse_error(message: str, code: int) -> bytes:

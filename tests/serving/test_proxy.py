@@ -314,6 +314,62 @@ def test_a_stream_the_upstream_breaks_off_ends_with_an_error_event() -> None:
     assert r.status == "upstream_error" and r.completion_tokens == 3
 
 
+@pytest.mark.parametrize(
+    ("fault", "started"),
+    [("slow", False), ("slow", True), ("break", False), ("break", True)],
+)
+def test_a_whole_body_cut_short_never_looks_complete(fault: str, started: bool) -> None:
+    """A non-streamed response the upstream does not finish (too slow for
+    --request-timeout, or broken off): an error where nothing was sent yet, else a body
+    the client reads as incomplete; the request's row says it was cut."""
+    got: dict[str, Any] = {}
+
+    async def half(request: Any) -> Any:
+        resp = aiohttp.web.StreamResponse(headers={"content-type": "application/json"})
+        await resp.prepare(request)  # the upstream's headers come at once, its body not
+        if started:
+            await resp.write(b'{"id": "cmpl-1", "choices": [{"text": "')
+        await asyncio.sleep(0.3)
+        if fault == "break":
+            request.transport.close()
+            return resp
+        await asyncio.sleep(2.0)  # past the proxy's 1 s
+        return resp
+
+    async def run() -> None:
+        app = aiohttp.web.Application()
+        app.router.add_post("/v1/completions", half)
+        up_runner, upstream = await start(app)
+
+        async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+            async with client.post(url + "/v1/completions", json={"prompt": "hi"}) as r:
+                got["status"], got["id"] = r.status, r.headers.get(REQUEST_ID_HEADER)
+                try:
+                    got["body"] = await r.read()
+                except aiohttp.ClientPayloadError as exc:
+                    got["incomplete"] = exc
+
+        try:
+            got["proxy"] = await with_proxy(test, upstream=upstream, request_timeout_s=1.0)
+        finally:
+            await up_runner.cleanup()
+
+    asyncio.run(run())
+    code, status = (504, "timeout") if fault == "slow" else (502, "upstream_error")
+    (r,) = settled(got["proxy"]).values()
+    assert r.status == status and r.energy_j > 0
+    if started:  # the upstream's 200 and the start of its body were forwarded
+        assert got["status"] == 200 and got["id"] == r.request_id
+        assert "incomplete" in got and "body" not in got
+        assert any("the body had started" in n for n in r.notes), r.notes
+    else:
+        assert got["status"] == code and "incomplete" not in got
+        error = json.loads(got["body"])["error"]
+        assert error["code"] == code and error["type"] == "greenai_proxy"
+        assert ("--request-timeout (1 s)" if fault == "slow" else "broke off") in error["message"]
+        assert any(f"before any byte was sent: answered {code}" in n for n in r.notes), r.notes
+
+
 def test_a_thousand_concurrent_clients() -> None:
     async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
         conn = aiohttp.TCPConnector(limit=0)

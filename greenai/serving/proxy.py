@@ -264,11 +264,11 @@ class EnergyProxy:
         model = parsed.get("model") if isinstance(parsed, dict) else None
         model = model if isinstance(model, str) else None
         chars, ids = prompt_chars(parsed), prompt_token_ids(parsed)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         if metered:
             self.meter.begin(rid, model=model)
             if self.tracer is not None:
-                self._spans[rid] = (_start_span(self.tracer, request, model), None)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+                self._spans[rid] = (_start_span(self.tracer, request, model, headers), None)
         url = opts.upstream.rstrip("/") + str(request.rel_url)
         count = TokenCount(0, 0, "none")
         first_tokens = 1  # generated tokens that had come by the first text (merged: more)
@@ -466,16 +466,30 @@ def _error(web: Any, status: int, message: str) -> Any:
     )
 
 
-def _start_span(tracer: Any, request: Any, model: str | None) -> Any:
+def _start_span(tracer: Any, request: Any, model: str | None, headers: dict[str, str]) -> Any:
     """The request's span, in the client's trace where it sent one (``traceparent``).
 
-    Read by OpenTelemetry's configured propagator (W3C trace context by default).
+    Read by OpenTelemetry's configured propagator (W3C trace context by default), which
+    then writes the span into ``headers`` (those forwarded upstream, the client's trace
+    headers replaced): the upstream's spans nest under the proxy's.
     """
+    propagate: Any = None
+    trace: Any = None
     try:
-        parent = importlib.import_module("opentelemetry.propagate").extract(request.headers)
-    except ImportError:  # a tracer of another kind: no context to join
-        parent = None
+        propagate = importlib.import_module("opentelemetry.propagate")
+        trace = importlib.import_module("opentelemetry.trace")
+    except ImportError:  # a tracer of another kind: no context to join or pass on
+        propagate = trace = None
+    parent = None if propagate is None else propagate.extract(request.headers)
     span = tracer.start_span("greenai.request", context=parent)
+    if propagate is not None and trace is not None:
+        try:
+            fields = {f.lower() for f in propagate.get_global_textmap().fields}
+            for key in [k for k in headers if k.lower() in fields]:
+                del headers[key]  # the client's, in whatever case: ours replace them
+            propagate.inject(headers, context=trace.set_span_in_context(span, parent))
+        except Exception:  # a propagator's failure never costs the request
+            pass
     span.set_attribute("http.request.method", request.method)
     span.set_attribute("url.path", request.path)
     if model:

@@ -454,6 +454,56 @@ def test_a_request_with_a_traceparent_is_a_span_of_the_client_trace() -> None:
     assert alone.parent is None and f"{alone.context.trace_id:032x}" != trace_id
 
 
+def test_the_upstream_gets_the_proxys_span_as_its_parent() -> None:
+    """traceparent forwarded upstream names the proxy's span, in the client's trace."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id, client_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: Any) -> Any:
+        seen.append({k.lower(): v for k, v in request.headers.items()})
+        n = len(seen)  # told apart by their tokens
+        return aiohttp.web.json_response({"usage": {"prompt_tokens": 1, "completion_tokens": n}})
+
+    async def run() -> None:
+        app = aiohttp.web.Application()
+        app.router.add_post("/v1/completions", echo)
+        up_runner, upstream = await start(app)
+
+        async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
+            proxy.tracer = provider.get_tracer("test")
+            joined = {"Traceparent": f"00-{trace_id}-{client_span}-01", "tracestate": "k=v"}
+            for headers in (joined, {}):
+                async with client.post(url + "/v1/completions", json={}, headers=headers) as r:
+                    assert r.status == 200
+
+        try:
+            await with_proxy(test, upstream=upstream)
+        finally:
+            await up_runner.cleanup()
+
+    asyncio.run(run())
+    spans = sorted(
+        exporter.get_finished_spans(),
+        key=lambda s: dict(s.attributes or {})["gen_ai.usage.output_tokens"],
+    )
+    for headers, span in zip(seen, spans, strict=True):
+        _, trace, parent, _ = headers["traceparent"].split("-")
+        assert f"{span.context.trace_id:032x}" == trace  # the proxy's span is the parent
+        assert f"{span.context.span_id:016x}" == parent != client_span
+    joined, alone = spans
+    assert f"{joined.context.trace_id:032x}" == trace_id  # in the client's trace
+    assert joined.parent is not None and f"{joined.parent.span_id:016x}" == client_span
+    assert seen[0]["tracestate"] == "k=v"  # the client's trace state goes on with it
+    assert alone.parent is None and f"{alone.context.trace_id:032x}" != trace_id
+
+
 def test_our_header_is_not_forwarded_whatever_its_case() -> None:
     seen: list[dict[str, str]] = []
 

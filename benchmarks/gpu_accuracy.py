@@ -979,8 +979,10 @@ def selftest(args: argparse.Namespace) -> int:
         "counter-delta truths match the simulation's exact energy, within their ±": all(
             _truth_matches(ws, gpu) for ws in [*an.bounded, *an.transitions]
         ),
-        "vs exact energy, uncertainty covers ≥ 95% of steady windows of every length": all(
-            s["coverage_strict_pct"] >= 95.0 for s in exact
+        # A calibrated 95% interval covers under 95% of 200 windows about half the time:
+        # the floor is the calibration band's (benchmarks/calibration.py), not 95%.
+        "vs exact energy, uncertainty covers ≥ 90% of steady windows of every length": all(
+            s["coverage_strict_pct"] >= 90.0 for s in exact
         ),
         "1 s windows: p95 error ≤ 0.5% (vs exact energy, and vs the counter's delta)": (
             exact[2]["p95_pct"] <= 0.5 and ten_updates["p95_pct"] <= 0.5

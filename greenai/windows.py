@@ -61,6 +61,7 @@ __all__ = [
     "per_unit",
     "power_only_span_s",
     "ratio_with_uncertainty",
+    "spread_estimate_factor",
     "sum_devices",
     "t_quantile_975",
     "together_share",
@@ -161,6 +162,7 @@ def _counter_independent_j(
         together = np.sqrt(together_share(model, length))
     edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2
     independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled))
+    independent = np.where(length < model.seg_s, INSIDE_ONE_UPDATE * independent, independent)
     if model.locked:
         # A loop locked to the updates: the power shape, seen at the same part of every
         # update, cannot place energy inside one. Only the bracket holds at each edge;
@@ -197,6 +199,18 @@ def _power_windows(
     independent = np.asarray(sampled + gap * 0.5)
     return energy, np.asarray(independent + np.zeros_like(energy)), energy * rel
 
+
+INSIDE_ONE_UPDATE = 0.9
+"""A window shorter than one counter update keeps this share of its independent
+uncertainty. Its two edges mostly sit in one segment, between the same two anchors, so
+their errors are partly one error (a bridge's edges covary), not two independent ones; the
+whole bridge covariance (``σ² Δf (1 − Δf)`` for edges ``Δf`` apart) overstates the credit
+on a periodic load, whose edges a half-period apart err in opposite directions (square
+30/30 ms, 25 ms windows at 10 ms reads, read 88.5% covered with it). Calibration
+(``benchmarks/calibration.py --full``): without this, kernel-like loads' 25–50 ms windows
+read once per update and steady sampled 25 ms windows were covered 99.2–99.6% (over the
+band), with it 97.7–98.5%; the lowest sub-update case, held-out gh200 sampled 50 ms
+windows, 91.5%."""
 
 TOGETHER_FLOOR = 0.3
 """The least share of the two edges' squared error a short window keeps
@@ -372,9 +386,32 @@ def one_change_j(
     return np.asarray(flat + np.abs(f - f_energy) * np.asarray(delta_j))
 
 
-OUTSIDE_SPREADS = 1.7
+MAD_EFFICIENCY = 0.37
+"""The median absolute deviation's efficiency against the standard deviation for normal
+data: a spread judged from ``n`` residuals is as certain as a standard deviation from about
+``0.37 n`` (Rousseeuw and Croux, JASA 88 (1993) 1273)."""
+
+
+def spread_estimate_factor(n: int) -> float:
+    """How much wider a ~95% interval is when its spread was judged from ``n`` residuals.
+
+    The Student-t quantile for the median absolute deviation's effective degrees of freedom
+    (:data:`MAD_EFFICIENCY`), over the normal 1.96: about 1.42 from 10 residuals (a 1 s job
+    at 100 ms updates), 1.12 from 30, 1.02 from 200. At a fixed number of spreads, steady 1 s
+    jobs were covered 95% and 3 s jobs 99.4% (512 jobs): the spread of a short job is less
+    certain, not smaller.
+    """
+    if n < 2:
+        return 1.0
+    return t_quantile_975(max(1, round(MAD_EFFICIENCY * (n - 1)))) / 1.96
+
+
+OUTSIDE_SPREADS = 1.2
 """An edge beyond the last anchor has no anchor on its far side: it errs more than one
-bridged between two (calibration: 1 s jobs were covered 81–84% without this factor)."""
+bridged between two (calibration: 1 s jobs were covered 81–84% without this factor). It
+was 1.7 before the spread's own uncertainty (:func:`spread_estimate_factor`, about 1.42
+from the ten residuals of a 1 s job) was counted apart: 1.2 × 1.42 keeps 1 s jobs where
+they were (95–97% covered) and brings 2–3 s ones from 98.4–99.4% to 96–97%."""
 
 
 def outside_edge_j(

@@ -340,3 +340,46 @@ def test_a_load_changing_level_once_per_update_is_sized_by_its_range() -> None:
     _, u_spread = curve.window(a, a + 0.5)
     assert float(np.median(u / u_spread)) < 0.8
     assert float(np.mean(np.abs(energy - truth) <= u)) >= 0.9
+
+
+@pytest.mark.parametrize("n", [10, 30])
+def test_a_spread_judged_from_few_residuals_widens_to_keep_95_percent(n: int) -> None:
+    # The edge rule's spread is the MAD of the job's own residuals; from 10 of them it is
+    # far from sure, and 1.96 of it covers a fresh normal error less than 95% of the time.
+    from greenai.windows import spread_estimate_factor
+
+    rng = np.random.default_rng(7)
+    resid = rng.normal(size=(40_000, n))
+    mad = 1.4826 * np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)), axis=1)
+    fresh = np.abs(rng.normal(size=40_000))
+    plain = float(np.mean(fresh <= 1.96 * mad))
+    widened = float(np.mean(fresh <= 1.96 * spread_estimate_factor(n) * mad))
+    assert plain < 0.94 if n == 10 else plain < 0.95
+    assert 0.94 <= widened <= 0.965
+    assert spread_estimate_factor(200) < 1.03
+
+
+def test_a_flat_power_shape_is_not_trusted_inside_a_segment() -> None:
+    # A 30/30 ms square wave read every 10 ms: the 100 ms power value refreshes right after
+    # each counter update, so the shape is one value per segment and predicts whole
+    # segments well while it misplaces energy inside them. The edge rule must not take
+    # that fit for knowledge of the inside (this run's 100 ms windows were 18% covered).
+    start = float(np.random.default_rng((23, 99)).uniform(0, 0.06))
+    clock = FakeClock()
+    gpu = FakeGPU(
+        clock=clock,
+        seed=23,
+        power_w=SquareWave(0.03, 0.03, high_w=700.0, low_w=100.0, start_s=start),
+        power_limit_w=700.0,
+    )
+    job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+    t0 = clock.now()
+    clock.advance(20.0)
+    job.stop()
+    curve = job.curves()[gpu.name]
+    a = t0 + 0.5 + np.sort(np.random.default_rng(5).uniform(0, 18.5, 120))
+    energy, u = curve.window(a, a + 0.1)
+    truth = np.array([gpu.true_energy_j(x, x + 0.1) for x in a])
+    ratio = np.abs(energy - truth) / u
+    assert np.mean(ratio <= 1.0) >= 0.9
+    assert np.median(ratio) >= 0.15  # and not by a bound far wider than the errors

@@ -201,25 +201,13 @@ def test_the_document_says_when_a_device_failed_mid_sweep(
     """A device that fails mid-sweep (a process-scope model read timing out on a loaded
     machine did, against vLLM) leaves the figures interpolated: the document says so."""
     import greenai.serving.cli as serving_cli
-    from greenai.cli import main
     from greenai.testing import FakeGPU
 
     def devices(proc: Any, pid: Any) -> tuple[list[Any], str]:
         return [FakeGPU(power_w=200.0, failures=[(0.6, 1.2)], seed=1)], "machine scope"
 
     monkeypatch.setattr(serving_cli, "_devices", devices)
-    proc, url = spawn(0.0005)
-    out = tmp_path / "serve.json"
-    try:
-        code = main(
-            ["bench", "serve", "--upstream", url, "--concurrency", "2", "--warmup", "0.3",
-             "--duration", "1.5", "--baseline", "0", "--prompts", "8", "--period", "0.05",
-             "--json", str(out)]
-        )  # fmt: skip
-    finally:
-        proc.kill()
-        proc.wait()
-    assert code == 0
+    out = _bench_serve_json(tmp_path, "1.5")
     notes = json.loads(out.read_text())["notes"]
     assert any(n.startswith("partial: gpu0 failed mid-run") for n in notes), notes
     assert any("gpu0 failed during the job (" in n for n in notes), notes  # the job's own
@@ -232,7 +220,6 @@ def test_the_document_records_its_devices_and_compare_cancels_their_shared_error
     import copy
 
     import greenai.serving.cli as serving_cli
-    from greenai.cli import main
     from greenai.devices.cpu_model import CpuModel
 
     def devices(proc: Any, pid: Any) -> tuple[list[Any], str]:
@@ -241,18 +228,7 @@ def test_the_document_records_its_devices_and_compare_cancels_their_shared_error
         return [cpu], "machine scope"
 
     monkeypatch.setattr(serving_cli, "_devices", devices)
-    proc, url = spawn(0.0005)
-    out = tmp_path / "serve.json"
-    try:
-        code = main(
-            ["bench", "serve", "--upstream", url, "--concurrency", "2", "--warmup", "0.3",
-             "--duration", "1.0", "--baseline", "0", "--prompts", "8", "--period", "0.05",
-             "--json", str(out)]
-        )  # fmt: skip
-    finally:
-        proc.kill()
-        proc.wait()
-    assert code == 0
+    out = _bench_serve_json(tmp_path, "1.0")
     doc = json.loads(out.read_text())
     (row,) = doc["results"]
     assert doc["devices"] == row["devices"] and len(doc["devices"]) == 1
@@ -280,3 +256,22 @@ def test_the_document_records_its_devices_and_compare_cancels_their_shared_error
     independent = (row["uncertainty_j"] - shared) / row["energy_j"]
     assert ratio_u[paths[0]] == pytest.approx(math.hypot(independent, independent))
     assert ratio_u[paths[0]] < ratio_u[paths[1]]
+
+
+def _bench_serve_json(tmp_path: Path, duration: str) -> Path:
+    """Run `greenai bench serve` against a spawned fake upstream; its JSON document's path."""
+    from greenai.cli import main
+
+    proc, url = spawn(0.0005)
+    out = tmp_path / "serve.json"
+    try:
+        code = main(
+            ["bench", "serve", "--upstream", url, "--concurrency", "2", "--warmup", "0.3",
+             "--duration", duration, "--baseline", "0", "--prompts", "8", "--period", "0.05",
+             "--json", str(out)]
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 0
+    return out

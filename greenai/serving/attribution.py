@@ -59,6 +59,8 @@ __all__ = [
     "attribute",
     "estimate_first_token",
     "fit_token_costs",
+    "one_line",
+    "one_line_notes",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -88,6 +90,20 @@ PROMPT_COUNTED = ("counted", "completion_estimated", "completion_unknown")
 """The kinds whose prompt tokens are a count."""
 
 
+def one_line(note: str) -> str:
+    """``note`` with its whitespace (newlines included) collapsed to single spaces.
+
+    Notes are stored a line each (a store row's ``notes``): one holding a newline (an
+    exception's text) would read back as two.
+    """
+    return " ".join(str(note).split())
+
+
+def one_line_notes(notes: Iterable[str]) -> tuple[str, ...]:
+    """Each of ``notes`` on one line (:func:`one_line`), blank ones dropped."""
+    return tuple(filter(None, map(one_line, notes)))
+
+
 @dataclass(frozen=True)
 class RequestSpan:
     """One request on the job's clock (seconds since the job started).
@@ -106,7 +122,8 @@ class RequestSpan:
         model: The model that served it, for per-model figures.
         status: ``"ok"``, or what went wrong (``"disconnected"``, ``"error"``...).
         notes: What its figures could not do (say how its first token was placed); passed
-            on to its :class:`RequestEnergy`.
+            on to its :class:`RequestEnergy`. Each is kept on one line (:func:`one_line`:
+            a store row holds them a line each); blank ones are dropped.
         tokens: What the token counts are: a key of :data:`TOKEN_COUNTS`.
 
     Raises:
@@ -126,6 +143,7 @@ class RequestSpan:
     tokens: str = "counted"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", one_line_notes(self.notes))
         if not (math.isfinite(self.start_s) and math.isfinite(self.end_s)):
             raise ConfigError(f"request {self.request_id!r}: start_s and end_s must be finite")
         if self.end_s < self.start_s:
@@ -207,6 +225,9 @@ class RequestEnergy:
     rule: str
     notes: tuple[str, ...] = ()
     tokens: str = "counted"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", one_line_notes(self.notes))
 
     @property
     def uncertainty_j(self) -> float:

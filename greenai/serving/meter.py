@@ -236,7 +236,8 @@ class ServingMeter:
         ``tokens``: what the counts are, where they are not counts (a key of
         :data:`~greenai.serving.attribution.TOKEN_COUNTS`, e.g. ``"estimated"``).
         ``notes``: what else its figures or its response could not do (a proxy's "cut at
-        the timeout"), kept on the request.
+        timeout: ..."), kept on the request, each on one line (whitespace and newlines
+        collapsed, so that a stored row's notes read back as given).
 
         Raises:
             ConfigError: The id is not in flight, or bad counts (the request stays in

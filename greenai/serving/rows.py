@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from greenai.errors import ConfigError
+from greenai.serving.attribution import one_line_notes
 
 if TYPE_CHECKING:
     from greenai.serving.attribution import RequestEnergy
@@ -23,7 +24,10 @@ __all__ = ["RequestRows", "request_row"]
 
 
 def request_row(seq: int, r: RequestEnergy) -> dict[str, Any]:
-    """The store row of the ``seq``-th settled request (columns of ``REQUEST_COLUMNS``)."""
+    """The store row of the ``seq``-th settled request (columns of ``REQUEST_COLUMNS``).
+
+    ``notes``: the request's notes, a line each (each collapsed to one line).
+    """
     return {
         "seq": seq,
         "request_id": r.request_id,
@@ -40,7 +44,7 @@ def request_row(seq: int, r: RequestEnergy) -> dict[str, Any]:
         "method": r.method,
         "rule": r.rule,
         "tokens": r.tokens,
-        "notes": "\n".join(r.notes),
+        "notes": "\n".join(one_line_notes(r.notes)),  # a line each: one_line()
     }
 
 

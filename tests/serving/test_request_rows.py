@@ -289,3 +289,27 @@ def test_a_prompt_counted_from_token_ids_enters_prefill_j_per_token_only(tmp_pat
     t = meter.totals()
     assert t.prefill_j_per_token == pytest.approx(frame["prefill_energy_j"].sum() / 30)
     assert t.tokens_not_counted == 2
+
+
+def test_a_note_holding_a_newline_reads_back_as_one_note(tmp_path: Path) -> None:
+    """Notes are stored a line each: one with a newline (an exception's text) stays one."""
+    clock = FakeClock()
+    path = tmp_path / "runs.db"
+    seen: list[object] = []
+    with RunStore(path) as store:
+        with greenai.track("serve", devices=[FakeGPU(clock=clock)], clock=clock, store=path) as job:
+            assert job.run_id is not None
+            meter = ServingMeter(
+                job, on_request=seen.append, on_settled=RequestRows(store, job.run_id)
+            )
+            rid = meter.begin(model="tiny")
+            clock.advance(0.5)
+            notes = ("upstream broke off: Server disconnected\n  while reading\tthe body", " \n")
+            meter.end(rid, prompt_tokens=8, completion_tokens=4, notes=notes)
+            clock.advance(0.1)
+        meter.settle(final=True)
+        frame = store.requests(job.run_id)
+    want = "upstream broke off: Server disconnected while reading the body"
+    assert seen[0].notes == (want,)  # type: ignore[attr-defined]
+    assert frame["notes"].tolist() == [want]
+    assert frame["notes"][0].split("\n") == [want]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["RULES", "request_summary_rows", "requests_figure"]
+__all__ = ["NOTE_KIND_CHARS", "RULES", "note_kind", "request_summary_rows", "requests_figure"]
 
 RULES = {
     "spans": "by tokens in flight: each stretch of the power curve is split among the requests"
@@ -97,8 +97,26 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
     return rows
 
 
+NOTE_KIND_CHARS = 40
+"""Longest kind a note's prefix may name; a longer prefix is no kind (``other``)."""
+
+
+def note_kind(note: str) -> str:
+    """A request note's kind: its text before the first ``": "`` (``"cut at timeout"``).
+
+    A colon inside a word (a URL's ``http://``, a port) does not end the kind. A note with
+    no such prefix, or whose prefix runs past a ``"; "`` or over :data:`NOTE_KIND_CHARS`
+    characters (free text, not a kind), is ``"other"``.
+    """
+    head, sep, _ = note.partition(": ")
+    head = head.strip()
+    if not sep or not head or "; " in head or len(head) > NOTE_KIND_CHARS:
+        return "other"
+    return head
+
+
 def _notes_row(requests: pd.DataFrame) -> tuple[str, str] | None:
-    """How many requests have notes, by kind (a note's text before its first ``:``).
+    """How many requests have notes, by kind (:func:`note_kind`).
 
     None where no stored row has a note and every row's notes are known. Rows stored before
     the store kept notes (``notes`` empty) are counted as not known, never as "no notes".
@@ -112,7 +130,7 @@ def _notes_row(requests: pd.DataFrame) -> tuple[str, str] | None:
     for text in stored.dropna():
         lines = [line for line in str(text).split("\n") if line]
         noted += bool(lines)
-        for kind in dict.fromkeys(line.split(":", 1)[0] for line in lines):
+        for kind in dict.fromkeys(map(note_kind, lines)):
             kinds[kind] = kinds.get(kind, 0) + 1
     if not noted and not unknown:
         return None

@@ -50,6 +50,10 @@ ENERGY_HEADER = "x-greenai-energy"
 headers (``x-greenai-energy-j``, ``-uncertainty-j``, ``-method``); the response then waits
 for its stretch of the curve to settle (at most ``energy_wait_s``, else ``pending``)."""
 
+TIMEOUT_NOTE = "cut at timeout"
+BROKE_OFF_NOTE = "upstream broke off"
+"""The kinds (fixed prefixes, ``"{kind}: ..."``) of the notes a cut request carries."""
+
 KEPT_BYTES = 4 * 2**20
 """Largest non-streamed response body kept to read its ``usage`` (per request)."""
 
@@ -319,12 +323,14 @@ class EnergyProxy:
                     raise
                 except asyncio.TimeoutError:
                     status = "timeout"
-                    cut = f"cut at --request-timeout ({opts.request_timeout_s:g} s)"
-                    return await _cut(request, resp, sse, cut, 504, notes)
+                    limit = f"--request-timeout ({opts.request_timeout_s:g} s)"
+                    cut = Cut(TIMEOUT_NOTE, limit, f"cut at {limit}", 504)
+                    return await _cut(request, resp, sse, cut, notes)
                 except (http.ClientError, OSError) as exc:
                     status = "upstream_error"
-                    cut = f"upstream {opts.upstream} broke off: {exc}"
-                    return await _cut(request, resp, sse, cut, 502, notes)
+                    at = f"upstream {opts.upstream}"
+                    cut = Cut(BROKE_OFF_NOTE, f"{at}: {exc}", f"{at} broke off: {exc}", 502)
+                    return await _cut(request, resp, sse, cut, notes)
                 finally:
                     if counter is not None:
                         count = counter.count()
@@ -428,22 +434,37 @@ async def _send(resp: Any, chunk: bytes | None) -> bool:
     return True
 
 
-async def _cut(request: Any, resp: Any, sse: bool, why: str, code: int, notes: list[str]) -> Any:
-    """End a response the upstream did not finish (``why``) so that it cannot look whole.
+@dataclass(frozen=True)
+class Cut:
+    """Why a response was cut.
 
-    Nothing sent yet: a JSON error with ``code`` (504 timeout, 502 upstream broke off). A
-    stream: an SSE error event. A body already started: the connection is closed without
-    the terminating chunk, so that the client reads an incomplete body. ``notes`` (the
-    request's) gets a note saying which.
+    Its note's ``kind`` (a fixed prefix) and ``detail``, the ``message`` the client gets,
+    and the HTTP ``code`` (504 timeout, 502 broke off).
     """
+
+    kind: str
+    detail: str
+    message: str
+    code: int
+
+
+async def _cut(request: Any, resp: Any, sse: bool, cut: Cut, notes: list[str]) -> Any:
+    """End a response the upstream did not finish (``cut``) so that it cannot look whole.
+
+    Nothing sent yet: a JSON error with ``cut.code``. A stream: an SSE error event. A body
+    already started: the connection is closed without the terminating chunk, so that the
+    client reads an incomplete body. ``notes`` (the request's) gets a note saying which,
+    ``"{kind}: {detail}; {how}"``.
+    """
+    note = f"{cut.kind}: {cut.detail}"
     if not resp.prepared:
-        notes.append(f"{why}; before any byte was sent: answered {code}")
-        return _error(aiohttp().web, code, why)
+        notes.append(f"{note}; before any byte was sent: answered {cut.code}")
+        return _error(aiohttp().web, cut.code, cut.message)
     if sse:
-        notes.append(f"{why}; the stream ended with an error event")
-        await _send(resp, _sse_error(why, code))
+        notes.append(f"{note}; the stream ended with an error event")
+        await _send(resp, _sse_error(cut.message, cut.code))
         return resp
-    notes.append(f"{why}; the body had started: the connection was closed, incomplete")
+    notes.append(f"{note}; the body had started: the connection was closed, incomplete")
     transport = request.transport
     if transport is not None:
         transport.close()  # what was written goes out; the terminating chunk never does

@@ -14,9 +14,16 @@ aiohttp = pytest.importorskip("aiohttp")
 from fake_upstream import make_app, start  # noqa: E402
 
 import greenai  # noqa: E402
+from greenai.report.requests_html import note_kind  # noqa: E402
 from greenai.serving import ServingMeter  # noqa: E402
 from greenai.serving.metrics import RequestMetrics  # noqa: E402
-from greenai.serving.proxy import REQUEST_ID_HEADER, EnergyProxy, ProxyOptions  # noqa: E402
+from greenai.serving.proxy import (  # noqa: E402
+    BROKE_OFF_NOTE,
+    REQUEST_ID_HEADER,
+    TIMEOUT_NOTE,
+    EnergyProxy,
+    ProxyOptions,
+)
 from greenai.testing import FakeGPU  # noqa: E402
 
 Body = Callable[..., Awaitable[Any]]
@@ -358,6 +365,8 @@ def test_a_whole_body_cut_short_never_looks_complete(fault: str, started: bool) 
     code, status = (504, "timeout") if fault == "slow" else (502, "upstream_error")
     (r,) = settled(got["proxy"]).values()
     assert r.status == status and r.energy_j > 0
+    kind = TIMEOUT_NOTE if fault == "slow" else BROKE_OFF_NOTE
+    assert [note_kind(n) for n in r.notes] == [kind], r.notes  # its URL's port no kind
     if started:  # the upstream's 200 and the start of its body were forwarded
         assert got["status"] == 200 and got["id"] == r.request_id
         assert "incomplete" in got and "body" not in got

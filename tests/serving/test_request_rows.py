@@ -313,3 +313,44 @@ def test_a_note_holding_a_newline_reads_back_as_one_note(tmp_path: Path) -> None
     assert seen[0].notes == (want,)  # type: ignore[attr-defined]
     assert frame["notes"].tolist() == [want]
     assert frame["notes"][0].split("\n") == [want]
+
+
+def test_request_notes_are_counted_by_their_fixed_kinds() -> None:
+    """A note's kind is its prefix before ": " (a URL's colons are none); free text, or
+    a prefix past "; " (a cut note of an older proxy), is "other", never the whole note."""
+    import pandas as pd
+
+    from greenai.report.requests_html import note_kind, request_summary_rows
+
+    notes = [
+        "upstream broke off: upstream http://127.0.0.1:8000: Server disconnected;"
+        " the stream ended with an error event",
+        "cut at timeout: --request-timeout (1 s); before any byte was sent: answered 504",
+        "cut at timeout: --request-timeout (2 s); the stream ended with an error event\n"
+        "first token not seen alone: the first text came 0.1 s after arrival",
+        "cut at --request-timeout (600 s); the stream ended with an error event",
+        "",
+    ]
+    frame = pd.DataFrame(
+        {
+            "energy_j": 1.0,
+            "uncertainty_j": 0.1,
+            "prefill_energy_j": 0.5,
+            "decode_energy_j": 0.5,
+            "prompt_tokens": 4,
+            "completion_tokens": 4,
+            "status": "ok",
+            "rule": "spans",
+            "method": "model",
+            "tokens": "counted",
+            "notes": notes,
+        }
+    )
+    assert note_kind(notes[0]) == "upstream broke off"
+    assert note_kind("upstream http://127.0.0.1:8000 broke off") == "other"
+    row = dict(request_summary_rows(frame))["request notes"]
+    assert row.startswith(
+        "4 request(s) with notes; cut at timeout: 2; upstream broke off: 1;"
+        " first token not seen alone: 1; other: 1 (each"
+    ), row
+    assert "600 s" not in row and "http" not in row

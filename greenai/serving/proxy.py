@@ -269,6 +269,7 @@ class EnergyProxy:
         model = model if isinstance(model, str) else None
         chars, ids = prompt_chars(parsed), prompt_token_ids(parsed)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+        id_header = {REQUEST_ID_HEADER: rid} if metered else {}  # on every answer, errors too
         if metered:
             self.meter.begin(rid, model=model)
             if self.tracer is not None:
@@ -283,8 +284,7 @@ class EnergyProxy:
                 request.method, url, data=body, headers=headers, allow_redirects=False
             ) as up:
                 out_headers = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
-                if metered:
-                    out_headers[REQUEST_ID_HEADER] = rid
+                out_headers.update(id_header)
                 if up.status >= 400:
                     status = f"http_{up.status}"
                 sse = up.headers.get("content-type", "").startswith("text/event-stream")
@@ -325,12 +325,12 @@ class EnergyProxy:
                     status = "timeout"
                     limit = f"--request-timeout ({opts.request_timeout_s:g} s)"
                     cut = Cut(TIMEOUT_NOTE, limit, f"cut at {limit}", 504)
-                    return await _cut(request, resp, sse, cut, notes)
+                    return await _cut(request, resp, sse, cut, notes, id_header)
                 except (http.ClientError, OSError) as exc:
                     status = "upstream_error"
                     at = f"upstream {opts.upstream}"
                     cut = Cut(BROKE_OFF_NOTE, f"{at}: {exc}", f"{at} broke off: {exc}", 502)
-                    return await _cut(request, resp, sse, cut, notes)
+                    return await _cut(request, resp, sse, cut, notes, id_header)
                 finally:
                     if counter is not None:
                         count = counter.count()
@@ -344,13 +344,16 @@ class EnergyProxy:
                 web,
                 504,
                 f"upstream {opts.upstream} did not answer within {opts.request_timeout_s:g} s",
+                id_header,
             )
         except http.ClientConnectionError as exc:
             status = "upstream_error"
-            return _error(web, 502, f"upstream {opts.upstream} unreachable or closed: {exc}")
+            message = f"upstream {opts.upstream} unreachable or closed: {exc}"
+            return _error(web, 502, message, id_header)
         except http.ClientPayloadError as exc:
             status = "upstream_error"
-            return _error(web, 502, f"upstream {opts.upstream} sent a broken response: {exc}")
+            message = f"upstream {opts.upstream} sent a broken response: {exc}"
+            return _error(web, 502, message, id_header)
         finally:
             if metered and rid not in self._settled and self._is_open(rid):
                 self._end(rid, count, status, first_tokens, tuple(notes))
@@ -448,10 +451,13 @@ class Cut:
     code: int
 
 
-async def _cut(request: Any, resp: Any, sse: bool, cut: Cut, notes: list[str]) -> Any:
+async def _cut(
+    request: Any, resp: Any, sse: bool, cut: Cut, notes: list[str], headers: dict[str, str]
+) -> Any:
     """End a response the upstream did not finish (``cut``) so that it cannot look whole.
 
-    Nothing sent yet: a JSON error with ``cut.code``. A stream: an SSE error event. A body
+    Nothing sent yet: a JSON error with ``cut.code`` and ``headers`` (the request's id
+    header, as a whole answer has it). A stream: an SSE error event. A body
     already started: the connection is closed without the terminating chunk, so that the
     client reads an incomplete body. ``notes`` (the request's) gets a note saying which,
     ``"{kind}: {detail}; {how}"``.
@@ -459,7 +465,7 @@ async def _cut(request: Any, resp: Any, sse: bool, cut: Cut, notes: list[str]) -
     note = f"{cut.kind}: {cut.detail}"
     if not resp.prepared:
         notes.append(f"{note}; before any byte was sent: answered {cut.code}")
-        return _error(aiohttp().web, cut.code, cut.message)
+        return _error(aiohttp().web, cut.code, cut.message, headers)
     if sse:
         notes.append(f"{note}; the stream ended with an error event")
         await _send(resp, _sse_error(cut.message, cut.code))
@@ -481,9 +487,12 @@ def _sse_error(message: str, code: int) -> bytes:
     return b"\n\ndata: " + json.dumps({"error": error}).encode() + b"\n\n"
 
 
-def _error(web: Any, status: int, message: str) -> Any:
+def _error(web: Any, status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    """The proxy's own JSON error answer (OpenAI's shape), with ``headers`` (a request's id)."""
     return web.json_response(
-        {"error": {"message": message, "type": "greenai_proxy", "code": status}}, status=status
+        {"error": {"message": message, "type": "greenai_proxy", "code": status}},
+        status=status,
+        headers=headers or None,
     )
 
 

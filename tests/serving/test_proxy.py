@@ -189,12 +189,15 @@ def test_upstream_faults_answer_clearly_and_keep_serving() -> None:
             assert r.status == 400  # the upstream's answer, passed on
         async with client.post(url + "/v1/never", json={}) as r:
             assert r.status == 504 and "did not answer" in (await r.json())["error"]["message"]
+            got["timeout"] = r.headers.get(REQUEST_ID_HEADER)  # the proxy's own error too
         async with client.post(url + "/v1/completions", json={"max_tokens": 2}) as r:
             assert r.status == 200  # still serving
 
+    got: dict[str, Any] = {}
     proxy = asyncio.run(with_proxy(test, request_timeout_s=1.0))
     statuses = sorted(r.status for r in settled(proxy).values())
     assert statuses == ["http_400", "http_500", "ok", "timeout"]
+    assert settled(proxy)[got["timeout"]].status == "timeout"
 
 
 def test_upstream_down_is_a_502() -> None:
@@ -202,9 +205,12 @@ def test_upstream_down_is_a_502() -> None:
         async with client.post(url + "/v1/completions", json={"max_tokens": 2}) as r:
             assert r.status == 502
             assert "unreachable" in (await r.json())["error"]["message"]
+            got["id"] = r.headers.get(REQUEST_ID_HEADER)  # matched to its metered request
 
+    got: dict[str, Any] = {}
     proxy = asyncio.run(with_proxy(test, upstream="http://127.0.0.1:9"))
     assert [r.status for r in settled(proxy).values()] == ["upstream_error"]
+    assert list(settled(proxy)) == [got["id"]]
 
 
 def test_a_body_over_the_limit_is_refused_with_413() -> None:
@@ -371,8 +377,9 @@ def test_a_whole_body_cut_short_never_looks_complete(fault: str, started: bool) 
         assert got["status"] == 200 and got["id"] == r.request_id
         assert "incomplete" in got and "body" not in got
         assert any("the body had started" in n for n in r.notes), r.notes
-    else:
+    else:  # the proxy's error carries the request's id as a whole answer does
         assert got["status"] == code and "incomplete" not in got
+        assert got["id"] == r.request_id
         error = json.loads(got["body"])["error"]
         assert error["code"] == code and error["type"] == "greenai_proxy"
         assert ("--request-timeout (1 s)" if fault == "slow" else "broke off") in error["message"]

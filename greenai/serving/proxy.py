@@ -501,7 +501,8 @@ def _start_span(tracer: Any, request: Any, model: str | None, headers: dict[str,
 
     Read by OpenTelemetry's configured propagator (W3C trace context by default), which
     then writes the span into ``headers`` (those forwarded upstream, the client's trace
-    headers replaced): the upstream's spans nest under the proxy's.
+    headers replaced): the upstream's spans nest under the proxy's. A propagator that fails
+    or writes nothing leaves the client's trace headers as they came.
     """
     propagate: Any = None
     trace: Any = None
@@ -513,13 +514,19 @@ def _start_span(tracer: Any, request: Any, model: str | None, headers: dict[str,
     parent = None if propagate is None else propagate.extract(request.headers)
     span = tracer.start_span("greenai.request", context=parent)
     if propagate is not None and trace is not None:
-        try:
-            fields = {f.lower() for f in propagate.get_global_textmap().fields}
+        try:  # into a fresh carrier: a propagator that fails leaves the client's headers
+            ours: dict[str, str] = {}
+            fields: set[str] = set()
+            propagate.inject(ours, context=trace.set_span_in_context(span, parent))
+            fields = {f.lower() for f in propagate.get_global_textmap().fields} | {
+                k.lower() for k in ours
+            }
+        except Exception:  # a propagator's failure never costs the request (nor its trace)
+            ours = {}
+        if ours:
             for key in [k for k in headers if k.lower() in fields]:
                 del headers[key]  # the client's, in whatever case: ours replace them
-            propagate.inject(headers, context=trace.set_span_in_context(span, parent))
-        except Exception:  # a propagator's failure never costs the request
-            pass
+            headers.update(ours)
     span.set_attribute("http.request.method", request.method)
     span.set_attribute("url.path", request.path)
     if model:

@@ -5,6 +5,7 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -518,6 +519,32 @@ def test_the_upstream_gets_the_proxys_span_as_its_parent() -> None:
     assert joined.parent is not None and f"{joined.parent.span_id:016x}" == client_span
     assert seen[0]["tracestate"] == "k=v"  # the client's trace state goes on with it
     assert alone.parent is None and f"{alone.context.trace_id:032x}" != trace_id
+
+
+def test_a_failing_propagator_leaves_the_clients_trace_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """inject() raising (swallowed) must not cost the upstream the client's trace."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace")
+    import opentelemetry.propagate as propagate
+
+    from greenai.serving.proxy import _start_span
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("propagator broke")
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    client = {"traceparent": parent, "tracestate": "k=v"}
+    request = SimpleNamespace(headers=client, method="POST", path="/v1/completions")
+    tracer = sdk.TracerProvider().get_tracer("test")
+    headers = {"Traceparent": parent, "tracestate": "k=v", "x-other": "1"}
+    _start_span(tracer, request, "m", headers).end()  # a working propagator: ours replace
+    assert "Traceparent" not in headers and headers["traceparent"] != parent
+    assert headers["tracestate"] == "k=v" and headers["x-other"] == "1"
+    monkeypatch.setattr(propagate, "inject", broken)
+    headers = {"Traceparent": parent, "tracestate": "k=v", "x-other": "1"}
+    _start_span(tracer, request, "m", headers).end()
+    assert headers == {"Traceparent": parent, "tracestate": "k=v", "x-other": "1"}
 
 
 def test_our_header_is_not_forwarded_whatever_its_case() -> None:

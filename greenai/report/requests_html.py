@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from greenai.report.frames import format_number
-from greenai.serving.attribution import PROMPT_COUNTED
+from greenai.serving.attribution import COMPLETION_COUNTED, PROMPT_COUNTED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ def request_summary_rows(requests: pd.DataFrame) -> list[tuple[str, str]]:
     share = (r["prefill_energy_j"].astype(float) / energy.where(with_energy)).fillna(0.0)
     tokens = r["tokens"].fillna("counted") if "tokens" in r else None
     p_in = tokens.isin(PROMPT_COUNTED) if tokens is not None else energy.notna()
-    d_in = tokens.isin(("counted", "prompt_estimated")) if tokens is not None else p_in
+    d_in = tokens.isin(COMPLETION_COUNTED) if tokens is not None else p_in
     prefill_u = float((unc * share)[p_in].sum())
     decode_u = float((unc * (1 - share))[d_in].sum())
     prompt = int(r["prompt_tokens"][p_in].sum())

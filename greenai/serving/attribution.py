@@ -49,6 +49,7 @@ import numpy.typing as npt
 from greenai.errors import ConfigError
 
 __all__ = [
+    "COMPLETION_COUNTED",
     "PROMPT_COUNTED",
     "TOKEN_COUNTS",
     "Attribution",
@@ -80,14 +81,21 @@ TOKEN_COUNTS = {
     "completion_unknown": "generated tokens unknown (no usage, and no choices' text to"
     " estimate from): 0 stands in; left out of J/token of decode (prompt tokens counted:"
     " given as token ids)",
+    "error": "an error answer without usage: nothing generated; its prompt (tokens counted"
+    " where given as token ids, else estimated from characters) may never have been"
+    " processed: left out of J/token of prefill",
 }
 """What a request's token counts are (``tokens``), and the note each kind puts on it:
 ``counted`` (the server's ``usage``, the caller's counts, an engine's steps), or the
-estimates of a proxy that saw no ``usage``. The split uses whatever counts there are (its
+estimates of a proxy that saw no ``usage`` (``error``: an error answer, its prompt
+perhaps never processed). The split uses whatever counts there are (its
 rule ± is the distance to the split by time); per-token figures use counts only."""
 
 PROMPT_COUNTED = ("counted", "completion_estimated", "completion_unknown")
-"""The kinds whose prompt tokens are a count."""
+"""The kinds whose prompt tokens are a count (and were processed: per-token figures)."""
+
+COMPLETION_COUNTED = ("counted", "prompt_estimated", "error")
+"""The kinds whose generated tokens are a count (an error answer's: none)."""
 
 
 def one_line(note: str) -> str:
@@ -247,7 +255,7 @@ class RequestEnergy:
     @property
     def completion_counted(self) -> bool:
         """Whether ``completion_tokens`` is a count (not an estimate, not unknown)."""
-        return self.tokens in ("counted", "prompt_estimated")
+        return self.tokens in COMPLETION_COUNTED
 
     @property
     def j_per_token(self) -> float | None:

@@ -292,7 +292,7 @@ class EnergyProxy:
                 small = up.content_length is not None and up.content_length <= KEPT_BYTES
                 if metered and wants and not sse and small:
                     data = await up.read()
-                    count = count_body(data, chars, prompt_ids=ids)
+                    count = count_body(data, chars, prompt_ids=ids, failed=up.status >= 400)
                     self._end(rid, count, status)
                     out_headers.update(await self._energy_headers(rid))
                     return web.Response(status=up.status, headers=out_headers, body=data)
@@ -336,7 +336,8 @@ class EnergyProxy:
                         count = counter.count()
                         first_tokens = counter.tokens_by_first(count.completion_tokens)
                     elif metered:
-                        count = count_body(bytes(kept), chars, prompt_ids=ids)
+                        failed = up.status >= 400  # an error answer: out of J/token
+                        count = count_body(bytes(kept), chars, prompt_ids=ids, failed=failed)
                 return resp
         except asyncio.TimeoutError:
             status = "timeout"

@@ -37,8 +37,10 @@ class TokenCount:
     ``source``: ``"usage"`` (the server said), ``"chunks"`` (generated tokens counted from
     streamed chunks; prompt estimated from characters), ``"none"`` (nothing to count),
     and for a whole body without ``usage`` (:func:`count_body`): ``"estimated"`` (both
-    estimated from characters), ``"error"`` (an error answer: nothing generated; prompt
-    estimated), ``"unknown"`` (generated tokens unknown, 0 stands in; prompt estimated).
+    estimated from characters), ``"error"`` (an error answer: nothing generated; its
+    prompt, estimated or counted, perhaps never processed: kept out of per-token figures
+    whatever it is), ``"unknown"`` (generated tokens unknown, 0 stands in; prompt
+    estimated).
     :attr:`tokens` says what the counts are in :class:`~greenai.serving.RequestSpan`'s
     terms.
     """
@@ -52,18 +54,19 @@ class TokenCount:
     @property
     def tokens(self) -> str:
         """What the counts are (:data:`~greenai.serving.attribution.TOKEN_COUNTS`)."""
-        if self.prompt_counted and self.source != "usage":
+        if self.prompt_counted and self.source not in ("usage", "error"):
             return _COMPLETION_ONLY.get(self.source, "counted")
         return _TOKENS.get(self.source, "prompt_estimated")
 
 
-_TOKENS = {"usage": "counted", "estimated": "estimated", "unknown": "unknown"}
-"""Each source's kind of counts; the others (streamed chunks, an error answer, nothing to
-count) counted the generated tokens and estimated the prompt's."""
+_TOKENS = {"usage": "counted", "estimated": "estimated", "unknown": "unknown", "error": "error"}
+"""Each source's kind of counts; the others (streamed chunks, nothing to count) counted the
+generated tokens and estimated the prompt's. An error answer's prompt may never have been
+processed, counted (token ids) or not: ``"error"``, out of per-token figures."""
 
 _COMPLETION_ONLY = {"estimated": "completion_estimated", "unknown": "completion_unknown"}
 """The kinds of counts where the prompt's were counted (token ids) and the source's
-generated tokens were not; other sources counted them (chunks, an error answer: none)."""
+generated tokens were not; other sources counted them (chunks)."""
 
 
 def prompt_chars(body: Any) -> int:
@@ -257,14 +260,17 @@ at a line's start, ``.`` stops at its end), so the matches count the lines; each
 the text value."""
 
 
-def count_body(body: bytes, prompt_chars: int = 0, *, prompt_ids: int | None = None) -> TokenCount:
+def count_body(
+    body: bytes, prompt_chars: int = 0, *, prompt_ids: int | None = None, failed: bool = False
+) -> TokenCount:
     """Token counts of a whole (non-streamed) response body.
 
     The server's ``usage`` where it sent one (``"usage"``). Without it, the counts are
     estimates from characters, :data:`CHARS_PER_TOKEN` a token: the prompt's from the
     request's, the generated tokens' from the text of the response's ``choices``
     (:func:`choices_chars`; ``"estimated"``). An error answer (an ``error`` and no
-    ``choices``) generated nothing (``"error"``); any other body (not JSON, no
+    ``choices``, or any body without them where ``failed``: the answer's HTTP status was an
+    error) generated nothing (``"error"``); any other body (not JSON, no
     ``choices``, or too long to keep) leaves the generated tokens unknown: 0 stands in
     (``"unknown"``). A prompt given as token ids (``prompt_ids``, from
     :func:`prompt_token_ids`) is counted, not estimated (``prompt_counted``).
@@ -280,7 +286,7 @@ def count_body(body: bytes, prompt_chars: int = 0, *, prompt_ids: int | None = N
     chars = choices_chars(obj)
     if chars is not None:
         return TokenCount(prompt, round(chars / CHARS_PER_TOKEN), "estimated", counted)
-    if isinstance(obj, dict) and "error" in obj:
+    if failed or (isinstance(obj, dict) and "error" in obj):
         return TokenCount(prompt, 0, "error", counted)
     return TokenCount(prompt, 0, "unknown", counted)
 

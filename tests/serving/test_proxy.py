@@ -160,18 +160,22 @@ def test_a_prompt_of_token_ids_counts_its_tokens() -> None:
     got: dict[str, Any] = {}
 
     async def test(client: Any, url: str, proxy: EnergyProxy) -> None:
-        for name, prompt, extra in (
-            ("ids", list(range(100, 111)), {"no_usage": True}),  # 11 tokens
-            ("batch", [[1, 2, 3], [4, 5, 6, 7]], {"stream": True}),  # 7 tokens
+        for name, path, prompt, extra in (
+            ("ids", "completions", list(range(100, 111)), {"no_usage": True}),  # 11 tokens
+            ("batch", "completions", [[1, 2, 3], [4, 5, 6, 7]], {"stream": True}),  # 7 tokens
+            ("error", "fail", list(range(5)), {}),  # a 500 error answer: 5 tokens
         ):
             body = {"model": "m", "prompt": prompt, "max_tokens": 8, **extra}
-            async with client.post(url + "/v1/completions", json=body) as r:
-                assert r.status == 200
+            async with client.post(f"{url}/v1/{path}", json=body) as r:
+                assert r.status == (500 if name == "error" else 200)
                 await r.read()
                 got[name] = r.headers[REQUEST_ID_HEADER]
 
     proxy = asyncio.run(with_proxy(test))
-    ids, batch = (settled(proxy)[got[k]] for k in ("ids", "batch"))
+    ids, batch, error = (settled(proxy)[got[k]] for k in ("ids", "batch", "error"))
+    # an error answer's prompt may never have been processed: out of prefill J/token
+    assert (error.prompt_tokens, error.tokens, error.prompt_counted) == (5, "error", False)
+    assert error.completion_counted and error.completion_tokens == 0
     # no usage from the server: the prompt's ids are a count; the whole body's text is not
     assert (ids.prompt_tokens, ids.tokens, ids.prompt_counted) == (11, "completion_estimated", True)
     assert not ids.completion_counted and ids.completion_tokens == 2  # 8 characters / 4

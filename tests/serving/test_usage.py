@@ -122,7 +122,7 @@ def test_a_body_without_usage_is_estimated_from_its_text_and_says_so() -> None:
     parts = {"message": {"content": [{"type": "text", "text": "abcdefgh"}]}}
     assert count({"choices": [parts, {"message": {"reasoning_content": "abcd"}}]})[1] == 3
     assert count({"choices": []}) == (2, 0, "estimated", "estimated")
-    assert count({"error": {"message": "bad"}}) == (2, 0, "error", "prompt_estimated")
+    assert count({"error": {"message": "bad"}}) == (2, 0, "error", "error")
     for body in (b"not json", b"{}", b'{"data": [1]}'):
         got = count_body(body, prompt_chars=8)
         assert (got.completion_tokens, got.source, got.tokens) == (0, "unknown", "unknown")
@@ -150,7 +150,12 @@ def test_a_prompt_given_as_token_ids_is_counted_not_estimated() -> None:
     assert (got.prompt_tokens, got.completion_tokens) == (6, 10)
     assert got.tokens == "completion_estimated"
     assert count_body(b"not json", prompt_ids=6).tokens == "completion_unknown"
-    assert count_body(b'{"error": "bad"}', prompt_ids=6).tokens == "counted"
+    # an error answer's prompt may never have been processed: out of prefill J/token
+    error = count_body(b'{"error": "bad"}', prompt_ids=6)
+    assert (error.prompt_tokens, error.tokens, error.prompt_counted) == (6, "error", True)
+    page = count_body(b"<html>Bad Gateway</html>", prompt_ids=6, failed=True)  # any error status
+    assert (page.completion_tokens, page.tokens) == (0, "error")
+    assert count_body(b"<html>Bad Gateway</html>", prompt_ids=6).tokens == "completion_unknown"
     with_usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}
     assert count_body(json.dumps(with_usage).encode(), prompt_ids=6).prompt_tokens == 9
     c = SseCounter(prompt_ids=6)

@@ -175,6 +175,8 @@ HELD_OUT: list[Regime] = [
     R("locked 20/30 ms", "exact", 0.1, "steps", 0.05),
     R("kernels 5-20 ms", "exact", 0.1, "jobs", 0.03, 0.3),
     R("steady 500 W gh200", "exact", 0.01, "jobs", 2.0),
+    R("steady 500 W gh200", "exact", 0.1, "jobs", 1.04, 3.07),  # stopped between reads
+    R("kernels 5-20 ms", "exact", 0.01, "jobs", 2.0, 2.013),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]

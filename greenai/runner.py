@@ -45,7 +45,8 @@ def run_command(
     (a supervisor, CI, a batch job) it runs in its own process group and greenai forwards
     what it gets, so a signal to greenai's process group reaches the command once too. A
     second signal stops the wait: the command (with its process group, outside a terminal)
-    is killed and the run kept as ``interrupted``.
+    is killed and the run kept as ``interrupted``. The first one is answered on stderr with
+    a line saying so, once greenai has taken it in.
 
     Ctrl-C and SIGTERM are forwarded to the command; the run is then ``interrupted``. A
     non-zero exit makes it ``failed``. ``options`` go to :class:`greenai.Tracker`. With
@@ -180,6 +181,8 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
             if not (signum == signal.SIGINT and _in_terminal_foreground(proc.pid)):
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signum)  # else Ctrl-C reached it from the terminal
+            if len(forwarded) == 1:
+                _say(_WAITING_HINT)  # also tells a second signal's sender it is now heard
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -216,6 +219,21 @@ def _run(argv: list[str], tracker: Tracker) -> tuple[int, Measurement]:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return (code if code >= 0 else 128 - code), result
+
+
+_WAITING_HINT = (
+    "greenai: waiting for the command to exit; a second Ctrl-C (or SIGTERM) kills it, "
+    "and the run is kept as interrupted"
+)
+
+
+def _say(line: str) -> None:
+    """Write one line to stderr from a signal handler: unbuffered, never raising.
+
+    ``print`` could find stderr's buffer mid-write in this same thread and raise.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        os.write(sys.stderr.fileno(), (line + "\n").encode())
 
 
 class _SecondSignal(Exception):

@@ -120,6 +120,20 @@ def drain(master: int) -> None:
         pass
 
 
+def read_until(master: int, text: bytes, timeout: float = 60.0) -> bytes:
+    """Read the terminal's output until ``text`` shows (the output read so far)."""
+    seen = b""
+    os.set_blocking(master, False)
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, f"timed out waiting for {text!r}; got {seen!r}"
+        try:
+            seen += os.read(master, 65536)
+        except BlockingIOError:
+            time.sleep(0.02)
+    return seen
+
+
 def test_one_ctrl_c_in_a_terminal_reaches_the_command_once(tmp_path: Path) -> None:
     proc, master = in_a_terminal(greenai_run(tmp_path))
     try:
@@ -145,7 +159,9 @@ def test_a_second_ctrl_c_stops_the_command_and_keeps_the_run(tmp_path: Path) -> 
         child = int((tmp_path / "ready").read_text())
         os.write(master, b"\x03")
         wait_for(lambda: signals_logged(tmp_path))
-        drain(master)
+        # two Ctrl-C that reach greenai before its handler runs are one signal to Python:
+        # the second is sent once greenai says it took the first in
+        read_until(master, b"a second Ctrl-C")
         os.write(master, b"\x03")
         assert proc.wait(timeout=60) == 128 + signal.SIGINT
     finally:
@@ -181,19 +197,22 @@ time.sleep(60)
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_second_sigterm_stops_the_command_and_what_it_started(tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "greenai", "run", "--store", str(tmp_path / "runs.db"), "--",
-         sys.executable, "-c", PARENT, str(ready)],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    ready, stderr = tmp_path / "ready", tmp_path / "stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenai", "run", "--store", str(tmp_path / "runs.db"),
+             "--", sys.executable, "-c", PARENT, str(ready)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )  # fmt: skip
     try:
         wait_for(lambda: ready.exists() and len(ready.read_text().split()) == 2)
         child, helper = (int(x) for x in ready.read_text().split())
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)  # the first is forwarded, and ignored by the command
+        # the first is forwarded, and ignored by the command; a second sent before greenai's
+        # handler ran would be the same signal to Python, so wait for its answer
+        wait_for(lambda: b"a second Ctrl-C (or SIGTERM)" in stderr.read_bytes())
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 128 + signal.SIGTERM

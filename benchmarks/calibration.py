@@ -37,7 +37,15 @@ import numpy as np
 
 import greenai
 from greenai.errors import MeasurementWarning
-from greenai.testing import FakeClock, FakeGPU, Load, RandomKernels, SquareWave, Steps
+from greenai.testing import (
+    FakeClock,
+    FakeGPU,
+    Load,
+    RandomKernels,
+    SquareWave,
+    Steady,
+    Steps,
+)
 
 COVERAGE = (0.90, 0.99)
 RATIO = (0.15, 0.60)
@@ -74,6 +82,32 @@ def _steps(every_s: float, low_w: float, high_w: float) -> Any:
     return make
 
 
+class _AfterIdle(Load):
+    """``idle_w`` until the job starts (1 µs after ``open()``), then ``inner``.
+
+    The GPU idles before the job: the power value read at its start samples that idle
+    update, not the job's load (a job's first stretch extrapolated on it read 7% low).
+    """
+
+    START_S = 1e-6
+
+    def __init__(self, inner: Load | float, idle_w: float = 80.0) -> None:
+        self.inner = inner if isinstance(inner, Load) else Steady(float(inner))
+        self.idle_w = idle_w
+
+    def power_w(self, t_s: float) -> float:
+        return self.idle_w if t_s < self.START_S else self.inner.power_w(t_s)
+
+    def _energy_from_zero_j(self, t_s: float) -> float:
+        if t_s <= self.START_S:
+            return self.idle_w * t_s
+        return (
+            self.idle_w * self.START_S
+            + self.inner.energy_j(t_s)
+            - self.inner.energy_j(self.START_S)
+        )
+
+
 LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | None]] = {
     # name: (load from seed, FakeGPU options, period (s) of a loop locked to the load or None)
     "steady 700 W": (lambda seed: 700.0, {}, None),
@@ -100,6 +134,12 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "square 35/45 ms": (_square(0.035, 0.045, 600.0, 200.0), {}, None),
     "locked 20/30 ms": (_square(0.020, 0.030, 650.0, 150.0), {}, 0.05),
     "locked 100/100 ms": (_square(0.100, 0.100, 650.0, 150.0), {}, 0.2),
+    "idle, then 450 W": (lambda seed: _AfterIdle(450.0), {}, None),
+    "idle, then kernels 10-40 ms": (
+        lambda seed: _AfterIdle(RandomKernels(seed=seed, high_w=650, low_w=200)),
+        {},
+        None,
+    ),
 }
 
 
@@ -177,6 +217,11 @@ HELD_OUT: list[Regime] = [
     R("steady 500 W gh200", "exact", 0.01, "jobs", 2.0),
     R("steady 500 W gh200", "exact", 0.1, "jobs", 1.04, 3.07),  # stopped between reads
     R("kernels 5-20 ms", "exact", 0.01, "jobs", 2.0, 2.013),
+    # the GPU idle until the job starts: the first power value read is the idle one
+    R("idle, then 450 W", "exact", 0.1, "jobs", 1.0, 3.05),
+    R("idle, then 450 W", "exact", 0.01, "jobs", 3.05),
+    R("idle, then kernels 10-40 ms", "exact", 0.1, "jobs", 1.0),
+    R("idle, then kernels 10-40 ms", "exact", 0.01, "jobs", 3.05),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]

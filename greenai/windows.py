@@ -53,6 +53,7 @@ __all__ = [
     "device_windows",
     "difference_with_uncertainty",
     "edge_j",
+    "flat_outside_edge_j",
     "linear",
     "locked_swing_j",
     "one_change_j",
@@ -450,6 +451,34 @@ def outside_edge_j(
     x = e / max(typical_j, 1e-12)
     shape = OUTSIDE_SPREADS * spreads * sigma_j * np.sqrt(np.minimum(x, 1.0)) * np.maximum(x, 1.0)
     return np.asarray(shape + scale_rel * e)
+
+
+FLAT_OUTSIDE_SPREADS = 1.96
+"""Spreads of the 95% bound of a flat shape's stretch beyond the last anchor (see
+:func:`flat_outside_edge_j`): a normal quantile, times how unsure the spread is."""
+
+
+def flat_outside_edge_j(
+    extrapolated_j: FloatArray, typical_j: float, update_spread_j: float, estimated: float
+) -> FloatArray:
+    """About 95% uncertainty (J) of ``C`` beyond the first or last anchor of a flat shape.
+
+    Where the power value refreshes no faster than the counter, a stretch beyond the last
+    anchor is extrapolated at its neighbouring segment's average power (the counter's, see
+    ``EnergyCurve._extrapolate``). Its error is the stretch's length times the difference of
+    two averages: the stretch's own, over a fraction ``x`` of a segment, and the
+    neighbour's. On a load that varies faster than the updates the first varies ``1/x``
+    times as much as a segment's (``update_spread_j``, J), so the error's spread is
+    ``update_spread_j × sqrt(x (1 + x))``; a load that varies slower errs less.
+
+    Args:
+        extrapolated_j: Energy between the edge and the nearest anchor (J, >= 0).
+        typical_j: A typical segment's counter delta (J).
+        update_spread_j: Robust spread of consecutive segments' energy (J).
+        estimated: How unsure that spread is (:func:`spread_estimate_factor`).
+    """
+    x = np.abs(np.asarray(extrapolated_j, dtype=np.float64)) / max(typical_j, 1e-12)
+    return np.asarray(FLAT_OUTSIDE_SPREADS * estimated * update_spread_j * np.sqrt(x * (1.0 + x)))
 
 
 def power_only_span_s(length_s: FloatArray, update_s: float) -> FloatArray:

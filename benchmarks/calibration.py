@@ -340,6 +340,7 @@ def _flagged(result: greenai.Measurement) -> bool:
         "no energy counter",
         "see part of each update",  # sensing.part_time_varying_note: a bound, said so
         "load steps",  # sensing.load_steps_note
+        "stepped by",  # sensing.start_step_note: a bound on where the step fell
     )
     return any(any(w in n for w in words) for n in result.notes)
 

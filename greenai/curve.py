@@ -62,6 +62,14 @@ SHORT_REGION_UPDATES = 10
 part-time samples (Yang, Adámek and Armour, SC'24, arXiv:2312.02741, advise 5 s or 32
 iterations and several shifted starts)."""
 
+START_VALUES = 10
+"""How many power values after the first show the job's own range (see
+``EnergyCurve._step_at_start``): a second at 100 ms updates."""
+
+START_STEP_REL = 0.1
+"""A first power value further than this share of the job's median power outside the
+range of the job's next values is a step at the start, not the load's own variation."""
+
 _JUMP_SPREADS = 6.0
 """A change between consecutive updates beyond this many robust spreads is a jump."""
 
@@ -204,6 +212,8 @@ class EnergyCurve:
         self._few_segments = True
         self._flat_shape = False
         self._job_start = False
+        self._start_step_w = 0.0
+        self._calibrates = np.zeros(0, dtype=bool)
         self._range_w = math.inf
         if s.method != "counter" or ok.sum() < 2 or not (np.diff(self.counter[ok]) > 0).any():
             self._power_scatter(s)
@@ -252,7 +262,15 @@ class EnergyCurve:
         self._i_tau = self.integral(self.tau)
         d_e = np.diff(self.anchor_e)
         d_i = np.diff(self._i_tau)
-        sum_e, sum_i = float(d_e.sum()), float(d_i.sum())
+        self._start_step_w = self._step_at_start(s.update_period_s) if self._job_start else 0.0
+        # A step at the start leaves the first segment's shape on the load before the job
+        # (its value was read then): it says nothing of the shape's scale (one such segment
+        # put 7% on a 1 s job's calibration, and its last stretch 2.4 J off).
+        self._calibrates = np.ones(len(d_e), dtype=bool)
+        if self._start_step_w > 0 and len(d_e):
+            self._calibrates[0] = False
+        sum_e = float(d_e[self._calibrates].sum())
+        sum_i = float(d_i[self._calibrates].sum())
         if stats is not None and stats.segments >= 8:
             sum_e, sum_i = stats.sum_counter_j, stats.sum_shape_j
         self._calibration = (
@@ -338,22 +356,41 @@ class EnergyCurve:
         seg_p = self.segment_power()
         if len(seg_p) == 0:
             return np.zeros(0, dtype=bool)
-        # At the job's start the power value first read describes (part of) the update
-        # before the first anchor: what the load was before the job. Where the first
-        # segment holds the start, a GPU idle until the job's work starts shows its step
-        # there; without it, an idle-then-450 W job read at 0.1 s hid a 370 W step in a
-        # segment that was mostly load (6 J off, ± 1.7 J: 70% of such jobs covered). Read
-        # faster, the start lies before the first anchor (see _extrapolate).
-        first = seg_p[:1]
-        if self._job_start and self.has_power and len(self.t) and self.tau[0] <= self.t[0]:
-            first = np.array([self.power[0] * self._calibration])
-        padded = np.concatenate([first, seg_p, seg_p[-1:]])
+        padded = np.concatenate([seg_p[:1], seg_p, seg_p[-1:]])
         near = np.stack([padded[:-2], padded[1:-1], padded[2:]])
         spread = near.max(axis=0) - near.min(axis=0)
         # A load that varies from every update to the next is not a step: only a change well
         # beyond its own update-to-update spread is (as for jumps in _update_scatter).
         level = np.maximum(0.25 * np.maximum(near.mean(axis=0), 1e-12), _JUMP_SPREADS * scatter_w)
-        return np.asarray(spread > level)
+        unsteady = spread > level
+        if self._start_step_w > 0:
+            unsteady[0] = True  # the step at the start may lie inside the first segment
+        return np.asarray(unsteady)
+
+    def _step_at_start(self, update_s: float) -> float:
+        """The load's step at the job's start (W), seen from its first power value; or 0.
+
+        The first value read samples part of the update before the job: the load before
+        it. Where it lies outside the range of the values read over the next
+        :data:`START_VALUES` updates after the second anchor (by over
+        :data:`START_STEP_REL` of their median), the load changed at or after the start (a
+        GPU idle until the job's work begins), at a place inside the first update or two
+        that nothing read shows. The step is that value's largest distance from the first
+        segment's average power and the later values' median (W).
+        """
+        if not self.has_power or len(self.tau) < 2 or len(self.t) < 2:
+            return 0.0
+        p = self.power
+        t1 = self.tau[1]
+        later = p[(self.t > t1) & (self.t <= t1 + START_VALUES * update_s)]
+        if not len(later):
+            return 0.0
+        mid = float(_median(later))
+        margin = START_STEP_REL * abs(mid)
+        if float(later.min()) - margin <= p[0] <= float(later.max()) + margin:
+            return 0.0
+        first_w = (self.anchor_e[1] - self.anchor_e[0]) / max(t1 - self.tau[0], 1e-12)
+        return max(abs(float(first_w) - float(p[0])), abs(mid - float(p[0])))
 
     def segment_power(self) -> FloatArray:
         """Average power (W) of each anchor-to-anchor segment of the counter."""
@@ -428,8 +465,9 @@ class EnergyCurve:
         seen = np.concatenate([self.segment_power()[new], self._power_between(after_s, before_s)])
         stats.power_lo_w = min(stats.power_lo_w, float(seen.min()))
         stats.power_hi_w = max(stats.power_hi_w, float(seen.max()))
-        stats.sum_counter_j += float(d_e.sum())
-        stats.sum_shape_j += float(np.diff(self._i_tau)[new].sum())
+        calibrates = self._calibrates[new]
+        stats.sum_counter_j += float(d_e[calibrates].sum())
+        stats.sum_shape_j += float(np.diff(self._i_tau)[new][calibrates].sum())
         stats.extend(
             self._resid[new].tolist(),
             np.diff(self.tau)[new].tolist(),
@@ -523,13 +561,15 @@ class EnergyCurve:
     def _extrapolate(self, x: FloatArray, j: int, ix: FloatArray | None) -> FloatArray:
         """Energy beyond the first/last anchor, from power (or the nearest segment's power).
 
-        A flat shape (:meth:`_shape_is_flat`) extrapolates at the nearest segment's average
-        power too: its power value describes a sampled part of the update *before* the
-        one it is read in, so before the first anchor it is a value from before the job
-        (kernels of 5–20 ms read every 10 ms, 2 s jobs: the first stretch read 49% high
-        on average, the job 82% covered; at the first segment's average, 94.5%).
+        Before the first anchor a flat shape (:meth:`_shape_is_flat`) extrapolates at the
+        first segment's average power too: its power value describes a sampled part of the
+        update *before* the one it is read in, there a value from before the job (kernels of
+        5–20 ms read every 10 ms, 2 s jobs: the first stretch read 49% high on average, the
+        job 82% covered; at the first segment's average, 94.5%). After the last anchor the
+        last value read is the freshest there is: a load that stops in the job's last
+        100 ms showed in it (the segment's average covered 67% of such jobs, the value 92%).
         """
-        if ix is not None and not (self._flat_shape and len(self.tau) >= 2):
+        if ix is not None and not (j == 0 and self._flat_shape and len(self.tau) >= 2):
             return np.asarray(self.anchor_e[j] + self._calibration * (ix - self._i_tau[j]))
         if len(self.tau) < 2:
             return np.full_like(x, self.anchor_e[j])
@@ -611,6 +651,7 @@ class EnergyCurve:
             fallback=self.spec.method == "counter" and self.method != "counter",
             few_updates=self.spec.method == "counter" and self._few_segments,
             max_power_w=self._max_power_w(),
+            start_step_w=self._start_step_w,
         )
 
     def _max_power_w(self) -> float:
@@ -663,15 +704,22 @@ class EnergyCurve:
             hard = self._hard_only
             first_hard = bool(hard[0]) if len(hard) else True
             last_hard = bool(hard[-1]) if len(hard) else True
-            flat = self._flat_shape and self._seg_scatter_j > 0  # see _extrapolate
-
-            def outside(e: FloatArray) -> FloatArray:
-                if flat:
-                    return flat_outside_edge_j(e, typical, self._seg_scatter_j, estimated)
-                return outside_edge_j(e, typical, spread, out, cal_rel)
-
-            outside_first = rel * before + 2.0 * self._sigma if first_hard else outside(before)
-            outside_last = rel * after + 2.0 * self._sigma if last_hard else outside(after)
+            if first_hard:
+                outside_first = rel * before + 2.0 * self._sigma
+            elif self._flat_shape and self._seg_scatter_j > 0:  # see _extrapolate
+                outside_first = flat_outside_edge_j(before, typical, self._seg_scatter_j, estimated)
+            else:
+                outside_first = outside_edge_j(before, typical, spread, out, cal_rel)
+            if self._start_step_w > 0:
+                # Where in the first stretch the load stepped is unknown, and the stretch
+                # itself is known to within the first anchor's bracket.
+                span = np.maximum(tau[0] - x, 0.0) + self._half_bracket
+                outside_first = np.maximum(outside_first, self._start_step_w * span)
+            outside_last = (
+                rel * after + 2.0 * self._sigma
+                if last_hard
+                else outside_edge_j(after, typical, spread, out, cal_rel)
+            )
         return np.asarray(
             np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
         )

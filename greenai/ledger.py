@@ -170,8 +170,12 @@ class Ledger:
         H = p.horizon_s
         self._find_locked_loops()
         for name, curve in p.curves.items():
+            seen = self.models.get(name)  # a step at the start is seen by the first pass only
             self.models[name] = replace(
-                curve.model, board_gain=self.board_gain, locked=name in self.locked_s
+                curve.model,
+                board_gain=self.board_gain,
+                locked=name in self.locked_s,
+                start_step_w=max(curve.model.start_step_w, seen.start_step_w if seen else 0.0),
             )
         # A mark is evaluated once, in the first pass whose horizon passes it, and every
         # window edge at it shares that value: a later pass's curve starts after it and

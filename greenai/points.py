@@ -69,6 +69,9 @@ class CurveModel:
             load's own readings.
         max_power_w: The highest power the readings showed (W): the bound on what a load
             may draw between updates where the device declares no power limit.
+        start_step_w: The load's step at the job's start (W; 0 without one): the first
+            power value read (the load before the job) lies outside the job's own range,
+            and where in the first update the step fell is unknown.
     """
 
     half_bracket_s: float = 0.0
@@ -83,6 +86,7 @@ class CurveModel:
     fallback: bool = False
     few_updates: bool = False
     max_power_w: float = 0.0
+    start_step_w: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ __all__ = [
     "result_notes",
     "sensor_notes",
     "short_region_note",
+    "start_step_note",
 ]
 
 
@@ -123,6 +124,17 @@ def load_steps_note(device: str, update_period_s: float) -> str:
     )
 
 
+def start_step_note(device: str, step_w: float, update_period_s: float) -> str:
+    """The note for a load that stepped at the job's start (a GPU idle until its work)."""
+    return (
+        f"{device}'s load stepped by {step_w:.0f} W at the job's start (its first power value,"
+        f" from before the job, lies outside the job's own): where inside the first update"
+        f" (every {update_period_s * 1e3:.4g} ms) it did is unknown, so the job's figure"
+        " carries a bound on the step's place, not a 95% interval (start the tracker right"
+        " before the work, or measure from a later mark)"
+    )
+
+
 def board_gain_note() -> str:
     """The note on a result whose uncertainty includes the boards' gain error."""
     return (
@@ -180,6 +192,8 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
             notes.append(part_time_varying_note(name, spec.update_period_s))
         if model.jump_rate > 0:
             notes.append(load_steps_note(name, spec.update_period_s))
+        if model.start_step_w > 0:
+            notes.append(start_step_note(name, model.start_step_w, spec.update_period_s))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())
     return notes

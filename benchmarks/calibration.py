@@ -108,6 +108,18 @@ class _AfterIdle(Load):
         )
 
 
+def _idle_before_end(job_s: float, lo_s: float, hi_s: float, load_w: float = 400.0) -> Any:
+    """``load_w`` until ``lo_s``-``hi_s`` (drawn per seed) before a ``job_s`` job's end, then
+    80 W: the work ends inside the job's last counter update, where nothing read before
+    the end shows it (0 both: the work ends with the job, the usual case)."""
+
+    def make(seed: int) -> Load:
+        idle_s = float(np.random.default_rng((seed, 91)).uniform(lo_s, hi_s))
+        return Steps([(job_s - idle_s, load_w), (1e6, 80.0)])
+
+    return make
+
+
 LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | None]] = {
     # name: (load from seed, FakeGPU options, period (s) of a loop locked to the load or None)
     "steady 700 W": (lambda seed: 700.0, {}, None),
@@ -140,6 +152,8 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
         {},
         None,
     ),
+    "400 W, idle the last 10-50 ms of 1 s": (_idle_before_end(1.0, 0.01, 0.05), {}, None),
+    "400 W to the end of 1 s, then idle": (_idle_before_end(1.0, 0.0, 0.0), {}, None),
 }
 
 
@@ -222,6 +236,10 @@ HELD_OUT: list[Regime] = [
     R("idle, then 450 W", "exact", 0.01, "jobs", 3.05),
     R("idle, then kernels 10-40 ms", "exact", 0.1, "jobs", 1.0),
     R("idle, then kernels 10-40 ms", "exact", 0.01, "jobs", 3.05),
+    # the work ends inside the job's last update (or with it): the stop's tail shows it
+    R("400 W, idle the last 10-50 ms of 1 s", "exact", 0.01, "jobs", 1.0),
+    R("400 W, idle the last 10-50 ms of 1 s", "exact", 0.1, "jobs", 1.0),
+    R("400 W to the end of 1 s, then idle", "exact", 0.01, "jobs", 1.0),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]
@@ -341,6 +359,7 @@ def _flagged(result: greenai.Measurement) -> bool:
         "see part of each update",  # sensing.part_time_varying_note: a bound, said so
         "load steps",  # sensing.load_steps_note
         "stepped by",  # sensing.start_step_note: a bound on where the step fell
+        "changed by",  # sensing.end_step_note: a bound on the job's last update
     )
     return any(any(w in n for w in words) for n in result.notes)
 

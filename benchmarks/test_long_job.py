@@ -230,8 +230,9 @@ def simulate(
     wall_s = time.perf_counter() - wall0
     gc.collect()
     rss_mib = proc.memory_info().rss / 2**20
-    start = clock.now() - result.duration_s
-    truth = math.fsum(g.true_energy_j(start, clock.now()) for g in gpus)
+    start = job.start_s
+    assert start is not None
+    truth = math.fsum(g.true_energy_j(start, start + result.duration_s) for g in gpus)
     from greenai.cli import main
 
     html = store.parent / "report.html"

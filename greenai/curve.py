@@ -70,6 +70,12 @@ START_STEP_REL = 0.1
 """A first power value further than this share of the job's median power outside the
 range of the job's next values is a step at the start, not the load's own variation."""
 
+END_STEP_REL = 0.05
+"""A change into the update the job ended in counts as a load change (see
+``EnergyCurve._end_step``) beyond this share of the last segment's power, and beyond what
+its anchors' brackets explain: a 400 W load idle for the last 10 ms of its 100 ms update
+reads 8% lower there."""
+
 _JUMP_SPREADS = 6.0
 """A change between consecutive updates beyond this many robust spreads is a jump."""
 
@@ -165,6 +171,10 @@ class EnergyCurve:
             continues earlier readings; None when ``t[0]`` is the first reading of the job.
         origin_j: ``C`` at ``t[0]`` for power and model curves, and the gap energy there,
             so a stretch continues the job's curve.
+        end_s: The job's end, on its final pass: the counter changes after it (the
+            stop's tail, :meth:`greenai.sampling.sampler.Sampler.stop`) are no anchors;
+            the first shows whether the load changed inside the update the job ended in
+            (:attr:`end_step_w`), the next the level after (:meth:`_place_end_step`).
     """
 
     def __init__(
@@ -178,6 +188,7 @@ class EnergyCurve:
         stats: CurveStats | None = None,
         prev: tuple[float, float] | None = None,
         origin_j: tuple[float, float] = (0.0, 0.0),
+        end_s: float | None = None,
     ) -> None:
         self.name = spec.name
         self.kind = spec.kind
@@ -190,6 +201,7 @@ class EnergyCurve:
         self._cum_power = _cumulative_trapezoid(t, self.power)
         self._origin_j, self._gap_origin_j = origin_j
         self._stats = stats
+        self._end_s = end_s
         self._build_anchors(spec, prev)
         self.method: Method = self._effective_method(spec.method)
 
@@ -213,6 +225,16 @@ class EnergyCurve:
         self._flat_shape = False
         self._job_start = False
         self._start_step_w = 0.0
+        self._tail: tuple[float, float] | None = None
+        self._tail_lag = 0.0
+        self._update_per_change = False
+        self._tail_updates: tuple[float, float] | None = None
+        self._end_place: tuple[float, float, float] | None = None  # step (s), P drop (W), ± (s)
+        self._tail_next: tuple[float, float, float, float] | None = None
+        self.end_step_w = 0.0
+        """How much the load's average power changed (W) from the last counter segment
+        to the update the job ended in (the stop's tail), where beyond the load's own
+        update-to-update changes; 0 otherwise or without a tail."""
         self._calibrates = np.zeros(0, dtype=bool)
         self._range_w = math.inf
         if s.method != "counter" or ok.sum() < 2 or not (np.diff(self.counter[ok]) > 0).any():
@@ -248,11 +270,39 @@ class EnergyCurve:
         lag = np.minimum(before, U) / 2.0
         tau = (t - lag)[changed]
         keep = np.ones(len(tau), dtype=bool)
-        if len(gaps_t) and float(_median(gaps_t)) <= U * 1.05:
+        self._update_per_change = bool(len(gaps_t)) and float(_median(gaps_t)) <= U * 1.05
+        if self._update_per_change:
             keep = _on_the_update_grid(tau, t[changed], before[changed], float(_median(gaps_t)), U)
         self.tau = tau[keep]
         self.anchor_e = e[changed][keep]
         self.anchor_lag = (t[changed] - tau)[keep]
+        if self._end_s is not None:
+            self._split_tail(self._end_s, t[changed], e[changed], tau)
+
+    def _split_tail(self, end_s: float, t_c: FloatArray, e_c: FloatArray, tau: FloatArray) -> None:
+        """Take the counter changes after the job's end out of the anchors (the tail).
+
+        ``t_c``, ``e_c``, ``tau``: every change read, its counter and its anchor time, on
+        the update grid or not. Read at least once per update, each change is one
+        update's energy: the update holding the end, the one before it and the one
+        before that (the level before), and the one after (the level after) are kept.
+        """
+        first = np.flatnonzero(tau > end_s)
+        if self._update_per_change and len(first) and first[0] >= 2:
+            i = int(first[0])
+            self._tail_updates = (float(e_c[i] - e_c[i - 1]), float(e_c[i - 1] - e_c[i - 2]))
+            if len(first) >= 2 and first[1] == i + 1 and i >= 3:
+                after_e = float(e_c[i + 1] - e_c[i])
+                level_e = float(e_c[i - 2] - e_c[i - 3])
+                lag = float(t_c[i - 1] - tau[i - 1])
+                self._tail_next = (float(tau[i - 1]), lag, after_e, level_e)
+        after = np.flatnonzero(self.tau > end_s)
+        if len(after):
+            i = int(after[0])
+            self._tail = (float(self.tau[i]), float(self.anchor_e[i]))
+            self._tail_lag = float(self.anchor_lag[i])
+            self.tau, self.anchor_e = self.tau[:i], self.anchor_e[:i]
+            self.anchor_lag = self.anchor_lag[:i]
 
     def _judge_segments(self, s: DeviceSpec) -> None:
         """Calibration, spreads, jumps and trust of the anchors' segments (see the class)."""
@@ -297,6 +347,8 @@ class EnergyCurve:
         # every ~3 s read 2.5x too wide counted as varying).
         self._varying = self._seg_scatter_j > VARYING_REL * typical_e
         self._range_w = self.power_range_w()
+        self.end_step_w = self._end_step(scatter_w)
+        self._end_place = self._place_end_step() if self.end_step_w > 0 else None
         # The job's first value may be up to a whole update old, like every value read once
         # per update: its anchor's lag is the shared lag that the window rule's shift term
         # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
@@ -391,6 +443,107 @@ class EnergyCurve:
             return 0.0
         first_w = (self.anchor_e[1] - self.anchor_e[0]) / max(t1 - self.tau[0], 1e-12)
         return max(abs(float(first_w) - float(p[0])), abs(mid - float(p[0])))
+
+    def _end_step(self, scatter_w: float) -> float:
+        """The load's change (W) into the update the job ended in, seen from the tail; or 0.
+
+        The tail is the counter's first change after the job's end: the update it closes
+        holds the end. Its average power against the last segment's says whether the
+        load changed between the last change read and the end, where nothing read
+        before the end can show it: a change counts where no placing of the two anchors
+        inside their brackets explains it, and it exceeds :data:`END_STEP_REL` of the
+        power and :data:`_JUMP_SPREADS` of the load's update-to-update spread (as
+        neighbours are judged in :meth:`_unsteady`). Read every 100 ms, the stop read's
+        bracket is shorter than the others: a steady 500 W tail read 700 W by its length.
+        Read at least once per update, each change is one update's energy: the tail's
+        and the last regular segment's deltas compare directly.
+        """
+        if self._tail is None or len(self.tau) < 2:
+            return 0.0
+        tail_t, tail_e = self._tail
+        energy = tail_e - self.anchor_e[-1]
+        seg_len = np.diff(self.tau)
+        d_e = np.diff(self.anchor_e)
+        regular = np.flatnonzero(np.abs(seg_len - self._seg_s) <= 0.25 * self._seg_s)
+        if self._tail_updates is not None:
+            tail_w, last_w = (x / self._seg_s for x in self._tail_updates)
+            lo_w = hi_w = tail_w
+        elif self._update_per_change and len(regular):
+            last_w = float(d_e[regular[-1]]) / self._seg_s
+            tail_w = energy / self._seg_s
+            lo_w = hi_w = tail_w
+        else:
+            length = tail_t - self.tau[-1]
+            slack = self.anchor_lag[-1] + self._tail_lag
+            tail_w = energy / max(length, 1e-12)
+            lo_w = energy / (length + slack)
+            hi_w = energy / max(length - slack, 1e-3 * length, 1e-12)
+            last_w = float(self.segment_power()[-1])
+        beyond = max(lo_w - last_w, last_w - hi_w, 0.0)
+        level = max(END_STEP_REL * max(abs(last_w), 1e-12), _JUMP_SPREADS * scatter_w)
+        return float(abs(tail_w - last_w)) if beyond > level else 0.0
+
+    def _place_end_step(self) -> tuple[float, float, float] | None:
+        """Place one step inside the update the job ended in; or None.
+
+        From that update's energy and its neighbours' (one step between two levels):
+        returns the step's time (s), the power it took off (W) and how far off its time
+        may be (s); None where one step does not explain the three updates.
+
+        Read at least once per update, the updates before and after the one holding the end
+        give the levels before and after (``P_hi``, ``P_lo``); that update's energy ``D``
+        places the step at ``u + U (D - P_lo U) / ((P_hi - P_lo) U)`` after its start ``u``.
+        Its time is off by the start's lag and by the levels' noise (the update-to-update
+        spread). The job ended with its work, the usual case, places the step at the end:
+        the figure keeps the extrapolation, and a ± of the step × that error instead of
+        the whole update's (400 W 1 s jobs at 10 ms reads: ± 6 J → 2.5 J).
+        """
+        if self._tail_updates is None or self._tail_next is None:
+            return None
+        d_tail, d_before = self._tail_updates
+        start_s, lag_s, d_after, d_level = self._tail_next
+        U = self._seg_s
+        drop = d_before - d_after
+        steady = max(END_STEP_REL * abs(d_before), 2.0 * self._seg_scatter_j)
+        if abs(d_before - d_level) > steady:
+            return None  # the load was not at one level before: the step may lie earlier
+        if abs(drop) <= max(END_STEP_REL * abs(d_before), 1e-12):
+            return None  # no two levels: not one step
+        g = (d_tail - d_after) / drop
+        if not -0.15 <= g <= 1.15:
+            return None
+        noise_s = 1.96 * math.sqrt(2.0) * self._seg_scatter_j / abs(drop) * U
+        # The start's anchor is off by up to its lag (uniform: 0.95 of it holds 95%), and
+        # independently by the levels' noise.
+        off_s = math.hypot(0.95 * lag_s, noise_s)
+        return start_s + float(np.clip(g, 0.0, 1.0)) * U, drop / U, off_s
+
+    def _with_end_step(self, x: FloatArray, ends: FloatArray, edge: FloatArray) -> FloatArray:
+        """The edge after the last anchor (J), with a load change in the job's last update."""
+        if self._end_place is not None:
+            step_s, drop_w, off_s = self._end_place
+            # C after the step is off by the drop x how far off its place is (no more)
+            near = np.minimum(np.maximum(x - (step_s - off_s), 0.0), off_s)
+            return np.asarray(edge + abs(drop_w) * near)
+        if self.end_step_w > 0:
+            return np.maximum(edge, self._tail_bound(x, ends))
+        return edge
+
+    def _tail_bound(self, x: FloatArray, ends: FloatArray) -> FloatArray:
+        """The bound (J) on ``C`` after the last anchor where the load changed in that update.
+
+        Where the change went, relative to the job's end, is unknown. One step anywhere in that
+        update puts the energy up to the end between two figures: the extrapolation on
+        the last power read (the load ran to the end) and the tail update's energy split
+        by time (it changed right after the last change read). The bound is their
+        distance, and the step times the tail anchor's half bracket.
+        """
+        assert self._tail is not None
+        tail_t, tail_e = self._tail
+        last_t, last_e = self.tau[-1], self.anchor_e[-1]
+        f = np.clip((x - last_t) / max(tail_t - last_t, 1e-12), 0.0, 1.0)
+        by_time = last_e + (tail_e - last_e) * f
+        return np.asarray(np.abs(ends - by_time) + self.end_step_w * self._half_bracket)
 
     def segment_power(self) -> FloatArray:
         """Average power (W) of each anchor-to-anchor segment of the counter."""
@@ -541,6 +694,9 @@ class EnergyCurve:
         interior = ae[kk] + (ae[kk + 1] - ae[kk]) * frac
         before = self._extrapolate(x, 0, ix)
         after = self._extrapolate(x, len(tau) - 1, ix)
+        if self._end_place is not None:  # the load's step inside the job's last update
+            step_s, drop_w, _ = self._end_place
+            after = after - drop_w * np.maximum(x - step_s, 0.0)
         c = np.where(k < 0, before, np.where(k >= len(tau) - 1, after, interior))
         return np.asarray(c), k, kk, frac
 
@@ -652,6 +808,7 @@ class EnergyCurve:
             few_updates=self.spec.method == "counter" and self._few_segments,
             max_power_w=self._max_power_w(),
             start_step_w=self._start_step_w,
+            end_step_w=self.end_step_w,
         )
 
     def _max_power_w(self) -> float:
@@ -720,6 +877,7 @@ class EnergyCurve:
                 if last_hard
                 else outside_edge_j(after, typical, spread, out, cal_rel)
             )
+        outside_last = self._with_end_step(x, ends, outside_last)
         return np.asarray(
             np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
         )

@@ -158,7 +158,7 @@ class Ledger:
         call :meth:`Pass.commit`.
         """
         with self.lock:
-            p = self.timeline.begin(now_s, final=final)
+            p = self.timeline.begin(now_s, final=final, end_s=t1 if final else None)
             try:
                 self._settle(p, t1)
             except BaseException:

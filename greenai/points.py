@@ -72,6 +72,10 @@ class CurveModel:
         start_step_w: The load's step at the job's start (W; 0 without one): the first
             power value read (the load before the job) lies outside the job's own range,
             and where in the first update the step fell is unknown.
+        end_step_w: The load's change into the update the job ended in (W; 0 without
+            one): seen from the counter's first change after the end
+            (:attr:`greenai.curve.EnergyCurve.end_step_w`); where in that update it fell
+            is unknown.
     """
 
     half_bracket_s: float = 0.0
@@ -87,6 +91,7 @@ class CurveModel:
     few_updates: bool = False
     max_power_w: float = 0.0
     start_step_w: float = 0.0
+    end_step_w: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "board_gain_note",
+    "end_step_note",
     "fallback_note",
     "few_updates_note",
     "load_steps_note",
@@ -135,6 +136,18 @@ def start_step_note(device: str, step_w: float, update_period_s: float) -> str:
     )
 
 
+def end_step_note(device: str, step_w: float, update_period_s: float) -> str:
+    """The note for a load that changed inside the counter update the job ended in."""
+    return (
+        f"{device}'s load changed by {step_w:.0f} W inside the counter update the job ended"
+        f" in (every {update_period_s * 1e3:.4g} ms; read from the counter's next changes,"
+        " after the end): the figure places one step there from that update's energy and"
+        " its neighbours', and its ± bounds where the step fell, not a 95% interval (the"
+        " usual case where the work ends with the tracker: stop it a moment after the"
+        " work for a calibrated one)"
+    )
+
+
 def board_gain_note() -> str:
     """The note on a result whose uncertainty includes the boards' gain error."""
     return (
@@ -194,6 +207,8 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
             notes.append(load_steps_note(name, spec.update_period_s))
         if model.start_step_w > 0:
             notes.append(start_step_note(name, model.start_step_w, spec.update_period_s))
+        if model.end_step_w > 0:
+            notes.append(end_step_note(name, model.end_step_w, spec.update_period_s))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())
     return notes

@@ -165,6 +165,8 @@ class Timeline:
         self.problems: list[str] = []
         self._t0 = -math.inf
         self._peak_total_w = -math.inf
+        self.end_s: float | None = None
+        """The job's end, once its final pass began (later readings are the stop's tail)."""
 
     @property
     def t0(self) -> float:
@@ -253,6 +255,17 @@ class Timeline:
         if why not in self.problems:
             self.problems.append(f"{name}: {why}")
 
+    def counts_energy(self, name: str) -> bool:
+        """Whether device ``name`` is measured by an energy counter that has been read."""
+        with self._lock:
+            track = self.tracks[name]
+            return track.spec.method == "counter" and math.isfinite(_last_finite_e(track))
+
+    def last_energy(self, name: str) -> float:
+        """The last counter value read of device ``name`` (J, as guarded; NaN before one)."""
+        with self._lock:
+            return _last_finite_e(self.tracks[name])
+
     def last_time(self, name: str) -> float:
         """When device ``name`` was last read (clock seconds; -inf before any reading)."""
         with self._lock:
@@ -267,14 +280,18 @@ class Timeline:
                 track.gaps.append((t, None))
 
     # --- settling ------------------------------------------------------------------------
-    def begin(self, now_s: float, *, final: bool = False) -> Pass:
+    def begin(self, now_s: float, *, final: bool = False, end_s: float | None = None) -> Pass:
         """Build every device's curve over its working stretch (call :meth:`Pass.commit`).
 
-        Passes run one at a time; the sampler keeps adding readings meanwhile.
+        Passes run one at a time; the sampler keeps adding readings meanwhile. ``end_s``:
+        the job's end, on the final pass (readings after it are the stop's tail, see
+        :class:`~greenai.curve.EnergyCurve`).
         """
         self._pass_lock.acquire()
+        if end_s is not None:
+            self.end_s = end_s
         try:
-            return Pass(self, now_s, final)
+            return Pass(self, now_s, final, end_s)
         except BaseException:
             self._pass_lock.release()
             raise
@@ -300,7 +317,7 @@ class Timeline:
             out = {}
             for name, tr in self.tracks.items():
                 if tr.t:
-                    out[name] = _curve(tr, kept=True)
+                    out[name] = _curve(tr, kept=True, end_s=self.end_s)
             return out
 
     # --- rows ----------------------------------------------------------------------------
@@ -364,8 +381,8 @@ class Timeline:
 
     def _unsettled_rows(self, tr: DeviceTrack) -> _Rows:
         with self._lock:
-            if len(tr.t) - tr.work <= tr.settled_rows:
-                return _Rows()
+            if len(tr.t) - tr.work <= tr.settled_rows or self.end_s is not None:
+                return _Rows()  # once the job ended, what is left is the stop's tail
             curve = _curve(tr)
             k = tr.settled_rows
         t = curve.t[k:]
@@ -386,9 +403,12 @@ class Pass:
         curves: Each device's curve over its stretch (devices with readings only).
     """
 
-    def __init__(self, timeline: Timeline, now_s: float, final: bool) -> None:
+    def __init__(
+        self, timeline: Timeline, now_s: float, final: bool, end_s: float | None = None
+    ) -> None:
         self.timeline = timeline
         self.final = final
+        self.end_s = end_s
         self.now_s = now_s
         self._lengths: dict[str, int] = {}
         self.curves: dict[str, EnergyCurve] = {}
@@ -399,7 +419,7 @@ class Pass:
                 if len(tr.t) <= tr.work or not tr.valid:
                     continue  # no reading yet, or none usable: it holds no one back
                 try:
-                    self.curves[name] = _curve(tr)
+                    self.curves[name] = _curve(tr, end_s=end_s)
                 except Exception as exc:  # one device's bad data must not cost the others
                     timeline.fail(name, f"its readings could not be integrated: {exc!r}")
         for name, curve in self.curves.items():
@@ -451,6 +471,8 @@ class Pass:
         n = self._lengths[tr.spec.name]
         t = curve.t
         upto = n if self.final else int(np.searchsorted(t, self.horizon_s, side="right"))
+        if self.final and self.end_s is not None:  # the stop's tail makes no rows
+            upto = min(upto, _rows_to_end(t, self.end_s))
         upto = max(upto, tr.settled_rows)  # what made rows stays settled
         tr.method = curve.method
         start = tr.settled_rows
@@ -550,7 +572,7 @@ def _spec(device: Device) -> DeviceSpec:
     )
 
 
-def _curve(tr: DeviceTrack, *, kept: bool = False) -> EnergyCurve:
+def _curve(tr: DeviceTrack, *, kept: bool = False, end_s: float | None = None) -> EnergyCurve:
     """The curve over the working stretch, or (``kept``) over every kept reading."""
     k = 0 if kept else tr.work
     return EnergyCurve(
@@ -562,7 +584,26 @@ def _curve(tr: DeviceTrack, *, kept: bool = False) -> EnergyCurve:
         stats=tr.stats,
         prev=tr.kept_prev if kept else tr.prev,
         origin_j=tr.kept_origin if kept else tr.origin,
+        end_s=end_s,
     )
+
+
+def _rows_to_end(t: FloatArray, end_s: float) -> int:
+    """How many readings make rows on the final pass (the rows end where the figure does).
+
+    Those up to the job's end, and the stop read where it came after the end.
+    """
+    upto = int(np.searchsorted(t, end_s, side="right"))
+    if upto < len(t) and (upto == 0 or t[upto - 1] < end_s):
+        upto += 1
+    return upto
+
+
+def _last_finite_e(track: DeviceTrack) -> float:
+    for e in reversed(track.e):
+        if math.isfinite(e):
+            return e
+    return track.prev[1] if track.prev is not None else math.nan
 
 
 def _slice(rows: _Rows, k: int) -> _Rows:

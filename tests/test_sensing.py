@@ -397,8 +397,9 @@ def test_a_job_stopped_between_reads_is_not_biased(stop_s: float) -> None:
         job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.1).start()
         t0 = clock.now()
         clock.advance(3.0 + stop_s)
+        t1 = clock.now()
         result = job.stop()
-        error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, clock.now())
+        error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, t1)
         errors.append(error)
         covered.append(abs(error) <= (result.uncertainty_j or 0.0))
     assert abs(float(np.median(errors))) < 0.5  # J: 300 W x 10 ms would be 3 J
@@ -427,12 +428,13 @@ def test_a_job_whose_load_starts_with_it_is_bounded_not_read_at_the_idle_value(
         job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
         t0 = clock.now()
         clock.advance(1.0)
+        t1 = clock.now()
         result = job.stop()
         assert job.curves()[gpu.name].power[0] < 150.0  # the idle value was read first
         # a note bounds the step: at the start, or (read once per update, the step later
         # than the first update's sample) as one of the load's steps
         assert any("load stepped by" in n or "load steps" in n for n in result.notes)
-        error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, clock.now())
+        error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, t1)
         errors.append(error)
         covered.append(abs(error) <= (result.uncertainty_j or 0.0))
     assert np.mean(covered) >= 0.9
@@ -465,7 +467,77 @@ def test_a_step_at_the_start_is_kept_through_checkpoints_and_settling() -> None:
     t0 = clock.now()
     for _ in range(140):
         clock.advance(0.05)
+    t1 = clock.now()
     result = job.stop()
     assert sum("load stepped by" in n for n in result.notes) == 1, result.notes
-    error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, clock.now())
+    error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, t1)
     assert abs(error) <= (result.uncertainty_j or 0.0)
+
+
+@pytest.mark.parametrize("period_s", [0.01, 0.1])
+def test_a_load_that_stops_inside_the_last_update_is_seen_from_the_stops_tail(
+    period_s: float,
+) -> None:
+    # 400 W until 10-50 ms before stop(), then idle at 80 W: nothing read before the end
+    # shows it (the power value refreshes with the counter, every 100 ms), and the last
+    # stretch was extrapolated at 400 W: 3-8 J high with a ± of 1.3 J, 4-33% covered.
+    # stop() now reads on until the counter changes twice more: the update holding the end
+    # shows the change, the one after it the level after; one step between the levels
+    # explains the first, which places it (read every 10 ms, to within a few ms; every
+    # 100 ms, only within the update). A note says the ± bounds where it fell.
+    covered, width = [], []
+    for seed in range(16):
+        idle_s = float(np.random.default_rng(seed).uniform(0.01, 0.05))
+        clock = FakeClock()
+        load = [(1.0 - idle_s, 400.0), (100.0, 80.0)]
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0)
+        job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
+        t0 = clock.now()
+        clock.advance(1.0)
+        t1 = clock.now()
+        result = job.stop()
+        assert clock.now() - t1 <= 0.25 + 1e-9  # at most 2.5 updates of tail
+        error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, t1)
+        covered.append(abs(error) <= (result.uncertainty_j or 0.0))
+        width.append(result.uncertainty_j or 0.0)
+        if idle_s >= 0.02:  # 10 ms of 100 can hide in the update-to-update spread
+            assert any("changed by" in n for n in result.notes), result.notes
+        frame = job.timeline()  # the tail makes no rows: they end where the figure does
+        assert frame["t_s"].iloc[-1] <= 1.0 + 1e-9
+        assert frame["energy_j"].iloc[-1] == pytest.approx(result.energy_j, rel=1e-9)
+    assert np.mean(covered) >= 0.9
+    if period_s < 0.1:  # placed to within a few ms: the whole update's bound was ± 6-12 J
+        assert float(np.median(width)) < 7.0
+
+
+def test_a_job_whose_work_ends_with_it_keeps_its_figure() -> None:
+    # The usual case: the GPU idles right after the job. The step lands at the end, so the
+    # figure stays the extrapolation's, with the step's place as its ±: 400 W 1 s jobs
+    # read every 10 ms, errors under 1 J; the whole update's bound was ± 6 J.
+    errors, width = [], []
+    for seed in range(16):
+        clock = FakeClock()
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=[(1.0, 400.0), (100.0, 80.0)])
+        job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+        t0 = clock.now()
+        clock.advance(1.0)
+        result = job.stop()
+        errors.append((result.energy_j or 0.0) - gpu.true_energy_j(t0, t0 + 1.0))
+        width.append(result.uncertainty_j or 0.0)
+    assert np.mean(np.abs(errors) <= np.array(width)) >= 0.9
+    assert max(np.abs(errors)) < 2.0
+    assert float(np.median(width)) < 4.0
+
+
+def test_a_load_running_on_after_the_end_is_no_end_step() -> None:
+    # The tail only bounds a change: steady loads, and loads that vary from update to
+    # update as much as at the end, keep their ± and carry no note.
+    for load in (400.0, RandomKernels(seed=3)):
+        for seed in range(8):
+            clock = FakeClock()
+            gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0)
+            job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+            clock.advance(1.0 + 0.013 * seed)
+            result = job.stop()
+            assert not any("changed by" in n for n in result.notes), (load, seed, result.notes)
+            assert job.curves()[gpu.name].end_step_w == 0.0

@@ -37,7 +37,7 @@ def test_context_manager_measures_energy_within_its_uncertainty(clock: FakeClock
         t0 = clock.now()
         run_steps(job, clock, 40, 0.1)
     r = job.result
-    truth = gpu.true_energy_j(t0, clock.now())
+    truth = gpu.true_energy_j(t0, t0 + r.duration_s)  # stop() reads on past the end
     assert r.status == "completed"
     assert r.duration_s == pytest.approx(4.0)
     assert abs(r.energy_j - truth) <= r.uncertainty_j
@@ -189,7 +189,7 @@ def test_device_failing_mid_run_marks_the_result_partial_not_the_loop(clock: Fak
     assert r.partial
     assert r.device("gpu0").partial and not r.device("gpu1").partial
     assert "simulated read failure" in (r.device("gpu0").error or "")
-    truth = bad.true_energy_j(job.start_s, clock.now())
+    truth = bad.true_energy_j(job.start_s, job.start_s + r.duration_s)
     assert abs(r.device("gpu0").energy_j - truth) <= r.device("gpu0").uncertainty_j
 
 
@@ -353,7 +353,9 @@ def test_any_sampling_period_settles_on_the_counters_scale(period_s: float) -> N
     gpu = FakeGPU(power_w=400.0, clock=clock)
     with greenai.track(devices=[gpu], clock=clock, period_s=period_s) as job:
         clock.advance(120.0)
-    truth = gpu.true_energy_j(clock.now() - 120.0, clock.now())
+    start = job.start_s
+    assert start is not None
+    truth = gpu.true_energy_j(start, start + 120.0)
     assert abs(job.result.energy_j - truth) <= job.result.uncertainty_j
     frame = job.timeline()
     assert not frame["t_s"].duplicated().any()

@@ -70,8 +70,9 @@ def test_thread_reads_on_the_period_with_a_fake_clock() -> None:
     clock.advance(1.0)
     s.stop()
     assert not s.running
-    # the last read at stop() repeats the instant of the last tick: kept once
-    assert tl.series["gpu0"].t == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    # the last read at stop() repeats the instant of the last tick: kept once; then stop()
+    # reads on, every min(period, the 100 ms update), until the counter changes twice more
+    assert tl.series["gpu0"].t == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.1, 1.2])
 
 
 def test_failing_device_is_warned_once_gap_recorded_others_go_on() -> None:
@@ -109,9 +110,13 @@ def test_real_clock_thread_stops_promptly() -> None:
     gpu = FakeGPU()
     s = Sampler([gpu], Timeline([gpu]), period_s=10.0)
     s.start()
+    t = time.perf_counter()
     s.stop()  # must not wait out the 10 s period
     assert not s.running
-    assert gpu.reads == 2
+    # the start's and the stop's reads, and the stop's tail: a read after each of the
+    # counter's next two 100 ms updates, at most 2.5 updates later
+    assert gpu.reads == 4
+    assert time.perf_counter() - t < 5.0
 
 
 class _OpenHangs(Device):

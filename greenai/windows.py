@@ -193,6 +193,12 @@ def _power_windows(
         # A counter device whose counter did not change in the stretch: its figure comes
         # from a few part-time power values that cannot show the load inside an update.
         sampled = np.maximum(FALLBACK_REL * energy, sampling_j(model, length))
+        # Up to the highest power read (the stop's tail included, and the sensor's own
+        # error on it): the values read during a job shorter than one update may all be
+        # from before it (a GPU idle until the job: 0.05 s 400 W jobs read 6 J for 20 J
+        # with a ± of 4 J, 12-19% covered).
+        highest_j = model.max_power_w * (1.0 + spec.relative_uncertainty) * length
+        sampled = np.maximum(sampled, highest_j - energy)
     elif spec.method == "power":
         sampled = sampling_j(model, power_only_span_s(length, model.seg_s))
     else:

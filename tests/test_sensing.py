@@ -541,3 +541,23 @@ def test_a_load_running_on_after_the_end_is_no_end_step() -> None:
             result = job.stop()
             assert not any("changed by" in n for n in result.notes), (load, seed, result.notes)
             assert job.curves()[gpu.name].end_step_w == 0.0
+
+
+def test_a_job_shorter_than_one_update_after_idle_is_covered_up_to_the_highest_power() -> None:
+    # Shorter than one update, the counter does not change during the job and its power
+    # values are all from before it (the GPU idle at 80 W until the job's 400 W work): it
+    # read 6 J for 20 J with a ± of 4 J (its fallback ± is a share of the figure), 12%
+    # covered. The ± now reaches the highest power read, the stop's tail included.
+    covered = []
+    for seed in range(16):
+        clock = FakeClock()
+        load = [(1e-6, 80.0), (100.0, 400.0)]
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0)
+        job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+        t0 = clock.now()
+        clock.advance(0.05)
+        result = job.stop()
+        assert result.device(gpu.name).method == "power"  # fell back, and says so
+        error = (result.energy_j or 0.0) - gpu.true_energy_j(t0, t0 + 0.05)
+        covered.append(abs(error) <= (result.uncertainty_j or 0.0))
+    assert np.mean(covered) >= 0.9

@@ -294,7 +294,10 @@ class Sampler:
             self.feed.stop()
             self.failed.update(self.feed.failed)
         self.tick()
-        self._read_tail()
+        try:
+            self._read_tail()
+        except Exception as exc:  # the tail must never cost the job its figure
+            log.warning("greenai: reading on after the job's end failed: %r", exc)
         if self._reader is not None:
             self._reader.close()
         for device in self.devices:

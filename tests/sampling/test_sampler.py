@@ -176,3 +176,18 @@ def test_open_all_passes_errors_through_and_closes_an_open_that_returns_late() -
         time.sleep(0.02)
     assert late.open_count == 0 and late.closed
     good.close()
+
+
+def test_a_tail_that_fails_keeps_the_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stop() reads on after the job's end (the tail); whatever goes wrong there, the job's
+    # figure is kept and stop() returns.
+    def boom(self: Sampler) -> None:
+        raise RuntimeError("tail")
+
+    monkeypatch.setattr(Sampler, "_read_tail", boom)
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, power_w=200.0)
+    job = greenai.track("j", devices=[gpu], clock=clock).start()
+    clock.advance(2.0)
+    result = job.stop()
+    assert result.energy_j == pytest.approx(400.0, rel=0.05)

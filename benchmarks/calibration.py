@@ -154,6 +154,7 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     ),
     "400 W, idle the last 10-50 ms of 1 s": (_idle_before_end(1.0, 0.01, 0.05), {}, None),
     "400 W to the end of 1 s, then idle": (_idle_before_end(1.0, 0.0, 0.0), {}, None),
+    "400 W, idle the last 100-200 ms of 1 s": (_idle_before_end(1.0, 0.1, 0.2), {}, None),
 }
 
 
@@ -240,6 +241,14 @@ HELD_OUT: list[Regime] = [
     R("400 W, idle the last 10-50 ms of 1 s", "exact", 0.01, "jobs", 1.0),
     R("400 W, idle the last 10-50 ms of 1 s", "exact", 0.1, "jobs", 1.0),
     R("400 W to the end of 1 s, then idle", "exact", 0.01, "jobs", 1.0),
+    R("400 W, idle the last 100-200 ms of 1 s", "exact", 0.1, "jobs", 1.0),
+    # read slower than the counter updates (a longer sampling period than the default)
+    R("kernels 10-40 ms", "exact", 0.5, "windows", *HELD_OUT_W),
+    R("steady 350 W avg-power", "exact", 1.0, "windows", *HELD_OUT_W),
+    R("400 W, idle the last 10-50 ms of 1 s", "exact", 0.2, "jobs", 1.0),
+    R("kernels 10-40 ms", "exact", 1.0, "jobs", 5.0),
+    R("idle, then 450 W", "exact", 1.0, "jobs", 10.0),
+    R("steady 500 W gh200", "sampled", 1.0, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]
@@ -360,6 +369,7 @@ def _flagged(result: greenai.Measurement) -> bool:
         "load steps",  # sensing.load_steps_note
         "stepped by",  # sensing.start_step_note: a bound on where the step fell
         "changed by",  # sensing.end_step_note: a bound on the job's last update
+        "slower than its counter updates",  # sensing.slow_reads_note: a bound inside reads
     )
     return any(any(w in n for w in words) for n in result.notes)
 

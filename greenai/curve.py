@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greenai.devices.base import Method
-from greenai.points import CurveModel, DeviceSpec, Points
+from greenai.points import SLOW_SOURCE_S, CurveModel, DeviceSpec, Points, reads_slower
 from greenai.windows import (
     EDGE_READ_FASTER,
     EDGE_SPREADS,
@@ -75,6 +75,11 @@ END_STEP_REL = 0.05
 ``EnergyCurve._end_step``) beyond this share of the last segment's power, and beyond what
 its anchors' brackets explain: a 400 W load idle for the last 10 ms of its 100 ms update
 reads 8% lower there."""
+
+ONE_UPDATE_GAP = 1.02
+"""Two reads at most this many counter updates apart that both saw a change saw
+consecutive updates: the energy between them is one update's. Reads a little further
+apart (scheduling jitter) may hold two, which reads as a change (a bound, not a miss)."""
 
 _JUMP_SPREADS = 6.0
 """A change between consecutive updates beyond this many robust spreads is a jump."""
@@ -223,18 +228,23 @@ class EnergyCurve:
         self._hard_only = np.zeros(0, dtype=bool)
         self._few_segments = True
         self._flat_shape = False
+        self._shape_blind = False
+        self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
         self._tail: tuple[float, float] | None = None
         self._tail_lag = 0.0
         self._update_per_change = False
         self._tail_updates: tuple[float, float] | None = None
-        self._end_place: tuple[float, float, float] | None = None  # step (s), P drop (W), ± (s)
+        # the step in the job's last update: time (s), power before and its drop (W), ± (s)
+        self._end_place: tuple[float, float, float, float] | None = None
         self._tail_next: tuple[float, float, float, float] | None = None
         self.end_step_w = 0.0
         """How much the load's average power changed (W) from the last counter segment
         to the update the job ended in (the stop's tail), where beyond the load's own
         update-to-update changes; 0 otherwise or without a tail."""
+        self._tail_w = 0.0  # the average power (W) of the update holding the job's end
+        self._tail_update_s: float | None = None  # the tail's update, read slower than it
         self._calibrates = np.zeros(0, dtype=bool)
         self._range_w = math.inf
         if s.method != "counter" or ok.sum() < 2 or not (np.diff(self.counter[ok]) > 0).any():
@@ -288,14 +298,34 @@ class EnergyCurve:
         before that (the level before), and the one after (the level after) are kept.
         """
         first = np.flatnonzero(tau > end_s)
-        if self._update_per_change and len(first) and first[0] >= 2:
-            i = int(first[0])
-            self._tail_updates = (float(e_c[i] - e_c[i - 1]), float(e_c[i - 1] - e_c[i - 2]))
-            if len(first) >= 2 and first[1] == i + 1 and i >= 3:
-                after_e = float(e_c[i + 1] - e_c[i])
-                level_e = float(e_c[i - 2] - e_c[i - 3])
-                lag = float(t_c[i - 1] - tau[i - 1])
-                self._tail_next = (float(tau[i - 1]), lag, after_e, level_e)
+        U = self.spec.update_period_s
+        i = int(first[0]) if len(first) else 0
+        if self._update_per_change and i >= 2:
+            before = float(e_c[i - 1] - e_c[i - 2])
+        elif i >= 2 and U >= SLOW_SOURCE_S and t_c[i] - t_c[i - 1] <= ONE_UPDATE_GAP * U:
+            # Read slower than the counter updates, the stop read and the tail's first
+            # change are read one update apart: between them lies exactly one update's
+            # energy (their bracket slack cancels); the segments before give the levels.
+            self._tail_update_s = U
+            before = float(e_c[i - 1] - e_c[i - 2]) / max(tau[i - 1] - tau[i - 2], 1e-12) * U
+        else:
+            self._cut_tail(end_s)
+            return
+        self._tail_updates = (float(e_c[i] - e_c[i - 1]), before)
+        one_after = len(first) >= 2 and first[1] == i + 1
+        if one_after and self._tail_update_s is not None:
+            one_after = t_c[i + 1] - t_c[i] <= ONE_UPDATE_GAP * U
+        if one_after and i >= 3:
+            after_e = float(e_c[i + 1] - e_c[i])
+            level_e = float(e_c[i - 2] - e_c[i - 3])
+            if self._tail_update_s is not None:
+                level_e *= U / max(float(tau[i - 2] - tau[i - 3]), 1e-12)
+            lag = float(t_c[i - 1] - tau[i - 1])
+            self._tail_next = (float(tau[i - 1]), lag, after_e, level_e)
+        self._cut_tail(end_s)
+
+    def _cut_tail(self, end_s: float) -> None:
+        """Keep the first anchor after the job's end as the tail; drop the rest."""
         after = np.flatnonzero(self.tau > end_s)
         if len(after):
             i = int(after[0])
@@ -337,6 +367,12 @@ class EnergyCurve:
         self._seg_s = typical if typical > 0 else s.update_period_s
         scatter_w, jump_w, self._jump_rate = self._update_scatter(d_e, seg_len)
         self._flat_shape = self._shape_is_flat()
+        # Read slower than the counter updates, each power value is one update of several
+        # in a segment: where the shape they draw predicts segments worse than the
+        # neighbouring segments do, it only misplaces energy inside them (kernels of
+        # 10-40 ms read every 0.5 s: 1 s windows 70% covered by it).
+        self._slow_reads = reads_slower(self._seg_s, s.update_period_s)
+        self._shape_blind = self._slow_reads and self._sigma > scatter_w * self._seg_s
         self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
         typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
@@ -466,8 +502,12 @@ class EnergyCurve:
         d_e = np.diff(self.anchor_e)
         regular = np.flatnonzero(np.abs(seg_len - self._seg_s) <= 0.25 * self._seg_s)
         if self._tail_updates is not None:
-            tail_w, last_w = (x / self._seg_s for x in self._tail_updates)
+            update_s = self._tail_update_s or self._seg_s
+            tail_w, last_w = (x / update_s for x in self._tail_updates)
             lo_w = hi_w = tail_w
+            # One update against a segment of several: one update's own spread is larger
+            # by the square root of how many the segment averages.
+            scatter_w *= math.sqrt(max(self._seg_s / update_s, 1.0))
         elif self._update_per_change and len(regular):
             last_w = float(d_e[regular[-1]]) / self._seg_s
             tail_w = energy / self._seg_s
@@ -479,16 +519,18 @@ class EnergyCurve:
             lo_w = energy / (length + slack)
             hi_w = energy / max(length - slack, 1e-3 * length, 1e-12)
             last_w = float(self.segment_power()[-1])
+        self._tail_w = float(tail_w)
         beyond = max(lo_w - last_w, last_w - hi_w, 0.0)
         level = max(END_STEP_REL * max(abs(last_w), 1e-12), _JUMP_SPREADS * scatter_w)
         return float(abs(tail_w - last_w)) if beyond > level else 0.0
 
-    def _place_end_step(self) -> tuple[float, float, float] | None:
+    def _place_end_step(self) -> tuple[float, float, float, float] | None:
         """Place one step inside the update the job ended in; or None.
 
         From that update's energy and its neighbours' (one step between two levels):
-        returns the step's time (s), the power it took off (W) and how far off its time
-        may be (s); None where one step does not explain the three updates.
+        returns the step's time (s), the power before it and the power it took off (W)
+        and how far off its time may be (s); None where one step does not explain the
+        three updates.
 
         Read at least once per update, the updates before and after the one holding the end
         give the levels before and after (``P_hi``, ``P_lo``); that update's energy ``D``
@@ -502,9 +544,10 @@ class EnergyCurve:
             return None
         d_tail, d_before = self._tail_updates
         start_s, lag_s, d_after, d_level = self._tail_next
-        U = self._seg_s
+        U = self._tail_update_s or self._seg_s
         drop = d_before - d_after
-        steady = max(END_STEP_REL * abs(d_before), 2.0 * self._seg_scatter_j)
+        scatter_j = self._seg_scatter_j * math.sqrt(min(U / self._seg_s, 1.0))  # one update's
+        steady = max(END_STEP_REL * abs(d_before), 2.0 * scatter_j)
         if abs(d_before - d_level) > steady:
             return None  # the load was not at one level before: the step may lie earlier
         if abs(drop) <= max(END_STEP_REL * abs(d_before), 1e-12):
@@ -512,16 +555,16 @@ class EnergyCurve:
         g = (d_tail - d_after) / drop
         if not -0.15 <= g <= 1.15:
             return None
-        noise_s = 1.96 * math.sqrt(2.0) * self._seg_scatter_j / abs(drop) * U
+        noise_s = 1.96 * math.sqrt(2.0) * scatter_j / abs(drop) * U
         # The start's anchor is off by up to its lag (uniform: 0.95 of it holds 95%), and
         # independently by the levels' noise.
         off_s = math.hypot(0.95 * lag_s, noise_s)
-        return start_s + float(np.clip(g, 0.0, 1.0)) * U, drop / U, off_s
+        return start_s + float(np.clip(g, 0.0, 1.0)) * U, d_before / U, drop / U, off_s
 
     def _with_end_step(self, x: FloatArray, ends: FloatArray, edge: FloatArray) -> FloatArray:
         """The edge after the last anchor (J), with a load change in the job's last update."""
         if self._end_place is not None:
-            step_s, drop_w, off_s = self._end_place
+            step_s, _, drop_w, off_s = self._end_place
             # C after the step is off by the drop x how far off its place is (no more)
             near = np.minimum(np.maximum(x - (step_s - off_s), 0.0), off_s)
             return np.asarray(edge + abs(drop_w) * near)
@@ -695,7 +738,11 @@ class EnergyCurve:
         before = self._extrapolate(x, 0, ix)
         after = self._extrapolate(x, len(tau) - 1, ix)
         if self._end_place is not None:  # the load's step inside the job's last update
-            step_s, drop_w, _ = self._end_place
+            # One step between the levels before and after, as placed: the power values
+            # may show it already (read slower than the counter, the last one can be
+            # fresher than the last change's place; 1 s reads read it twice, -29 J).
+            step_s, before_w, drop_w, _ = self._end_place
+            after = self.anchor_e[-1] + before_w * (x - self.tau[-1])
             after = after - drop_w * np.maximum(x - step_s, 0.0)
         c = np.where(k < 0, before, np.where(k >= len(tau) - 1, after, interior))
         return np.asarray(c), k, kk, frac
@@ -706,7 +753,7 @@ class EnergyCurve:
         """Where ``x`` lies inside segment ``k``, by energy shape (0 at its start, 1 at its end)."""
         tau = self.tau
         by_time = (x - tau[k]) / np.maximum(tau[k + 1] - tau[k], 1e-12)
-        if not self.has_power:
+        if not self.has_power or self._shape_blind:
             return np.asarray(np.minimum(np.maximum(by_time, 0.0), 1.0))
         d_i = self._i_tau[k + 1] - self._i_tau[k]
         ok = d_i > 1e-12
@@ -760,8 +807,15 @@ class EnergyCurve:
         c, k, kk, frac = self._at(x)
         seg_p = self.segment_power()
         at = np.minimum(np.maximum(k, 0), len(seg_p) - 1)
+        power = seg_p[at]
+        if self.end_step_w > 0 and self._end_place is None:
+            # The load changed near the end, not placed: after the last change read it
+            # drew what the update holding the end did (the counter's shared lag there
+            # errs at that power: 400 W jobs idle for their last 130-150 ms, read every
+            # 100 ms, were covered 87.5% at the last segment's power).
+            power = np.where(k >= len(self.tau) - 1, self._tail_w, power)
         edge = self._edge_uncertainty(x, (c, k, kk, frac))
-        return Points(c, edge, seg_p[at], gap, counter=True)
+        return Points(c, edge, power, gap, counter=True)
 
     def gap_at(self, x: FloatArray) -> FloatArray:
         """Energy (J) interpolated across read failures up to times ``x`` (see :meth:`points`)."""
@@ -809,6 +863,7 @@ class EnergyCurve:
             max_power_w=self._max_power_w(),
             start_step_w=self._start_step_w,
             end_step_w=self.end_step_w,
+            update_s=self.spec.update_period_s,
         )
 
     def _max_power_w(self) -> float:
@@ -837,17 +892,18 @@ class EnergyCurve:
         if self._flat_shape and self._seg_scatter_j:
             spread = self._seg_scatter_j  # whole segments show nothing of a flat shape's misses
         # A power value averaged over longer than an update (declared 10%) lags the load:
-        # its shape misplaces energy inside a segment by up to that share.
-        # On a load that does not vary between updates there is nothing for it to lag.
+        # its shape misplaces energy inside a segment by up to that share (not on a load
+        # that does not vary between updates: nothing for it to lag).
         shape_rel = rel_u if rel_u >= 0.1 and (self._varying or self._jump_rate > 0) else 0.0
-        bracket = min(self._half_bracket / max(self._seg_s, 1e-12), 0.5)
+        bracket = 0.5 if self._slow_reads else min(self._half_bracket / self._seg_s, 0.5)
         spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
-        if not self._varying:  # see EDGE_SPREADS_STEADY: anchors read every U/2 or finer
+        if not self._varying and not self._slow_reads:  # see EDGE_SPREADS_STEADY
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         estimated = spread_estimate_factor(self._sigma_n)
         spreads *= estimated
         cap = self._one_change(x, kk, frac, d_e)
         inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads, cap)
+        inside = self._near_anchor_bound(x, kk, inside)
         rel = max(rel_u, abs(self._calibration - 1.0))
         before, after = np.abs(ae[0] - ends), np.abs(ends - ae[-1])
         if self._few_segments:  # a short stretch with no history: the shape is unproven
@@ -881,6 +937,22 @@ class EnergyCurve:
         return np.asarray(
             np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
         )
+
+    def _near_anchor_bound(
+        self, x: FloatArray, kk: npt.NDArray[np.intp], inside: FloatArray
+    ) -> FloatArray:
+        """An edge's uncertainty (J) inside a long segment, at most what the load can draw.
+
+        Read slower than the counter updates, a segment's hard bound is most of its
+        energy; near an anchor the edge is off by at most what the highest power read
+        draws from there (kernel jobs read every 1 s with a step at the start: ± 420 J
+        on 2 kJ, 30x too wide).
+        """
+        if not self._slow_reads:
+            return inside
+        near_s = np.maximum(np.minimum(x - self.tau[kk], self.tau[kk + 1] - x), 0.0)
+        most_w = self._max_power_w() * (1.0 + self.spec.relative_uncertainty)
+        return np.asarray(np.minimum(inside, most_w * (near_s + self._half_bracket)))
 
     def _one_change(
         self, x: FloatArray, k: npt.NDArray[np.intp], frac: FloatArray, d_e: FloatArray

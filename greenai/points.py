@@ -40,6 +40,21 @@ class DeviceSpec:
     """The power the device cannot exceed (W), or None where not known."""
 
 
+SLOW_READS = 1.5
+"""Counter segments longer than this many updates: the counter is read slower than it
+updates, and each segment holds several updates (see :func:`reads_slower`)."""
+
+SLOW_SOURCE_S = 0.05
+"""Counters updating at least this slowly (GPUs, ~100 ms) set the default sampling period
+(:func:`greenai.sampling.sampler.default_period_s`); faster ones (RAPL, ~1 ms) are read
+slower than they update by design, and their rules stay as calibrated."""
+
+
+def reads_slower(seg_s: float, update_s: float) -> bool:
+    """Whether a slow source's counter is read slower than it updates (s, s)."""
+    return update_s >= SLOW_SOURCE_S and seg_s > SLOW_READS * update_s
+
+
 @dataclass(frozen=True)
 class CurveModel:
     """What :func:`greenai.windows.device_windows` needs of a curve beyond its points.
@@ -76,6 +91,8 @@ class CurveModel:
             one): seen from the counter's first change after the end
             (:attr:`greenai.curve.EnergyCurve.end_step_w`); where in that update it fell
             is unknown.
+        update_s: The counter's declared update period (s): segments longer than it are
+            read slower than the counter updates.
     """
 
     half_bracket_s: float = 0.0
@@ -92,6 +109,24 @@ class CurveModel:
     max_power_w: float = 0.0
     start_step_w: float = 0.0
     end_step_w: float = 0.0
+    update_s: float = 0.1
+
+    @property
+    def slow_reads(self) -> bool:
+        """Whether the counter is read slower than it updates (segments of several updates)."""
+        return reads_slower(self.seg_s, self.update_s)
+
+    @property
+    def bracket_share(self) -> float:
+        """Half the anchors' bracket over the segment, at most 0.5.
+
+        0.5 read once per update, smaller read faster (anchors within half a sampling
+        gap); 0.5 where a slow source is read slower than it updates (its segments'
+        insides are no better known).
+        """
+        if self.slow_reads:
+            return 0.5
+        return min(self.half_bracket_s / max(self.seg_s, 1e-12), 0.5)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ __all__ = [
     "result_notes",
     "sensor_notes",
     "short_region_note",
+    "slow_reads_note",
     "start_step_note",
 ]
 
@@ -148,6 +149,17 @@ def end_step_note(device: str, step_w: float, update_period_s: float) -> str:
     )
 
 
+def slow_reads_note(device: str, seg_s: float, update_period_s: float) -> str:
+    """The note for a counter read slower than it updates (segments of several updates)."""
+    return (
+        f"{device} was read every {seg_s * 1e3:.4g} ms, slower than its counter updates (every"
+        f" {update_period_s * 1e3:.4g} ms): each power value shows one update of several,"
+        " so energy inside a stretch between reads is placed by time, and the ± of windows"
+        " and steps inside one is a bound, not a 95% interval (the default period, the"
+        " counter's own, gives calibrated figures)"
+    )
+
+
 def board_gain_note() -> str:
     """The note on a result whose uncertainty includes the boards' gain error."""
     return (
@@ -209,6 +221,8 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
             notes.append(start_step_note(name, model.start_step_w, spec.update_period_s))
         if model.end_step_w > 0:
             notes.append(end_step_note(name, model.end_step_w, spec.update_period_s))
+        if model.slow_reads:
+            notes.append(slow_reads_note(name, model.seg_s, spec.update_period_s))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())
     return notes

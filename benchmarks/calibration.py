@@ -155,6 +155,11 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "400 W, idle the last 10-50 ms of 1 s": (_idle_before_end(1.0, 0.01, 0.05), {}, None),
     "400 W to the end of 1 s, then idle": (_idle_before_end(1.0, 0.0, 0.0), {}, None),
     "400 W, idle the last 100-200 ms of 1 s": (_idle_before_end(1.0, 0.1, 0.2), {}, None),
+    "kernels 10-40 ms, 50 ms updates": (
+        lambda seed: RandomKernels(seed=seed),
+        {"update_period_s": 0.05},
+        None,
+    ),
 }
 
 
@@ -249,6 +254,8 @@ HELD_OUT: list[Regime] = [
     R("kernels 10-40 ms", "exact", 1.0, "jobs", 5.0),
     R("idle, then 450 W", "exact", 1.0, "jobs", 10.0),
     R("steady 500 W gh200", "sampled", 1.0, "jobs", 5.0),
+    # a counter updating every 50 ms: kernels outlast the gap between its sensor's windows
+    R("kernels 10-40 ms, 50 ms updates", "sampled", 0.01, "windows", *HELD_OUT_W),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]

@@ -93,6 +93,9 @@ class CurveModel:
             is unknown.
         update_s: The counter's declared update period (s): segments longer than it are
             read slower than the counter updates.
+        update_corr: How consecutive updates' energies correlate, where clearly positive
+            (0 otherwise): a part-time sensor's misreads of neighbouring updates then err
+            together (:func:`greenai.windows.sampling_j`).
     """
 
     half_bracket_s: float = 0.0
@@ -110,6 +113,7 @@ class CurveModel:
     start_step_w: float = 0.0
     end_step_w: float = 0.0
     update_s: float = 0.1
+    update_corr: float = 0.0
 
     @property
     def slow_reads(self) -> bool:

@@ -131,9 +131,10 @@ def start_step_note(device: str, step_w: float, update_period_s: float) -> str:
     return (
         f"{device}'s load stepped by {step_w:.0f} W at the job's start (its first power value,"
         f" from before the job, lies outside the job's own): where inside the first update"
-        f" (every {update_period_s * 1e3:.4g} ms) it did is unknown, so the job's figure"
-        " carries a bound on the step's place, not a 95% interval (start the tracker right"
-        " before the work, or measure from a later mark)"
+        f" (every {update_period_s * 1e3:.4g} ms) it did is placed from that update's energy"
+        " where the counter is read much faster and one step explains it, else unknown; the"
+        " job's figure carries a bound on the step's place, not a 95% interval (start the"
+        " tracker right before the work, or measure from a later mark)"
     )
 
 

@@ -544,6 +544,12 @@ def sampling_j(
     """
     n = np.maximum(np.asarray(length_s, dtype=np.float64), 0.0) / max(model.seg_s, 1e-12)
     spreads = SAMPLING_SPREADS if model.varying else SAMPLING_SPREADS_STEADY
+    if model.varying and model.update_corr > 0:
+        # Misreads of neighbouring updates err together (the load's states outlast the
+        # gap between the sensor's windows): the differences' spread sees (1 - ρ) of
+        # their variance, a sum of n of them n (1 + 2ρ).
+        rho = model.update_corr
+        spreads *= math.sqrt((1.0 + 2.0 * rho) / (1.0 - rho))
     spread = spreads * model.seg_scatter_j * np.where(n < 1.0, n, np.sqrt(n))
     if model.varying:  # a run's misreads share a sign: see PART_TIME_BIAS
         spread = np.hypot(spread, PART_TIME_BIAS * model.seg_scatter_j * n)

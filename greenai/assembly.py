@@ -72,6 +72,11 @@ def measure(
     _sensor_notes(job, duration, notes, live)
     idle_all = [d.idle_power_w for d in devices if d.idle_power_w is not None]
     idle_w = math.fsum(idle_all) if idle_all and len(idle_all) == len(devices) else None
+    above = energy - idle_w * duration if energy is not None and idle_w is not None else None
+    # The baseline's own error, scaled to the job: it shares the edge at the start with
+    # the job's figure (what one reads too high the other reads too low), so they add.
+    idle_u = linear(d.idle_power_uncertainty_w or 0.0 for d in devices)
+    above_u = unc + idle_u * duration if above is not None and unc is not None else None
     return Measurement(
         name=job.name,
         status=status,  # type: ignore[arg-type]
@@ -86,9 +91,8 @@ def measure(
         steps=_step_energy(job, start, live, bool(p.curves)),
         period_s=job.sampler.period_s,
         idle_power_w=idle_w,
-        energy_above_idle_j=(
-            energy - idle_w * duration if energy is not None and idle_w is not None else None
-        ),
+        energy_above_idle_j=above,
+        energy_above_idle_uncertainty_j=above_u,
         partial=bool(job.sampler.failed) or timeline.guard_filled(),
         notes=tuple(notes),
         carbon=account(energy, job.accounting) if energy is not None else None,
@@ -148,7 +152,8 @@ def _devices(job: JobState, p: Pass, start: Point, t1: float, live: bool) -> lis
                 samples=track.samples_in_job(),
                 partial=failed.get(name) is not None or track.guard.filled_j > 0,
                 error=failed.get(name),
-                idle_power_w=idle.get(name),
+                idle_power_w=idle[name][0] if name in idle else None,
+                idle_power_uncertainty_w=idle[name][1] if name in idle else None,
                 last_power_w=track.last_power_w(),
                 scope=scopes.get(name, "machine"),
             )
@@ -156,14 +161,20 @@ def _devices(job: JobState, p: Pass, start: Point, t1: float, live: bool) -> lis
     return out
 
 
-def _idle_power_w(job: JobState, p: Pass, start: Point) -> dict[str, float]:
-    """Per device, the idle power of the baseline before the job (W); empty without one."""
+def _idle_power_w(job: JobState, p: Pass, start: Point) -> dict[str, tuple[float, float]]:
+    """Per device, the baseline's idle power before the job and its uncertainty (W, W).
+
+    Empty without a baseline.
+    """
     ledger, t0, tb = job.ledger, job.t0, job.t_baseline
     if not (ledger.baseline and t0 > tb):
         return {}
     base = ledger.baseline_point or point_at(p, tb)
     parts = ledger.parts_by_device([base], [start], [tb], [t0])
-    return {name: float(part.energy_j[0]) / (t0 - tb) for name, part in parts.items()}
+    return {
+        name: (float(part.energy_j[0]) / (t0 - tb), float(part.uncertainty_j[0]) / (t0 - tb))
+        for name, part in parts.items()
+    }
 
 
 def _device_notes(job: JobState, measured: set[str], notes: list[str]) -> None:

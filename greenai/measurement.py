@@ -65,6 +65,9 @@ class Measurement:
         partial: True when a device failed during the job.
         idle_power_w: Total idle power from the baseline (``baseline_s``), if one was taken.
         energy_above_idle_j: ``energy_j`` less idle power × duration, if a baseline was taken.
+        energy_above_idle_uncertainty_j: About 95% uncertainty of ``energy_above_idle_j`` (J):
+            ``uncertainty_j`` plus the idle power's uncertainty × duration (the baseline and
+            the job share the edge at the start, so their errors add).
         carbon: Facility energy (PUE), CO2e (location- and market-based) and water, each with
             its factor and source; None when nothing was measured.
         flops: Nominal (dense-equivalent) FLOPs done (1 multiply-add = 2 FLOPs), from
@@ -102,6 +105,7 @@ class Measurement:
     period_s: float | None = None
     idle_power_w: float | None = None
     energy_above_idle_j: float | None = None
+    energy_above_idle_uncertainty_j: float | None = None
     partial: bool = False
     notes: tuple[str, ...] = ()
     carbon: CarbonFigures | None = None

@@ -23,6 +23,8 @@ class DeviceEnergy:
         uncertainty_j: About 95% uncertainty of ``energy_j`` in joules.
         partial: True when the device failed during the job (the gap was interpolated).
         idle_power_w: Idle power from the baseline, when ``baseline_s`` was given.
+        idle_power_uncertainty_w: About 95% uncertainty of ``idle_power_w`` (W): the
+            baseline window's energy uncertainty over its length.
         last_power_w: The latest power reading (W), for live views.
         scope: ``"machine"`` (what the hardware drew) or ``"process"`` (the tracked
             process tree's attributed share, :mod:`greenai.devices.attribution`).
@@ -50,6 +52,7 @@ class DeviceEnergy:
     scope: str = "machine"
     shared_uncertainty_j: float = 0.0
     fallback: str | None = None
+    idle_power_uncertainty_w: float | None = None
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,28 @@ def test_baseline_reports_idle_power_and_energy_above_idle(clock: FakeClock) -> 
     assert r.energy_above_idle_j == pytest.approx(420.0 * 3.0, rel=0.03)
 
 
+def test_energy_above_idle_carries_the_baselines_uncertainty_too() -> None:
+    # The figure above idle subtracts the baseline's idle power x the job's length: its
+    # error is the job's plus the baseline's scaled to the job, and they share the edge at
+    # the start (a GPU idle until the job, 400 W from its start). Stated with the job's ±
+    # alone, 3 s jobs after a 2 s baseline were covered 56-81%.
+    covered = []
+    for seed in range(16):
+        clock = FakeClock()
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=[(2.0, 80.0), (100.0, 400.0)])
+        job = greenai.track(devices=[gpu], clock=clock, period_s=0.01, baseline_s=2.0).start()
+        t0 = clock.now()
+        clock.advance(3.0)
+        r = job.stop()
+        assert r.energy_above_idle_uncertainty_j is not None
+        assert r.energy_above_idle_uncertainty_j > (r.uncertainty_j or 0.0)
+        assert r.devices[0].idle_power_uncertainty_w is not None
+        truth = gpu.true_energy_j(t0, t0 + 3.0) - 80.0 * 3.0
+        error = (r.energy_above_idle_j or 0.0) - truth
+        covered.append(abs(error) <= r.energy_above_idle_uncertainty_j)
+    assert np.mean(covered) >= 0.9
+
+
 def test_device_failing_mid_run_marks_the_result_partial_not_the_loop(clock: FakeClock) -> None:
     bad = FakeGPU("gpu0", clock=clock, failures=[(0.5, 1.5)], seed=1)
     good = FakeGPU("gpu1", clock=clock, seed=2)

@@ -110,6 +110,15 @@ def aggregate(
             if idle_w is not None
             else None
         ),
+        energy_above_idle_uncertainty_j=(
+            linear(
+                d.uncertainty_j
+                + (d.idle_power_uncertainty_w or 0.0) * by_rank[j.rank].measurement.duration_s
+                for j, d, _ in devices.values()
+            )
+            if idle_w is not None
+            else None
+        ),
         partial=bool(missing) or any(p.measurement.partial for p in ranks),
         notes=tuple(notes),
         carbon=account(energy, accounting) if energy is not None and accounting else None,

@@ -36,6 +36,8 @@ case "${1:-1}" in
     # accuracy.md includes "Calibration against the counter" (issue 23): coverage and width
     step accuracy python3 benchmarks/gpu_accuracy.py --skip-sensor --out "$out/accuracy.md"  # docs/accuracy.md
     step bench-check python3 -m greenai bench --check-gpu --device cuda:0 --no-store   # docs/benchmarks.md
+    # Do the GPUs update their counters in phase? (~5 s; devices add linearly until known)
+    step phases python3 benchmarks/gpu_phases.py --seconds 3 --out "$out/phases.md"  # docs/accuracy.md
     step native python3 benchmarks/gpu_native_sampler.py --seconds 5 --load --out "$out/native.md"  # docs/sampling.md
     step nccl python3 -m torch.distributed.run --nproc_per_node=1 \
       benchmarks/gpu_distributed_nccl.py --out "$out/nccl.md"                        # docs/distributed.md

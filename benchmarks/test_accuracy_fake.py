@@ -647,3 +647,20 @@ if __name__ == "__main__":
             print(f"    {case!r},")
     else:
         print(markdown_tables())
+
+
+def test_gpu_phases_script_tells_gpus_in_phase_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/gpu_phases.py (do one machine's GPUs update in phase?) on FakeGPUs."""
+    path = Path(__file__).with_name("gpu_phases.py")
+    spec = importlib.util.spec_from_file_location("gpu_phases", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        assert module.main(["--selftest"]) == 0
+    finally:
+        sys.modules.pop(spec.name, None)
+    text = capsys.readouterr().out
+    assert "gpu0 and gpu1" in text and "in phase" in text
+    assert "gpu0 and gpu2" in text and "independent" in text

@@ -155,8 +155,9 @@ def slow_reads_note(device: str, seg_s: float, update_period_s: float) -> str:
     return (
         f"{device} was read every {seg_s * 1e3:.4g} ms, slower than its counter updates (every"
         f" {update_period_s * 1e3:.4g} ms): each power value shows one update of several,"
-        " so energy inside a stretch between reads is placed by time, and the ± of windows"
-        " and steps inside one is a bound, not a 95% interval (the default period, the"
+        " so energy inside a stretch between reads is placed by time where their shape"
+        " predicts the stretches worse than their neighbours do, and the ± of windows and"
+        " steps inside one is a bound, not a 95% interval (the default period, the"
         " counter's own, gives calibrated figures)"
     )
 

@@ -37,7 +37,14 @@ import numpy as np
 import numpy.typing as npt
 
 from greenai.devices.base import Method
-from greenai.points import SLOW_SOURCE_S, CurveModel, DeviceSpec, Points, reads_slower
+from greenai.points import (
+    SLOW_SOURCE_S,
+    CurveModel,
+    DeviceSpec,
+    Points,
+    bracket_share,
+    reads_slower,
+)
 from greenai.windows import (
     EDGE_READ_FASTER,
     EDGE_SPREADS,
@@ -282,8 +289,10 @@ class EnergyCurve:
             # within a sampling gap, so the first value is not anchored at all: C before the
             # first change comes from the power shape (anchoring it U/2 back read 1 s jobs
             # sampled every 10 ms about 1% low, and 5 ms back several % high).
+            # Without power values nothing shapes that stretch: the first value stays an
+            # anchor (unanchored, one change read a counter-only device's job as 0 J).
             typical = float(_median(gaps_t)) if len(gaps_t) else U
-            first_unanchored = typical < U / 2 and bool((np.diff(e) > 0).any())
+            first_unanchored = self.has_power and typical < U / 2 and bool((np.diff(e) > 0).any())
             self._first_read = (float(t[0]), float(e[0])) if first_unanchored else None
             changed = np.concatenate([[not first_unanchored], np.diff(e) > 0])
             before = np.concatenate([[U], gaps_t])
@@ -384,7 +393,12 @@ class EnergyCurve:
         # in a segment: where the shape they draw predicts segments worse than the
         # neighbouring segments do, it only misplaces energy inside them (kernels of
         # 10-40 ms read every 0.5 s: 1 s windows 70% covered by it).
-        self._slow_reads = reads_slower(self._seg_s, s.update_period_s)
+        # (Segments alone can read long where reads are fast: a counter-only device's first
+        # value is anchored half an update back, so its one segment is 1.5 updates long.)
+        read_s = float(_median(np.diff(self.t))) if len(self.t) > 1 else s.update_period_s
+        self._slow_reads = reads_slower(self._seg_s, s.update_period_s) and (
+            read_s > s.update_period_s / 2
+        )
         self._shape_blind = self._slow_reads and self._sigma > scatter_w * self._seg_s
         self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
         typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
@@ -773,8 +787,10 @@ class EnergyCurve:
 
     def _effective_method(self, declared: Method) -> Method:
         if declared == "counter" and len(self.tau) < 2:
-            # The counter never changed inside the stretch: the figure comes from power alone.
-            return "power" if self.has_power or not len(self.tau) else "counter"
+            # The counter never changed inside the stretch: the figure comes from power alone
+            # (a device without power values too: one anchor cannot place an edge, and its
+            # note says the figure is not measured).
+            return "power"
         return declared
 
     # --- evaluation ---------------------------------------------------------------------
@@ -951,6 +967,7 @@ class EnergyCurve:
             start_step_w=self._start_step_w,
             end_step_w=self.end_step_w,
             update_s=self.spec.update_period_s,
+            slow_reads=self._slow_reads,
         )
 
     def _max_power_w(self) -> float:
@@ -982,7 +999,7 @@ class EnergyCurve:
         # its shape misplaces energy inside a segment by up to that share (not on a load
         # that does not vary between updates: nothing for it to lag).
         shape_rel = rel_u if rel_u >= 0.1 and (self._varying or self._jump_rate > 0) else 0.0
-        bracket = 0.5 if self._slow_reads else min(self._half_bracket / self._seg_s, 0.5)
+        bracket = bracket_share(self._half_bracket, self._seg_s, self._slow_reads)
         spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
         if not self._varying and not self._slow_reads:  # see EDGE_SPREADS_STEADY
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)

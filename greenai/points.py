@@ -55,6 +55,17 @@ def reads_slower(seg_s: float, update_s: float) -> bool:
     return update_s >= SLOW_SOURCE_S and seg_s > SLOW_READS * update_s
 
 
+def bracket_share(half_bracket_s: float, seg_s: float, slow_reads: bool) -> float:
+    """Half the anchors' bracket over the segment (a share, at most 0.5).
+
+    0.5 where the counter is read slower than it updates (see
+    :attr:`CurveModel.bracket_share`).
+    """
+    if slow_reads:
+        return 0.5
+    return min(half_bracket_s / max(seg_s, 1e-12), 0.5)
+
+
 @dataclass(frozen=True)
 class CurveModel:
     """What :func:`greenai.windows.device_windows` needs of a curve beyond its points.
@@ -93,6 +104,8 @@ class CurveModel:
             is unknown.
         update_s: The counter's declared update period (s): segments longer than it are
             read slower than the counter updates.
+        slow_reads: The counter is read slower than it updates (:func:`reads_slower` of
+            its segments, and reads themselves over half an update apart).
         update_corr: How consecutive updates' energies correlate, where clearly positive
             (0 otherwise): a part-time sensor's misreads of neighbouring updates then err
             together (:func:`greenai.windows.sampling_j`).
@@ -114,11 +127,7 @@ class CurveModel:
     end_step_w: float = 0.0
     update_s: float = 0.1
     update_corr: float = 0.0
-
-    @property
-    def slow_reads(self) -> bool:
-        """Whether the counter is read slower than it updates (segments of several updates)."""
-        return reads_slower(self.seg_s, self.update_s)
+    slow_reads: bool = False
 
     @property
     def bracket_share(self) -> float:
@@ -128,9 +137,7 @@ class CurveModel:
         gap); 0.5 where a slow source is read slower than it updates (its segments'
         insides are no better known).
         """
-        if self.slow_reads:
-            return 0.5
-        return min(self.half_bracket_s / max(self.seg_s, 1e-12), 0.5)
+        return bracket_share(self.half_bracket_s, self.seg_s, self.slow_reads)
 
 
 @dataclass(frozen=True)

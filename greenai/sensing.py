@@ -66,13 +66,32 @@ def locked_bound_note(device: str, bound_w: float, declared: bool) -> str:
     )
 
 
-def fallback_note(device: str, update_period_s: float) -> str:
-    """The note for a counter device whose figure fell back to its power values."""
-    return (
+def fallback_note(
+    device: str, update_period_s: float, power_values: bool = True, limit_w: float | None = None
+) -> str:
+    """The note for a counter device whose figure fell back to its power values.
+
+    ``power_values``: whether the device reported any; without them the figure is not a
+    measurement (0 J, with a ± of ``limit_w`` × the duration where its power limit is known).
+    """
+    said = (
         f"{device} fell back from counter to power: its energy counter did not change during "
-        f"the job (shorter than its {update_period_s * 1e3:.4g} ms update), so the figure "
-        "integrates a few part-time power values (method 'power') and its ± is at least the "
-        "figure itself; measure a longer stretch or repeat it (greenai.protocol)"
+        f"the job (shorter than its {update_period_s * 1e3:.4g} ms update), "
+    )
+    if not power_values:
+        bound = (
+            f"its ± is its {limit_w:.4g} W power limit over the job"
+            if limit_w
+            else "nothing bounds it"
+        )
+        return (
+            f"{said}and it reports no power values, so its energy was not measured: the "
+            f"figure counts 0 J and {bound}; measure a longer stretch"
+        )
+    return (
+        f"{said}so the figure integrates a few part-time power values (method 'power') and "
+        "its ± is at least the figure itself; measure a longer stretch or repeat it "
+        "(greenai.protocol)"
     )
 
 
@@ -198,7 +217,12 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
         if name not in tracks:
             continue
         if model.fallback:
-            notes.append(fallback_note(name, tracks[name].spec.update_period_s))
+            spec = tracks[name].spec
+            notes.append(
+                fallback_note(
+                    name, spec.update_period_s, model.max_power_w > 0.0, spec.power_limit_w
+                )
+            )
         elif model.few_updates:
             notes.append(few_updates_note(name, tracks[name].spec.update_period_s))
     return notes

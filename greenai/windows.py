@@ -198,6 +198,8 @@ def _power_windows(
         # from before it (a GPU idle until the job: 0.05 s 400 W jobs read 6 J for 20 J
         # with a ± of 4 J, 12-19% covered).
         highest_j = model.max_power_w * (1.0 + spec.relative_uncertainty) * length
+        if model.max_power_w <= 0.0 and spec.power_limit_w:  # no power values: the limit
+            highest_j = spec.power_limit_w * length
         sampled = np.maximum(sampled, highest_j - energy)
     elif spec.method == "power":
         sampled = sampling_j(model, power_only_span_s(length, model.seg_s))

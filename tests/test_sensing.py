@@ -11,6 +11,7 @@ import pytest
 
 import greenai
 from greenai.curve import locked_loop
+from greenai.devices.base import Device, Reading
 from greenai.errors import ConfigError, MeasurementWarning
 from greenai.testing import FakeClock, FakeGPU, RandomKernels, SquareWave, Steps
 
@@ -234,6 +235,71 @@ def test_a_job_shorter_than_one_update_says_it_fell_back_to_power() -> None:
     assert any("fell back" in str(w.message) for w in caught)
     assert r.uncertainty_j is not None and r.energy_j is not None
     assert r.uncertainty_j >= r.energy_j  # the ± says the figure is a rough one
+
+
+class _CounterOnly(Device):
+    """A counter that updates every 100 ms at a steady 300 W and reports no power values."""
+
+    method = "counter"
+    kind = "gpu"
+    may_hang = False
+    update_period_s = 0.1
+
+    def __init__(self, clock: FakeClock, power_limit_w: float | None = None) -> None:
+        self.name = "ctr"
+        self.clock, self.t0 = clock, clock.now() - 0.037  # updates off the job's start
+        self.power_limit_w = power_limit_w
+
+    def read(self) -> Reading:
+        updates = int((self.clock.now() - self.t0) / self.update_period_s)
+        return Reading(energy_j=30.0 * updates, power_w=None)
+
+    def true_energy_j(self, seconds: float) -> float:
+        return 300.0 * seconds
+
+
+@pytest.mark.parametrize("seconds", [0.08, 0.12, 0.15, 0.25])
+def test_a_counter_without_power_values_measures_a_job_of_one_or_two_updates(
+    seconds: float,
+) -> None:
+    """snapshot() raised IndexError after one counter change, and stop() lost the figure
+    ("figures not computed"); with the first value unanchored, one change read 0 J."""
+    clock = FakeClock()
+    dev = _CounterOnly(clock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job = greenai.track("short", devices=[dev], clock=clock, period_s=0.01).start()
+        clock.advance(seconds)
+        live = job.snapshot()
+        r = job.stop()
+    truth = dev.true_energy_j(seconds)
+    for m in (live, r):
+        assert m.energy_j is not None and m.uncertainty_j is not None
+        assert abs(m.energy_j - truth) <= m.uncertainty_j
+    assert r.devices[0].method == "counter"
+    assert not any("slower than its counter updates" in n for n in r.notes)  # read every 10 ms
+
+
+@pytest.mark.parametrize("limit_w", [None, 700.0])
+def test_a_counter_without_power_values_that_never_changed_says_it_measured_nothing(
+    limit_w: float | None,
+) -> None:
+    clock = FakeClock()
+    dev = _CounterOnly(clock, power_limit_w=limit_w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job = greenai.track("short", devices=[dev], clock=clock, period_s=0.01).start()
+        clock.advance(0.05)
+        r = job.stop()
+    assert r.devices[0].method == "power" and r.devices[0].fallback == "counter→power"
+    note = next(n for n in r.notes if "fell back" in n)
+    assert "reports no power values, so its energy was not measured" in note
+    assert r.uncertainty_j is not None and r.energy_j == 0.0
+    if limit_w is None:
+        assert "nothing bounds it" in note
+    else:
+        assert r.uncertainty_j == pytest.approx(limit_w * r.duration_s)
+        assert dev.true_energy_j(0.05) <= r.uncertainty_j
 
 
 def test_a_declared_integrating_counter_drops_the_part_time_term() -> None:

@@ -155,6 +155,15 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "400 W, idle the last 10-50 ms of 1 s": (_idle_before_end(1.0, 0.01, 0.05), {}, None),
     "400 W to the end of 1 s, then idle": (_idle_before_end(1.0, 0.0, 0.0), {}, None),
     "400 W, idle the last 100-200 ms of 1 s": (_idle_before_end(1.0, 0.1, 0.2), {}, None),
+    # several GPUs of one machine on one load (data parallel), each its own update phase
+    # (``same_phase``: all one): the job's figure is their sum
+    "8 GPUs, kernels 10-40 ms": (lambda seed: RandomKernels(seed=seed), {"gpus": 8}, None),
+    "8 GPUs in phase, kernels 10-40 ms": (
+        lambda seed: RandomKernels(seed=seed),
+        {"gpus": 8, "same_phase": True},
+        None,
+    ),
+    "8 GPUs, steps 150/650 W ~3 s": (_steps(3.0, 150.0, 650.0), {"gpus": 8}, None),
     "kernels 10-40 ms, 50 ms updates": (
         lambda seed: RandomKernels(seed=seed),
         {"update_period_s": 0.05},
@@ -187,6 +196,8 @@ def R(load: str, counter: str, period_s: float, kind: str, *lengths_s: float) ->
     """A regime in one line."""
     if load not in LOADS:
         raise KeyError(load)
+    if LOADS[load][1].get("gpus", 1) > 1 and kind != "jobs":
+        raise ValueError(f"{load}: several GPUs are calibrated on whole jobs only")
     return Regime(load, counter, period_s, kind, tuple(lengths_s))
 
 
@@ -257,6 +268,11 @@ HELD_OUT: list[Regime] = [
     # a counter updating every 50 ms: kernels outlast the gap between its sensor's windows
     R("kernels 10-40 ms, 50 ms updates", "sampled", 0.01, "windows", *HELD_OUT_W),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
+    # several GPUs: read fast enough to tell their update phases apart, or not
+    R("8 GPUs, kernels 10-40 ms", "exact", 0.01, "jobs", 2.0),
+    R("8 GPUs, kernels 10-40 ms", "exact", 0.1, "jobs", 2.0),
+    R("8 GPUs in phase, kernels 10-40 ms", "exact", 0.01, "jobs", 2.0),
+    R("8 GPUs, steps 150/650 W ~3 s", "exact", 0.01, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
 ]
 TUNING_SEEDS = (1, 2, 3, 4)
@@ -294,26 +310,76 @@ def window_starts(
     return lo + slot * np.arange(n) + rng.uniform(0.0, slot - length_s, n)
 
 
-def make_gpu(load: str, counter: str, seed: int, clock: FakeClock) -> FakeGPU:
-    """The regime's FakeGPU."""
+def make_gpu(
+    load: str,
+    counter: str,
+    seed: int,
+    clock: FakeClock,
+    sensor_seed: int | None = None,
+    **extra: Any,
+) -> FakeGPU:
+    """The regime's FakeGPU (``sensor_seed``: its own noise and phase on the seed's load)."""
     make, options, _ = LOADS[load]
     mode = "exact" if counter == "none" else counter
+    options = {k: v for k, v in options.items() if k not in ("gpus", "same_phase")}
     return FakeGPU(
         clock=clock,
-        seed=seed,
+        seed=seed if sensor_seed is None else sensor_seed,
         power_w=make(seed),
         counter_mode=mode,  # type: ignore[arg-type]
         counter=counter != "none",
         power_limit_w=POWER_LIMIT_W,
         **options,
+        **extra,
     )
+
+
+@dataclass(frozen=True)
+class Node:
+    """Several GPUs of one machine on the same load (data parallel): truth is their sum."""
+
+    gpus: tuple[FakeGPU, ...]
+
+    @property
+    def name(self) -> str:
+        """The first GPU's name (its curve stands for the node's in tables)."""
+        return self.gpus[0].name
+
+    def true_energy_j(self, a: float, b: float) -> float:
+        """The GPUs' exact energy over ``[a, b]`` (J)."""
+        return sum(g.true_energy_j(a, b) for g in self.gpus)
+
+
+def make_gpus(load: str, counter: str, seed: int, clock: FakeClock) -> list[FakeGPU]:
+    """The regime's FakeGPUs: one, or ``gpus`` of them on one load, each its own sensor
+    noise and update phase (``same_phase``: one phase for all)."""
+    options = LOADS[load][1]
+    n = int(options.get("gpus", 1))
+    if n == 1:
+        return [make_gpu(load, counter, seed, clock)]
+    rng = np.random.default_rng((seed, 17))
+    phases = rng.uniform(0.0, 0.1, n)
+    if options.get("same_phase"):
+        phases[:] = phases[0]
+    return [
+        make_gpu(
+            load,
+            counter,
+            seed,
+            clock,
+            sensor_seed=seed * 100 + i,
+            name=f"gpu{i}",
+            update_phase_s=float(phases[i]),
+        )
+        for i in range(n)
+    ]
 
 
 @dataclass(frozen=True)
 class Run:
     """A tracked run: the GPU (truth), the final curve, start, end, step times, result."""
 
-    gpu: FakeGPU
+    gpu: FakeGPU | Node
     curve: Any
     t0: float
     t1: float
@@ -325,11 +391,12 @@ class Run:
 def tracked_run(load: str, counter: str, period_s: float, seed: int, seconds: float) -> Run:
     """Track the regime's GPU for ``seconds``; a locked load's loop marks a step per period."""
     clock = FakeClock()
-    gpu = make_gpu(load, counter, seed, clock)
+    gpus = make_gpus(load, counter, seed, clock)
+    gpu = gpus[0] if len(gpus) == 1 else Node(tuple(gpus))
     loop_s = LOADS[load][2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MeasurementWarning)
-        job = greenai.track("calibration", devices=[gpu], clock=clock, period_s=period_s)
+        job = greenai.track("calibration", devices=gpus, clock=clock, period_s=period_s)
         job.start()
         t0 = clock.now()
         marks = [t0]
@@ -377,6 +444,7 @@ def _flagged(result: greenai.Measurement) -> bool:
         "stepped by",  # sensing.start_step_note: a bound on where the step fell
         "changed by",  # sensing.end_step_note: a bound on the job's last update
         "slower than its counter updates",  # sensing.slow_reads_note: a bound inside reads
+        "add their ± linearly",  # sensing.devices_linear_note: phases not told, a bound
     )
     return any(any(w in n for w in words) for n in result.notes)
 

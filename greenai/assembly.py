@@ -12,12 +12,14 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from greenai.carbon.accounting import Accounting, account
 from greenai.errors import MeasurementWarning
 from greenai.ledger import OTHER_PHASE, Ledger, OpenPhase, Point, point_at
 from greenai.measurement import DeviceEnergy, Measurement, PhaseEnergy, StepEnergy
 from greenai.timeline import Pass, Timeline
-from greenai.windows import Spans, linear
+from greenai.windows import Spans, linear, sum_devices
 
 if TYPE_CHECKING:
     from greenai.sampling.sampler import Sampler
@@ -67,7 +69,7 @@ def measure(
     if not p.curves:
         notes.append("no energy source was measured; only time is reported")
     energy: float | None = math.fsum(d.energy_j for d in devices) if devices else None
-    unc = linear(d.uncertainty_j for d in devices) if devices else None
+    unc = _total_uncertainty(ledger, devices) if devices else None
     work = job.work.efficiency(job.steps, duration, job.sampler.devices, notes)
     _sensor_notes(job, duration, notes, live)
     idle_all = [d.idle_power_w for d in devices if d.idle_power_w is not None]
@@ -98,6 +100,26 @@ def measure(
         carbon=account(energy, job.accounting) if energy is not None else None,
         **work,
     )
+
+
+def _total_uncertainty(ledger: Ledger, devices: list[DeviceEnergy]) -> float:
+    """The devices' uncertainties over the job, summed (J).
+
+    Shared parts linearly, the others as far as the devices err together
+    (:meth:`Ledger.correlation`).
+    """
+    rho = ledger.correlation([d.name for d in devices], since_start=True)
+    if bool(np.all(rho >= 1.0)):  # the usual case: one device, or phases not told
+        return linear(d.uncertainty_j for d in devices)
+    parts = (
+        (
+            np.array([d.energy_j]),
+            np.array([d.uncertainty_j - d.shared_uncertainty_j]),
+            np.array([d.shared_uncertainty_j]),
+        )
+        for d in devices
+    )
+    return float(sum_devices(parts, 1, rho).uncertainty_j[0])
 
 
 def fallback(job: JobState, t1: float, status: str, notes: list[str]) -> Measurement:

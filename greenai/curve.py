@@ -117,6 +117,16 @@ STUCK_COUNTER_S = 60.0
 _RECENT = 512
 """Segments whose residuals and lengths the running statistics remember."""
 
+PHASE_READS = 4
+"""Reads per counter update at least for :func:`update_phase` to tell the update's phase."""
+
+PHASE_ANCHORS = 32
+"""Recent anchors :func:`update_phase` takes the phase from."""
+
+PHASE_AGREE = 0.9
+"""Circular mean resultant of the anchors' phases at least (about ±7% of an update's
+scatter): below it, the updates have no one phase to tell."""
+
 
 @dataclass
 class CurveStats:
@@ -248,6 +258,7 @@ class EnergyCurve:
         # counter at the update's start (J), ± of the step's time (s)
         self._start_place: tuple[float, float, float, float, float, float] | None = None
         self._update_corr = 0.0  # consecutive updates' correlation (_lag_one_correlation)
+        self._update_phase = math.nan  # where the counter's updates fall (update_phase)
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -413,6 +424,8 @@ class EnergyCurve:
         self.end_step_w = self._end_step(scatter_w)
         self._end_place = self._place_end_step() if self.end_step_w > 0 else None
         self._start_place = self._place_start_step() if self._start_step_w > 0 else None
+        if not self._slow_reads:
+            self._update_phase = update_phase(self.tau, s.update_period_s, self._half_bracket)
         # The job's first value may be up to a whole update old, like every value read once
         # per update: its anchor's lag is the shared lag that the window rule's shift term
         # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
@@ -968,6 +981,7 @@ class EnergyCurve:
             end_step_w=self.end_step_w,
             update_s=self.spec.update_period_s,
             slow_reads=self._slow_reads,
+            update_phase_s=self._update_phase,
         )
 
     def _max_power_w(self) -> float:
@@ -1216,6 +1230,30 @@ def _lag_one_correlation(power_w: FloatArray) -> float:
     denom = float(np.dot(x, x))
     rho = float(np.dot(x[:-1], x[1:])) / denom if denom > 0 else 0.0
     return min(rho, 0.5) if rho > 2.0 / math.sqrt(n) else 0.0
+
+
+def update_phase(tau: FloatArray, update_s: float, half_bracket_s: float) -> float:
+    """Where a counter's updates fall, ``τ mod U`` of its recent anchors (s, in ``[0, U)``).
+
+    Told only where the counter is read at least :data:`PHASE_READS` times per update
+    (anchors then sit within half a sampling gap of the true update) and its last
+    :data:`PHASE_ANCHORS` anchors agree (circular mean resultant at least
+    :data:`PHASE_AGREE`: a counter whose updates drift or jitter has no one phase); NaN
+    otherwise. Two devices' phases say whether their edges err together
+    (:func:`greenai.windows.device_correlation`).
+    """
+    if update_s <= 0 or half_bracket_s * 2.0 * PHASE_READS > update_s:
+        return math.nan
+    recent = tau[-PHASE_ANCHORS:]
+    if len(recent) < 4:
+        return math.nan
+    ref = float(recent[-1])
+    angle = 2.0 * math.pi * ((recent - ref) % update_s) / update_s
+    c, s = float(np.mean(np.cos(angle))), float(np.mean(np.sin(angle)))
+    if math.hypot(c, s) < PHASE_AGREE:
+        return math.nan
+    offset = math.atan2(s, c) / (2.0 * math.pi) * update_s
+    return float((ref + offset) % update_s)
 
 
 def _fill_nan(values: FloatArray) -> FloatArray:

@@ -219,7 +219,7 @@ class JobView:
 
         from greenai.measurement import PhaseEnergy
         from greenai.timeline import RETENTION_S
-        from greenai.windows import Spans, sum_devices
+        from greenai.windows import Spans, device_correlation, sum_devices
 
         a, b = np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)
         curves = self._timeline.curves()
@@ -232,7 +232,8 @@ class JobView:
                     f" {RETENTION_S:g} s the tracker keeps at full resolution; mark them with"
                     " phase() instead"
                 )
-            parts = sum_devices((c.window_parts(a, b) for c in curves.values()), len(a))
+            rho = device_correlation([c.model for c in curves.values()])
+            parts = sum_devices((c.window_parts(a, b) for c in curves.values()), len(a), rho)
             spans.add(parts, b - a)
         return PhaseEnergy(
             name="window",

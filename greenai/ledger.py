@@ -27,7 +27,13 @@ from greenai.curve import locked_loop
 from greenai.edges import Edges, Point, StepSeries, Table
 from greenai.points import CurveModel, Points
 from greenai.timeline import Pass, Timeline
-from greenai.windows import Spans, WindowParts, device_windows, sum_devices
+from greenai.windows import (
+    Spans,
+    WindowParts,
+    device_correlation,
+    device_windows,
+    sum_devices,
+)
 
 __all__ = ["OTHER_PHASE", "Ledger", "OpenPhase", "Point", "point_at"]
 
@@ -116,6 +122,9 @@ class Ledger:
     t0_point: Point | None = None
     baseline_point: Point | None = None
     models: dict[str, CurveModel] = field(default_factory=dict)
+    first_phased: dict[str, CurveModel] = field(default_factory=dict)
+    """Per device, the first model that told its update phase: the job's start edge errs
+    with the phases then (:meth:`correlation`)."""
     board_gain: bool = False
     locked_s: dict[str, float] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -177,6 +186,8 @@ class Ledger:
                 locked=name in self.locked_s,
                 start_step_w=max(curve.model.start_step_w, seen.start_step_w if seen else 0.0),
             )
+            if name not in self.first_phased and math.isfinite(curve.model.update_phase_s):
+                self.first_phased[name] = self.models[name]
         # A mark is evaluated once, in the first pass whose horizon passes it, and every
         # window edge at it shares that value: a later pass's curve starts after it and
         # would only extrapolate (at a 10 ms period its margin is under one counter update).
@@ -375,9 +386,25 @@ class Ledger:
         specs = {name: self.timeline.tracks[name].spec for name in table.columns}
         per_device = table.windows(table.index(w.ia), table.index(w.ib), a, b, specs, self.models)
         total = sum_devices(
-            ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()), len(a)
+            ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()),
+            len(a),
+            self.correlation(list(per_device)),
         )
         self._fold_parts(w, a, b, per_device, total)
+
+    def correlation(self, names: list[str], *, since_start: bool = False) -> FloatArray:
+        """How far the devices' independent uncertainties err together (0-1, pairwise).
+
+        From this pass's models (:func:`greenai.windows.device_correlation`); with
+        ``since_start``, also from the phases near the job's start (a window from the
+        start has an edge there): the larger of the two, pair by pair.
+        """
+        empty = CurveModel()
+        rho = device_correlation([self.models.get(n, empty) for n in names])
+        if since_start:
+            first = device_correlation([self.first_phased.get(n, empty) for n in names])
+            rho = np.maximum(rho, first)
+        return rho
 
     def _fold_unmeasured(self, w: _Closing) -> None:
         """Fold windows closed before any device had a curve: time only; steps' energy NaN."""
@@ -467,7 +494,9 @@ class Ledger:
         """Figures of windows ``[a_i, b_i]`` from their end points, summed over devices."""
         per_device = self.parts_by_device(starts, ends, a, b)
         return sum_devices(
-            ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()), len(a)
+            ((d.energy_j, d.independent_j, d.shared_j) for d in per_device.values()),
+            len(a),
+            self.correlation(list(per_device), since_start=True),
         )
 
 

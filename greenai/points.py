@@ -7,6 +7,7 @@ other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,9 @@ class CurveModel:
             read slower than the counter updates.
         slow_reads: The counter is read slower than it updates (:func:`reads_slower` of
             its segments, and reads themselves over half an update apart).
+        update_phase_s: Where the counter's updates fall, seconds in ``[0, update_s)`` of
+            the clock (:func:`greenai.curve.update_phase`); NaN where not told (read once
+            per update or slower, no counter, updates that drift).
         update_corr: How consecutive updates' energies correlate, where clearly positive
             (0 otherwise): a part-time sensor's misreads of neighbouring updates then err
             together (:func:`greenai.windows.sampling_j`).
@@ -128,6 +132,7 @@ class CurveModel:
     update_s: float = 0.1
     update_corr: float = 0.0
     slow_reads: bool = False
+    update_phase_s: float = math.nan
 
     @property
     def bracket_share(self) -> float:

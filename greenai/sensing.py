@@ -10,19 +10,21 @@ notes say where they cannot. docs/accuracy.md has the measured numbers.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from greenai.curve import SHORT_REGION_UPDATES
 from greenai.windows import BOARD_GAIN_REL
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from greenai.ledger import Ledger
     from greenai.timeline import DeviceTrack
 
 __all__ = [
     "board_gain_note",
+    "devices_linear_note",
     "end_step_note",
     "fallback_note",
     "few_updates_note",
@@ -103,6 +105,35 @@ def few_updates_note(device: str, update_period_s: float) -> str:
         " is a bound from the sensor model (half an update's energy at each edge), not a"
         " calibrated interval; measure at least a second"
     )
+
+
+def devices_linear_note(devices: Sequence[str], update_period_s: float) -> str:
+    """The note for counter devices whose update phases could not be told apart."""
+    return (
+        f"{', '.join(devices)} add their ± linearly: read less than four times per counter "
+        f"update (every {update_period_s * 1e3:.4g} ms), where each one's updates fall "
+        "cannot be told, so their edge errors may be one error; a bound where they update "
+        "apart (read every 10 ms, the native loop's default, to tell)"
+    )
+
+
+def devices_linear_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]:
+    """:func:`devices_linear_note` per group of counter devices (one update period).
+
+    For groups of two or more of which one or more had no update phase told.
+    """
+    groups: dict[float, list[str]] = {}
+    for name, model in ledger.models.items():
+        spec = tracks[name].spec if name in tracks else None
+        if spec is None or spec.method != "counter" or model.fallback:
+            continue
+        groups.setdefault(round(spec.update_period_s, 9), []).append(name)
+    notes = []
+    for update_s, names in groups.items():
+        unknown = [n for n in names if not math.isfinite(ledger.models[n].update_phase_s)]
+        if len(names) >= 2 and unknown:
+            notes.append(devices_linear_note(names, update_s))
+    return notes
 
 
 def power_only_note(device: str, relative_uncertainty: float) -> str:
@@ -249,6 +280,7 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
             notes.append(end_step_note(name, model.end_step_w, spec.update_period_s))
         if model.slow_reads:
             notes.append(slow_reads_note(name, model.seg_s, spec.update_period_s))
+    notes.extend(devices_linear_notes(ledger, tracks))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())
     return notes

@@ -8,8 +8,9 @@ distributed aggregation agree (they used to restate these rules, and disagreed):
   counter resolution, energy interpolated across read failures, short-window sampling) and
   a *shared* part (a model's or a power sensor's scale error, the same in every window of
   that device);
-* **devices** add linearly (:func:`sum_devices`): their errors are not known to be
-  independent (one PSU, one load);
+* **devices** (:func:`sum_devices`): shared parts linearly; independent parts linearly
+  too (one load, updates that may fall together), except between devices read fast
+  enough to tell that their counters update at phases apart (:func:`device_correlation`);
 * **spans** of one phase or many windows: independent parts in quadrature, shared parts
   linearly (:class:`Spans`);
 * **windows that tile** a stretch (steps) sum to the stretch: the sum's uncertainty is the
@@ -29,6 +30,7 @@ Uncertainties are about 95% coverage, in joules.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,6 +52,7 @@ __all__ = [
     "WindowParts",
     "across_offsets",
     "compare_with_uncertainty",
+    "device_correlation",
     "device_windows",
     "difference_with_uncertainty",
     "edge_j",
@@ -564,12 +567,67 @@ def sampling_j(
     return np.asarray(np.sqrt(spread**2 + jumps**2))
 
 
-def sum_devices(parts: Iterable[tuple[FloatArray, FloatArray, FloatArray]], n: int) -> WindowParts:
-    """The windows' figures summed over devices: every part adds linearly."""
-    energy, independent, shared = np.zeros(n), np.zeros(n), np.zeros(n)
+def sum_devices(
+    parts: Iterable[tuple[FloatArray, FloatArray, FloatArray]],
+    n: int,
+    correlation: npt.NDArray[np.float64] | None = None,
+) -> WindowParts:
+    """The windows' figures summed over devices.
+
+    Shared parts (scale errors) add linearly. Independent parts add linearly too, unless
+    ``correlation`` (devices × devices, in the order of ``parts``; see
+    :func:`device_correlation`) says how far two devices' err together: then
+    ``sqrt(iᵀ ρ i)`` per window.
+    """
+    energy, shared = np.zeros(n), np.zeros(n)
+    independent: list[FloatArray] = []
     for e, i, s in parts:
-        energy, independent, shared = energy + e, independent + i, shared + s
-    return WindowParts(energy, independent, shared)
+        energy, shared = energy + e, shared + s
+        independent.append(np.asarray(i, dtype=np.float64))
+    if not independent:
+        return WindowParts(energy, np.zeros(n), shared)
+    stacked = np.vstack([np.broadcast_to(i, (n,)) for i in independent])
+    if correlation is None or len(independent) == 1 or bool(np.all(correlation >= 1.0)):
+        return WindowParts(energy, np.asarray(stacked.sum(axis=0)), shared)
+    combined = np.einsum("in,ij,jn->n", stacked, correlation, stacked)
+    return WindowParts(energy, np.sqrt(np.maximum(combined, 0.0)), shared)
+
+
+PHASE_SPAN_SLACKS = 2.0
+"""Over how many of their phases' slack (each device's half bracket, added) two devices'
+edge errors stop correlating, beyond the slack itself (:func:`device_correlation`)."""
+
+
+def device_correlation(models: Sequence[CurveModel]) -> npt.NDArray[np.float64]:
+    """How far devices' independent uncertainties err together (devices × devices, 0–1).
+
+    A window's edge error is the energy the power shape misplaces between the edge and
+    the counter update next to it. Two devices that update at one phase misplace the same
+    stretch of the same load: their errors are one error and add linearly (8 GPUs in
+    phase running the same kernels, read once per update: 58% covered in quadrature).
+    Updating at phases further apart than the kernels' scale, they misplace different
+    stretches (FakeGPUs on the same random kernels, read every 10 ms: the job errors'
+    correlation is 1.0 in phase, 0.77 at 5 ms apart, 0.35 at 10 ms, ~0 from 20 ms). Read
+    fast enough to tell each device's phase (:attr:`CurveModel.update_phase_s`), a pair
+    whose phases lie ``d`` apart correlates by ``1 - (d - slack) / (2 slack)``, clipped to
+    ``[0, 1]``, with ``slack`` their half brackets added (how far each phase can be off).
+    Pairs whose phases are not told, or whose counters update at different periods, keep
+    1: linear, the safe rule.
+    """
+    k = len(models)
+    rho = np.ones((k, k))
+    for i, j in itertools.combinations(range(k), 2):
+        mi, mj = models[i], models[j]
+        if not (math.isfinite(mi.update_phase_s) and math.isfinite(mj.update_phase_s)):
+            continue
+        if not math.isclose(mi.update_s, mj.update_s, rel_tol=1e-6):
+            continue
+        apart = abs(mi.update_phase_s - mj.update_phase_s) % mi.update_s
+        apart = min(apart, mi.update_s - apart)
+        slack = mi.half_bracket_s + mj.half_bracket_s
+        span = PHASE_SPAN_SLACKS * slack
+        rho[i, j] = rho[j, i] = min(max(1.0 - (apart - slack) / max(span, 1e-12), 0.0), 1.0)
+    return rho
 
 
 class Spans:

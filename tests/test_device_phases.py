@@ -1,0 +1,110 @@
+"""Devices whose counters update at phases apart err apart (issue 23: 8 GPUs read 2-3x wide)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import greenai
+from greenai.curve import update_phase
+from greenai.errors import MeasurementWarning
+from greenai.points import CurveModel
+from greenai.testing import FakeClock, FakeGPU, RandomKernels
+from greenai.windows import device_correlation, sum_devices
+
+
+def test_update_phase_is_where_the_anchors_fall_modulo_the_update() -> None:
+    rng = np.random.default_rng(1)
+    tau = 1000.0 + 0.037 + 0.1 * np.arange(40) + rng.uniform(-0.004, 0.004, 40)
+    assert update_phase(tau, 0.1, 0.005) == pytest.approx(0.037, abs=0.002)
+    # across the wrap: anchors at 99 ms and 1 ms of the update are 2 ms apart, not 98
+    wrap = 1000.0 + 0.1 * np.arange(40) + np.where(np.arange(40) % 2, 0.099, 0.101)
+    assert min(update_phase(wrap, 0.1, 0.005), 0.1 - update_phase(wrap, 0.1, 0.005)) < 0.002
+
+
+def test_update_phase_is_not_told_read_once_per_update_or_scattered() -> None:
+    tau = 1000.0 + 0.1 * np.arange(40)
+    assert math.isnan(update_phase(tau, 0.1, 0.05))  # read once per update
+    assert math.isnan(update_phase(tau[:3], 0.1, 0.005))  # too few anchors
+    scattered = tau + np.random.default_rng(2).uniform(0, 0.1, 40)
+    assert math.isnan(update_phase(scattered, 0.1, 0.005))
+
+
+def _model(phase_s: float, update_s: float = 0.1, half_bracket_s: float = 0.005) -> CurveModel:
+    return CurveModel(half_bracket_s=half_bracket_s, update_s=update_s, update_phase_s=phase_s)
+
+
+def test_device_correlation_falls_with_the_phases_distance() -> None:
+    rho = device_correlation(
+        [_model(0.010), _model(0.015), _model(0.030), _model(0.060), _model(0.098)]
+    )
+    assert rho[0, 1] == 1.0  # 5 ms apart: within the phases' own slack
+    assert rho[0, 2] == pytest.approx(0.5)  # 20 ms apart, 10 ms slack, over 20 ms more
+    assert rho[0, 3] == 0.0  # 50 ms apart
+    assert rho[0, 4] == pytest.approx(0.9)  # 12 ms apart across the wrap: 0.9
+    assert np.allclose(rho, rho.T) and np.all(np.diag(rho) == 1.0)
+
+
+def test_device_correlation_keeps_linear_where_phases_are_not_told() -> None:
+    rho = device_correlation([_model(math.nan), _model(0.05), _model(0.0, update_s=0.001)])
+    assert rho[0, 1] == 1.0 and rho[1, 2] == 1.0 and rho[0, 2] == 1.0
+
+
+def test_sum_devices_adds_independent_parts_by_their_correlation() -> None:
+    parts = [(np.array([10.0]), np.array([3.0]), np.array([1.0]))] * 2
+    linear = sum_devices(parts, 1)
+    apart = sum_devices(parts, 1, np.eye(2))
+    assert linear.independent_j[0] == 6.0 and linear.shared_j[0] == 2.0
+    assert apart.independent_j[0] == pytest.approx(math.sqrt(18.0))
+    assert apart.shared_j[0] == 2.0 and apart.energy_j[0] == 20.0
+
+
+def _job(phases: list[float], period_s: float, seed: int = 3) -> tuple[greenai.Measurement, float]:
+    clock = FakeClock()
+    gpus = [
+        FakeGPU(
+            name=f"gpu{i}",
+            clock=clock,
+            seed=seed * 100 + i,
+            power_w=RandomKernels(seed=seed),
+            update_phase_s=p,
+            power_limit_w=700.0,
+        )
+        for i, p in enumerate(phases)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job = greenai.track("dp", devices=gpus, clock=clock, period_s=period_s).start()
+        t0 = clock.now()
+        clock.advance(2.0)
+        r = job.stop()
+    truth = sum(g.true_energy_j(t0, t0 + 2.0) for g in gpus)
+    return r, truth
+
+
+def test_gpus_updating_apart_add_less_than_linearly_and_say_nothing() -> None:
+    r, truth = _job([0.0, 0.034, 0.067], 0.01)
+    linear = sum(d.uncertainty_j for d in r.devices)
+    shared = sum(d.shared_uncertainty_j for d in r.devices)
+    independent = [d.uncertainty_j - d.shared_uncertainty_j for d in r.devices]
+    assert r.uncertainty_j is not None and r.energy_j is not None
+    assert r.uncertainty_j == pytest.approx(shared + math.sqrt(sum(u * u for u in independent)))
+    assert r.uncertainty_j < 0.8 * linear
+    assert abs(r.energy_j - truth) <= r.uncertainty_j
+    assert not any("add their ± linearly" in n for n in r.notes)
+
+
+def test_gpus_updating_in_phase_add_linearly() -> None:
+    r, _ = _job([0.03] * 4, 0.01)
+    assert r.uncertainty_j == pytest.approx(sum(d.uncertainty_j for d in r.devices))
+    assert not any("add their ± linearly" in n for n in r.notes)  # told: in phase
+
+
+def test_gpus_read_once_per_update_add_linearly_and_say_so() -> None:
+    r, _ = _job([0.0, 0.05, 0.025, 0.075], 0.1)
+    assert r.uncertainty_j == pytest.approx(sum(d.uncertainty_j for d in r.devices))
+    note = next(n for n in r.notes if "add their ± linearly" in n)
+    assert note.startswith("gpu0, gpu1, gpu2, gpu3 add their ± linearly")

@@ -155,6 +155,12 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "400 W, idle the last 10-50 ms of 1 s": (_idle_before_end(1.0, 0.01, 0.05), {}, None),
     "400 W to the end of 1 s, then idle": (_idle_before_end(1.0, 0.0, 0.0), {}, None),
     "400 W, idle the last 100-200 ms of 1 s": (_idle_before_end(1.0, 0.1, 0.2), {}, None),
+    # a training loop's iterations: compute and communication, levels held 0.2-0.5 s
+    "steps 150/650 W 0.2-0.5 s": (
+        lambda seed: RandomKernels(seed=seed, min_s=0.2, max_s=0.5, high_w=650, low_w=150),
+        {},
+        None,
+    ),
     # several GPUs of one machine on one load (data parallel), each its own update phase
     # (``same_phase``: all one): the job's figure is their sum
     "8 GPUs, kernels 10-40 ms": (lambda seed: RandomKernels(seed=seed), {"gpus": 8}, None),
@@ -268,6 +274,12 @@ HELD_OUT: list[Regime] = [
     # a counter updating every 50 ms: kernels outlast the gap between its sensor's windows
     R("kernels 10-40 ms, 50 ms updates", "sampled", 0.01, "windows", *HELD_OUT_W),
     R("steps 150/650 W ~3 s", "sampled", 0.1, "jobs", 5.0),
+    # steady between steps every 2-5 updates (a training loop's iterations)
+    R("steps 150/650 W 0.2-0.5 s", "exact", 0.01, "windows", *HELD_OUT_W),
+    R("steps 150/650 W 0.2-0.5 s", "exact", 0.1, "windows", *HELD_OUT_W),
+    R("steps 150/650 W 0.2-0.5 s", "sampled", 0.01, "windows", *HELD_OUT_W),
+    R("steps 150/650 W 0.2-0.5 s", "exact", 0.01, "jobs", 0.3, 2.0),
+    R("steps 150/650 W 0.2-0.5 s", "exact", 0.1, "jobs", 2.0),
     # several GPUs: read fast enough to tell their update phases apart, or not
     R("8 GPUs, kernels 10-40 ms", "exact", 0.01, "jobs", 2.0),
     R("8 GPUs, kernels 10-40 ms", "exact", 0.1, "jobs", 2.0),

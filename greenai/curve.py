@@ -54,6 +54,7 @@ from greenai.windows import (
     flat_outside_edge_j,
     one_change_j,
     outside_edge_j,
+    range_bound_j,
     spread_estimate_factor,
 )
 
@@ -116,6 +117,39 @@ STUCK_COUNTER_S = 60.0
 
 _RECENT = 512
 """Segments whose residuals and lengths the running statistics remember."""
+
+STEADY_BETWEEN_MIN = 10
+"""Update-to-update differences at least to tell a load steady between steps
+(:func:`_spread_and_jumps`)."""
+
+STEADY_BETWEEN_SPLIT = 2.0
+"""How much wider the median's spread than the lower quartile's tells steady stretches
+between steps (both agree on a normal spread; a heavy-tailed one gives ~1.15)."""
+
+STEADY_BETWEEN_SHAPE = 0.5
+"""The power shape's misses over a segment (σ / segment, W) at most this share of the
+update-to-update spread for a load steady between steps: its values then show the
+changes (150/650 W every 0.2-0.5 s, 10 ms reads: 0.14-0.34; square waves and kernels, whose
+updates vary inside: 0.77-5)."""
+
+STEADY_BETWEEN_NOISE = 3.0
+"""Differences within this many noise spreads (× √2) are noise (:func:`_spread_and_jumps`)."""
+
+STEADY_BETWEEN_SHARE = 0.1
+"""Share of differences between noise and half a step, at most, on a load steady between
+steps (a step inside an update splits into two differences, one under half a step with
+probability ~0.2; steps in a third of updates put ~6% there)."""
+
+_Q25_HALF_NORMAL = 0.3186
+"""The lower quartile of ``|N(0, 1)|``."""
+
+RANGE_BOUND_BRACKET = 0.25
+"""Read slower than twice per update (a bracket share over this), an anchor may sit a
+quarter update or more off its update, which :func:`greenai.windows.range_bound_j` does not
+count: the whole segment's bound holds there (with it, 150/650 W steps every 0.2-0.5 s read
+every 100 ms had 0.5 s windows 89% covered). So it does on a counter not declared to
+integrate every instant: its deltas may be misread, the bound's premise (square 35/45 ms,
+sampled counter, 50 ms windows: 98% -> 90% covered with it)."""
 
 PHASE_READS = 4
 """Reads per counter update at least for :func:`update_phase` to tell the update's phase."""
@@ -753,7 +787,10 @@ class EnergyCurve:
             return 0.0, 0.0, 0.0
         power_w = d_e[regular] / np.maximum(seg_len[regular], 1e-12)
         self._update_corr = _lag_one_correlation(power_w)
-        return _spread_and_jumps(power_w)
+        # How well the power values predict whole segments (W): far better than the
+        # segments differ, the differences are level changes the values show (steps).
+        shape_w = self._sigma / max(self._seg_s, 1e-12) if self.has_power else math.inf
+        return _spread_and_jumps(power_w, shape_w)
 
     def settle_into(self, stats: CurveStats, before_s: float, after_s: float) -> None:
         """Add the segments that start in ``[after_s, before_s)`` to the job's ``stats``."""
@@ -1019,8 +1056,11 @@ class EnergyCurve:
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         estimated = spread_estimate_factor(self._sigma_n)
         spreads *= estimated
-        cap = self._one_change(x, kk, frac, d_e)
-        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads, cap)
+        cap, bound = self._one_change(x, kk, frac, d_e)
+        if bracket > RANGE_BOUND_BRACKET or self.spec.counter_integrates is not True:
+            # anchors off by more than the bound knows, or deltas that may be misread
+            bound = np.full_like(cap, math.inf)
+        inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads, cap, bound)
         inside = self._near_anchor_bound(x, kk, inside)
         rel = max(rel_u, abs(self._calibration - 1.0))
         before, after = np.abs(ae[0] - ends), np.abs(ends - ae[-1])
@@ -1070,11 +1110,18 @@ class EnergyCurve:
 
     def _one_change(
         self, x: FloatArray, k: npt.NDArray[np.intp], frac: FloatArray, d_e: FloatArray
-    ) -> FloatArray:
-        """The most an edge at ``x`` in segment ``k`` can be off (:func:`one_change_j`, J)."""
+    ) -> tuple[FloatArray, FloatArray]:
+        """The most an edge at ``x`` in segment ``k`` can be off (J), two ways.
+
+        In the data-driven term's form (:func:`one_change_j`), and whatever the load does
+        within its range (:func:`range_bound_j`).
+        """
         seg_len = self.tau[k + 1] - self.tau[k]
         f_time = (x - self.tau[k]) / np.maximum(seg_len, 1e-12)
-        return one_change_j(seg_len, self._range_w, f_time, frac, d_e)
+        return (
+            one_change_j(seg_len, self._range_w, f_time, frac, d_e),
+            range_bound_j(seg_len, self._range_w, f_time, frac, d_e),
+        )
 
     def _gap_energy_to(self, x: FloatArray) -> FloatArray:
         """Energy interpolated across read failures from the stretch's start to each ``x``."""
@@ -1184,7 +1231,7 @@ def _regular_segments(seg_len_s: FloatArray) -> npt.NDArray[np.bool_]:
     return np.asarray((seg_len_s >= lo * typical) & (seg_len_s <= hi * typical))
 
 
-def _spread_and_jumps(power_w: FloatArray) -> tuple[float, float, float]:
+def _spread_and_jumps(power_w: FloatArray, shape_w: float = math.inf) -> tuple[float, float, float]:
     """Robust spread (W) of consecutive updates' power, the largest jump (W), jumps per update.
 
     A *jump* is a change over :data:`_JUMP_SPREADS` spreads and over 25% of the typical
@@ -1194,6 +1241,20 @@ def _spread_and_jumps(power_w: FloatArray) -> tuple[float, float, float]:
     signed = np.diff(power_w)
     diff = np.abs(signed)
     spread = float(1.4826 * _median(diff) / np.sqrt(2.0))
+    if len(diff) >= STEADY_BETWEEN_MIN and shape_w <= STEADY_BETWEEN_SHAPE * spread:
+        # Steady between frequent steps: the differences are noise near 0 and steps far
+        # from it, and steps in half the updates put the median among the steps (150/650 W
+        # every 0.2-0.5 s read a 10 J spread on a 0.5 J noise, every edge sized by it). The
+        # lower quartile still sees the noise; on a load that varies alike from update to
+        # update both quartiles tell one spread.
+        # Only where the two groups stand apart: few differences lie between the noise and
+        # half a step (square waves and kernels beating with the updates spread over it).
+        low = float(np.quantile(diff, 0.25)) / (_Q25_HALF_NORMAL * math.sqrt(2.0))
+        if spread > STEADY_BETWEEN_SPLIT * low:
+            half_step = max(_JUMP_SPREADS * low, 0.25 * float(_median(np.abs(power_w)))) / 2.0
+            between = (diff > STEADY_BETWEEN_NOISE * low * math.sqrt(2.0)) & (diff <= half_step)
+            if float(np.mean(between)) <= STEADY_BETWEEN_SHARE:
+                spread = low
     level = 0.25 * float(_median(np.abs(power_w)))
     threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
     big = diff > threshold / 2.0  # a step split over two updates: halves

@@ -1,4 +1,5 @@
-"""Devices whose counters update at phases apart err apart (issue 23: 8 GPUs read 2-3x wide)."""
+"""Devices updating at phases apart err apart (issue 23: 8 GPUs read 2-3x wide), and loads
+steady between steps every few updates (a training loop: edges sized by the steps)."""
 
 from __future__ import annotations
 
@@ -108,3 +109,56 @@ def test_gpus_read_once_per_update_add_linearly_and_say_so() -> None:
     assert r.uncertainty_j == pytest.approx(sum(d.uncertainty_j for d in r.devices))
     note = next(n for n in r.notes if "add their ± linearly" in n)
     assert note.startswith("gpu0, gpu1, gpu2, gpu3 add their ± linearly")
+
+
+# --- a load steady between steps every few updates (a training loop's iterations) -------
+
+
+def test_range_bound_is_the_worst_load_within_the_range() -> None:
+    from greenai.windows import edge_j, range_bound_j
+
+    f = np.array([0.5, 0.1, 0.5])
+    bound = range_bound_j(np.full(3, 0.1), 500.0, f, np.array([0.5, 0.1, 0.6]), np.full(3, 40.0))
+    assert bound == pytest.approx([12.5, 4.5, 16.5])  # f(1-f) L range + |f - fe| delta
+    hard = edge_j(np.full(3, 40.0), f, np.ones(3, dtype=bool), 1.0, 0.0, 3.0, math.inf, bound)
+    assert hard == pytest.approx([12.5, 4.5, 16.5])  # below delta x max(f, 1-f): 20, 36, 20
+    assert np.all(range_bound_j(np.full(3, 0.1), math.inf, f, f, np.full(3, 40.0)) == math.inf)
+
+
+def test_spread_between_frequent_steps_is_the_noise_not_the_steps() -> None:
+    from greenai.curve import _spread_and_jumps
+
+    rng = np.random.default_rng(4)
+    levels, level = [], 150.0
+    while len(levels) < 200:  # levels held 1-3 whole updates, a step's update partway
+        held = int(rng.integers(1, 4))
+        nxt = 650.0 if level == 150.0 else 150.0
+        levels += [level] * held + [level + (nxt - level) * float(rng.uniform())]
+        level = nxt
+    power = np.asarray(levels[:200]) + rng.normal(0.0, 3.0, 200)
+    loose, _, _ = _spread_and_jumps(power)  # no shape told: the median's spread
+    steady, jump, rate = _spread_and_jumps(power, shape_w=5.0)
+    assert loose > 100.0 and steady < 0.1 * loose
+    assert jump > 300.0 and rate > 0.15  # the steps are found as steps
+    kernels = rng.uniform(100.0, 700.0, 200)  # varies alike at every update: unchanged
+    assert _spread_and_jumps(kernels, 5.0) == _spread_and_jumps(kernels)
+
+
+def test_a_job_stepping_every_few_updates_is_covered_without_the_steps_as_spread() -> None:
+    """150/650 W every 0.2-0.5 s, 10 ms reads, 2 s jobs: ± 30-77 J on errors under 3 J."""
+    widths = []
+    for seed in range(12):
+        clock = FakeClock()
+        load = RandomKernels(seed=seed, min_s=0.2, max_s=0.5, high_w=650, low_w=150)
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MeasurementWarning)
+            job = greenai.track("it", devices=[gpu], clock=clock, period_s=0.01).start()
+            t0 = clock.now()
+            clock.advance(2.0 + 0.013 * (seed % 7))
+            t1 = clock.now()
+            r = job.stop()
+        assert r.energy_j is not None and r.uncertainty_j is not None
+        assert abs(r.energy_j - gpu.true_energy_j(t0, t1)) <= r.uncertainty_j
+        widths.append(r.uncertainty_j)
+    assert float(np.median(widths)) < 12.0

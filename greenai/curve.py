@@ -1120,7 +1120,9 @@ class EnergyCurve:
         f_time = (x - self.tau[k]) / np.maximum(seg_len, 1e-12)
         return (
             one_change_j(seg_len, self._range_w, f_time, frac, d_e),
-            range_bound_j(seg_len, self._range_w, f_time, frac, d_e),
+            # plus what an anchor placed within its bracket moves across the range
+            range_bound_j(seg_len, self._range_w, f_time, frac, d_e)
+            + self._half_bracket * self._range_w,
         )
 
     def _gap_energy_to(self, x: FloatArray) -> FloatArray:

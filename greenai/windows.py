@@ -423,7 +423,9 @@ def range_bound_j(
     reverse), :func:`one_change_j`'s case without its data-driven form. It bounds segments
     where the power shape cannot be trusted (next to a load change): their bound was the
     whole segment's energy on the far side of the edge, which read 150/650 W loads stepping
-    every 0.2–0.5 s (10 ms reads) 100% covered at a median |error|/± of 0.02–0.11.
+    every 0.2–0.5 s (10 ms reads) 100% covered at a median |error|/± of 0.02–0.11. The
+    anchors' own placement (within half a bracket) is not in it: the curve adds half a
+    bracket × range (:meth:`greenai.curve.EnergyCurve._one_change`).
 
     Args:
         seg_len_s: The segment's length (s).

@@ -132,6 +132,10 @@ update-to-update spread for a load steady between steps: its values then show th
 changes (150/650 W every 0.2-0.5 s, 10 ms reads: 0.14-0.34; square waves and kernels, whose
 updates vary inside: 0.77-5)."""
 
+STEADY_BETWEEN_BURSTS = 0.25
+"""Bursts (big differences that come back within three updates) per step, at most, for a
+load steady between steps."""
+
 STEADY_BETWEEN_NOISE = 3.0
 """Differences within this many noise spreads (× √2) are noise (:func:`_spread_and_jumps`)."""
 
@@ -328,16 +332,19 @@ class EnergyCurve:
         t, e = self.t[ok], self.counter[ok]
         gaps_t = np.diff(t)
         U = s.update_period_s
-        first_unanchored = False
+        first_unanchored = fast = False
         if prev is None:  # the job's first value: up to a whole update period old
             # Read much faster than the counter refreshes, the first change is placed to
             # within a sampling gap, so the first value is not anchored at all: C before the
             # first change comes from the power shape (anchoring it U/2 back read 1 s jobs
             # sampled every 10 ms about 1% low, and 5 ms back several % high).
-            # Without power values nothing shapes that stretch: the first value stays an
-            # anchor (unanchored, one change read a counter-only device's job as 0 J).
+            # Without power values nothing shapes that stretch: the first value is the
+            # counter at the update boundary one update before the first change, and is
+            # anchored there (unanchored, one change read a counter-only device's job as
+            # 0 J; half an update back, a steady 300 W second read 301.9 ± 0.25 J).
             typical = float(_median(gaps_t)) if len(gaps_t) else U
-            first_unanchored = self.has_power and typical < U / 2 and bool((np.diff(e) > 0).any())
+            fast = typical < U / 2 and bool((np.diff(e) > 0).any())
+            first_unanchored = self.has_power and fast
             self._first_read = (float(t[0]), float(e[0])) if first_unanchored else None
             changed = np.concatenate([[not first_unanchored], np.diff(e) > 0])
             before = np.concatenate([[U], gaps_t])
@@ -346,6 +353,8 @@ class EnergyCurve:
             before = np.concatenate([[t[0] - prev[0]], gaps_t])
         lag = np.minimum(before, U) / 2.0
         tau = (t - lag)[changed]
+        if prev is None and fast and not self.has_power and len(tau) >= 2:
+            tau[0] = min(float(tau[1]) - U, float(t[0]))
         keep = np.ones(len(tau), dtype=bool)
         self._update_per_change = bool(len(gaps_t)) and float(_median(gaps_t)) <= U * 1.05
         if self._update_per_change:
@@ -1238,39 +1247,74 @@ def _spread_and_jumps(power_w: FloatArray, shape_w: float = math.inf) -> tuple[f
 
     A *jump* is a change over :data:`_JUMP_SPREADS` spreads and over 25% of the typical
     power (as in :meth:`EnergyCurve._unsteady`: reads that land late on a busy host
-    misplace anchors by ~10% of an update, which is no load step).
+    misplace anchors by ~10% of an update, which is no load step). ``shape_w``: how well
+    the power values predict whole segments (W; see :func:`_steady_between_spread`).
     """
     signed = np.diff(power_w)
     diff = np.abs(signed)
-    spread = float(1.4826 * _median(diff) / np.sqrt(2.0))
-    if len(diff) >= STEADY_BETWEEN_MIN and shape_w <= STEADY_BETWEEN_SHAPE * spread:
-        # Steady between frequent steps: the differences are noise near 0 and steps far
-        # from it, and steps in half the updates put the median among the steps (150/650 W
-        # every 0.2-0.5 s read a 10 J spread on a 0.5 J noise, every edge sized by it). The
-        # lower quartile still sees the noise; on a load that varies alike from update to
-        # update both quartiles tell one spread.
-        # Only where the two groups stand apart: few differences lie between the noise and
-        # half a step (square waves and kernels beating with the updates spread over it).
-        low = float(np.quantile(diff, 0.25)) / (_Q25_HALF_NORMAL * math.sqrt(2.0))
-        if spread > STEADY_BETWEEN_SPLIT * low:
-            half_step = max(_JUMP_SPREADS * low, 0.25 * float(_median(np.abs(power_w)))) / 2.0
-            between = (diff > STEADY_BETWEEN_NOISE * low * math.sqrt(2.0)) & (diff <= half_step)
-            if float(np.mean(between)) <= STEADY_BETWEEN_SHARE:
-                spread = low
     level = 0.25 * float(_median(np.abs(power_w)))
-    threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
-    big = diff > threshold / 2.0  # a step split over two updates: halves
-    if not big.any():
-        return spread, 0.0, 0.0
-    # A step inside an update shows as two jumps in a row: one step, their sum. A late
-    # read shows as two opposite jumps, which cancel.
-    first = big & ~np.concatenate([[False], big[:-1]])
-    run_id = np.cumsum(first) - 1
-    sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=int(first.sum())))
-    steps = sums[sums > threshold]
+    spread = float(1.4826 * _median(diff) / np.sqrt(2.0))
+    steps = _step_runs(signed, spread, level)[0]
+    low = _steady_between_spread(signed, spread, level, shape_w)
+    if low is not None:
+        spread, steps = low
     if not len(steps):
         return spread, 0.0, 0.0
     return spread, float(steps.max()), len(steps) / len(diff)
+
+
+def _step_runs(signed: FloatArray, spread: float, level: float) -> tuple[FloatArray, int]:
+    """The load steps (W) among consecutive power differences, and the bursts among them.
+
+    A step inside an update shows as two jumps in a row: one step, their sum. A late read
+    or a burst inside one update shows as two opposite jumps, which cancel.
+    """
+    threshold = max(_JUMP_SPREADS * spread, level, 1e-9)
+    big = np.abs(signed) > threshold / 2.0  # a step split over two updates: halves
+    if not big.any():
+        return np.zeros(0), 0
+    first = big & ~np.concatenate([[False], big[:-1]])
+    run_id = np.cumsum(first) - 1
+    runs = int(first.sum())
+    sums = np.abs(np.bincount(run_id[big], weights=signed[big], minlength=runs))
+    lengths = np.bincount(run_id[big], minlength=runs)
+    # a run of up to three that comes back is a burst inside an update or two
+    bursts = int(np.sum((sums <= threshold) & (lengths <= 3)))
+    return sums[sums > threshold], bursts
+
+
+def _steady_between_spread(
+    signed: FloatArray, spread: float, level: float, shape_w: float
+) -> tuple[float, FloatArray] | None:
+    """The spread (W) and steps of a load steady between frequent steps; None otherwise.
+
+    Steps in half the updates put the median difference among the steps (150/650 W every
+    0.2-0.5 s read a 10 J spread on a 0.5 J noise, every edge sized by it); the lower
+    quartile still sees the noise, and on a load that varies alike from update to update
+    both quartiles tell one spread. Taken only where (a) the power values predict whole
+    segments far better than the segments differ (``shape_w`` at most
+    :data:`STEADY_BETWEEN_SHAPE` of the spread: their values show the changes), (b) the
+    differences fall in two groups (at most :data:`STEADY_BETWEEN_SHARE` between
+    :data:`STEADY_BETWEEN_NOISE` noise spreads and half a step: square waves and kernels
+    beating with the updates spread over it) and (c) the big ones are level changes that
+    last (at most :data:`STEADY_BETWEEN_BURSTS` bursts per step: a burst inside an update
+    goes up and down again, and 200 W loads with 30 ms bursts to 700 W read 35 of 40 jobs
+    covered with the quartile's spread).
+    """
+    diff = np.abs(signed)
+    if len(diff) < STEADY_BETWEEN_MIN or shape_w > STEADY_BETWEEN_SHAPE * spread:
+        return None
+    low = float(np.quantile(diff, 0.25)) / (_Q25_HALF_NORMAL * math.sqrt(2.0))
+    if spread <= STEADY_BETWEEN_SPLIT * low:
+        return None
+    half_step = max(_JUMP_SPREADS * low, level) / 2.0
+    between = (diff > STEADY_BETWEEN_NOISE * low * math.sqrt(2.0)) & (diff <= half_step)
+    if float(np.mean(between)) > STEADY_BETWEEN_SHARE:
+        return None
+    steps, bursts = _step_runs(signed, low, level)
+    if bursts > STEADY_BETWEEN_BURSTS * max(len(steps), 1):
+        return None
+    return low, steps
 
 
 def _lag_one_correlation(power_w: FloatArray) -> float:

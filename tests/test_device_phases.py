@@ -35,7 +35,9 @@ def test_update_phase_is_not_told_read_once_per_update_or_scattered() -> None:
 
 
 def _model(phase_s: float, update_s: float = 0.1, half_bracket_s: float = 0.005) -> CurveModel:
-    return CurveModel(half_bracket_s=half_bracket_s, update_s=update_s, update_phase_s=phase_s)
+    return CurveModel(
+        half_bracket_s=half_bracket_s, update_s=update_s, update_phase_s=phase_s, varying=True
+    )
 
 
 def test_device_correlation_falls_with_the_phases_distance() -> None:
@@ -162,3 +164,53 @@ def test_a_job_stepping_every_few_updates_is_covered_without_the_steps_as_spread
         assert abs(r.energy_j - gpu.true_energy_j(t0, t1)) <= r.uncertainty_j
         widths.append(r.uncertainty_j)
     assert float(np.median(widths)) < 12.0
+
+
+def test_bursts_inside_an_update_keep_the_medians_spread() -> None:
+    """A 200 W load with bursts to 700 W inside single updates: the bursts go up and come
+    back, no level that lasts, so the lower quartile is not the spread (35 of 40 jobs)."""
+    from greenai.curve import _spread_and_jumps
+
+    rng = np.random.default_rng(5)
+    power = np.full(200, 200.0) + rng.normal(0.0, 2.0, 200)
+    power[rng.choice(200, 70, replace=False)] += rng.uniform(100.0, 250.0, 70)
+    assert _spread_and_jumps(power, shape_w=1.0) == _spread_and_jumps(power)
+
+
+def test_gpus_on_a_load_that_looks_steady_add_linearly_at_any_phase() -> None:
+    """A load periodic with the update looks steady and errs alike at every phase."""
+    from greenai.testing import SquareWave
+
+    clock = FakeClock()
+    gpus = [
+        FakeGPU(
+            name=f"gpu{i}",
+            clock=clock,
+            seed=i,
+            power_w=SquareWave(0.05, 0.05),
+            update_phase_s=i * 0.0125,
+        )
+        for i in range(8)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job = greenai.track("sq", devices=gpus, clock=clock, period_s=0.01).start()
+        clock.advance(1.9)
+        r = job.stop()
+    assert r.uncertainty_j == pytest.approx(sum(d.uncertainty_j for d in r.devices))
+
+
+def test_a_counter_without_power_values_read_fast_is_exact_on_a_steady_load() -> None:
+    """Its first value anchored half an update back read 301.85 ± 0.25 J for 300 J."""
+    from tests.test_sensing import _CounterOnly
+
+    clock = FakeClock()
+    dev = _CounterOnly(clock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MeasurementWarning)
+        job = greenai.track("co", devices=[dev], clock=clock, period_s=0.01).start()
+        clock.advance(1.0)
+        r = job.stop()
+    assert r.energy_j is not None and r.uncertainty_j is not None
+    assert abs(r.energy_j - dev.true_energy_j(1.0)) <= r.uncertainty_j + 1e-6
+    assert r.uncertainty_j < 1.0

@@ -401,11 +401,7 @@ def one_change_j(
         f_energy: Where ``C`` puts it, by the power shape's energy (0..1).
         delta_j: The segment's counter delta (J).
     """
-    f = np.clip(np.asarray(f_time, dtype=np.float64), 0.0, 1.0)
-    if not math.isfinite(range_w):
-        return np.full_like(f, math.inf)
-    flat = 0.5 * np.sqrt(f * (1.0 - f)) * np.asarray(seg_len_s) * range_w
-    return np.asarray(flat + np.abs(f - f_energy) * np.asarray(delta_j))
+    return _within_range(seg_len_s, range_w, f_time, f_energy, delta_j, bridge=True)
 
 
 def range_bound_j(
@@ -434,11 +430,29 @@ def range_bound_j(
         f_energy: Where ``C`` puts it, by the power shape's energy (0..1).
         delta_j: The segment's counter delta (J).
     """
+    return _within_range(seg_len_s, range_w, f_time, f_energy, delta_j, bridge=False)
+
+
+def _within_range(
+    seg_len_s: FloatArray,
+    range_w: float,
+    f_time: FloatArray,
+    f_energy: FloatArray,
+    delta_j: FloatArray,
+    *,
+    bridge: bool,
+) -> FloatArray:
+    """Share × L × range, plus where the shape puts the edge against time (J).
+
+    The share is :func:`one_change_j`'s 0.5 √(f (1 − f)) (``bridge``) or
+    :func:`range_bound_j`'s f (1 − f).
+    """
     f = np.clip(np.asarray(f_time, dtype=np.float64), 0.0, 1.0)
     if not math.isfinite(range_w):
         return np.full_like(f, math.inf)
-    worst = f * (1.0 - f) * np.asarray(seg_len_s) * range_w
-    return np.asarray(worst + np.abs(f - f_energy) * np.asarray(delta_j))
+    share = 0.5 * np.sqrt(f * (1.0 - f)) if bridge else f * (1.0 - f)
+    off = np.abs(f - f_energy) * np.asarray(delta_j)
+    return np.asarray(share * np.asarray(seg_len_s) * range_w + off)
 
 
 _MAD_FACTOR = (

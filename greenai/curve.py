@@ -155,6 +155,15 @@ every 100 ms had 0.5 s windows 89% covered). So it does on a counter not declare
 integrate every instant: its deltas may be misread, the bound's premise (square 35/45 ms,
 sampled counter, 50 ms windows: 98% -> 90% covered with it)."""
 
+ALIASED_REL = 0.1
+"""An integrating counter's power values may read off it by at most this share over a
+stretch whose load does not vary from one update to the next; beyond it the sensor sees
+the same part of every update (a load periodic with the updates, aliased: steps every 50
+or 100 ms of 100 ms updates), and the power shape says nothing of where energy falls
+inside one (:meth:`EnergyCurve._aliased_load`). Steady loads read 0.998-1.003, square waves
+and random kernels (varying) 0.93-1.11, loads locked to the updates 0.57-2 (clipped) in
+three seeds of four."""
+
 PHASE_READS = 4
 """Reads per counter update at least for :func:`update_phase` to tell the update's phase."""
 
@@ -291,6 +300,8 @@ class EnergyCurve:
         self._few_segments = True
         self._flat_shape = False
         self._shape_blind = False
+        self._aliased = False
+        self._steady_rel = 0.0  # counter over power values on steady segments, minus 1
         self._first_read: tuple[float, float] | None = None  # (s, J), read much faster than U
         # the step at the job's start: update start, step (s), power before and after (W),
         # counter at the update's start (J), ± of the step's time (s)
@@ -464,6 +475,7 @@ class EnergyCurve:
         # every ~3 s read 2.5x too wide counted as varying).
         self._varying = self._seg_scatter_j > VARYING_REL * typical_e
         self._range_w = self.power_range_w()
+        self._judge_aliased(s)
         self.end_step_w = self._end_step(scatter_w)
         self._end_place = self._place_end_step() if self.end_step_w > 0 else None
         self._start_place = self._place_start_step() if self._start_step_w > 0 else None
@@ -472,6 +484,81 @@ class EnergyCurve:
         # The job's first value may be up to a whole update old, like every value read once
         # per update: its anchor's lag is the shared lag that the window rule's shift term
         # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
+
+    def _judge_aliased(self, s: DeviceSpec) -> None:
+        """Where the sensor sees one part of every update, only the counter's bounds hold."""
+        self._steady_rel = self._steady_ratio() - 1.0
+        self._aliased = self._aliased_load(s)
+        if self._aliased:  # an edge may be anywhere the load in [0, the bound] puts it
+            self._hard_only = np.ones_like(self._hard_only)
+            self._range_w = self._aliased_high_w()
+
+    def _aliased_load(self, s: DeviceSpec) -> bool:
+        """Does the sensor see the same part of every update of a load that varies inside one?
+
+        On a load that does not vary from one update to the next, an integrating counter's
+        deltas and the power values agree to the sensor's noise (0.998-1.003 on steady
+        loads; within 0.3% on an H100, see docs/accuracy.md). Where they disagree by more
+        than :data:`ALIASED_REL` over the stretch, the power sensor (25 ms of each 100 ms
+        on A100/H100: Yang, Adámek and Armour, SC'24, arXiv:2312.02741) keeps seeing one
+        part of a load periodic with the updates (a training loop locked to them, with no
+        steps marked to find it by), and the shape cannot place energy inside an update:
+        50/50 ms square waves on 100 ms updates read 2 s jobs 72% covered without this. A
+        power value averaged over longer than an update (declared 10%) lags the load, so
+        is not judged; nor are stretches of few updates (their own bound and note).
+        """
+        return bool(
+            self.has_power
+            and s.counter_integrates is not False
+            and s.relative_uncertainty < 0.1
+            and not self._varying
+            and not self._slow_reads
+            and not self._few_segments
+            and abs(math.log1p(self._steady_rel)) > math.log1p(ALIASED_REL)
+        )
+
+    def _steady_ratio(self) -> float:
+        """Counter over power values' integral on segments away from load changes (1 if none).
+
+        Segments next to a step (:meth:`_unsteady`) differ by where the step fell in their
+        update, not by what the sensor sees of each update: a 150/650 W step in a 1 s job
+        put 25-35% on the whole stretch's ratio.
+        """
+        keep = ~self._hard_only & self._calibrates
+        if keep.sum() < 4:
+            return 1.0
+        d_e = np.diff(self.anchor_e)[keep]
+        d_i = np.diff(self._i_tau)[keep]
+        total = float(d_i.sum())
+        return float(np.clip(d_e.sum() / total, 0.5, 2.0)) if total > 0 else 1.0
+
+    def _aliased_high_w(self) -> float:
+        """The most an aliased load may draw (W).
+
+        The declared limit, else twice the highest power read: neither the power values
+        nor the counter show a peak inside an update.
+        """
+        return self.spec.power_limit_w or 2.0 * self._max_power_w()
+
+    def _aliased_outside(
+        self,
+        x: FloatArray,
+        first: tuple[FloatArray, FloatArray],
+        last: tuple[FloatArray, FloatArray],
+    ) -> tuple[FloatArray, FloatArray]:
+        """Edges before the first anchor and after the last (J), each ``(edge, energy)``.
+
+        On an aliased load there is no shape to extrapolate by: a stretch's energy lies
+        anywhere from 0 to :meth:`_aliased_high_w` over its span.
+        """
+        if not self._aliased:
+            return first[0], last[0]
+        hi_w = self._aliased_high_w()
+        out = []
+        for (bound_j, energy_j), span_s in ((first, self.tau[0] - x), (last, x - self.tau[-1])):
+            most = hi_w * np.maximum(span_s, 0.0)
+            out.append(np.maximum(bound_j, np.maximum(energy_j, most - energy_j)))
+        return out[0], out[1]
 
     def _shape_is_flat(self) -> bool:
         """Does the power value refresh no faster than the counter updates?
@@ -1028,6 +1115,8 @@ class EnergyCurve:
             update_s=self.spec.update_period_s,
             slow_reads=self._slow_reads,
             update_phase_s=self._update_phase,
+            aliased=self._aliased,
+            shape_rel=self._steady_rel,
         )
 
     def _max_power_w(self) -> float:
@@ -1097,9 +1186,8 @@ class EnergyCurve:
                 else outside_edge_j(after, typical, spread, out, cal_rel)
             )
         outside_last = self._with_end_step(x, ends, outside_last)
-        return np.asarray(
-            np.where(k < 0, outside_first, np.where(k >= len(tau) - 1, outside_last, inside))
-        )
+        first, last = self._aliased_outside(x, (outside_first, before), (outside_last, after))
+        return np.asarray(np.where(k < 0, first, np.where(k >= len(tau) - 1, last, inside)))
 
     def _near_anchor_bound(
         self, x: FloatArray, kk: npt.NDArray[np.intp], inside: FloatArray

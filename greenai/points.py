@@ -113,6 +113,12 @@ class CurveModel:
         update_corr: How consecutive updates' energies correlate, where clearly positive
             (0 otherwise): a part-time sensor's misreads of neighbouring updates then err
             together (:func:`greenai.windows.sampling_j`).
+        aliased: The power values read far off an integrating counter on a load that does
+            not vary between updates: the sensor sees the same part of every update, so
+            only the counter's bounds hold inside one
+            (:meth:`greenai.curve.EnergyCurve._aliased_load`).
+        shape_rel: How far the power values' integral reads off the counter over the
+            stretch (relative; positive where the counter reads more).
     """
 
     half_bracket_s: float = 0.0
@@ -133,6 +139,8 @@ class CurveModel:
     update_corr: float = 0.0
     slow_reads: bool = False
     update_phase_s: float = math.nan
+    aliased: bool = False
+    shape_rel: float = 0.0
 
     @property
     def bracket_share(self) -> float:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from greenai.timeline import DeviceTrack
 
 __all__ = [
+    "aliased_note",
     "board_gain_note",
     "devices_linear_note",
     "end_step_note",
@@ -50,6 +51,25 @@ def locked_note(device: str, period_s: float, update_period_s: float) -> str:
         "and if the counter samples part of each update (not published for NVIDIA) the "
         "figures can be off by up to the loop's power swing; vary the loop's timing (a "
         "few ms of random delay per step) or measure it against steady loads"
+    )
+
+
+def aliased_note(device: str, shape_rel: float, limit_w: float | None) -> str:
+    """The note for a device whose sensor sees one part of every update (no loop marked)."""
+    side = "more" if shape_rel > 0 else "less"
+    bound = (
+        f"anywhere from 0 to its {limit_w:.4g} W power limit inside an update"
+        if limit_w
+        else "anywhere from 0 to twice the highest power read inside an update (it declares"
+        " no power limit)"
+    )
+    return (
+        f"{device}'s counter read {abs(shape_rel):.0%} {side} than its power values over a"
+        " load that does not vary from one update to the next: its power sensor sees the"
+        " same part of every update, as under a loop locked to the updates, so where energy"
+        f" falls inside one is not seen, and each edge's ± is a bound (the load {bound}),"
+        " not a calibrated interval; mark the loop's steps (job.step()), vary its timing by"
+        " a few ms, or compare whole updates"
     )
 
 
@@ -256,6 +276,8 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
             )
         elif model.few_updates:
             notes.append(few_updates_note(name, tracks[name].spec.update_period_s))
+        if model.aliased and name not in ledger.locked_s:
+            notes.append(aliased_note(name, model.shape_rel, tracks[name].spec.power_limit_w))
     return notes
 
 

@@ -170,6 +170,9 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
         None,
     ),
     "8 GPUs, steps 150/650 W ~3 s": (_steps(3.0, 150.0, 650.0), {"gpus": 8}, None),
+    # a loop locked to the updates that marks no steps: the readings look steady
+    "unmarked locked 50/50 ms": (_square(0.050, 0.050), {}, None),
+    "unmarked locked 20/30 ms": (_square(0.020, 0.030, 650.0, 150.0), {}, None),
     "kernels 10-40 ms, 50 ms updates": (
         lambda seed: RandomKernels(seed=seed),
         {"update_period_s": 0.05},
@@ -210,6 +213,7 @@ def R(load: str, counter: str, period_s: float, kind: str, *lengths_s: float) ->
 W = (0.025, 0.1, 1.0, 10.0)
 HELD_OUT_W = (0.05, 0.5, 5.0)
 JOBS = (0.02, 0.05, 0.2, 1.0)
+UNROUND_W = (0.073, 0.77, 5.13)
 
 TUNING: list[Regime] = [
     R("steady 700 W", "exact", 0.1, "windows", *W),
@@ -286,6 +290,15 @@ HELD_OUT: list[Regime] = [
     R("8 GPUs in phase, kernels 10-40 ms", "exact", 0.01, "jobs", 2.0),
     R("8 GPUs, steps 150/650 W ~3 s", "exact", 0.01, "jobs", 5.0),
     R("steps 150/650 W ~3 s", "none", 0.01, "jobs", 0.03, 0.3, 3.0),
+    # a loop locked to the updates, no steps marked: told from the counter and the power
+    # values disagreeing (aliased), where the sensor does not see about the load's mean
+    # (lengths off the loop's period: windows a whole number of periods long err alike at
+    # both edges of a periodic load, and cancel)
+    R("unmarked locked 50/50 ms", "exact", 0.01, "jobs", 2.037),
+    R("unmarked locked 50/50 ms", "exact", 0.1, "windows", *UNROUND_W),
+    R("unmarked locked 20/30 ms", "exact", 0.01, "windows", *UNROUND_W),
+    R("locked 25/75 ms", "exact", 0.1, "windows", *UNROUND_W),
+    R("locked 20/30 ms", "exact", 0.01, "windows", *UNROUND_W),
 ]
 TUNING_SEEDS = (1, 2, 3, 4)
 HELD_OUT_SEEDS = (501, 502, 503, 504)

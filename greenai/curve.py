@@ -486,9 +486,17 @@ class EnergyCurve:
         # covers across a power change (the bracket alone read steady 1 s jobs ~100x wide).
 
     def _judge_aliased(self, s: DeviceSpec) -> None:
-        """Where the sensor sees one part of every update, only the counter's bounds hold."""
+        """Where the sensor sees one part of every update, only the counter's bounds hold.
+
+        So under a loop found locked to the updates (:func:`locked_loop`), whatever the
+        power values read: where the sensor's window sees about the load's mean, nothing
+        else shows it (locked 25/75 ms, 5.13 s windows at 100 ms reads: 88% covered by
+        the readings' test alone, 9% before either).
+        """
         self._steady_rel = self._steady_ratio() - 1.0
-        self._aliased = self._aliased_load(s)
+        locked = self._stats is not None and self._stats.locked_period_s is not None
+        integrating = self.has_power and s.counter_integrates is not False
+        self._aliased = self._aliased_load(s) or (locked and integrating)
         if self._aliased:  # an edge may be anywhere the load in [0, the bound] puts it
             self._hard_only = np.ones_like(self._hard_only)
             self._range_w = self._aliased_high_w()

@@ -170,8 +170,9 @@ def _counter_independent_j(
     independent = np.where(length < model.seg_s, INSIDE_ONE_UPDATE * independent, independent)
     if model.locked:
         # A loop locked to the updates: the power shape, seen at the same part of every
-        # update, cannot place energy inside one. Only the bracket holds at each edge;
-        # it matters to windows of a few updates (longer ones average the edges out).
+        # update, cannot place energy inside one. Only the bracket holds at each edge; on
+        # a counter that may integrate, the curve's edges already hold only the counter's
+        # bounds (EnergyCurve._judge_aliased), which do not shrink with the window.
         bracket = (start.seg_power_w + end.seg_power_w) * model.seg_s
         near = np.minimum(1.0, model.seg_s / length)
         independent = independent + bracket * near

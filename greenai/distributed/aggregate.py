@@ -59,7 +59,7 @@ def aggregate(
     job_devices = [d for d, _, _ in devices.values()]
     energies = [e for _, e, _ in devices.values()]
     energy = math.fsum(d.energy_j for d in energies) if energies else None
-    unc = linear(d.uncertainty_j for d in energies) if energies else None
+    unc = linear(u for _, u, _ in energy_by_rank.values() if u is not None) if energies else None
     start, duration = _window(ranks)
     notes = [*_notes(ranks), *host_clashes(ranks)]
     if missing:
@@ -188,19 +188,28 @@ def _unique_devices(ranks: list[RankPayload]) -> tuple[_Devices, set[int]]:
 def _credited_energy(
     ranks: list[RankPayload], devices: _Devices
 ) -> dict[int, tuple[float | None, float | None, tuple[str, ...]]]:
+    """Per rank: the energy (J), ± (J) and names of the devices it is credited with.
+
+    A rank credited with every device it read keeps its own ±, which combines its devices
+    by how far their counters' update phases lie apart (:func:`greenai.windows.sum_devices`):
+    a one-rank job reads as its tracker did. Where some of its devices are counted on
+    another rank, its credited ones add linearly (the safe rule). Ranks add linearly.
+    """
     mine: dict[int, list[JobDevice]] = {p.rank: [] for p in ranks}
     for job, _, _ in devices.values():
         mine[job.rank].append(job)
-    return {
-        rank: (
-            math.fsum(j.energy_j for j in jobs),
-            linear(j.uncertainty_j for j in jobs),
-            tuple(j.name for j in jobs),
-        )
-        if jobs
-        else (None, None, ())
-        for rank, jobs in mine.items()
-    }
+    out: dict[int, tuple[float | None, float | None, tuple[str, ...]]] = {}
+    for p in ranks:
+        jobs = mine[p.rank]
+        if not jobs:
+            out[p.rank] = (None, None, ())
+            continue
+        unc = linear(j.uncertainty_j for j in jobs)
+        own = p.measurement.uncertainty_j
+        if own is not None and len(jobs) == len(p.measurement.devices):
+            unc = min(unc, own)  # all its devices: its own sum (never wider than linear)
+        out[p.rank] = (math.fsum(j.energy_j for j in jobs), unc, tuple(j.name for j in jobs))
+    return out
 
 
 def _rank_energy(

@@ -175,3 +175,55 @@ def test_phase_uncertainty_combines_as_on_one_process(run_rank: Rank) -> None:
     for mine, theirs in zip(tracker.result.phases, job.phases, strict=True):
         assert theirs.name == mine.name and theirs.energy_j == pytest.approx(mine.energy_j)
         assert theirs.uncertainty_j == pytest.approx(mine.uncertainty_j, rel=1e-12)
+
+
+def test_a_rank_reading_gpus_at_phases_apart_keeps_its_own_uncertainty() -> None:
+    # One rank reading 8 GPUs on one kernel load, each counter updating at its own phase,
+    # read every 10 ms: its tracker adds their ± by phase (well under the linear sum); the
+    # job assembled from that rank alone reads the same (it added them linearly).
+    import numpy as np
+
+    import greenai
+    from greenai.distributed import RankInfo
+    from greenai.distributed.session import rank_payload
+    from greenai.testing import FakeClock, FakeGPU, RandomKernels
+
+    clock = FakeClock()
+    gpus = [
+        FakeGPU(
+            f"gpu{i}",
+            power_w=RandomKernels(seed=3),
+            uuid=f"GPU-{i}",
+            seed=i,
+            clock=clock,
+            update_phase_s=float(p),
+        )
+        for i, p in enumerate(np.linspace(0.0, 0.0875, 8))
+    ]
+    job = greenai.Tracker("one rank", devices=gpus, clock=clock, period_s=0.01, distributed=False)
+    with job:
+        clock.advance(2.0)
+    r = job.result
+    assert r.uncertainty_j is not None
+    linear_j = math.fsum(d.uncertainty_j for d in r.devices)
+    assert r.uncertainty_j < 0.8 * linear_j
+    info = RankInfo(
+        rank=0, world_size=1, local_rank=0, local_world_size=1, host="n", backend="gloo"
+    )
+    agg = aggregate([rank_payload(job, r, info)], world_size=1)
+    assert agg.energy_j == pytest.approx(r.energy_j)
+    assert agg.uncertainty_j == pytest.approx(r.uncertainty_j)
+    assert agg.job is not None
+    assert agg.job.rank_energy(0).uncertainty_j == pytest.approx(r.uncertainty_j)
+
+
+def test_a_rank_credited_with_part_of_its_devices_adds_them_linearly(run_rank: Rank) -> None:
+    a = run_rank(0, "n", [("gpu0", "GPU-0", 300.0), ("host", "HOST", 50.0)])[1]
+    b = run_rank(1, "n", [("gpu1", "GPU-1", 100.0), ("host", "HOST", 50.0)])[1]
+    job = aggregate([a, b], world_size=2)
+    assert job.job is not None
+    r1 = job.job.rank_energy(1)
+    assert r1.uncertainty_j == pytest.approx(b.measurement.device("gpu1").uncertainty_j)
+    assert job.uncertainty_j == pytest.approx(
+        math.fsum(d.uncertainty_j for d in job.devices), rel=1e-12
+    )

@@ -595,6 +595,14 @@ def render(rec: Recording, an: Analysis, overhead: Overhead | None) -> str:
     for key in (*keys, "date", "load"):
         if key in m:
             lines.append(f"| {key} | {m[key]} |")
+    # The premise of greenai.curve.ALIASED_REL: on loads steady between updates, the counter
+    # and the power values' integral agree (a >10% gap reads as a sensor seeing one part of
+    # every update, and widens every edge to the counter's bounds).
+    aliased = " — judged aliased (greenai.curve.ALIASED_REL)" if rec.curve.model.aliased else ""
+    lines.append(
+        "| counter / power values (segments away from load changes) | "
+        f"{1.0 + rec.curve.model.shape_rel:.4f}{aliased} |"
+    )
     lines += [
         f"| steady power (truth) | {an.steady_power_w:.1f} W ± {2 * an.steady_power_se_w:.2f} W "
         f"(counter slope over {an.steady_updates} updates) |",

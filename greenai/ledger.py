@@ -180,11 +180,15 @@ class Ledger:
         self._find_locked_loops()
         for name, curve in p.curves.items():
             seen = self.models.get(name)  # a step at the start is seen by the first pass only
+            # a sensor seen to alias the load stays so (a last stretch of few updates can't tell)
+            was = seen if seen is not None and seen.aliased and not curve.model.aliased else None
             self.models[name] = replace(
                 curve.model,
                 board_gain=self.board_gain,
                 locked=name in self.locked_s,
                 start_step_w=max(curve.model.start_step_w, seen.start_step_w if seen else 0.0),
+                aliased=curve.model.aliased or was is not None,
+                shape_rel=was.shape_rel if was is not None else curve.model.shape_rel,
             )
             if name not in self.first_phased and math.isfinite(curve.model.update_phase_s):
                 self.first_phased[name] = self.models[name]

@@ -163,9 +163,11 @@ def _counter_independent_j(
     # together (one smooth misplaced shape): see together_share. A varying load's shape
     # is its own at each edge (the factor read kernel-like loads' 25 ms windows 70%).
     together: FloatArray | float = 1.0
-    if not model.varying:
+    if not model.varying and not model.aliased:
         together = np.sqrt(together_share(model, length))
     edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2
+    if model.aliased:  # bounds on one periodic load inside every update: they add up
+        edges_sq = (start.edge_j + end.edge_j) ** 2
     independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled))
     independent = np.where(length < model.seg_s, INSIDE_ONE_UPDATE * independent, independent)
     if model.locked:

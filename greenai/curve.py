@@ -9,8 +9,10 @@ How ``C`` is built (see docs/accuracy.md for the reasoning and the measured numb
   counter refreshes on its own period ``U`` (about 100 ms on NVIDIA), so the change happened
   between this read and the previous one; the anchor sits half that span (at most ``U/2``)
   before the read. The first value a job sees has no previous read: it may be up to a whole
-  ``U`` old, so it sits ``U/2`` back whatever the sampling period (sampling at 10 ms and
-  anchoring it 5 ms back biased short jobs high by several percent). Between anchors ``C``
+  ``U`` old. Read much faster than ``U``, it is the counter one update before the first
+  change, and ``C`` splits that update's energy up to the first anchor
+  (:meth:`EnergyCurve._find_start_update`); read once per update, it sits ``U/2`` back
+  (anchored 5 ms back at 10 ms reads, short jobs read several percent high). Between anchors ``C``
   follows the shape of the integrated instant power, scaled to meet the counter exactly at
   both anchors. Without instant power (RAPL) ``C`` is linear between anchors.
 * **power** and **model** devices: ``C`` is the integral of the piecewise-linear power.
@@ -60,8 +62,8 @@ from greenai.windows import (
 
 FloatArray = npt.NDArray[np.float64]
 OuterUpdate = tuple[float, float, float, float]
-"""The counter update holding a job's start or end: its start (s), ``C`` there (J), its
-end (s) and ``C`` there (J)."""
+"""The counter update holding a job's start: its start (s), ``C`` there (J), its end (the
+first anchor, s) and ``C`` there (J)."""
 
 VARYING_REL = 0.05
 """A load whose energy differs from one counter update to the next by more than this
@@ -316,7 +318,7 @@ class EnergyCurve:
         # the step at the job's start: update start, step (s), power before and after (W),
         # counter at the update's start (J), ± of the step's time (s)
         self._start_place: tuple[float, float, float, float, float, float] | None = None
-        # the update holding the job's start: its start (s) and the counter there (J)
+        # the update holding the job's start (EnergyCurve._find_start_update)
         self._start_update: OuterUpdate | None = None
         self._update_corr = 0.0  # consecutive updates' correlation (_lag_one_correlation)
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
@@ -863,9 +865,9 @@ class EnergyCurve:
         neighbours: tuple[FloatArray, bool],
         rule: tuple[float, float, float],
     ) -> FloatArray:
-        """Edges' uncertainty (J) beyond an end anchor: ``outside``, or the outer update's.
+        """Edges' uncertainty (J) before the first anchor: ``outside``, or the start update's.
 
-        Inside the update holding the job's start or end (``u``), as an edge inside a
+        Inside the update holding the job's start (``u``), as an edge inside a
         segment (:func:`edge_j`) of that update's energy: only the hard bound where its
         average power differs from the next two segments' (``neighbours``: their powers
         and whether the nearest is hard only) as a load change does (:meth:`_unsteady`),

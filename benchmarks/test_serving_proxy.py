@@ -32,21 +32,22 @@ Asserted:
   which a loaded machine's latency swings do not blur;
 * the targets of issue 25, closed loop, where the machine is quiet (others used under
   ``QUIET_OTHERS_CPUS`` cores during the rounds, from /proc/stat less our four processes,
-  and our processes had ≥ 2 CPUs): throughput ratio to direct ≥ 0.98 − an allowance, and
-  added p50 ≤ 1 ms + an allowance: over the plain relay always (what metering adds to a
-  relay), over direct where the machine has at least ``OWN_CORES_FOR_HOP`` CPUs. On fewer,
-  the clients, the upstream and the relay share the cores, and the hop itself (any Python
-  relay's, the plain one's too) costs up to 1-3 ms of p50 there (docs/serving.md): printed, not
-  asserted. The allowances are the run's own noise, bounded: an added p50 is the median
-  over the rounds of per-round differences of two medians, and its standard error is
-  measured from their scatter (1.2533 × the scaled MAD / √rounds, printed as ±): twice it
-  (about a 95% one-sided bound), at least ``MIN_NOISE_MS`` and at most ``MAX_NOISE_MS``;
-  the throughput ratio's allowance is the half-width of its paired 95% interval, at most
-  ``MAX_NOISE_RATIO``. So a run fails when its own data show the target missed, and the
-  caps keep a noisy run able to fail (an added 2 ms, a 3% loss). On a busy machine the
-  targets are printed, not asserted: others' CPU bursts then add milliseconds to any
-  relay (the plain one as much as the proxy: docs/serving.md), and a 2-core machine
-  running other jobs cannot tell a relay's cost from the queue.
+  and our processes had ≥ 2 CPUs): throughput ratio ≥ 0.98 − an allowance, and added p50 ≤ 1
+  ms + an allowance: against the plain relay always (what metering adds to a relay), against
+  direct where the machine has at least ``OWN_CORES_FOR_HOP`` CPUs. On fewer, the clients,
+  the upstream and the relay share the cores, and the hop itself (any Python relay's, the
+  plain one's too) costs up to 1-3 ms of p50 and up to 6% of throughput there
+  (docs/serving.md; CI's 2 cores, 2026-12-07: the plain relay 0.944 of direct, the proxy
+  0.994 of the relay): printed, not asserted. The allowances are the run's own noise,
+  bounded: an added p50 is the median over the rounds of per-round differences of two
+  medians, and its standard error is measured from their scatter (1.2533 × the scaled MAD /
+  √rounds, printed as ±): twice it (about a 95% one-sided bound), at least ``MIN_NOISE_MS``
+  and at most ``MAX_NOISE_MS``; the throughput ratio's allowance is the half-width of its
+  paired 95% interval, at most ``MAX_NOISE_RATIO``. So a run fails when its own data show
+  the target missed, and the caps keep a noisy run able to fail (an added 2 ms, a 3% loss).
+  On a busy machine the targets are printed, not asserted: others' CPU bursts then add
+  milliseconds to any relay (the plain one as much as the proxy: docs/serving.md), and a
+  2-core machine running other jobs cannot tell a relay's cost from the queue.
 
 Measured figures with machine, date and load: docs/serving.md.
 """
@@ -343,17 +344,19 @@ def _run(protocol: Protocol, take: Any, pids: list[int]) -> Figures:
     )
 
 
-def _table(title: str, f: Figures, targets: bool) -> None:
+def _table(title: str, f: Figures, targets: bool, over_direct: bool = True) -> None:
+    """Print one kind of round's figures; the target column marks what is asserted."""
     goal = ("<= 1", ">= 0.98") if targets else ("", "")
+    direct = goal if over_direct else ("", "")
     rows = [
         ("p50 latency, ms", *(f"{x:.1f}" for x in f.p50_ms), ""),
         ("  added to direct, ms", "", _pm(f.added_ms["relay"]), _pm(f.added_ms["proxy"]),
-         goal[0]),
-        ("  added to relay, ms", "", "", _pm(f.over_relay_ms), ""),
+         direct[0]),
+        ("  added to relay, ms", "", "", _pm(f.over_relay_ms), goal[0]),
         ("p50 first chunk added, ms", "", _pm(f.first_ms["relay"]), _pm(f.first_ms["proxy"]), ""),
         ("chunks/s (median)", *(f"{statistics.median(r):.0f}" for r in f.rates), ""),
-        ("  / direct (95% CI)", "", _ci(f.relay_vs_direct), _ci(f.vs_direct), goal[1]),
-        ("  / relay (95% CI)", "", "", _ci(f.vs_relay), ""),
+        ("  / direct (95% CI)", "", _ci(f.relay_vs_direct), _ci(f.vs_direct), direct[1]),
+        ("  / relay (95% CI)", "", "", _ci(f.vs_relay), goal[1]),
         ("CPU per chunk, us", "", f"{f.us_per_chunk[0]:.1f}", f"{f.us_per_chunk[1]:.1f}", ""),
     ]  # fmt: skip
     print(f"\n{title}; {f.rounds} paired rounds ({f.remeasured} re-measured, {f.stopped_by})")
@@ -414,7 +417,8 @@ def test_proxy_overhead_at_64_streams(benchmark: Any, servers: tuple[tuple[str, 
     _table(
         f"closed loop, {STREAMS} in flight, steady {WINDOW_S:g} s window per target and round",
         closed,
-        True,
+        quiet,
+        (cpus or 1) >= OWN_CORES_FOR_HOP,
     )
     _table(f"burst: {STREAMS} requests sent at once (a thundering herd, not the target)", burst,
            False)  # fmt: skip
@@ -427,9 +431,12 @@ def test_proxy_overhead_at_64_streams(benchmark: Any, servers: tuple[tuple[str, 
         for what, (added, se) in targets.items():
             allow = min(max(2 * se, MIN_NOISE_MS), MAX_NOISE_MS)
             assert added <= TARGET_ADDED_MS + allow, f"added p50 {what} {added:.2f} ± {se:.2f} ms"
-        r = closed.vs_direct
-        allow_ratio = min(r.halfwidth, MAX_NOISE_RATIO)
-        assert r.value >= TARGET_RATIO - allow_ratio, f"throughput ratio {_ci(r)}"
+        ratios = {"to the plain relay": closed.vs_relay}
+        if (cpus or 1) >= OWN_CORES_FOR_HOP:
+            ratios["to direct"] = closed.vs_direct
+        for what, r in ratios.items():
+            allow_ratio = min(r.halfwidth, MAX_NOISE_RATIO)
+            assert r.value >= TARGET_RATIO - allow_ratio, f"throughput ratio {what} {_ci(r)}"
 
 
 def _asserted(quiet: bool, cpus: int) -> str:

@@ -160,6 +160,15 @@ every 100 ms had 0.5 s windows 89% covered). So it does on a counter not declare
 integrate every instant: its deltas may be misread, the bound's premise (square 35/45 ms,
 sampled counter, 50 ms windows: 98% -> 90% covered with it)."""
 
+OUTER_EDGE_SPREADS = 0.6
+"""The share of the edge rule's spreads an edge inside the update holding the job's start
+or end gets (``EnergyCurve._outer_edge``), calibrated on the tuning set's whole jobs: with
+both updates split at the interior rule's width, steady 700 W 1 s jobs read every 10 ms
+were 95.3% covered at a median |error|/± of 0.13 (kernels of 10-40 ms: 100% at 0.155); at
+0.6, 93.8% at 0.22 (96.9% at 0.19). The held-out jobs it moved: steady GH200 2 s jobs
+100% at 0.15 -> 93.8% at 0.22, 8 GPUs 100% at 0.16 -> 98.4% at 0.19, in phase 100% at
+0.24 -> 96.9% at 0.18."""
+
 START_PERIOD_UPDATES = 8
 """How many of the job's first counter segments measure the update period that places the
 start of the update holding the job's start (``EnergyCurve._find_start_update``)."""
@@ -167,7 +176,10 @@ start of the update holding the job's start (``EnergyCurve._find_start_update``)
 PRE_JOB_SPREADS = 3.0
 """How many update-to-update spreads the power value read before the job must lie from the
 first segment's average for the load to have possibly stepped at the job's start (the
-update holding the start is then split with the extrapolation's difference in its ±)."""
+update holding the start is then split with the extrapolation's difference in its ±); and
+the update after the stop's tail from the last regular update, for the load to have gone
+on at its level past the job's end (the tail is split then, see
+``EnergyCurve._find_end_update``)."""
 
 ALIASED_REL = 0.06
 """An integrating counter's power values may read off it by at most this share over a
@@ -324,6 +336,8 @@ class EnergyCurve:
         self._start_place: tuple[float, float, float, float, float, float] | None = None
         # the update holding the job's start (EnergyCurve._find_start_update)
         self._start_update: OuterUpdate | None = None
+        # the update holding the job's end (EnergyCurve._find_end_update)
+        self._end_update: OuterUpdate | None = None
         self._update_corr = 0.0  # consecutive updates' correlation (_lag_one_correlation)
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
         self._slow_reads = False
@@ -508,6 +522,7 @@ class EnergyCurve:
         # integrate (its step is not placed) read 5.6 J off at ± 20 J, 0.2 J at ± 17 J before.
         stepped = self._start_place is not None or self._start_step_w > 0
         self._start_update = None if stepped else self._find_start_update()
+        self._end_update = None if self.end_step_w > 0 else self._find_end_update()
 
     def _judge_aliased(self, s: DeviceSpec) -> None:
         """Where the sensor sees one part of every update, only the counter's bounds hold.
@@ -833,20 +848,60 @@ class EnergyCurve:
         """
         if self._first_read is None or len(self.tau) < 2 or self.spec.counter_integrates is False:
             return None
-        # The update's length as measured: NVIDIA's is declared, not read (a counter
-        # updating every 90 or 120 ms against a declared 100 covered 1-2 of 16 jobs).
-        seg_len = np.diff(self.tau[: START_PERIOD_UPDATES + 1])
-        regular = np.abs(seg_len - self._seg_s) <= 0.25 * self._seg_s
-        n = int(np.argmin(regular)) if not regular.all() else len(seg_len)
-        if n == 0:
+        U = self._measured_update_s(np.diff(self.tau[: START_PERIOD_UPDATES + 1]))
+        if U is None:
             return None
-        U = float(np.mean(seg_len[:n]))
         t_first, c_first = self._first_read
         tau0, e0 = float(self.tau[0]), float(self.anchor_e[0])
         b = tau0 - U
         if not (t_first - U <= b <= t_first + self._half_bracket) or e0 < c_first:
             return None
         return b, c_first, tau0, e0
+
+    def _find_end_update(self) -> OuterUpdate | None:
+        """The update holding the job's end (its two ends and ``C`` there); or None.
+
+        The stop's tail is the counter's first change after the end: the update it closes
+        holds the end, and its energy is known as any segment's is. Where the load went on
+        at its level past the end (the update after the tail's within
+        :data:`PRE_JOB_SPREADS` update-to-update spreads of the last regular one) and no
+        step was seen in it (:meth:`_end_step`), ``C`` after the last anchor splits that
+        energy rather than extrapolating the power values. Not where the load stopped
+        with the job, the usual end of a job: an update that is part work and part idle
+        then splits by a shape that may not show it (a 400 W job idle right after its
+        end read 2.6 J off at ± 0.26 J split), and extrapolating on the power read up to
+        the end is right. Nor where reads are slower than half an update (the tail's
+        place is off by up to half a read gap), nor on a counter declared part-time.
+        """
+        if self._tail is None or self._tail_next is None or self._tail_updates is None:
+            return None
+        if self._tail_update_s is not None or self.spec.counter_integrates is False:
+            return None
+        if len(self.tau) < 2 or self._half_bracket >= self.spec.update_period_s / 4:
+            return None
+        tail_t, tail_e = self._tail
+        last_t, last_e = float(self.tau[-1]), float(self.anchor_e[-1])
+        U = self._measured_update_s(np.diff(self.tau[-START_PERIOD_UPDATES - 1 :])[::-1])
+        if U is None or abs(tail_t - last_t - U) > 0.25 * U or tail_e < last_e:
+            return None
+        d_before, d_after = self._tail_updates[1], self._tail_next[2]
+        if abs(d_after - d_before) > PRE_JOB_SPREADS * self._seg_scatter_j:
+            return None  # the load changed after the end: it may have stopped with the job
+        # The stop read and the tail's reads are off the sampling grid: the tail's own
+        # anchor is misplaced apart from the others (7.6 ms of 100 put 5 J on a 650 W end).
+        return last_t, last_e, last_t + U, tail_e
+
+    def _measured_update_s(self, seg_len: FloatArray) -> float | None:
+        """The update period (s) as the counter's segments measure it; None if irregular.
+
+        ``seg_len``: segment lengths, nearest the job's edge first; the regular ones up to
+        the first irregular one average. NVIDIA's period is declared, not read: a counter
+        updating every 90 or 120 ms against a declared 100 covered 1-2 of 16 jobs split at
+        the declared length.
+        """
+        regular = np.abs(seg_len - self._seg_s) <= 0.25 * self._seg_s
+        n = int(np.argmin(regular)) if not regular.all() else len(seg_len)
+        return float(np.mean(seg_len[:n])) if n else None
 
     def _outer_fraction(self, x: FloatArray, ix: FloatArray | None, u: OuterUpdate) -> FloatArray:
         """Where ``x`` lies in the outer update ``u`` (0 at its start, 1 at its end).
@@ -874,21 +929,20 @@ class EnergyCurve:
         self,
         x: FloatArray,
         outside: FloatArray,
-        u: OuterUpdate | None,
+        u: OuterUpdate,
         neighbours: tuple[FloatArray, bool],
         rule: tuple[float, float, float],
     ) -> FloatArray:
-        """Edges' uncertainty (J) before the first anchor: ``outside``, or the start update's.
+        """Edges' uncertainty (J) inside an outer update ``u``, ``outside`` beyond it.
 
-        Inside the update holding the job's start (``u``), as an edge inside a
+        Inside the update holding the job's start or end (``u``), as an edge inside a
         segment (:func:`edge_j`) of that update's energy: only the hard bound where its
-        average power differs from the next two segments' (``neighbours``: their powers
-        and whether the nearest is hard only) as a load change does (:meth:`_unsteady`),
-        or the stretch is too short to judge. ``rule``: the edge rule's spread (J), shape
-        error and spreads.
+        average power differs from its neighbours' (``neighbours``: the next two segments'
+        powers, or the last one's and the update after the tail's, and whether the
+        nearest segment is hard only) as a load change does (:meth:`_unsteady`), or the
+        stretch is too short to judge. ``rule``: the edge rule's spread (J), shape error
+        and spreads.
         """
-        if u is None:
-            return outside
         spread, shape_rel, spreads = rule
         a, e_a, b, e_b = u
         length, d_u = b - a, e_b - e_a
@@ -896,35 +950,45 @@ class EnergyCurve:
         jump_w = _JUMP_SPREADS * self._seg_scatter_j / self._seg_s
         level = max(0.25 * max(float(near.mean()), 1e-12), jump_w)
         hard = float(np.ptp(near)) > level or self._few_segments or self._aliased or neighbours[1]
-        f_time = np.minimum(np.maximum((x - a) / max(length, 1e-12), 0.0), 1.0)
-        frac = self._outer_fraction(x, None, u)
-        d_e, seg_len = np.full_like(frac, d_u), np.full_like(frac, length)
-        cap = one_change_j(seg_len, self._range_w, f_time, frac, d_e)
-        bound = range_bound_j(seg_len, self._range_w, f_time, frac, d_e)
-        bound = bound + self._half_bracket * self._range_w
-        bracket = bracket_share(self._half_bracket, self._seg_s, self._slow_reads)
-        if bracket > RANGE_BOUND_BRACKET or self.spec.counter_integrates is not True:
-            bound = np.full_like(cap, math.inf)
-        hard_arr = np.full(frac.shape, hard)
-        edge = edge_j(d_e, frac, hard_arr, spread, shape_rel, spreads, cap, bound)
-        if not hard and self._pre_job_level_differs():
-            # The load may have stepped at the start, by less than the start-step test sees:
-            # then extrapolating is right (370 W before a 400 W job, 1 s jobs read every
-            # 10 ms: 62% covered without this).
-            ext = self._extrapolate(x, 0, self.integral(x), split=False)
-            edge = edge + np.abs(ext - self._outer_at(x, None, u))
+        # The load may have stepped at the start, by less than the start-step test sees:
+        # then extrapolating is right (370 W before a 400 W job, 1 s jobs read every 10 ms:
+        # 62% covered without the difference in the ±, 70% with it at the narrower rule).
+        stepped = not hard and u is self._start_update and self._pre_job_level_differs()
+        spreads *= 1.0 if stepped else OUTER_EDGE_SPREADS
+        ix = self.integral(x) if self.has_power else None
+        frac = self._outer_fraction(x, ix, u)
+        f_time = (x - a) / max(length, 1e-12)
+        d_e = np.full_like(frac, d_u)
+        cap, bound = self._one_change(np.full_like(frac, length), f_time, frac, d_e)
+        edge = edge_j(d_e, frac, np.full(frac.shape, hard), spread, shape_rel, spreads, cap, bound)
+        if stepped:
+            # The difference is a bias, not a spread: the window's ± adds its edges in
+            # quadrature, so beside it this edge holds the two edges' spread (about √2
+            # its own), or the end's error went uncovered (440 W before: 84% of 64 jobs).
+            ext = self._extrapolate(x, 0, ix, split=False)
+            edge = math.sqrt(2.0) * edge + np.abs(ext - self._outer_at(x, ix, u))
         return np.asarray(np.where((x >= a) & (x <= b), edge, outside))
 
     def _pre_job_level_differs(self) -> bool:
-        """Does the power value read before the job lie off the first segment's average?
+        """Does the power value read before the job lie off the load the job started with?
 
-        By more than :data:`PRE_JOB_SPREADS` of the load's update-to-update spread.
+        Outside the first segment's average and the power values read in the next two
+        segments by more than :data:`PRE_JOB_SPREADS` of the load's update-to-update spread.
+        A load that varies inside its updates reads anywhere in its range (kernels of
+        10-40 ms, 200/650 W: judged on the average alone, 1 s jobs' start edge read ± 20 J
+        for a median error of 2 J).
         """
         if not self.has_power or len(self.tau) < 2:
             return False
         first_w = float(self.segment_power()[0])
+        # (not the first segment's: a power value averaged over a while still shows the
+        # level before the job there)
+        inside = (self.t >= self.tau[1]) & (self.t <= self.tau[min(3, len(self.tau) - 1)])
+        seen = np.concatenate([[first_w], self.power[inside]])
         scatter_w = self._seg_scatter_j / max(self._seg_s, 1e-12)
-        return abs(float(self.power[0]) - first_w) > PRE_JOB_SPREADS * scatter_w
+        p0 = float(self.power[0])
+        off = max(float(np.min(seen)) - p0, p0 - float(np.max(seen)), 0.0)
+        return off > PRE_JOB_SPREADS * scatter_w
 
     def _with_start_step(self, x: FloatArray, edge: FloatArray) -> FloatArray:
         """The edge before the first anchor (J), with a load step at the job's start."""
@@ -1159,15 +1223,17 @@ class EnergyCurve:
         job 82% covered; at the first segment's average, 94.5%). After the last anchor the
         last value read is the freshest there is: a load that stops in the job's last
         100 ms showed in it (the segment's average covered 67% of such jobs, the value 92%).
-        ``split``: the update holding the start splits its energy where it is known
-        (:meth:`_find_start_update`); False extrapolates as if it were not.
+        ``split``: the updates holding the start and the end split their energy where it is
+        known (:meth:`_find_start_update`, :meth:`_find_end_update`); False extrapolates as
+        if it were not.
         """
         if j == 0 and self._start_place is not None:  # one step at the start, placed
             b, step_s, lo_w, hi_w, c_b, _ = self._start_place
             before = lo_w * (np.minimum(x, step_s) - b)
             return np.asarray(c_b + before + hi_w * np.maximum(x - step_s, 0.0))
-        if j == 0 and split and self._start_update is not None:  # the update holding the start
-            return self._outer_at(x, ix, self._start_update)
+        outer = self._start_update if j == 0 else self._end_update
+        if split and outer is not None:  # the update holding the start or the end
+            return self._outer_at(x, ix, outer)
         if ix is not None and not (j == 0 and self._flat_shape and len(self.tau) >= 2):
             return np.asarray(self.anchor_e[j] + self._calibration * (ix - self._i_tau[j]))
         if len(self.tau) < 2:
@@ -1215,6 +1281,8 @@ class EnergyCurve:
             power = np.where((k < 0) & (x < step_s), lo_w, power)
         if (u := self._start_update) is not None:  # the update holding the start: its average
             power = np.where(k < 0, (u[3] - u[1]) / max(u[2] - u[0], 1e-12), power)
+        if (u := self._end_update) is not None:  # and the end's
+            power = np.where(k >= len(self.tau) - 1, (u[3] - u[1]) / max(u[2] - u[0], 1e-12), power)
         edge = self._edge_uncertainty(x, (c, k, kk, frac))
         return Points(c, edge, power, gap, counter=True)
 
@@ -1307,10 +1375,10 @@ class EnergyCurve:
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         estimated = spread_estimate_factor(self._sigma_n)
         spreads *= estimated
-        cap, bound = self._one_change(x, kk, frac, d_e)
-        if bracket > RANGE_BOUND_BRACKET or self.spec.counter_integrates is not True:
-            # anchors off by more than the bound knows, or deltas that may be misread
-            bound = np.full_like(cap, math.inf)
+        seg_len = tau[kk + 1] - tau[kk]
+        cap, bound = self._one_change(
+            seg_len, (x - tau[kk]) / np.maximum(seg_len, 1e-12), frac, d_e
+        )
         inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads, cap, bound)
         inside = self._near_anchor_bound(x, kk, inside)
         first, last = self._outside_edges(x, ends, (spread, shape_rel, spreads), estimated)
@@ -1360,6 +1428,10 @@ class EnergyCurve:
             first = self._with_start_step(
                 x, self._outer_edge(x, first, self._start_update, start, rule)
             )
+        if self._end_update is not None and self._tail_next is not None:  # no step seen
+            after_w = self._tail_next[2] / max(self._seg_s, 1e-12)
+            end = (np.concatenate([seg_p[-1:], [after_w]]), bool(hard[-1:].any()))
+            last = self._outer_edge(x, last, self._end_update, end, rule)
         return first, last
 
     def _near_anchor_bound(
@@ -1379,21 +1451,23 @@ class EnergyCurve:
         return np.asarray(np.minimum(inside, most_w * (near_s + self._half_bracket)))
 
     def _one_change(
-        self, x: FloatArray, k: npt.NDArray[np.intp], frac: FloatArray, d_e: FloatArray
+        self, seg_len: FloatArray, f_time: FloatArray, frac: FloatArray, d_e: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """The most an edge at ``x`` in segment ``k`` can be off (J), two ways.
+        """The most an edge can be off (J), two ways, in a segment of ``seg_len`` (s).
 
-        In the data-driven term's form (:func:`one_change_j`), and whatever the load does
-        within its range (:func:`range_bound_j`).
+        ``f_time``: where the edge lies in the segment by time, ``frac`` by energy; ``d_e``:
+        the segment's energy (J). In the data-driven term's form (:func:`one_change_j`),
+        and whatever the load does within its range (:func:`range_bound_j`, infinite where
+        anchors are off by more than it knows or deltas may be misread).
         """
-        seg_len = self.tau[k + 1] - self.tau[k]
-        f_time = (x - self.tau[k]) / np.maximum(seg_len, 1e-12)
-        return (
-            one_change_j(seg_len, self._range_w, f_time, frac, d_e),
-            # plus what an anchor placed within its bracket moves across the range
-            range_bound_j(seg_len, self._range_w, f_time, frac, d_e)
-            + self._half_bracket * self._range_w,
-        )
+        f_time = np.minimum(np.maximum(f_time, 0.0), 1.0)
+        cap = one_change_j(seg_len, self._range_w, f_time, frac, d_e)
+        bracket = bracket_share(self._half_bracket, self._seg_s, self._slow_reads)
+        if bracket > RANGE_BOUND_BRACKET or self.spec.counter_integrates is not True:
+            return cap, np.full_like(cap, math.inf)
+        # plus what an anchor placed within its bracket moves across the range
+        bound = range_bound_j(seg_len, self._range_w, f_time, frac, d_e)
+        return cap, bound + self._half_bracket * self._range_w
 
     def _gap_energy_to(self, x: FloatArray) -> FloatArray:
         """Energy interpolated across read failures from the stretch's start to each ``x``."""

@@ -169,6 +169,10 @@ were 95.3% covered at a median |error|/± of 0.13 (kernels of 10-40 ms: 100% at 
 100% at 0.15 -> 93.8% at 0.22, 8 GPUs 100% at 0.16 -> 98.4% at 0.19, in phase 100% at
 0.24 -> 96.9% at 0.18."""
 
+ANCHOR_SCATTER_SEGMENTS = 4
+"""Segments of regular length a stretch needs before their lengths' scatter sizes the
+anchors' own misplacement (``EnergyCurve._anchor_scatter``)."""
+
 START_PERIOD_UPDATES = 8
 """How many of the job's first counter segments measure the update period that places the
 start of the update holding the job's start (``EnergyCurve._find_start_update``)."""
@@ -340,6 +344,8 @@ class EnergyCurve:
         self._end_update: OuterUpdate | None = None
         self._update_corr = 0.0  # consecutive updates' correlation (_lag_one_correlation)
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
+        self._anchor_scatter_s = 0.0  # anchors' misplacement apart from one another (s, 1 sd)
+        self._anchor_mean_s = s.update_period_s  # the regular segments' mean length (s)
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -484,7 +490,13 @@ class EnergyCurve:
         # shape may put the change in the wrong place).
         typical = float(_median(history)) if len(history) else 0.0
         self._seg_s = typical if typical > 0 else s.update_period_s
-        scatter_w, jump_w, self._jump_rate = self._update_scatter(d_e, seg_len)
+        read_s = float(_median(np.diff(self.t))) if len(self.t) > 1 else s.update_period_s
+        self._slow_reads = reads_slower(self._seg_s, s.update_period_s) and (
+            read_s > s.update_period_s / 2
+        )
+        if not self._slow_reads:
+            self._anchor_scatter_s = self._anchor_scatter(seg_len)
+        scatter_w, jump_w, self._jump_rate = self._update_scatter(d_e, self._seg_lengths())
         self._flat_shape = self._shape_is_flat()
         # Read slower than the counter updates, each power value is one update of several
         # in a segment: where the shape they draw predicts segments worse than the
@@ -492,10 +504,6 @@ class EnergyCurve:
         # 10-40 ms read every 0.5 s: 1 s windows 70% covered by it).
         # (Segments alone can read long where reads are fast: a counter-only device's first
         # value is anchored half an update back, so its one segment is 1.5 updates long.)
-        read_s = float(_median(np.diff(self.t))) if len(self.t) > 1 else s.update_period_s
-        self._slow_reads = reads_slower(self._seg_s, s.update_period_s) and (
-            read_s > s.update_period_s / 2
-        )
         self._shape_blind = self._slow_reads and self._sigma > scatter_w * self._seg_s
         self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
         typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
@@ -1033,7 +1041,21 @@ class EnergyCurve:
 
     def segment_power(self) -> FloatArray:
         """Average power (W) of each anchor-to-anchor segment of the counter."""
-        return np.asarray(np.diff(self.anchor_e) / np.maximum(np.diff(self.tau), 1e-12))
+        return np.asarray(np.diff(self.anchor_e) / np.maximum(self._seg_lengths(), 1e-12))
+
+    def _seg_lengths(self) -> FloatArray:
+        """Each segment's length (s): the regular ones' mean where anchors are misplaced apart.
+
+        Read every 40 ms, a 100 ms update's segments read 80 and 120 ms long and a steady
+        700 W load 875 and 583 W by them: its updates' energies are alike, their anchors are
+        not (:meth:`_anchor_scatter`).
+        """
+        seg_len = np.diff(self.tau)
+        if self._anchor_scatter_s <= 0:
+            return np.asarray(seg_len)
+        U = self.spec.update_period_s
+        regular = (seg_len > 0.5 * U) & (seg_len < 1.5 * U)
+        return np.asarray(np.where(regular, self._anchor_mean_s, seg_len))
 
     def _residuals(self, d_e: FloatArray, d_i: FloatArray) -> FloatArray:
         """Counter deltas less what the power shape (or the neighbours) predict (J)."""
@@ -1382,7 +1404,8 @@ class EnergyCurve:
         inside = edge_j(d_e, frac, self._hard_only[kk], spread, shape_rel, spreads, cap, bound)
         inside = self._near_anchor_bound(x, kk, inside)
         first, last = self._outside_edges(x, ends, (spread, shape_rel, spreads), estimated)
-        return np.asarray(np.where(k < 0, first, np.where(k >= len(tau) - 1, last, inside)))
+        edge = np.where(k < 0, first, np.where(k >= len(tau) - 1, last, inside))
+        return np.asarray(np.hypot(edge, self._anchor_timing_j(x, k)))
 
     def _outside_edges(
         self, x: FloatArray, ends: FloatArray, rule: tuple[float, float, float], estimated: float
@@ -1449,6 +1472,44 @@ class EnergyCurve:
         near_s = np.maximum(np.minimum(x - self.tau[kk], self.tau[kk + 1] - x), 0.0)
         most_w = self._max_power_w() * (1.0 + self.spec.relative_uncertainty)
         return np.asarray(np.minimum(inside, most_w * (near_s + self._half_bracket)))
+
+    def _anchor_scatter(self, seg_len: FloatArray) -> float:
+        """How far (s, one standard deviation) anchors are misplaced apart from one another.
+
+        Each anchor sits half its read gap before the read that saw the change; where the
+        reads keep one phase to the updates (10 ms reads of a 100 ms update) every anchor is
+        off alike, and that shared shift cancels on a steady load (the window rule's shift
+        term holds it across a change). Where they do not (30 or 40 ms reads, or a counter
+        whose period the reads do not divide), each is off on its own: segments of a
+        regular update read 90 and 120 ms long, and steady 700 W 1 s windows read 30 ms
+        apart were 46% covered. A segment's length less the mean is the difference of its
+        two anchors' misplacements: half their mean square is one anchor's variance, at most
+        a uniform misplacement's over the half bracket (``half / √3``).
+        """
+        U = self.spec.update_period_s  # (the median of 80 and 120 ms segments is either)
+        ok = (seg_len > 0.5 * U) & (seg_len < 1.5 * U)
+        if ok.sum() < ANCHOR_SCATTER_SEGMENTS:
+            return 0.0
+        self._anchor_mean_s = float(np.mean(seg_len[ok]))
+        d = seg_len[ok] - self._anchor_mean_s
+        return min(math.sqrt(float(np.mean(d * d)) / 2.0), self._half_bracket / math.sqrt(3.0))
+
+    def _anchor_timing_j(self, x: FloatArray, k: npt.NDArray[np.intp]) -> FloatArray:
+        """About 95% uncertainty (J) of ``C(x)`` from its anchors' own misplacement.
+
+        ``C`` between two anchors misplaced by ``δₖ`` and ``δₖ₊₁`` is off by the load's
+        power times ``(1 − f) δₖ + f δₖ₊₁`` (``f`` by time); beyond the first or last
+        anchor, by the power times that anchor's. The power is the segment's energy over
+        the mean segment length (its own length is off by the misplacement).
+        """
+        if self._anchor_scatter_s <= 0 or len(self.tau) < 2:
+            return np.zeros_like(x)
+        tau, ae = self.tau, self.anchor_e
+        kk = np.minimum(np.maximum(k, 0), len(tau) - 2)
+        power_w = np.abs(ae[kk + 1] - ae[kk]) / max(self._anchor_mean_s, 1e-12)
+        f = np.clip((x - tau[kk]) / np.maximum(tau[kk + 1] - tau[kk], 1e-12), 0.0, 1.0)
+        share = np.where((k < 0) | (k >= len(tau) - 1), 1.0, np.sqrt((1 - f) ** 2 + f**2))
+        return np.asarray(1.96 * self._anchor_scatter_s * power_w * share)
 
     def _one_change(
         self, seg_len: FloatArray, f_time: FloatArray, frac: FloatArray, d_e: FloatArray

@@ -941,3 +941,45 @@ def test_a_power_value_inside_a_varying_load_s_range_is_no_pre_job_level() -> No
         job.stop()
         flagged += job.curves()[gpu.name]._pre_job_level_differs()
     assert flagged <= 4
+
+
+@pytest.mark.parametrize("period_s", [0.03, 0.04])
+def test_reads_that_keep_no_phase_to_the_updates_widen_each_edge(period_s: float) -> None:
+    # Read every 30 or 40 ms, a 100 ms update's anchors sit 0-20 ms off each on its own
+    # (segments read 90/120 or 80/120 ms long): steady 700 W windows erred up to 12 J, and
+    # their ± held them 41-47% of the time (the shared shift cancels on a steady load).
+    covered, total, widths = 0, 0, []
+    for seed in range(6):
+        clock = FakeClock()
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=700.0, power_limit_w=800.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
+            t0 = clock.now()
+            clock.advance(6.0)
+            job.stop()
+        curve = job.curves()[gpu.name]
+        assert curve._anchor_scatter_s > 0.005
+        a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 4.0, 20)
+        b = a + 0.77
+        energy, width = curve.window(a, b)
+        truth = np.array([gpu.true_energy_j(x, y) for x, y in zip(a, b, strict=True)])
+        covered += int(np.sum(np.abs(energy - truth) <= width))
+        total += len(a)
+        widths.extend(width)
+    assert covered / total >= 0.9
+    assert float(np.median(widths)) < 0.05 * 700.0 * 0.77  # within 5% of the window's energy
+
+
+def test_reads_in_phase_with_the_updates_keep_anchors_misplaced_alike() -> None:
+    # Read every 10 ms, every anchor is off alike: no term, steady windows keep ± < 1 J.
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, seed=1, power_w=700.0)
+    job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+    t0 = clock.now()
+    clock.advance(3.0)
+    job.stop()
+    curve = job.curves()[gpu.name]
+    assert curve._anchor_scatter_s == 0.0
+    _, width = curve.window(np.array([t0 + 0.5]), np.array([t0 + 1.27]))
+    assert float(width[0]) < 1.0

@@ -505,6 +505,9 @@ class FakeGPU(Device):
         counter_mode: ``"exact"`` or ``"sampled"`` (see above).
         update_phase_s: When the first update after ``open()`` happens, in seconds
             (``0 <= phase < update_period_s``); None draws it from ``seed``.
+        update_jitter_s: How far each update falls from its place on the period's grid,
+            at most (s, uniform, seeded; ``0 <= jitter < update_period_s / 2``): a sensor
+            whose firmware does not keep time to the read's precision.
         counter_resolution_j: Counter quantisation (NVML counts millijoules).
         instant: True for an instant-power field; False for a 1 s moving average
             (``nvmlDeviceGetPowerUsage`` on Hopper).
@@ -537,6 +540,7 @@ class FakeGPU(Device):
         sensor_offset_s: float | None = None,
         counter_mode: CounterMode = "exact",
         update_phase_s: float | None = None,
+        update_jitter_s: float = 0.0,
         counter_resolution_j: float = 0.001,
         instant: bool = True,
         counter: bool = True,
@@ -579,6 +583,10 @@ class FakeGPU(Device):
         self.counter_mode: CounterMode = counter_mode
         self.counter_integrates = counter_mode == "exact"
         self.update_phase_s = phase
+        if not 0 <= update_jitter_s < T / 2:
+            raise ConfigError(f"update_jitter_s must be in [0, {T / 2:g}), got {update_jitter_s!r}")
+        self.update_jitter_s = float(update_jitter_s)
+        self._jitter_seed = float(seed % 9973) + 0.5
         self.counter_resolution_j = counter_resolution_j if counter else 0.0
         self.relative_uncertainty = 0.05 if instant else 0.10
         if power_limit_w is not None and not power_limit_w > 0:
@@ -637,7 +645,7 @@ class FakeGPU(Device):
         for a, b in self._failures:
             if a <= elapsed < b:
                 raise DeviceReadError(f"{self.name}: simulated read failure at {elapsed:.3f} s")
-        k = math.floor((elapsed - self.update_phase_s) / self.update_period_s)
+        k = self._update_index(elapsed)
         last = self._last
         if last is None or last[0] != k:
             with self._lock:
@@ -658,7 +666,7 @@ class FakeGPU(Device):
         """
         if self.method != "counter":
             return None
-        k = math.floor((self._elapsed(t) - self.update_phase_s) / self.update_period_s)
+        k = self._update_index(self._elapsed(t))
         with self._lock:
             return self._raw_counter_j(k)
 
@@ -679,7 +687,21 @@ class FakeGPU(Device):
         return hit
 
     def _update_time(self, k: int) -> float:
-        return self.update_phase_s + k * self.update_period_s
+        at = self.update_phase_s + k * self.update_period_s
+        if self.update_jitter_s:  # a seeded hash of k, uniform in [-1, 1)
+            u = math.sin(k * 12.9898 + self._jitter_seed * 78.233) * 43758.5453
+            at += self.update_jitter_s * (2.0 * (u - math.floor(u)) - 1.0)
+        return at
+
+    def _update_index(self, elapsed: float) -> int:
+        """The last update at or before ``elapsed`` (its ``k``)."""
+        k = math.floor((elapsed - self.update_phase_s) / self.update_period_s)
+        if self.update_jitter_s:  # jitter under half a period: off by one at most
+            if elapsed < self._update_time(k):
+                k -= 1
+            elif elapsed >= self._update_time(k + 1):
+                k += 1
+        return k
 
     def _window_power_w(self, k: int) -> float:
         """The true power averaged over update ``k``'s sampling window (W)."""

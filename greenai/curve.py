@@ -169,26 +169,6 @@ were 95.3% covered at a median |error|/± of 0.13 (kernels of 10-40 ms: 100% at 
 100% at 0.15 -> 93.8% at 0.22, 8 GPUs 100% at 0.16 -> 98.4% at 0.19, in phase 100% at
 0.24 -> 96.9% at 0.18."""
 
-GRID_FIT_ANCHORS = 5
-"""Anchors, one update apart, a run needs before a grid through their brackets places them
-(:func:`_fit_update_grid`)."""
-
-GRID_KEEP_SHARE = 0.9
-"""The share of a run's brackets an earlier pass's grid must meet to be kept
-(:func:`_fit_update_grid`); fewer, and the updates drifted or jitter: refitted (a counter
-jittering ± 5 ms read every 10 ms met 3/4 of them, and clipped onto the grid its windows
-were 73.5% covered: its anchors' own misplacement went unmeasured)."""
-
-GRID_FIT_MAX = 256
-"""Anchors one grid spans at most (a long run is split): the cost stays what is new."""
-
-GRID_FIT_PERIODS = 201
-"""Candidate update periods tried per run, evenly across what its anchors allow."""
-
-UNIFORM_95_SDS = 0.95 * math.sqrt(3.0)
-"""95% of a uniform misplacement's size in its standard deviations (1.645): a change falls
-anywhere in its read gap, so an anchor placed at its middle is off uniformly."""
-
 ANCHOR_SCATTER_SEGMENTS = 4
 """Segments of regular length a stretch needs before their lengths' scatter sizes the
 anchors' own misplacement (``EnergyCurve._anchor_scatter``)."""
@@ -247,10 +227,6 @@ class CurveStats:
     power_hi_w: float = -math.inf
     """The lowest and highest power (W) the settled readings showed: power values and the
     counter's segment averages (:meth:`EnergyCurve.power_range_w`)."""
-    update_grid: tuple[float, float] | None = None
-    """An update time and the period (s) of the grid the anchors were placed on
-    (:func:`_fit_update_grid`): later passes keep it (refitted per pass, a job's two ends
-    could sit on grids 5 ms apart: 6 s jobs read every 40 ms, 2-4 J off)."""
 
     _arrays: tuple[FloatArray, ...] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -370,7 +346,6 @@ class EnergyCurve:
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
         self._anchor_scatter_s = 0.0  # anchors' misplacement apart from one another (s, 1 sd)
         self._anchor_mean_s = s.update_period_s  # the regular segments' mean length (s)
-        self._grid: tuple[float, float] | None = None  # the anchors' update grid, if placed
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -433,11 +408,6 @@ class EnergyCurve:
         self._update_per_change = bool(len(gaps_t)) and float(_median(gaps_t)) <= U * 1.05
         if self._update_per_change:
             keep = _on_the_update_grid(tau, t[changed], before[changed], float(_median(gaps_t)), U)
-            kept = np.flatnonzero(keep)
-            prior = self._stats.update_grid if self._stats is not None else None
-            tau[kept], self._grid = _fit_update_grid(
-                tau[kept], t[changed][kept], before[changed][kept], U, prior
-            )
         self.tau = tau[keep]
         self.anchor_e = e[changed][keep]
         self.anchor_lag = (t[changed] - tau)[keep]
@@ -1153,8 +1123,6 @@ class EnergyCurve:
 
     def settle_into(self, stats: CurveStats, before_s: float, after_s: float) -> None:
         """Add the segments that start in ``[after_s, before_s)`` to the job's ``stats``."""
-        if self._grid is not None:
-            stats.update_grid = self._grid
         if len(self.tau) < 2:
             return
         start = self.tau[:-1]
@@ -1527,12 +1495,10 @@ class EnergyCurve:
         self._anchor_mean_s = float(np.mean(seg_len[ok]))
         d = seg_len[ok] - self._anchor_mean_s
         scatter = min(math.sqrt(float(np.mean(d * d)) / 2.0), self._half_bracket / math.sqrt(3.0))
-        return scatter if scatter > 1e-6 else 0.0  # (placed on one grid: rounding alone)
+        return scatter if scatter > 1e-6 else 0.0  # (rounding alone)
 
     def _anchor_timing_j(self, x: FloatArray, k: npt.NDArray[np.intp]) -> FloatArray:
         """About 95% uncertainty (J) of ``C(x)`` from its anchors' own misplacement.
-
-        Each anchor's is uniform (:data:`UNIFORM_95_SDS` of :meth:`_anchor_scatter`).
 
         ``C`` between two anchors misplaced by ``δₖ`` and ``δₖ₊₁`` is off by the load's
         power times ``(1 − f) δₖ + f δₖ₊₁`` (``f`` by time); beyond the first or last
@@ -1546,7 +1512,7 @@ class EnergyCurve:
         power_w = np.abs(ae[kk + 1] - ae[kk]) / max(self._anchor_mean_s, 1e-12)
         f = np.clip((x - tau[kk]) / np.maximum(tau[kk + 1] - tau[kk], 1e-12), 0.0, 1.0)
         share = np.where((k < 0) | (k >= len(tau) - 1), 1.0, np.sqrt((1 - f) ** 2 + f**2))
-        return np.asarray(UNIFORM_95_SDS * self._anchor_scatter_s * power_w * share)
+        return np.asarray(1.96 * self._anchor_scatter_s * power_w * share)
 
     def _one_change(
         self, seg_len: FloatArray, f_time: FloatArray, frac: FloatArray, d_e: FloatArray
@@ -1666,102 +1632,6 @@ def _on_the_update_grid(
         else:
             keep[j] = False
     return keep
-
-
-def _fit_update_grid(
-    tau: FloatArray,
-    read_s: FloatArray,
-    before_s: FloatArray,
-    update_s: float,
-    prior: tuple[float, float] | None = None,
-) -> tuple[FloatArray, tuple[float, float] | None]:
-    """Anchors placed on the counter's update grid, where their brackets agree on one.
-
-    Each change happened inside its bracket (from the read before the one that saw it to
-    that read). Where consecutive changes are one update apart, the ``k``-th of a run
-    happened at ``φ + k U`` for one phase ``φ`` and period ``U``: every bracket bounds
-    them. Each anchor sits at the middle of its times on the grids that meet every bracket
-    (:func:`_grid_through`). Read every 10 ms,
-    every bracket has one phase to the updates and the grid is the anchors' own (their
-    shared lag cancels); every 30 or 40 ms, the phases differ and the grid pins each
-    anchor to a few ms (placed at their own brackets' middles, they were 0-20 ms off on
-    their own: 1 s jobs 2.3% off). Where no grid meets every bracket (a counter whose
-    updates jitter), the run keeps its anchors.
-
-    Args:
-        tau: Anchor times (s), half their bracket before their reads.
-        read_s: The reads that saw each change (s).
-        before_s: Each read's bracket: the time since the read before it (s).
-        update_s: The counter's declared update period (s).
-        prior: The grid an earlier pass placed anchors on (an update time and the period,
-            s): kept, each anchor inside its bracket, while it meets most brackets of a run.
-
-    Returns:
-        The anchors' times (s), and the grid of the last run placed (or ``prior``).
-    """
-    out = np.array(tau, dtype=np.float64)
-    seg = np.diff(out)
-    regular = (seg > 0.5 * update_s) & (seg < 1.5 * update_s)
-    if len(out) < GRID_FIT_ANCHORS or regular.sum() < GRID_FIT_ANCHORS - 1:
-        return out, prior
-    hi = np.asarray(read_s, dtype=np.float64)
-    lo = hi - np.minimum(before_s, update_s * 1.5)
-    ends = np.flatnonzero(~regular) + 1  # a run of one update per change between these
-    grid = prior
-    for run in np.split(np.arange(len(out)), ends):
-        for part in np.array_split(run, max(1, len(run) // GRID_FIT_MAX)):
-            if len(part) < GRID_FIT_ANCHORS:
-                continue
-            if grid is not None:
-                # An earlier pass's grid stays (a new one moves what it settled, and a
-                # job's two ends then err apart: 6 s jobs read every 40 ms, 2-4 J), each
-                # anchor kept inside its bracket, while most brackets still meet it.
-                on = _on_grid(out[part], grid)
-                inside = (on > lo[part] + 1e-9) & (on <= hi[part] + 1e-9)
-                if inside.mean() >= GRID_KEEP_SHARE:
-                    out[part] = np.clip(on, lo[part], hi[part])
-                    continue
-            own = out[part]
-            placed = _grid_through(own, lo[part], hi[part], update_s)
-            if placed is not own:
-                out[part] = placed
-                grid = (float(placed[-1]), float(placed[-1] - placed[0]) / (len(part) - 1))
-    return out, grid
-
-
-def _on_grid(tau: FloatArray, grid: tuple[float, float] | None) -> FloatArray:
-    """The grid's update times (s) nearest ``tau``; ``tau`` without a grid."""
-    if grid is None:
-        return tau
-    return np.asarray(grid[0] + np.round((tau - grid[0]) / grid[1]) * grid[1])
-
-
-def _grid_through(tau: FloatArray, lo: FloatArray, hi: FloatArray, declared_s: float) -> FloatArray:
-    """Each anchor of one run at the middle of its times on grids through every bracket (s).
-
-    A grid ``φ + k U`` meets every bracket ``[lo, hi]`` for a set of periods and phases; the
-    ``k``-th anchor's time on them spans a range, and it sits at its middle (off by at most
-    half of it). Where the declared period is among them, only its grids count: a short run
-    allows a wide range of periods, and 1 s jobs read every 40 ms read 3-6 J off at the
-    middle of them all (0.06 J on the declared one). Brackets of one phase to the updates
-    (10 ms reads) give every anchor its own bracket's middle back. ``tau`` where no grid
-    meets them all.
-    """
-    k = np.arange(len(tau), dtype=np.float64)
-    guess = float(tau[-1] - tau[0]) / k[-1]
-    spread = 2.0 * float(np.max(hi - lo)) / k[-1]
-    periods = np.append(guess + np.linspace(-spread, spread, GRID_FIT_PERIODS), declared_s)
-    low = np.max(lo[None, :] - periods[:, None] * k[None, :], axis=1)
-    high = np.min(hi[None, :] - periods[:, None] * k[None, :], axis=1)
-    fits = low + 1e-9 < high  # (a bracket is open at the read before: it did not see it)
-    if not fits.any():
-        return tau  # (the same object: nothing placed)
-    if fits[-1]:
-        fits[:-1] = False
-    on_grid = periods[fits, None] * k[None, :]
-    earliest = np.min(low[fits, None] + on_grid, axis=0)
-    latest = np.max(high[fits, None] + on_grid, axis=0)
-    return np.asarray((earliest + latest) / 2.0)
 
 
 def _regular_segments(seg_len_s: FloatArray) -> npt.NDArray[np.bool_]:

@@ -944,14 +944,11 @@ def test_a_power_value_inside_a_varying_load_s_range_is_no_pre_job_level() -> No
 
 
 @pytest.mark.parametrize("period_s", [0.03, 0.04])
-def test_reads_that_keep_no_phase_to_the_updates_place_anchors_on_their_grid(
-    period_s: float,
-) -> None:
-    # Read every 30 or 40 ms, a 100 ms update's anchors sat 0-20 ms off each on its own
-    # (segments 90/120 or 80/120 ms long): steady 700 W windows erred up to 12 J, their ±
-    # held them 41-47% of the time, and 1 s jobs at 40 ms read 16 J off. On the grid through
-    # every bracket, windows and jobs err well under 1 J, and their ± holds them.
-    covered, total, widths, job_errors = 0, 0, [], []
+def test_reads_that_keep_no_phase_to_the_updates_widen_each_edge(period_s: float) -> None:
+    # Read every 30 or 40 ms, a 100 ms update's anchors sit 0-20 ms off each on its own
+    # (segments read 90/120 or 80/120 ms long): steady 700 W windows erred up to 12 J, and
+    # their ± held them 41-47% of the time (the shared shift cancels on a steady load).
+    covered, total, widths = 0, 0, []
     for seed in range(6):
         clock = FakeClock()
         gpu = FakeGPU(clock=clock, seed=seed, power_w=700.0, power_limit_w=800.0)
@@ -959,11 +956,10 @@ def test_reads_that_keep_no_phase_to_the_updates_place_anchors_on_their_grid(
             warnings.simplefilter("ignore")
             job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
             t0 = clock.now()
-            clock.advance(6.0 + 0.0137 * seed)
-            t1 = clock.now()
-            result = job.stop()
-        job_errors.append(abs((result.energy_j or 0.0) - gpu.true_energy_j(t0, t1)))
+            clock.advance(6.0)
+            job.stop()
         curve = job.curves()[gpu.name]
+        assert curve._anchor_scatter_s > 0.005
         a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 4.0, 20)
         b = a + 0.77
         energy, width = curve.window(a, b)
@@ -972,42 +968,7 @@ def test_reads_that_keep_no_phase_to_the_updates_place_anchors_on_their_grid(
         total += len(a)
         widths.extend(width)
     assert covered / total >= 0.9
-    assert float(np.median(widths)) < 1.0
-    assert max(job_errors) < 2.0
-
-
-def test_the_update_grid_keeps_one_phase_and_leaves_brackets_no_grid_meets() -> None:
-    from greenai.curve import _fit_update_grid
-
-    # Brackets of one phase (10 ms reads): every anchor keeps its bracket's middle.
-    reads = 1.004 + 0.1 * np.arange(12)
-    tau = reads - 0.005
-    placed, _ = _fit_update_grid(tau.copy(), reads, np.full(12, 0.01), 0.1)
-    assert np.allclose(placed, tau, atol=1e-9)
-    # 40 ms reads of updates at 0.013 + 0.1 k: the brackets' phases alternate, and their
-    # intersection (20 ms) holds every update; all placed alike, on one grid.
-    updates = 0.013 + 0.1 * np.arange(30)
-    reads = np.ceil(updates / 0.04) * 0.04
-    placed, grid = _fit_update_grid(reads - 0.02, reads, np.full(30, 0.04), 0.1)
-    assert np.max(np.abs(placed - updates)) <= 0.01 + 1e-9
-    assert np.ptp(placed - updates) < 1e-9  # off alike: cancels on a steady load
-    assert np.ptp(reads - 0.02 - updates) > 0.015  # the brackets' middles were not alike
-    # A later pass keeps that grid (a new one would move what was settled), each anchor
-    # inside its bracket: an off-grid read (the stop's tail) narrows one past it.
-    assert placed[-1] + 0.1 < 3.011  # the grid's next update, outside [3.011, 3.02]
-    later = np.append(reads[-10:], 3.02)
-    kept, same = _fit_update_grid(
-        later - 0.02, later, np.append(np.full(10, 0.04), 0.009), 0.1, grid
-    )
-    assert same == grid
-    assert np.allclose(kept[:10], placed[-10:])
-    assert kept[-1] == pytest.approx(3.011)
-    # Updates that jitter beyond any grid: the anchors stay where they were.
-    rng = np.random.default_rng(3)
-    updates = 0.1 * np.arange(30) + rng.uniform(-0.03, 0.03, 30)
-    reads = np.ceil(updates / 0.01) * 0.01
-    tau = reads - 0.005
-    assert np.array_equal(_fit_update_grid(tau.copy(), reads, np.full(30, 0.01), 0.1)[0], tau)
+    assert float(np.median(widths)) < 0.05 * 700.0 * 0.77  # within 5% of the window's energy
 
 
 def test_reads_in_phase_with_the_updates_keep_anchors_misplaced_alike() -> None:
@@ -1025,9 +986,8 @@ def test_reads_in_phase_with_the_updates_keep_anchors_misplaced_alike() -> None:
 
 
 def test_a_counter_whose_updates_jitter_keeps_its_anchors_and_widens_each_edge() -> None:
-    # Updates 5 ms either side of their grid, read every 10 ms: no grid meets every
-    # bracket, the anchors stay at their brackets' middles, each off on its own, and the
-    # segments' uneven lengths size that (clipped onto a grid, 73.5% covered).
+    # Updates 5 ms either side of their grid, read every 10 ms: the anchors sit at their
+    # brackets' middles, each off on its own, and the segments' uneven lengths size that.
     covered, total = 0, 0
     for seed in range(4):
         clock = FakeClock()

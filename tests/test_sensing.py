@@ -943,31 +943,43 @@ def test_a_power_value_inside_a_varying_load_s_range_is_no_pre_job_level() -> No
     assert flagged <= 4
 
 
+def _steady_windows(
+    seeds: range, period_s: float, windows: int, min_scatter_s: float, **gpu: object
+) -> tuple[float, list[float]]:
+    """Coverage and ± (J) of 0.77 s windows inside 6 s steady 700 W jobs, one per seed.
+
+    Each job's curve must see its anchors misplaced apart by more than ``min_scatter_s``.
+    """
+    covered, total = 0, 0
+    widths: list[float] = []
+    for seed in seeds:
+        clock = FakeClock()
+        device = FakeGPU(clock=clock, seed=seed, power_w=700.0, **gpu)  # type: ignore[arg-type]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            job = greenai.track("job", devices=[device], clock=clock, period_s=period_s).start()
+            t0 = clock.now()
+            clock.advance(6.0)
+            job.stop()
+        curve = job.curves()[device.name]
+        assert curve._anchor_scatter_s > min_scatter_s
+        a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 4.0, windows)
+        b = a + 0.77
+        energy, width = curve.window(a, b)
+        truth = np.array([device.true_energy_j(x, y) for x, y in zip(a, b, strict=True)])
+        covered += int(np.sum(np.abs(energy - truth) <= width))
+        total += len(a)
+        widths.extend(width)
+    return covered / total, widths
+
+
 @pytest.mark.parametrize("period_s", [0.03, 0.04])
 def test_reads_that_keep_no_phase_to_the_updates_widen_each_edge(period_s: float) -> None:
     # Read every 30 or 40 ms, a 100 ms update's anchors sit 0-20 ms off each on its own
     # (segments read 90/120 or 80/120 ms long): steady 700 W windows erred up to 12 J, and
     # their ± held them 41-47% of the time (the shared shift cancels on a steady load).
-    covered, total, widths = 0, 0, []
-    for seed in range(6):
-        clock = FakeClock()
-        gpu = FakeGPU(clock=clock, seed=seed, power_w=700.0, power_limit_w=800.0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
-            t0 = clock.now()
-            clock.advance(6.0)
-            job.stop()
-        curve = job.curves()[gpu.name]
-        assert curve._anchor_scatter_s > 0.005
-        a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 4.0, 20)
-        b = a + 0.77
-        energy, width = curve.window(a, b)
-        truth = np.array([gpu.true_energy_j(x, y) for x, y in zip(a, b, strict=True)])
-        covered += int(np.sum(np.abs(energy - truth) <= width))
-        total += len(a)
-        widths.extend(width)
-    assert covered / total >= 0.9
+    coverage, widths = _steady_windows(range(6), period_s, 20, 0.005, power_limit_w=800.0)
+    assert coverage >= 0.9
     assert float(np.median(widths)) < 0.05 * 700.0 * 0.77  # within 5% of the window's energy
 
 
@@ -988,25 +1000,8 @@ def test_reads_in_phase_with_the_updates_keep_anchors_misplaced_alike() -> None:
 def test_a_counter_whose_updates_jitter_keeps_its_anchors_and_widens_each_edge() -> None:
     # Updates 5 ms either side of their grid, read every 10 ms: the anchors sit at their
     # brackets' middles, each off on its own, and the segments' uneven lengths size that.
-    covered, total = 0, 0
-    for seed in range(4):
-        clock = FakeClock()
-        gpu = FakeGPU(clock=clock, seed=seed, power_w=700.0, update_jitter_s=0.005)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
-            t0 = clock.now()
-            clock.advance(6.0)
-            job.stop()
-        curve = job.curves()[gpu.name]
-        assert curve._anchor_scatter_s > 0.001
-        a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 4.0, 30)
-        b = a + 0.77
-        energy, width = curve.window(a, b)
-        truth = np.array([gpu.true_energy_j(x, y) for x, y in zip(a, b, strict=True)])
-        covered += int(np.sum(np.abs(energy - truth) <= width))
-        total += len(a)
-    assert covered / total >= 0.9
+    coverage, _ = _steady_windows(range(4), 0.01, 30, 0.001, update_jitter_s=0.005)
+    assert coverage >= 0.9
 
 
 def test_fake_gpu_updates_jitter_within_half_a_period() -> None:

@@ -124,6 +124,8 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     # name: (load from seed, FakeGPU options, period (s) of a loop locked to the load or None)
     "steady 700 W": (lambda seed: 700.0, {}, None),
     "steady 700 W noisy": (lambda seed: 700.0, {"noise_w": 30.0, "sensor_noise_w": 10.0}, None),
+    # updates off their grid by up to 2 ms, under a 10 ms read gap: segments read even
+    "steady 700 W, updates ± 2 ms": (lambda seed: 700.0, {"update_jitter_s": 0.002}, None),
     "steps 100/700 W ~10 s": (_steps(10.0, 100.0, 700.0), {}, None),
     "kernels 10-40 ms": (lambda seed: RandomKernels(seed=seed), {}, None),
     "square 30/30 ms": (_square(0.030, 0.030), {}, None),
@@ -133,6 +135,16 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "steady 350 W avg-power": (lambda seed: 350.0, {"instant": False}, None),
     "steady 500 W gh200": (lambda seed: 500.0, {"sensor_window_s": 0.02}, None),
     "steps 150/650 W ~3 s": (_steps(3.0, 150.0, 650.0), {}, None),
+    "steps 150/650 W ~3 s, updates ± 1.5 ms": (
+        _steps(3.0, 150.0, 650.0),
+        {"update_jitter_s": 0.0015},
+        None,
+    ),
+    "steady 500 W gh200, updates ± 3 ms": (
+        lambda seed: 500.0,
+        {"sensor_window_s": 0.02, "update_jitter_s": 0.003},
+        None,
+    ),
     "kernels 5-20 ms": (
         lambda seed: RandomKernels(seed=seed, min_s=0.005, max_s=0.02, high_w=600, low_w=150),
         {},
@@ -242,6 +254,8 @@ TUNING: list[Regime] = [
     R("steady 700 W", "sampled", 0.01, "jobs", 1.0),
     R("kernels 10-40 ms", "exact", 0.01, "jobs", *JOBS),
     R("kernels 10-40 ms", "sampled", 0.1, "jobs", *JOBS),
+    R("steady 700 W, updates ± 2 ms", "exact", 0.01, "windows", *W),
+    R("steady 700 W, updates ± 2 ms", "exact", 0.01, "jobs", 1.0, 3.0),
 ]
 HELD_OUT: list[Regime] = [
     R("steady 350 W avg-power", "exact", 0.1, "windows", *HELD_OUT_W),
@@ -310,6 +324,9 @@ HELD_OUT: list[Regime] = [
     R("steady 700 W", "exact", 0.03, "windows", *UNROUND_W),
     R("kernels 10-40 ms", "exact", 0.04, "windows", *UNROUND_W),
     R("steady 700 W", "exact", 0.04, "jobs", 1.0),
+    # updates off their grid under the read gap: only the counter's deltas show it
+    R("steps 150/650 W ~3 s, updates ± 1.5 ms", "exact", 0.01, "windows", *HELD_OUT_W),
+    R("steady 500 W gh200, updates ± 3 ms", "exact", 0.01, "jobs", 2.0),
 ]
 TUNING_SEEDS = (1, 2, 3, 4)
 HELD_OUT_SEEDS = (501, 502, 503, 504)

@@ -438,6 +438,7 @@ class Analysis:
     steady_updates: int
     counter_period_s: float
     counter_read_ms: float
+    counter_jitter_ms: tuple[float, float]
     steady: list[WindowSet]
     bounded: list[WindowSet]
     tilings: list[Tiling]
@@ -467,7 +468,26 @@ def analyse(rec: Recording, windows: int = 200, seed: int = 0) -> Analysis:
         transition_windows(rec, rec.load_off, "load stop (load → idle)"),
     ]
     read_ms = 1000.0 * float(np.median(rec.log.t_after - rec.log.t_before))
-    return Analysis(power_w, se, updates, period, read_ms, steady, bounded, tilings, transitions)
+    jitter = update_jitter_ms(t, period)
+    return Analysis(
+        power_w, se, updates, period, read_ms, jitter, steady, bounded, tilings, transitions
+    )
+
+
+def update_jitter_ms(t: np.ndarray, period_s: float) -> tuple[float, float]:
+    """How far the counter's updates fall off a fitted grid: (sd, largest), ms.
+
+    The grid is the least-squares line through the change times, counted gap by gap (a
+    missed update is a gap of two). greenai's ``EnergyCurve._anchor_jitter`` sizes the
+    same from the counter's deltas; this is the hardware's own figure, within the
+    poller's read time (FakeGPU's ``update_jitter_s`` of x is uniform: sd x / √3).
+    """
+    if len(t) < 5 or period_s <= 0:
+        return math.nan, math.nan
+    k = np.concatenate([[0.0], np.cumsum(np.round(np.diff(t) / period_s))])
+    slope, intercept = np.polyfit(k, t, 1)
+    off = t - (intercept + slope * k)
+    return 1000.0 * float(np.std(off)), 1000.0 * float(np.max(np.abs(off)))
 
 
 # --- overhead -------------------------------------------------------------------------------
@@ -607,6 +627,8 @@ def render(rec: Recording, an: Analysis, overhead: Overhead | None) -> str:
         f"| steady power (truth) | {an.steady_power_w:.1f} W ± {2 * an.steady_power_se_w:.2f} W "
         f"(counter slope over {an.steady_updates} updates) |",
         f"| counter update period | {an.counter_period_s * 1000:.1f} ms (median) |",
+        f"| counter updates off their fitted grid | {an.counter_jitter_ms[0]:.2f} ms sd, "
+        f"{an.counter_jitter_ms[1]:.2f} ms at most |",
         f"| counter read (poller) | {an.counter_read_ms:.2f} ms per "
         "`nvmlDeviceGetTotalEnergyConsumption` (median) |",
         f"| sampler period | {rec.result.period_s} s; {len(rec.curve.t)} readings |",

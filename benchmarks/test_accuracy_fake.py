@@ -457,6 +457,7 @@ def test_gpu_accuracy_script_selftest(gpu_accuracy: Any, tmp_path: Path) -> None
     text = out.read_text()
     assert "Random windows in a steady load" in text
     assert "Does the energy counter integrate every instant?" in text
+    assert "counter updates off their fitted grid" in text
     assert out.with_suffix(".csv").read_text().startswith("test,start_s,")
     assert (tmp_path / "accuracy-sensor.csv").read_text().startswith("test,segment,")
 
@@ -520,6 +521,18 @@ def test_update_times_fit_through_missed_updates(gpu_accuracy: Any) -> None:
     fitted_period, last = gpu_accuracy.update_times(log)
     assert fitted_period == pytest.approx(period, rel=1e-4)
     assert abs(last - updates[-1]) < 0.004
+
+
+def test_update_jitter_is_read_off_the_fitted_grid(gpu_accuracy: Any) -> None:
+    """Updates ± 2 ms off a 100.3 ms grid (uniform: sd 1.15 ms), every 7th missing."""
+    rng = np.random.default_rng(1)
+    k = np.array([i for i in range(600) if i % 7 != 3], dtype=float)
+    t = 50.0 + 0.1003 * k + rng.uniform(-0.002, 0.002, len(k))
+    sd_ms, most_ms = gpu_accuracy.update_jitter_ms(t, float(np.median(np.diff(t))))
+    assert sd_ms == pytest.approx(2.0 / np.sqrt(3.0), rel=0.1)
+    assert 1.8 < most_ms <= 2.1
+    exact = 50.0 + 0.1003 * k
+    assert gpu_accuracy.update_jitter_ms(exact, 0.1003)[1] < 1e-6
 
 
 # --- integration speed --------------------------------------------------------------------

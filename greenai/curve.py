@@ -173,6 +173,23 @@ ANCHOR_SCATTER_SEGMENTS = 4
 """Segments of regular length a stretch needs before their lengths' scatter sizes the
 anchors' own misplacement (``EnergyCurve._anchor_scatter``)."""
 
+ANCHOR_JITTER_SEGMENTS = 6
+"""Pairs of consecutive regular segments a stretch (with its history) needs before their
+residuals' covariance sizes the updates' own jitter (``EnergyCurve._anchor_jitter``): a 1 s
+job read every 10 ms has 8 segments, and its start and end updates are where jitter
+costs most (steady 700 W, ± 2 ms: 67% covered needing 8 pairs, 91% needing 6)."""
+
+JITTER_OUTLIER_SPREADS = 5.0
+"""Residuals further than this many robust spreads from their median are a load change,
+not jitter (``EnergyCurve._anchor_jitter``)."""
+
+JITTER_CORR = 0.2
+"""Consecutive residuals' correlation must lie below minus this for the updates to be taken
+as jittering (``EnergyCurve._anchor_jitter``): jitter alone gives −0.5, independent noise
+0 ± 1/√n. At 0.1, steady 700 W 1 s windows without jitter were 99.0% covered at a median
+|error|/± of 0.13 (0.20 at 0.2; 0.21 with no jitter term); with ± 1 ms of jitter, 3 s jobs
+read 98.4% at 0.1 and 90.6% at 0.2, 0.3 took 1 s jobs from 86% to 81%."""
+
 START_PERIOD_UPDATES = 8
 """How many of the job's first counter segments measure the update period that places the
 start of the update holding the job's start (``EnergyCurve._find_start_update``)."""
@@ -346,6 +363,7 @@ class EnergyCurve:
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
         self._anchor_scatter_s = 0.0  # anchors' misplacement apart from one another (s, 1 sd)
         self._anchor_mean_s = s.update_period_s  # the regular segments' mean length (s)
+        self._anchor_jitter_s = 0.0  # updates' own jitter, from the residuals (s, 1 sd)
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -494,8 +512,7 @@ class EnergyCurve:
         self._slow_reads = reads_slower(self._seg_s, s.update_period_s) and (
             read_s > s.update_period_s / 2
         )
-        if not self._slow_reads:
-            self._anchor_scatter_s = self._anchor_scatter(seg_len)
+        self._anchor_scatter_s = 0.0 if self._slow_reads else self._anchor_scatter(seg_len)
         scatter_w, jump_w, self._jump_rate = self._update_scatter(d_e, self._seg_lengths())
         self._flat_shape = self._shape_is_flat()
         # Read slower than the counter updates, each power value is one update of several
@@ -513,6 +530,7 @@ class EnergyCurve:
         # bound (_unsteady), and the rules size the steady stretches between them (steps
         # every ~3 s read 2.5x too wide counted as varying).
         self._varying = self._seg_scatter_j > VARYING_REL * typical_e
+        self._anchor_jitter_s = self._anchor_jitter(d_e, seg_len)
         self._range_w = self.power_range_w()
         self._judge_aliased(s)
         self.end_step_w = self._end_step(scatter_w)
@@ -1407,7 +1425,24 @@ class EnergyCurve:
         inside = self._near_anchor_bound(x, kk, inside)
         first, last = self._outside_edges(x, ends, (spread, shape_rel, spreads), estimated)
         edge = np.where(k < 0, first, np.where(k >= len(tau) - 1, last, inside))
-        return np.asarray(np.hypot(edge, self._anchor_timing_j(x, k)))
+        # Beyond the anchors, the update holding the edge has an unseen end of its own, off
+        # its grid by its own jitter (steady 1 s jobs, ± 3 ms: 9 J off at ± 5.7 J); so where
+        # uneven segments can only be jitter (reads that divide the update period).
+        scatter = self._anchor_timing_j(x, k, self._anchor_scatter_s, self._jitter_share())
+        jitter = self._anchor_timing_j(x, k, self._anchor_jitter_s, math.sqrt(2.0))
+        return np.asarray(np.hypot(np.hypot(edge, scatter), jitter))
+
+    def _jitter_share(self) -> float:
+        """How much of one anchor's misplacement an edge beyond the anchors gets (1 or √2).
+
+        √2 where the reads divide the update period (10, 20, 25, 50 ms of 100 ms): uneven
+        segments there are updates off their grid, and the unseen end of the update
+        holding the edge is off by its own jitter (steady 1 s jobs, ± 2 ms crossing 10 ms
+        reads: 6-7.6 J off at ± 5.6 J). Read every 30 or 40 ms, the unevenness is the reads'
+        beat against exact updates, and the unseen end lies one exact period away.
+        """
+        reads = self.spec.update_period_s / max(2.0 * self._half_bracket, 1e-12)
+        return math.sqrt(2.0) if abs(reads - round(reads)) < 0.1 else 1.0
 
     def _outside_edges(
         self, x: FloatArray, ends: FloatArray, rule: tuple[float, float, float], estimated: float
@@ -1497,22 +1532,75 @@ class EnergyCurve:
         scatter = min(math.sqrt(float(np.mean(d * d)) / 2.0), self._half_bracket / math.sqrt(3.0))
         return scatter if scatter > 1e-6 else 0.0  # (rounding alone)
 
-    def _anchor_timing_j(self, x: FloatArray, k: npt.NDArray[np.intp]) -> FloatArray:
+    def _anchor_jitter(self, d_e: FloatArray, seg_len: FloatArray) -> float:
+        """How far (s, one standard deviation) updates fall off their grid, from residuals.
+
+        An update that fires ``δₖ`` late moves ``P δₖ`` from its segment into the next one,
+        while reads 10 ms apart still see every segment 100 ms long (a jitter of ± 1-3 ms
+        crosses no read, and :meth:`_anchor_scatter` sees nothing): each anchor is off by
+        its update's own ``δₖ``. On a load steady between updates, a counter delta less
+        what the power values predict is ``P (δₖ₊₁ − δₖ)`` and what the values miss of the
+        load's own variation; consecutive ones covary by ``−P² σ²`` (correlation −0.5 for
+        jitter alone). Which values describe a segment is not known: those read in it
+        (FakeGPU's describe the update before, and the load's wander, differenced, covaries
+        negatively too: 5 W read as 0.3 ms of jitter) or those read in the next one (the
+        wander then cancels). The residuals against both are taken, and the covariance
+        nearer 0 counts (the counter's deltas alone carry the wander: a 30 W one hid ± 2 ms
+        of jitter). Without residuals beyond :data:`JITTER_OUTLIER_SPREADS` robust spreads
+        (a load step), where the correlation is below ``−JITTER_CORR`` over at least
+        :data:`ANCHOR_JITTER_SEGMENTS` pairs of regular segments (history included), on a
+        load not varying between updates, with power values and :data:`PHASE_READS` reads
+        per update at least (read slower, the shape inside a bracket is the larger
+        unknown, and a chance correlation would size a jitter up to 29 ms); at most a
+        uniform misplacement over the half bracket (``half / √3``; more crosses reads, and
+        the segments' lengths show it).
+        """
+        read_gap_s = 2.0 * self._half_bracket  # jitter a read gap under 1/4 update may hide
+        if self._varying or not self.has_power or read_gap_s > self._seg_s / PHASE_READS:
+            return 0.0
+        resid = self._resid
+        if self._stats is not None and self._stats.segments:
+            past = self._stats.history()
+            resid = np.concatenate([past[0], resid])
+            d_e = np.concatenate([past[3], d_e])
+            seg_len = np.concatenate([past[1], seg_len])
+        regular = _regular_segments(seg_len)
+        predicted = (d_e - resid)[1:] * seg_len[:-1] / np.maximum(seg_len[1:], 1e-12)
+        found = [
+            _lag_one_covariance(resid, regular),
+            _lag_one_covariance(d_e[:-1] - predicted, regular[:-1] & regular[1:]),
+        ]
+        power_w = _median(d_e[regular] / np.maximum(seg_len[regular], 1e-12)) if len(d_e) else 0
+        if None in found or power_w <= 0:
+            return 0.0
+        cov, var, _ = max(f for f in found if f is not None)
+        raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree
+        if raw is None or raw[0] >= 0:
+            return 0.0
+        if var <= 0 or cov >= -JITTER_CORR * var:
+            return 0.0
+        jitter = min(math.sqrt(-cov) / power_w, self._half_bracket / math.sqrt(3.0))
+        return jitter if jitter > 1e-6 else 0.0
+
+    def _anchor_timing_j(
+        self, x: FloatArray, k: npt.NDArray[np.intp], sigma_s: float, outer: float
+    ) -> FloatArray:
         """About 95% uncertainty (J) of ``C(x)`` from its anchors' own misplacement.
 
         ``C`` between two anchors misplaced by ``δₖ`` and ``δₖ₊₁`` is off by the load's
         power times ``(1 − f) δₖ + f δₖ₊₁`` (``f`` by time); beyond the first or last
-        anchor, by the power times that anchor's. The power is the segment's energy over
-        the mean segment length (its own length is off by the misplacement).
+        anchor, by the power times that anchor's, ``outer`` times. The power is the
+        segment's energy over the mean segment length (its own length is off by the
+        misplacement). ``sigma_s``: one anchor's misplacement (s, one sd).
         """
-        if self._anchor_scatter_s <= 0 or len(self.tau) < 2:
+        if sigma_s <= 0 or len(self.tau) < 2:
             return np.zeros_like(x)
         tau, ae = self.tau, self.anchor_e
         kk = np.minimum(np.maximum(k, 0), len(tau) - 2)
         power_w = np.abs(ae[kk + 1] - ae[kk]) / max(self._anchor_mean_s, 1e-12)
         f = np.clip((x - tau[kk]) / np.maximum(tau[kk + 1] - tau[kk], 1e-12), 0.0, 1.0)
-        share = np.where((k < 0) | (k >= len(tau) - 1), 1.0, np.sqrt((1 - f) ** 2 + f**2))
-        return np.asarray(1.96 * self._anchor_scatter_s * power_w * share)
+        share = np.where((k < 0) | (k >= len(tau) - 1), outer, np.sqrt((1 - f) ** 2 + f**2))
+        return np.asarray(1.96 * sigma_s * power_w * share)
 
     def _one_change(
         self, seg_len: FloatArray, f_time: FloatArray, frac: FloatArray, d_e: FloatArray
@@ -1714,6 +1802,34 @@ def _steady_between_spread(
     if bursts > STEADY_BETWEEN_BURSTS * max(len(steps), 1):
         return None
     return low, steps
+
+
+def _lag_one_covariance(
+    values: FloatArray, regular: npt.NDArray[np.bool_], running: bool = False
+) -> tuple[float, float, int] | None:
+    """Consecutive ``values``' covariance, their variance and the pairs, around their median.
+
+    Only ``regular`` ones within :data:`JITTER_OUTLIER_SPREADS` robust spreads, None under
+    :data:`ANCHOR_JITTER_SEGMENTS` such pairs (:meth:`EnergyCurve._anchor_jitter`).
+    """
+    if int(regular.sum()) <= ANCHOR_JITTER_SEGMENTS:
+        return None
+    if running:  # around a running median: a load's level changes are no covariance
+        half = CORR_MEDIAN_UPDATES // 2
+        padded = np.pad(values, half, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+        x = values - np.median(windows, axis=1)
+    else:
+        x = values - _median(values[regular])
+    keep = regular.copy()
+    mad = 1.4826 * _median(np.abs(x[regular]))
+    if mad > 0:
+        keep &= np.abs(x) <= JITTER_OUTLIER_SPREADS * mad
+    pairs = keep[:-1] & keep[1:]
+    if int(pairs.sum()) < ANCHOR_JITTER_SEGMENTS:
+        return None
+    n = int(pairs.sum())
+    return float(np.mean((x[:-1] * x[1:])[pairs])), float(np.mean(x[keep] ** 2)), n
 
 
 def _lag_one_correlation(power_w: FloatArray) -> float:

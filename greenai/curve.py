@@ -1555,8 +1555,8 @@ class EnergyCurve:
         uniform misplacement over the half bracket (``half / √3``; more crosses reads, and
         the segments' lengths show it).
         """
-        read_gap_s = 2.0 * self._half_bracket  # jitter a read gap under 1/4 update may hide
-        if self._varying or not self.has_power or read_gap_s > self._seg_s / PHASE_READS:
+        reads = self._seg_s / max(2.0 * self._half_bracket, 1e-12)  # per update (25 ms: 4)
+        if self._varying or not self.has_power or reads < PHASE_READS - 0.1:
             return 0.0
         resid = self._resid
         if self._stats is not None and self._stats.segments:

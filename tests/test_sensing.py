@@ -4,6 +4,7 @@ locked to the updates, short regions, the board's gain. On FakeGPUs whose truth 
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections.abc import Callable
 
@@ -1054,6 +1055,22 @@ def test_updates_that_jitter_under_the_read_gap_widen_each_edge(
     monkeypatch.setattr(EnergyCurve, "_anchor_jitter", lambda self, d_e, seg_len: 0.0)
     without, _ = _steady_windows(seeds, 0.01, 30, -1.0, "_anchor_jitter_s", update_jitter_s=0.002)
     assert without < 0.8
+
+
+@pytest.mark.parametrize("period_s", [0.05, 0.5])
+def test_reads_too_slow_to_tell_jitter_get_no_jitter_term(period_s: float) -> None:
+    # 50 ms reads of a 100 ms update (2 per update: under PHASE_READS) or reads slower than
+    # the updates: the residuals' covariance is the shape's, and the term stays off.
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, seed=3, power_w=700.0, update_jitter_s=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
+        clock.advance(6.0)
+        job.stop()
+    curve = job.curves()[gpu.name]
+    assert curve._anchor_jitter_s == 0.0
+    assert curve._jitter_share() == (1.0 if period_s > 0.1 else math.sqrt(2.0))
 
 
 def test_jittering_updates_widen_a_whole_job_at_both_ends(

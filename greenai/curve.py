@@ -1582,7 +1582,7 @@ class EnergyCurve:
             _lag_one_covariance(d_e[:-1] - predicted, regular[:-1] & regular[1:]),
         ]
         power_w = _median(d_e[regular] / np.maximum(seg_len[regular], 1e-12)) if len(d_e) else 0
-        if None in found or power_w <= 0:
+        if None in found or not power_w > 0:  # (NaN: none regular)
             return 0.0
         cov, var, _ = max(f for f in found if f is not None)
         raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree

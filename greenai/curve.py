@@ -177,7 +177,8 @@ ANCHOR_JITTER_SEGMENTS = 6
 """Pairs of consecutive regular segments a stretch (with its history) needs before their
 residuals' covariance sizes the updates' own jitter (``EnergyCurve._anchor_jitter``): a 1 s
 job read every 10 ms has 8 segments, and its start and end updates are where jitter
-costs most (steady 700 W, ± 2 ms: 67% covered needing 8 pairs, 91% needing 6)."""
+costs most (steady 700 W, ± 2 ms, measured before the deltas' test was added: 67% covered
+needing 8 pairs, 91% needing 6)."""
 
 JITTER_OUTLIER_SPREADS = 5.0
 """Residuals further than this many robust spreads from their median are a load change,
@@ -186,9 +187,10 @@ not jitter (``EnergyCurve._anchor_jitter``)."""
 JITTER_CORR = 0.2
 """Consecutive residuals' correlation must lie below minus this for the updates to be taken
 as jittering (``EnergyCurve._anchor_jitter``): jitter alone gives −0.5, independent noise
-0 ± 1/√n. At 0.1, steady 700 W 1 s windows without jitter were 99.0% covered at a median
-|error|/± of 0.13 (0.20 at 0.2; 0.21 with no jitter term); with ± 1 ms of jitter, 3 s jobs
-read 98.4% at 0.1 and 90.6% at 0.2, 0.3 took 1 s jobs from 86% to 81%."""
+0 ± 1/√n. Measured before the deltas' test was added: at 0.1, steady 700 W 1 s windows
+without jitter were 99.0% covered at a median |error|/± of 0.13 (0.20 at 0.2; 0.21 with no
+jitter term); with ± 1 ms of jitter, 3 s jobs read 98.4% at 0.1 and 90.6% at 0.2; 0.3 took
+1 s jobs from 86% to 81%."""
 
 START_PERIOD_UPDATES = 8
 """How many of the job's first counter segments measure the update period that places the
@@ -1584,7 +1586,7 @@ class EnergyCurve:
         power_w = _median(d_e[regular] / np.maximum(seg_len[regular], 1e-12)) if len(d_e) else 0
         if None in found or not power_w > 0:  # (NaN: none regular)
             return 0.0
-        cov, var, _ = max(f for f in found if f is not None)
+        cov, var = max(f for f in found if f is not None)
         raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree
         if raw is None or raw[0] >= 0:
             return 0.0
@@ -1818,8 +1820,8 @@ def _steady_between_spread(
 
 def _lag_one_covariance(
     values: FloatArray, regular: npt.NDArray[np.bool_], running: bool = False
-) -> tuple[float, float, int] | None:
-    """Consecutive ``values``' covariance, their variance and the pairs, around their median.
+) -> tuple[float, float] | None:
+    """Consecutive ``values``' covariance and their variance, around their median; or None.
 
     Only ``regular`` ones within :data:`JITTER_OUTLIER_SPREADS` robust spreads, None under
     :data:`ANCHOR_JITTER_SEGMENTS` such pairs (:meth:`EnergyCurve._anchor_jitter`).
@@ -1840,8 +1842,7 @@ def _lag_one_covariance(
     pairs = keep[:-1] & keep[1:]
     if int(pairs.sum()) < ANCHOR_JITTER_SEGMENTS:
         return None
-    n = int(pairs.sum())
-    return float(np.mean((x[:-1] * x[1:])[pairs])), float(np.mean(x[keep] ** 2)), n
+    return float(np.mean((x[:-1] * x[1:])[pairs])), float(np.mean(x[keep] ** 2))
 
 
 def _lag_one_correlation(power_w: FloatArray) -> float:

@@ -1818,6 +1818,14 @@ def _steady_between_spread(
     return low, steps
 
 
+def _running_median(values: FloatArray) -> FloatArray:
+    """The median of each value's :data:`CORR_MEDIAN_UPDATES` neighbours (ends padded)."""
+    half = CORR_MEDIAN_UPDATES // 2
+    padded = np.pad(values, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return np.asarray(np.median(windows, axis=1))
+
+
 def _lag_one_covariance(
     values: FloatArray, regular: npt.NDArray[np.bool_], running: bool = False
 ) -> tuple[float, float] | None:
@@ -1828,13 +1836,8 @@ def _lag_one_covariance(
     """
     if int(regular.sum()) <= ANCHOR_JITTER_SEGMENTS:
         return None
-    if running:  # around a running median: a load's level changes are no covariance
-        half = CORR_MEDIAN_UPDATES // 2
-        padded = np.pad(values, half, mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
-        x = values - np.median(windows, axis=1)
-    else:
-        x = values - _median(values[regular])
+    # around a running median, a load's level changes are no covariance
+    x = values - (_running_median(values) if running else _median(values[regular]))
     keep = regular.copy()
     mad = 1.4826 * _median(np.abs(x[regular]))
     if mad > 0:
@@ -1858,10 +1861,7 @@ def _lag_one_correlation(power_w: FloatArray) -> float:
     if n < 30:
         return 0.0
     # Around a running median: the load's own slow changes and steps are no misreads.
-    half = CORR_MEDIAN_UPDATES // 2
-    padded = np.pad(power_w, half, mode="edge")
-    running = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
-    x = power_w - running
+    x = power_w - _running_median(power_w)
     denom = float(np.dot(x, x))
     rho = float(np.dot(x[:-1], x[1:])) / denom if denom > 0 else 0.0
     return min(rho, 0.5) if rho > 2.0 / math.sqrt(n) else 0.0

@@ -498,6 +498,7 @@ def _flagged(result: greenai.Measurement) -> bool:
         "changed by",  # sensing.end_step_note: a bound on the job's last update
         "slower than its counter updates",  # sensing.slow_reads_note: a bound inside reads
         "add their ± linearly",  # sensing.devices_linear_note: phases not told, a bound
+        "does not divide its counter's",  # sensing.read_beat_note: reads beat, a bound
     )
     return any(any(w in n for w in words) for n in result.notes)
 

@@ -119,6 +119,9 @@ class CurveModel:
             (:meth:`greenai.curve.EnergyCurve._aliased_load`).
         shape_rel: How far the power values' integral reads off the counter over the
             stretch (relative; positive where the counter reads more).
+        read_beat_s: The read gap (s) where reads that do not divide the update period
+            beat against the updates (30 or 40 ms reads of a 100 ms update): anchors are
+            misplaced apart from one another, and the ± takes that as a bound; 0 otherwise.
     """
 
     half_bracket_s: float = 0.0
@@ -141,6 +144,7 @@ class CurveModel:
     update_phase_s: float = math.nan
     aliased: bool = False
     shape_rel: float = 0.0
+    read_beat_s: float = 0.0
 
     @property
     def bracket_share(self) -> float:

@@ -34,6 +34,7 @@ __all__ = [
     "locked_note",
     "part_time_varying_note",
     "power_only_note",
+    "read_beat_note",
     "result_notes",
     "sensor_notes",
     "short_region_note",
@@ -232,6 +233,18 @@ def slow_reads_note(device: str, seg_s: float, update_period_s: float) -> str:
     )
 
 
+def read_beat_note(device: str, read_s: float, update_period_s: float) -> str:
+    """The note for reads whose gap does not divide the counter's update period."""
+    ms = update_period_s * 1e3
+    return (
+        f"{device} was read every {read_s * 1e3:.4g} ms, which does not divide its counter's"
+        f" update period ({ms:.4g} ms): each update's change is placed within its own read"
+        " gap, and the ± takes those places as independent misplacements, a bound where"
+        " reads beat against the updates in a repeating pattern (up to ~2x wider than a"
+        f" 95% interval); read every {ms / 10:.4g} or {ms / 4:.4g} ms for calibrated figures"
+    )
+
+
 def board_gain_note() -> str:
     """The note on a result whose uncertainty includes the boards' gain error."""
     return (
@@ -302,6 +315,8 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
             notes.append(end_step_note(name, model.end_step_w, spec.update_period_s))
         if model.slow_reads:
             notes.append(slow_reads_note(name, model.seg_s, spec.update_period_s))
+        if model.read_beat_s > 0:
+            notes.append(read_beat_note(name, model.read_beat_s, spec.update_period_s))
     notes.extend(devices_linear_notes(ledger, tracks))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())

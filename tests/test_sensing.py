@@ -990,6 +990,44 @@ def test_reads_that_keep_no_phase_to_the_updates_widen_each_edge(period_s: float
     assert float(np.median(widths)) < 0.05 * 700.0 * 0.77  # within 5% of the window's energy
 
 
+def _read_beat_notes(period_s: float, **gpu: object) -> list[str]:
+    clock = FakeClock()
+    device = FakeGPU(clock=clock, seed=3, power_w=700.0, **gpu)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # checkpoints: the last settling pass holds only the stretch after the last one
+        job = greenai.track(
+            "job", devices=[device], clock=clock, period_s=period_s, checkpoint_s=2.9
+        ).start()
+        for _ in range(60):
+            clock.advance(0.05)
+        result = job.stop()
+    return [n for n in result.notes if "does not divide its counter's" in n]
+
+
+@pytest.mark.parametrize("period_s", [0.03, 0.04, 0.07])
+def test_reads_that_beat_against_the_updates_say_their_pm_is_a_bound(period_s: float) -> None:
+    # The pattern repeats (segments of 90/120 ms): the independent misplacement bounds the
+    # errors (100% covered at up to half the width a 95% interval needs); the note says so
+    # and names read gaps that divide the update period.
+    notes = _read_beat_notes(period_s)
+    assert len(notes) == 1
+    assert f"read every {period_s * 1e3:.4g} ms" in notes[0]
+    assert "read every 10 or 25 ms" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("period_s", "gpu"),
+    [(0.01, {}), (0.025, {}), (0.1, {}), (0.3, {}), (0.01, {"update_jitter_s": 0.005})],
+)
+def test_reads_that_divide_the_update_period_carry_no_beat_note(
+    period_s: float, gpu: dict[str, float]
+) -> None:
+    # 10 ms reads of updates jittering ± 5 ms read uneven segments too: that is the
+    # counter's own timing (sized as such), not the reads' choice.
+    assert _read_beat_notes(period_s, **gpu) == []
+
+
 def test_reads_in_phase_with_the_updates_keep_anchors_misplaced_alike() -> None:
     # Read every 10 ms, every anchor is off alike: no term, steady windows keep ± < 1 J.
     clock = FakeClock()

@@ -327,6 +327,11 @@ HELD_OUT: list[Regime] = [
     # updates off their grid under the read gap: only the counter's deltas show it
     R("steps 150/650 W ~3 s, updates ± 1.5 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("steady 500 W gh200, updates ± 3 ms", "exact", 0.01, "jobs", 2.0),
+    # long jobs: the GPU's clock against the host's (CRYSTAL_PPM) moves the anchors' lag
+    # by up to a bracket (100 ppm: 20 s jobs erred 11x their ± without the clock term)
+    R("steady 500 W gh200", "exact", 0.01, "jobs", 20.0),
+    R("steady 500 W gh200", "exact", 0.1, "jobs", 20.0),
+    R("kernels 5-20 ms", "exact", 0.01, "jobs", 20.0),
 ]
 TUNING_SEEDS = (1, 2, 3, 4)
 HELD_OUT_SEEDS = (501, 502, 503, 504)
@@ -363,6 +368,18 @@ def window_starts(
     return lo + slot * np.arange(n) + rng.uniform(0.0, slot - length_s, n)
 
 
+CRYSTAL_PPM = 50.0
+"""Each clock's tolerance (ppm, uniform): the GPU's, which times its counter's updates, and
+the host's, which times the reads (a common crystal spec; greenai's ``CLOCK_REL`` bounds
+their difference). Drawn per GPU and seed; the GPU run measures it on real hardware."""
+
+
+def clock_ppm(seed: int) -> float:
+    """How far a GPU's update clock runs from the host's (ppm): two crystals' difference."""
+    rng = np.random.default_rng((seed, 31))
+    return float(rng.uniform(-CRYSTAL_PPM, CRYSTAL_PPM) - rng.uniform(-CRYSTAL_PPM, CRYSTAL_PPM))
+
+
 def make_gpu(
     load: str,
     counter: str,
@@ -375,9 +392,12 @@ def make_gpu(
     make, options, _ = LOADS[load]
     mode = "exact" if counter == "none" else counter
     options = {k: v for k, v in options.items() if k not in ("gpus", "same_phase")}
+    own = seed if sensor_seed is None else sensor_seed
+    if "clock_ppm" not in options:  # each GPU's crystal against the host's
+        options["clock_ppm"] = clock_ppm(own)
     return FakeGPU(
         clock=clock,
-        seed=seed if sensor_seed is None else sensor_seed,
+        seed=own,
         power_w=make(seed),
         counter_mode=mode,  # type: ignore[arg-type]
         counter=counter != "none",

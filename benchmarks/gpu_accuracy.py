@@ -78,6 +78,7 @@ from greenai.clock import SYSTEM_CLOCK, Clock
 from greenai.devices.base import Device
 from greenai.testing import Load
 from greenai.timeline import EnergyCurve
+from greenai.windows import CLOCK_REL
 
 LENGTHS_S = (0.025, 0.1, 1.0)
 TILE_S = 0.025
@@ -439,6 +440,7 @@ class Analysis:
     counter_period_s: float
     counter_read_ms: float
     counter_jitter_ms: tuple[float, float]
+    counter_clock_ppm: tuple[float, float]
     steady: list[WindowSet]
     bounded: list[WindowSet]
     tilings: list[Tiling]
@@ -469,9 +471,27 @@ def analyse(rec: Recording, windows: int = 200, seed: int = 0) -> Analysis:
     ]
     read_ms = 1000.0 * float(np.median(rec.log.t_after - rec.log.t_before))
     jitter = update_jitter_ms(t, period)
+    clock = update_clock_ppm(t, period, rec.curve.spec.update_period_s)
     return Analysis(
-        power_w, se, updates, period, read_ms, jitter, steady, bounded, tilings, transitions
+        power_w, se, updates, period, read_ms, jitter, clock, steady, bounded, tilings, transitions
     )
+
+
+def update_clock_ppm(t: np.ndarray, period_s: float, declared_s: float) -> tuple[float, float]:
+    """How far the counter's fitted update period runs from the declared one: (ppm, ± ppm).
+
+    The slope of the least-squares line through the change times (counted gap by gap), as
+    parts per million of ``declared_s``, with twice its standard error. Reads are timed on
+    the host's clock and updates on the GPU's: greenai allows
+    ``greenai.windows.CLOCK_REL`` between them (78 ppm), and FakeGPU's ``clock_ppm``
+    simulates it.
+    """
+    if len(t) < 5 or period_s <= 0 or declared_s <= 0:
+        return math.nan, math.nan
+    k = np.concatenate([[0.0], np.cumsum(np.round(np.diff(t) / period_s))])
+    (slope, _), cov = np.polyfit(k, t, 1, cov=True)
+    se = math.sqrt(max(float(cov[0, 0]), 0.0))
+    return 1e6 * (float(slope) / declared_s - 1.0), 2e6 * se / declared_s
 
 
 def update_jitter_ms(t: np.ndarray, period_s: float) -> tuple[float, float]:
@@ -629,6 +649,9 @@ def render(rec: Recording, an: Analysis, overhead: Overhead | None) -> str:
         f"| counter update period | {an.counter_period_s * 1000:.1f} ms (median) |",
         f"| counter updates off their fitted grid | {an.counter_jitter_ms[0]:.2f} ms sd, "
         f"{an.counter_jitter_ms[1]:.2f} ms at most |",
+        f"| counter update clock against the host's | {an.counter_clock_ppm[0]:+.1f} ppm "
+        f"± {an.counter_clock_ppm[1]:.1f} of the declared period (greenai allows "
+        f"{CLOCK_REL * 1e6:.0f} ppm: `greenai.windows.CLOCK_REL`) |",
         f"| counter read (poller) | {an.counter_read_ms:.2f} ms per "
         "`nvmlDeviceGetTotalEnergyConsumption` (median) |",
         f"| sampler period | {rec.result.period_s} s; {len(rec.curve.t)} readings |",

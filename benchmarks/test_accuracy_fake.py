@@ -458,6 +458,7 @@ def test_gpu_accuracy_script_selftest(gpu_accuracy: Any, tmp_path: Path) -> None
     assert "Random windows in a steady load" in text
     assert "Does the energy counter integrate every instant?" in text
     assert "counter updates off their fitted grid" in text
+    assert "counter update clock against the host's" in text
     assert out.with_suffix(".csv").read_text().startswith("test,start_s,")
     assert (tmp_path / "accuracy-sensor.csv").read_text().startswith("test,segment,")
 
@@ -533,6 +534,18 @@ def test_update_jitter_is_read_off_the_fitted_grid(gpu_accuracy: Any) -> None:
     assert 1.8 < most_ms <= 2.1
     exact = 50.0 + 0.1003 * k
     assert gpu_accuracy.update_jitter_ms(exact, 0.1003)[1] < 1e-6
+
+
+def test_the_update_clock_is_read_against_the_declared_period(gpu_accuracy: Any) -> None:
+    """Updates every 100.01 ms (100 ppm slow) of a declared 100 ms, every 7th missing."""
+    k = np.array([i for i in range(600) if i % 7 != 3], dtype=float)
+    rng = np.random.default_rng(2)
+    t = 50.0 + 0.10001 * k + rng.uniform(-0.0002, 0.0002, len(k))
+    ppm, pm = gpu_accuracy.update_clock_ppm(t, float(np.median(np.diff(t))), 0.1)
+    assert ppm == pytest.approx(100.0, abs=max(pm, 1.0))
+    assert 0 < pm < 5.0
+    exact, _ = gpu_accuracy.update_clock_ppm(50.0 + 0.1 * k, 0.1, 0.1)
+    assert abs(exact) < 1e-3
 
 
 # --- integration speed --------------------------------------------------------------------

@@ -246,6 +246,12 @@ class CurveStats:
     power_hi_w: float = -math.inf
     """The lowest and highest power (W) the settled readings showed: power values and the
     counter's segment averages (:meth:`EnergyCurve.power_range_w`)."""
+    wraps: tuple[int, int] = (0, 0)
+    wrap_span_s: float = 0.0
+    wrap_until_s: float = -math.inf
+    """Settled segments one read gap longer and shorter than the rest; the time settled
+    segments span (s); and where they end (s): the anchors' shared lag wrapping as the
+    GPU's clock runs off the host's (:meth:`EnergyCurve._wrap_signs`)."""
 
     _arrays: tuple[FloatArray, ...] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -366,6 +372,7 @@ class EnergyCurve:
         self._anchor_scatter_s = 0.0  # anchors' misplacement apart from one another (s, 1 sd)
         self._anchor_mean_s = s.update_period_s  # the regular segments' mean length (s)
         self._anchor_jitter_s = 0.0  # updates' own jitter, from the residuals (s, 1 sd)
+        self._wraps_per_s = 0.0  # the shared lag's wraps (read gaps) per second, net
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -533,6 +540,7 @@ class EnergyCurve:
         # every ~3 s read 2.5x too wide counted as varying).
         self._varying = self._seg_scatter_j > VARYING_REL * typical_e
         self._anchor_jitter_s = self._anchor_jitter(d_e, seg_len)
+        self._wraps_per_s = self._wrap_rate(seg_len)
         self._range_w = self.power_range_w()
         self._judge_aliased(s)
         self.end_step_w = self._end_step(scatter_w)
@@ -927,11 +935,13 @@ class EnergyCurve:
         updating every 90 or 120 ms against a declared 100 covered 1-2 of 16 jobs split at
         the declared length.
         """
-        if self._anchor_scatter_s > 0:  # uneven by the anchors: all regular ones' mean
-            return self._anchor_mean_s  # (80/120 ms segments: the first alone read 80 ms)
+        wrapped = self._wrap_signs(seg_len) != 0  # the shared lag's wrap, not the update's
+        if self._anchor_scatter_s > 0 and not wrapped.any():  # uneven by the anchors:
+            return self._anchor_mean_s  # all regular ones' mean (80/120 ms: either alone)
         regular = np.abs(seg_len - self._seg_s) <= 0.25 * self._seg_s
         n = int(np.argmin(regular)) if not regular.all() else len(seg_len)
-        return float(np.mean(seg_len[:n])) if n else None
+        kept = seg_len[:n][~wrapped[:n]]
+        return float(np.mean(kept)) if len(kept) else None
 
     def _outer_fraction(self, x: FloatArray, ix: FloatArray | None, u: OuterUpdate) -> FloatArray:
         """Where ``x`` lies in the outer update ``u`` (0 at its start, 1 at its end).
@@ -1154,6 +1164,12 @@ class EnergyCurve:
         stats.power_lo_w = min(stats.power_lo_w, float(seen.min()))
         stats.power_hi_w = max(stats.power_hi_w, float(seen.max()))
         calibrates = self._calibrates[new]
+        seg_len = np.diff(self.tau)
+        signs = self._wrap_signs(seg_len)[new]
+        up, down = stats.wraps
+        stats.wraps = (up + int((signs > 0).sum()), down + int((signs < 0).sum()))
+        stats.wrap_span_s += float(seg_len[new].sum())
+        stats.wrap_until_s = max(stats.wrap_until_s, float(self.tau[new[-1] + 1]))
         stats.sum_counter_j += float(d_e[calibrates].sum())
         stats.sum_shape_j += float(np.diff(self._i_tau)[new][calibrates].sum())
         stats.extend(
@@ -1383,6 +1399,7 @@ class EnergyCurve:
             aliased=self._aliased,
             shape_rel=self._steady_rel,
             read_beat_s=2.0 * self._half_bracket if self._reads_beat() else 0.0,
+            wraps_per_s=self._wraps_per_s,
         )
 
     def _max_power_w(self) -> float:
@@ -1457,6 +1474,44 @@ class EnergyCurve:
         windows of kernels at 0.26).
         """
         return self._anchor_scatter_s > 0 and self._jitter_share() == 1.0
+
+    def _wrap_signs(self, seg_len: FloatArray) -> npt.NDArray[np.int_]:
+        """Per segment: +1 one read gap longer than the typical, −1 shorter, else 0.
+
+        Where the reads divide the update period (at least 2 per update) every anchor sits
+        at the same place in its read gap, and the lag they share cancels; but the GPU's
+        clock runs off the host's (``greenai.windows.CLOCK_REL``), so that place drifts,
+        and on crossing a read it wraps by a whole gap: one segment reads a gap long or
+        short, always the same way (updates that jitter across a read cross back). Edges
+        on either side of a wrap are off by up to a read gap apart (20 s jobs at 10 ms
+        reads of a GPU 80 ppm off the host erred 4-5 J at ± 0.8 J where one fell inside).
+        """
+        signs = np.zeros(len(seg_len), dtype=np.int_)
+        reads = self._reads_per_update()
+        if len(seg_len) < 2 or reads < 1.9 or abs(reads - round(reads)) >= 0.1:
+            return signs
+        gap = 2.0 * self._half_bracket
+        off = (seg_len - self._seg_s) / gap  # (the typical: a real period off the declared)
+        signs[(off > 0.5) & (off < 1.5)] = 1
+        signs[(off < -0.5) & (off > -1.5)] = -1
+        return signs
+
+    def _wrap_rate(self, seg_len: FloatArray) -> float:
+        """The shared lag's wraps per second over the job so far (see :meth:`_wrap_signs`).
+
+        A drifting lag wraps one way; updates jittering across a read cross back (the
+        lag stays within the gap: long and short segments differ by one at most), so
+        where both show, only wraps beyond that one count.
+        """
+        signs = self._wrap_signs(seg_len)
+        stats = self._stats
+        (up, down), span = (stats.wraps, stats.wrap_span_s) if stats else ((0, 0), 0.0)
+        fresh = self.tau[:-1] >= (stats.wrap_until_s if stats is not None else -math.inf)
+        up += int((signs[fresh] > 0).sum())
+        down += int((signs[fresh] < 0).sum())
+        span += float(seg_len[fresh].sum())
+        net = abs(up - down) - (1 if up and down else 0)
+        return max(net, 0) / span if span > 0 else 0.0
 
     def _reads_per_update(self) -> float:
         """Reads per counter update (25 ms reads of 100 ms: 4); 0 read slower than it updates.

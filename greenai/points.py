@@ -122,6 +122,9 @@ class CurveModel:
         read_beat_s: The read gap (s) where reads that do not divide the update period
             beat against the updates (30 or 40 ms reads of a 100 ms update): anchors are
             misplaced apart from one another, and the ± takes that as a bound; 0 otherwise.
+        wraps_per_s: How often (per second, net) the anchors' shared lag wrapped by a
+            read gap over the job so far: the GPU's clock running off the host's
+            (:func:`greenai.windows.clock_j`).
     """
 
     half_bracket_s: float = 0.0
@@ -145,6 +148,7 @@ class CurveModel:
     aliased: bool = False
     shape_rel: float = 0.0
     read_beat_s: float = 0.0
+    wraps_per_s: float = 0.0
 
     @property
     def bracket_share(self) -> float:

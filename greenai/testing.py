@@ -508,6 +508,12 @@ class FakeGPU(Device):
         update_jitter_s: How far each update falls from its place on the period's grid,
             at most (s, uniform, seeded; ``0 <= jitter < update_period_s / 2``): a sensor
             whose firmware does not keep time to the read's precision.
+        clock_ppm: How far the sensor's clock runs from the reads' (parts per million;
+            positive: its updates come every ``update_period_s × (1 + ppm / 10⁶)`` of the
+            reads' clock, slow). Host and GPU keep time on separate crystals (a common
+            tolerance is ±20-50 ppm each), and a firmware period may be off its nominal
+            value; ``update_period_s`` stays the declared one. Must be finite, under 10⁴
+            in size.
         counter_resolution_j: Counter quantisation (NVML counts millijoules).
         instant: True for an instant-power field; False for a 1 s moving average
             (``nvmlDeviceGetPowerUsage`` on Hopper).
@@ -541,6 +547,7 @@ class FakeGPU(Device):
         counter_mode: CounterMode = "exact",
         update_phase_s: float | None = None,
         update_jitter_s: float = 0.0,
+        clock_ppm: float = 0.0,
         counter_resolution_j: float = 0.001,
         instant: bool = True,
         counter: bool = True,
@@ -586,6 +593,10 @@ class FakeGPU(Device):
         if not 0 <= update_jitter_s < T / 2:
             raise ConfigError(f"update_jitter_s must be in [0, {T / 2:g}), got {update_jitter_s!r}")
         self.update_jitter_s = float(update_jitter_s)
+        if not (isinstance(clock_ppm, int | float) and abs(clock_ppm) < 1e4):
+            raise ConfigError(f"clock_ppm must be a number under 1e4 in size, got {clock_ppm!r}")
+        self.clock_ppm = float(clock_ppm)
+        self._period_s = float(T) * (1.0 + self.clock_ppm * 1e-6)  # in the reads' clock
         self._jitter_seed = float(seed % 9973) + 0.5
         self.counter_resolution_j = counter_resolution_j if counter else 0.0
         self.relative_uncertainty = 0.05 if instant else 0.10
@@ -687,7 +698,7 @@ class FakeGPU(Device):
         return hit
 
     def _update_time(self, k: int) -> float:
-        at = self.update_phase_s + k * self.update_period_s
+        at = self.update_phase_s + k * self._period_s
         if self.update_jitter_s:  # a seeded hash of k, uniform in [-1, 1)
             u = math.sin(k * 12.9898 + self._jitter_seed * 78.233) * 43758.5453
             at += self.update_jitter_s * (2.0 * (u - math.floor(u)) - 1.0)
@@ -695,7 +706,7 @@ class FakeGPU(Device):
 
     def _update_index(self, elapsed: float) -> int:
         """The last update at or before ``elapsed`` (its ``k``)."""
-        k = math.floor((elapsed - self.update_phase_s) / self.update_period_s)
+        k = math.floor((elapsed - self.update_phase_s) / self._period_s)
         if self.update_jitter_s:  # jitter under half a period: off by one at most
             if elapsed < self._update_time(k):
                 k -= 1

@@ -47,10 +47,13 @@ FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
     "BOARD_GAIN_REL",
+    "CLOCK_REL",
+    "WRAP_SHARE",
     "OffsetFigure",
     "Spans",
     "WindowParts",
     "across_offsets",
+    "clock_j",
     "compare_with_uncertainty",
     "device_correlation",
     "device_windows",
@@ -101,6 +104,19 @@ BOARD_GAIN_REL = 0.05
 """Each board's steady gain error: about ±5% against an external meter on 70+ NVIDIA GPUs
 (Yang, Adámek and Armour, "Accurate and Convenient Energy Measurements for GPUs", SC'24;
 preprint arXiv:2312.02741). Shared: the same in every window of that board."""
+
+
+CLOCK_REL = 8e-5
+"""How far a GPU's counter updates may run from the reads' clock (relative, ~95%).
+
+Reads are timed on the host's clock, the counter updates on the GPU's: two crystals, a
+common tolerance ±50 ppm each (uniform), so their rates differ by up to 100 ppm, by 78 ppm
+at 95% (the difference of two uniforms is triangular: ``100 (1 − √0.05)``). The anchors'
+shared lag then is not quite shared: it drifts by the rate difference times the time
+between two edges, at most the bracket (it wraps). A counter updating every 100.01 ms
+against 10 ms reads: 20 s steady 700 W jobs erred 1.4 J, 11x their ± (all missed); 10 s
+windows 0 of 96 covered. The GPU run (``benchmarks/gpu_accuracy.py``) fits the counter's
+period to the µs and says what the rate difference is on real hardware."""
 
 
 def device_windows(
@@ -168,7 +184,8 @@ def _counter_independent_j(
     edges_sq = (start.edge_j**2 + end.edge_j**2) * together**2
     if model.aliased:  # bounds on one periodic load inside every update: they add up
         edges_sq = (start.edge_j + end.edge_j) ** 2
-    independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled))
+    clock = clock_j(spec, model, energy, length)
+    independent = np.sqrt(edges_sq + res**2 + shift**2 + np.square(sampled) + clock**2)
     independent = np.where(length < model.seg_s, INSIDE_ONE_UPDATE * independent, independent)
     if model.locked:
         # A loop locked to the updates: the power shape, seen at the same part of every
@@ -181,6 +198,32 @@ def _counter_independent_j(
         if model.part_time:
             independent = independent + locked_swing_j(spec, model, energy, length)
     return np.asarray(independent)
+
+
+WRAP_SHARE = 0.05
+"""A window holding a wrap of the anchors' shared lag with at least this chance (the job's
+wraps per second × its length) carries the whole read gap (:func:`clock_j`)."""
+
+
+def clock_j(
+    spec: DeviceSpec, model: CurveModel, energy: FloatArray, length: FloatArray
+) -> FloatArray | float:
+    """What the GPU's clock running off the reads' moves between two edges (J, ~95%).
+
+    The anchors' shared lag drifts by :data:`CLOCK_REL` of the time between the edges (or
+    by what the job's wraps show, if faster), and by no more than a read gap (two half
+    brackets) as the load's power: ``P × min(drift × length, gap)``. Where the lag wrapped
+    (:attr:`~greenai.points.CurveModel.wraps_per_s`) often enough that the window may hold
+    a wrap (:data:`WRAP_SHARE`), its edges are off by up to the whole gap. Only on GPUs
+    (a CPU's counters keep the host's own time).
+    """
+    if spec.kind != "gpu":
+        return 0.0
+    gap = 2.0 * model.half_bracket_s
+    drift = max(CLOCK_REL, model.wraps_per_s * gap)
+    span = np.minimum(drift * length, gap)
+    span = np.where(model.wraps_per_s * length >= WRAP_SHARE, gap, span)
+    return np.asarray(energy / np.maximum(length, 1e-12) * span)
 
 
 def _shift_local_j(model: CurveModel, length: FloatArray) -> FloatArray | float:

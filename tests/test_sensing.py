@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 import greenai
+from greenai import windows
 from greenai.curve import EnergyCurve, locked_loop
 from greenai.devices.base import Device, Reading
 from greenai.errors import ConfigError, MeasurementWarning
+from greenai.points import CurveModel, DeviceSpec
 from greenai.testing import FakeClock, FakeGPU, RandomKernels, SquareWave, Steps
 
 
@@ -1178,3 +1180,66 @@ def test_fake_gpu_updates_jitter_within_half_a_period() -> None:
     assert float(np.max(np.abs(times - gpu.update_phase_s - 0.1 * np.arange(200)))) > 0.015
     with pytest.raises(ConfigError, match="update_jitter_s"):
         FakeGPU(clock=clock, update_jitter_s=0.05)
+
+
+def _long_job(ppm: float, seed: int, seconds: float = 20.0) -> tuple[float, float, EnergyCurve]:
+    """Error and ± (J) of a steady 500 W job whose GPU's clock runs ``ppm`` off the host's."""
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, seed=seed, power_w=500.0, clock_ppm=ppm, power_limit_w=700.0)
+    job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
+    t0 = clock.now()
+    clock.advance(seconds)
+    t1 = clock.now()
+    r = job.stop()
+    error = (r.energy_j or 0.0) - gpu.true_energy_j(t0, t1)
+    return error, r.uncertainty_j or 0.0, job.curves()[gpu.name]
+
+
+def test_the_gpus_clock_off_the_hosts_is_in_a_long_jobs_pm(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 60 ppm (crystals of ±50 ppm each): the anchors' shared lag drifts 1.2 ms over a
+    # 20 s job, 0.6 J at 500 W, where a steady job read every 10 ms had a ± of ~0.1 J.
+    def covered() -> int:
+        jobs = [_long_job(60.0 * (-1) ** seed, seed) for seed in range(12)]
+        return sum(abs(e) <= u for e, u, _ in jobs)
+
+    assert covered() >= 10
+    monkeypatch.setattr(windows, "CLOCK_REL", 0.0)
+    assert covered() <= 4
+
+
+def test_a_wrap_of_the_shared_lag_puts_a_whole_read_gap_in_the_jobs_pm() -> None:
+    # 90 ppm over 20 s: 1.8 ms of drift, so the lag crosses a 10 ms read in ~1 job of 6,
+    # and the job's edges then err by nearly a read gap (4-5 J at 500 W).
+    wrapped = []
+    for seed in range(30):
+        error, width, curve = _long_job(90.0, seed)
+        if curve.model.wraps_per_s > 0:
+            wrapped.append((error, width))
+    assert 2 <= len(wrapped) <= 15
+    assert all(abs(e) <= u for e, u in wrapped)
+    assert all(u >= 0.95 * 500.0 * 0.01 for _, u in wrapped)
+
+
+def test_no_wraps_are_counted_on_a_clock_that_keeps_the_hosts_time() -> None:
+    assert all(_long_job(0.0, seed)[2].model.wraps_per_s == 0 for seed in range(6))
+
+
+def test_the_clock_term_is_for_gpus_only() -> None:
+    model = CurveModel(half_bracket_s=0.005)
+    energy, length = np.array([7000.0]), np.array([10.0])
+    cpu = DeviceSpec("cpu", "cpu", "counter", 0.001, 1e-6, 0.05)
+    gpu = DeviceSpec("gpu0", "gpu", "counter", 0.1, 1e-3, 0.05)
+    assert windows.clock_j(cpu, model, energy, length) == 0.0
+    assert float(np.asarray(windows.clock_j(gpu, model, energy, length))[0]) == pytest.approx(
+        7000.0 * windows.CLOCK_REL
+    )
+    wrapped = CurveModel(half_bracket_s=0.005, wraps_per_s=0.01)  # a wrap in 10 s: 10%
+    assert float(np.asarray(windows.clock_j(gpu, wrapped, energy, length))[0]) == pytest.approx(
+        700.0 * 0.01
+    )
+
+
+@pytest.mark.parametrize("ppm", [math.nan, math.inf, 1e4, "50"])
+def test_fakegpu_rejects_a_clock_offset_it_cannot_simulate(ppm: object) -> None:
+    with pytest.raises(ConfigError, match="clock_ppm"):
+        FakeGPU(clock_ppm=ppm)  # type: ignore[arg-type]

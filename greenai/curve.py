@@ -371,8 +371,7 @@ class EnergyCurve:
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
         self._anchor_scatter_s = 0.0  # anchors' misplacement apart from one another (s, 1 sd)
         self._anchor_mean_s = s.update_period_s  # the regular segments' mean length (s)
-        self._anchor_jitter_s = 0.0  # updates' own jitter, from the residuals (s, 1 sd)
-        self._wraps_per_s = 0.0  # the shared lag's wraps (read gaps) per second, net
+        self._anchor_jitter_s = self._wraps_per_s = 0.0  # updates' jitter (s, 1 sd); wraps/s
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -492,8 +491,7 @@ class EnergyCurve:
         lags = np.concatenate([stats.history()[2], self.anchor_lag]) if stats else self.anchor_lag
         self._half_bracket = float(_median(lags))
         self._i_tau = self.integral(self.tau)
-        d_e = np.diff(self.anchor_e)
-        d_i = np.diff(self._i_tau)
+        d_e, d_i = np.diff(self.anchor_e), np.diff(self._i_tau)
         self._start_step_w = self._step_at_start(s.update_period_s) if self._job_start else 0.0
         # A step at the start leaves the first segment's shape on the load before the job
         # (its value was read then): it says nothing of the shape's scale (one such segment

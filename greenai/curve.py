@@ -933,13 +933,14 @@ class EnergyCurve:
         updating every 90 or 120 ms against a declared 100 covered 1-2 of 16 jobs split at
         the declared length.
         """
-        wrapped = self._wrap_signs(seg_len) != 0  # the shared lag's wrap, not the update's
+        # where the shared lag drifts, a wrap's segment is the lag's, not the update's
+        wrapped = (self._wrap_signs(seg_len) != 0) & (self._wraps_per_s > 0)
         if self._anchor_scatter_s > 0 and not wrapped.any():  # uneven by the anchors:
             return self._anchor_mean_s  # all regular ones' mean (80/120 ms: either alone)
         regular = np.abs(seg_len - self._seg_s) <= 0.25 * self._seg_s
         n = int(np.argmin(regular)) if not regular.all() else len(seg_len)
         kept = seg_len[:n][~wrapped[:n]]
-        return float(np.mean(kept)) if len(kept) else None
+        return float(np.mean(kept if len(kept) else seg_len[:n])) if n else None
 
     def _outer_fraction(self, x: FloatArray, ix: FloatArray | None, u: OuterUpdate) -> FloatArray:
         """Where ``x`` lies in the outer update ``u`` (0 at its start, 1 at its end).

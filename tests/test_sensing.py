@@ -1243,3 +1243,21 @@ def test_the_clock_term_is_for_gpus_only() -> None:
 def test_fakegpu_rejects_a_clock_offset_it_cannot_simulate(ppm: object) -> None:
     with pytest.raises(ConfigError, match="clock_ppm"):
         FakeGPU(clock_ppm=ppm)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("period_s", [0.025, 0.05])
+def test_updates_jittering_across_reads_keep_the_start_update(period_s: float) -> None:
+    # Jitter crosses reads back and forth (segments a read gap long, then short): no
+    # drift, so those segments still measure the update; taken out, the start update
+    # was lost and a steady 20 s job read 37 J off at ± 28 J (review, session 18).
+    clock = FakeClock()
+    gpu = FakeGPU(clock=clock, seed=1, power_w=500.0, power_limit_w=700.0, update_jitter_s=0.002)
+    job = greenai.track("job", devices=[gpu], clock=clock, period_s=period_s).start()
+    t0 = clock.now()
+    clock.advance(20.0)
+    t1 = clock.now()
+    r = job.stop()
+    curve = job.curves()[gpu.name]
+    assert curve.model.wraps_per_s == 0.0
+    assert curve._start_update is not None
+    assert abs((r.energy_j or 0.0) - gpu.true_energy_j(t0, t1)) <= 0.5 * (r.uncertainty_j or 0.0)

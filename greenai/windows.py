@@ -113,7 +113,8 @@ Reads are timed on the host's clock, the counter updates on the GPU's: two cryst
 common tolerance ±50 ppm each (uniform), so their rates differ by up to 100 ppm, by 78 ppm
 at 95% (the difference of two uniforms is triangular: ``100 (1 − √0.05)``). The anchors'
 shared lag then is not quite shared: it drifts by the rate difference times the time
-between two edges, at most the bracket (it wraps). A counter updating every 100.01 ms
+between two edges, and wraps by a read gap where it crosses a read (:func:`clock_j`
+counts wraps). A counter updating every 100.01 ms
 against 10 ms reads: 20 s steady 700 W jobs erred 1.4 J, 11x their ± (all missed); 10 s
 windows 0 of 96 covered. The GPU run (``benchmarks/gpu_accuracy.py``) fits the counter's
 period to the µs and says what the rate difference is on real hardware."""

@@ -1460,8 +1460,12 @@ class EnergyCurve:
         reads: 6-7.6 J off at ± 5.6 J). Read every 30 or 40 ms, the unevenness is the reads'
         beat against exact updates, and the unseen end lies one exact period away.
         """
+        return math.sqrt(2.0) if self._reads_divide() else 1.0
+
+    def _reads_divide(self) -> bool:
+        """Whether the reads divide the update period (10, 20, 25, 50 or 100 ms of 100 ms)."""
         reads = self._reads_per_update()
-        return math.sqrt(2.0) if reads >= 0.9 and abs(reads - round(reads)) < 0.1 else 1.0
+        return reads >= 0.9 and abs(reads - round(reads)) < 0.1
 
     def _reads_beat(self) -> bool:
         """Whether reads that do not divide the update period misplaced anchors apart.
@@ -1472,7 +1476,7 @@ class EnergyCurve:
         700 W 1 s jobs at 40 ms reads: 100% covered at a median |error|/± of 0.69, 5 s
         windows of kernels at 0.26).
         """
-        return self._anchor_scatter_s > 0 and self._jitter_share() == 1.0
+        return self._anchor_scatter_s > 0 and not self._reads_divide()
 
     def _wrap_signs(self, seg_len: FloatArray) -> npt.NDArray[np.int_]:
         """Per segment: +1 one read gap longer than the typical, −1 shorter, else 0.
@@ -1486,8 +1490,7 @@ class EnergyCurve:
         reads of a GPU 80 ppm off the host erred 4-5 J at ± 0.8 J where one fell inside).
         """
         signs = np.zeros(len(seg_len), dtype=np.int_)
-        reads = self._reads_per_update()
-        if len(seg_len) < 2 or reads < 1.9 or abs(reads - round(reads)) >= 0.1:
+        if len(seg_len) < 2 or not self._reads_divide() or self._reads_per_update() < 1.9:
             return signs
         gap = 2.0 * self._half_bracket
         off = (seg_len - self._seg_s) / gap  # (the typical: a real period off the declared)

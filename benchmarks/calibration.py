@@ -519,6 +519,7 @@ def _flagged(result: greenai.Measurement) -> bool:
         "slower than its counter updates",  # sensing.slow_reads_note: a bound inside reads
         "add their ± linearly",  # sensing.devices_linear_note: phases not told, a bound
         "does not divide its counter's",  # sensing.read_beat_note: reads beat, a bound
+        "to tell whether its updates jitter",  # sensing.jitter_untold_note: a bound
     )
     return any(any(w in n for w in words) for n in result.notes)
 

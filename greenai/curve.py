@@ -192,6 +192,18 @@ without jitter were 99.0% covered at a median |error|/± of 0.13 (0.20 at 0.2; 0
 jitter term); with ± 1 ms of jitter, 3 s jobs read 98.4% at 0.1 and 90.6% at 0.2; 0.3 took
 1 s jobs from 86% to 81%."""
 
+JITTER_TELL_PAIRS = 16
+"""Pairs of consecutive regular segments from which a failed covariance test is taken as
+no jitter (``EnergyCurve._anchor_jitter``); under it, the residuals' variance bounds the
+jitter (``EnergyCurve._jitter_untold``). A 1 s job read every 10 ms has 8 segments, and
+told ± 2 ms of jitter in 35% of jobs (78% covered); 2-3 s jobs (19-29 pairs) told ± 2-3 ms
+in 71-81% and were covered 92%."""
+
+JITTER_UNTOLD_S = 0.0005
+"""The least jitter bound (s, one sd) that ``EnergyCurve._jitter_untold`` takes: a steady
+700 W load's own 5 W wander bounds it at 0.2-0.4 ms, which covers no jitter that matters
+(± 2 ms is 1.15 ms)."""
+
 START_PERIOD_UPDATES = 8
 """How many of the job's first counter segments measure the update period that places the
 start of the update holding the job's start (``EnergyCurve._find_start_update``)."""
@@ -371,7 +383,7 @@ class EnergyCurve:
         self._update_phase = math.nan  # where the counter's updates fall (update_phase)
         self._anchor_scatter_s = 0.0  # anchors' misplacement apart from one another (s, 1 sd)
         self._anchor_mean_s = s.update_period_s  # the regular segments' mean length (s)
-        self._anchor_jitter_s = self._wraps_per_s = 0.0  # updates' jitter (s, 1 sd); wraps/s
+        self._anchor_jitter_s = self._jitter_untold_s = self._wraps_per_s = 0.0  # _anchor_jitter
         self._slow_reads = False
         self._job_start = False
         self._start_step_w = 0.0
@@ -1399,6 +1411,7 @@ class EnergyCurve:
             shape_rel=self._steady_rel,
             read_beat_s=2.0 * self._half_bracket if self._reads_beat() else 0.0,
             wraps_per_s=self._wraps_per_s,
+            jitter_untold_s=self._jitter_untold_s,
         )
 
     def _max_power_w(self) -> float:
@@ -1635,9 +1648,10 @@ class EnergyCurve:
         per update at least (read slower, the shape inside a bracket is the larger
         unknown, and a chance correlation would size a jitter up to 29 ms); at most a
         uniform misplacement over the half bracket (``half / √3``; more crosses reads, and
-        the segments' lengths show it).
+        the segments' lengths show it). Where the test fails on too few segments to tell,
+        a bound from the residuals' variance (:meth:`_jitter_untold`).
         """
-        reads = self._reads_per_update()
+        reads, self._jitter_untold_s = self._reads_per_update(), 0.0
         if self._varying or not self.has_power or reads < PHASE_READS - 0.1:
             return 0.0
         resid = self._resid
@@ -1657,13 +1671,31 @@ class EnergyCurve:
             return 0.0
         cov, var = max(f for f in found if f is not None)
         raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree
-        if raw is None or raw[0] >= 0:
+        if raw is None:
             return 0.0
         var = min(var, raw[1])  # power values' noise adds to theirs, not to the counter's
-        if var <= 0 or cov >= -JITTER_CORR * var:
-            return 0.0
+        if raw[0] >= 0 or var <= 0 or cov >= -JITTER_CORR * var:
+            least = min([var] + [f[1] for f in found if f is not None])
+            self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
+            return self._jitter_untold_s
         jitter = min(math.sqrt(-cov) / power_w, self._half_bracket / math.sqrt(3.0))
         return jitter if jitter > 1e-6 else 0.0
+
+    def _jitter_untold(
+        self, var_j2: float, power_w: float, regular: npt.NDArray[np.bool_]
+    ) -> float:
+        """A bound (s, one sd) on updates' jitter too few segments could tell; else 0.
+
+        Jitter adds ``2 P² σ²`` to the residuals' variance, so ``√(var / 2) / P`` bounds
+        it whatever else the residuals hold. Taken where fewer than
+        :data:`JITTER_TELL_PAIRS` pairs of regular segments failed the covariance test
+        and the bound reaches :data:`JITTER_UNTOLD_S` (``_anchor_jitter``).
+        """
+        pairs = int(np.sum(regular[:-1] & regular[1:]))
+        if pairs >= JITTER_TELL_PAIRS or not power_w > 0 or not var_j2 > 0:
+            return 0.0
+        bound = min(math.sqrt(var_j2 / 2.0) / power_w, self._half_bracket / math.sqrt(3.0))
+        return bound if bound >= JITTER_UNTOLD_S else 0.0
 
     def _anchor_timing_j(
         self, x: FloatArray, k: npt.NDArray[np.intp], sigma_s: float, outer: float

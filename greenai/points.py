@@ -125,6 +125,9 @@ class CurveModel:
         wraps_per_s: How often (per second, net) the anchors' shared lag wrapped by a
             read gap over the job so far: the GPU's clock running off the host's
             (:func:`greenai.windows.clock_j`).
+        jitter_untold_s: A bound (s, one sd) on how far the counter's updates may jitter
+            off their grid, which the ± takes where too few updates could tell it
+            (:meth:`greenai.curve.EnergyCurve._jitter_untold`); 0 otherwise.
     """
 
     half_bracket_s: float = 0.0
@@ -149,6 +152,7 @@ class CurveModel:
     shape_rel: float = 0.0
     read_beat_s: float = 0.0
     wraps_per_s: float = 0.0
+    jitter_untold_s: float = 0.0
 
     @property
     def bracket_share(self) -> float:

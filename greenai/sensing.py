@@ -29,6 +29,7 @@ __all__ = [
     "end_step_note",
     "fallback_note",
     "few_updates_note",
+    "jitter_untold_note",
     "load_steps_note",
     "locked_bound_note",
     "locked_note",
@@ -125,6 +126,16 @@ def few_updates_note(device: str, update_period_s: float) -> str:
         " how the load varies inside an update cannot be told from so few readings, so its ±"
         " is a bound from the sensor model (half an update's energy at each edge), not a"
         " calibrated interval; measure at least a second"
+    )
+
+
+def jitter_untold_note(device: str, bound_s: float, update_period_s: float) -> str:
+    """The note for a counter whose updates' jitter too few updates could tell."""
+    return (
+        f"{device}'s counter updated too few times (every {update_period_s * 1e3:.4g} ms)"
+        " to tell whether its updates jitter off their grid, and its readings allow up to"
+        f" {bound_s * 1e3:.2g} ms (one sd): the ± takes that as a bound, not a 95% interval;"
+        " measure at least two seconds"
     )
 
 
@@ -317,6 +328,8 @@ def result_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack]) -> list[str]
             notes.append(slow_reads_note(name, model.seg_s, spec.update_period_s))
         if model.read_beat_s > 0:
             notes.append(read_beat_note(name, model.read_beat_s, spec.update_period_s))
+        if model.jitter_untold_s > 0:
+            notes.append(jitter_untold_note(name, model.jitter_untold_s, spec.update_period_s))
     notes.extend(devices_linear_notes(ledger, tracks))
     if ledger.board_gain and any(t.spec.kind == "gpu" for t in tracks.values()):
         notes.append(board_gain_note())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import greenai
-from greenai import windows
+from greenai import sensing, windows
 from greenai.curve import EnergyCurve, locked_loop
 from greenai.devices.base import Device, Reading
 from greenai.errors import ConfigError, MeasurementWarning
@@ -1137,6 +1137,47 @@ def test_jittering_updates_widen_a_whole_job_at_both_ends(
     assert coverage() >= 0.9
     monkeypatch.setattr(EnergyCurve, "_anchor_jitter", lambda self, d_e, seg_len: 0.0)
     assert coverage() < 0.85
+
+
+def _short_jobs(seconds: float, seeds: range, **gpu: object) -> tuple[float, float]:
+    """Steady 700 W jobs read every 10 ms: the share covered and the share noted untold."""
+    covered = noted = 0
+    for seed in seeds:
+        clock = FakeClock()
+        device = FakeGPU(clock=clock, seed=seed, power_w=700.0, **gpu)  # type: ignore[arg-type]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            job = greenai.track("job", devices=[device], clock=clock, period_s=0.01).start()
+            t0 = clock.now()
+            clock.advance(seconds)
+            t1 = clock.now()
+            result = job.stop()
+        assert result.energy_j is not None and result.uncertainty_j is not None
+        covered += abs(result.energy_j - device.true_energy_j(t0, t1)) <= result.uncertainty_j
+        noted += any("to tell whether its updates jitter" in n for n in result.notes)
+    return covered / len(seeds), noted / len(seeds)
+
+
+def test_jitter_too_few_updates_could_tell_is_bounded_and_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 1 s job has 8 segments: the covariance told ± 2 ms in a third of jobs, and the
+    # rest read 66% covered. The residuals' variance bounds the jitter; the note says so.
+    seeds = range(100, 140)
+    coverage, noted = _short_jobs(1.0, seeds, update_jitter_s=0.002)
+    assert coverage >= 0.9
+    assert noted >= 0.4
+    # A steady load's own wander bounds no jitter that matters; 3 s jobs can tell it.
+    assert _short_jobs(1.0, seeds)[1] <= 0.1
+    assert _short_jobs(3.0, range(100, 110), update_jitter_s=0.002)[1] == 0.0
+    monkeypatch.setattr(EnergyCurve, "_jitter_untold", lambda self, var, power, regular: 0.0)
+    assert _short_jobs(1.0, seeds, update_jitter_s=0.002)[0] < 0.85
+
+
+def test_the_jitter_note_names_the_bound_and_what_to_do() -> None:
+    note = sensing.jitter_untold_note("gpu0", 0.0012, 0.1)
+    assert "gpu0" in note and "1.2 ms" in note and "100 ms" in note
+    assert "two seconds" in note
 
 
 def test_the_counters_shared_lag_moves_a_varying_loads_edges_by_the_power_there(

@@ -166,6 +166,24 @@ def test_a_job_stepping_every_few_updates_is_covered_without_the_steps_as_spread
     assert float(np.median(widths)) < 12.0
 
 
+def test_steps_every_few_updates_read_once_per_update_are_steps() -> None:
+    """150/650 W every 0.2-0.5 s read every 100 ms: one power value per update cannot show
+    where in it the level changed, so the two groups and lasting changes tell the steps
+    (one run in four read as a varying load with no note, 50 ms windows at 0.11)."""
+    noted = 0
+    for seed in range(12):
+        clock = FakeClock()
+        load = RandomKernels(seed=seed, min_s=0.2, max_s=0.5, high_w=650, low_w=150)
+        gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MeasurementWarning)
+            job = greenai.track("it", devices=[gpu], clock=clock, period_s=0.1).start()
+            clock.advance(20.0)
+            r = job.stop()
+        noted += any("load steps" in n for n in r.notes)
+    assert noted == 12
+
+
 def test_bursts_inside_an_update_keep_the_medians_spread() -> None:
     """A 200 W load with bursts to 700 W inside single updates: the bursts go up and come
     back, no level that lasts, so the lower quartile is not the spread (35 of 40 jobs)."""

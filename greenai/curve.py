@@ -199,10 +199,13 @@ jitter (``EnergyCurve._jitter_untold``). A 1 s job read every 10 ms has 8 segmen
 told ± 2 ms of jitter in 35% of jobs (78% covered); 2-3 s jobs (19-29 pairs) told ± 2-3 ms
 in 71-81% and were covered 92%."""
 
-JITTER_UNTOLD_S = 0.0005
-"""The least jitter bound (s, one sd) that ``EnergyCurve._jitter_untold`` takes: a steady
-700 W load's own 5 W wander bounds it at 0.2-0.4 ms, which covers no jitter that matters
-(± 2 ms is 1.15 ms)."""
+JITTER_UNTOLD_J = 0.35
+"""The least energy (J, one sd) a jitter bound must move per anchor for
+``EnergyCurve._jitter_untold`` to take it: the bound is ``√(var / 2)`` of the residuals
+over the power, and a steady load's own 5 W wander gives 0.13-0.27 J at any power (at
+700 W, 0.2-0.4 ms). As a time, 0.5 ms at 700 W (± 2 ms of jitter is 1.15 ms), 1.2 ms at
+300 W: a floor in seconds (0.5 ms) put the note on half of steady 300 W 1 s jobs and
+widened their ± 2.7x."""
 
 START_PERIOD_UPDATES = 8
 """How many of the job's first counter segments measure the update period that places the
@@ -1160,11 +1163,14 @@ class EnergyCurve:
         # How well the power values predict whole segments (W): far better than the
         # segments differ, the differences are level changes the values show (steps).
         shape_w = self._sigma / max(self._seg_s, 1e-12) if self.has_power else math.inf
-        if not self._slow_reads and self._reads_per_update() < PHASE_READS - 0.1:
-            # Read a few times per update, the values cannot show where in it a level
+        few_reads = not self._slow_reads and self._reads_per_update() < PHASE_READS - 0.1
+        if few_reads and self.spec.relative_uncertainty < 0.1:
+            # Read a few times per update, instant values cannot show where in it a level
             # changed: the two groups and changes that last tell steps alone (150/650 W
             # every 0.2-0.5 s read every 100 ms: one run in four read as varying, its
-            # 50 ms windows 100% covered at 0.11 with no note).
+            # 50 ms windows 100% covered at 0.11 with no note). Not a value averaged over
+            # longer than an update (declared 10%): it lags each step, and taken as steps
+            # its 5 s runs read 84% covered (94% as varying).
             shape_w = 0.0
         return _spread_and_jumps(power_w, shape_w)
 
@@ -1673,8 +1679,13 @@ class EnergyCurve:
             _lag_one_covariance(d_e[:-1] - predicted, regular[:-1] & regular[1:]),
         ]
         power_w = _median(d_e[regular] / np.maximum(seg_len[regular], 1e-12)) if len(d_e) else 0
-        if None in found or not power_w > 0:  # (NaN: none regular)
+        if not power_w > 0:  # (NaN: none regular)
             return 0.0
+        if None in found:  # too few pairs to test: the residuals' spread bounds it
+            pairs = regular[:-1] & regular[1:]
+            least = min(_spread_sq(resid, regular), _spread_sq(d_e[:-1] - predicted, pairs))
+            self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
+            return self._jitter_untold_s
         cov, var = max(f for f in found if f is not None)
         raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree
         if raw is None:
@@ -1695,13 +1706,13 @@ class EnergyCurve:
         Jitter adds ``2 P² σ²`` to the residuals' variance, so ``√(var / 2) / P`` bounds
         it whatever else the residuals hold. Taken where fewer than
         :data:`JITTER_TELL_PAIRS` pairs of regular segments failed the covariance test
-        and the bound reaches :data:`JITTER_UNTOLD_S` (``_anchor_jitter``).
+        (or were too few for it) and the energy it moves, ``√(var / 2)``, reaches
+        :data:`JITTER_UNTOLD_J` (``_anchor_jitter``).
         """
         pairs = int(np.sum(regular[:-1] & regular[1:]))
-        if pairs >= JITTER_TELL_PAIRS or not power_w > 0 or not var_j2 > 0:
+        if pairs >= JITTER_TELL_PAIRS or not power_w > 0 or not var_j2 >= 2 * JITTER_UNTOLD_J**2:
             return 0.0
-        bound = min(math.sqrt(var_j2 / 2.0) / power_w, self._half_bracket / math.sqrt(3.0))
-        return bound if bound >= JITTER_UNTOLD_S else 0.0
+        return min(math.sqrt(var_j2 / 2.0) / power_w, self._half_bracket / math.sqrt(3.0))
 
     def _anchor_timing_j(
         self, x: FloatArray, k: npt.NDArray[np.intp], sigma_s: float, outer: float
@@ -1931,6 +1942,12 @@ def _running_median(values: FloatArray) -> FloatArray:
     padded = np.pad(values, half, mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
     return np.asarray(np.median(windows, axis=1))
+
+
+def _spread_sq(values: FloatArray, regular: npt.NDArray[np.bool_]) -> float:
+    """Mean square (J²) of ``regular`` values around their median; 0 under three."""
+    x = values[regular[: len(values)]]
+    return float(np.mean((x - _median(x)) ** 2)) if len(x) >= 3 else 0.0
 
 
 def _lag_one_covariance(

@@ -1139,12 +1139,14 @@ def test_jittering_updates_widen_a_whole_job_at_both_ends(
     assert coverage() < 0.85
 
 
-def _short_jobs(seconds: float, seeds: range, **gpu: object) -> tuple[float, float]:
-    """Steady 700 W jobs read every 10 ms: the share covered and the share noted untold."""
+def _short_jobs(
+    seconds: float, seeds: range, power_w: float = 700.0, **gpu: object
+) -> tuple[float, float]:
+    """Steady jobs read every 10 ms: the share covered and the share noted untold."""
     covered = noted = 0
     for seed in seeds:
         clock = FakeClock()
-        device = FakeGPU(clock=clock, seed=seed, power_w=700.0, **gpu)  # type: ignore[arg-type]
+        device = FakeGPU(clock=clock, seed=seed, power_w=power_w, **gpu)  # type: ignore[arg-type]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             job = greenai.track("job", devices=[device], clock=clock, period_s=0.01).start()
@@ -1167,11 +1169,18 @@ def test_jitter_too_few_updates_could_tell_is_bounded_and_said(
     coverage, noted = _short_jobs(1.0, seeds, update_jitter_s=0.002)
     assert coverage >= 0.9
     assert noted >= 0.4
-    # A steady load's own wander bounds no jitter that matters; 3 s jobs can tell it.
+    # A steady load's own wander bounds no jitter that matters, at any power (the floor
+    # is the energy moved: in seconds, 300 W jobs were noted in half); 3 s jobs can tell.
     assert _short_jobs(1.0, seeds)[1] <= 0.1
+    assert _short_jobs(1.0, seeds, 300.0)[1] <= 0.1
+    assert _short_jobs(1.5, seeds, 200.0)[1] <= 0.1
     assert _short_jobs(3.0, range(100, 110), update_jitter_s=0.002)[1] == 0.0
+    # Under seven segments (0.6 s) there are too few pairs to test: the spread bounds it.
+    short, short_noted = _short_jobs(0.6, seeds, update_jitter_s=0.003)
+    assert short >= 0.85 and short_noted >= 0.4
     monkeypatch.setattr(EnergyCurve, "_jitter_untold", lambda self, var, power, regular: 0.0)
     assert _short_jobs(1.0, seeds, update_jitter_s=0.002)[0] < 0.85
+    assert _short_jobs(0.6, seeds, update_jitter_s=0.003)[0] < short - 0.1
 
 
 def test_the_jitter_note_names_the_bound_and_what_to_do() -> None:

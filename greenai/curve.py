@@ -1367,7 +1367,7 @@ class EnergyCurve:
         if (u := self._end_update) is not None:  # and the end's
             power = np.where(k >= len(self.tau) - 1, (u[3] - u[1]) / max(u[2] - u[0], 1e-12), power)
         edge = self._edge_uncertainty(x, (c, k, kk, frac))
-        return Points(c, edge, power, gap, counter=True)
+        return Points(c, edge, power, gap, True, *self._anchor_timing_unit(k))
 
     def gap_at(self, x: FloatArray) -> FloatArray:
         """Energy (J) interpolated across read failures up to times ``x`` (see :meth:`points`)."""
@@ -1626,7 +1626,10 @@ class EnergyCurve:
         regular update read 90 and 120 ms long, and steady 700 W 1 s windows read 30 ms
         apart were 46% covered. A segment's length less the mean is the difference of its
         two anchors' misplacements: half their mean square is one anchor's variance, at most
-        a uniform misplacement's over the half bracket (``half / √3``).
+        the half bracket's square (a misplacement bounded by it: updates jittering ± 2 ms
+        across a read sit near both ends of their bracket, and capped at a uniform one's,
+        ``half / √3``, steps' 50 ms windows read 87% covered once edges that share anchors
+        were paired, :func:`greenai.windows.anchor_timing_j2`).
         """
         U = self.spec.update_period_s  # (the median of 80 and 120 ms segments is either)
         ok = (seg_len > 0.5 * U) & (seg_len < 1.5 * U)
@@ -1634,7 +1637,7 @@ class EnergyCurve:
             return 0.0
         self._anchor_mean_s = float(np.mean(seg_len[ok]))
         d = seg_len[ok] - self._anchor_mean_s
-        scatter = min(math.sqrt(float(np.mean(d * d)) / 2.0), self._half_bracket / math.sqrt(3.0))
+        scatter = min(math.sqrt(float(np.mean(d * d)) / 2.0), self._half_bracket)
         return scatter if scatter > 1e-6 else 0.0  # (rounding alone)
 
     def _anchor_jitter(self, d_e: FloatArray, seg_len: FloatArray) -> float:
@@ -1713,6 +1716,27 @@ class EnergyCurve:
         if pairs >= JITTER_TELL_PAIRS or not power_w > 0 or not var_j2 >= 2 * JITTER_UNTOLD_J**2:
             return 0.0
         return min(math.sqrt(var_j2 / 2.0) / power_w, self._half_bracket / math.sqrt(3.0))
+
+    def _anchor_timing_unit(
+        self, k: npt.NDArray[np.intp]
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Between anchors: ``1.96 σ P`` of their own misplacement (J) and their times (s).
+
+        ``σ`` holds both kinds (:meth:`_anchor_scatter`, :meth:`_anchor_jitter`); inside
+        the anchors :meth:`_anchor_timing_j` gives each edge this times its share, and
+        :func:`greenai.windows.anchor_timing_j2` combines two edges that share anchors
+        (:attr:`greenai.points.Points.timing_j`). 0 and NaN beyond the anchors.
+        """
+        tau, ae = self.tau, self.anchor_e
+        sigma_s = math.hypot(self._anchor_scatter_s, self._anchor_jitter_s)
+        inside = (k >= 0) & (k < len(tau) - 1)
+        if sigma_s <= 0 or len(tau) < 2 or not inside.any():
+            nan = np.full(k.shape, math.nan)
+            return np.zeros(k.shape), nan, nan
+        kk = np.minimum(np.maximum(k, 0), len(tau) - 2)
+        power_w = np.abs(ae[kk + 1] - ae[kk]) / max(self._anchor_mean_s, 1e-12)
+        unit = np.where(inside, 1.96 * sigma_s * power_w, 0.0)
+        return unit, np.where(inside, tau[kk], math.nan), np.where(inside, tau[kk + 1], math.nan)
 
     def _anchor_timing_j(
         self, x: FloatArray, k: npt.NDArray[np.intp], sigma_s: float, outer: float

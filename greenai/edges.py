@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from greenai.points import CurveModel, DeviceSpec, Points
+from greenai.points import POINT_COLUMNS, CurveModel, DeviceSpec, Points
 from greenai.windows import WindowParts, device_windows
 
 if TYPE_CHECKING:
@@ -30,10 +30,11 @@ __all__ = ["Edges", "Point", "StepSeries", "Table"]
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
-Point = dict[str, tuple[float, float, float, float, bool]]
-"""A curve's values at one time, per device: C, edge uncertainty, segment power, gap, counter."""
+Point = dict[str, tuple[tuple[float, ...], bool]]
+"""A curve's values at one time, per device: :meth:`Points.rows`' values, and whether the
+counter gave them."""
 
-_MISSING = (math.nan, math.nan, math.nan, math.nan, False)
+_MISSING = ((math.nan,) * POINT_COLUMNS, False)
 
 
 class Edges:
@@ -75,22 +76,17 @@ class Table:
         self.n_new = len(edges.times)
         at = p.points(np.asarray(edges.times, dtype=np.float64))
         carried = edges.carried
-        self.columns: dict[str, tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = {}
+        self.columns: dict[str, FloatArray] = {}  # (rows, POINT_COLUMNS): Points.rows
         self.counter: dict[str, npt.NDArray[np.bool_]] = {}
         for name, v in at.items():
             if carried:
                 rows = [pt.get(name, _MISSING) for pt in carried]
-                old = np.asarray([r[:4] for r in rows], dtype=np.float64)
-                self.columns[name] = (
-                    np.concatenate([v.c_j, old[:, 0]]),
-                    np.concatenate([v.edge_j, old[:, 1]]),
-                    np.concatenate([v.seg_power_w, old[:, 2]]),
-                    np.concatenate([v.gap_j, old[:, 3]]),
-                )
-                flags = np.asarray([r[4] for r in rows], dtype=bool)
+                old = np.asarray([r[0] for r in rows], dtype=np.float64)
+                self.columns[name] = np.concatenate([v.rows(), old.reshape(-1, POINT_COLUMNS)])
+                flags = np.asarray([r[1] for r in rows], dtype=bool)
                 self.counter[name] = np.concatenate([np.full(self.n_new, v.counter), flags])
             else:
-                self.columns[name] = (v.c_j, v.edge_j, v.seg_power_w, v.gap_j)
+                self.columns[name] = v.rows()
                 self.counter[name] = np.full(self.n_new, v.counter)
 
     def index(self, idx: list[int]) -> IndexArray:
@@ -102,8 +98,8 @@ class Table:
         """The values at one edge, per device (what a later pass carries)."""
         (i,) = self.index([idx])
         return {
-            name: (float(c[i]), float(e[i]), float(s[i]), float(g[i]), bool(self.counter[name][i]))
-            for name, (c, e, s, g) in self.columns.items()
+            name: (tuple(float(x) for x in rows[i]), bool(self.counter[name][i]))
+            for name, rows in self.columns.items()
         }
 
     def windows(
@@ -121,14 +117,13 @@ class Table:
         window; a window with a power-only edge follows the power rules.
         """
         out = {}
-        for name, (c, e, s, g) in self.columns.items():
-            ca, cb = c[ia], c[ib]
-            ok = np.isfinite(ca) & np.isfinite(cb)
+        for name, rows in self.columns.items():
+            ok = np.isfinite(rows[ia, 0]) & np.isfinite(rows[ib, 0])
             counter = self.counter[name][ia] & self.counter[name][ib]
             spec, model = specs[name], models.get(name, CurveModel())
             if ok.all() and (counter.all() or not counter.any()):  # the usual case: one call
-                start = Points(ca, e[ia], s[ia], g[ia], bool(counter[0]) if len(ia) else False)
-                end = Points(cb, e[ib], s[ib], g[ib], start.counter)
+                start = Points.from_rows(rows[ia], bool(counter[0]) if len(ia) else False)
+                end = Points.from_rows(rows[ib], start.counter)
                 out[name] = WindowParts(*device_windows(spec, start, end, a, b, model))
                 continue
             n = len(ia)
@@ -138,8 +133,7 @@ class Table:
                 if not m.any():
                     continue
                 ja, jb = ia[m], ib[m]
-                start = Points(c[ja], e[ja], s[ja], g[ja], flag)
-                end = Points(c[jb], e[jb], s[jb], g[jb], flag)
+                start, end = Points.from_rows(rows[ja], flag), Points.from_rows(rows[jb], flag)
                 for whole, piece in zip(
                     parts, device_windows(spec, start, end, a[m], b[m], model), strict=True
                 ):

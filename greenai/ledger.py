@@ -220,7 +220,7 @@ class Ledger:
         table = Table(p, edges)
         if t0 is not None:
             self.t0_point = table.point(t0)
-            self.timeline.set_origins({n: v[0] for n, v in self.t0_point.items()})
+            self.timeline.set_origins({n: v[0][0] for n, v in self.t0_point.items()})
         if base is not None:
             self.baseline_point = table.point(base)
         for ph, i in zip(unsettled, starts, strict=True):
@@ -504,17 +504,11 @@ class Ledger:
         )
 
 
-def _points(rows: list[tuple[float, float, float, float, bool]]) -> Points:
-    arr = np.asarray([r[:4] for r in rows], dtype=np.float64).reshape(-1, 4)
-    counter = all(r[4] for r in rows)
-    return Points(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], counter)
+def _points(rows: list[tuple[tuple[float, ...], bool]]) -> Points:
+    return Points.from_rows(np.asarray([r[0] for r in rows]), all(r[1] for r in rows))
 
 
 def point_at(p: Pass, x: float) -> Point:
     """The curve values at one (possibly unsettled) time ``x``, per device."""
     at = p.points(np.array([x]))
-    return {
-        name: (float(v.c_j[0]), float(v.edge_j[0]), float(v.seg_power_w[0]), float(v.gap_j[0]),
-               v.counter)
-        for name, v in at.items()
-    }  # fmt: skip
+    return {name: (tuple(float(c) for c in v.rows()[0]), v.counter) for name, v in at.items()}

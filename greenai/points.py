@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from greenai.devices.base import Method
 
-__all__ = ["SHORT_WINDOW_REL", "CurveModel", "DeviceSpec", "Points"]
+__all__ = ["POINT_COLUMNS", "SHORT_WINDOW_REL", "CurveModel", "DeviceSpec", "Points"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -165,6 +165,10 @@ class CurveModel:
         return bracket_share(self.half_bracket_s, self.seg_s, self.slow_reads)
 
 
+POINT_COLUMNS = 7
+"""Values :class:`Points` holds per time, in :meth:`Points.rows` order."""
+
+
 @dataclass(frozen=True)
 class Points:
     """Everything a window rule needs at a set of times, per time (arrays of one length).
@@ -176,6 +180,13 @@ class Points:
         seg_power_w: The counter's average power in the segment holding ``x`` (W).
         gap_j: Cumulative energy interpolated across read failures up to ``x`` (J).
         counter: Whether ``C`` came from counter anchors (else from integrated power).
+        timing_j: Between two anchors, ``1.96 σ P`` of their own misplacement (J: updates
+            that jitter, reads that beat; ``σ`` one anchor's, ``P`` the segment's power),
+            of which ``edge_j`` holds the share ``√((1 − f)² + f²)`` at ``x`` (``f`` by
+            time); 0 elsewhere or None. Two edges near each other share anchors, and
+            :func:`greenai.windows.anchor_timing_j2` combines them exactly.
+        anchor_lo_s: The time (s) of the anchor before ``x``, where ``timing_j`` is.
+        anchor_hi_s: The time (s) of the anchor after ``x``, where ``timing_j`` is.
     """
 
     c_j: FloatArray
@@ -183,13 +194,32 @@ class Points:
     seg_power_w: FloatArray
     gap_j: FloatArray
     counter: bool
+    timing_j: FloatArray | None = None
+    anchor_lo_s: FloatArray | None = None
+    anchor_hi_s: FloatArray | None = None
+
+    def rows(self) -> FloatArray:
+        """The values as an ``(n, POINT_COLUMNS)`` array (:meth:`from_rows` reads it)."""
+        n = len(self.c_j)
+        nan = np.full(n, math.nan)
+        return np.column_stack(
+            [
+                self.c_j,
+                self.edge_j,
+                self.seg_power_w,
+                self.gap_j,
+                np.zeros(n) if self.timing_j is None else self.timing_j,
+                nan if self.anchor_lo_s is None else self.anchor_lo_s,
+                nan if self.anchor_hi_s is None else self.anchor_hi_s,
+            ]
+        ).reshape(n, POINT_COLUMNS)
+
+    @classmethod
+    def from_rows(cls, rows: FloatArray, counter: bool) -> Points:
+        """Points from an ``(n, POINT_COLUMNS)`` array of :meth:`rows`."""
+        r = np.asarray(rows, dtype=np.float64).reshape(-1, POINT_COLUMNS)
+        return cls(r[:, 0], r[:, 1], r[:, 2], r[:, 3], counter, r[:, 4], r[:, 5], r[:, 6])
 
     def take(self, index: npt.NDArray[np.intp] | slice) -> Points:
         """The points at ``index``."""
-        return Points(
-            self.c_j[index],
-            self.edge_j[index],
-            self.seg_power_w[index],
-            self.gap_j[index],
-            self.counter,
-        )
+        return Points.from_rows(self.rows()[index], self.counter)

@@ -1684,9 +1684,9 @@ class EnergyCurve:
         power_w = _median(d_e[regular] / np.maximum(seg_len[regular], 1e-12)) if len(d_e) else 0
         if not power_w > 0:  # (NaN: none regular)
             return 0.0
-        if None in found:  # too few pairs to test: the residuals' spread bounds it
-            pairs = regular[:-1] & regular[1:]
-            least = min(_spread_sq(resid, regular), _spread_sq(d_e[:-1] - predicted, pairs))
+        pairs = regular[:-1] & regular[1:]  # the residuals' spread bounds what is not told
+        least = min(_spread_sq(resid, regular), _spread_sq(d_e[:-1] - predicted, pairs))
+        if None in found:  # too few pairs to test
             self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
             return self._jitter_untold_s
         cov, var = max(f for f in found if f is not None)
@@ -1695,7 +1695,6 @@ class EnergyCurve:
             return 0.0
         var = min(var, raw[1])  # power values' noise adds to theirs, not to the counter's
         if raw[0] >= 0 or var <= 0 or cov >= -JITTER_CORR * var:
-            least = min([var] + [f[1] for f in found if f is not None])
             self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
             return self._jitter_untold_s
         jitter = min(math.sqrt(-cov) / power_w, self._half_bracket / math.sqrt(3.0))
@@ -1969,9 +1968,18 @@ def _running_median(values: FloatArray) -> FloatArray:
 
 
 def _spread_sq(values: FloatArray, regular: npt.NDArray[np.bool_]) -> float:
-    """Mean square (J²) of ``regular`` values around their median; 0 under three."""
+    """Mean square (J²) of ``regular`` values around their median, without outliers.
+
+    Values beyond :data:`JITTER_OUTLIER_SPREADS` robust spreads are left out: a segment
+    next to a read failure (its anchor placed inside the gap) read 2.9 ms of jitter into
+    a 1.2 s job alone. 0 under three values.
+    """
     x = values[regular[: len(values)]]
-    return float(np.mean((x - _median(x)) ** 2)) if len(x) >= 3 else 0.0
+    if len(x) < 3:
+        return 0.0
+    d = np.abs(x - _median(x))
+    mad = 1.4826 * _median(d)
+    return float(np.mean(np.square(d[d <= JITTER_OUTLIER_SPREADS * mad] if mad > 0 else d)))
 
 
 def _lag_one_covariance(

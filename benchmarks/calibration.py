@@ -156,6 +156,8 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
         None,
     ),
     "square 35/45 ms": (_square(0.035, 0.045, 600.0, 200.0), {}, None),
+    # a period just under the update's: each update's sensor window lands at another phase
+    "square 37/51 ms": (_square(0.037, 0.051), {}, None),
     "locked 20/30 ms": (_square(0.020, 0.030, 650.0, 150.0), {}, 0.05),
     "locked 100/100 ms": (_square(0.100, 0.100, 650.0, 150.0), {}, 0.2),
     "idle, then 450 W": (lambda seed: _AfterIdle(450.0), {}, None),
@@ -267,6 +269,10 @@ HELD_OUT: list[Regime] = [
     R("kernels 40-120 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("kernels 40-120 ms", "none", 0.01, "windows", *HELD_OUT_W),
     R("square 35/45 ms", "sampled", 0.01, "windows", *HELD_OUT_W),
+    # square waves drifting through the updates, exact counter (a review, session 19: the
+    # 37/51 ms one read steady, windows 0-13% covered at 10-15x their ±, no note)
+    R("square 37/51 ms", "exact", 0.01, "windows", *HELD_OUT_W),
+    R("square 35/45 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("locked 20/30 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("locked 100/100 ms", "sampled", 0.1, "windows", *HELD_OUT_W),
     R("locked 20/30 ms", "exact", 0.1, "steps", 0.05),
@@ -509,6 +515,7 @@ class Figures:
 def _flagged(result: greenai.Measurement) -> bool:
     words = (
         "locked",
+        "sees a different part of each update",  # sensing.aliased_note, per update
         "fell back",
         "fewer than four counter updates",
         "no energy counter",

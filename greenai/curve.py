@@ -230,6 +230,13 @@ ms kernels taken as steady 5%, loads locked to the updates 0.57-4 in most update
 (within 10% in 3 of 16 of a 50/50 ms wave's, 4% in 1 of 16 of a 20/30 ms one's: where the
 sensor's window sees about the load's mean, nothing tells the lock)."""
 
+ALIASED_MISFIT_REL = 0.2
+"""How far (relative to an update's energy, one robust spread) the power values may
+predict whole segments of a load that does not vary from one update to the next before
+the sensor is taken to see a different part of each update
+(:meth:`EnergyCurve._aliased_load`): steady, stepping, noisy, averaged and slow
+square-wave loads read 0.005-0.05 on FakeGPU, a 37/51 ms square wave 0.76-0.8."""
+
 PHASE_READS = 4
 """Reads per counter update at least for :func:`update_phase` to tell the update's phase."""
 
@@ -374,6 +381,7 @@ class EnergyCurve:
         self._shape_blind = False
         self._aliased = False
         self._steady_rel = 0.0  # counter over power values on steady segments, minus 1
+        self._misfit_rel = 0.0  # how badly the values predict whole segments, per update
         self._first_read: tuple[float, float] | None = None  # (s, J), read much faster than U
         # the step at the job's start: update start, step (s), power before and after (W),
         # counter at the update's start (J), ± of the step's time (s)
@@ -582,12 +590,28 @@ class EnergyCurve:
         the readings' test alone, 9% before either).
         """
         self._steady_rel = self._steady_ratio() - 1.0
+        self._misfit_rel = self._update_misfit()
         locked = self._stats is not None and self._stats.locked_period_s is not None
         integrating = self.has_power and s.counter_integrates is not False
         self._aliased = self._aliased_load(s) or (locked and integrating)
         if self._aliased:  # an edge may be anywhere the load in [0, the bound] puts it
             self._hard_only = np.ones_like(self._hard_only)
             self._range_w = self._aliased_high_w()
+
+    def _update_misfit(self) -> float:
+        """How badly the power values predict whole segments away from load changes.
+
+        The residuals' robust spread over the typical segment's energy, on the segments
+        :meth:`_steady_ratio` judges (0 on fewer than four): a load stepping every few
+        updates misses the segments holding its steps, which says nothing of the sensor.
+        """
+        keep = ~self._hard_only & self._calibrates
+        if keep.sum() < 4 or len(self._resid) != len(keep):
+            return 0.0
+        typical_j = float(_median(np.abs(np.diff(self.anchor_e))))
+        resid = self._resid[keep]
+        spread_j = 1.4826 * float(_median(np.abs(resid - _median(resid))))
+        return spread_j / typical_j if typical_j > 0 else 0.0
 
     def _aliased_load(self, s: DeviceSpec) -> bool:
         """Does the sensor see the same part of every update of a load that varies inside one?
@@ -599,7 +623,11 @@ class EnergyCurve:
         on A100/H100: Yang, Adámek and Armour, SC'24, arXiv:2312.02741) keeps seeing one
         part of a load periodic with the updates (a training loop locked to them, with no
         steps marked to find it by), and the shape cannot place energy inside an update:
-        50/50 ms square waves on 100 ms updates read 2 s jobs 72% covered without this. A
+        50/50 ms square waves on 100 ms updates read 2 s jobs 72% covered without this.
+        Or where they agree over the stretch but not update by update (beyond
+        :data:`ALIASED_MISFIT_REL` of an update's energy): the sensor sees a different part
+        of each update (a 37/51 ms square wave drifting through 100 ms updates: the counter
+        steady, the values 100 or 700 W; windows 0-13% covered at 10-15x their ±). A
         power value averaged over longer than an update (declared 10%) lags the load, so
         is not judged; nor are stretches of few updates (their own bound and note).
         """
@@ -610,7 +638,10 @@ class EnergyCurve:
             and not self._varying
             and not self._slow_reads
             and not self._few_segments
-            and abs(math.log1p(self._steady_rel)) > math.log1p(ALIASED_REL)
+            and (
+                abs(math.log1p(self._steady_rel)) > math.log1p(ALIASED_REL)
+                or self._misfit_rel > ALIASED_MISFIT_REL
+            )
         )
 
     def _steady_ratio(self) -> float:
@@ -1420,6 +1451,8 @@ class EnergyCurve:
             slow_reads=self._slow_reads,
             update_phase_s=self._update_phase,
             aliased=self._aliased,
+            aliased_per_update=self._aliased
+            and abs(math.log1p(self._steady_rel)) <= math.log1p(ALIASED_REL),
             shape_rel=self._steady_rel,
             read_beat_s=2.0 * self._half_bracket if self._reads_beat() else 0.0,
             wraps_per_s=self._wraps_per_s,

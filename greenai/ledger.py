@@ -189,6 +189,7 @@ class Ledger:
                 start_step_w=max(curve.model.start_step_w, seen.start_step_w if seen else 0.0),
                 aliased=curve.model.aliased or was is not None,
                 shape_rel=was.shape_rel if was is not None else curve.model.shape_rel,
+                aliased_per_update=(was or curve.model).aliased_per_update,
             )
             if name not in self.first_phased and math.isfinite(curve.model.update_phase_s):
                 self.first_phased[name] = self.models[name]

@@ -117,6 +117,9 @@ class CurveModel:
             not vary between updates: the sensor sees the same part of every update, so
             only the counter's bounds hold inside one
             (:meth:`greenai.curve.EnergyCurve._aliased_load`).
+        aliased_per_update: Aliased, told from the power values missing whole segments
+            update by update while agreeing with the counter over the stretch (a load
+            whose pattern drifts through the updates), not from their totals.
         shape_rel: How far the power values' integral reads off the counter over the
             stretch (relative; positive where the counter reads more).
         read_beat_s: The read gap (s) where reads that do not divide the update period
@@ -149,6 +152,7 @@ class CurveModel:
     slow_reads: bool = False
     update_phase_s: float = math.nan
     aliased: bool = False
+    aliased_per_update: bool = False
     shape_rel: float = 0.0
     read_beat_s: float = 0.0
     wraps_per_s: float = 0.0

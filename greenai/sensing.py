@@ -56,8 +56,14 @@ def locked_note(device: str, period_s: float, update_period_s: float) -> str:
     )
 
 
-def aliased_note(device: str, shape_rel: float, limit_w: float | None) -> str:
-    """The note for a device whose sensor sees one part of every update (no loop marked)."""
+def aliased_note(
+    device: str, shape_rel: float, limit_w: float | None, per_update: bool = False
+) -> str:
+    """The note for a device whose sensor sees one part of every update (no loop marked).
+
+    ``per_update``: told from the power values missing whole updates while agreeing with
+    the counter over the stretch (the sensor sees a different part of each update).
+    """
     side = "more" if shape_rel > 0 else "less"
     bound = (
         f"anywhere from 0 to its {limit_w:.4g} W power limit inside an update"
@@ -65,11 +71,17 @@ def aliased_note(device: str, shape_rel: float, limit_w: float | None) -> str:
         else "anywhere from 0 to twice the highest power read inside an update (it declares"
         " no power limit)"
     )
-    return (
-        f"{device}'s counter read {abs(shape_rel):.0%} {side} than its power values over a"
-        " load that does not vary from one update to the next: its power sensor sees the"
+    seen = (
+        f"{device}'s power values miss its counter update by update on a load the counter"
+        " sees steady from one update to the next: its power sensor sees a different part of"
+        " each update of a load that varies inside one, so where energy"
+        if per_update
+        else f"{device}'s counter read {abs(shape_rel):.0%} {side} than its power values over"
+        " a load that does not vary from one update to the next: its power sensor sees the"
         " same part of every update, as under a loop locked to the updates, so where energy"
-        f" falls inside one is not seen, and each edge's ± is a bound (the load {bound}),"
+    )
+    return (
+        seen + f" falls inside one is not seen, and each edge's ± is a bound (the load {bound}),"
         " not a calibrated interval; mark the loop's steps (job.step()), vary its timing by"
         " a few ms, or compare whole updates"
     )
@@ -301,7 +313,8 @@ def sensor_notes(ledger: Ledger, tracks: Mapping[str, DeviceTrack], duration_s: 
         elif model.few_updates:
             notes.append(few_updates_note(name, tracks[name].spec.update_period_s))
         if model.aliased and name not in ledger.locked_s:
-            notes.append(aliased_note(name, model.shape_rel, tracks[name].spec.power_limit_w))
+            limit = tracks[name].spec.power_limit_w
+            notes.append(aliased_note(name, model.shape_rel, limit, model.aliased_per_update))
     return notes
 
 

@@ -377,11 +377,9 @@ class EnergyCurve:
         self._half_bracket = s.update_period_s / 2.0
         self._hard_only = np.zeros(0, dtype=bool)
         self._few_segments = True
-        self._flat_shape = False
-        self._shape_blind = False
-        self._aliased = False
-        self._steady_rel = 0.0  # counter over power values on steady segments, minus 1
-        self._misfit_rel = 0.0  # how badly the values predict whole segments, per update
+        self._flat_shape = self._shape_blind = self._aliased = False
+        # counter over power values on steady segments, minus 1; their misfit per update
+        self._steady_rel = self._misfit_rel = 0.0
         self._first_read: tuple[float, float] | None = None  # (s, J), read much faster than U
         # the step at the job's start: update start, step (s), power before and after (W),
         # counter at the update's start (J), ± of the step's time (s)

@@ -15,21 +15,14 @@ import pytest
 import greenai
 from greenai.sensing import aliased_note
 from greenai.testing import FakeClock, FakeGPU, SquareWave, Steps
+from tests.fakejobs import fake_job
 
 ALIASED = "sees the same part of every update"
 
 
 def _job(power_w, seconds: float, *, seed: int = 0, period_s: float = 0.01, **gpu):
-    clock = FakeClock()
-    g = FakeGPU(name="g", clock=clock, seed=seed, power_w=power_w, **gpu)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        job = greenai.track("t", devices=[g], clock=clock, period_s=period_s).start()
-        t0 = clock.now()
-        clock.advance(seconds)
-        t1 = clock.now()
-        result = job.stop()  # waits for the counter's next update: the clock moves on
-    return result, result.energy_j - g.true_energy_j(t0, t1)
+    run = fake_job(seconds, seed=seed, period_s=period_s, power_w=power_w, name="g", **gpu)
+    return run.result, run.error_j
 
 
 def _aliased(result) -> bool:
@@ -211,20 +204,13 @@ def test_a_pattern_drifting_through_the_updates_is_flagged_and_its_windows_cover
     def windows() -> tuple[float, list[bool]]:
         covered, total, flagged = 0, 0, []
         for seed in range(3):
-            clock = FakeClock()
-            g = FakeGPU(name="g", clock=clock, seed=seed, power_w=SquareWave(0.037, 0.051))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                job = greenai.track("t", devices=[g], clock=clock, period_s=0.01).start()
-                t0 = clock.now()
-                clock.advance(10.0)
-                result = job.stop()
-            a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 9.0, 40)
-            energy, width = job.curves()["g"].window(a, a + 0.05)
-            truth = np.array([g.true_energy_j(x, x + 0.05) for x in a])
+            run = fake_job(10.0, seed=seed, power_w=SquareWave(0.037, 0.051))
+            a = run.t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 9.0, 40)
+            energy, width = run.job.curves()[run.gpu.name].window(a, a + 0.05)
+            truth = np.array([run.gpu.true_energy_j(x, x + 0.05) for x in a])
             covered += int(np.sum(np.abs(energy - truth) <= width))
             total += len(a)
-            flagged.append(any("sees a different part of each update" in n for n in result.notes))
+            flagged.append(run.noted("sees a different part of each update"))
         return covered / total, flagged
 
     coverage, flagged = windows()

@@ -15,6 +15,7 @@ from greenai.errors import MeasurementWarning
 from greenai.points import CurveModel
 from greenai.testing import FakeClock, FakeGPU, RandomKernels
 from greenai.windows import device_correlation, sum_devices
+from tests.fakejobs import fake_job
 
 
 def test_update_phase_is_where_the_anchors_fall_modulo_the_update() -> None:
@@ -172,36 +173,27 @@ def test_steps_every_few_updates_read_once_per_update_are_steps() -> None:
     (one run in four read as a varying load with no note, 50 ms windows at 0.11)."""
     noted = 0
     for seed in range(12):
-        clock = FakeClock()
         load = RandomKernels(seed=seed, min_s=0.2, max_s=0.5, high_w=650, low_w=150)
-        gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MeasurementWarning)
-            job = greenai.track("it", devices=[gpu], clock=clock, period_s=0.1).start()
-            clock.advance(20.0)
-            r = job.stop()
-        noted += any("load steps" in n for n in r.notes)
+        run = fake_job(20.0, seed=seed, period_s=0.1, power_w=load, power_limit_w=700.0)
+        noted += run.noted("load steps")
     assert noted == 12
 
 
 def test_an_averaging_sensor_read_once_per_update_keeps_steps_to_the_values() -> None:
     """A power value averaged over longer than an update lags each step: told as steps
     from the counter alone, 5 s jobs on 0.2-0.5 s levels read 84% covered (94% before)."""
-    covered = 0
     seeds = range(40)
-    for seed in seeds:
-        clock = FakeClock()
-        load = RandomKernels(seed=seed, min_s=0.2, max_s=0.5)
-        gpu = FakeGPU(clock=clock, seed=seed, power_w=load, power_limit_w=700.0, instant=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MeasurementWarning)
-            job = greenai.track("it", devices=[gpu], clock=clock, period_s=0.1).start()
-            t0 = clock.now()
-            clock.advance(5.0)
-            t1 = clock.now()
-            r = job.stop()
-        assert r.energy_j is not None and r.uncertainty_j is not None
-        covered += abs(r.energy_j - gpu.true_energy_j(t0, t1)) <= r.uncertainty_j
+    covered = sum(
+        fake_job(
+            5.0,
+            seed=seed,
+            period_s=0.1,
+            power_w=RandomKernels(seed=seed, min_s=0.2, max_s=0.5),
+            power_limit_w=700.0,
+            instant=False,
+        ).covered
+        for seed in seeds
+    )
     assert covered / len(seeds) >= 0.9
 
 

@@ -18,6 +18,7 @@ from greenai.devices.base import Device, Reading
 from greenai.errors import ConfigError, MeasurementWarning
 from greenai.points import CurveModel, DeviceSpec, Points
 from greenai.testing import FakeClock, FakeGPU, RandomKernels, SquareWave, Steps
+from tests.fakejobs import fake_job
 
 
 def _tracked(gpu: FakeGPU, clock: FakeClock, seconds: float, step_s: float | None = None,
@@ -1143,21 +1144,9 @@ def _short_jobs(
     seconds: float, seeds: range, power_w: float = 700.0, **gpu: object
 ) -> tuple[float, float]:
     """Steady jobs read every 10 ms: the share covered and the share noted untold."""
-    covered = noted = 0
-    for seed in seeds:
-        clock = FakeClock()
-        device = FakeGPU(clock=clock, seed=seed, power_w=power_w, **gpu)  # type: ignore[arg-type]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            job = greenai.track("job", devices=[device], clock=clock, period_s=0.01).start()
-            t0 = clock.now()
-            clock.advance(seconds)
-            t1 = clock.now()
-            result = job.stop()
-        assert result.energy_j is not None and result.uncertainty_j is not None
-        covered += abs(result.energy_j - device.true_energy_j(t0, t1)) <= result.uncertainty_j
-        noted += any("to tell whether its updates jitter" in n for n in result.notes)
-    return covered / len(seeds), noted / len(seeds)
+    jobs = [fake_job(seconds, seed=seed, power_w=power_w, **gpu) for seed in seeds]
+    noted = [j.noted("to tell whether its updates jitter") for j in jobs]
+    return sum(j.covered for j in jobs) / len(jobs), sum(noted) / len(jobs)
 
 
 def test_jitter_too_few_updates_could_tell_is_bounded_and_said(
@@ -1217,18 +1206,10 @@ def test_short_windows_under_jittering_updates_keep_what_their_anchors_share() -
     # anchors' difference; taken apart, such windows read 100% covered at 0.095.
     covered, ratios = 0, []
     for seed in range(8):
-        clock = FakeClock()
-        gpu = FakeGPU(clock=clock, seed=seed, power_w=700.0, update_jitter_s=0.002)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            job = greenai.track("job", devices=[gpu], clock=clock, period_s=0.01).start()
-            t0 = clock.now()
-            clock.advance(20.0)
-            job.stop()
-        curve = job.curves()[gpu.name]
-        a = t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 18.0, 40)
-        energy, width = curve.window(a, a + 0.025)
-        err = np.abs(energy - np.array([gpu.true_energy_j(x, x + 0.025) for x in a]))
+        run = fake_job(20.0, seed=seed, update_jitter_s=0.002)
+        a = run.t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 18.0, 40)
+        energy, width = run.job.curves()[run.gpu.name].window(a, a + 0.025)
+        err = np.abs(energy - np.array([run.gpu.true_energy_j(x, x + 0.025) for x in a]))
         covered += int(np.sum(err <= width))
         ratios.extend(err / width)
     assert covered / 320 >= 0.9

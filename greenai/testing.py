@@ -113,14 +113,25 @@ class FakeClock:
             if not due:
                 break
             self._t = max(self._t, min(due))
-            for key, d in self._waiters.items():
+            # One at a time, in the order they attached: threads due at one instant (the
+            # sampler's read and the live thread's settle pass) would otherwise race, and a
+            # run's figures would differ from one try to the next.
+            for key, d in list(self._waiters.items()):
                 if d is not None and d <= self._t:
                     self._wake[key].set()
+                    self._settle(key)
         self._t = target
 
-    def _settle(self) -> None:
-        """Wait until every attached thread is waiting on a deadline in the future."""
-        while any(d is None or d <= self._t for d in self._waiters.values()):
+    def _settle(self, key: int | None = None) -> None:
+        """Wait until every attached thread (or ``key``'s) waits on a deadline in the future."""
+
+        def busy() -> bool:
+            if key is not None:
+                d = self._waiters.get(key, math.inf)
+                return d is None or d <= self._t
+            return any(d is None or d <= self._t for d in self._waiters.values())
+
+        while busy():
             self._cond.wait(0.01)
 
 

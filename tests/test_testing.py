@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -269,3 +271,31 @@ def test_bad_sensor_settings_are_config_errors(kwargs: dict[str, object], match:
 def test_read_before_open_says_what_to_do() -> None:
     with pytest.raises(ConfigError, match="not opened"):
         FakeGPU(clock=FakeClock()).read()
+
+
+def test_threads_due_at_one_instant_act_in_the_order_they_attached() -> None:
+    """The sampler's read and the live thread's pass, due together, never race (a run's
+    figures differed from one try to the next)."""
+    clock = FakeClock(start=0.0)
+    order: list[str] = []
+    stop = threading.Event()
+
+    def loop(name: str, delay_s: float) -> None:
+        try:
+            while not clock.wait_until(name, clock.now() + 0.01, stop):
+                time.sleep(delay_s)  # the first to attach is the slower to act
+                order.append(name)
+        finally:
+            clock.detach(name)
+
+    threads = []
+    for name, delay_s in (("first", 0.002), ("second", 0.0)):
+        clock.attach(name)
+        threads.append(threading.Thread(target=loop, args=(name, delay_s)))
+    for th in threads:
+        th.start()
+    clock.advance(0.2)
+    stop.set()
+    for th in threads:
+        th.join(5.0)
+    assert order[:36] == ["first", "second"] * 18

@@ -237,6 +237,17 @@ the sensor is taken to see a different part of each update
 (:meth:`EnergyCurve._aliased_load`): steady, stepping, noisy, averaged and slow
 square-wave loads read 0.005-0.05 on FakeGPU, a 37/51 ms square wave 0.76-0.8."""
 
+FLAT_MISS_SHARE = 0.37
+"""The flat shape's edge spread per root mean square of the residuals
+(:meth:`EnergyCurve._flat_spread_j`): edges strayed by 0.28-0.56 times it over
+``sqrt(f (1 − f))`` on square waves and random kernels (30/30, 35/45, 37/51 ms, 10-40 ms)
+read every 10 ms; this many, times the edge rule's 2.5 spreads, covers 0.45 at 95%."""
+
+ALIASED_MISS_SHARE = 0.5
+""":data:`FLAT_MISS_SHARE` where the values miss updates the counter sees alike (aliased per
+update, flagged): there the pattern drifts through the updates slowly, and its edges strayed
+by up to 0.56 of the residuals' root mean square (37/51 ms square wave)."""
+
 PHASE_READS = 4
 """Reads per counter update at least for :func:`update_phase` to tell the update's phase."""
 
@@ -268,6 +279,10 @@ class CurveStats:
     power_hi_w: float = -math.inf
     """The lowest and highest power (W) the settled readings showed: power values and the
     counter's segment averages (:meth:`EnergyCurve.power_range_w`)."""
+    miss_sq_j2: float = 0.0
+    miss_n: int = 0
+    """Sum of the squared residuals (J²) of settled segments away from load changes, and
+    how many (:meth:`EnergyCurve._flat_rms`)."""
     wraps: tuple[int, int] = (0, 0)
     wrap_span_s: float = 0.0
     wrap_until_s: float = -math.inf
@@ -369,15 +384,16 @@ class EnergyCurve:
         self._calibration = 1.0
         self._sigma = 0.0
         self._sigma_n = 0
-        self._seg_scatter_j = 0.0
-        self._jump_j = 0.0
-        self._jump_rate = 0.0
+        self._seg_scatter_j = self._jump_j = self._jump_rate = 0.0
         self._seg_s = s.update_period_s
         self._varying = False
         self._half_bracket = s.update_period_s / 2.0
         self._hard_only = np.zeros(0, dtype=bool)
         self._few_segments = True
         self._flat_shape = self._shape_blind = self._aliased = False
+        # segments away from load changes, their residuals' root mean square (J; flat
+        # shapes), and whether it sizes an aliased load's edges (_judge_aliased)
+        self._trusted, self._flat_rms_j, self._miss_sized = np.zeros(0, dtype=bool), 0.0, False
         # counter over power values on steady segments, minus 1; their misfit per update
         self._steady_rel = self._misfit_rel = 0.0
         self._first_read: tuple[float, float] | None = None  # (s, J), read much faster than U
@@ -587,12 +603,24 @@ class EnergyCurve:
         else shows it (locked 25/75 ms, 5.13 s windows at 100 ms reads: 88% covered by
         the readings' test alone, 9% before either).
         """
+        regular = _regular_segments(np.diff(self.tau))
+        self._trusted = ~self._hard_only & self._calibrates & regular  # (before the bounds)
+        self._flat_rms_j = self._flat_rms() if self._flat_shape and not self._slow_reads else 0.0
         self._steady_rel = self._steady_ratio() - 1.0
         self._misfit_rel = self._update_misfit()
         locked = self._stats is not None and self._stats.locked_period_s is not None
         integrating = self.has_power and s.counter_integrates is not False
         self._aliased = self._aliased_load(s) or (locked and integrating)
-        if self._aliased:  # an edge may be anywhere the load in [0, the bound] puts it
+        # Agreeing over the stretch, a flat shape's values miss each update by what they
+        # do not see of it: that sizes its edges (a 37/51 ms square wave: 100% covered at
+        # 0.1-0.24 by the bounds, 94-100% by this).
+        self._miss_sized = (
+            self._aliased
+            and self._flat_shape
+            and not locked
+            and abs(math.log1p(self._steady_rel)) <= math.log1p(ALIASED_REL)
+        )
+        if self._aliased and not self._miss_sized:  # anywhere the load in [0, bound] puts it
             self._hard_only = np.ones_like(self._hard_only)
             self._range_w = self._aliased_high_w()
 
@@ -1222,6 +1250,9 @@ class EnergyCurve:
         stats.wraps = (up + int((signs > 0).sum()), down + int((signs < 0).sum()))
         stats.wrap_span_s += float(seg_len[new].sum())
         stats.wrap_until_s = max(stats.wrap_until_s, float(self.tau[new[-1] + 1]))
+        trusted = self._trusted[new]
+        stats.miss_sq_j2 += float(np.square(self._resid[new][trusted]).sum())
+        stats.miss_n += int(trusted.sum())
         stats.sum_counter_j += float(d_e[calibrates].sum())
         stats.sum_shape_j += float(np.diff(self._i_tau)[new][calibrates].sum())
         stats.extend(
@@ -1481,14 +1512,14 @@ class EnergyCurve:
         # whole segments (sigma), and no more than the load varies from update to update.
         spread = min(self._sigma, self._seg_scatter_j) if self._seg_scatter_j else self._sigma
         if self._flat_shape and self._seg_scatter_j:
-            spread = self._seg_scatter_j  # whole segments show nothing of a flat shape's misses
+            spread = self._flat_spread_j()  # whole segments show nothing of its misses
         # A power value averaged over longer than an update (declared 10%) lags the load:
         # its shape misplaces energy inside a segment by up to that share (not on a load
         # that does not vary between updates: nothing for it to lag).
         shape_rel = rel_u if rel_u >= 0.1 and (self._varying or self._jump_rate > 0) else 0.0
         bracket = bracket_share(self._half_bracket, self._seg_s, self._slow_reads)
         spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
-        if not self._varying and not self._slow_reads:  # see EDGE_SPREADS_STEADY
+        if not (self._varying or self._miss_sized) and not self._slow_reads:  # see STEADY
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         estimated = spread_estimate_factor(self._sigma_n)
         spreads *= estimated
@@ -1506,6 +1537,37 @@ class EnergyCurve:
         scatter = self._anchor_timing_j(x, k, self._anchor_scatter_s, self._jitter_share())
         jitter = self._anchor_timing_j(x, k, self._anchor_jitter_s, math.sqrt(2.0))
         return np.asarray(np.hypot(np.hypot(edge, scatter), jitter))
+
+    def _flat_rms(self) -> float:
+        """Root mean square (J) of the residuals of regular segments away from load changes.
+
+        Over the job's settled segments (running sums: O(1)) and this curve's. Not a robust
+        spread: a periodic load's residuals take a few values, half of them may sit near the
+        median, and outliers beyond five such spreads left out its largest misses (a 35/45 ms
+        square wave's 0.6 J for 17 J).
+        """
+        stats = self._stats
+        same = len(self._resid) == len(self._trusted)
+        own = self._resid[self._trusted] if same else np.zeros(0)
+        sq = float(np.square(own).sum()) + (stats.miss_sq_j2 if stats else 0.0)
+        n = len(own) + (stats.miss_n if stats else 0)
+        return math.sqrt(sq / n) if n else 0.0
+
+    def _flat_spread_j(self) -> float:
+        """How far a flat shape misplaces energy inside a segment: the spread (J) of the rule.
+
+        One value per segment shows nothing of how the load moves inside it, but a
+        part-time value (25 ms of each 100 ms update on H100) is the mean of a part of it:
+        ``w (p − P̄)``, its miss against the counter's average over its window ``w``, is
+        how far the load's running energy strays from a straight line over that part, and
+        the residual is ``T (P̄ − p)``. So the residuals' root mean square, times
+        :data:`FLAT_MISS_SHARE`, bounds the stray at an edge where the loads vary inside an
+        update; the update-to-update spread holds where they do not. A 35/45 ms square wave
+        read every 10 ms, its updates alike (a spread of 1-4 J), strayed by 3 J at edges
+        while its values missed by 15-21 J: 5 s windows 77% covered with the spread alone.
+        """
+        share = ALIASED_MISS_SHARE if self._miss_sized else FLAT_MISS_SHARE
+        return max(self._seg_scatter_j, share * self._flat_rms_j)
 
     def _jitter_share(self) -> float:
         """How much of one anchor's misplacement an edge beyond the anchors gets (1 or √2).
@@ -1600,14 +1662,15 @@ class EnergyCurve:
         else:  # as inside, unless the end segment is next to a load change (power lags)
             typical = float(_median(np.abs(np.diff(ae)))) if len(ae) > 1 else 0.0
             cal_rel = max(abs(self._calibration - 1.0), shape_rel)
-            out = estimated * (EDGE_SPREADS if self._varying else EDGE_SPREADS_STEADY)
+            varying = self._varying or self._miss_sized
+            out = estimated * (EDGE_SPREADS if varying else EDGE_SPREADS_STEADY)
             hard = self._hard_only
             first_hard = bool(hard[0]) if len(hard) else True
             last_hard = bool(hard[-1]) if len(hard) else True
             if first_hard:
                 outside_first = rel * before + 2.0 * self._sigma
             elif self._flat_shape and self._seg_scatter_j > 0:  # see _extrapolate
-                outside_first = flat_outside_edge_j(before, typical, self._seg_scatter_j, estimated)
+                outside_first = flat_outside_edge_j(before, typical, spread, estimated)
             else:
                 outside_first = outside_edge_j(before, typical, spread, out, cal_rel)
             outside_first = self._with_start_step(x, outside_first)

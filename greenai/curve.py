@@ -1565,7 +1565,11 @@ class EnergyCurve:
         update; the update-to-update spread holds where they do not. A 35/45 ms square wave
         read every 10 ms, its updates alike (a spread of 1-4 J), strayed by 3 J at edges
         while its values missed by 15-21 J: 5 s windows 77% covered with the spread alone.
+        Not on a load steady from one update to the next (unless aliased per update): there
+        the misses are the values' noise, which strays nothing inside an update.
         """
+        if not (self._varying or self._miss_sized):  # noise on a steady load's values
+            return self._seg_scatter_j
         share = ALIASED_MISS_SHARE if self._miss_sized else FLAT_MISS_SHARE
         return max(self._seg_scatter_j, share * self._flat_rms_j)
 

@@ -158,6 +158,7 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "square 35/45 ms": (_square(0.035, 0.045, 600.0, 200.0), {}, None),
     # a period just under the update's: each update's sensor window lands at another phase
     "square 37/51 ms": (_square(0.037, 0.051), {}, None),
+    "square 90/30 ms": (_square(0.09, 0.03), {}, None),
     "locked 20/30 ms": (_square(0.020, 0.030, 650.0, 150.0), {}, 0.05),
     "locked 100/100 ms": (_square(0.100, 0.100, 650.0, 150.0), {}, 0.2),
     "idle, then 450 W": (lambda seed: _AfterIdle(450.0), {}, None),
@@ -275,6 +276,8 @@ HELD_OUT: list[Regime] = [
     R("square 35/45 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     # whole jobs of it: their edges inside the outer updates (session 20: 77-83% covered)
     R("square 35/45 ms", "exact", 0.01, "jobs", 1.0, 3.07),
+    # a review, session 20: half its runs read alike update to update (5-23% covered)
+    R("square 90/30 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("locked 20/30 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("locked 100/100 ms", "sampled", 0.1, "windows", *HELD_OUT_W),
     R("locked 20/30 ms", "exact", 0.1, "steps", 0.05),

@@ -382,8 +382,7 @@ class EnergyCurve:
         self.anchor_e = np.empty(0)
         self.anchor_lag = np.empty(0)
         self._calibration = 1.0
-        self._sigma = 0.0
-        self._sigma_n = 0
+        self._sigma, self._sigma_n = 0.0, 0
         self._seg_scatter_j = self._jump_j = self._jump_rate = 0.0
         self._seg_s = s.update_period_s
         self._varying = False
@@ -393,7 +392,8 @@ class EnergyCurve:
         self._flat_shape = self._shape_blind = self._aliased = False
         # segments away from load changes, their residuals' root mean square (J; flat
         # shapes), and whether it sizes an aliased load's edges (_judge_aliased)
-        self._trusted, self._flat_rms_j, self._miss_sized = np.zeros(0, dtype=bool), 0.0, False
+        self._trusted, self._flat_rms_j = np.zeros(0, dtype=bool), 0.0
+        self._miss_sized = self._miss_varies = False
         # counter over power values on steady segments, minus 1; their misfit per update
         self._steady_rel = self._misfit_rel = 0.0
         self._first_read: tuple[float, float] | None = None  # (s, J), read much faster than U
@@ -623,6 +623,13 @@ class EnergyCurve:
         if self._aliased and not self._miss_sized:  # anywhere the load in [0, bound] puts it
             self._hard_only = np.ones_like(self._hard_only)
             self._range_w = self._aliased_high_w()
+        # Varying inside its updates where the stray the misses imply is over VARYING_REL
+        # of an update (a 90/30 ms square wave whose updates read alike: 5-23% of 5 s
+        # windows covered by the update-to-update spread); a steady load's noisy values
+        # miss by far less (30 W of noise on 700 W: 3 J of 70).
+        typical_e = float(_median(np.abs(np.diff(self.anchor_e)))) if len(self.tau) > 1 else 0.0
+        inside = FLAT_MISS_SHARE * self._flat_rms_j > VARYING_REL * typical_e
+        self._miss_varies = self._varying or self._miss_sized or inside
 
     def _update_misfit(self) -> float:
         """How badly the power values predict whole segments away from load changes.
@@ -1519,7 +1526,7 @@ class EnergyCurve:
         shape_rel = rel_u if rel_u >= 0.1 and (self._varying or self._jump_rate > 0) else 0.0
         bracket = bracket_share(self._half_bracket, self._seg_s, self._slow_reads)
         spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
-        if not (self._varying or self._miss_sized) and not self._slow_reads:  # see STEADY
+        if not self._miss_varies and not self._slow_reads:  # see EDGE_SPREADS_STEADY
             spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
         estimated = spread_estimate_factor(self._sigma_n)
         spreads *= estimated
@@ -1565,10 +1572,10 @@ class EnergyCurve:
         update; the update-to-update spread holds where they do not. A 35/45 ms square wave
         read every 10 ms, its updates alike (a spread of 1-4 J), strayed by 3 J at edges
         while its values missed by 15-21 J: 5 s windows 77% covered with the spread alone.
-        Not on a load steady from one update to the next (unless aliased per update): there
-        the misses are the values' noise, which strays nothing inside an update.
+        Not on a load steady from one update to the next whose values miss by little
+        (``_miss_varies``): there the misses are the values' noise, which strays nothing.
         """
-        if not (self._varying or self._miss_sized):  # noise on a steady load's values
+        if not self._miss_varies:  # noise on a steady load's values
             return self._seg_scatter_j
         share = ALIASED_MISS_SHARE if self._miss_sized else FLAT_MISS_SHARE
         return max(self._seg_scatter_j, share * self._flat_rms_j)
@@ -1666,8 +1673,7 @@ class EnergyCurve:
         else:  # as inside, unless the end segment is next to a load change (power lags)
             typical = float(_median(np.abs(np.diff(ae)))) if len(ae) > 1 else 0.0
             cal_rel = max(abs(self._calibration - 1.0), shape_rel)
-            varying = self._varying or self._miss_sized
-            out = estimated * (EDGE_SPREADS if varying else EDGE_SPREADS_STEADY)
+            out = estimated * (EDGE_SPREADS if self._miss_varies else EDGE_SPREADS_STEADY)
             hard = self._hard_only
             first_hard = bool(hard[0]) if len(hard) else True
             last_hard = bool(hard[-1]) if len(hard) else True

@@ -567,7 +567,7 @@ class EnergyCurve:
         # value is anchored half an update back, so its one segment is 1.5 updates long.)
         self._shape_blind = self._slow_reads and self._sigma > scatter_w * self._seg_s
         self._seg_scatter_j, self._jump_j = scatter_w * self._seg_s, jump_w * self._seg_s
-        typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
+        self._typical_e = typical_e = float(_median(np.abs(d_e))) if len(d_e) else 0.0
         long_seg = seg_len > 3.0 * typical if len(seg_len) else seg_len > 0
         self._hard_only = long_seg | self._unsteady(scatter_w)
         # Steps alone do not make a load varying: segments next to one keep only the hard
@@ -627,8 +627,7 @@ class EnergyCurve:
         # of an update (a 90/30 ms square wave whose updates read alike: 5-23% of 5 s
         # windows covered by the update-to-update spread); a steady load's noisy values
         # miss by far less (30 W of noise on 700 W: 3 J of 70).
-        typical_e = float(_median(np.abs(np.diff(self.anchor_e)))) if len(self.tau) > 1 else 0.0
-        inside = FLAT_MISS_SHARE * self._flat_rms_j > VARYING_REL * typical_e
+        inside = FLAT_MISS_SHARE * self._flat_rms_j > VARYING_REL * self._typical_e
         self._miss_varies = self._varying or self._miss_sized or inside
 
     def _update_misfit(self) -> float:
@@ -641,7 +640,7 @@ class EnergyCurve:
         keep = ~self._hard_only & self._calibrates
         if keep.sum() < 4 or len(self._resid) != len(keep):
             return 0.0
-        typical_j = float(_median(np.abs(np.diff(self.anchor_e))))
+        typical_j = self._typical_e
         resid = self._resid[keep]
         spread_j = 1.4826 * float(_median(np.abs(resid - _median(resid))))
         return spread_j / typical_j if typical_j > 0 else 0.0

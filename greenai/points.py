@@ -131,6 +131,9 @@ class CurveModel:
         jitter_untold_s: A bound (s, one sd) on how far the counter's updates may jitter
             off their grid, which the ± takes where too few updates could tell it
             (:meth:`greenai.curve.EnergyCurve._jitter_untold`); 0 otherwise.
+        scatter_n: How many regular segments ``seg_scatter_j`` was judged from (0: not
+            told): a spread judged from few is less certain
+            (:func:`greenai.windows.spread_estimate_factor`).
     """
 
     half_bracket_s: float = 0.0
@@ -157,6 +160,7 @@ class CurveModel:
     read_beat_s: float = 0.0
     wraps_per_s: float = 0.0
     jitter_untold_s: float = 0.0
+    scatter_n: int = 0
 
     @property
     def bracket_share(self) -> float:

@@ -6,7 +6,8 @@ that sees only part of each update period, a counter that integrates every insta
 what that sensor sees, counter quantisation, sensor noise, and an optional averaged-power
 mode. Its true energy is known exactly (:meth:`FakeGPU.true_energy_j`), so tests can check
 accuracy and uncertainty. Loads (:class:`Steady`, :class:`Steps`, :class:`SquareWave`,
-:class:`RandomKernels`, or any :class:`Load`) give the true power and its exact integral, so
+:class:`RandomKernels`, or any :class:`Load`; :class:`Running` for one that ran before
+the job) give the true power and its exact integral, so
 a read costs the same after a day of simulated time as after a second.
 
 With :class:`FakeClock` the real sampler thread runs on simulated time: ``clock.advance(2.0)``
@@ -37,6 +38,7 @@ __all__ = [
     "Load",
     "RandomKernels",
     "ReplayDevice",
+    "Running",
     "SquareWave",
     "Steady",
     "Steps",
@@ -384,6 +386,39 @@ class RandomKernels(Load):
             f"RandomKernels({self.min_s * 1e3:g}–{self.max_s * 1e3:g} ms, "
             f"{self.high_w:g}/{self.low_w:g} W, seed {self.seed})"
         )
+
+
+class Running(Load):
+    """``inner`` already running for ``lead_s`` seconds at ``open()``: the job starts inside it.
+
+    A plain :class:`Load` holds its power at 0 before 0, so the power value read at a job's
+    start (its window lies before the job) sees a constant level, and a varying load looks
+    like a step at the start (``RandomKernels``: a 700 W kernel held before every job).
+    Wrapped, the load's own history lies before the job, as on a GPU whose work was
+    running when tracking began.
+
+    Raises:
+        ConfigError: ``lead_s`` is not a positive number.
+    """
+
+    def __init__(self, inner: Load, lead_s: float = 2.0) -> None:
+        if not (isinstance(lead_s, int | float) and lead_s > 0 and math.isfinite(lead_s)):
+            raise ConfigError(f"Running needs a positive lead_s in seconds, got {lead_s!r}")
+        self.inner, self.lead_s = inner, float(lead_s)
+
+    def power_w(self, t_s: float) -> float:
+        """The inner load's power (W) ``lead_s`` later in its own time."""
+        return self.inner.power_w(t_s + self.lead_s)
+
+    def energy_j(self, t_s: float) -> float:
+        """The exact energy (J) from 0 to ``t_s`` (negative before 0, back to ``-lead_s``)."""
+        return self.inner.energy_j(t_s + self.lead_s) - self.inner.energy_j(self.lead_s)
+
+    def _energy_from_zero_j(self, t_s: float) -> float:
+        return self.energy_j(t_s)
+
+    def __repr__(self) -> str:
+        return f"Running({self.inner!r}, lead_s={self.lead_s:g})"
 
 
 class _FunctionLoad(Load):

@@ -385,8 +385,7 @@ class EnergyCurve:
         self.anchor_e = np.empty(0)
         self.anchor_lag = np.empty(0)
         self._calibration = 1.0
-        self._sigma, self._sigma_n = 0.0, 0
-        self._scatter_n = 0
+        self._sigma, self._sigma_n, self._scatter_n = 0.0, 0, 0
         self._seg_scatter_j = self._jump_j = self._jump_rate = 0.0
         self._seg_s = s.update_period_s
         self._varying = False

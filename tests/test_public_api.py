@@ -14,6 +14,7 @@ def test_public_surface_is_small_and_importable() -> None:
         "Load",
         "RandomKernels",
         "ReplayDevice",
+        "Running",
         "SquareWave",
         "Steady",
         "Steps",

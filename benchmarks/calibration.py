@@ -169,6 +169,15 @@ LOADS: dict[str, tuple[Callable[[int], float | Load], dict[str, Any], float | No
     "square 35/45 ms": (_square(0.035, 0.045, 600.0, 200.0), {}, None),
     # a period just under the update's: each update's sensor window lands at another phase
     "square 37/51 ms": (_square(0.037, 0.051), {}, None),
+    # faster than the 10 ms read gap (a review, session 21: 75-86% covered, no note)
+    "square 13/17 ms": (_square(0.013, 0.017), {}, None),
+    "kernels 2-8 ms": (
+        lambda seed: Running(
+            RandomKernels(seed=seed, min_s=0.002, max_s=0.008, high_w=650, low_w=150)
+        ),
+        {},
+        None,
+    ),
     "square 90/30 ms": (_square(0.09, 0.03), {}, None),
     "locked 20/30 ms": (_square(0.020, 0.030, 650.0, 150.0), {}, 0.05),
     "locked 100/100 ms": (_square(0.100, 0.100, 650.0, 150.0), {}, 0.2),
@@ -293,6 +302,12 @@ HELD_OUT: list[Regime] = [
     R("square 35/45 ms", "exact", 0.01, "jobs", 1.0, 3.07),
     # a review, session 20: half its runs read alike update to update (5-23% covered)
     R("square 90/30 ms", "exact", 0.01, "windows", *HELD_OUT_W),
+    # loads faster than the read gap: judged steady in a third of runs (kernels), or their
+    # two edges err together (the wave); a review, session 21, seeds 701-708
+    R("kernels 2-8 ms", "exact", 0.01, "jobs", 2.0),
+    R("kernels 2-8 ms", "exact", 0.01, "windows", 0.5),
+    R("square 13/17 ms", "exact", 0.01, "jobs", 2.0),
+    R("square 13/17 ms", "exact", 0.01, "windows", 0.5),
     R("locked 20/30 ms", "exact", 0.01, "windows", *HELD_OUT_W),
     R("locked 100/100 ms", "sampled", 0.1, "windows", *HELD_OUT_W),
     R("locked 20/30 ms", "exact", 0.1, "steps", 0.05),

@@ -70,6 +70,15 @@ VARYING_REL = 0.05
 fraction (robust spread) is *varying*: a region shorter than :data:`SHORT_REGION_UPDATES`
 updates on it gets a warning."""
 
+VARYING_FROM = 0.75
+"""Where the load's update-to-update spread reaches this share of :data:`VARYING_REL`, the
+edge rule starts moving from a steady load's spreads towards a varying one's, all the way
+at the line (:meth:`EnergyCurve._varying_weight`): loads on the line went either way. Random
+kernels of 2-8 ms sit on it (a spread of 1.99-2.05 J of 40 J updates, the line 2 J), and
+their edges read ± 1.2 J judged steady (0.5 s windows 56-76% covered) and ± 3.1 J judged
+varying (100%), for errors of 1.0-1.4 J; with the ramp, 98%. Steady loads sit well below
+(700 W with 30 W of wander: 0.45)."""
+
 SHORT_REGION_UPDATES = 10
 """Fewer sensor updates than this in a region on a varying load: its figure rests on a few
 part-time samples (Yang, Adámek and Armour, SC'24, arXiv:2312.02741, advise 5 s or 32
@@ -1098,7 +1107,22 @@ class EnergyCurve:
         as inside any other (kernels of 5-20 ms running before 2 s and 20 s jobs: 84% and
         81% covered with the share; a 35/45 ms square wave's 3.07 s jobs: 83%).
         """
-        return 1.0 if self._miss_varies else OUTER_EDGE_SPREADS
+        return OUTER_EDGE_SPREADS + (1.0 - OUTER_EDGE_SPREADS) * self._varying_weight()
+
+    def _varying_weight(self) -> float:
+        """How far the edge rule is a varying load's (1) rather than a steady one's (0).
+
+        1 where the load varies (``_miss_varies``); below, it ramps from 0 at
+        :data:`VARYING_FROM` of the line to 1 at it, so a load on the line gets about the
+        same ± whichever side its spread falls.
+        """
+        if self._miss_varies:
+            return 1.0
+        span = 1.0 - VARYING_FROM
+        if span <= 0.0:
+            return 0.0
+        ratio = self._seg_scatter_j / max(VARYING_REL * self._typical_e, 1e-12)
+        return min(max((ratio - VARYING_FROM) / span, 0.0), 1.0)
 
     def _pre_job_level_differs(self) -> bool:
         """Does the power value read before the job lie off the load the job started with?
@@ -1542,7 +1566,8 @@ class EnergyCurve:
         bracket = bracket_share(self._half_bracket, self._seg_s, self._slow_reads)
         spreads = EDGE_SPREADS * (1.0 - EDGE_READ_FASTER + 2.0 * EDGE_READ_FASTER * bracket)
         if not self._miss_varies and not self._slow_reads:  # see EDGE_SPREADS_STEADY
-            spreads = EDGE_SPREADS_STEADY * (0.5 + bracket)
+            steady = EDGE_SPREADS_STEADY * (0.5 + bracket)
+            spreads = steady + self._varying_weight() * (spreads - steady)
         estimated = spread_estimate_factor(self._sigma_n)
         spreads *= estimated
         seg_len = tau[kk + 1] - tau[kk]
@@ -1688,7 +1713,8 @@ class EnergyCurve:
         else:  # as inside, unless the end segment is next to a load change (power lags)
             typical = float(_median(np.abs(np.diff(ae)))) if len(ae) > 1 else 0.0
             cal_rel = max(abs(self._calibration - 1.0), shape_rel)
-            out = estimated * (EDGE_SPREADS if self._miss_varies else EDGE_SPREADS_STEADY)
+            weight = self._varying_weight()
+            out = estimated * (EDGE_SPREADS_STEADY + weight * (EDGE_SPREADS - EDGE_SPREADS_STEADY))
             hard = self._hard_only
             first_hard = bool(hard[0]) if len(hard) else True
             last_hard = bool(hard[-1]) if len(hard) else True

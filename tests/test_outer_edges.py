@@ -14,7 +14,7 @@ import pytest
 import greenai
 from greenai.errors import ConfigError
 from greenai.points import CurveModel
-from greenai.testing import Running, SquareWave
+from greenai.testing import RandomKernels, Running, SquareWave
 from greenai.windows import sampling_j
 from tests.fakejobs import fake_job
 
@@ -67,3 +67,30 @@ def test_part_time_spread_from_few_segments_is_wider() -> None:
     few = CurveModel(seg_scatter_j=5.0, seg_s=0.1, varying=True, scatter_n=10)
     many = CurveModel(seg_scatter_j=5.0, seg_s=0.1, varying=True, scatter_n=500)
     assert float(sampling_j(few, 1.0)) > 1.3 * float(sampling_j(many, 1.0))
+
+
+def _fast_kernels_coverage() -> tuple[float, list[float]]:
+    """Coverage of 0.5 s windows on kernels of 2-8 ms, and each run's weight of the rule."""
+    covered, weights = [], []
+    for seed in range(6):
+        load = Running(RandomKernels(seed=seed, min_s=0.002, max_s=0.008, high_w=650, low_w=150))
+        run = fake_job(12.0, seed=seed, power_w=load, power_limit_w=700.0)
+        curve = run.job.curves()[run.gpu.name]
+        a = run.t0 + 0.5 + np.random.default_rng(seed).uniform(0.0, 11.0, 30)
+        energy, width = curve.window(a, a + 0.5)
+        truth = np.array([run.gpu.true_energy_j(x, x + 0.5) for x in a])
+        covered.extend(np.abs(energy - truth) <= width)
+        weights.append(curve._varying_weight())
+    return float(np.mean(covered)), weights
+
+
+def test_a_load_on_the_varying_line_gets_about_the_same_rule_either_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # kernels of 2-8 ms: their 100 ms updates differ by about VARYING_REL, so a run fell
+    # either side of the line, at ± 1.2 J (steady) or ± 3.1 J (varying) for 1-1.4 J errors
+    coverage, weights = _fast_kernels_coverage()
+    assert coverage >= 0.9 and all(w > 0.3 for w in weights)
+    monkeypatch.setattr(greenai.curve, "VARYING_FROM", 1.0)  # no ramp: a jump at the line
+    coverage, weights = _fast_kernels_coverage()
+    assert coverage < 0.9 and min(weights) == 0.0

@@ -95,7 +95,8 @@ def test_ctrl_c_stops_the_demo_cleanly_and_stores_the_run(tmp_path: Path) -> Non
     assert "Traceback" not in err, err
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert _status(db) == "interrupted" and _recorded(db)
+    # (once in session 21's CI the record was the last checkpoint's: say what greenai said)
+    assert _status(db) == "interrupted" and _recorded(db), err
 
 
 def test_sigterm_stops_the_demo_the_same_way(tmp_path: Path) -> None:

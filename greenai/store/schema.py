@@ -184,7 +184,22 @@ def _store_error(exc: BaseException, path: Path) -> BaseException:
 
 
 def _check_store(conn: sqlite3.Connection, path: Path) -> int:
-    """The schema version of a greenai store (0: an empty database); refuse anything else."""
+    """The schema version of a greenai store (0: an empty database); refuse anything else.
+
+    The header and the table list are read in one read transaction: read one statement at
+    a time, another process creating the store in between showed its tables beside a header
+    read before it (version 0, application id 0), which looked like another application's.
+    """
+    if conn.in_transaction:  # the caller's (a migration's write lock)
+        return _check_header(conn, path)
+    conn.execute("BEGIN")
+    try:
+        return _check_header(conn, path)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _check_header(conn: sqlite3.Connection, path: Path) -> int:
     version = _check_version(conn, path)
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
     tables = {

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -48,6 +50,44 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(
     assert str(path) in str(info.value)
     assert path.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]
+
+
+def test_a_store_another_process_creates_while_this_one_reads_its_header_is_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CI failure: the header (version 0, application id 0) was read before another
+    # process created the store and the table list after, which looked like another
+    # application's database. Here the other creator runs between those two reads.
+    path = tmp_path / "runs.db"
+    real_connect = sqlite3.connect
+    others: list[threading.Thread] = []
+    failures: list[BaseException] = []
+
+    def create_elsewhere() -> None:
+        try:
+            RunStore(path).open().close()
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    def trace(statement: str) -> None:
+        if not others and "FROM sqlite_master WHERE type" in statement:
+            others.append(threading.Thread(target=create_elsewhere))
+            others[0].start()
+            time.sleep(0.5)  # a new store is made in a few ms when nothing holds it off
+
+    def traced_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)  # type: ignore[arg-type]
+        if not others:
+            conn.set_trace_callback(trace)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
+    with RunStore(path) as store:
+        run_id = store.start_run("first")
+    others[0].join(timeout=30)
+    assert not failures
+    with RunStore(path) as store:
+        assert store.get(run_id).name == "first"
 
 
 def test_an_unwritable_folder_is_a_store_error(tmp_path: Path) -> None:

@@ -329,7 +329,13 @@ def _unseen_first_token(start_s: FloatArray, end_s: FloatArray, tokens: FloatArr
 
 
 def estimate_first_token(
-    start_s: float, seen_s: float, end_s: float, tokens_seen: int, completion_tokens: int
+    start_s: float,
+    seen_s: float,
+    end_s: float,
+    tokens_seen: int,
+    completion_tokens: int,
+    *,
+    paced: bool = True,
 ) -> float:
     """When a request's first token likely left the engine, from a late, merged first read.
 
@@ -340,8 +346,11 @@ def estimate_first_token(
     ``completion_tokens - tokens_seen >= tokens_seen - 1``), the first token is put
     ``tokens_seen - 1`` of their mean gaps before ``seen_s``; else (most tokens came in that
     read: nothing left to time them) where the spans rule puts a first token it was not
-    told, one step of ``1 + completion_tokens`` after the start. Always within
-    ``[start_s, seen_s]``.
+    told, one step of ``1 + completion_tokens`` after the start. The same where the tokens
+    after the read came merged too (``paced`` False, :meth:`SseCounter.paced_after_first
+    <greenai.serving.usage.SseCounter.paced_after_first>`): a server sending a backlog
+    late, whose gaps time nothing, and whose first read, even of one token, was late too.
+    Always within ``[start_s, seen_s]``.
 
     Args:
         start_s: When the request arrived (s).
@@ -350,14 +359,15 @@ def estimate_first_token(
         tokens_seen: Generated tokens that had come by ``seen_s`` (1: the token came alone,
             and ``seen_s`` is returned).
         completion_tokens: Tokens it generated in all.
+        paced: Whether the tokens after the read came as they were decoded.
 
     Returns:
         The estimated first token time (s, on the same clock).
     """
-    if tokens_seen <= 1 or completion_tokens <= 1:
+    if completion_tokens <= 1 or (tokens_seen <= 1 and paced):
         return seen_s
     after = completion_tokens - tokens_seen
-    if after >= tokens_seen - 1 and end_s > seen_s:
+    if paced and after >= tokens_seen - 1 and end_s > seen_s:
         f = seen_s - (tokens_seen - 1) * (end_s - seen_s) / after
     else:
         f = start_s + (end_s - start_s) / (1.0 + completion_tokens)

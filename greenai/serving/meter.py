@@ -222,6 +222,7 @@ class ServingMeter:
         status: str = "ok",
         end_s: float | None = None,
         first_tokens: int = 1,
+        paced: bool = True,
         tokens: str = "counted",
         notes: tuple[str, ...] = (),
     ) -> None:
@@ -231,7 +232,9 @@ class ServingMeter:
         (a stream whose first read held several). Above 1, the mark is only the latest the
         first token can have left: it is kept as the span's ``first_token_bound_s``, the
         first token is placed by :func:`~greenai.serving.attribution.estimate_first_token`,
-        and the request carries a note saying so.
+        and the request carries a note saying so. ``paced`` False (the tokens after that
+        mark came merged too, :meth:`~greenai.serving.usage.SseCounter.paced_after_first`):
+        the same, even for a first token that came alone (the server was sending late).
 
         ``tokens``: what the counts are, where they are not counts (a key of
         :data:`~greenai.serving.attribution.TOKEN_COUNTS`, e.g. ``"estimated"``).
@@ -254,9 +257,10 @@ class ServingMeter:
             seen = _token_count(first_tokens, request_id)
             first = None if first is None else min(max(first, start), end)
             bound: float | None = None
-            if first is not None and seen > 1 and generated > 1:
-                bound, first = first, estimate_first_token(start, first, end, seen, generated)
-                notes = (_merged_note(start, first, bound, seen, generated), *notes)
+            if first is not None and (seen > 1 or not paced) and generated > 1:
+                bound = first
+                first = estimate_first_token(start, bound, end, seen, generated, paced=paced)
+                notes = (_merged_note(start, (first, bound), seen, generated, paced), *notes)
             span = RequestSpan(  # checked before the request leaves _open: bad counts keep it
                 request_id=request_id,
                 start_s=start,
@@ -548,11 +552,16 @@ class ServingMeter:
             )
 
 
-def _merged_note(start: float, first: float, bound: float, seen: int, tokens: int) -> str:
+def _merged_note(
+    start: float, at: tuple[float, float], seen: int, tokens: int, paced: bool
+) -> str:
+    first, bound = at
+    later = "" if paced else ", and the tokens after it came merged too (sent late)"
     return (
         f"first token not seen alone: the first text came {bound - start:.3f} s after arrival"
-        f" with {seen} of the {tokens} generated tokens (merged); placed at"
-        f" {first - start:.3f} s (estimate), the rule ± covers it at {bound - start:.3f} s"
+        f" with {seen} of the {tokens} generated tokens{' (merged)' if seen > 1 else ''}"
+        f"{later}; placed at {first - start:.3f} s (estimate), the rule ± covers it at"
+        f" {bound - start:.3f} s"
     )
 
 

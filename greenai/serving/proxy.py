@@ -277,6 +277,7 @@ class EnergyProxy:
         url = opts.upstream.rstrip("/") + str(request.rel_url)
         count = TokenCount(0, 0, "none")
         first_tokens = 1  # generated tokens that had come by the first text (merged: more)
+        paced = True  # the tokens after the first text came as decoded (not a late backlog)
         status = "ok"
         notes: list[str] = []  # what the response could not do (cut), for the request's row
         try:
@@ -335,6 +336,7 @@ class EnergyProxy:
                     if counter is not None:
                         count = counter.count()
                         first_tokens = counter.tokens_by_first(count.completion_tokens)
+                        paced = counter.paced_after_first()
                     elif metered:
                         failed = up.status >= 400  # an error answer: out of J/token
                         count = count_body(bytes(kept), chars, prompt_ids=ids, failed=failed)
@@ -357,7 +359,7 @@ class EnergyProxy:
             return _error(web, 502, message, id_header)
         finally:
             if metered and rid not in self._settled and self._is_open(rid):
-                self._end(rid, count, status, first_tokens, tuple(notes))
+                self._end(rid, count, status, (first_tokens, paced), tuple(notes))
 
     def _is_open(self, rid: str) -> bool:
         return self.meter.is_open(rid)
@@ -367,9 +369,10 @@ class EnergyProxy:
         rid: str,
         count: TokenCount,
         status: str,
-        first_tokens: int = 1,
+        first: tuple[int, bool] = (1, True),
         notes: tuple[str, ...] = (),
     ) -> None:
+        """``first``: the tokens by the first text read, and whether those after were paced."""
         if rid in self._spans:  # the span ends when the response did, once its energy is known
             self._spans[rid] = (self._spans[rid][0], time.time_ns())
         if self._is_open(rid):
@@ -378,7 +381,8 @@ class EnergyProxy:
                 prompt_tokens=count.prompt_tokens,
                 completion_tokens=count.completion_tokens,
                 status=status,
-                first_tokens=max(first_tokens, 1),
+                first_tokens=max(first[0], 1),
+                paced=first[1],
                 tokens=count.tokens,
                 notes=notes,
             )

@@ -227,6 +227,10 @@ def test_a_first_token_below_a_bound_moves_by_its_estimate_and_the_rule_covers_t
     assert f_b == pytest.approx(2.0 + 4.0 / 41)  # 10 tokens after cannot time 29 before
     assert estimate_first_token(2.0, 5.0, 6.0, 5, 40) == pytest.approx(5.0 - 4 / 35)
     assert estimate_first_token(2.0, 5.0, 6.0, 1, 40) == 5.0  # seen alone: as seen
+    # the tokens after came as a late backlog: they time nothing, the spans rule's guess
+    late = estimate_first_token(2.0, 5.0, 5.01, 1, 40, paced=False)
+    assert late == pytest.approx(2.0 + 3.01 / 41)
+    assert estimate_first_token(2.0, 5.0, 5.01, 5, 40, paced=False) == late
     assert estimate_first_token(2.0, 5.0, 5.0, 5, 40) >= 2.0  # never before the start
     a = RequestSpan("a", 1.0, 6.0, prompt_tokens=20, completion_tokens=40, first_token_s=1.5)
     b = RequestSpan(

@@ -87,6 +87,25 @@ def test_tokens_by_the_first_read_one_by_one_and_merged() -> None:
     assert SseCounter().tokens_by_first(12) == 0  # no text came
 
 
+def test_choices_after_the_first_read_paced_or_a_late_backlog() -> None:
+    chunks = [sse(vllm_chunk(f"t{i}"))[:-14] for i in range(30)]
+    c = SseCounter()
+    for data in chunks:  # one by one
+        c.feed(data)
+    assert c.paced_after_first()
+    c = SseCounter()
+    c.feed(chunks[0])
+    for i in range(1, 30, 3):  # three a read: a proxy a little behind
+        c.feed(b"".join(chunks[i : i + 3]))
+    assert c.paced_after_first()
+    c = SseCounter()
+    c.feed(chunks[0])
+    c.feed(b"".join(chunks[1:20]))  # the rest at once, in two reads: a backlog sent late
+    c.feed(b"".join(chunks[20:]))
+    assert not c.paced_after_first() and c.tokens_by_first(30) == 1
+    assert SseCounter().paced_after_first()  # nothing came: nothing to judge
+
+
 def test_merged_chunks_after_the_first_read_do_not_make_it_merged() -> None:
     # vLLM merges tokens into one chunk when its API process falls behind: here after a
     # first token that came alone. The choices after it undercount the tokens after it, so

@@ -552,9 +552,7 @@ class ServingMeter:
             )
 
 
-def _merged_note(
-    start: float, at: tuple[float, float], seen: int, tokens: int, paced: bool
-) -> str:
+def _merged_note(start: float, at: tuple[float, float], seen: int, tokens: int, paced: bool) -> str:
     first, bound = at
     later = "" if paced else ", and the tokens after it came merged too (sent late)"
     return (

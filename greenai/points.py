@@ -39,6 +39,8 @@ class DeviceSpec:
     (False), or nobody knows (None: the uncertainty covers a part-time counter)."""
     power_limit_w: float | None = None
     """The power the device cannot exceed (W), or None where not known."""
+    power_window_s: float | None = None
+    """How long each power value averages the load (s), or None where not known."""
 
 
 SLOW_READS = 1.5

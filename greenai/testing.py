@@ -631,6 +631,7 @@ class FakeGPU(Device):
         self.method = "counter" if counter else "power"
         self.update_period_s = float(T)
         self.sensor_window_s = float(window)
+        self.power_window_s = self.sensor_window_s  # what greenai's rules are told
         self.sensor_offset_s = float(offset)
         self._window_tail_s = float(T - window - offset)  # from the window's end to the update
         self.counter_mode: CounterMode = counter_mode

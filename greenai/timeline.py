@@ -569,6 +569,7 @@ def _spec(device: Device) -> DeviceSpec:
         relative_uncertainty=device.relative_uncertainty,
         counter_integrates=device.counter_integrates,
         power_limit_w=getattr(device, "power_limit_w", None),
+        power_window_s=getattr(device, "power_window_s", None),
     )
 
 

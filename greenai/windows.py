@@ -455,6 +455,7 @@ def edge_j(
     spreads: float = EDGE_SPREADS,
     one_change_j: FloatArray | float = math.inf,
     range_bound_j: FloatArray | float = math.inf,
+    hidden_j: float = 0.0,
 ) -> FloatArray:
     """About 95% uncertainty (J) of ``C`` at an edge inside a counter segment.
 
@@ -478,11 +479,14 @@ def edge_j(
             default).
         range_bound_j: Per edge, the most it can be off on a load within the power range
             the readings show (:func:`range_bound_j`): the hard bound is no wider.
+        hidden_j: How far a swing faster than the power values' window can put the edge
+            off (J; ``EnergyCurve._hidden_swing_j``): the data-driven term is at least
+            this, and the range bound no narrower.
     """
     f = np.asarray(fraction)
-    hard = np.minimum(delta_j * np.maximum(f, 1.0 - f), range_bound_j)
+    hard = np.minimum(delta_j * np.maximum(f, 1.0 - f), np.maximum(range_bound_j, hidden_j))
     soft = spreads * sigma_j * np.sqrt(f * (1.0 - f)) + shape_rel * delta_j * np.minimum(f, 1.0 - f)
-    soft = np.minimum(soft, one_change_j)
+    soft = np.maximum(np.minimum(soft, one_change_j), hidden_j)
     return np.asarray(np.where(hard_only, hard, np.minimum(hard, soft)))
 
 

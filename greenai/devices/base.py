@@ -240,6 +240,10 @@ class Device(abc.ABC):
         power_limit_w: The power the device cannot exceed (W; NVML's enforced power limit),
             or None where not known. It bounds what a load may draw where no reading shows
             it (a loop locked to a part-time sensor's updates).
+        power_window_s: How long each power value averages the load (s), or None where
+            not known: 25 ms of each 100 ms update on A100 and H100, 20 ms on GH200 (Yang,
+            Adámek and Armour, SC'24, arXiv:2312.02741). A load that swings faster than
+            that is averaged away in the values, so their range does not bound it.
         may_hang: Whether a read can block (a driver or file read). The sampler reads such
             devices on a worker thread it can abandon; in-memory sources (the fakes) set
             False and are read inline, which keeps simulated days fast.
@@ -257,6 +261,7 @@ class Device(abc.ABC):
     relative_uncertainty: float = 0.05
     counter_integrates: bool | None = None
     power_limit_w: float | None = None
+    power_window_s: float | None = None
     may_hang: bool = True
     uuid: str | None = None
     scope: Scope = "machine"

@@ -250,6 +250,7 @@ class NvidiaGPU(LibraryGPU):
         # on an H100, where instant power stayed within 0.3% of the counter.
         self.relative_uncertainty = 0.05 if self._power == "instant" else 0.10
         self.power_limit_w = _enforced_power_limit_w(nvml, handle)
+        self.power_window_s = power_window_s(self.model)
         self._handle = handle
 
     def _probe_power(self, nvml: ModuleType, handle: Any) -> PowerSource | None:
@@ -482,6 +483,18 @@ def _discover_mig(nvml: ModuleType | None, selectors: list[str]) -> list[Device]
         )
         for position, (index, parent_uuid, uuid, share, profile) in enumerate(instances)
     ]
+
+
+POWER_WINDOWS_S = (("GH200", 0.020), ("A100", 0.025), ("H100", 0.025))
+"""(name part, s): how long each power value averages the load on the GPUs Yang, Adámek
+and Armour measured ("Accurate and Convenient Energy Measurements for GPUs", SC'24;
+arXiv:2312.02741): 25 ms of each 100 ms update on A100 and H100, 20 ms on GH200."""
+
+
+def power_window_s(model: str | None) -> float | None:
+    """How long a GPU's power value averages the load (s), where measured; else None."""
+    name = (model or "").upper()
+    return next((w for part, w in POWER_WINDOWS_S if part in name), None)
 
 
 def _enforced_power_limit_w(nvml: ModuleType, handle: Any) -> float | None:

@@ -72,5 +72,6 @@ def test_gpus_say_their_power_window_where_it_was_measured() -> None:
     assert power_window_s("NVIDIA A100-SXM4-40GB") == 0.025
     assert power_window_s("NVIDIA GH200 480GB") == 0.020
     assert power_window_s("Tesla V100-SXM2-16GB") is None
+    assert power_window_s("NVIDIA RTX A1000 Laptop GPU") is None  # not an A100
     assert power_window_s(None) is None
     assert FakeGPU(clock=FakeClock(), sensor_window_s=0.02).power_window_s == 0.02

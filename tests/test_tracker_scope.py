@@ -82,6 +82,12 @@ def test_process_scope_refuses_devices_attributed_already() -> None:
         job.start()
 
 
+def test_an_attributed_gpu_keeps_its_power_limit_and_window() -> None:
+    gpu = FakeGPU(power_limit_w=700.0, sensor_window_s=0.02)
+    wrapped = Attributed(gpu, lambda: 0.5, pid=os.getpid(), how="test")
+    assert wrapped.power_limit_w == 700.0 and wrapped.power_window_s == 0.02
+
+
 # --- distributed: each rank's share is its own device ---------------------------------------
 
 

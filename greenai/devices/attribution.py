@@ -322,6 +322,16 @@ class Attributed(Device):
         return self.device.method
 
     @property
+    def power_limit_w(self) -> float | None:  # type: ignore[override]
+        """The wrapped device's power limit (W; known for a GPU only after open)."""
+        return self.device.power_limit_w
+
+    @property
+    def power_window_s(self) -> float | None:  # type: ignore[override]
+        """How long the wrapped device's power values average (s; after open)."""
+        return self.device.power_window_s
+
+    @property
     def relative_uncertainty(self) -> float:  # type: ignore[override]
         """The wrapped device's relative uncertainty."""
         return self.device.relative_uncertainty

@@ -111,6 +111,17 @@ class MigInstance(Device):
         self.update_period_s = parent.update_period_s
         self.may_hang = parent.may_hang
 
+    @property
+    def power_limit_w(self) -> float | None:  # type: ignore[override]
+        """The parent's power limit times the share (W; known after open), as its readings."""
+        limit = self.parent.power_limit_w
+        return None if limit is None else limit * self.share
+
+    @property
+    def power_window_s(self) -> float | None:  # type: ignore[override]
+        """How long the parent's power values average (s; known after open)."""
+        return self.parent.power_window_s
+
     def open(self) -> None:
         """Open the parent GPU.
 

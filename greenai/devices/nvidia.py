@@ -485,8 +485,8 @@ def _discover_mig(nvml: ModuleType | None, selectors: list[str]) -> list[Device]
     ]
 
 
-POWER_WINDOWS_S = (("GH200", 0.020), ("A100", 0.025), ("H100", 0.025))
-"""(name part, s): how long each power value averages the load on the GPUs Yang, Adámek
+POWER_WINDOWS_S = ((r"\bGH200\b", 0.020), (r"\bA100\b", 0.025), (r"\bH100\b", 0.025))
+"""(name pattern, s): how long each power value averages the load on the GPUs Yang, Adámek
 and Armour measured ("Accurate and Convenient Energy Measurements for GPUs", SC'24;
 arXiv:2312.02741): 25 ms of each 100 ms update on A100 and H100, 20 ms on GH200."""
 
@@ -494,7 +494,7 @@ arXiv:2312.02741): 25 ms of each 100 ms update on A100 and H100, 20 ms on GH200.
 def power_window_s(model: str | None) -> float | None:
     """How long a GPU's power value averages the load (s), where measured; else None."""
     name = (model or "").upper()
-    return next((w for part, w in POWER_WINDOWS_S if part in name), None)
+    return next((w for part, w in POWER_WINDOWS_S if re.search(part, name)), None)
 
 
 def _enforced_power_limit_w(nvml: ModuleType, handle: Any) -> float | None:

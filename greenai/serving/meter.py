@@ -554,12 +554,19 @@ class ServingMeter:
 
 def _merged_note(start: float, at: tuple[float, float], seen: int, tokens: int, paced: bool) -> str:
     first, bound = at
+    placed = (
+        f"placed at {first - start:.3f} s (estimate), the rule ± covers it at {bound - start:.3f} s"
+    )
+    if seen <= 1:  # alone, but the tokens after it came as a late backlog
+        return (
+            f"first token seen late: the first text came {bound - start:.3f} s after arrival,"
+            f" alone, and the other {tokens - 1} generated tokens after it merged (sent"
+            f" late); {placed}"
+        )
     later = "" if paced else ", and the tokens after it came merged too (sent late)"
     return (
         f"first token not seen alone: the first text came {bound - start:.3f} s after arrival"
-        f" with {seen} of the {tokens} generated tokens{' (merged)' if seen > 1 else ''}"
-        f"{later}; placed at {first - start:.3f} s (estimate), the rule ± covers it at"
-        f" {bound - start:.3f} s"
+        f" with {seen} of the {tokens} generated tokens (merged){later}; {placed}"
     )
 
 

@@ -300,7 +300,9 @@ class EnergyProxy:
                 resp = web.StreamResponse(status=up.status, headers=out_headers)
                 if sse:  # a stream opens at once; a whole body's headers wait for its first
                     await resp.prepare(request)  # byte, so a cut before it is a clear error
-                counter = SseCounter(chars, prompt_ids=ids) if sse else None
+                counter = (
+                    SseCounter(chars, prompt_ids=ids, choices=_choices(parsed)) if sse else None
+                )
                 kept = bytearray()
                 write = resp.write
                 try:
@@ -490,6 +492,12 @@ def _sse_error(message: str, code: int) -> bytes:
         "code": code,
     }
     return b"\n\ndata: " + json.dumps({"error": error}).encode() + b"\n\n"
+
+
+def _choices(parsed: Any) -> int:
+    """The request's ``n`` (choices generated side by side); 1 where not given or not valid."""
+    n = parsed.get("n") if isinstance(parsed, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
 def _error(web: Any, status: int, message: str, headers: dict[str, str] | None = None) -> Any:

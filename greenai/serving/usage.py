@@ -134,12 +134,19 @@ def usage_of(payload: Any) -> tuple[int, int] | None:
 class SseCounter:
     """Reads a Server-Sent Events stream chunk by chunk as it passes; keeps no body.
 
-    Memory is bounded by ``max_line`` (a longer line is skipped, not kept).
+    Memory is bounded by ``max_line`` (a longer line is skipped, not kept). ``choices``:
+    the request's ``n`` (choices generated side by side, each a chunk per token).
     """
 
     def __init__(
-        self, prompt_chars: int = 0, max_line: int = 1 << 20, *, prompt_ids: int | None = None
+        self,
+        prompt_chars: int = 0,
+        max_line: int = 1 << 20,
+        *,
+        prompt_ids: int | None = None,
+        choices: int = 1,
     ) -> None:
+        self._choices = max(int(choices), 1)
         self._buf = bytearray()
         self._prompt_ids = prompt_ids
         self._skip = False
@@ -157,27 +164,31 @@ class SseCounter:
 
     def feed(self, data: bytes) -> bool:
         """Take the next bytes (one read); returns True when they held the first token."""
-        events = self.events
+        seen = self.events + self.chunks
         first = self._take(data)
         if first:
             self.saw_token = True
             self._first_at = (self.events, self.chunks, self.text_bytes)
-        elif self._first_at is not None and self.events > events:
+        elif self._first_at is not None and self.events + self.chunks > seen:
             self._reads_after += 1
         return first
 
     def paced_after_first(self) -> bool:
         """Whether the choices after the first text read came as they were decoded.
 
-        False where they came :data:`PACED_EVENTS_PER_READ` or more a read on average: a
-        backlog (a server's API process that fell behind its engine sends a request's
-        tokens late, many in one burst; seen with vLLM on a loaded machine, 177 of 200
-        tokens in the ms after a first read at 0.231 s). Their gaps then time nothing.
+        False where they came :data:`PACED_EVENTS_PER_READ` or more a read on average, per
+        choice (``n``), and at least twice that many came: a backlog (a server's API
+        process that fell behind its engine sends a request's tokens late, many in one
+        burst; seen with vLLM on a loaded machine, 177 of 200 tokens in the ms after a
+        first read at 0.231 s). Their gaps then time nothing. Choices are counted by their
+        ``finish_reason`` keys, or their text chunks where a server leaves the key out.
         """
         if self._first_at is None:
             return True
-        after = self.events - self._first_at[0]
-        return after < PACED_EVENTS_PER_READ * max(self._reads_after, 1)
+        events, chunks, _ = self._first_at
+        after = max(self.events - events, self.chunks - chunks)
+        per_read = PACED_EVENTS_PER_READ * self._choices
+        return after < max(per_read * self._reads_after, 2 * per_read)
 
     def _take(self, data: bytes) -> bool:
         if not self._buf and not self._skip and data.endswith(b"\n") and b'"usage"' not in data:

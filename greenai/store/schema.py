@@ -196,7 +196,8 @@ def _check_store(conn: sqlite3.Connection, path: Path) -> int:
     try:
         return _check_header(conn, path)
     finally:
-        conn.execute("COMMIT")
+        if conn.in_transaction:  # SQLite ends it itself on some errors (I/O, memory)
+            conn.execute("COMMIT")
 
 
 def _check_header(conn: sqlite3.Connection, path: Path) -> int:

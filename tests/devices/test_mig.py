@@ -25,3 +25,11 @@ def test_share_out_of_range_is_refused() -> None:
         MigInstance(FakeGPU(), 0.0, uuid="MIG-x", name="gpu0", profile="")
     with pytest.raises(DeviceError):
         MigInstance(FakeGPU(), 1.5, uuid="MIG-x", name="gpu0", profile="")
+
+
+def test_a_mig_instance_keeps_its_parent_s_power_window_and_its_share_of_the_limit() -> None:
+    parent = FakeGPU(power_limit_w=700.0, sensor_window_s=0.02)
+    mig = MigInstance(parent, 0.5, uuid="MIG-x", name="gpu0", profile="half")
+    assert mig.power_window_s == 0.02 and mig.power_limit_w == 350.0
+    bare = MigInstance(FakeGPU(), 0.5, uuid="MIG-y", name="gpu1", profile="half")
+    assert bare.power_limit_w is None

@@ -104,6 +104,28 @@ def test_choices_after_the_first_read_paced_or_a_late_backlog() -> None:
     c.feed(b"".join(chunks[20:]))
     assert not c.paced_after_first() and c.tokens_by_first(30) == 1
     assert SseCounter().paced_after_first()  # nothing came: nothing to judge
+    # four choices side by side (n=4): four chunks a token, paced
+    c = SseCounter(choices=4)
+    c.feed(chunks[0])
+    for i in range(1, 29, 4):
+        c.feed(b"".join(chunks[i : i + 4]))
+    assert c.paced_after_first()
+    c = SseCounter()
+    c.feed(chunks[0])
+    for i in range(1, 29, 4):
+        c.feed(b"".join(chunks[i : i + 4]))
+    assert not c.paced_after_first()  # the same reads, one choice: 4 tokens a read
+    # a short tail in one read is no backlog (too few to tell)
+    c = SseCounter()
+    c.feed(chunks[0])
+    c.feed(b"".join(chunks[1:6]))
+    assert c.paced_after_first()
+    # a server that leaves finish_reason out: its text chunks count
+    bare = [sse({"choices": [{"text": f"t{i}"}]})[:-14] for i in range(30)]
+    c = SseCounter()
+    c.feed(bare[0])
+    c.feed(b"".join(bare[1:]))
+    assert not c.paced_after_first()
 
 
 def test_merged_chunks_after_the_first_read_do_not_make_it_merged() -> None:

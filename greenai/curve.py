@@ -1115,16 +1115,20 @@ class EnergyCurve:
         Each value averages ``w`` (:attr:`DeviceSpec.power_window_s`) of the load, so a
         load swinging faster shows the values little of its range (a 100/700 W square wave
         of 13/17 ms: values within 131 W), which then bounds nothing. Its running energy
-        strays from a line by at most ``S P / 8`` (swing ``S`` at most the power limit,
-        period ``P`` at most ``w``): :data:`HIDDEN_SHARE` ``× S × w``, where the load varies
-        inside its updates (:meth:`_varying_weight`); 0 where the window or limit is not
-        known. Without it the 13/17 ms wave's 2 s jobs were 73% covered, no note.
+        strays from a line by at most ``S P / 8`` (period ``P`` at most ``w``; ``S`` the
+        swing of a load between 0 and the power limit ``L`` whose mean ``P̄`` the counter
+        shows: at most ``4 P̄ (L − P̄) / L``, ``L`` at half the limit, less for a load
+        mostly idle or flat out, as a load drawing ``L`` part of the time and 0 the rest
+        strays most): :data:`HIDDEN_SHARE` ``× S × w``, where the load varies inside its
+        updates (:meth:`_varying_weight`); 0 where the window or limit is not known.
+        Without it the 13/17 ms wave's 2 s jobs were 73% covered, no note.
         """
-        spec = self.spec
-        if not self.has_power or spec.power_limit_w is None or spec.power_window_s is None:
+        spec, limit = self.spec, self.spec.power_limit_w
+        if not self.has_power or limit is None or spec.power_window_s is None:
             return 0.0
-        weight = self._varying_weight()
-        return HIDDEN_SHARE * spec.power_limit_w * spec.power_window_s * weight
+        mean_w = min(max(self._typical_e / max(self._seg_s, 1e-12), 0.0), limit)
+        swing_w = 4.0 * mean_w * (limit - mean_w) / limit
+        return HIDDEN_SHARE * swing_w * spec.power_window_s * self._varying_weight()
 
     def _outer_share(self) -> float:
         """The share of the edge rule's spreads an edge inside an outer update gets.

@@ -64,7 +64,14 @@ def test_a_steady_load_gets_no_swing() -> None:
     assert run.job.curves()[run.gpu.name]._hidden_swing_j() == 0.0
     wave = fake_job(2.0, power_w=_wave(1), power_limit_w=700.0)
     swing = wave.job.curves()[wave.gpu.name]._hidden_swing_j()
-    assert swing == pytest.approx(HIDDEN_SHARE * 700.0 * 0.025)
+    assert swing == pytest.approx(HIDDEN_SHARE * 700.0 * 0.025, rel=0.01)  # mean 360 W
+    # mostly idle (700 W for 5 ms of every 37): a load between 0 and 700 W whose mean is
+    # ~140 W cannot swing the whole range half the time
+    idle = Running(SquareWave(0.005, 0.032, high_w=700.0, low_w=50.0))
+    low = fake_job(2.0, power_w=idle, power_limit_w=700.0)
+    curve = low.job.curves()[low.gpu.name]
+    assert curve._varying_weight() == 1.0
+    assert 0.3 * swing < curve._hidden_swing_j() < 0.7 * swing
 
 
 def test_gpus_say_their_power_window_where_it_was_measured() -> None:

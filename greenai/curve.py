@@ -1124,8 +1124,8 @@ class EnergyCurve:
         Without it the 13/17 ms wave's 2 s jobs were 73% covered, no note.
         """
         spec, limit = self.spec, self.spec.power_limit_w
-        if not self.has_power or limit is None or spec.power_window_s is None:
-            return 0.0
+        if not self.has_power or limit is None or not limit > 0 or not spec.power_window_s:
+            return 0.0  # (a device of the user's own may declare 0 or NaN: nothing known)
         mean_w = min(max(self._typical_e / max(self._seg_s, 1e-12), 0.0), limit)
         swing_w = 4.0 * mean_w * (limit - mean_w) / limit
         return HIDDEN_SHARE * swing_w * spec.power_window_s * self._varying_weight()

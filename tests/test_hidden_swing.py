@@ -8,6 +8,8 @@ whatever the values show: 2 s jobs were 73% covered, with no note.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,14 @@ def test_a_steady_load_gets_no_swing() -> None:
     curve = low.job.curves()[low.gpu.name]
     assert curve._varying_weight() == 1.0
     assert 0.3 * swing < curve._hidden_swing_j() < 0.7 * swing
+
+
+def test_a_limit_or_window_that_says_nothing_adds_nothing() -> None:
+    for limit, window in ((None, 0.025), (0.0, 0.025), (float("nan"), 0.025), (700.0, 0.0)):
+        run = fake_job(0.5, power_w=_wave(2), power_limit_w=700.0)
+        curve = run.job.curves()[run.gpu.name]
+        curve.spec = replace(curve.spec, power_limit_w=limit, power_window_s=window)
+        assert curve._hidden_swing_j() == 0.0
 
 
 def test_gpus_say_their_power_window_where_it_was_measured() -> None:

@@ -12,9 +12,11 @@ noise each), and for each it reports
 * **median |error|/±**: how wide the ± is against the errors it covers (a calibrated
   normal 95% interval gives about 0.34; far below means too wide).
 
-Targets, for every regime: coverage in [90%, 99%] and median ratio in [0.15, 0.6]. A regime
-that greenai flags (a note naming it on the figure, ``flagged``) may miss the ratio band
-(its ± is widened to cover), never the coverage floor.
+Targets, for every regime: coverage in [90%, 99%] and median ratio in [0.15, 0.6]. A figure
+that greenai flags (its result carries a note naming a regime whose ± is a bound) may miss
+the bands (its ± is widened to cover), never the coverage floor; the figures of a case that
+carry no such note must meet both (:meth:`Figures.meets_targets`): a note is given per
+result, so a case is judged per figure, not by whether every one of its runs was noted.
 
 Varying loads (kernels, square waves) run before the job too (:class:`greenai.testing.Running`),
 as on a GPU whose work was under way when tracking began: a plain load holds its level at
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -56,6 +59,8 @@ from greenai.testing import (
 
 COVERAGE = (0.90, 0.99)
 RATIO = (0.15, 0.60)
+MIN_JUDGED = 16
+"""Fewest figures of a case, flagged or not, whose coverage and ratio are judged apart."""
 RUN_S = 20.0
 """Shortest tracked run (s) that random windows are drawn from (and the ``steps`` run)."""
 WINDOWS_PER_SEED = 16
@@ -529,22 +534,54 @@ def tracked_run(load: str, counter: str, period_s: float, seed: int, seconds: fl
 
 @dataclass(frozen=True)
 class Figures:
-    """Errors and stated ± of one case's figures, and whether greenai flagged them."""
+    """Errors and stated ± of one case's figures, and which of them greenai flagged."""
 
     error_j: np.ndarray
     plus_minus_j: np.ndarray
-    flagged: bool
+    flags: np.ndarray
+    """Per figure: its result carries a note naming a regime whose ± is a bound."""
 
-    def summary(self) -> dict[str, float]:
-        """Coverage, median |error|/±, median relative error and ± (%), count."""
+    @property
+    def flagged(self) -> bool:
+        """Whether every figure of the case was flagged."""
+        return bool(np.all(self.flags))
+
+    def summary(self, which: np.ndarray | None = None) -> dict[str, float]:
+        """Coverage, median |error|/± and count, of all figures or of ``which`` (a mask)."""
         err = np.abs(self.error_j)
         u = self.plus_minus_j
+        if which is not None:
+            err, u = err[which], u[which]
         ratio = np.where(u > 0, err / np.where(u > 0, u, 1.0), np.inf)
         return {
             "n": len(err),
-            "coverage": float(np.mean(err <= u)),
-            "ratio": float(np.median(ratio)),
+            "coverage": float(np.mean(err <= u)) if len(err) else 1.0,
+            "ratio": float(np.median(ratio)) if len(err) else 0.0,
         }
+
+    def meets_targets(self) -> bool:
+        """The case's targets, judged per figure as the notes are given.
+
+        Every figure together, and the flagged ones alone, keep the coverage floor; the
+        figures with no such note must meet both bands (coverage and median ratio), where
+        there are at least :data:`MIN_JUDGED` of them. Fewer say nothing of a band, but
+        they keep the floor as far as so few can: one miss in ten at most, and one in any
+        case (4 unnoted windows off by 17 times their ± fail; 1 miss in 6 does not).
+        """
+        if self.summary()["coverage"] < COVERAGE[0]:
+            return False
+        flagged = self.flags.astype(bool)
+        for part in (flagged, ~flagged):
+            n = int(part.sum())
+            misses = n - round(self.summary(part)["coverage"] * n)
+            if n and misses > max(1, math.floor((1.0 - COVERAGE[0]) * n + 1e-9)):
+                return False
+        if (~flagged).sum() < MIN_JUDGED:
+            return True
+        s = self.summary(~flagged)
+        return bool(
+            COVERAGE[0] <= s["coverage"] <= COVERAGE[1] and RATIO[0] <= s["ratio"] <= RATIO[1]
+        )
 
 
 def _flagged(result: greenai.Measurement) -> bool:
@@ -582,7 +619,7 @@ def evaluate(regime: Regime, length_s: float, seeds: Sequence[int]) -> Figures:
                 truth = [run.gpu.true_energy_j(x, y) for x, y in zip(a, b, strict=True)]
                 errors.append(e - np.array(truth))
                 pm.append(u)
-                flags.append(_flagged(run.result))
+                flags.append(np.full(len(e), _flagged(run.result)))
         elif regime.kind == "steps":
             run = tracked_run(regime.load, regime.counter, regime.period_s, seed, RUN_S)
             steps = run.result.steps
@@ -593,7 +630,7 @@ def evaluate(regime: Regime, length_s: float, seeds: Sequence[int]) -> Figures:
             keep = np.arange(len(e))[5:-5]
             errors.append((e - truth)[keep])
             pm.append(u[keep])
-            flags.append(_flagged(run.result))
+            flags.append(np.full(len(keep), _flagged(run.result)))
         else:  # whole jobs
             for j in range(JOBS_PER_SEED):
                 sub = seed * 1000 + j
@@ -602,8 +639,8 @@ def evaluate(regime: Regime, length_s: float, seeds: Sequence[int]) -> Figures:
                 truth = run.gpu.true_energy_j(run.t0, run.t1)
                 errors.append(np.array([(r.energy_j or 0.0) - truth]))
                 pm.append(np.array([r.uncertainty_j or 0.0]))
-                flags.append(_flagged(r))
-    return Figures(np.concatenate(errors), np.concatenate(pm), all(flags))
+                flags.append(np.array([_flagged(r)]))
+    return Figures(np.concatenate(errors), np.concatenate(pm), np.concatenate(flags))
 
 
 def label(regime: Regime, length_s: float) -> str:
@@ -621,12 +658,17 @@ def table(regimes: Sequence[Regime], seeds: Sequence[int]) -> list[dict[str, Any
         for _, length_s in regime.cases():
             fig = evaluate(regime, length_s, seeds)
             s = fig.summary()
-            ok_cov = COVERAGE[0] <= s["coverage"] <= COVERAGE[1]
-            ok_ratio = RATIO[0] <= s["ratio"] <= RATIO[1]
-            # a flagged case (widened to cover) needs only the coverage floor
-            ok = s["coverage"] >= COVERAGE[0] if fig.flagged else ok_cov and ok_ratio
-            rows.append({"case": label(regime, length_s), **s, "flagged": fig.flagged, "ok": ok})
+            share = float(np.mean(fig.flags))
+            ok = fig.meets_targets()
+            rows.append({"case": label(regime, length_s), **s, "flagged": share, "ok": ok})
     return rows
+
+
+def _flag_share(share: float) -> str:
+    """The flagged column: "yes" where every figure was flagged, their share where some were."""
+    if share >= 1.0:
+        return "yes"
+    return f"{100 * share:.0f}%" if share > 0 else ""
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -638,7 +680,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         out.append(
             f"| {r['case']} | {r['n']} | {100 * r['coverage']:.1f}% | {r['ratio']:.2f} | "
-            f"{'yes' if r['flagged'] else ''} | {'yes' if r['ok'] else '**no**'} |"
+            f"{_flag_share(r['flagged'])} | {'yes' if r['ok'] else '**no**'} |"
         )
     return "\n".join(out)
 
@@ -672,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             for r in rows:
                 mark = "  " if r["ok"] else "XX"
-                flag = " flagged" if r["flagged"] else ""
+                flag = f" flagged {_flag_share(r['flagged'])}" if r["flagged"] else ""
                 print(
                     f"{mark} {r['case']:<62} n={r['n']:<4} cov={100 * r['coverage']:5.1f}% "
                     f"ratio={r['ratio']:.3f}{flag}"

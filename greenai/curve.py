@@ -1874,8 +1874,9 @@ class EnergyCurve:
             return self._jitter_untold_s
         cov, var = max(f for f in found if f is not None)
         raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree
-        if raw is None:
-            return 0.0
+        if raw is None:  # too few of the counter's own pairs to test: not told either way
+            self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
+            return self._jitter_untold_s
         var = min(var, raw[1])  # power values' noise adds to theirs, not to the counter's
         if raw[0] >= 0 or var <= 0 or cov >= -JITTER_CORR * var:
             self._jitter_untold_s = self._jitter_untold(least, power_w, regular)

@@ -1195,9 +1195,9 @@ def test_jitter_too_few_updates_could_tell_is_bounded_and_said(
 
 def test_jitter_the_counters_own_deltas_cannot_test_is_bounded_and_said() -> None:
     # 1 s jobs whose counter deltas, around their running median, keep too few pairs to
-    # test: that told "no jitter", and such jobs read +-0.2-0.9 J for errors of 1-2.3 J
-    # with no note. Over 400 seeds, the jobs without the note were covered 91.7% (93.9%
-    # now); these six missed unnoted, and are now bounded and said.
+    # test: that told "no jitter", and these six read +-0.43-1.10 J for errors of
+    # 0.73-1.91 J with no note. Over 400 seeds, the jobs without the note were covered
+    # 91.7% (93.9% now); these six are now bounded and said.
     for seed in (57, 66, 98, 317, 324, 363):
         job = fake_job(1.0, seed=seed, update_jitter_s=0.002, power_limit_w=700.0)
         assert job.noted("to tell whether its updates jitter"), seed

@@ -548,11 +548,9 @@ class Figures:
 
     def summary(self, which: np.ndarray | None = None) -> dict[str, float]:
         """Coverage, median |error|/± and count, of all figures or of ``which`` (a mask)."""
-        err = np.abs(self.error_j)
-        u = self.plus_minus_j
+        err, u, ratio = np.abs(self.error_j), self.plus_minus_j, self._ratios()
         if which is not None:
-            err, u = err[which], u[which]
-        ratio = np.where(u > 0, err / np.where(u > 0, u, 1.0), np.inf)
+            err, u, ratio = err[which], u[which], ratio[which]
         return {
             "n": len(err),
             "coverage": float(np.mean(err <= u)) if len(err) else math.nan,
@@ -594,6 +592,7 @@ class Figures:
         return not (too_wide or _unlikely(int((ratio > RATIO[1]).sum()), n, 0.5))
 
     def _ratios(self) -> np.ndarray:
+        """|error|/± per figure (inf where the ± is 0)."""
         u = self.plus_minus_j
         return np.where(u > 0, np.abs(self.error_j) / np.where(u > 0, u, 1.0), np.inf)
 

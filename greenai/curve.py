@@ -1874,11 +1874,9 @@ class EnergyCurve:
             return self._jitter_untold_s
         cov, var = max(f for f in found if f is not None)
         raw = _lag_one_covariance(d_e, regular, running=True)  # the counter's own must agree
-        if raw is None:  # too few of the counter's own pairs to test: not told either way
-            self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
-            return self._jitter_untold_s
-        var = min(var, raw[1])  # power values' noise adds to theirs, not to the counter's
-        if raw[0] >= 0 or var <= 0 or cov >= -JITTER_CORR * var:
+        if raw is not None:  # (None: too few of its own pairs to test, not told either way)
+            var = min(var, raw[1])  # power values' noise adds to theirs, not to the counter's
+        if raw is None or raw[0] >= 0 or var <= 0 or cov >= -JITTER_CORR * var:
             self._jitter_untold_s = self._jitter_untold(least, power_w, regular)
             return self._jitter_untold_s
         jitter = min(math.sqrt(-cov) / power_w, self._half_bracket / math.sqrt(3.0))
